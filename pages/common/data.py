@@ -1,0 +1,97 @@
+"""How pages reach the store: one short-lived connection per script run, errors shown once.
+
+The database file is opened for one run of a page script and closed at its end, so the CLI can
+ingest between two reruns (DuckDB lets one process hold a file). Query results are cached per
+database change counter: a rerun that only redraws opens the file, reads the counter, and is done.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from functools import wraps
+from typing import Callable, Iterator
+
+import streamlit as st
+
+from runs_store import settings
+from runs_store.db import generation, open_db
+from runs_store.errors import StoreError
+from runs_store.sample_loader import SAMPLE_FILE, SAMPLE_SOURCE, load_bundled_sample
+
+
+class PageStore:
+    """The open database for this script run, and its change counter for cache keys."""
+
+    def __init__(self, con, path: str):
+        self.con = con
+        self.path = path
+        self.generation = generation(con)
+
+    def cached(self, func: Callable, *args, **kwargs):
+        """func(con, *args, **kwargs), remembered until the database changes."""
+        return _cached_call(f"{func.__module__}.{func.__qualname__}", self.path, self.generation,
+                            args, tuple(sorted(kwargs.items())), _func=func, _con=self.con)
+
+    def call(self, func: Callable, *args, **kwargs):
+        return func(self.con, *args, **kwargs)
+
+
+@st.cache_data(max_entries=512, show_spinner=False)
+def _cached_call(name: str, path: str, generation_: int, args: tuple, kwargs: tuple, *,
+                 _func: Callable, _con):
+    return _func(_con, *args, **dict(kwargs))
+
+
+def database_path() -> str:
+    return str(settings.database_path())
+
+
+@contextmanager
+def page_store(read_only: bool = False) -> Iterator[PageStore]:
+    """The store for this script run; a store error becomes an st.error and stops the page."""
+    path = database_path()
+    try:
+        with open_db(settings.database_path(), read_only=read_only) as con:
+            store = PageStore(con, path)
+            _load_sample_once(store)
+            yield store
+    except StoreError as error:
+        st.error(str(error), icon=":material/error:")
+        if st.button("Try again", icon=":material/refresh:"):
+            st.rerun()
+        st.stop()
+
+
+def _load_sample_once(store: PageStore) -> None:
+    """On first start with an empty database, load sample_data/ shifted to end now."""
+    if not settings.get_bool("RUNS_LOAD_SAMPLE") or not SAMPLE_FILE.exists():
+        return
+    if store.con.execute("SELECT count(*) FROM runs").fetchall()[0][0]:
+        return
+    with st.spinner("First start: loading the bundled sample runs…"):
+        load_bundled_sample(settings.database_path(), now=datetime.now(timezone.utc).replace(
+            tzinfo=None), connection=store.con)
+    store.generation = generation(store.con)
+
+
+def sample_share(con) -> tuple[int, int]:
+    """(runs from the bundled sample, all runs)."""
+    return tuple(con.execute(
+        "SELECT count(*) FILTER (WHERE source = ?), count(*) FROM runs", [SAMPLE_SOURCE]
+    ).fetchall()[0])
+
+
+def show_sample_note(store: PageStore) -> None:
+    from_sample, total = store.cached(sample_share)
+    if total and from_sample == total:
+        st.sidebar.info(
+            f"You are looking at **sample data** ({total:,} generated runs, moved so the newest "
+            "is now). Load your own runs on the **Import** page, or with "
+            "`python -m runs_store ingest FILE`.", icon=":material/science:")
+
+
+def user_timezone():
+    from runs_store.formatting import zone
+
+    return zone(st.context.timezone)

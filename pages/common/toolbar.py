@@ -1,0 +1,115 @@
+"""The filter toolbar of the Runs and Insights pages, kept in the URL.
+
+Flow, status, date range (presets or custom days), show archived and search are widgets bound to
+query parameters, so a copied link opens the same view and a view moves between the two pages
+intact. Drill-downs from Insights (failed step, error signature, flow version) arrive as URL
+parameters too and show as removable chips.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import streamlit as st
+
+from pages.common import url_state
+from runs_store.filters import (DEFAULT_PRESET, PRESET_LABELS, RunFilter, day_window,
+                                preset_window)
+from runs_store.statuses import STATUS_NAMES, label, parse_status
+
+FILTER_KEYS = ("flow", "status", "range", "from", "to", "archived", "q", "failed_step",
+               "signature", "version")
+DRILL_KEYS = {"failed_step": "Failed step", "signature": "Error", "version": "Flow version"}
+
+
+def _known_status(value: str) -> str:
+    found = parse_status(value)
+    if found is None:
+        raise url_state.BadValue(f'Ignored unknown status "{value}" from the link.')
+    return found.name
+
+
+def _known_flow(flows: list[str]):
+    known = set(flows)
+
+    def check(value: str) -> str:
+        if value not in known:
+            raise url_state.BadValue(f'Ignored flow "{value}" from the link: no runs of a flow '
+                                     f'by that name are loaded.')
+        return value
+
+    return check
+
+
+def clean_filter_params(flows: list[str]) -> list[str]:
+    """Checks the toolbar's URL parameters before its widgets read them."""
+    notices = []
+    notices += url_state.clean_many("flow", _known_flow(flows))
+    notices += url_state.clean_many("status", _known_status)
+    notices += url_state.clean_one("range", url_state.one_of(PRESET_LABELS, "date range"))
+    notices += url_state.clean_one("from", url_state.a_date("start date"))
+    notices += url_state.clean_one("to", url_state.a_date("end date"))
+    notices += url_state.clean_one("archived", url_state.a_boolean("show archived"))
+    if ("from" in st.query_params or "to" in st.query_params) and "range" not in st.query_params:
+        st.query_params["range"] = "custom"
+    return notices
+
+
+def filter_query_params() -> dict[str, list[str] | str]:
+    """The toolbar's current URL parameters, to carry them to another page."""
+    return {key: st.query_params.get_all(key) for key in FILTER_KEYS if key in st.query_params}
+
+
+def _custom_window(tz) -> tuple[datetime | None, datetime | None]:
+    today = datetime.now(tz).date()
+    left, right = st.columns(2)
+    first = left.date_input("From", value=today - timedelta(days=6), key="from",
+                            bind="query-params", max_value=today)
+    last = right.date_input("To", value=today, key="to", bind="query-params")
+    if first and last and first > last:
+        st.info("The start date was after the end date: swapped them.", icon=":material/swap_horiz:")
+        first, last = last, first
+    if not first or not last:
+        return None, None
+    offset = tz.utcoffset(datetime.combine(first, datetime.min.time())) or timedelta(0)
+    return day_window(first, last, offset)
+
+
+def _drill_down_chips() -> dict[str, tuple[str, ...]]:
+    values = {key: tuple(st.query_params.get_all(key)) for key in DRILL_KEYS}
+    active = {key: found for key, found in values.items() if found}
+    if active:
+        with st.container(horizontal=True, gap="small", vertical_alignment="center"):
+            for key, found in active.items():
+                text = f"{DRILL_KEYS[key]}: {', '.join(found)}"
+                if st.button(text, icon=":material/close:", key=f"clear_{key}",
+                             help="Remove this filter"):
+                    del st.query_params[key]
+                    st.rerun()
+    return values
+
+
+def render_toolbar(flows: list[str], tz) -> RunFilter:
+    """Draws the toolbar and returns the filter it describes."""
+    url_state.show_notices(clean_filter_params(flows))
+    top = st.columns([3, 3, 2, 3, 1.4], vertical_alignment="bottom")
+    chosen_flows = top[0].multiselect("Flow", flows, key="flow", bind="query-params",
+                                      placeholder="All flows")
+    chosen_statuses = top[1].multiselect("Status", STATUS_NAMES, format_func=label, key="status",
+                                         bind="query-params", placeholder="All statuses")
+    preset = top[2].selectbox("Date range", list(PRESET_LABELS), format_func=PRESET_LABELS.get,
+                              index=list(PRESET_LABELS).index(DEFAULT_PRESET), key="range",
+                              bind="query-params")
+    search = top[3].text_input("Search", key="q", bind="query-params",
+                               placeholder="Run id, failed step or error text",
+                               icon=":material/search:")
+    archived = top[4].checkbox("Show archived", key="archived", bind="query-params")
+    if preset == "custom":
+        since, until = _custom_window(tz)
+    else:
+        since, until = preset_window(preset, datetime.now(timezone.utc).replace(tzinfo=None))
+    drill = _drill_down_chips()
+    return RunFilter(flows=tuple(chosen_flows), statuses=tuple(chosen_statuses), since=since,
+                     until=until, include_archived=bool(archived), search=(search or "").strip(),
+                     failed_steps=drill["failed_step"], signature=(drill["signature"] or ("",))[0],
+                     flow_version_ids=drill["version"])

@@ -1,0 +1,159 @@
+"""The command line: `python -m runs_store ingest | rejects | export | sample`.
+
+Exit codes: 0 done; 1 loaded with some records rejected; 2 a path or the database could not be
+used (the message says which and why; no traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+from runs_store import settings
+from runs_store.db import open_db
+from runs_store.errors import StoreError
+from runs_store.export import FORMATS, write_export
+from runs_store.filters import RunFilter
+from runs_store.ingest import ingest_paths
+from runs_store.records import RecordRejected, parse_time
+from runs_store.rejects import list_rejects, reject_location
+from runs_store.statuses import STATUS_NAMES, parse_status
+
+
+class ProgressBar:
+    """A one-line progress bar on stderr, drawn only where it is a terminal (or when forced)."""
+
+    def __init__(self, mode: str):
+        self.enabled = mode == "always" or (mode == "auto" and sys.stderr.isatty())
+
+    def __call__(self, name: str, done: int, total: int) -> None:
+        if not self.enabled:
+            return
+        share = done / total if total else 1.0
+        bar = "#" * int(share * 30)
+        sys.stderr.write(f"\r{Path(name).name[:40]:40} [{bar:30}] {share:4.0%} "
+                         f"{done / 1e6:,.1f}/{total / 1e6:,.1f} MB")
+        if done >= total:
+            sys.stderr.write("\n")
+        sys.stderr.flush()
+
+
+def _database(args) -> Path:
+    return settings.database_path(args.db)
+
+
+def command_ingest(args) -> int:
+    summary = ingest_paths(_database(args), args.paths, progress=ProgressBar(args.progress))
+    print(f"Ingested {summary.line()}.")
+    if summary.rejected:
+        print(f"See the rejected records with: python -m runs_store rejects --db {_database(args)}")
+    return summary.exit_code
+
+
+def command_rejects(args) -> int:
+    with open_db(_database(args)) as con:
+        rejects = list_rejects(con)
+    for reject in rejects:
+        print(f"{reject['source']}:{reject_location(reject)}: {reject['reason']}")
+    print(f"{len(rejects):,} rejected record" + ("" if len(rejects) == 1 else "s"),
+          file=sys.stderr)
+    return 0
+
+
+def _status_names(values: list[str]) -> tuple[str, ...]:
+    names = []
+    for value in values:
+        found = parse_status(value)
+        if found is None:
+            raise StoreError(f"unknown status {value!r}; use one of {', '.join(STATUS_NAMES)} "
+                             f"or their labels")
+        names.append(found.name)
+    return tuple(names)
+
+
+def _date(value: str | None, name: str) -> datetime | None:
+    try:
+        return parse_time(value, name)
+    except RecordRejected as error:
+        raise StoreError(f"--{name}: {error}; use a date like 2026-11-01 or 2026-11-01T09:00Z")
+
+
+def export_filter(args) -> RunFilter:
+    return RunFilter(flows=tuple(args.flow or ()), statuses=_status_names(args.status or []),
+                     since=_date(args.since, "since"), until=_date(args.until, "until"),
+                     include_archived=args.archived)
+
+
+def command_export(args) -> int:
+    run_filter = export_filter(args)
+    if args.format == "parquet" and not args.output:
+        raise StoreError("parquet export needs --output FILE")
+    with open_db(_database(args)) as con:
+        if args.output:
+            with open(args.output, "wb") as out:
+                count = write_export(con, out, args.format, run_filter)
+        else:
+            count = write_export(con, sys.stdout.buffer, args.format, run_filter)
+    print(f"Exported {count:,} runs.", file=sys.stderr)
+    return 0
+
+
+def command_sample(args) -> int:
+    from runs_store.sample_loader import load_generated_sample
+
+    end = datetime.now(timezone.utc).replace(tzinfo=None, microsecond=0)
+    summary = load_generated_sample(_database(args), runs=args.runs, days=args.days,
+                                    seed=args.seed, end=end, progress=ProgressBar(args.progress))
+    print(f"Sample: {summary.line()}.")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m runs_store",
+                                     description="Load, inspect and export workflow runs.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    db_help = f"DuckDB file (default: $RUNS_DB or {settings.get('RUNS_DB')})"
+
+    ingest = commands.add_parser("ingest", help="load run files or directories")
+    ingest.add_argument("paths", nargs="+", metavar="PATH")
+    ingest.add_argument("--db", help=db_help)
+    ingest.add_argument("--progress", choices=("auto", "always", "never"), default="auto")
+    ingest.set_defaults(run=command_ingest)
+
+    rejects = commands.add_parser("rejects", help="list rejected records: file, line, reason")
+    rejects.add_argument("--db", help=db_help)
+    rejects.set_defaults(run=command_rejects)
+
+    export = commands.add_parser("export", help="write runs as csv, jsonl or parquet")
+    export.add_argument("--db", help=db_help)
+    export.add_argument("--format", choices=FORMATS, default="csv")
+    export.add_argument("--output", help="file to write (default: standard output)")
+    export.add_argument("--flow", action="append", help="flow name (repeatable)")
+    export.add_argument("--status", action="append", help="status name or label (repeatable)")
+    export.add_argument("--since", help="runs started at or after this date/time (UTC)")
+    export.add_argument("--until", help="runs started before this date/time (UTC)")
+    export.add_argument("--archived", action="store_true", help="include archived runs")
+    export.set_defaults(run=command_export)
+
+    sample = commands.add_parser("sample", help="generate realistic synthetic runs")
+    sample.add_argument("--runs", type=int, default=10_000)
+    sample.add_argument("--days", type=float, default=30)
+    sample.add_argument("--seed", type=int, default=7)
+    sample.add_argument("--db", help=db_help)
+    sample.add_argument("--progress", choices=("auto", "always", "never"), default="auto")
+    sample.set_defaults(run=command_sample)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except StoreError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: the file being loaded was rolled back", file=sys.stderr)
+        return 130

@@ -1,0 +1,144 @@
+"""Opening the DuckDB file, its schema, and the change counter.
+
+DuckDB lets one process at a time hold a database file. The app and the CLI therefore open the
+file only for the span of one piece of work (a page render, one ingest) and close it again; when
+the other process holds it, `connect` waits up to RUNS_LOCK_WAIT_SECONDS and then raises
+`DatabaseBusy` with what to do.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+import duckdb
+
+from runs_store import settings
+from runs_store.errors import DatabaseBusy, DatabaseUnreadable
+
+SCHEMA_VERSION = "1"
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    id VARCHAR NOT NULL,
+    project_id VARCHAR,
+    flow_id VARCHAR,
+    flow_version_id VARCHAR,
+    flow_name VARCHAR NOT NULL,
+    status VARCHAR NOT NULL,
+    started_at TIMESTAMP NOT NULL,      -- the run's `created`: when its trigger fired
+    start_time TIMESTAMP,               -- when execution began (`startTime`)
+    finish_time TIMESTAMP,
+    duration_ms BIGINT,
+    failed_step VARCHAR,
+    failed_step_display VARCHAR,
+    error_message VARCHAR,
+    error_signature VARCHAR,
+    archived_at TIMESTAMP,
+    updated_at TIMESTAMP NOT NULL,
+    tags VARCHAR[],
+    parent_run_id VARCHAR,
+    tasks INTEGER,
+    steps_count INTEGER,
+    has_steps BOOLEAN NOT NULL,
+    pause_metadata VARCHAR,
+    source VARCHAR
+);
+CREATE TABLE IF NOT EXISTS run_steps (
+    run_id VARCHAR NOT NULL,
+    position INTEGER NOT NULL,
+    name VARCHAR NOT NULL,
+    display_name VARCHAR,
+    type VARCHAR,
+    status VARCHAR,
+    duration_ms BIGINT,
+    piece_name VARCHAR,
+    action_name VARCHAR,
+    input VARCHAR,
+    output VARCHAR,
+    error VARCHAR
+);
+CREATE TABLE IF NOT EXISTS rejects (
+    source VARCHAR NOT NULL,
+    unit VARCHAR NOT NULL,
+    position BIGINT NOT NULL,
+    reason VARCHAR NOT NULL,
+    raw VARCHAR NOT NULL,
+    rejected_at TIMESTAMP NOT NULL
+);
+CREATE TABLE IF NOT EXISTS meta (key VARCHAR NOT NULL, value VARCHAR NOT NULL);
+"""
+
+_LOCK_HOLDER = re.compile(r"\(PID (?P<pid>\d+)\)")
+
+
+def _connect_once(path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
+    config = {"memory_limit": settings.get("RUNS_MEMORY_LIMIT")}
+    return duckdb.connect(str(path), read_only=read_only, config=config)
+
+
+def _busy_message(path: Path, error: Exception) -> str:
+    match = _LOCK_HOLDER.search(str(error))
+    holder = f" (process {match.group('pid')})" if match else ""
+    return (f"The database {path} is in use by another process{holder}, for example an ingest "
+            f"or another Runs Explorer. Wait for it to finish and try again, or use the app's "
+            f"Import page instead of the CLI while the app is running.")
+
+
+def connect(path: Path, read_only: bool = False, wait_seconds: float | None = None):
+    """Open the database, creating it and its schema if needed; waits while another holds it."""
+    if wait_seconds is None:
+        wait_seconds = settings.get_number("RUNS_LOCK_WAIT_SECONDS")
+    if not read_only:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    deadline = time.monotonic() + wait_seconds
+    delay = 0.05
+    while True:
+        try:
+            con = _connect_once(path, read_only)
+            break
+        except duckdb.IOException as error:
+            if "lock" not in str(error).lower():
+                raise DatabaseUnreadable(f"Cannot open the database {path}: {error}") from None
+            if time.monotonic() >= deadline:
+                raise DatabaseBusy(_busy_message(path, error)) from None
+            time.sleep(delay)
+            delay = min(delay * 2, 1.0)
+        except duckdb.Error as error:
+            raise DatabaseUnreadable(f"Cannot open the database {path}: {error}") from None
+    if not read_only:
+        ensure_schema(con)
+    return con
+
+
+@contextmanager
+def open_db(path: Path, read_only: bool = False, wait_seconds: float | None = None
+            ) -> Iterator[duckdb.DuckDBPyConnection]:
+    con = connect(path, read_only=read_only, wait_seconds=wait_seconds)
+    try:
+        yield con
+    finally:
+        con.close()
+
+
+def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
+    exists = con.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_name = 'meta'").fetchall()[0][0]
+    if exists:
+        return
+    con.execute(SCHEMA)
+    con.execute("INSERT INTO meta VALUES ('schema_version', ?), ('generation', '0')",
+                [SCHEMA_VERSION])
+
+
+def generation(con: duckdb.DuckDBPyConnection) -> int:
+    """A counter bumped by every write: caches key on it to notice new data."""
+    rows = con.execute("SELECT value FROM meta WHERE key = 'generation'").fetchall()
+    return int(rows[0][0]) if rows else 0
+
+
+def bump_generation(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute("UPDATE meta SET value = (value::BIGINT + 1)::VARCHAR WHERE key = 'generation'")

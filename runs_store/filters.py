@@ -1,0 +1,94 @@
+"""What a view of the runs is narrowed to, and the SQL WHERE clause that narrows it.
+
+`RunFilter` is the one frozen object a page, the CLI's export and the insights build; `build_where`
+turns it into a SQL fragment and its parameters. Values only ever travel as parameters.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import date, datetime, time, timedelta
+
+DATE_PRESETS: dict[str, timedelta | None] = {
+    "24h": timedelta(hours=24),
+    "7d": timedelta(days=7),
+    "30d": timedelta(days=30),
+    "90d": timedelta(days=90),
+    "all": None,
+}
+PRESET_LABELS = {"24h": "Last 24 hours", "7d": "Last 7 days", "30d": "Last 30 days",
+                 "90d": "Last 90 days", "all": "All time", "custom": "Custom range"}
+DEFAULT_PRESET = "7d"
+
+
+@dataclass(frozen=True)
+class RunFilter:
+    flows: tuple[str, ...] = ()
+    statuses: tuple[str, ...] = ()
+    since: datetime | None = None      # inclusive, naive UTC
+    until: datetime | None = None      # exclusive, naive UTC
+    include_archived: bool = False
+    search: str = ""
+    failed_steps: tuple[str, ...] = ()  # step names
+    signature: str = ""
+    flow_version_ids: tuple[str, ...] = ()
+
+    def with_(self, **changes) -> "RunFilter":
+        return replace(self, **changes)
+
+
+def preset_window(preset: str, now: datetime) -> tuple[datetime | None, datetime | None]:
+    """(since, until) for a named preset; `now` is rounded down to the minute so caches hit."""
+    span = DATE_PRESETS[preset]
+    if span is None:
+        return None, None
+    return now.replace(second=0, microsecond=0) - span, None
+
+
+def day_window(first: date, last: date, offset: timedelta = timedelta(0)
+               ) -> tuple[datetime, datetime]:
+    """A custom range of whole days in the user's timezone (given as its UTC offset)."""
+    since = datetime.combine(first, time.min) - offset
+    until = datetime.combine(last + timedelta(days=1), time.min) - offset
+    return since, until
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def build_where(run_filter: RunFilter, alias: str = "") -> tuple[str, list]:
+    """(`WHERE ...` fragment or "", parameters) for the filter."""
+    col = f"{alias}." if alias else ""
+    clauses: list[str] = []
+    params: list = []
+
+    def add(sql: str, *values) -> None:
+        clauses.append(sql)
+        params.extend(values)
+
+    if not run_filter.include_archived:
+        add(f"{col}archived_at IS NULL")
+    if run_filter.flows:
+        add(f"{col}flow_name IN (SELECT unnest(?::VARCHAR[]))", list(run_filter.flows))
+    if run_filter.statuses:
+        add(f"{col}status IN (SELECT unnest(?::VARCHAR[]))", list(run_filter.statuses))
+    if run_filter.since is not None:
+        add(f"{col}started_at >= ?", run_filter.since)
+    if run_filter.until is not None:
+        add(f"{col}started_at < ?", run_filter.until)
+    if run_filter.failed_steps:
+        add(f"{col}failed_step IN (SELECT unnest(?::VARCHAR[]))", list(run_filter.failed_steps))
+    if run_filter.signature:
+        add(f"{col}error_signature = ?", run_filter.signature)
+    if run_filter.flow_version_ids:
+        add(f"{col}flow_version_id IN (SELECT unnest(?::VARCHAR[]))",
+            list(run_filter.flow_version_ids))
+    if run_filter.search.strip():
+        pattern = f"%{_escape_like(run_filter.search.strip())}%"
+        add(f"({col}id ILIKE ? ESCAPE '\\' OR {col}failed_step ILIKE ? ESCAPE '\\' "
+            f"OR {col}failed_step_display ILIKE ? ESCAPE '\\' "
+            f"OR {col}error_message ILIKE ? ESCAPE '\\')", pattern, pattern, pattern, pattern)
+    if not clauses:
+        return "", []
+    return "WHERE " + " AND ".join(clauses), params

@@ -1,0 +1,326 @@
+"""Turning one run record into the rows the store keeps, or a reason to reject it.
+
+Reads the engine's run objects in both its newer shape (`flowVersion.displayName`, `failedStep`,
+`finishTime - startTime`) and its older one (`flowDisplayName`, `failedStepName`, `duration`),
+and the flat rows of a CSV or Parquet export. Each record is judged on its own: a bad one raises
+`RecordRejected` with a reason a person can act on, and the rest of its file still loads.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from runs_store.signatures import error_signature
+from runs_store.statuses import UNFINISHED, parse_status
+
+MAX_ERROR_CHARS = 2000
+
+RUN_COLUMNS = (
+    "id", "project_id", "flow_id", "flow_version_id", "flow_name", "status", "started_at",
+    "start_time", "finish_time", "duration_ms", "failed_step", "failed_step_display",
+    "error_message", "error_signature", "archived_at", "updated_at", "tags", "parent_run_id",
+    "tasks", "steps_count", "has_steps", "pause_metadata", "source",
+)
+STEP_COLUMNS = (
+    "run_id", "position", "name", "display_name", "type", "status", "duration_ms", "piece_name",
+    "action_name", "input", "output", "error",
+)
+
+
+class RecordRejected(Exception):
+    """A record the store cannot take; str() is the reason."""
+
+
+class TestRun(Exception):
+    """A run from the engine's TESTING environment: never shown, only counted."""
+
+
+@dataclass
+class NormalizedRun:
+    row: dict
+    steps: list[tuple]
+
+
+# ---------------------------------------------------------------- values
+
+def parse_time(value, field: str, required: bool = False) -> datetime | None:
+    """An ISO-8601 string (or datetime) as naive UTC; RecordRejected if it cannot be read."""
+    if value is None or value == "":
+        if required:
+            raise RecordRejected(f"missing {field}")
+        return None
+    if isinstance(value, datetime):
+        moment = value
+    elif isinstance(value, str):
+        try:
+            moment = datetime.fromisoformat(value.strip())
+        except ValueError:
+            raise RecordRejected(f"unparseable timestamp in {field}: {value!r}") from None
+    else:
+        raise RecordRejected(f"unparseable timestamp in {field}: {value!r}")
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(timezone.utc).replace(tzinfo=None)
+    return moment
+
+
+def _text(value) -> str | None:
+    if value is None or value == "":
+        return None
+    return value if isinstance(value, str) else str(value)
+
+
+def _as_json_text(value) -> str | None:
+    return None if value is None else json.dumps(value, ensure_ascii=False, default=str)
+
+
+def _error_text(value) -> str | None:
+    """errorMessage may be any JSON value; as text it is the string itself or its JSON."""
+    if value is None or value == "":
+        return None
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
+
+
+def _optional_int(value, field: str) -> int | None:
+    if value is None or value == "":
+        return None
+    try:
+        return int(float(value))
+    except (TypeError, ValueError):
+        raise RecordRejected(f"{field} is not a number: {value!r}") from None
+
+
+def _status_name(value) -> str:
+    if value is None or value == "":
+        raise RecordRejected("missing status")
+    found = parse_status(value) if isinstance(value, str) else None
+    if found is None:
+        raise RecordRejected(f"unknown status {value!r}")
+    return found.name
+
+
+def _run_id(value) -> str:
+    if value is None or value == "":
+        raise RecordRejected("missing id")
+    if not isinstance(value, (str, int)) or isinstance(value, bool):
+        raise RecordRejected(f"id is not text: {value!r}")
+    return str(value).strip()
+
+
+def _duration(status: str, start, finish, given) -> int | None:
+    if status in UNFINISHED:
+        return None
+    if start is not None and finish is not None:
+        if finish < start:
+            raise RecordRejected("finishTime is before startTime")
+        return int((finish - start).total_seconds() * 1000)
+    return _optional_int(given, "duration")
+
+
+# ---------------------------------------------------------------- steps
+
+def _step_catalog(flow_version) -> dict[str, dict]:
+    """Step name -> {displayName, pieceName, actionName} from the flow version's step tree."""
+    catalog: dict[str, dict] = {}
+    if not isinstance(flow_version, dict):
+        return catalog
+    pending = [flow_version.get("trigger")]
+    while pending:
+        step = pending.pop()
+        if not isinstance(step, dict) or not isinstance(step.get("name"), str):
+            continue
+        step_settings = step.get("settings") if isinstance(step.get("settings"), dict) else {}
+        catalog[step["name"]] = {
+            "displayName": step.get("displayName"),
+            "pieceName": step_settings.get("pieceName"),
+            "actionName": step_settings.get("actionName") or step_settings.get("triggerName"),
+        }
+        pending.append(step.get("nextAction"))
+        pending.append(step.get("firstLoopAction"))
+        children = step.get("children")
+        if isinstance(children, list):
+            pending.extend(children)
+    return catalog
+
+
+def _check_steps(steps) -> dict:
+    if steps is None:
+        return {}
+    if not isinstance(steps, dict):
+        raise RecordRejected("steps is not an object of step outputs")
+    for name, output in steps.items():
+        if not isinstance(output, dict):
+            raise RecordRejected(f"step {name!r} is not an object")
+    return steps
+
+
+def first_failed_step(steps: dict, depth: int = 0) -> tuple[str, dict] | None:
+    """The first FAILED step in execution order, looking inside loop iterations."""
+    for name, output in steps.items():
+        if not isinstance(output, dict):
+            continue
+        iterations = (output.get("output") or {}).get("iterations") if isinstance(
+            output.get("output"), dict) else None
+        if isinstance(iterations, list) and depth < 5:
+            for iteration in iterations:
+                if isinstance(iteration, dict):
+                    nested = first_failed_step(iteration, depth + 1)
+                    if nested:
+                        return nested
+        if output.get("status") == "FAILED":
+            return name, output
+    return None
+
+
+def _step_rows(run_id: str, steps: dict, catalog: dict[str, dict]) -> list[tuple]:
+    rows = []
+    for position, (name, output) in enumerate(steps.items()):
+        known = catalog.get(name, {})
+        rows.append((
+            run_id, position, name, _text(known.get("displayName")), _text(output.get("type")),
+            _text(output.get("status")), _optional_int(output.get("duration"), f"{name}.duration"),
+            _text(known.get("pieceName")), _text(known.get("actionName")),
+            _as_json_text(output.get("input")), _as_json_text(output.get("output")),
+            _as_json_text(output.get("errorMessage")),
+        ))
+    return rows
+
+
+# ---------------------------------------------------------------- runs
+
+def _failed_step_fields(record: dict, steps: dict, catalog: dict) -> tuple:
+    failed = record.get("failedStep")
+    name = display = message = None
+    if isinstance(failed, dict):
+        name, display, message = failed.get("name"), failed.get("displayName"), failed.get("message")
+    elif failed is not None and not isinstance(failed, dict):
+        raise RecordRejected("failedStep is not an object")
+    name = name or record.get("failedStepName")
+    first = first_failed_step(steps)
+    if first and (name is None or name == first[0]):
+        name = first[0]
+        message = message if message not in (None, "") else first[1].get("errorMessage")
+    if name and not display:
+        display = catalog.get(name, {}).get("displayName")
+    return _text(name), _text(display), _error_text(message)
+
+
+def _flow_name(record: dict, flow_version) -> str:
+    name = flow_version.get("displayName") if isinstance(flow_version, dict) else None
+    name = name or record.get("flowDisplayName") or record.get("flowId")
+    if not name:
+        raise RecordRejected("no flow name (flowVersion.displayName, flowDisplayName or flowId)")
+    return str(name)
+
+
+def _version_id(flow_version) -> str | None:
+    return flow_version.get("id") if isinstance(flow_version, dict) else None
+
+
+def _tags(value) -> list[str] | None:
+    if value is None:
+        return None
+    if not isinstance(value, list):
+        raise RecordRejected("tags is not a list")
+    return [str(tag) for tag in value]
+
+
+def normalize_run(record, source: str) -> NormalizedRun:
+    """One engine run object -> the run row and its step rows."""
+    if not isinstance(record, dict):
+        raise RecordRejected(f"not a JSON object (got {type(record).__name__})")
+    run_id = _run_id(record.get("id"))
+    if record.get("environment") == "TESTING":
+        raise TestRun(run_id)
+    status = _status_name(record.get("status"))
+    started_at = parse_time(record.get("created") or record.get("startTime"), "created",
+                            required=True)
+    start = parse_time(record.get("startTime"), "startTime")
+    finish = parse_time(record.get("finishTime"), "finishTime")
+    updated = parse_time(record.get("updated"), "updated") or finish or started_at
+    flow_version = record.get("flowVersion")
+    raw_steps = record.get("steps")
+    steps = _check_steps(raw_steps)
+    catalog = _step_catalog(flow_version)
+    failed_step, failed_display, error = _failed_step_fields(record, steps, catalog)
+    row = {
+        "id": run_id,
+        "project_id": _text(record.get("projectId")),
+        "flow_id": _text(record.get("flowId")),
+        "flow_version_id": _text(record.get("flowVersionId") or _version_id(flow_version)),
+        "flow_name": _flow_name(record, flow_version),
+        "status": status,
+        "started_at": started_at,
+        "start_time": start,
+        "finish_time": finish,
+        "duration_ms": _duration(status, start, finish, record.get("duration")),
+        "failed_step": failed_step,
+        "failed_step_display": failed_display,
+        "error_message": error[:MAX_ERROR_CHARS] if error else None,
+        "error_signature": error_signature(error) if error else None,
+        "archived_at": parse_time(record.get("archivedAt"), "archivedAt"),
+        "updated_at": updated,
+        "tags": _tags(record.get("tags")),
+        "parent_run_id": _text(record.get("parentRunId")),
+        "tasks": _optional_int(record.get("tasks"), "tasks"),
+        "steps_count": _optional_int(record.get("stepsCount"), "stepsCount"),
+        "has_steps": isinstance(raw_steps, dict) and len(raw_steps) > 0,
+        "pause_metadata": _as_json_text(record.get("pauseMetadata")),
+        "source": source,
+    }
+    return NormalizedRun(row, _step_rows(run_id, steps, catalog))
+
+
+# ---------------------------------------------------------------- flat rows (CSV / Parquet)
+
+_TRUE = {"true", "1", "yes", "y", "t"}
+
+
+def _flat_archived_at(row: dict, started_at: datetime) -> datetime | None:
+    archived_at = parse_time(row.get("archived_at"), "archived_at")
+    if archived_at is not None:
+        return archived_at
+    flag = row.get("archived")
+    is_archived = flag is True or (isinstance(flag, str) and flag.strip().lower() in _TRUE)
+    return started_at if is_archived else None
+
+
+def normalize_flat_row(row: dict, source: str) -> NormalizedRun:
+    """One row of the export columns (id, flow, status, started_at, ...) -> a run row."""
+    run_id = _run_id(row.get("id"))
+    if _text(row.get("environment")) == "TESTING":
+        raise TestRun(run_id)
+    status = _status_name(row.get("status"))
+    started_at = parse_time(row.get("started_at"), "started_at", required=True)
+    finish = parse_time(row.get("finished_at"), "finished_at")
+    flow = _text(row.get("flow")) or _text(row.get("flow_id"))
+    if not flow:
+        raise RecordRejected("missing flow")
+    error = _text(row.get("error_message"))
+    duration = None if status in UNFINISHED else _optional_int(row.get("duration_ms"), "duration_ms")
+    return NormalizedRun({
+        "id": run_id,
+        "project_id": _text(row.get("project_id")),
+        "flow_id": _text(row.get("flow_id")),
+        "flow_version_id": _text(row.get("flow_version_id")),
+        "flow_name": flow,
+        "status": status,
+        "started_at": started_at,
+        "start_time": None,
+        "finish_time": finish,
+        "duration_ms": duration,
+        "failed_step": _text(row.get("failed_step")),
+        "failed_step_display": _text(row.get("failed_step_display")),
+        "error_message": error[:MAX_ERROR_CHARS] if error else None,
+        "error_signature": error_signature(error) if error else None,
+        "archived_at": _flat_archived_at(row, started_at),
+        "updated_at": parse_time(row.get("updated_at"), "updated_at") or finish or started_at,
+        "tags": None,
+        "parent_run_id": None,
+        "tasks": None,
+        "steps_count": None,
+        "has_steps": False,
+        "pause_metadata": None,
+        "source": source,
+    }, [])

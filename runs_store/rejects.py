@@ -1,0 +1,26 @@
+"""The rejected records: what was not loaded, where it was, and why."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+
+def list_rejects(con, source: str | None = None) -> list[dict]:
+    sql = "SELECT source, unit, position, reason, raw, rejected_at FROM rejects"
+    params: list = []
+    if source is not None:
+        sql += " WHERE source = ?"
+        params.append(source)
+    cursor = con.execute(sql + " ORDER BY source, position", params)
+    names = [column[0] for column in cursor.description]
+    return [dict(zip(names, row)) for row in cursor.fetchall()]
+
+
+def rejects_frame(con) -> pd.DataFrame:
+    return con.execute("SELECT source AS file, unit || ' ' || position AS location, reason, raw "
+                       "FROM rejects ORDER BY source, position").df()
+
+
+def reject_location(reject: dict) -> str:
+    """"line 12" for line-based files, "item 3" for records of a JSON list, "row 7" for Parquet."""
+    return f"{reject['unit']} {reject['position']}"

@@ -1,0 +1,65 @@
+"""Every setting of Runs Explorer, declared once with its default and help.
+
+Settings come from environment variables; the CLI's `--db` overrides `RUNS_DB`. The README's
+settings table is checked against `SETTINGS` by a test, so a new setting cannot go undocumented.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Setting:
+    env: str
+    default: str
+    help: str
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("RUNS_DB", "data/runs.duckdb",
+            "DuckDB file holding the runs. Relative paths are relative to the working directory. "
+            "The CLI's --db overrides it."),
+    Setting("RUNS_LOAD_SAMPLE", "1",
+            "1: when the database has no runs, the app builds one from sample_data/ (shifted so "
+            "its newest run is now). 0: start empty."),
+    Setting("RUNS_EDIT_FLOW_URL", "",
+            "URL template of your workflow editor for the run page's Edit flow button, with "
+            "{flow_id} and {flow_version_id}, e.g. https://cloud.example.com/flows/{flow_id}."),
+    Setting("RUNS_MASK_SECRETS", "1",
+            "1: values that look like secrets (Authorization, api keys, tokens, passwords, "
+            "cookies) are masked in step input and output. 0: show them."),
+    Setting("RUNS_LIVE_SECONDS", "15",
+            "How often the Runs page refreshes while Live is on (seconds)."),
+    Setting("RUNS_PAYLOAD_PREVIEW_KB", "256",
+            "Step payloads larger than this are shown cut, with their size and a download."),
+    Setting("RUNS_MEMORY_LIMIT", "1GB",
+            "DuckDB memory limit for the app and the CLI (DuckDB spills to disk beyond it)."),
+    Setting("RUNS_LOCK_WAIT_SECONDS", "30",
+            "How long the CLI and the app wait for another process to release the database "
+            "file before giving up with a message."),
+)
+
+_BY_ENV = {s.env: s for s in SETTINGS}
+
+
+def get(env: str) -> str:
+    """The value of a declared setting: the environment's, else its default."""
+    return os.environ.get(env, _BY_ENV[env].default)
+
+
+def get_bool(env: str) -> bool:
+    return get(env).strip().lower() not in ("0", "false", "no", "off", "")
+
+
+def get_number(env: str) -> float:
+    try:
+        return float(get(env))
+    except ValueError:
+        return float(_BY_ENV[env].default)
+
+
+def database_path(override: str | os.PathLike | None = None) -> Path:
+    return Path(override) if override else Path(get("RUNS_DB"))

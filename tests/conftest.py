@@ -1,0 +1,187 @@
+"""Shared fixtures: real DuckDB files built from the sample generator, the app, a real browser.
+
+No store is mocked. A session-wide database is generated once with a fixed seed; tests that
+change data get their own copy. Browser tests run the real server (`streamlit run app.py`) and
+drive Debian's Chromium with Playwright.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from runs_store.db import open_db  # noqa: E402
+from runs_store.ingest import ingest_items, records_as_items  # noqa: E402
+
+SEED = 11
+SAMPLE_RUNS = 3_000
+SAMPLE_DAYS = 30
+CHROMIUM = "/usr/bin/chromium"
+
+
+def now_utc() -> datetime:
+    return datetime.now(timezone.utc).replace(tzinfo=None, microsecond=0)
+
+
+def build_db(path: Path, runs: int = SAMPLE_RUNS, days: float = SAMPLE_DAYS, seed: int = SEED,
+             end: datetime | None = None, **generator_options) -> Path:
+    """A real database file generated from the sample generator."""
+    from runs_store.sample import generate_runs
+
+    records = generate_runs(runs, days=days, seed=seed, end=end or now_utc(), **generator_options)
+    with open_db(path) as con:
+        ingest_items(con, records_as_items(records), f"test-sample(seed={seed})")
+    return path
+
+
+@pytest.fixture(scope="session")
+def shared_db(tmp_path_factory) -> Path:
+    """Generated once per test session, ending now; never modify it (use `db_copy`)."""
+    return build_db(tmp_path_factory.mktemp("shared") / "runs.duckdb")
+
+
+@pytest.fixture
+def db_copy(shared_db, tmp_path) -> Path:
+    """A private copy of the shared database that a test may change."""
+    target = tmp_path / "runs.duckdb"
+    shutil.copy(shared_db, target)
+    return target
+
+
+@pytest.fixture
+def empty_db(tmp_path) -> Path:
+    path = tmp_path / "empty.duckdb"
+    with open_db(path):
+        pass
+    return path
+
+
+@pytest.fixture
+def app_env(monkeypatch):
+    """Points the app (run in-process by AppTest) at a database; returns a setter."""
+    monkeypatch.setenv("RUNS_LOAD_SAMPLE", "0")
+    monkeypatch.chdir(ROOT)
+
+    def use(path: Path) -> Path:
+        monkeypatch.setenv("RUNS_DB", str(path))
+        return path
+
+    return use
+
+
+def app_test(page: str | None = None, query: dict | None = None, timeout: float = 30):
+    """An AppTest of app.py, optionally on a page and with URL parameters, already run."""
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=timeout)
+    for key, value in (query or {}).items():
+        at.query_params[key] = value
+    at.run()
+    if page:
+        at.switch_page(page)
+        for key, value in (query or {}).items():
+            at.query_params[key] = value
+        at.run()
+    return at
+
+
+# ------------------------------------------------------------------ real server and browser
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _wait_healthy(url: str, process: subprocess.Popen, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"streamlit exited early: {process.stdout.read()}")
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
+                if response.read().strip() == b"ok":
+                    return
+        except OSError:
+            pass
+        time.sleep(0.2)  # polling a health endpoint, not waiting for a guess
+    raise RuntimeError("streamlit did not become healthy in time")
+
+
+def start_server(db: Path, extra_env: dict | None = None):
+    port = _free_port()
+    env = {**os.environ, "RUNS_DB": str(db), "RUNS_LOAD_SAMPLE": "0", **(extra_env or {})}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
+         "--server.port", str(port), "--server.address", "127.0.0.1",
+         "--browser.gatherUsageStats", "false"],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_healthy(url, process)
+    except Exception:
+        process.kill()
+        raise
+    return process, url
+
+
+@pytest.fixture(scope="session")
+def browser_db(tmp_path_factory, shared_db) -> Path:
+    """A copy of the shared database for the browser tests' server (they may archive runs)."""
+    target = tmp_path_factory.mktemp("browser") / "runs.duckdb"
+    shutil.copy(shared_db, target)
+    return target
+
+
+@pytest.fixture(scope="session")
+def server_url(browser_db):
+    process, url = start_server(browser_db)
+    yield url
+    process.terminate()
+    try:
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
+@pytest.fixture(scope="session")
+def browser():
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--no-sandbox", "--headless=new", "--disable-gpu",
+                  "--disable-background-networking", "--disable-component-update",
+                  "--disable-sync"])
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport={"width": 1440, "height": 1000},
+                                  timezone_id="Europe/Paris")
+    tab = context.new_page()
+    yield tab
+    context.close()
+
+
+def wait_for_app(tab, timeout: float = 30_000) -> None:
+    """Waits until the current script run has finished."""
+    tab.wait_for_selector("[data-testid='stApp'][data-test-script-state='notRunning']",
+                          timeout=timeout)
