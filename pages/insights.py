@@ -1,5 +1,437 @@
-"""Placeholder page."""
+"""Insights: where runs fail, since when, why, and how long they take, for the toolbar's view.
 
+The toolbar (flows, statuses, date range, archived, search) is the Runs page's, bound to the same
+URL keys, so a view moves between the two pages intact. Every number comes from one cached call
+into runs_store.insights; every chart and table drills down by opening the Runs page with the
+current filter narrowed to exactly the runs the clicked number counted.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date, datetime, timedelta, timezone
+
+import pandas as pd
 import streamlit as st
 
-st.info("This page is being built.")
+from pages.common import charts, url_state
+from pages.common.data import page_store, show_sample_note, user_timezone
+from pages.common.status_ui import status_column
+from pages.common.toolbar import DRILL_KEYS, render_toolbar
+from runs_store import insights
+from runs_store.filters import RunFilter
+from runs_store.formatting import short_duration
+from runs_store.runs_list import flow_names
+from runs_store.statuses import FAILED_STATES, STATUS_NAMES, UNFINISHED, label
+
+TABS = ("Trends", "Failed steps", "Errors", "Quota", "Durations")
+RUNS_PAGE = "pages/runs.py"
+PENDING_DRILL = "insights_pending_drill"
+TOOLBAR_WIDGETS = ("flow", "status", "range", "from", "to")
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~:$&=])")
+
+
+# ---------------------------------------------------------------- small helpers
+
+def plain(text) -> str:
+    """Record text made safe to put inside markdown: every markdown character escaped."""
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", str(text))
+
+
+def zone_name(tz) -> str:
+    return getattr(tz, "key", None) or "UTC"
+
+
+def now_utc() -> datetime:
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+def percent(value) -> str:
+    return "–" if value is None or pd.isna(value) else f"{value:.0%}"
+
+
+def short_id(value: str) -> str:
+    return value if len(value) <= 9 else f"{value[:8]}…"
+
+
+def day_text(moment) -> str:
+    return f"{moment:%b} {moment.day}"
+
+
+# ---------------------------------------------------------------- drill-downs
+
+def narrowed_statuses(run_filter: RunFilter, wanted) -> list[str]:
+    """The wanted statuses that the current filter also allows, in the usual order."""
+    allowed = set(run_filter.statuses or STATUS_NAMES)
+    return [name for name in STATUS_NAMES if name in wanted and name in allowed]
+
+
+def bucket_days(bucket: str, unit: str) -> tuple[date, date]:
+    """The first and last calendar day of a local time bucket."""
+    first = datetime.fromisoformat(bucket).date()
+    return first, (first + timedelta(days=6) if unit == "week" else first)
+
+
+def drill(**changes) -> None:
+    """Opens the Runs page with the current filter, changed as given, on the next rerun.
+
+    `changes` are toolbar widget values (flow, status: lists of names; range; from / to: dates)
+    and drill-down URL keys (failed_step, signature, version). The toolbar's keys are bound to
+    the URL, and Streamlit refuses to set a bound key through switch_page once its widget has
+    been drawn, so the target is remembered and followed at the top of the next run, before
+    the toolbar is drawn: widget values go through session state, drill keys through the URL.
+    """
+    st.session_state[PENDING_DRILL] = changes
+    st.rerun()
+
+
+def follow_pending_drill() -> None:
+    changes = st.session_state.pop(PENDING_DRILL, None)
+    if changes is None:
+        return
+    dates_unbound = st.session_state.get("range") != "custom"  # no date inputs were drawn
+    for key, value in changes.items():
+        if key in TOOLBAR_WIDGETS:
+            st.session_state[key] = value
+    params = {key: st.query_params.get_all(key) for key in DRILL_KEYS if key in st.query_params}
+    params.update({key: value for key, value in changes.items() if key in DRILL_KEYS})
+    if dates_unbound:  # the Runs page's date inputs show session state but do not write the URL
+        params.update({key: changes[key].isoformat() for key in ("from", "to") if key in changes})
+    st.switch_page(RUNS_PAGE, query_params={key: value for key, value in params.items()
+                                            if value not in (None, "", [])})
+
+
+def drill_to_bucket(bucket: str, unit: str, **changes) -> None:
+    first, last = bucket_days(bucket, unit)
+    drill(range="custom", **{"from": first, "to": last}, **changes)
+
+
+def selected_row(event, rows: pd.DataFrame):
+    """The row a single-row table selection points at, or None."""
+    picked = (event or {}).get("selection", {}).get("rows", []) if event else []
+    if not picked or picked[0] >= len(rows):
+        return None
+    return rows.iloc[picked[0]]
+
+
+def table(frame: pd.DataFrame, key: str, column_config: dict, height="auto"):
+    """A read-only table whose single-row selection is a drill-down."""
+    return st.dataframe(frame, key=key, on_select="rerun", selection_mode="single-row",
+                        hide_index=True, width="stretch", column_config=column_config,
+                        height=height)
+
+
+def chart(figure, key: str):
+    return st.plotly_chart(figure, key=key, on_select="rerun", selection_mode="points",
+                           theme="streamlit", width="stretch",
+                           config={"displayModeBar": False})
+
+
+# ---------------------------------------------------------------- headline
+
+def metric_delta(now_value, before_value):
+    if before_value is None or now_value is None:
+        return None
+    return now_value - before_value
+
+
+def show_headline(store, run_filter: RunFilter) -> insights.Headline:
+    current = store.cached(insights.headline, run_filter)
+    previous_filter = insights.previous_filter(run_filter, now_utc())
+    before = store.cached(insights.headline, previous_filter) if previous_filter else None
+    help_text = ("Change against the previous range of the same length." if before
+                 else "No earlier range to compare with for All time.")
+    columns = st.columns(6)
+    columns[0].metric("Runs", f"{current.total:,}", help=help_text,
+                      delta=metric_delta(current.total, before and before.total),
+                      delta_color="off")
+    rate_delta = metric_delta(current.success_rate, before and before.success_rate)
+    columns[1].metric("Success rate", percent(current.success_rate),
+                      delta=None if rate_delta is None else f"{rate_delta * 100:+.1f} pts",
+                      help="Succeeded runs among finished runs (not queued, running or paused).")
+    for column, name in zip(columns[2:], ("FAILED", "QUOTA_EXCEEDED", "TIMEOUT",
+                                          "INTERNAL_ERROR")):
+        field = name.lower()
+        column.metric(label(name), f"{getattr(current, field):,}", delta_color="inverse",
+                      delta=metric_delta(getattr(current, field), before and getattr(before, field)),
+                      help=help_text)
+    return current
+
+
+# ---------------------------------------------------------------- Trends tab
+
+def show_runs_over_time(store, run_filter, unit, tz_name) -> None:
+    st.subheader("Runs over time")
+    buckets = store.cached(insights.runs_over_time, run_filter, unit, tz_name)
+    if buckets.empty:
+        st.caption("No runs in this range.")
+        return
+    st.caption(f"Runs per {unit}, by status, in your timezone ({tz_name}). Click a bar to open "
+               f"those runs" + (" (an hour's bar opens its whole day)." if unit == "hour" else "."))
+    event = chart(charts.status_bars(buckets, unit), "runs_over_time")
+    point = charts.clicked_point(event)
+    if point:
+        drill_to_bucket(point[1], unit, status=narrowed_statuses(run_filter, [point[0]]))
+
+
+def show_flow_failure_rates(store, run_filter, unit, tz_name) -> None:
+    st.subheader("Failure rate of the worst flows")
+    rates = store.cached(insights.flow_failure_rates, run_filter, unit, tz_name)
+    if rates.empty or not rates["failed"].any():
+        st.caption("No failed runs in this range.")
+        return
+    st.caption("Share of finished runs that ended in a failed state, for the five flows with the "
+               "most failures. Click a point to open that flow's failed runs of that "
+               + ("day." if unit == "hour" else f"{unit}."))
+    event = chart(charts.flow_rate_lines(rates, unit), "flow_failure_rates")
+    point = charts.clicked_point(event)
+    if point:
+        drill_to_bucket(point[1], unit, flow=[point[0]],
+                        status=narrowed_statuses(run_filter, FAILED_STATES))
+
+
+def jump_sentence(jump: insights.VersionJump) -> str:
+    return (f"**{plain(jump.flow_name)}**: failure rate {percent(jump.before)} → "
+            f"{percent(jump.after)} since version `{short_id(jump.flow_version_id)}` "
+            f"(first run {day_text(jump.first_seen)})")
+
+
+def show_versions(store, run_filter, tz_name) -> None:
+    st.subheader("Failure rate by flow version")
+    versions = store.cached(insights.version_failure_rates, run_filter, tz_name)
+    if versions.empty:
+        st.caption("No runs with a known flow version in this range.")
+        return
+    jump = insights.biggest_version_jump(versions)
+    if jump:
+        st.warning(jump_sentence(jump), icon=":material/trending_up:")
+    st.caption("Failure rate in this range per version; “Before” is the flow's previous version "
+               "over all its runs. Select a row to open that version's runs.")
+    shown = pd.DataFrame({
+        "Flow": versions["flow_name"], "Version": versions["flow_version_id"].map(short_id),
+        "First run": versions["first_seen"], "Runs": versions["runs"],
+        "Failure rate": versions["rate"] * 100, "Before": versions["previous_rate"] * 100,
+        "Change": (versions["rate"] - versions["previous_rate"]) * 100})
+    event = table(shown, "versions", {
+        "First run": st.column_config.DatetimeColumn(format="MMM D, YYYY, h:mm a"),
+        "Failure rate": st.column_config.NumberColumn(format="%.0f%%"),
+        "Before": st.column_config.NumberColumn(format="%.0f%%"),
+        "Change": st.column_config.NumberColumn(format="%+.0f pts",
+                                                help="Failure rate minus Before")}, height=300)
+    row = selected_row(event, versions)
+    if row is not None:
+        drill(flow=[row["flow_name"]], version=row["flow_version_id"])
+
+
+# ---------------------------------------------------------------- Failed steps tab
+
+def show_failed_steps(store, run_filter) -> None:
+    st.subheader("Failed steps")
+    steps = store.cached(insights.failed_steps, run_filter)
+    if steps.empty:
+        st.caption("No Failed runs in this range.")
+        return
+    st.caption("Failed runs by flow and the step that failed, with the step's share of that "
+               "flow's Failed runs. Select a row to open those runs.")
+    shown = pd.DataFrame({"Flow": steps["flow_name"], "Failed step": steps["step_label"],
+                          "Runs": steps["runs"], "Share of flow's failures": steps["share"]})
+    event = table(shown, "failed_steps", {
+        "Share of flow's failures": st.column_config.ProgressColumn(
+            format="percent", min_value=0, max_value=1)})
+    row = selected_row(event, steps)
+    if row is None:
+        return
+    if row["failed_step"] is None or pd.isna(row["failed_step"]):
+        st.info("These runs have no failed step recorded, so they cannot be opened as one list. "
+                "Open the flow's Failed runs on the Runs page instead.", icon=":material/info:")
+        return
+    drill(flow=[row["flow_name"]], status=["FAILED"], failed_step=row["failed_step"])
+
+
+def show_other_failed_states(store, run_filter) -> None:
+    st.subheader("Other failed states")
+    states = store.cached(insights.other_failed_states, run_filter)
+    if states.empty:
+        st.caption("No Internal Error, Timeout, Memory Limit Exceeded, Log Size Exceeded or "
+                   "Quota Exceeded runs in this range.")
+        return
+    st.caption("Runs halted by the platform rather than by a step, per flow, with their share of "
+               "that flow's failed-state runs. Select a row to open those runs.")
+    shown = pd.DataFrame({"Flow": states["flow_name"],
+                          "Status": [[label(name)] for name in states["status"]],
+                          "Runs": states["runs"], "Share of flow's failures": states["share"]})
+    event = table(shown, "other_failed_states", {
+        "Status": status_column(),
+        "Share of flow's failures": st.column_config.ProgressColumn(
+            format="percent", min_value=0, max_value=1)})
+    row = selected_row(event, states)
+    if row is not None:
+        drill(flow=[row["flow_name"]], status=[row["status"]])
+
+
+# ---------------------------------------------------------------- Errors tab
+
+def show_error_signatures(store, run_filter, unit, tz_name) -> None:
+    st.subheader("Error signatures")
+    found = store.cached(insights.error_signatures, run_filter, unit, tz_name)
+    if found.empty:
+        st.caption("No error messages in this range.")
+        return
+    total = int(found["total"].iloc[0])
+    st.caption(f"{'The' if total <= len(found) else f'The top {len(found)} of'} {total:,} kinds "
+               f"of error in this range: messages grouped once ids, numbers, URLs and quotes are "
+               f"stripped. First and last seen are over all runs; New means first seen in this "
+               f"range. Select a row to open those runs.")
+    shown = pd.DataFrame({
+        "New": found["new"].map({True: "New", False: ""}), "Error": found["signature"], "Runs": found["runs"],
+        f"Per {unit}": found["trend"], "Flows": found["flows"], "Steps": found["steps"],
+        "First seen": found["first_seen"], "Last seen": found["last_seen"]})
+    time_format = "MMM D, YYYY, h:mm a"
+    event = table(shown, "error_signatures", {
+        "New": st.column_config.TextColumn(width="small",
+                                           help="First seen (over all runs) within this range"),
+        "Error": st.column_config.TextColumn(width="large"),
+        f"Per {unit}": st.column_config.BarChartColumn(y_min=0),
+        "Flows": st.column_config.ListColumn(), "Steps": st.column_config.ListColumn(),
+        "First seen": st.column_config.DatetimeColumn(format=time_format),
+        "Last seen": st.column_config.DatetimeColumn(format=time_format)}, height=420)
+    row = selected_row(event, found)
+    if row is not None:
+        drill(signature=row["signature"])
+
+
+# ---------------------------------------------------------------- Quota tab
+
+def show_quota_month(store, run_filter, tz_name) -> None:
+    minute = now_utc().replace(second=0, microsecond=0)
+    month = store.cached(insights.quota_month_to_date, run_filter, minute, tz_name)
+    last_end = month.last_month_end - timedelta(minutes=1)
+    left, right = st.columns(2)
+    left.metric(f"Quota Exceeded, {month.month_start:%B} to date", f"{month.this_month:,}",
+                delta=month.this_month - month.last_month, delta_color="inverse",
+                help=f"Compared with {day_text(month.last_month_start)}–{day_text(last_end)}, "
+                     f"the same part of last month. Uses the flow, status and archived filters, "
+                     f"not the date range.")
+    right.metric(f"Same period of {month.last_month_start:%B}", f"{month.last_month:,}")
+
+
+def show_quota(store, run_filter, tz_name) -> None:
+    st.subheader("Quota exceeded")
+    st.caption("Runs that could not proceed because no AI Workflow Runs were left in the period. "
+               "You may contact Sales to increase your limit.")
+    show_quota_month(store, run_filter, tz_name)
+    days = store.cached(insights.quota_per_day, run_filter, tz_name)
+    if days.empty:
+        st.caption("No Quota Exceeded runs in this range.")
+        return
+    left, right = st.columns([3, 2])
+    with left:
+        st.markdown("**Per day** (click a bar to open those runs)")
+        point = charts.clicked_point(chart(charts.quota_day_bars(days), "quota_per_day"))
+    if point:
+        drill_to_bucket(point[1], "day", status=narrowed_statuses(run_filter, [point[0]]))
+    with right:
+        show_quota_flows(store, run_filter)
+
+
+def show_quota_flows(store, run_filter) -> None:
+    flows = store.cached(insights.quota_per_flow, run_filter)
+    st.markdown("**Per flow** (select a row to open those runs)")
+    shown = pd.DataFrame({"Flow": flows["flow_name"], "Runs": flows["runs"],
+                          "Share": flows["share"]})
+    event = table(shown, "quota_per_flow", {
+        "Share": st.column_config.ProgressColumn(format="percent", min_value=0, max_value=1)})
+    row = selected_row(event, flows)
+    if row is not None:
+        drill(flow=[row["flow_name"]], status=["QUOTA_EXCEEDED"])
+
+
+# ---------------------------------------------------------------- Durations tab
+
+FINISHED = [name for name in STATUS_NAMES if name not in UNFINISHED]
+
+
+def show_duration_percentiles(store, run_filter) -> None:
+    st.subheader("Durations per flow")
+    flows = store.cached(insights.duration_percentiles, run_filter)
+    if flows.empty:
+        st.caption("No finished runs with a duration in this range.")
+        return
+    st.caption("Median, 95th and 99th percentile of finished runs' durations, slowest first. "
+               "Select a row to open the flow's finished runs.")
+    shown = pd.DataFrame({"Flow": flows["flow_name"], "Runs": flows["runs"],
+                          **{name: flows[name.lower()].map(short_duration)
+                             for name in ("P50", "P95", "P99")}})
+    event = table(shown, "duration_percentiles", {})
+    row = selected_row(event, flows)
+    if row is not None:
+        drill(flow=[row["flow_name"]], status=narrowed_statuses(run_filter, FINISHED))
+
+
+def show_slowest_steps(store, run_filter) -> None:
+    st.subheader("Slowest steps")
+    steps = store.cached(insights.slowest_steps, run_filter)
+    if steps.empty:
+        st.caption("No step timings in this range (runs without step logs have none).")
+        return
+    st.caption("Steps with the highest 95th-percentile duration, over the runs in this view "
+               "that kept their step logs. Select a row to open the flow's runs.")
+    shown = pd.DataFrame({"Flow": steps["flow_name"], "Step": steps["step_label"],
+                          "Runs": steps["runs"], "Average": steps["avg_ms"].map(short_duration),
+                          "P95": steps["p95_ms"].map(short_duration)})
+    event = table(shown, "slowest_steps", {})
+    row = selected_row(event, steps)
+    if row is not None:
+        drill(flow=[row["flow_name"]])
+
+
+# ---------------------------------------------------------------- the page
+
+def show_tab_notice() -> None:
+    """Streamlit drops an unknown tab from the URL by itself (the key is bound); say so."""
+    asked = st.query_params.get("view")
+    if asked is not None and asked not in TABS:
+        url_state.show_notices([f'Ignored tab "{asked}" from the link: it is not one of '
+                                f'{", ".join(TABS)}.'])
+
+
+def show_tabs(store, run_filter: RunFilter, tz_name: str) -> None:
+    show_tab_notice()
+    unit = store.cached(insights.time_unit, run_filter)
+    trends, steps, errors, quota, durations = st.tabs(TABS, key="view", bind="query-params")
+    if trends.open:
+        with trends:
+            show_runs_over_time(store, run_filter, unit, tz_name)
+            show_flow_failure_rates(store, run_filter, unit, tz_name)
+            show_versions(store, run_filter, tz_name)
+    if steps.open:
+        with steps:
+            show_failed_steps(store, run_filter)
+            show_other_failed_states(store, run_filter)
+    if errors.open:
+        with errors:
+            show_error_signatures(store, run_filter, unit, tz_name)
+    if quota.open:
+        with quota:
+            show_quota(store, run_filter, tz_name)
+    if durations.open:
+        with durations:
+            show_duration_percentiles(store, run_filter)
+            show_slowest_steps(store, run_filter)
+
+
+def show_empty_state() -> None:
+    st.info("No runs match this view. Try a longer date range, fewer flows or statuses, "
+            "clearing the search, or Show archived.", icon=":material/search_off:")
+
+
+follow_pending_drill()
+st.title("Insights")
+with page_store() as store:
+    show_sample_note(store)
+    tz = user_timezone()
+    run_filter = render_toolbar(store.cached(flow_names), tz)
+    headline = show_headline(store, run_filter)
+    if headline.total == 0:
+        show_empty_state()
+    show_tabs(store, run_filter, zone_name(tz))

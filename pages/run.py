@@ -1,5 +1,417 @@
-"""Placeholder page."""
+"""The Run page: one run as the engine's read-only view shows it, at /run?id=RUN_ID&step=STEP.
 
+A banner sums the run up ("Run Failed - Started: ..., Took: ..."); every step follows in execution
+order with its badge and time, a waterfall shows where the time went, and the selected step's
+details panel has its properties and the Input / Output / Timeline tabs. The selected step is the
+URL's `step`; every other URL parameter is the Runs page's view, handed back by "Back to runs".
+Everything comes from one store call (runs_store.run_detail.load_run); record text is only ever
+shown escaped or through st.json / st.code / st.dataframe.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timezone
+from html import escape
+
+import pandas as pd
+import plotly.graph_objects as go
 import streamlit as st
 
-st.info("This page is being built.")
+from pages.common.data import PageStore, page_store, user_timezone
+from pages.common.json_view import show_payload
+from runs_store import settings
+from runs_store.formatting import banner_time, short_duration
+from runs_store.run_detail import (Comparison, EditLinkError, RunDetail, Step,
+                                   compare_with_last_success, edit_flow_url, load_run, banner_line)
+from runs_store.statuses import (FAILED_STATES, STEP_STATUS_BADGES, STEP_STATUS_LABELS, BY_NAME,
+                                 label)
+from runs_store.step_tree import AgentTimeline, Loop, TimelineEntry
+
+RUNS_PAGE = "pages/runs.py"
+VIEW_KEYS = ("flow", "status", "range", "from", "to", "archived", "q", "page", "rows", "live",
+             "failed_step", "signature", "version")
+TOOL_BADGES = {"SUCCESS": ("Succeeded", "green"), "completed": ("Completed", "green"),
+               "FAILED": ("Failed", "red"), "in-progress": ("In progress", "blue")}
+BAR_HEIGHT = 26
+_MARKDOWN_SPECIALS = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~:$&=])")
+
+
+# ------------------------------------------------------------------ text and URL
+
+def plain(text) -> str:
+    """Record text made safe for markdown: every markdown character escaped, lines kept."""
+    return _MARKDOWN_SPECIALS.sub(r"\\\1", str(text)).replace("\n", "  \n")
+
+
+def view_params() -> dict[str, list[str]]:
+    """The Runs page's view carried in this page's URL, to hand back on "Back to runs"."""
+    return {key: st.query_params.get_all(key) for key in VIEW_KEYS if key in st.query_params}
+
+
+def run_link_params(run_id: str) -> dict[str, list[str] | str]:
+    return {"id": run_id, **view_params()}
+
+
+def show_back_link() -> None:
+    st.page_link(RUNS_PAGE, label="Back to runs", icon=":material/arrow_back:",
+                 query_params=view_params())
+
+
+def select_step(name: str) -> None:
+    st.query_params["step"] = name
+
+
+def now_utc() -> datetime:
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+# ------------------------------------------------------------------ banner and header
+
+def show_not_found(run_id: str | None) -> None:
+    show_back_link()
+    if run_id:
+        st.warning(f"**Run not found**: no run with the id {plain(run_id)} is loaded. It may have "
+                   "been removed, or the link points at another database.", icon=":material/search_off:")
+    else:
+        st.warning("**Run not found**: the link names no run. Open a run from the Runs list.",
+                   icon=":material/search_off:")
+
+
+def banner_box(status_name: str):
+    if status_name == "SUCCEEDED":
+        return st.success, ":material/check_circle:"
+    if status_name in FAILED_STATES:
+        return st.error, ":material/error:"
+    if status_name == "CANCELED":
+        return st.warning, ":material/cancel:"
+    return st.info, ":material/schedule:"
+
+
+def show_banner(run: RunDetail, tz) -> None:
+    box, icon = banner_box(run.status)
+    body = banner_line(run, tz, now_utc())
+    found = BY_NAME.get(run.status)
+    if found is not None and found.hint:
+        body += f"\n\n{found.meaning} {found.hint}"
+    box(body, icon=icon)
+
+
+def show_edit_flow(run: RunDetail) -> None:
+    template = settings.get("RUNS_EDIT_FLOW_URL").strip()
+    if not template:
+        st.caption("Set `RUNS_EDIT_FLOW_URL` to open flows in your editor", width="content")
+        st.button("Edit flow", icon=":material/edit:", disabled=True, key="edit_flow_off",
+                  help="Set RUNS_EDIT_FLOW_URL to your workflow editor's URL with {flow_id} "
+                       "(and optionally {flow_version_id}), e.g. "
+                       "https://cloud.example.com/flows/{flow_id}.")
+        return
+    try:
+        st.link_button("Edit flow", edit_flow_url(template, run), icon=":material/edit:")
+    except EditLinkError as error:
+        st.caption(plain(str(error)), width="content")
+        st.button("Edit flow", icon=":material/edit:", disabled=True, key="edit_flow_off",
+                  help=str(error))
+
+
+def show_header(run: RunDetail) -> None:
+    with st.container(horizontal=True, vertical_alignment="center"):
+        show_back_link()
+        st.space("stretch")
+        show_edit_flow(run)
+    st.subheader(plain(run.flow_name), anchor=False)
+
+
+def fact_line(run: RunDetail, tz) -> str:
+    facts = [("Run", run.id), ("Flow version", run.flow_version_id), ("Flow id", run.flow_id),
+             ("Parent run", run.parent_run_id)]
+    parts = [f"**{name}** {plain(value)}" for name, value in facts if value]
+    if run.tags:
+        parts.append("**Tags** " + ", ".join(plain(tag) for tag in run.tags))
+    if run.archived_at:
+        parts.append(f"**Archived** {banner_time(run.archived_at, tz)}")
+    return " · ".join(parts)
+
+
+# ------------------------------------------------------------------ steps list
+
+def step_badge(status: str | None) -> None:
+    name = status or "UNKNOWN"
+    st.badge(STEP_STATUS_LABELS.get(name, name.title()), color=STEP_STATUS_BADGES.get(name, "gray"))
+
+
+def show_step_row(step: Step, selected: bool) -> None:
+    with st.container(horizontal=True, vertical_alignment="center", gap="small"):
+        st.button(f"{step.position + 1}\\. {plain(step.title)}", key=f"pick_{step.position}",
+                  type="secondary" if selected else "tertiary", on_click=select_step,
+                  args=(step.name,), help=f"Step {step.name}" if step.display_name else None)
+        st.caption(step.kind, width="content")
+        st.space("stretch")
+        step_badge(step.status)
+        st.caption(short_duration(step.duration_ms) or "–", width=64, text_alignment="right")
+    if step.loop is not None:
+        show_loop_summary(step, step.loop)
+    if step.branches:
+        taken = [branch.name for branch in step.branches if branch.taken]
+        st.caption("Branch taken: " + (", ".join(plain(name) for name in taken) if taken
+                                       else "none"))
+
+
+def iteration_line(iteration) -> str:
+    parts = []
+    for child in iteration.steps:
+        name = child.status or "UNKNOWN"
+        badge = f":{STEP_STATUS_BADGES.get(name, 'gray')}-badge[{STEP_STATUS_LABELS.get(name, name)}]"
+        nested = f" ({child.iterations} iterations)" if child.iterations is not None else ""
+        parts.append(f"{plain(child.name)}{nested} {badge} {short_duration(child.duration_ms)}")
+    return f"**#{iteration.number}** · " + (" · ".join(parts) if parts else "no steps ran")
+
+
+def show_loop_summary(step: Step, loop: Loop) -> None:
+    failed = loop.failed_iterations
+    title = f"{loop.count:,} iteration" + ("" if loop.count == 1 else "s")
+    if failed:
+        title += f" · failed: #{', #'.join(map(str, failed[:5]))}"
+    with st.expander(title, expanded=bool(failed), key=f"loop_{step.position}"):
+        for iteration in loop.shown:
+            st.markdown(iteration_line(iteration))
+        if loop.count > len(loop.shown):
+            st.caption(f"and {loop.count - len(loop.shown):,} more iterations (see the Output tab)")
+
+
+def show_steps(run: RunDetail, selected: Step) -> None:
+    st.markdown(f"**Steps** · {len(run.steps)} in execution order")
+    with st.container(border=True, gap="xsmall"):
+        for step in run.steps:
+            show_step_row(step, step.name == selected.name)
+
+
+# ------------------------------------------------------------------ waterfall
+
+def waterfall_figure(run: RunDetail) -> go.Figure:
+    """Each step as a bar from the end of the steps before it (the engine keeps no start times)."""
+    titles = [escape(f"{step.position + 1}. {step.title}") for step in run.steps]
+    colors = [{"green": "#21a366", "red": "#e0393e", "blue": "#1c83e1"}.get(
+        STEP_STATUS_BADGES.get(step.status or "", "gray"), "#808495") for step in run.steps]
+    durations = [max(step.duration_ms or 0, 0) for step in run.steps]
+    fig = go.Figure(go.Bar(
+        y=titles, x=[max(ms, 1) for ms in durations], base=[step.offset_ms for step in run.steps],
+        orientation="h", marker_color=colors,
+        customdata=[[short_duration(ms), escape(STEP_STATUS_LABELS.get(step.status or "", "?"))]
+                    for ms, step in zip(durations, run.steps)],
+        hovertemplate="%{y}<br>%{customdata[1]} · %{customdata[0]}<extra></extra>"))
+    fig.update_yaxes(autorange="reversed", title_text=None)
+    fig.update_xaxes(title_text="milliseconds since the run started", rangemode="tozero")
+    fig.update_layout(height=70 + BAR_HEIGHT * len(run.steps), showlegend=False,
+                      margin={"l": 8, "r": 8, "t": 8, "b": 8}, dragmode=False)
+    return fig
+
+
+def show_waterfall(run: RunDetail) -> None:
+    with st.expander("Where the time went", expanded=True, icon=":material/waterfall_chart:"):
+        st.plotly_chart(waterfall_figure(run), theme="streamlit", key="waterfall",
+                        config={"displayModeBar": False})
+
+
+# ------------------------------------------------------------------ step details
+
+def properties_markdown(step: Step) -> str:
+    kind = f"{step.kind} ({step.type})" if step.type and step.type != step.kind else step.kind
+    rows = [("Name", step.name), ("Display name", step.display_name), ("Type", kind),
+            ("App / action", step.app_action), ("Duration", short_duration(step.duration_ms))]
+    return "  \n".join(f"**{name}** {plain(value)}" for name, value in rows if value)
+
+
+def show_error(step: Step) -> None:
+    error = step.error
+    st.error(plain(error.headline) or "The step failed without a message.", icon=":material/error:")
+    show_payload(error.detail, key=f"error_download_{step.position}",
+                 file_name=f"{step.name}-error.json")
+
+
+def show_output(step: Step) -> None:
+    if step.error is not None:
+        show_error(step)
+        if step.output.present:
+            st.markdown("**Output**")
+    elif step.failed:
+        st.error("The step failed without an error message.", icon=":material/error:")
+    if step.output.present or step.error is None:
+        show_payload(step.output, key=f"output_download_{step.position}",
+                     file_name=f"{step.name}-output.json", empty="This step recorded no output.")
+
+
+def tool_badge(status: str) -> None:
+    text, color = TOOL_BADGES.get(status, (status or "Unknown", "gray"))
+    st.badge(text, color=color)
+
+
+def show_tool_call(number: int, entry: TimelineEntry, key: str) -> None:
+    with st.container(border=True):
+        with st.container(horizontal=True, vertical_alignment="center"):
+            st.markdown(f"**{number}. Tool call** {plain(entry.tool_name)}"
+                        + (f" · {plain(entry.tool_type)}" if entry.tool_type else ""))
+            st.space("stretch")
+            tool_badge(entry.status)
+            st.caption(short_duration(entry.duration_ms) or "–")
+        for title, value in (("Parameters", entry.params), ("Resolved input", entry.resolved),
+                             ("Output", entry.output)):
+            if value is not None:
+                st.caption(title)
+                st.json(value, expanded=1)
+        if entry.error not in (None, ""):
+            st.error(plain(entry.error if isinstance(entry.error, str) else str(entry.error)),
+                     icon=":material/error:")
+
+
+def show_thought(number: int, entry: TimelineEntry) -> None:
+    with st.container(border=True):
+        st.markdown(f"**{number}. Thought**")
+        st.text(entry.text or "(empty)")
+
+
+def show_timeline(step: Step, timeline: AgentTimeline) -> None:
+    facts = [f"**Status** {plain(timeline.status)}" if timeline.status else "",
+             f"**Model** {plain(timeline.model)}" if timeline.model else "",
+             f"**Time** {short_duration(step.duration_ms)}" if step.duration_ms is not None else ""]
+    st.markdown(" · ".join(fact for fact in facts if fact) or "The agent's run:")
+    st.markdown("**Prompt**")
+    st.text(timeline.prompt or "(no prompt recorded)")
+    if not timeline.entries:
+        st.caption("The agent recorded no thoughts or tool calls.")
+    for number, entry in enumerate(timeline.entries, 1):
+        if entry.kind == "thought":
+            show_thought(number, entry)
+        else:
+            show_tool_call(number, entry, key=f"{step.position}_{number}")
+    if timeline.structured_output is not None:
+        st.markdown("**Structured output**")
+        st.json(timeline.structured_output, expanded=2)
+
+
+def show_details(run: RunDetail, step: Step) -> None:
+    with st.container(border=True):
+        with st.container(horizontal=True, vertical_alignment="center"):
+            st.markdown(f"#### {plain(step.title)}")
+            st.space("stretch")
+            step_badge(step.status)
+        st.markdown(properties_markdown(step))
+        labels = ["Input", "Output"] + (["Timeline"] if step.timeline is not None else [])
+        default = "Output" if step.failed else ("Timeline" if step.timeline else "Input")
+        tabs = st.tabs(labels, default=default, key=f"tab_{step.position}", on_change="rerun")
+        with tabs[0]:
+            if tabs[0].open is not False:
+                show_payload(step.input, key=f"input_download_{step.position}",
+                             file_name=f"{step.name}-input.json", empty="This step recorded no input.")
+        with tabs[1]:
+            if tabs[1].open is not False:
+                show_output(step)
+        if step.timeline is not None:
+            with tabs[2]:
+                if tabs[2].open is not False:
+                    show_timeline(step, step.timeline)
+        if run.masked:
+            st.caption("Values that look like secrets are masked (set RUNS_MASK_SECRETS=0 to see "
+                       "them).")
+
+
+# ------------------------------------------------------------------ compare
+
+def comparison_frame(comparison: Comparison) -> pd.DataFrame:
+    def status_text(name):
+        return STEP_STATUS_LABELS.get(name, name) if name else "did not run"
+
+    def changed(value):
+        return "–" if value is None else ("yes" if value else "no")
+
+    return pd.DataFrame({
+        "Step": [change.title for change in comparison.steps],
+        "Status then": [status_text(change.status_then) for change in comparison.steps],
+        "Status now": [status_text(change.status_now) for change in comparison.steps],
+        "Duration then": [short_duration(change.duration_then) for change in comparison.steps],
+        "Duration now": [short_duration(change.duration_now) for change in comparison.steps],
+        "Output changed": [changed(change.output_changed) for change in comparison.steps],
+    })
+
+
+def show_comparison(store: PageStore, run: RunDetail, tz) -> None:
+    comparison = store.cached(compare_with_last_success, run.id)
+    if comparison is None:
+        st.caption("This flow has no other successful run with step data to compare with.")
+        return
+    when = "before" if comparison.before else "after (none succeeded before it)"
+    st.markdown(f"Compared with the successful run started {banner_time(comparison.other_started_at, tz)}"
+                f", {when} this one"
+                + (f", which took {short_duration(comparison.other_duration_ms)}"
+                   if comparison.other_duration_ms is not None else "") + ".")
+    st.page_link("pages/run.py", label="Open that run", icon=":material/open_in_new:",
+                 query_params=run_link_params(comparison.other_id))
+    st.dataframe(comparison_frame(comparison), hide_index=True, width="stretch")
+
+
+def show_compare(store: PageStore, run: RunDetail, tz) -> None:
+    with st.expander("Compare with the last successful run of this flow", key="compare",
+                     on_change="rerun", icon=":material/compare_arrows:") as section:
+        if section.open:
+            show_comparison(store, run, tz)
+
+
+# ------------------------------------------------------------------ page
+
+def chosen_step(run: RunDetail) -> Step:
+    """The URL's step; a step inside a loop opens its loop; anything else the default."""
+    wanted = st.query_params.get("step")
+    default = run.default_step()
+    if wanted is None:
+        return default
+    found = run.find_step(wanted) or run.step_containing(wanted)
+    if found is None:
+        st.info(f"Step {plain(wanted)} from the link is not in this run: showing "
+                f"{plain(default.title)} instead.", icon=":material/link_off:")
+        del st.query_params["step"]
+        return default
+    if found.name != wanted:
+        st.caption(f"Step {plain(wanted)} ran inside the loop {plain(found.title)}: see its "
+                   "iterations below.")
+    return found
+
+
+def show_purged(run: RunDetail) -> None:
+    st.info("No step data was kept for this run: its logs were purged, or it never started.",
+            icon=":material/inventory_2:")
+    if run.failed_step or run.error_message:
+        step = run.failed_step_display or run.failed_step
+        st.error((f"**Failed step** {plain(step)}" if step else "**Error**")
+                 + (f"  \n{plain(run.error_message)}" if run.error_message else ""),
+                 icon=":material/error:")
+
+
+def show_run(store: PageStore, run: RunDetail, tz) -> None:
+    show_header(run)
+    show_banner(run, tz)
+    st.markdown(fact_line(run, tz))
+    if not run.has_steps:
+        show_purged(run)
+        return
+    selected = chosen_step(run)
+    show_waterfall(run)
+    left, right = st.columns([5, 7], gap="medium")
+    with left:
+        show_steps(run, selected)
+    with right:
+        show_details(run, selected)
+    show_compare(store, run, tz)
+
+
+def main() -> None:
+    run_id = (st.query_params.get("id") or "").strip()
+    with page_store() as store:
+        run = store.cached(load_run, run_id, mask=settings.get_bool("RUNS_MASK_SECRETS")) \
+            if run_id else None
+        if run is None:
+            show_not_found(run_id)
+            return
+        show_run(store, run, user_timezone())
+
+
+main()

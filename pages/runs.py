@@ -1,11 +1,349 @@
-"""Runs page (placeholder until the Runs page lands): the run count."""
+"""The Runs page: every run of every flow, newest first, filtered, paged and acted on.
 
+The page reads the toolbar and the paging widgets (all bound to the URL, so a copied link opens the
+same view), asks the store for one page of rows and the count of all that match, and draws them.
+Opening a run keeps the view's parameters in the run page's URL so its "Back to runs" returns here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import datetime, timezone
+from urllib.parse import quote
+
+import pandas as pd
 import streamlit as st
 
-from pages.common.data import page_store, show_sample_note
-from runs_store.runs_list import total_runs
+from pages.common import status_ui, url_state
+from pages.common.data import PageStore, page_store, show_sample_note, user_timezone
+from pages.common.toolbar import filter_query_params, render_toolbar
+from runs_store import runs_list, settings
+from runs_store.db import open_db
+from runs_store.export import export_bytes
+from runs_store.filters import RunFilter
+from runs_store.formatting import short_duration
+from runs_store.statuses import BY_NAME, label
 
-st.title("Runs")
-with page_store() as store:
-    show_sample_note(store)
-    st.metric("Runs loaded", f"{store.cached(total_runs):,}")
+RUN_PAGE = "pages/run.py"
+IMPORT_PAGE = "pages/import_runs.py"
+OPEN_KEY = "runs_open_click"
+FLASH_KEY = "runs_flash"
+VIEW_KEY = "runs_view_signature"
+ROW_HEIGHT = 35
+ARCHIVED_MARK = "🗄 "
+EXPORTS = {"csv": ("CSV", "text/csv"), "jsonl": ("JSON", "application/x-ndjson")}
+BIG_EXPORT = 500_000
+
+
+# ------------------------------------------------------------------ URL and paging state
+
+def clean_paging_params() -> list[str]:
+    """Checks page, rows and live in the URL before their widgets read them."""
+    sizes = [str(size) for size in runs_list.PAGE_SIZES]
+    notices = url_state.clean_one("page", url_state.a_whole_number("page", 1))
+    notices += url_state.clean_one("rows", url_state.one_of(sizes, "rows per page"))
+    notices += url_state.clean_one("live", url_state.a_boolean("live refresh"))
+    url_state.seed_widget("rows", lambda: int(st.query_params["rows"]))
+    url_state.seed_widget("live", lambda: st.query_params["live"] == "true")
+    return notices
+
+
+def view_params() -> dict[str, list[str] | str]:
+    """The whole view as URL parameters: filters, page, rows per page and Live."""
+    params = filter_query_params()
+    page, rows = st.session_state.get("page", 1), st.session_state.get("rows")
+    if page and page != 1:
+        params["page"] = str(page)
+    if rows and rows != runs_list.DEFAULT_PAGE_SIZE:
+        params["rows"] = str(rows)
+    if st.session_state.get("live"):
+        params["live"] = "true"
+    return params
+
+
+def view_signature(rows: int) -> str:
+    """Identifies the filters and rows per page, to notice when either changes."""
+    return json.dumps([filter_query_params(), rows], sort_keys=True)
+
+
+def reset_page_on_change(signature: str) -> None:
+    """Back to page 1 when the filters or the rows per page changed since the last rerun."""
+    previous = st.session_state.get(VIEW_KEY)
+    st.session_state[VIEW_KEY] = signature
+    if previous is not None and previous != signature and st.session_state.get("page", 1) != 1:
+        st.session_state["page"] = 1
+
+
+def keep_page_in_range(page_count: int) -> None:
+    """Seeds the page from the link; a page past the end falls back to page 1 (from a link:
+    with a notice)."""
+    from_link = "page" not in st.session_state
+    wanted = int(st.query_params.get("page", 1)) if from_link else st.session_state["page"]
+    if wanted > page_count:
+        if from_link:
+            url_state.show_notices([f'Ignored page "{wanted}" from the link: this view has only '
+                                    f'{page_count:,} page{"s" if page_count > 1 else ""}.'])
+        wanted = 1
+    if from_link or wanted != st.session_state["page"]:
+        st.session_state["page"] = wanted
+
+
+def table_key(signature: str, page: int, generation: int) -> str:
+    """A selection belongs to one page of one view of one state of the data, never another."""
+    digest = hashlib.sha1(f"{signature}|{page}|{generation}".encode()).hexdigest()[:12]
+    return f"runs_table_{digest}"
+
+
+# ------------------------------------------------------------------ the table
+
+def started_local(started: pd.Series, tz) -> pd.Series:
+    return pd.to_datetime(started).dt.tz_localize("UTC").dt.tz_convert(tz)
+
+
+def duration_text(status: str, ms) -> str:
+    found = BY_NAME.get(status)
+    return short_duration(ms) if found is None or found.finished else ""
+
+
+def table_frame(rows: pd.DataFrame, tz) -> pd.DataFrame:
+    """The page's rows as the table shows them; `id` and `Archived` ride along, hidden."""
+    archived = rows["archived_at"].notna()
+    return pd.DataFrame({
+        "id": rows["id"],
+        "Open": "Open",
+        "Flow": [ARCHIVED_MARK + name if gone else name
+                 for name, gone in zip(rows["flow_name"], archived)],
+        "Status": [[label(name)] for name in rows["status"]],
+        "Started At": started_local(rows["started_at"], tz),
+        "Duration": [duration_text(s, ms) for s, ms in zip(rows["status"], rows["duration_ms"])],
+        "Failed Step": [runs_list.failed_step_label(d, n) for d, n in
+                        zip(rows["failed_step_display"], rows["failed_step"])],
+        "Error": rows["error_message"].fillna("").str.slice(0, 300),
+        "Archived": archived,
+        "Run": ["run?id=" + quote(str(run_id), safe="") for run_id in rows["id"]],
+    })
+
+
+def column_config(tz) -> dict:
+    zone_name = getattr(tz, "key", None) or "UTC"
+    when = "MMM D, YYYY, h:mm:ss A"
+    return {
+        "Open": st.column_config.ButtonColumn(" ", type="tertiary", key=OPEN_KEY, width=60,
+                                              help="Open the run's page", pinned=True),
+        "Flow": st.column_config.TextColumn("Flow"),
+        "Status": status_ui.status_column(),
+        "Started At": st.column_config.DatetimeColumn(
+            "Started At", format=when, help=f"In your timezone ({zone_name})"),
+        "Duration": st.column_config.TextColumn("Duration"),
+        "Failed Step": st.column_config.TextColumn("Failed Step"),
+        "Error": st.column_config.TextColumn("Error", width="medium"),
+        "Run": st.column_config.LinkColumn("Run", display_text=r"run\?id=(.*)$",
+                                           help="A plain link to the run (opens a new tab)"),
+    }
+
+
+def show_table(frame: pd.DataFrame, key: str, tz):
+    order = ["Open", "Flow", "Status", "Started At", "Duration", "Failed Step", "Error", "Run"]
+    return st.dataframe(
+        frame, key=key, on_select="rerun", selection_mode="multi-row", hide_index=True,
+        width="stretch", height=ROW_HEIGHT * (len(frame) + 1) + 3,
+        column_order=order, column_config=column_config(tz))
+
+
+def selected_ids(event, frame: pd.DataFrame) -> list[str]:
+    positions = (event or {}).get("selection", {}).get("rows", []) if event else []
+    return [frame["id"].iloc[p] for p in positions if 0 <= p < len(frame)]
+
+
+# ------------------------------------------------------------------ actions
+
+def open_run(run_id: str) -> None:
+    """The run page in this tab, carrying the view so "Back to runs" can restore it."""
+    url_state.switch_page_with(RUN_PAGE, {"id": run_id, **view_params()})
+
+
+def open_clicked_run(frame: pd.DataFrame) -> None:
+    click = st.session_state.get(OPEN_KEY)
+    if click is not None and 0 <= click["row"] < len(frame):
+        open_run(frame["id"].iloc[click["row"]])
+
+
+def archive(store: PageStore, run_ids: list[str], archived: bool) -> None:
+    changed = store.call(runs_list.set_archived, run_ids, archived)
+    verb = "Archived" if archived else "Restored"
+    st.session_state[FLASH_KEY] = f"{verb} {changed:,} run{'' if changed == 1 else 's'}."
+    st.rerun()
+
+
+def show_flash() -> None:
+    message = st.session_state.pop(FLASH_KEY, None)
+    if message:
+        st.toast(message, icon=":material/inventory_2:")
+
+
+def show_selection_actions(store: PageStore, frame: pd.DataFrame, chosen: list[str]) -> None:
+    """Open, archive, restore or export the selected runs."""
+    picked = frame[frame["id"].isin(chosen)]
+    archived = picked["Archived"]
+    st.markdown(f"**{len(chosen):,} selected**")
+    if len(chosen) == 1 and st.button("Open run", icon=":material/open_in_new:", type="primary"):
+        open_run(chosen[0])
+    if st.button("Archive", icon=":material/archive:", disabled=bool(archived.all()),
+                 help="Hide these runs unless Show archived is ticked"):
+        archive(store, chosen, True)
+    if st.button("Unarchive", icon=":material/unarchive:", disabled=not archived.any()):
+        archive(store, chosen, False)
+    for fmt, (name, mime) in EXPORTS.items():
+        st.download_button(name, store.call(export_bytes, fmt, run_ids=chosen),
+                           file_name=f"runs-selected.{fmt}", mime=mime,
+                           icon=":material/download:", on_click="ignore", key=f"export_sel_{fmt}",
+                           help=f"Download the selected runs as {name}")
+
+
+def export_all_later(run_filter: RunFilter, fmt: str):
+    """A download built only when clicked, on its own connection (the click has no script run)."""
+    path = settings.database_path()
+
+    def build() -> bytes:
+        with open_db(path) as con:
+            return export_bytes(con, fmt, run_filter=run_filter)
+
+    return build
+
+
+def show_export_all(run_filter: RunFilter, total: int) -> None:
+    with st.popover("Export all", icon=":material/download:", help="Every run matching the "
+                    "filters, not only this page"):
+        st.markdown(f"All **{total:,}** runs that match the filters:")
+        for fmt, (name, mime) in EXPORTS.items():
+            st.download_button(f"{name}", export_all_later(run_filter, fmt),
+                               file_name=f"runs.{fmt}", mime=mime, icon=":material/download:",
+                               on_click="ignore", key=f"export_all_{fmt}")
+        if total > BIG_EXPORT:
+            st.caption("For exports this large the command line streams straight to a file: "
+                       "`python -m runs_store export --format csv --out runs.csv`.")
+
+
+# ------------------------------------------------------------------ states around the table
+
+def stuck_note(store: PageStore, run_filter: RunFilter) -> None:
+    """Runs RUNNING for over an hour are usually stuck: say so, with a way to list them."""
+    now = datetime.now(timezone.utc).replace(tzinfo=None, second=0, microsecond=0)
+    stuck = store.cached(runs_list.count_stuck_running, run_filter, now)
+    if not stuck:
+        return
+    noun = "run has" if stuck == 1 else "runs have"
+    with st.container(horizontal=True, vertical_alignment="center", gap="small"):
+        st.caption(f":material/hourglass_top: {stuck:,} {noun} been running for over an hour.")
+        st.button("Show running runs", type="tertiary", on_click=_show_only, args=("RUNNING",),
+                  key="show_stuck")
+
+
+def _show_only(status_name: str) -> None:
+    st.session_state["status"] = [status_name]
+
+
+def _widen_range() -> None:
+    st.session_state["range"] = "all"
+
+
+def _clear_filters() -> None:
+    for key, empty in (("flow", []), ("status", []), ("q", "")):
+        st.session_state[key] = empty
+    for key in ("failed_step", "signature", "version"):
+        if key in st.query_params:
+            del st.query_params[key]
+
+
+def show_empty(store: PageStore) -> None:
+    """A friendly dead end: why nothing shows and one click to see more."""
+    if not store.cached(runs_list.total_runs):
+        st.info("No runs are loaded yet.", icon=":material/inbox:")
+        st.page_link(IMPORT_PAGE, label="Import runs", icon=":material/upload_file:")
+        return
+    st.info("**No runs match these filters.** Widen the date range or clear some filters.",
+            icon=":material/filter_alt_off:")
+    with st.container(horizontal=True, gap="small"):
+        if st.session_state.get("range") != "all":
+            st.button("Search all time", on_click=_widen_range, icon=":material/date_range:")
+        st.button("Clear filters", on_click=_clear_filters, icon=":material/filter_alt_off:")
+
+
+# ------------------------------------------------------------------ the list
+
+def show_runs(store: PageStore, run_filter: RunFilter, tz) -> None:
+    """The bar, the table and the paging controls for the current view."""
+    bar, table_area, footer = st.container(), st.container(), st.container()
+    left, middle, right = footer.columns([1, 3.4, 1.6], vertical_alignment="bottom")
+    rows = left.selectbox("Rows per page", list(runs_list.PAGE_SIZES),
+                          index=list(runs_list.PAGE_SIZES).index(runs_list.DEFAULT_PAGE_SIZE),
+                          key="rows", bind="query-params")
+    signature = view_signature(rows)
+    reset_page_on_change(signature)
+    total = store.cached(runs_list.count_runs, run_filter)
+    page_count = runs_list.page_count(total, rows)
+    keep_page_in_range(page_count)
+    with middle:
+        page = st.pagination(page_count, key="page", bind="query-params")
+    runs = store.cached(runs_list.list_runs, run_filter, rows,
+                        runs_list.page_offset(page, rows), total)
+    with bar:
+        stuck_note(store, run_filter)
+    if runs.rows.empty:
+        footer.empty()
+        with bar:
+            st.markdown(f"**{runs.position_text()}**")
+            show_empty(store)
+        return
+    right.markdown(runs.position_text(), text_alignment="right")
+    frame = table_frame(runs.rows, tz)
+    with table_area:
+        event = show_table(frame, table_key(signature, page, store.generation), tz)
+        if run_filter.include_archived:
+            st.caption(f"{ARCHIVED_MARK}marks an archived run.")
+        open_clicked_run(frame)
+    with bar.container(horizontal=True, vertical_alignment="center", gap="small"):
+        st.markdown(f"**{runs.position_text()}**", width="content")
+        st.space("stretch")
+        chosen = selected_ids(event, frame)
+        if chosen:
+            show_selection_actions(store, frame, chosen)
+        show_export_all(run_filter, total)
+
+
+def show_runs_fresh(run_filter: RunFilter, tz) -> None:
+    """show_runs on a connection of its own: a Live refresh reruns only this part."""
+    with page_store() as store:
+        show_runs(store, run_filter, tz)
+
+
+def live_seconds() -> float:
+    return max(2.0, settings.get_number("RUNS_LIVE_SECONDS"))
+
+
+def show_header() -> bool:
+    """The title and the Live toggle; returns whether Live is on."""
+    title, toggle = st.columns([5, 1], vertical_alignment="bottom")
+    title.title("Runs")
+    return toggle.toggle("Live", key="live", bind="query-params",
+                         help=f"Refresh the list every {live_seconds():g} seconds")
+
+
+def main() -> None:
+    notices = clean_paging_params()
+    live = show_header()
+    url_state.show_notices(notices)
+    show_flash()
+    tz = user_timezone()
+    with page_store() as store:
+        show_sample_note(store)
+        run_filter = render_toolbar(store.cached(runs_list.flow_names), tz)
+    if live:
+        st.fragment(show_runs_fresh, run_every=live_seconds())(run_filter, tz)
+    else:
+        show_runs_fresh(run_filter, tz)
+    status_ui.status_legend()
+
+
+main()

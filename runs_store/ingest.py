@@ -10,7 +10,13 @@ reason; re-ingesting a file replaces that file's rejects rather than adding to t
 
 from __future__ import annotations
 
+import gc
 import json
+import os
+import re
+import tempfile
+import uuid
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,10 +24,11 @@ from typing import Callable, Iterable, Iterator
 
 import pyarrow as pa
 
+from runs_store import settings
 from runs_store.db import bump_generation, open_db
 from runs_store.readers import Item, SourceFile, expand_paths
-from runs_store.records import (RUN_COLUMNS, STEP_COLUMNS, RecordRejected, TestRun,
-                                normalize_flat_row, normalize_run)
+from runs_store.records import (RUN_COLUMNS, RecordRejected, TestRun, normalize_flat_row,
+                                normalize_run)
 
 BATCH_RUNS = 5_000
 
@@ -34,10 +41,11 @@ _RUN_TYPES = {
     "has_steps": pa.bool_(), "tags": pa.list_(pa.string()),
 }
 RUN_SCHEMA = pa.schema([(name, _RUN_TYPES.get(name, pa.string())) for name in RUN_COLUMNS]
-                       + [("seq", pa.int64()), ("flat", pa.bool_())])
-_STEP_TYPES = {"position": pa.int32(), "duration_ms": pa.int64()}
-STEP_SCHEMA = pa.schema([(name, _STEP_TYPES.get(name, pa.string())) for name in STEP_COLUMNS]
-                        + [("seq", pa.int64())])
+                       + [("seq", pa.int64()), ("flat", pa.bool_()), ("steps_json", pa.string()),
+                          ("catalog_key", pa.int64()), ("step_names", pa.list_(pa.string()))])
+CATALOG_SCHEMA = pa.schema([("catalog_key", pa.int64()), ("name", pa.string()),
+                            ("display_name", pa.string()), ("piece_name", pa.string()),
+                            ("action_name", pa.string())])
 REJECT_SCHEMA = pa.schema([("source", pa.string()), ("unit", pa.string()),
                            ("position", pa.int64()), ("reason", pa.string()), ("raw", pa.string())])
 
@@ -82,14 +90,22 @@ def _looks_flat(value) -> bool:
     return isinstance(value, dict) and "started_at" in value and "created" not in value
 
 
+def _stage_batch(con, runs: pa.Table, catalog: pa.Table | None) -> None:
+    """Writes one batch to the file's staging database (committed there, so memory stays flat)."""
+    if catalog is not None:
+        insert_arrow(con, "stage.catalog", catalog)
+    insert_arrow(con, "stage.runs", runs)
+
+
 class _Batches:
-    """Collects normalised rows and rejects, and moves them into staging tables in batches."""
+    """Collects normalised rows and rejects, and stages them in DuckDB in batches."""
 
     def __init__(self, con, source: str):
         self.con = con
         self.source = source
         self.runs: dict[str, list] = {name: [] for name in RUN_SCHEMA.names}
-        self.steps: list[tuple] = []
+        self.catalog_rows: list[tuple] = []
+        self.catalog_keys: dict[int, tuple[int, dict]] = {}  # id(catalog) -> (key, catalog)
         self.rejects: list[Rejection] = []
         self.test_runs = 0
         self.seq = 0
@@ -101,7 +117,8 @@ class _Batches:
             return
         flat = item.flat or _looks_flat(item.value)
         try:
-            normalized = (normalize_flat_row if flat else normalize_run)(item.value, self.source)
+            normalize = normalize_flat_row if flat else normalize_run
+            normalized = normalize(item.value, self.source, item.raw)
         except TestRun:
             self.test_runs += 1
             return
@@ -113,70 +130,112 @@ class _Batches:
             self.runs[name].append(row[name])
         self.runs["seq"].append(self.seq)
         self.runs["flat"].append(flat)
-        self.steps.extend(step + (self.seq,) for step in normalized.steps)
+        self.runs["steps_json"].append(normalized.steps_json)
+        self.runs["catalog_key"].append(self._catalog_key(normalized.catalog))
+        self.runs["step_names"].append(normalized.step_names)
         if len(self.runs["seq"]) >= BATCH_RUNS:
             self.flush()
+
+    def _catalog_key(self, catalog: dict | None) -> int | None:
+        """A key for the step catalog; each distinct catalog is staged once per file."""
+        if not catalog:
+            return None
+        known = self.catalog_keys.get(id(catalog))
+        if known is not None:
+            return known[0]
+        key = len(self.catalog_keys) + 1
+        self.catalog_keys[id(catalog)] = (key, catalog)  # keeps it alive so id() stays unique
+        self.catalog_rows.extend(
+            (key, name, entry.get("displayName"), entry.get("pieceName"), entry.get("actionName"))
+            for name, entry in catalog.items())
+        return key
 
     def _reject(self, item: Item, reason: str) -> None:
         raw = item.raw if item.raw is not None else json.dumps(item.value, default=str)
         self.rejects.append(Rejection(self.source, item.unit, item.position, reason, raw))
 
-    def _insert(self, table_name: str, batch: pa.Table) -> None:
-        insert_arrow(self.con, table_name, batch)
-
     def flush(self) -> None:
-        if self.runs["seq"]:
-            self._insert("staging_runs", pa.Table.from_pydict(self.runs, schema=RUN_SCHEMA))
-            self.runs = {name: [] for name in RUN_SCHEMA.names}
-        if self.steps:
-            columns = list(zip(*self.steps))
-            self._insert("staging_steps", pa.Table.from_arrays(
-                [pa.array(column, type=kind.type) for column, kind in zip(columns, STEP_SCHEMA)],
-                schema=STEP_SCHEMA))
-            self.steps = []
+        if not self.runs["seq"] and not self.catalog_rows:
+            return
+        catalog = None
+        if self.catalog_rows:
+            columns = [list(column) for column in zip(*self.catalog_rows)]
+            catalog = pa.Table.from_arrays(
+                [pa.array(c, type=f.type) for c, f in zip(columns, CATALOG_SCHEMA)],
+                schema=CATALOG_SCHEMA)
+            self.catalog_rows = []
+        _stage_batch(self.con, pa.Table.from_pydict(self.runs, schema=RUN_SCHEMA), catalog)
+        self.runs = {name: [] for name in RUN_SCHEMA.names}
 
 
-_STAGING = """
-CREATE OR REPLACE TEMP TABLE staging_runs AS SELECT *, 0::BIGINT AS seq, false AS flat
-    FROM runs LIMIT 0;
-CREATE OR REPLACE TEMP TABLE staging_steps AS SELECT *, 0::BIGINT AS seq FROM run_steps LIMIT 0;
+_STAGE_TABLES = """
+CREATE TABLE stage.runs AS
+SELECT *, 0::BIGINT AS seq, false AS flat, NULL::VARCHAR AS steps_json, NULL::BIGINT AS catalog_key,
+       NULL::VARCHAR[] AS step_names
+FROM main.runs LIMIT 0;
+CREATE TABLE stage.catalog (catalog_key BIGINT, name VARCHAR, display_name VARCHAR,
+    piece_name VARCHAR, action_name VARCHAR);
 """
 
+# The latest version of each run in the file, and what it does to the store.
 _DECIDE = """
-CREATE OR REPLACE TEMP TABLE incoming AS
-SELECT * FROM staging_runs
-QUALIFY row_number() OVER (PARTITION BY id ORDER BY updated_at DESC, seq DESC) = 1;
 CREATE OR REPLACE TEMP TABLE decided AS
-SELECT i.id, i.seq, i.flat, r.has_steps AS old_has_steps,
+WITH latest AS (
+    SELECT id, seq, updated_at, flat FROM stage.runs
+    QUALIFY row_number() OVER (PARTITION BY id ORDER BY updated_at DESC, seq DESC) = 1
+)
+SELECT l.id, l.seq, l.flat, r.has_steps AS old_has_steps,
        CASE WHEN r.id IS NULL THEN 'new'
-            WHEN i.updated_at > r.updated_at THEN 'updated'
+            WHEN l.updated_at > r.updated_at THEN 'updated'
             ELSE 'unchanged' END AS outcome
-FROM incoming i LEFT JOIN (SELECT id, updated_at, has_steps FROM runs) r ON r.id = i.id;
+FROM latest l
+LEFT JOIN (SELECT id, updated_at, has_steps FROM main.runs
+           WHERE id IN (SELECT id FROM stage.runs)) r ON r.id = l.id;
 """
 
-_MERGE = """
-DELETE FROM runs WHERE id IN (SELECT id FROM decided WHERE outcome = 'updated');
-DELETE FROM run_steps WHERE run_id IN
+# Steps come out of the run's JSON text in DuckDB, not Python; Python gives their order.
+_STEP_FIELDS = ('{"type": "VARCHAR", "status": "VARCHAR", "duration": "DOUBLE", "input": "JSON", '
+                '"output": "JSON", "errorMessage": "JSON"}')
+_APPLY = f"""
+DELETE FROM main.runs WHERE id IN (SELECT id FROM decided WHERE outcome = 'updated');
+DELETE FROM main.run_steps WHERE run_id IN
     (SELECT id FROM decided WHERE outcome = 'updated' AND NOT flat);
-INSERT INTO runs BY NAME
-SELECT i.* EXCLUDE (seq, flat, has_steps),
-       CASE WHEN d.flat THEN coalesce(d.old_has_steps, false) ELSE i.has_steps END AS has_steps
-FROM incoming i JOIN decided d ON d.id = i.id
+INSERT INTO main.runs BY NAME
+SELECT s.* EXCLUDE (seq, flat, has_steps, catalog_key, steps_json, step_names),
+       CASE WHEN d.flat THEN coalesce(d.old_has_steps, false) ELSE s.has_steps END AS has_steps
+FROM stage.runs s JOIN decided d ON d.id = s.id AND d.seq = s.seq
 WHERE d.outcome IN ('new', 'updated')
-ORDER BY i.started_at, i.id;
-INSERT INTO run_steps BY NAME
-SELECT s.* EXCLUDE (seq)
-FROM staging_steps s JOIN decided d ON d.id = s.run_id AND d.seq = s.seq
-WHERE d.outcome IN ('new', 'updated')
-ORDER BY s.run_id, s.position;
+ORDER BY s.started_at, s.id;
+INSERT INTO main.run_steps BY NAME
+WITH step AS (
+    SELECT s.id AS run_id, s.catalog_key, s.steps_json,
+           unnest(s.step_names) AS name,
+           (generate_subscripts(s.step_names, 1) - 1)::INTEGER AS position
+    FROM stage.runs s
+    -- a semi-join: only the narrow `decided` is held in memory, never the staged JSON
+    WHERE s.seq IN (SELECT seq FROM decided WHERE outcome IN ('new', 'updated'))
+      AND s.step_names IS NOT NULL
+), parsed AS (
+    -- each step read by its JSON Pointer (json_each would keep every document in memory)
+    SELECT run_id, catalog_key, name, position,
+           json_transform(json_extract(steps_json, '/steps/'
+                          || replace(replace(name, '~', '~0'), '/', '~1')), '{_STEP_FIELDS}') AS v
+    FROM step
+)
+SELECT p.run_id, p.position, p.name, c.display_name, v.type, v.status,
+       v.duration::BIGINT AS duration_ms, c.piece_name, c.action_name,
+       nullif(v.input::VARCHAR, 'null') AS input,
+       nullif(v.output::VARCHAR, 'null') AS output,
+       nullif(v.errorMessage::VARCHAR, 'null') AS error
+FROM parsed p LEFT JOIN stage.catalog c ON c.catalog_key = p.catalog_key AND c.name = p.name;
 """
 
 
 def insert_arrow(con, table_name: str, batch: pa.Table) -> None:
-    """Appends an Arrow table to a table of the same column order."""
+    """Appends an Arrow table to a table with the same column names."""
     con.register("arrow_batch", batch)
     try:
-        con.execute(f"INSERT INTO {table_name} SELECT * FROM arrow_batch")
+        con.execute(f"INSERT INTO {table_name} BY NAME SELECT * FROM arrow_batch")
     finally:
         con.unregister("arrow_batch")
 
@@ -194,30 +253,82 @@ def _outcomes(con) -> dict[str, int]:
     return dict(con.execute("SELECT outcome, count(*) FROM decided GROUP BY outcome").fetchall())
 
 
-def ingest_items(con, items: Iterable[Item], source: str,
-                 on_batch: Callable[[int], None] | None = None) -> IngestSummary:
-    """Loads one file's records in a single transaction; on any error nothing is kept."""
-    con.execute("BEGIN TRANSACTION")
+def _stage_path(con) -> Path:
+    """A scratch DuckDB file beside the database (or in the temp dir for in-memory ones)."""
+    database = con.execute("SELECT path FROM duckdb_databases() WHERE database_name = "
+                           "current_database()").fetchall()[0][0]
+    folder = Path(database).parent if database else Path(tempfile.gettempdir())
+    return folder / f".ingest-{os.getpid()}-{uuid.uuid4().hex[:8]}.duckdb"
+
+
+@contextmanager
+def _memory_limit(con, limit: str) -> Iterator[None]:
+    """Runs a block under another DuckDB memory limit, then puts the old one back."""
+    previous = con.execute("SELECT current_setting('memory_limit')").fetchall()[0][0]
+    con.execute(f"SET memory_limit = '{_checked_size(limit)}'")
     try:
-        con.execute(_STAGING)
-        batches = _Batches(con, source)
+        yield
+    finally:
+        con.execute(f"SET memory_limit = '{_checked_size(previous)}'")
+
+
+def _checked_size(text: str) -> str:
+    """A memory size like 128MB or 1.5 GiB (SET takes no parameters, so it is checked here)."""
+    if not re.fullmatch(r"\s*\d+(\.\d+)?\s*[KMGT]?i?B\s*", text, re.I):
+        raise ValueError(f"not a memory size: {text!r}")
+    return text.strip()
+
+
+@contextmanager
+def _staging_database(con) -> Iterator[None]:
+    """Attaches a fresh staging database as `stage`; detaches and deletes it afterwards."""
+    path = _stage_path(con)
+    con.execute("ATTACH ? AS stage (ROW_GROUP_SIZE 8192)", [str(path)])
+    try:
+        con.execute(_STAGE_TABLES)
+        yield
+    finally:
+        con.execute("DETACH stage")
+        for leftover in (path, path.with_name(path.name + ".wal")):
+            leftover.unlink(missing_ok=True)
+
+
+def _stage_all(con, source: str, items: Iterable[Item],
+               on_batch: Callable[[int], None] | None) -> _Batches:
+    # Records are short-lived trees of dicts: the cyclic garbage collector only slows this loop.
+    collecting = gc.isenabled()
+    gc.disable()
+    batches = _Batches(con, source)
+    try:
         for item in items:
             batches.take(item)
             if on_batch and batches.seq % BATCH_RUNS == 0:
                 on_batch(batches.seq)
         batches.flush()
-        con.execute(_DECIDE)
-        outcomes = _outcomes(con)
-        con.execute(_MERGE)
-        _store_rejects(con, source, batches.rejects)
-        bump_generation(con)
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
     finally:
-        con.execute("DROP TABLE IF EXISTS staging_runs; DROP TABLE IF EXISTS staging_steps;"
-                    "DROP TABLE IF EXISTS incoming; DROP TABLE IF EXISTS decided;")
+        if collecting:
+            gc.enable()
+    return batches
+
+
+def ingest_items(con, items: Iterable[Item], source: str,
+                 on_batch: Callable[[int], None] | None = None) -> IngestSummary:
+    """Loads one file's records in a single transaction; on any error nothing is kept."""
+    with _staging_database(con), _memory_limit(con, settings.get("RUNS_INGEST_MEMORY_LIMIT")):
+        batches = _stage_all(con, source, items, on_batch)
+        con.execute("BEGIN TRANSACTION")
+        try:
+            con.execute(_DECIDE)
+            outcomes = _outcomes(con)
+            con.execute(_APPLY)
+            _store_rejects(con, source, batches.rejects)
+            bump_generation(con)
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        finally:
+            con.execute("DROP TABLE IF EXISTS decided")
     return IngestSummary(files=1, new=outcomes.get("new", 0), updated=outcomes.get("updated", 0),
                          unchanged=outcomes.get("unchanged", 0), rejected=len(batches.rejects),
                          test_runs=batches.test_runs, rejections=batches.rejects)

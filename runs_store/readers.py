@@ -14,6 +14,7 @@ import gzip
 import io
 import json
 import os
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Iterator
@@ -23,6 +24,8 @@ from runs_store.errors import InputPathError
 FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv",
            ".parquet": "parquet"}
 SUPPORTED = ", ".join(sorted(FORMATS)) + " (each optionally .gz)"
+# Exports carry long error messages and payloads: allow big CSV fields (the default is 128 KB).
+csv.field_size_limit(2**31 - 1)
 
 
 @dataclass
@@ -49,7 +52,11 @@ def expand_paths(paths: list[str | os.PathLike]) -> list[Path]:
     for given in paths:
         path = Path(given)
         if path.is_dir():
-            found.extend(sorted(p for p in path.rglob("*") if p.is_file() and detect_format(p.name)))
+            inside = sorted(p for p in path.rglob("*") if p.is_file() and detect_format(p.name))
+            if not inside:
+                raise InputPathError(f"{path}: no run files in this directory; expected "
+                                     f"{SUPPORTED}")
+            found.extend(inside)
         elif path.is_file():
             if detect_format(path.name) is None:
                 raise InputPathError(f"{path}: not a recognised format; expected {SUPPORTED}")
@@ -131,18 +138,22 @@ def read_csv(text: io.TextIOBase) -> Iterator[Item]:
 
 
 def read_parquet(stream) -> Iterator[Item]:
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     try:
         parquet = pq.ParquetFile(stream)
     except Exception as error:  # pyarrow raises several types for a damaged file
-        raise InputPathError(f"not a readable Parquet file: {error}") from None
+        raise InputPathError(f"not a readable Parquet file ({error})") from None
     number = 0
-    for batch in parquet.iter_batches(batch_size=10_000):
-        for row in batch.to_pylist():
-            number += 1
-            yield Item("row", number, json.dumps(row, ensure_ascii=False, default=str), row,
-                       flat=True)
+    try:
+        for batch in parquet.iter_batches(batch_size=10_000):
+            for row in batch.to_pylist():
+                number += 1
+                yield Item("row", number, json.dumps(row, ensure_ascii=False, default=str), row,
+                           flat=True)
+    except pa.ArrowException as error:
+        raise InputPathError(f"not a readable Parquet file after row {number} ({error})") from None
 
 
 class SourceFile:
@@ -150,7 +161,8 @@ class SourceFile:
 
     def __init__(self, path: Path, display_name: str | None = None):
         self.path = path
-        self.name = display_name or str(path)
+        # One name per file however it was spelled, so ingesting it again replaces its rejects.
+        self.name = display_name or str(Path(path).resolve())
         self.format = detect_format(display_name or path.name)
         if self.format is None:
             raise InputPathError(f"{self.name}: not a recognised format; expected {SUPPORTED}")
@@ -177,8 +189,10 @@ class SourceFile:
                     yield from self._parquet_items(stream)
                 else:
                     yield from self._text_items(stream)
-            except (OSError, EOFError, UnicodeError) as error:
+            except (OSError, EOFError, UnicodeError, zlib.error, csv.Error) as error:
                 raise InputPathError(f"{self.name}: cannot read it ({error})") from None
+            except InputPathError as error:  # a damaged Parquet file: say which one
+                raise InputPathError(f"{self.name}: {error}") from None
 
     def _parquet_items(self, stream: BinaryIO) -> Iterator[Item]:
         # Parquet needs to seek: read it from the file itself, or from memory when gzipped.

@@ -23,10 +23,6 @@ RUN_COLUMNS = (
     "error_message", "error_signature", "archived_at", "updated_at", "tags", "parent_run_id",
     "tasks", "steps_count", "has_steps", "pause_metadata", "source",
 )
-STEP_COLUMNS = (
-    "run_id", "position", "name", "display_name", "type", "status", "duration_ms", "piece_name",
-    "action_name", "input", "output", "error",
-)
 
 
 class RecordRejected(Exception):
@@ -40,7 +36,9 @@ class TestRun(Exception):
 @dataclass
 class NormalizedRun:
     row: dict
-    steps: list[tuple]
+    steps_json: str | None = None  # JSON text with the run's steps at `$.steps`
+    catalog: dict[str, dict] | None = None  # step name -> display name, piece, action
+    step_names: list[str] | None = None  # execution order
 
 
 # ---------------------------------------------------------------- values
@@ -55,6 +53,8 @@ def parse_time(value, field: str, required: bool = False) -> datetime | None:
         moment = value
     elif isinstance(value, str):
         try:
+            if value.endswith("Z"):  # the engine's form: already UTC
+                return datetime.fromisoformat(value[:-1])
             moment = datetime.fromisoformat(value.strip())
         except ValueError:
             raise RecordRejected(f"unparseable timestamp in {field}: {value!r}") from None
@@ -71,15 +71,18 @@ def _text(value) -> str | None:
     return value if isinstance(value, str) else str(value)
 
 
+_ENCODER = json.JSONEncoder(ensure_ascii=False, default=str)
+
+
 def _as_json_text(value) -> str | None:
-    return None if value is None else json.dumps(value, ensure_ascii=False, default=str)
+    return None if value is None else _ENCODER.encode(value)
 
 
 def _error_text(value) -> str | None:
     """errorMessage may be any JSON value; as text it is the string itself or its JSON."""
     if value is None or value == "":
         return None
-    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
+    return value if isinstance(value, str) else _ENCODER.encode(value)
 
 
 def _optional_int(value, field: str) -> int | None:
@@ -119,6 +122,22 @@ def _duration(status: str, start, finish, given) -> int | None:
 
 
 # ---------------------------------------------------------------- steps
+
+_CATALOGS: dict[str, dict[str, dict]] = {}
+
+
+def step_catalog(flow_version) -> dict[str, dict]:
+    """The flow version's step catalog, computed once per version id (versions never change)."""
+    version_id = flow_version.get("id") if isinstance(flow_version, dict) else None
+    if not isinstance(version_id, str):
+        return _step_catalog(flow_version)
+    catalog = _CATALOGS.get(version_id)
+    if catalog is None:
+        if len(_CATALOGS) > 10_000:
+            _CATALOGS.clear()
+        catalog = _CATALOGS[version_id] = _step_catalog(flow_version)
+    return catalog
+
 
 def _step_catalog(flow_version) -> dict[str, dict]:
     """Step name -> {displayName, pieceName, actionName} from the flow version's step tree."""
@@ -173,20 +192,6 @@ def first_failed_step(steps: dict, depth: int = 0) -> tuple[str, dict] | None:
     return None
 
 
-def _step_rows(run_id: str, steps: dict, catalog: dict[str, dict]) -> list[tuple]:
-    rows = []
-    for position, (name, output) in enumerate(steps.items()):
-        known = catalog.get(name, {})
-        rows.append((
-            run_id, position, name, _text(known.get("displayName")), _text(output.get("type")),
-            _text(output.get("status")), _optional_int(output.get("duration"), f"{name}.duration"),
-            _text(known.get("pieceName")), _text(known.get("actionName")),
-            _as_json_text(output.get("input")), _as_json_text(output.get("output")),
-            _as_json_text(output.get("errorMessage")),
-        ))
-    return rows
-
-
 # ---------------------------------------------------------------- runs
 
 def _failed_step_fields(record: dict, steps: dict, catalog: dict) -> tuple:
@@ -226,8 +231,12 @@ def _tags(value) -> list[str] | None:
     return [str(tag) for tag in value]
 
 
-def normalize_run(record, source: str) -> NormalizedRun:
-    """One engine run object -> the run row and its step rows."""
+def normalize_run(record, source: str, record_text: str | None = None) -> NormalizedRun:
+    """One engine run object -> the run row, and its steps as JSON for the store to explode.
+
+    `record_text` is the record's own JSON text when the caller has it: the store then reads the
+    steps out of it (`$.steps`) instead of having them encoded again.
+    """
     if not isinstance(record, dict):
         raise RecordRejected(f"not a JSON object (got {type(record).__name__})")
     run_id = _run_id(record.get("id"))
@@ -242,7 +251,7 @@ def normalize_run(record, source: str) -> NormalizedRun:
     flow_version = record.get("flowVersion")
     raw_steps = record.get("steps")
     steps = _check_steps(raw_steps)
-    catalog = _step_catalog(flow_version)
+    catalog = step_catalog(flow_version)
     failed_step, failed_display, error = _failed_step_fields(record, steps, catalog)
     row = {
         "id": run_id,
@@ -269,7 +278,10 @@ def normalize_run(record, source: str) -> NormalizedRun:
         "pause_metadata": _as_json_text(record.get("pauseMetadata")),
         "source": source,
     }
-    return NormalizedRun(row, _step_rows(run_id, steps, catalog))
+    if not steps:
+        return NormalizedRun(row, None, catalog)
+    return NormalizedRun(row, record_text or _as_json_text({"steps": steps}), catalog,
+                         list(steps))
 
 
 # ---------------------------------------------------------------- flat rows (CSV / Parquet)
@@ -286,7 +298,7 @@ def _flat_archived_at(row: dict, started_at: datetime) -> datetime | None:
     return started_at if is_archived else None
 
 
-def normalize_flat_row(row: dict, source: str) -> NormalizedRun:
+def normalize_flat_row(row: dict, source: str, record_text: str | None = None) -> NormalizedRun:
     """One row of the export columns (id, flow, status, started_at, ...) -> a run row."""
     run_id = _run_id(row.get("id"))
     if _text(row.get("environment")) == "TESTING":
@@ -323,4 +335,4 @@ def normalize_flat_row(row: dict, source: str) -> NormalizedRun:
         "has_steps": False,
         "pause_metadata": None,
         "source": source,
-    }, [])
+    })

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import pandas as pd
-
 
 def list_rejects(con, source: str | None = None) -> list[dict]:
     sql = "SELECT source, unit, position, reason, raw, rejected_at FROM rejects"
@@ -16,9 +14,17 @@ def list_rejects(con, source: str | None = None) -> list[dict]:
     return [dict(zip(names, row)) for row in cursor.fetchall()]
 
 
-def rejects_frame(con) -> pd.DataFrame:
-    return con.execute("SELECT source AS file, unit || ' ' || position AS location, reason, raw "
-                       "FROM rejects ORDER BY source, position").df()
+def rejects_frame(con, limit: int | None = None):
+    """File, location, reason and raw text of the rejects, at most `limit` of them (for screens)."""
+    sql = ("SELECT source AS file, unit || ' ' || position AS location, reason, raw "
+           "FROM rejects ORDER BY source, position")
+    if limit is None:
+        return con.execute(sql).df()
+    return con.execute(sql + " LIMIT ?", [limit]).df()
+
+
+def count_rejects(con) -> int:
+    return con.execute("SELECT count(*) FROM rejects").fetchall()[0][0]
 
 
 def reject_location(reject: dict) -> str:

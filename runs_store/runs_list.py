@@ -8,6 +8,7 @@ exists; only the rows on screen ever reach pandas.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 import pandas as pd
 
@@ -18,6 +19,8 @@ ORDER_BY = "ORDER BY started_at DESC, id DESC"
 LIST_COLUMNS = ("id, flow_name, status, started_at, duration_ms, failed_step, "
                 "failed_step_display, error_message, archived_at, finish_time")
 PAGE_SIZES = (10, 25, 50, 100)
+DEFAULT_PAGE_SIZE = 25
+STUCK_AFTER = timedelta(hours=1)
 
 
 @dataclass(frozen=True)
@@ -30,7 +33,7 @@ class RunsPage:
 
     @property
     def page_count(self) -> int:
-        return max(1, -(-self.total // self.limit))
+        return page_count(self.total, self.limit)
 
     def position_text(self) -> str:
         """"51-100 of 12,345 runs", as the list's footer says it."""
@@ -55,6 +58,33 @@ def list_runs(con, run_filter: RunFilter, limit: int, offset: int = 0,
         total = count_runs(con, run_filter)
     return RunsPage(rows.head(limit).reset_index(drop=True), total, offset, limit,
                     has_next=len(rows) > limit)
+
+
+def page_offset(page: int, limit: int) -> int:
+    """Rows before the first one of a 1-based page."""
+    return (max(1, page) - 1) * limit
+
+
+def page_count(total: int, limit: int) -> int:
+    return max(1, -(-total // limit))
+
+
+def count_stuck_running(con, run_filter: RunFilter, now: datetime,
+                        after: timedelta = STUCK_AFTER) -> int:
+    """Runs in the view still RUNNING more than `after` after they started (engine hiccups)."""
+    stuck = run_filter.with_(statuses=("RUNNING",))
+    where, params = build_where(stuck)
+    where = (where + " AND " if where else "WHERE ") + "started_at < ?"
+    return con.execute(f"SELECT count(*) FROM runs {where}",
+                       params + [now - after]).fetchall()[0][0]
+
+
+def failed_step_label(display_name, name) -> str:
+    """What the Failed Step column shows: the display name, else the name, else a dash."""
+    for text in (display_name, name):
+        if isinstance(text, str) and text.strip():
+            return text
+    return "-"
 
 
 def flow_names(con) -> list[str]:

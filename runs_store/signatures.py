@@ -1,7 +1,7 @@
 """Error signatures: one error message per kind of failure, so failures can be counted by cause.
 
 Two messages that differ only in ids, numbers, URLs, e-mail addresses or quoting get the same
-signature ("Cannot read properties of undefined (reading <q>)"). JSON error bodies, which the
+signature ("Cannot read properties of undefined (reading email)"). JSON error bodies, which the
 engine often stores as a JSON-encoded string, are reduced to their HTTP status and error text.
 """
 
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+from functools import lru_cache
 
 MAX_LENGTH = 160
 
@@ -65,6 +66,7 @@ def _summarise_json_error(value) -> str | None:
     return ": ".join(part for part in (prefix, texts[0] if texts else "") if part)
 
 
+@lru_cache(maxsize=8192)  # the same messages recur across thousands of runs
 def error_signature(message: str | None) -> str | None:
     """The message with its variable parts replaced by placeholders."""
     if not message:

@@ -20,6 +20,10 @@ from runs_store.errors import StoreError
 from runs_store.sample_loader import SAMPLE_FILE, SAMPLE_SOURCE, load_bundled_sample
 
 
+# A page does not hang for long behind an ingest: it says so and offers to try again.
+APP_LOCK_WAIT_SECONDS = 3.0
+
+
 class PageStore:
     """The open database for this script run, and its change counter for cache keys."""
 
@@ -52,7 +56,8 @@ def page_store(read_only: bool = False) -> Iterator[PageStore]:
     """The store for this script run; a store error becomes an st.error and stops the page."""
     path = database_path()
     try:
-        with open_db(settings.database_path(), read_only=read_only) as con:
+        wait = min(APP_LOCK_WAIT_SECONDS, settings.get_number("RUNS_LOCK_WAIT_SECONDS"))
+        with open_db(settings.database_path(), read_only=read_only, wait_seconds=wait) as con:
             store = PageStore(con, path)
             _load_sample_once(store)
             yield store

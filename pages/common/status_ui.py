@@ -22,7 +22,7 @@ def status_column(label: str = "Status"):
     """A read-only coloured-label column; the cell values are one-item lists of labels."""
     return st.column_config.MultiselectColumn(
         label, options=[s.label for s in STATUSES], color=[s.color for s in STATUSES],
-        help="Hover the legend below the table for what each status means.", width="medium")
+        help="Hover the legend below the table for what each status means.")
 
 
 def _legend_chip(run_status: RunStatus) -> str:

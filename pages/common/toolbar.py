@@ -8,7 +8,7 @@ parameters too and show as removable chips.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 
 import streamlit as st
 
@@ -23,10 +23,21 @@ DRILL_KEYS = {"failed_step": "Failed step", "signature": "Error", "version": "Fl
 
 
 def _known_status(value: str) -> str:
+    """Either spelling (FAILED, Failed) in; the label out, which is what the widget reads."""
     found = parse_status(value)
     if found is None:
         raise url_state.BadValue(f'Ignored unknown status "{value}" from the link.')
-    return found.name
+    return found.label
+
+
+def _known_range(value: str) -> str:
+    """A preset key (7d, custom) or its label in any case; the label out, as the widget reads."""
+    wanted = value.strip().lower()
+    for key, text in PRESET_LABELS.items():
+        if wanted in (key, text.lower()):
+            return text
+    raise url_state.BadValue(f'Ignored date range "{value}" from the link: use one of '
+                             f'{", ".join(PRESET_LABELS.values())}.')
 
 
 def _known_flow(flows: list[str]):
@@ -46,17 +57,68 @@ def clean_filter_params(flows: list[str]) -> list[str]:
     notices = []
     notices += url_state.clean_many("flow", _known_flow(flows))
     notices += url_state.clean_many("status", _known_status)
-    notices += url_state.clean_one("range", url_state.one_of(PRESET_LABELS, "date range"))
+    notices += url_state.clean_one("range", _known_range)
     notices += url_state.clean_one("from", url_state.a_date("start date"))
     notices += url_state.clean_one("to", url_state.a_date("end date"))
     notices += url_state.clean_one("archived", url_state.a_boolean("show archived"))
     if ("from" in st.query_params or "to" in st.query_params) and "range" not in st.query_params:
-        st.query_params["range"] = "custom"
+        st.query_params["range"] = PRESET_LABELS["custom"]
+    seed_widgets_from_link()
     return notices
 
 
+def _preset_key(text: str) -> str:
+    return next(key for key, shown in PRESET_LABELS.items() if shown == text)
+
+
+def seed_widgets_from_link() -> None:
+    """Gives each toolbar widget its value from the (cleaned) link when it is first drawn.
+
+    A bound widget matches URL text against its options' shown labels and silently drops
+    anything else (FAILED, 7d, yes); seeding it with the parsed value makes every accepted
+    spelling work.
+    """
+    params = st.query_params
+    parse = {
+        "flow": lambda: params.get_all("flow"),
+        "status": lambda: [parse_status(value).name for value in params.get_all("status")],
+        "range": lambda: _preset_key(params["range"]),
+        "from": lambda: date.fromisoformat(params["from"]),
+        "to": lambda: date.fromisoformat(params["to"]),
+        "archived": lambda: params["archived"] == "true",
+        "q": lambda: params["q"],
+    }
+    for key, value in parse.items():
+        url_state.seed_widget(key, value)
+
+
+def _widget_params() -> dict[str, list[str] | str]:
+    """The toolbar widgets' values as URL values, left out where they are the default."""
+    state = st.session_state
+    chosen = {
+        "flow": list(state.get("flow") or []),
+        "status": [label(name) for name in state.get("status") or []],
+        "range": PRESET_LABELS.get(state.get("range")) if state.get("range") != DEFAULT_PRESET
+        else None,
+        "archived": "true" if state.get("archived") else None,
+        "q": (state.get("q") or "").strip(),
+    }
+    if state.get("range") == "custom":
+        chosen.update({key: state[key].isoformat() for key in ("from", "to") if state.get(key)})
+    return {key: value for key, value in chosen.items() if value}
+
+
 def filter_query_params() -> dict[str, list[str] | str]:
-    """The toolbar's current URL parameters, to carry them to another page."""
+    """The toolbar's current URL parameters, to carry them to another page.
+
+    Read from the widgets once the toolbar has been drawn (the URL may lag one rerun behind
+    them), else from the URL itself.
+    """
+    if "range" in st.session_state:
+        params = _widget_params()
+        params.update({key: st.query_params.get_all(key) for key in DRILL_KEYS
+                       if key in st.query_params})
+        return params
     return {key: st.query_params.get_all(key) for key in FILTER_KEYS if key in st.query_params}
 
 
@@ -92,7 +154,7 @@ def _drill_down_chips() -> dict[str, tuple[str, ...]]:
 def render_toolbar(flows: list[str], tz) -> RunFilter:
     """Draws the toolbar and returns the filter it describes."""
     url_state.show_notices(clean_filter_params(flows))
-    top = st.columns([3, 3, 2, 3, 1.4], vertical_alignment="bottom")
+    top = st.columns([3, 3, 2, 3, 1.7], vertical_alignment="bottom")
     chosen_flows = top[0].multiselect("Flow", flows, key="flow", bind="query-params",
                                       placeholder="All flows")
     chosen_statuses = top[1].multiselect("Status", STATUS_NAMES, format_func=label, key="status",

@@ -98,6 +98,44 @@ def a_whole_number(what: str, low: int, high: int | None = None) -> Callable[[st
     return check
 
 
+def seed_widget(key: str, parse: Callable[[], object]) -> None:
+    """Before a URL-bound widget is first drawn, sets its value from the link's parameter.
+
+    `parse` reads the (already cleaned) parameter; nothing happens when the link has none or
+    the widget already has a value in this session.
+    """
+    if key in st.query_params and key not in st.session_state:
+        st.session_state[key] = parse()
+
+
 def show_notices(notices: list[str]) -> None:
     for notice in notices:
         st.info(notice, icon=":material/link_off:")
+
+
+def _release_bindings(keys) -> None:
+    """Lets go of this page's widget bindings for these parameters (see switch_page_with)."""
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+    ctx = get_script_run_ctx()
+    if ctx is None:
+        return
+    with ctx.session_state.query_params() as params:
+        for key in keys:
+            binding = params.get_binding_for_param(key)
+            if binding is not None:
+                params.unbind_widget(binding.widget_id)
+
+
+def switch_page_with(page: str, query_params: dict) -> None:
+    """st.switch_page to `page` with these URL parameters, even ones a widget here is bound to.
+
+    Streamlit 1.67 refuses to set a parameter that is bound to a widget (bind="query-params"),
+    also while leaving the page, so the bindings of the carried parameters are released first;
+    the widgets that read them bind again when their page runs.
+    """
+    try:
+        _release_bindings(query_params)
+    except AttributeError:  # Streamlit's internals moved: a plain switch still works unbound
+        pass
+    st.switch_page(page, query_params=query_params)

@@ -1,0 +1,48 @@
+"""Showing a step payload: collapsible JSON when it is small, a cut preview and a download when not.
+
+A step can output megabytes. Sending all of it to the browser as an expandable tree would freeze
+the tab, so a payload past RUNS_PAYLOAD_PREVIEW_KB (cut in the store, see
+runs_store.run_detail.Payload) is shown as plain text of its first part, with its full size and
+a download of the whole that is only built when clicked. Record text is only ever shown through
+st.json / st.code, never as markdown or HTML.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from runs_store.run_detail import Payload, preview_bytes
+
+PREVIEW_HEIGHT = 420  # px; a long preview scrolls inside its box
+
+
+def human_size(size: int) -> str:
+    """1,234 bytes, 12.3 KB, 5.2 MB."""
+    if size < 1024:
+        return f"{size:,} byte" + ("" if size == 1 else "s")
+    if size < 1024 * 1024:
+        return f"{size / 1024:.1f} KB"
+    return f"{size / (1024 * 1024):.1f} MB"
+
+
+def show_payload(payload: Payload, *, key: str, file_name: str,
+                 empty: str = "Nothing was recorded.") -> None:
+    """The payload as collapsible JSON, or as a cut preview with its size and a download."""
+    if not payload.present:
+        st.caption(empty)
+    elif payload.cut:
+        show_cut_payload(payload, key=key, file_name=file_name)
+    elif isinstance(payload.value, (dict, list)):
+        st.json(payload.value, expanded=1)
+    else:
+        st.code(str(payload.value), language=None, wrap_lines=True)
+
+
+def show_cut_payload(payload: Payload, *, key: str, file_name: str) -> None:
+    shown = human_size(preview_bytes())
+    st.caption(f"This payload is {human_size(payload.size)}: too large to show whole, so only its "
+               f"first {shown} are shown below. Download it to see all of it.")
+    st.download_button(f"Download the whole payload ({human_size(payload.size)})",
+                       data=payload.download_text, file_name=file_name, mime="application/json",
+                       on_click="ignore", key=key, icon=":material/download:")
+    st.code(payload.preview or "", language=None, wrap_lines=True, height=PREVIEW_HEIGHT)

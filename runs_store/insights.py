@@ -1,0 +1,428 @@
+"""The numbers behind the Insights page: trends, breakdowns and percentiles, computed in SQL.
+
+Each function takes the connection and a `RunFilter` first and returns a small DataFrame or a
+dataclass, so a page can cache it per filter. Everything is a GROUP BY, a quantile or a time
+bucket in DuckDB; only the aggregated rows ever leave the database.
+
+Time buckets are calendar hours, days or (Monday-based) weeks in the user's timezone, so a bar
+labelled "Nov 10" holds the runs a person in that timezone would call Nov 10, and drilling into it
+with a custom day range finds the same runs. Runs are first counted per UTC quarter hour (every
+real timezone offset is a multiple of 15 minutes) and only those few rows are converted to local
+time: converting every run would cost ~1.4 s per 10M runs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+
+import pandas as pd
+
+from runs_store.filters import RunFilter, build_where
+from runs_store.formatting import zone
+from runs_store.statuses import FAILED_STATES, STATUS_NAMES, UNFINISHED
+
+UNITS = ("hour", "day", "week")
+_STEP = {"hour": "INTERVAL 1 HOUR", "day": "INTERVAL 1 DAY", "week": "INTERVAL 7 DAY"}
+HOURLY_UP_TO = timedelta(days=2)
+DAILY_UP_TO = timedelta(days=90)
+OTHER_FAILED_STATES = ("INTERNAL_ERROR", "TIMEOUT", "MEMORY_LIMIT_EXCEEDED", "LOG_SIZE_EXCEEDED",
+                       "QUOTA_EXCEEDED")
+NO_STEP = "(no failed step recorded)"
+_SLOT = "time_bucket(INTERVAL 15 MINUTE, started_at)"
+
+
+# ---------------------------------------------------------------- SQL pieces
+
+def _status_list(names) -> str:
+    """A SQL list of status names; only names from runs_store.statuses ever reach SQL text."""
+    unknown = set(names) - set(STATUS_NAMES)
+    if unknown:
+        raise ValueError(f"not statuses: {sorted(unknown)}")
+    return "(" + ", ".join(f"'{name}'" for name in sorted(names)) + ")"
+
+
+FAILED_SQL = _status_list(FAILED_STATES)
+FINISHED_SQL = _status_list(set(STATUS_NAMES) - UNFINISHED)
+
+
+def _where(run_filter: RunFilter, *conditions: str) -> tuple[str, list]:
+    """The filter's WHERE clause with fixed extra conditions (no values in them) ANDed on."""
+    where, params = build_where(run_filter)
+    extra = " AND ".join(conditions)
+    if extra:
+        where = f"{where} AND {extra}" if where else f"WHERE {extra}"
+    return where, params
+
+
+def _local(unit: str, column: str) -> str:
+    """SQL: the start of the local calendar unit holding a naive-UTC timestamp column.
+
+    The timezone name is the one `?` parameter in it.
+    """
+    if unit not in UNITS:
+        raise ValueError(f"unknown time unit {unit!r}")
+    return f"date_trunc('{unit}', timezone(?, timezone('UTC', {column})))"
+
+
+def _local_time(column: str) -> str:
+    return f"timezone(?, timezone('UTC', {column}))"
+
+
+def _utc_now() -> datetime:
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+def _rows(con, sql: str, params: list) -> pd.DataFrame:
+    return con.execute(sql, params).df()
+
+
+# ---------------------------------------------------------------- ranges and buckets
+
+def choose_unit(length: timedelta) -> str:
+    """Hours for up to two days, days for up to 90 days, weeks beyond."""
+    if length <= HOURLY_UP_TO:
+        return "hour"
+    if length <= DAILY_UP_TO:
+        return "day"
+    return "week"
+
+
+def range_limits(con, run_filter: RunFilter) -> tuple[datetime, datetime] | None:
+    """(first, last) naive-UTC moments the view covers; None when an open range has no runs.
+
+    A set date range is taken as is (open end = now); "All time" spans the matching runs.
+    """
+    if run_filter.since is not None:
+        return run_filter.since, run_filter.until or max(_utc_now(), run_filter.since)
+    where, params = build_where(run_filter)
+    first, last = con.execute(f"SELECT min(started_at), max(started_at) FROM runs {where}",
+                              params).fetchall()[0]
+    if first is None:
+        return None
+    return first, (run_filter.until or last)
+
+
+def time_unit(con, run_filter: RunFilter) -> str:
+    limits = range_limits(con, run_filter)
+    return choose_unit(limits[1] - limits[0]) if limits else "day"
+
+
+def previous_filter(run_filter: RunFilter, now: datetime) -> RunFilter | None:
+    """The range of the same length just before this one; None for "All time".
+
+    An open range ends now, rounded down to the minute like the presets, so the result (a cache
+    key) stays the same for a minute.
+    """
+    if run_filter.since is None:
+        return None
+    length = (run_filter.until or now.replace(second=0, microsecond=0)) - run_filter.since
+    return run_filter.with_(since=run_filter.since - length, until=run_filter.since)
+
+
+# ---------------------------------------------------------------- headline numbers
+
+@dataclass(frozen=True)
+class Headline:
+    total: int
+    finished: int
+    succeeded: int
+    failed: int
+    quota_exceeded: int
+    timeout: int
+    internal_error: int
+
+    @property
+    def success_rate(self) -> float | None:
+        """Succeeded among finished runs (queued, running and paused have no outcome yet)."""
+        return self.succeeded / self.finished if self.finished else None
+
+
+def headline(con, run_filter: RunFilter) -> Headline:
+    where, params = build_where(run_filter)
+    row = con.execute(f"""
+        SELECT count(*),
+               count(*) FILTER (WHERE status IN {FINISHED_SQL}),
+               count(*) FILTER (WHERE status = 'SUCCEEDED'),
+               count(*) FILTER (WHERE status = 'FAILED'),
+               count(*) FILTER (WHERE status = 'QUOTA_EXCEEDED'),
+               count(*) FILTER (WHERE status = 'TIMEOUT'),
+               count(*) FILTER (WHERE status = 'INTERNAL_ERROR')
+        FROM runs {where}""", params).fetchall()[0]
+    return Headline(*row)
+
+
+# ---------------------------------------------------------------- trends
+
+def runs_over_time(con, run_filter: RunFilter, unit: str, tz_name: str) -> pd.DataFrame:
+    """bucket (local start), status, runs: one row per bucket and status that has runs."""
+    where, params = build_where(run_filter)
+    return _rows(con, f"""
+        WITH slots AS (
+            SELECT {_SLOT} AS slot, status, count(*) AS runs FROM runs {where} GROUP BY ALL)
+        SELECT {_local(unit, 'slot')} AS bucket, status, sum(runs)::BIGINT AS runs
+        FROM slots GROUP BY ALL ORDER BY bucket, status""", params + [tz_name])
+
+
+def flow_failure_rates(con, run_filter: RunFilter, unit: str, tz_name: str, top: int = 5
+                       ) -> pd.DataFrame:
+    """bucket, flow_name, finished, failed, rate for the `top` flows with most failed-state runs.
+
+    The failure rate is runs in a failed state among finished runs of that bucket.
+    """
+    where, params = build_where(run_filter)
+    return _rows(con, f"""
+        WITH matching AS (SELECT flow_name, status, started_at FROM runs {where}),
+        worst AS (
+            SELECT flow_name FROM matching WHERE status IN {FAILED_SQL}
+            GROUP BY flow_name ORDER BY count(*) DESC, flow_name LIMIT ?),
+        slots AS (
+            SELECT {_SLOT} AS slot, flow_name,
+                   count(*) FILTER (WHERE status IN {FINISHED_SQL}) AS finished,
+                   count(*) FILTER (WHERE status IN {FAILED_SQL}) AS failed
+            FROM matching WHERE flow_name IN (SELECT flow_name FROM worst) GROUP BY ALL),
+        buckets AS (
+            SELECT {_local(unit, 'slot')} AS bucket, flow_name,
+                   sum(finished)::BIGINT AS finished, sum(failed)::BIGINT AS failed
+            FROM slots GROUP BY ALL)
+        SELECT bucket, flow_name, finished, failed,
+               CASE WHEN finished > 0 THEN failed / finished END AS rate
+        FROM buckets ORDER BY flow_name, bucket""", params + [top, tz_name])
+
+
+def version_failure_rates(con, run_filter: RunFilter, tz_name: str) -> pd.DataFrame:
+    """The flow versions that ran in range, newest first per flow: flow_name, flow_version_id,
+    first_seen (local), runs, finished, failed, rate (in range), and previous_version,
+    previous_rate, previous_finished: the flow's version first seen just before it.
+
+    A version is a lifetime fact, so its first run and the previous version's failure rate are
+    taken over all dates (with the filter's other conditions): a version deployed before the
+    range still shows what it changed.
+    """
+    where, params = _where(run_filter, "flow_version_id IS NOT NULL")
+    lifetime_where, lifetime_params = _where(run_filter.with_(since=None, until=None),
+                                             "flow_version_id IS NOT NULL")
+    return _rows(con, f"""
+        WITH in_range AS (
+            SELECT flow_name, flow_version_id, count(*) AS runs,
+                   count(*) FILTER (WHERE status IN {FINISHED_SQL}) AS finished,
+                   count(*) FILTER (WHERE status IN {FAILED_SQL}) AS failed
+            FROM runs {where} GROUP BY ALL),
+        lifetime AS (
+            SELECT flow_name, flow_version_id, min(started_at) AS first_seen,
+                   count(*) FILTER (WHERE status IN {FINISHED_SQL}) AS finished,
+                   count(*) FILTER (WHERE status IN {FAILED_SQL}) AS failed
+            FROM runs {lifetime_where}
+              AND flow_name IN (SELECT flow_name FROM in_range) GROUP BY ALL),
+        ordered AS (
+            SELECT flow_name, flow_version_id, first_seen,
+                   lag(flow_version_id) OVER flow_order AS previous_version,
+                   lag(CASE WHEN finished > 0 THEN failed / finished END) OVER flow_order
+                       AS previous_rate,
+                   lag(finished) OVER flow_order AS previous_finished
+            FROM lifetime
+            WINDOW flow_order AS (PARTITION BY flow_name ORDER BY first_seen, flow_version_id))
+        SELECT i.flow_name, i.flow_version_id, {_local_time('o.first_seen')} AS first_seen,
+               i.runs, i.finished, i.failed,
+               CASE WHEN i.finished > 0 THEN i.failed / i.finished END AS rate,
+               o.previous_version, o.previous_rate, o.previous_finished
+        FROM in_range i JOIN ordered o USING (flow_name, flow_version_id)
+        ORDER BY i.flow_name, o.first_seen DESC, i.flow_version_id""",
+        params + lifetime_params + [tz_name])
+
+
+@dataclass(frozen=True)
+class VersionJump:
+    flow_name: str
+    flow_version_id: str
+    first_seen: datetime
+    before: float
+    after: float
+
+
+def biggest_version_jump(versions: pd.DataFrame, min_finished: int = 20,
+                         min_rise: float = 0.05) -> VersionJump | None:
+    """The version whose failure rate (in range) rose most over the flow's previous version's
+    (over its lifetime).
+
+    Both need `min_finished` finished runs and the rise must be at least `min_rise`, so a
+    handful of runs cannot make a headline.
+    """
+    if versions.empty:
+        return None
+    enough = versions[(versions["finished"] >= min_finished)
+                      & (versions["previous_finished"].fillna(0) >= min_finished)]
+    rises = (enough["rate"] - enough["previous_rate"]).dropna()
+    if rises.empty or rises.max() < min_rise:
+        return None
+    row = enough.loc[rises.idxmax()]
+    return VersionJump(row["flow_name"], row["flow_version_id"],
+                       pd.Timestamp(row["first_seen"]).to_pydatetime(),
+                       float(row["previous_rate"]), float(row["rate"]))
+
+
+# ---------------------------------------------------------------- failure breakdowns
+
+def failed_steps(con, run_filter: RunFilter, limit: int = 100) -> pd.DataFrame:
+    """FAILED runs per flow and failed step: flow_name, failed_step (name, None if unknown),
+    step_label (display name), runs, share (of that flow's FAILED runs); most first."""
+    where, params = _where(run_filter, "status = 'FAILED'")
+    return _rows(con, f"""
+        WITH steps AS (
+            SELECT flow_name, failed_step,
+                   coalesce(max(failed_step_display), failed_step, '{NO_STEP}') AS step_label,
+                   count(*) AS runs
+            FROM runs {where} GROUP BY flow_name, failed_step)
+        SELECT *, runs / sum(runs) OVER (PARTITION BY flow_name) AS share FROM steps
+        ORDER BY runs DESC, flow_name, step_label LIMIT ?""", params + [limit])
+
+
+def other_failed_states(con, run_filter: RunFilter) -> pd.DataFrame:
+    """flow_name, status, runs, share (of that flow's runs in any failed state), for the failed
+    states other than FAILED; most first."""
+    where, params = _where(run_filter, f"status IN {FAILED_SQL}")
+    return _rows(con, f"""
+        WITH per_state AS (
+            SELECT flow_name, status, count(*) AS runs FROM runs {where} GROUP BY ALL),
+        shared AS (
+            SELECT *, runs / sum(runs) OVER (PARTITION BY flow_name) AS share FROM per_state)
+        SELECT * FROM shared WHERE status IN {_status_list(OTHER_FAILED_STATES)}
+        ORDER BY runs DESC, flow_name, status""", params)
+
+
+# ---------------------------------------------------------------- error signatures
+
+def error_signatures(con, run_filter: RunFilter, unit: str, tz_name: str, limit: int = 50
+                     ) -> pd.DataFrame:
+    """The most frequent error signatures in range: signature, runs, flows, steps (lists),
+    first_seen / last_seen (local, over the whole store), new (first seen within this range),
+    trend (runs per time bucket across the range, zeros included), total (signatures in range).
+    """
+    limits = range_limits(con, run_filter)
+    if limits is None:
+        return pd.DataFrame(columns=["signature", "runs", "flows", "steps", "first_seen",
+                                     "last_seen", "new", "trend", "total"])
+    where, params = _where(run_filter, "error_signature IS NOT NULL")
+    since = run_filter.since
+    return _rows(con, f"""
+        WITH matching AS (
+            SELECT error_signature, flow_name, coalesce(failed_step_display, failed_step) AS step,
+                   started_at FROM runs {where}),
+        top AS (
+            SELECT error_signature, count(*) AS runs,
+                   list(DISTINCT flow_name ORDER BY flow_name) AS flows,
+                   coalesce(list(DISTINCT step ORDER BY step) FILTER (WHERE step IS NOT NULL),
+                            []) AS steps,
+                   count(*) OVER () AS total
+            FROM matching GROUP BY error_signature
+            ORDER BY runs DESC, error_signature LIMIT ?),
+        overall AS (
+            SELECT error_signature, min(started_at) AS first_seen, max(started_at) AS last_seen
+            FROM runs WHERE error_signature IN (SELECT error_signature FROM top) GROUP BY ALL),
+        slots AS (
+            SELECT error_signature, {_SLOT} AS slot, count(*) AS runs FROM matching
+            WHERE error_signature IN (SELECT error_signature FROM top) GROUP BY ALL),
+        buckets AS (
+            SELECT error_signature, {_local(unit, 'slot')} AS bucket, sum(runs) AS runs
+            FROM slots GROUP BY ALL),
+        series AS (
+            SELECT unnest(generate_series({_local(unit, '?::TIMESTAMP')},
+                                          {_local(unit, '?::TIMESTAMP')}, {_STEP[unit]})) AS bucket),
+        trends AS (
+            SELECT t.error_signature,
+                   list(coalesce(b.runs, 0)::BIGINT ORDER BY s.bucket) AS trend
+            FROM top t CROSS JOIN series s
+            LEFT JOIN buckets b ON b.error_signature = t.error_signature AND b.bucket = s.bucket
+            GROUP BY t.error_signature)
+        SELECT t.error_signature AS signature, t.runs, t.flows, t.steps,
+               {_local_time('o.first_seen')} AS first_seen,
+               {_local_time('o.last_seen')} AS last_seen,
+               coalesce(o.first_seen >= ?::TIMESTAMP, false) AS new,
+               tr.trend, t.total
+        FROM top t JOIN overall o USING (error_signature) JOIN trends tr USING (error_signature)
+        ORDER BY t.runs DESC, signature""",
+        params + [limit, tz_name, tz_name, limits[0], tz_name,
+                  limits[1] - timedelta(microseconds=1), tz_name, tz_name, since])
+
+
+# ---------------------------------------------------------------- quota exceeded
+
+def quota_per_day(con, run_filter: RunFilter, tz_name: str) -> pd.DataFrame:
+    """day (local), runs: Quota Exceeded runs per calendar day that has any."""
+    where, params = _where(run_filter, "status = 'QUOTA_EXCEEDED'")
+    return _rows(con, f"""
+        WITH slots AS (SELECT {_SLOT} AS slot, count(*) AS runs FROM runs {where} GROUP BY ALL)
+        SELECT {_local('day', 'slot')} AS day, sum(runs)::BIGINT AS runs
+        FROM slots GROUP BY ALL ORDER BY day""", params + [tz_name])
+
+
+def quota_per_flow(con, run_filter: RunFilter) -> pd.DataFrame:
+    """flow_name, runs, share (of all Quota Exceeded runs in range); most first."""
+    where, params = _where(run_filter, "status = 'QUOTA_EXCEEDED'")
+    return _rows(con, f"""
+        SELECT flow_name, count(*) AS runs, count(*) / sum(count(*)) OVER () AS share
+        FROM runs {where} GROUP BY flow_name ORDER BY runs DESC, flow_name""", params)
+
+
+@dataclass(frozen=True)
+class QuotaMonth:
+    this_month: int
+    last_month: int
+    month_start: datetime       # local, first day of this month
+    last_month_start: datetime  # local
+    last_month_end: datetime    # local, exclusive: the same point in last month as now
+
+
+def month_periods(now: datetime, tz_name: str) -> tuple[datetime, datetime, datetime, datetime]:
+    """Local (this month start, now, last month start, same moment last month), naive local."""
+    local_now = now.replace(tzinfo=timezone.utc).astimezone(zone(tz_name)).replace(tzinfo=None)
+    start = local_now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    last_start = (start - timedelta(days=1)).replace(day=1)
+    last_end = min(last_start + (local_now - start), start)
+    return start, local_now, last_start, last_end
+
+
+def _to_utc(local: datetime, tz_name: str) -> datetime:
+    return local.replace(tzinfo=zone(tz_name)).astimezone(timezone.utc).replace(tzinfo=None)
+
+
+def quota_month_to_date(con, run_filter: RunFilter, now: datetime, tz_name: str) -> QuotaMonth:
+    """Quota Exceeded runs this calendar month so far, and in the same span of last month.
+
+    Uses the filter's flows, statuses, archived and search, but its own dates.
+    """
+    start, local_now, last_start, last_end = month_periods(now, tz_name)
+    counts = []
+    for since, until in ((start, local_now), (last_start, last_end)):
+        period = run_filter.with_(since=_to_utc(since, tz_name), until=_to_utc(until, tz_name))
+        where, params = _where(period, "status = 'QUOTA_EXCEEDED'")
+        counts.append(con.execute(f"SELECT count(*) FROM runs {where}", params).fetchall()[0][0])
+    return QuotaMonth(counts[0], counts[1], start, last_start, last_end)
+
+
+# ---------------------------------------------------------------- durations
+
+def duration_percentiles(con, run_filter: RunFilter) -> pd.DataFrame:
+    """flow_name, runs, p50, p95, p99 (ms) over finished runs with a duration; slowest p95 first."""
+    where, params = _where(run_filter, f"status IN {FINISHED_SQL}", "duration_ms IS NOT NULL")
+    return _rows(con, f"""
+        WITH q AS (
+            SELECT flow_name, count(*) AS runs,
+                   quantile_cont(duration_ms, [0.5, 0.95, 0.99]) AS p
+            FROM runs {where} GROUP BY flow_name)
+        SELECT flow_name, runs, p[1] AS p50, p[2] AS p95, p[3] AS p99 FROM q
+        ORDER BY p95 DESC, flow_name""", params)
+
+
+def slowest_steps(con, run_filter: RunFilter, limit: int = 15) -> pd.DataFrame:
+    """flow_name, step, step_label, runs, avg_ms, p95_ms for the steps (of the filter's runs)
+    with the highest p95 duration; one SQL, the filter applied to runs and joined on run id."""
+    where, params = build_where(run_filter)
+    return _rows(con, f"""
+        SELECT r.flow_name, s.name AS step, coalesce(max(s.display_name), s.name) AS step_label,
+               count(*) AS runs, avg(s.duration_ms) AS avg_ms,
+               quantile_cont(s.duration_ms, 0.95) AS p95_ms
+        FROM run_steps s JOIN (SELECT id, flow_name FROM runs {where}) r ON s.run_id = r.id
+        WHERE s.duration_ms IS NOT NULL
+        GROUP BY r.flow_name, s.name ORDER BY p95_ms DESC, r.flow_name, step LIMIT ?""",
+        params + [limit])

@@ -1,0 +1,96 @@
+"""Hiding values that look like secrets before a step's input or output reaches the screen.
+
+Run records carry whatever a step received: Authorization headers, api keys, OAuth tokens,
+passwords, cookies. The run page masks them by default (RUNS_MASK_SECRETS=0 turns it off). Two
+rules find them: a key that names a secret (`api_key`, `Authorization`, `client_secret`, ...)
+masks its whole value, and a value shaped like a credential (`Bearer ...`, `sk-...`, a JWT, a
+Slack or GitHub token) is masked wherever it appears, even inside a longer text. Masking returns
+a copy and never changes the record.
+"""
+
+from __future__ import annotations
+
+import re
+
+from runs_store import settings
+
+MASK = "••••••"
+MAX_DEPTH = 64
+
+_SECRET_KEYS = frozenset({
+    "authorization", "proxyauthorization", "apikey", "xapikey", "token", "accesstoken",
+    "refreshtoken", "idtoken", "authtoken", "bearertoken", "secret", "clientsecret",
+    "password", "passwd", "pwd", "passphrase", "cookie", "setcookie", "privatekey",
+    "secretkey", "accesskey", "sessionid", "signingsecret", "webhooksecret",
+})
+_SECRET_SUFFIXES = ("token", "secret", "password", "apikey", "privatekey")
+_NAME_FIELDS = ("name", "key", "header")
+
+_VALUE_PATTERNS = re.compile(
+    r"(?P<scheme>\b(?:Bearer|Basic|Token)\s+)[A-Za-z0-9._~+/=\-]{6,}"
+    r"|\bsk-(?:[A-Za-z]+-)?[A-Za-z0-9_\-]{16,}"
+    r"|\beyJ[A-Za-z0-9_\-]{5,}\.eyJ[A-Za-z0-9_\-]{5,}\.[A-Za-z0-9_\-]*"
+    r"|\bxox[abposr]-[A-Za-z0-9\-]{10,}"
+    r"|\bgh[pousr]_[A-Za-z0-9]{20,}"
+    r"|\bAKIA[0-9A-Z]{16}\b",
+)
+# A secret key inside JSON text: "api_key": "value" (for previews of payloads too big to parse).
+_JSON_SECRET_PAIR = re.compile(r'"(?P<key>[^"\\]{1,64})"(?P<sep>\s*:\s*)"(?:[^"\\]|\\.)*"')
+
+
+def masking_enabled() -> bool:
+    return settings.get_bool("RUNS_MASK_SECRETS")
+
+
+def is_secret_key(key) -> bool:
+    """Whether a mapping key names a secret: api_key, X-Api-Key, clientSecret, set-cookie, ..."""
+    if not isinstance(key, str):
+        return False
+    compact = re.sub(r"[^a-z0-9]", "", key.lower())
+    return compact in _SECRET_KEYS or compact.endswith(_SECRET_SUFFIXES)
+
+
+def mask_text(text: str) -> str:
+    """Masks credential-shaped substrings, keeping an auth scheme word ("Bearer ••••••")."""
+    return _VALUE_PATTERNS.sub(_replace_credential, text)
+
+
+def _replace_credential(match: re.Match) -> str:
+    return (match.group("scheme") or "") + MASK
+
+
+def mask_json_text(text: str) -> str:
+    """mask_text plus `"secret_key": "value"` pairs, for JSON text that is not parsed."""
+    return mask_text(_JSON_SECRET_PAIR.sub(_replace_pair, text))
+
+
+def _replace_pair(match: re.Match) -> str:
+    if not is_secret_key(match.group("key")):
+        return match.group(0)
+    return f'"{match.group("key")}"{match.group("sep")}"{MASK}"'
+
+
+def mask_secrets(value, depth: int = 0):
+    """A copy of a JSON value with secret keys' values and credential-shaped strings masked."""
+    if depth > MAX_DEPTH:
+        return value
+    if isinstance(value, dict):
+        return _mask_mapping(value, depth)
+    if isinstance(value, list):
+        return [mask_secrets(item, depth + 1) for item in value]
+    if isinstance(value, str):
+        return mask_text(value)
+    return value
+
+
+def _mask_mapping(mapping: dict, depth: int) -> dict:
+    named_secret = any(is_secret_key(mapping.get(field)) for field in _NAME_FIELDS)
+    masked = {}
+    for key, item in mapping.items():
+        if is_secret_key(key) and item not in (None, ""):
+            masked[key] = MASK
+        elif named_secret and key == "value" and item not in (None, ""):
+            masked[key] = MASK  # a header list entry: {"name": "Authorization", "value": ...}
+        else:
+            masked[key] = mask_secrets(item, depth + 1)
+    return masked

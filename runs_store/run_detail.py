@@ -1,0 +1,408 @@
+"""One run as its page shows it: the run, its steps in execution order, and what is inside them.
+
+`load_run` reads the run row and its step rows (two point queries, nothing about other runs) and
+prepares everything the run page draws: payloads parsed and masked or, past the preview size, cut
+to a preview with the whole kept for download; each failed step's error headline; loop
+iterations, router branches and Run Agent timelines; each step's offset in the waterfall. The
+banner's wording, the Edit flow link and the comparison with the last successful run of the same
+flow live here too, so the page only draws.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime, timezone, tzinfo
+from string import Formatter
+from urllib.parse import quote, urlsplit
+
+from runs_store import settings
+from runs_store.formatting import banner_time, long_duration
+from runs_store.masking import mask_json_text, mask_secrets, mask_text, masking_enabled
+from runs_store.signatures import _summarise_json_error  # one reading of JSON error bodies
+from runs_store.statuses import UNFINISHED, label
+from runs_store.step_tree import (AgentTimeline, Branch, Loop, is_agent_step, loop_child_names,
+                                  read_branches, read_loop, read_timeline, type_label)
+
+MAX_PARSE_BYTES = 64 * 1024 * 1024  # loops and agents are read even past the preview size
+HEADLINE_CHARS = 500
+
+RUN_COLUMNS = ("id, flow_name, flow_id, flow_version_id, project_id, status, started_at, "
+               "start_time, finish_time, duration_ms, failed_step, failed_step_display, "
+               "error_message, archived_at, tags, parent_run_id, has_steps, pause_metadata")
+STEP_COLUMNS = ("position, name, display_name, type, status, duration_ms, piece_name, "
+                "action_name, input, output, error")
+
+
+class EditLinkError(ValueError):
+    """The Edit flow link cannot be made; str() says why and how to fix it."""
+
+
+# ---------------------------------------------------------------- payloads
+
+@dataclass(frozen=True)
+class Payload:
+    """A step's input, output or error detail, ready to show."""
+
+    size: int = 0                 # bytes of its JSON text; 0 when nothing was recorded
+    value: object = None          # parsed (and masked), when small enough to show whole
+    preview: str | None = None    # the first preview_kb of the text (masked), when too big
+    text: str | None = field(default=None, repr=False)  # the whole text, when too big
+    masked: bool = False
+
+    @property
+    def present(self) -> bool:
+        return self.size > 0
+
+    @property
+    def cut(self) -> bool:
+        return self.preview is not None
+
+    def download_text(self) -> str:
+        """The whole payload for download, masked like the preview (called on click)."""
+        text = self.text or ""
+        return mask_json_text(text) if self.masked else text
+
+
+def preview_bytes() -> int:
+    return max(1, int(settings.get_number("RUNS_PAYLOAD_PREVIEW_KB") * 1024))
+
+
+def _size(text: str) -> int:
+    return len(text.encode("utf-8", errors="replace"))
+
+
+def _parse(text: str):
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def make_payload(text: str | None, mask: bool, limit: int, parsed=None) -> Payload:
+    """A payload from stored JSON text: whole and parsed, or a cut preview past `limit` bytes."""
+    if text is None or text == "":
+        return Payload()
+    size = _size(text)
+    if size > limit:
+        head = text.encode("utf-8")[:limit].decode("utf-8", errors="ignore")
+        return Payload(size, preview=mask_json_text(head) if mask else head, text=text,
+                       masked=mask)
+    value = _parse(text) if parsed is None else parsed
+    return Payload(size, value=mask_secrets(value) if mask else value, masked=mask)
+
+
+# ---------------------------------------------------------------- errors
+
+@dataclass(frozen=True)
+class StepError:
+    headline: str         # one line for the red box, shown as text
+    detail: Payload       # the whole error: parsed JSON or the full message text
+
+
+def _decode_json_error(text: str):
+    """The JSON inside an error message, unwrapping JSON-encoded strings; None if plain text."""
+    value = text
+    for _ in range(3):
+        if not isinstance(value, str) or value.strip()[:1] not in ("{", "[", '"'):
+            break
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return None
+    return value if isinstance(value, (dict, list)) else None
+
+
+def _first_line(text: str) -> str:
+    line = next((part.strip() for part in text.splitlines() if part.strip()), "")
+    return line[:HEADLINE_CHARS] + ("…" if len(line) > HEADLINE_CHARS else "")
+
+
+def make_error(text: str | None, mask: bool, limit: int) -> StepError | None:
+    if text is None or text in ("", "null"):
+        return None
+    decoded = _decode_json_error(text)
+    if decoded is None:
+        message = _parse(text) if text.startswith('"') else text
+        message = message if isinstance(message, str) else text
+        shown = mask_text(message) if mask else message
+        return StepError(_first_line(shown), make_payload(json.dumps(message), mask, limit,
+                                                          parsed=message))
+    masked = mask_secrets(decoded) if mask else decoded
+    headline = _summarise_json_error(masked) or json.dumps(masked, ensure_ascii=False)
+    detail_text = json.dumps(decoded, ensure_ascii=False)
+    return StepError(_first_line(headline), make_payload(detail_text, mask, limit, parsed=decoded))
+
+
+# ---------------------------------------------------------------- steps and the run
+
+@dataclass(frozen=True)
+class Step:
+    position: int
+    name: str
+    display_name: str | None
+    type: str | None
+    status: str | None
+    duration_ms: int | None
+    piece_name: str | None
+    action_name: str | None
+    input: Payload
+    output: Payload
+    error: StepError | None
+    offset_ms: int = 0                      # where its bar starts in the waterfall
+    loop: Loop | None = None
+    branches: tuple[Branch, ...] = ()
+    timeline: AgentTimeline | None = None
+    children: frozenset[str] = frozenset()  # names of steps run inside this loop
+
+    @property
+    def title(self) -> str:
+        return self.display_name or self.name
+
+    @property
+    def failed(self) -> bool:
+        return self.status == "FAILED"
+
+    @property
+    def kind(self) -> str:
+        """Trigger, Action, Code, Loop, Router or Run Agent."""
+        return type_label(self.type, self.piece_name, self.action_name)
+
+    @property
+    def app_action(self) -> str:
+        return " / ".join(part for part in (self.piece_name, self.action_name) if part)
+
+
+@dataclass(frozen=True)
+class RunDetail:
+    id: str
+    flow_name: str
+    flow_id: str | None
+    flow_version_id: str | None
+    project_id: str | None
+    status: str
+    started_at: datetime
+    start_time: datetime | None
+    finish_time: datetime | None
+    duration_ms: int | None
+    failed_step: str | None
+    failed_step_display: str | None
+    error_message: str | None
+    archived_at: datetime | None
+    tags: tuple[str, ...]
+    parent_run_id: str | None
+    has_steps: bool
+    pause_metadata: dict | None
+    steps: tuple[Step, ...]
+    masked: bool
+
+    def find_step(self, name: str | None) -> Step | None:
+        return next((step for step in self.steps if step.name == name), None)
+
+    def step_containing(self, name: str | None) -> Step | None:
+        """The loop step that ran `name` inside its iterations."""
+        return next((step for step in self.steps if name in step.children), None)
+
+    def default_step(self) -> Step | None:
+        """The failed step (or the loop holding it) for a failed run, else the first step."""
+        chosen = (self.find_step(self.failed_step) or self.step_containing(self.failed_step)
+                  or next((step for step in self.steps if step.failed), None))
+        return chosen or (self.steps[0] if self.steps else None)
+
+
+def _needs_tree(row: dict) -> bool:
+    return row["type"] in ("LOOP_ON_ITEMS", "ROUTER") or (
+        row["piece_name"] == "@activepieces/piece-ai") or '"TOOL_CALL"' in (row["output"] or "")[:4096]
+
+
+def _read_tree(row: dict, mask: bool) -> dict:
+    """Loop iterations, router branches and the agent timeline from a step's output."""
+    output_text = row["output"]
+    if not output_text or len(output_text) > MAX_PARSE_BYTES or not _needs_tree(row):
+        return {"parsed": None}
+    parsed = _parse(output_text)
+    shown = mask_secrets(parsed) if mask else parsed
+    tree = {"parsed": parsed, "loop": read_loop(shown), "branches": read_branches(shown),
+            "children": loop_child_names(parsed)}
+    if is_agent_step(row["piece_name"], row["action_name"], parsed):
+        step_input = _parse(row["input"]) if row["input"] else None
+        tree["timeline"] = read_timeline(mask_secrets(step_input) if mask else step_input, shown)
+    return tree
+
+
+def make_step(row: dict, offset_ms: int, mask: bool, limit: int) -> Step:
+    tree = _read_tree(row, mask)
+    parsed = tree.pop("parsed")
+    small = parsed if parsed is not None and row["output"] and len(row["output"]) <= limit else None
+    return Step(
+        row["position"], row["name"], row["display_name"], row["type"], row["status"],
+        row["duration_ms"], row["piece_name"], row["action_name"],
+        make_payload(row["input"], mask, limit), make_payload(row["output"], mask, limit, small),
+        make_error(row["error"], mask, limit), offset_ms, **tree)
+
+
+def _rows(cursor) -> list[dict]:
+    names = [column[0] for column in cursor.description]
+    return [dict(zip(names, values)) for values in cursor.fetchall()]
+
+
+def _pause_metadata(text: str | None) -> dict | None:
+    value = _parse(text) if text else None
+    return value if isinstance(value, dict) else None
+
+
+def load_run(con, run_id: str, mask: bool | None = None) -> RunDetail | None:
+    """The run with this id and all its steps, or None when there is no such run."""
+    found = _rows(con.execute(f"SELECT {RUN_COLUMNS} FROM runs WHERE id = ? LIMIT 1", [run_id]))
+    if not found:
+        return None
+    run = found[0]
+    mask = masking_enabled() if mask is None else mask
+    step_rows = _rows(con.execute(
+        f"SELECT {STEP_COLUMNS} FROM run_steps WHERE run_id = ? ORDER BY position", [run_id]))
+    limit, offset, steps = preview_bytes(), 0, []
+    for row in step_rows:
+        steps.append(make_step(row, offset, mask, limit))
+        offset += max(row["duration_ms"] or 0, 0)
+    return RunDetail(
+        **{key: run[key] for key in RUN_COLUMNS.replace(" ", "").split(",")
+           if key not in ("tags", "pause_metadata", "has_steps")},
+        tags=tuple(run["tags"] or ()), has_steps=bool(run["has_steps"]) and bool(steps),
+        pause_metadata=_pause_metadata(run["pause_metadata"]), steps=tuple(steps), masked=mask)
+
+
+# ---------------------------------------------------------------- the banner
+
+def _since(moment: datetime | None, now: datetime) -> str:
+    if moment is None or now < moment:
+        return ""
+    return long_duration(int((now - moment).total_seconds() * 1000))
+
+
+def _pause_words(run: RunDetail, tz: tzinfo) -> str:
+    meta = run.pause_metadata or {}
+    if meta.get("type") == "WEBHOOK":
+        return "waiting for a webhook call"
+    resume = meta.get("resumeDateTime")
+    try:
+        moment = datetime.fromisoformat(str(resume)) if resume else None
+    except ValueError:
+        moment = None
+    if moment is None:
+        return "paused"
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(timezone.utc).replace(tzinfo=None)
+    return f"resumes: {banner_time(moment, tz)}"
+
+
+def _progress_words(run: RunDetail, tz: tzinfo, now: datetime) -> str:
+    if run.status == "PAUSED":
+        return _pause_words(run, tz)
+    verb = "queued for" if run.status == "QUEUED" else "running for"
+    elapsed = _since(run.start_time if run.status == "RUNNING" and run.start_time
+                     else run.started_at, now)
+    return f"{verb} {elapsed}" if elapsed else verb.split()[0]
+
+
+def banner_line(run: RunDetail, tz: tzinfo, now: datetime) -> str:
+    """"Run Succeeded - Started: Jun 12, 2026, 3:23 AM, Took: 832 milliseconds".
+
+    Unfinished runs say how long they have been running or queued, or when a pause ends;
+    `now` is naive UTC like the store's timestamps.
+    """
+    line = f"Run {label(run.status)} - Started: {banner_time(run.started_at, tz)}"
+    if run.status in UNFINISHED:
+        return f"{line}, {_progress_words(run, tz, now)}"
+    if run.duration_ms is not None and run.duration_ms >= 0:
+        return f"{line}, Took: {long_duration(run.duration_ms)}"
+    return line
+
+
+# ---------------------------------------------------------------- Edit flow
+
+def edit_flow_url(template: str, run: RunDetail) -> str:
+    """The editor URL for this run's flow from a template with {flow_id} / {flow_version_id}."""
+    fields = {"flow_id": run.flow_id, "flow_version_id": run.flow_version_id,
+              "project_id": run.project_id}
+    try:
+        used = {name for _, name, _, _ in Formatter().parse(template) if name is not None}
+    except ValueError as error:
+        raise EditLinkError(f"RUNS_EDIT_FLOW_URL is not a valid template ({error}).") from None
+    unknown = used - set(fields)
+    if unknown:
+        raise EditLinkError(f"RUNS_EDIT_FLOW_URL uses {{{sorted(unknown)[0]}}}; only "
+                            "{flow_id}, {flow_version_id} and {project_id} are known.")
+    missing = sorted(name for name in used if not fields[name])
+    if missing:
+        raise EditLinkError(f"This run has no {missing[0].replace('_', ' ')}, so the Edit flow "
+                            "link cannot be made.")
+    url = template.format(**{name: quote(value or "", safe="") for name, value in fields.items()})
+    if urlsplit(url).scheme not in ("http", "https"):
+        raise EditLinkError("RUNS_EDIT_FLOW_URL must start with http:// or https://.")
+    return url
+
+
+# ---------------------------------------------------------------- compare with last success
+
+@dataclass(frozen=True)
+class StepChange:
+    name: str
+    title: str
+    status_then: str | None
+    status_now: str | None
+    duration_then: int | None
+    duration_now: int | None
+    output_changed: bool | None  # None when the step ran in only one of the two runs
+
+
+@dataclass(frozen=True)
+class Comparison:
+    other_id: str
+    other_started_at: datetime
+    other_duration_ms: int | None
+    before: bool  # the other run started before this one
+    steps: tuple[StepChange, ...]
+
+
+_LAST_SUCCESS = """
+WITH this AS (SELECT id, flow_id, flow_name, started_at FROM runs WHERE id = ? LIMIT 1)
+SELECT r.id, r.started_at, r.duration_ms, r.started_at <= this.started_at AS before
+FROM runs r, this
+WHERE r.status = 'SUCCEEDED' AND r.has_steps AND r.id <> this.id
+  AND CASE WHEN this.flow_id IS NOT NULL THEN r.flow_id = this.flow_id
+           ELSE r.flow_name = this.flow_name END
+ORDER BY r.started_at > this.started_at,
+         abs(epoch_ms(r.started_at) - epoch_ms(this.started_at)), r.id DESC
+LIMIT 1
+"""
+_STEP_HASHES = """
+SELECT run_id, position, name, display_name, status, duration_ms,
+       md5(coalesce(output, '') || chr(0) || coalesce(error, '')) AS digest
+FROM run_steps WHERE run_id IN (?, ?) ORDER BY run_id, position
+"""
+
+
+def _change(name: str, now: dict | None, then: dict | None) -> StepChange:
+    either = now or then
+    return StepChange(
+        name, either["display_name"] or name, then and then["status"], now and now["status"],
+        then and then["duration_ms"], now and now["duration_ms"],
+        None if not (now and then) else now["digest"] != then["digest"])
+
+
+def compare_with_last_success(con, run_id: str) -> Comparison | None:
+    """This run's steps beside those of the nearest successful run of the same flow.
+
+    The nearest one that started before this run, else the first one after it; None when the
+    flow has no other successful run with step data.
+    """
+    found = _rows(con.execute(_LAST_SUCCESS, [run_id]))
+    if not found:
+        return None
+    other = found[0]
+    rows = _rows(con.execute(_STEP_HASHES, [run_id, other["id"]]))
+    now = {row["name"]: row for row in rows if row["run_id"] == run_id}
+    then = {row["name"]: row for row in rows if row["run_id"] == other["id"]}
+    names = list(now) + [name for name in then if name not in now]
+    return Comparison(other["id"], other["started_at"], other["duration_ms"], bool(other["before"]),
+                      tuple(_change(name, now.get(name), then.get(name)) for name in names))

@@ -1,0 +1,416 @@
+"""The Insights aggregates, each checked against the same number computed here in plain pandas.
+
+A small database is generated once with a fixed end date; every expected value is computed from
+rows fetched with a plain SELECT, never typed in.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from datetime import datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import ROOT, build_db
+from runs_store import insights
+from runs_store.db import open_db
+from runs_store.filters import RunFilter
+from runs_store.statuses import FAILED_STATES, UNFINISHED
+
+END = datetime(2026, 11, 5, 12, 0)
+WEEK = RunFilter(since=END - timedelta(days=7), until=END)
+MONTH = RunFilter(since=END - timedelta(days=30), until=END)
+TZ = "America/New_York"
+RUN_COLUMNS = ("id, flow_name, status, started_at, failed_step, failed_step_display, "
+               "error_signature, duration_ms, archived_at, flow_version_id")
+
+
+@pytest.fixture(scope="module")
+def db(tmp_path_factory):
+    return build_db(tmp_path_factory.mktemp("insights") / "runs.duckdb", runs=2500, days=60,
+                    seed=5, end=END)
+
+
+@pytest.fixture(scope="module")
+def con(db):
+    with open_db(db, read_only=True) as connection:
+        yield connection
+
+
+@pytest.fixture(scope="module")
+def all_runs(con) -> pd.DataFrame:
+    return con.execute(f"SELECT {RUN_COLUMNS} FROM runs").df()
+
+
+def in_view(runs: pd.DataFrame, run_filter: RunFilter) -> pd.DataFrame:
+    """The filter applied in pandas (the subset of RunFilter these tests use)."""
+    keep = pd.Series(True, index=runs.index)
+    if not run_filter.include_archived:
+        keep &= runs["archived_at"].isna()
+    if run_filter.since is not None:
+        keep &= runs["started_at"] >= run_filter.since
+    if run_filter.until is not None:
+        keep &= runs["started_at"] < run_filter.until
+    if run_filter.flows:
+        keep &= runs["flow_name"].isin(run_filter.flows)
+    if run_filter.statuses:
+        keep &= runs["status"].isin(run_filter.statuses)
+    return runs[keep]
+
+
+def local(moments: pd.Series, tz: str) -> pd.Series:
+    return moments.dt.tz_localize("UTC").dt.tz_convert(tz).dt.tz_localize(None)
+
+
+def local_bucket(moments: pd.Series, unit: str, tz: str) -> pd.Series:
+    stamps = local(moments, tz)
+    if unit == "week":
+        days = stamps.dt.floor("D")
+        return days - pd.to_timedelta(days.dt.weekday, unit="D")
+    return stamps.dt.floor("h" if unit == "hour" else "D")
+
+
+def failed(frame: pd.DataFrame) -> pd.Series:
+    return frame["status"].isin(FAILED_STATES)
+
+
+def finished(frame: pd.DataFrame) -> pd.Series:
+    return ~frame["status"].isin(UNFINISHED)
+
+
+# ---------------------------------------------------------------- ranges and units
+
+@pytest.mark.parametrize("length, unit", [
+    (timedelta(hours=24), "hour"), (timedelta(days=2), "hour"),
+    (timedelta(days=2, minutes=1), "day"), (timedelta(days=90), "day"),
+    (timedelta(days=91), "week"), (timedelta(days=800), "week"),
+])
+def test_choose_unit_uses_hours_up_to_two_days_days_up_to_ninety_then_weeks(length, unit):
+    assert insights.choose_unit(length) == unit
+
+
+def test_time_unit_for_all_time_follows_the_span_of_the_matching_runs(con, all_runs):
+    span = all_runs["started_at"].max() - all_runs["started_at"].min()
+    assert insights.time_unit(con, RunFilter(include_archived=True)) == insights.choose_unit(span)
+    newest = all_runs["started_at"].max()
+    last_day = RunFilter(since=newest - timedelta(hours=20))
+    assert insights.time_unit(con, last_day.with_(until=newest)) == "hour"
+
+
+def test_previous_range_has_the_same_length_and_ends_where_the_range_starts():
+    previous = insights.previous_filter(WEEK, now=END)
+    assert previous.until == WEEK.since
+    assert previous.until - previous.since == WEEK.until - WEEK.since
+    open_ended = RunFilter(since=END - timedelta(days=1))
+    previous = insights.previous_filter(open_ended, now=END + timedelta(seconds=42))
+    assert previous.since == END - timedelta(days=2) and previous.until == END - timedelta(days=1)
+
+
+def test_all_time_has_no_previous_range():
+    assert insights.previous_filter(RunFilter(), now=END) is None
+
+
+# ---------------------------------------------------------------- headline and trends
+
+def test_headline_counts_match_the_runs_in_range(con, all_runs):
+    rows = in_view(all_runs, WEEK)
+    got = insights.headline(con, WEEK)
+    counts = rows["status"].value_counts()
+    assert got.total == len(rows)
+    assert got.finished == int(finished(rows).sum())
+    assert got.succeeded == counts.get("SUCCEEDED", 0)
+    assert (got.failed, got.quota_exceeded, got.timeout, got.internal_error) == (
+        counts.get("FAILED", 0), counts.get("QUOTA_EXCEEDED", 0), counts.get("TIMEOUT", 0),
+        counts.get("INTERNAL_ERROR", 0))
+    assert got.success_rate == pytest.approx(counts.get("SUCCEEDED", 0) / finished(rows).sum())
+
+
+@pytest.mark.parametrize("unit, tz", [("day", TZ), ("hour", "Asia/Kolkata"),
+                                      ("week", "Europe/Paris")])
+def test_runs_over_time_counts_each_status_per_local_bucket(con, all_runs, unit, tz):
+    rows = in_view(all_runs, MONTH)
+    expected = (rows.assign(bucket=local_bucket(rows["started_at"], unit, tz))
+                .groupby(["bucket", "status"]).size().rename("runs").reset_index())
+    got = insights.runs_over_time(con, MONTH, unit, tz)
+    merged = expected.merge(got, on=["bucket", "status"], how="outer", suffixes=("", "_got"))
+    assert len(got) == len(expected)
+    assert (merged["runs"] == merged["runs_got"]).all()
+    assert got["runs"].sum() == len(rows)
+
+
+def test_week_buckets_start_on_monday_local_time(con):
+    got = insights.runs_over_time(con, MONTH, "week", TZ)
+    assert set(pd.to_datetime(got["bucket"]).dt.weekday) == {0}
+    assert (pd.to_datetime(got["bucket"]).dt.hour == 0).all()
+
+
+def test_failure_rate_per_flow_covers_the_five_flows_with_most_failed_state_runs(con, all_runs):
+    rows = in_view(all_runs, MONTH)
+    failures = rows[failed(rows)]["flow_name"].value_counts()
+    worst = failures.sort_values(ascending=False)
+    cutoff = worst.iloc[4]
+    got = insights.flow_failure_rates(con, MONTH, "day", TZ)
+    flows = set(got["flow_name"])
+    assert len(flows) == 5
+    assert set(worst[worst > cutoff].index) <= flows <= set(worst[worst >= cutoff].index)
+    for flow in flows:
+        mine = rows[rows["flow_name"] == flow].assign(
+            bucket=lambda f: local_bucket(f["started_at"], "day", TZ))
+        expected = mine.groupby("bucket").apply(
+            lambda f: pd.Series({"finished": finished(f).sum(), "failed": failed(f).sum()}))
+        shown = got[got["flow_name"] == flow].set_index("bucket")
+        assert (shown["finished"] == expected["finished"].reindex(shown.index)).all()
+        assert (shown["failed"] == expected["failed"].reindex(shown.index)).all()
+        rate = (expected["failed"] / expected["finished"]).reindex(shown.index)
+        assert np.allclose(shown["rate"].astype(float), rate.astype(float), equal_nan=True)
+
+
+# ---------------------------------------------------------------- flow versions
+
+def expected_versions(all_runs: pd.DataFrame, run_filter: RunFilter) -> pd.DataFrame:
+    lifetime = in_view(all_runs, run_filter.with_(since=None, until=None))
+    lifetime = lifetime[lifetime["flow_version_id"].notna()]
+    stats = lifetime.groupby(["flow_name", "flow_version_id"]).apply(
+        lambda f: pd.Series({"first_seen": f["started_at"].min(),
+                             "rate": failed(f).sum() / finished(f).sum()
+                             if finished(f).sum() else np.nan,
+                             "finished_all": finished(f).sum()})).reset_index()
+    stats = stats.sort_values(["flow_name", "first_seen", "flow_version_id"])
+    stats["previous_rate"] = stats.groupby("flow_name")["rate"].shift()
+    stats["previous_finished"] = stats.groupby("flow_name")["finished_all"].shift()
+    rows = in_view(all_runs, run_filter)
+    in_range = rows[rows["flow_version_id"].notna()].groupby("flow_version_id").apply(
+        lambda f: pd.Series({"runs": len(f), "finished": finished(f).sum(),
+                             "failed": failed(f).sum()}))
+    return stats.merge(in_range, left_on="flow_version_id", right_index=True)
+
+
+def test_version_rates_count_runs_in_range_and_compare_with_the_previous_version(con, all_runs):
+    expected = expected_versions(all_runs, WEEK).set_index("flow_version_id")
+    got = insights.version_failure_rates(con, WEEK, "UTC").set_index("flow_version_id")
+    assert set(got.index) == set(expected.index)
+    expected = expected.loc[got.index]
+    assert (got["runs"] == expected["runs"]).all()
+    assert (got["failed"] == expected["failed"]).all()
+    assert (pd.to_datetime(got["first_seen"]) == expected["first_seen"]).all()
+    assert np.allclose(got["previous_rate"].astype(float),
+                       expected["previous_rate"].astype(float), equal_nan=True)
+
+
+def test_version_first_seen_is_shown_in_the_users_timezone(con, all_runs):
+    utc = insights.version_failure_rates(con, WEEK, "UTC").set_index("flow_version_id")
+    tokyo = insights.version_failure_rates(con, WEEK, "Asia/Tokyo").set_index("flow_version_id")
+    shift = pd.to_datetime(tokyo["first_seen"]) - pd.to_datetime(utc["first_seen"].loc[tokyo.index])
+    assert (shift == timedelta(hours=9)).all()
+
+
+def test_biggest_version_jump_is_the_largest_rise_over_the_previous_version(con, all_runs):
+    versions = insights.version_failure_rates(con, MONTH, "UTC")
+    expected = expected_versions(all_runs, MONTH)
+    expected["rate_in_range"] = expected["failed"] / expected["finished"]
+    eligible = expected[(expected["finished"] >= 20) & (expected["previous_finished"] >= 20)]
+    rises = (eligible["rate_in_range"] - eligible["previous_rate"]).dropna()
+    jump = insights.biggest_version_jump(versions)
+    assert rises.max() >= 0.05, "the sample's broken flow version should stand out"
+    best = eligible.loc[rises.idxmax()]
+    assert jump.flow_version_id == best["flow_version_id"]
+    assert jump.after == pytest.approx(best["rate_in_range"])
+    assert jump.before == pytest.approx(best["previous_rate"])
+
+
+def test_no_version_jump_without_enough_runs(con):
+    versions = insights.version_failure_rates(con, WEEK, "UTC")
+    assert insights.biggest_version_jump(versions, min_finished=10**9) is None
+    assert insights.biggest_version_jump(versions.iloc[0:0]) is None
+
+
+# ---------------------------------------------------------------- failure breakdowns
+
+def test_failed_steps_count_failed_runs_per_flow_and_step_with_share(con, all_runs):
+    rows = in_view(all_runs, MONTH)
+    rows = rows[rows["status"] == "FAILED"]
+    expected = rows.groupby(["flow_name", "failed_step"], dropna=False).size()
+    per_flow = rows.groupby("flow_name").size()
+    got = insights.failed_steps(con, MONTH)
+    assert got["runs"].sum() == len(rows)
+    for _, row in got.iterrows():
+        step = row["failed_step"] if isinstance(row["failed_step"], str) else np.nan
+        assert row["runs"] == expected.loc[(row["flow_name"], step)]
+        assert row["share"] == pytest.approx(row["runs"] / per_flow[row["flow_name"]])
+    assert list(got["runs"]) == sorted(got["runs"], reverse=True)
+
+
+def test_failed_steps_show_the_display_name(con, all_runs):
+    got = insights.failed_steps(con, MONTH).dropna(subset=["failed_step"])
+    names = all_runs.dropna(subset=["failed_step_display"]).groupby(
+        ["flow_name", "failed_step"])["failed_step_display"].max()
+    for _, row in got.iterrows():
+        assert row["step_label"] == names.loc[(row["flow_name"], row["failed_step"])]
+
+
+def test_other_failed_states_count_per_flow_with_share_of_the_flows_failures(con, all_runs):
+    rows = in_view(all_runs, MONTH)
+    failures = rows[failed(rows)]
+    others = failures[failures["status"] != "FAILED"]
+    expected = others.groupby(["flow_name", "status"]).size()
+    got = insights.other_failed_states(con, MONTH).set_index(["flow_name", "status"])
+    assert got["runs"].sort_index().equals(expected.sort_index().rename("runs"))
+    per_flow = failures.groupby("flow_name").size()
+    for (flow, _), row in got.iterrows():
+        assert row["share"] == pytest.approx(row["runs"] / per_flow[flow])
+
+
+# ---------------------------------------------------------------- error signatures
+
+def test_error_signatures_count_runs_flows_and_steps_per_signature(con, all_runs):
+    rows = in_view(all_runs, MONTH).dropna(subset=["error_signature"])
+    got = insights.error_signatures(con, MONTH, "day", TZ, limit=500)
+    assert got["total"].iloc[0] == rows["error_signature"].nunique()
+    assert len(got) == rows["error_signature"].nunique()
+    for _, row in got.iterrows():
+        mine = rows[rows["error_signature"] == row["signature"]]
+        assert row["runs"] == len(mine)
+        assert list(row["flows"]) == sorted(mine["flow_name"].unique())
+        steps = mine["failed_step_display"].fillna(mine["failed_step"]).dropna()
+        assert list(row["steps"]) == sorted(steps.unique())
+
+
+def test_error_signatures_first_and_last_seen_span_the_whole_store(con, all_runs):
+    got = insights.error_signatures(con, WEEK, "day", "UTC", limit=500)
+    for _, row in got.iterrows():
+        everywhere = all_runs[all_runs["error_signature"] == row["signature"]]["started_at"]
+        assert pd.Timestamp(row["first_seen"]) == everywhere.min()
+        assert pd.Timestamp(row["last_seen"]) == everywhere.max()
+        assert bool(row["new"]) == (everywhere.min() >= WEEK.since)
+
+
+def test_error_signature_trend_has_one_count_per_day_of_the_range(con, all_runs):
+    rows = in_view(all_runs, WEEK).dropna(subset=["error_signature"])
+    got = insights.error_signatures(con, WEEK, "day", TZ)
+    first = local(pd.Series([WEEK.since]), TZ).dt.floor("D")[0]
+    last = local(pd.Series([WEEK.until - timedelta(microseconds=1)]), TZ).dt.floor("D")[0]
+    days = pd.date_range(first, last, freq="D")
+    for _, row in got.iterrows():
+        mine = rows[rows["error_signature"] == row["signature"]]
+        per_day = local_bucket(mine["started_at"], "day", TZ).value_counts()
+        assert list(row["trend"]) == [per_day.get(day, 0) for day in days]
+
+
+def test_error_signatures_keep_the_most_frequent_within_the_limit(con, all_runs):
+    rows = in_view(all_runs, MONTH).dropna(subset=["error_signature"])
+    counts = rows["error_signature"].value_counts()
+    got = insights.error_signatures(con, MONTH, "week", TZ, limit=5)
+    assert len(got) == 5
+    assert list(got["runs"]) == list(counts.sort_values(ascending=False).iloc[:5])
+
+
+# ---------------------------------------------------------------- quota
+
+def test_quota_per_day_and_per_flow_count_quota_exceeded_runs(con, all_runs):
+    rows = in_view(all_runs, MONTH)
+    quota = rows[rows["status"] == "QUOTA_EXCEEDED"]
+    assert len(quota) > 0, "the sample has a month-end quota burst in this range"
+    per_day = local_bucket(quota["started_at"], "day", TZ).value_counts().sort_index()
+    got = insights.quota_per_day(con, MONTH, TZ).set_index("day")["runs"]
+    assert list(got.index) == list(per_day.index) and list(got) == list(per_day)
+    per_flow = insights.quota_per_flow(con, MONTH).set_index("flow_name")
+    assert per_flow["runs"].to_dict() == quota["flow_name"].value_counts().to_dict()
+    assert per_flow["share"].sum() == pytest.approx(1.0)
+
+
+def test_quota_month_to_date_compares_with_the_same_part_of_last_month(con, all_runs):
+    now = datetime(2026, 10, 31, 20, 0)  # inside the October month-end burst
+    got = insights.quota_month_to_date(con, RunFilter(), now, "UTC")
+    quota = in_view(all_runs, RunFilter())
+    quota = quota[quota["status"] == "QUOTA_EXCEEDED"]["started_at"]
+    this_month = ((quota >= datetime(2026, 10, 1)) & (quota < now)).sum()
+    # September has 30 days: 30 days 20 hours after Sep 1 is past its end, so all of it.
+    last_month = ((quota >= datetime(2026, 9, 1)) & (quota < datetime(2026, 10, 1))).sum()
+    assert this_month > 0
+    assert (got.this_month, got.last_month) == (this_month, last_month)
+
+
+def test_month_periods_are_local_and_clamped_to_the_month():
+    start, now, last_start, last_end = insights.month_periods(datetime(2026, 3, 31, 22, 30),
+                                                              "Europe/Paris")
+    assert now == datetime(2026, 4, 1, 0, 30)  # already April in Paris
+    assert (start, last_start) == (datetime(2026, 4, 1), datetime(2026, 3, 1))
+    assert last_end == datetime(2026, 3, 1, 0, 30)
+    _, _, last_start, last_end = insights.month_periods(datetime(2026, 3, 31, 10), "UTC")
+    assert (last_start, last_end) == (datetime(2026, 2, 1), datetime(2026, 3, 1))
+
+
+# ---------------------------------------------------------------- durations
+
+def test_duration_percentiles_match_linear_interpolation_over_finished_runs(con, all_runs):
+    rows = in_view(all_runs, MONTH)
+    rows = rows[finished(rows) & rows["duration_ms"].notna()]
+    got = insights.duration_percentiles(con, MONTH).set_index("flow_name")
+    assert set(got.index) == set(rows["flow_name"])
+    for flow, row in got.iterrows():
+        durations = rows[rows["flow_name"] == flow]["duration_ms"].astype(float)
+        assert row["runs"] == len(durations)
+        assert [row["p50"], row["p95"], row["p99"]] == pytest.approx(
+            list(np.quantile(durations, [0.5, 0.95, 0.99])))
+    assert list(got["p95"]) == sorted(got["p95"], reverse=True)
+
+
+def test_slowest_steps_aggregate_the_steps_of_the_runs_in_view(con, all_runs):
+    steps = con.execute("SELECT run_id, name, display_name, duration_ms FROM run_steps "
+                        "WHERE duration_ms IS NOT NULL").df()
+    rows = in_view(all_runs, WEEK)
+    joined = steps.merge(rows[["id", "flow_name"]], left_on="run_id", right_on="id")
+    stats = joined.groupby(["flow_name", "name"])["duration_ms"].agg(
+        runs="size", avg="mean", p95=lambda d: np.quantile(d.astype(float), 0.95))
+    got = insights.slowest_steps(con, WEEK, limit=10)
+    assert len(got) == 10
+    assert list(got["p95_ms"]) == pytest.approx(list(stats["p95"].sort_values(ascending=False)[:10]))
+    for _, row in got.iterrows():
+        expected = stats.loc[(row["flow_name"], row["step"])]
+        assert row["runs"] == expected["runs"]
+        assert row["avg_ms"] == pytest.approx(expected["avg"])
+
+
+# ---------------------------------------------------------------- edge views
+
+def test_an_empty_range_gives_empty_results_not_errors(con):
+    past = RunFilter(since=datetime(2001, 1, 1), until=datetime(2001, 1, 8))
+    assert insights.headline(con, past).total == 0
+    assert insights.headline(con, past).success_rate is None
+    for func, args in [(insights.runs_over_time, ("day", TZ)),
+                       (insights.flow_failure_rates, ("day", TZ)),
+                       (insights.version_failure_rates, (TZ,)), (insights.failed_steps, ()),
+                       (insights.other_failed_states, ()),
+                       (insights.error_signatures, ("day", TZ)),
+                       (insights.quota_per_day, (TZ,)), (insights.quota_per_flow, ()),
+                       (insights.duration_percentiles, ()), (insights.slowest_steps, ())]:
+        assert func(con, past, *args).empty, func.__name__
+    assert insights.error_signatures(con, RunFilter(flows=("no such flow",)), "day", TZ).empty
+
+
+def test_a_one_flow_view_only_counts_that_flow(con, all_runs):
+    flow = all_runs["flow_name"].value_counts().index[0]
+    one = MONTH.with_(flows=(flow,))
+    assert insights.headline(con, one).total == len(in_view(all_runs, one))
+    for frame in (insights.failed_steps(con, one), insights.other_failed_states(con, one),
+                  insights.duration_percentiles(con, one), insights.slowest_steps(con, one),
+                  insights.flow_failure_rates(con, one, "day", TZ)):
+        assert set(frame["flow_name"]) <= {flow}
+    signatures = insights.error_signatures(con, one, "day", TZ)
+    assert all(list(flows) == [flow] for flows in signatures["flows"])
+
+
+def test_flow_names_with_quotes_travel_as_parameters(con, all_runs):
+    tricky = RunFilter(flows=("x' OR '1'='1",), since=MONTH.since)
+    assert insights.headline(con, tricky).total == 0
+    assert insights.failed_steps(con, tricky).empty
+
+
+def test_the_insights_store_does_not_import_streamlit():
+    code = ("import sys; import runs_store.insights; "
+            "assert 'streamlit' not in sys.modules, 'streamlit imported'")
+    subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True)
