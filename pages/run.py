@@ -24,8 +24,7 @@ from runs_store import settings
 from runs_store.formatting import banner_time, short_duration
 from runs_store.run_detail import (Comparison, EditLinkError, RunDetail, Step,
                                    compare_with_last_success, edit_flow_url, load_run, banner_line)
-from runs_store.statuses import (FAILED_STATES, STEP_STATUS_BADGES, STEP_STATUS_LABELS, BY_NAME,
-                                 label)
+from runs_store.statuses import BY_NAME, FAILED_STATES, STEP_STATUS_BADGES, STEP_STATUS_LABELS
 from runs_store.step_tree import AgentTimeline, Loop, TimelineEntry
 
 RUNS_PAGE = "pages/runs.py"
@@ -35,6 +34,7 @@ TOOL_BADGES = {"SUCCESS": ("Succeeded", "green"), "completed": ("Completed", "gr
                "FAILED": ("Failed", "red"), "in-progress": ("In progress", "blue")}
 BAR_HEIGHT = 26
 _MARKDOWN_SPECIALS = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~:$&=])")
+_BADGE_UNSAFE = re.compile(r"[^\w .,/-]")
 
 
 # ------------------------------------------------------------------ text and URL
@@ -42,6 +42,18 @@ _MARKDOWN_SPECIALS = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~:$&=])")
 def plain(text) -> str:
     """Record text made safe for markdown: every markdown character escaped, lines kept."""
     return _MARKDOWN_SPECIALS.sub(r"\\\1", str(text)).replace("\n", "  \n")
+
+
+def badge_text(text) -> str:
+    """Record text for a badge label: st.badge escapes only brackets, so keep plain characters."""
+    return _BADGE_UNSAFE.sub("", str(text)) or "?"
+
+
+def status_badge_markdown(status: str | None) -> str:
+    """A step status as a markdown badge: Succeeded green, Failed red, others their own colour."""
+    name = status or "UNKNOWN"
+    label_ = badge_text(STEP_STATUS_LABELS.get(name, name.title()))
+    return f":{STEP_STATUS_BADGES.get(name, 'gray')}-badge[{label_}]"
 
 
 def view_params() -> dict[str, list[str]]:
@@ -137,15 +149,16 @@ def fact_line(run: RunDetail, tz) -> str:
 
 def step_badge(status: str | None) -> None:
     name = status or "UNKNOWN"
-    st.badge(STEP_STATUS_LABELS.get(name, name.title()), color=STEP_STATUS_BADGES.get(name, "gray"))
+    st.badge(badge_text(STEP_STATUS_LABELS.get(name, name.title())),
+             color=STEP_STATUS_BADGES.get(name, "gray"))
 
 
 def show_step_row(step: Step, selected: bool) -> None:
     with st.container(horizontal=True, vertical_alignment="center", gap="small"):
         st.button(f"{step.position + 1}\\. {plain(step.title)}", key=f"pick_{step.position}",
                   type="secondary" if selected else "tertiary", on_click=select_step,
-                  args=(step.name,), help=f"Step {step.name}" if step.display_name else None)
-        st.caption(step.kind, width="content")
+                  args=(step.name,), help=f"Step {plain(step.name)}" if step.display_name else None)
+        st.caption(plain(step.kind), width="content")
         st.space("stretch")
         step_badge(step.status)
         st.caption(short_duration(step.duration_ms) or "–", width=64, text_alignment="right")
@@ -160,8 +173,7 @@ def show_step_row(step: Step, selected: bool) -> None:
 def iteration_line(iteration) -> str:
     parts = []
     for child in iteration.steps:
-        name = child.status or "UNKNOWN"
-        badge = f":{STEP_STATUS_BADGES.get(name, 'gray')}-badge[{STEP_STATUS_LABELS.get(name, name)}]"
+        badge = status_badge_markdown(child.status)
         nested = f" ({child.iterations} iterations)" if child.iterations is not None else ""
         parts.append(f"{plain(child.name)}{nested} {badge} {short_duration(child.duration_ms)}")
     return f"**#{iteration.number}** · " + (" · ".join(parts) if parts else "no steps ran")
@@ -217,8 +229,10 @@ def show_waterfall(run: RunDetail) -> None:
 
 def properties_markdown(step: Step) -> str:
     kind = f"{step.kind} ({step.type})" if step.type and step.type != step.kind else step.kind
+    status = STEP_STATUS_LABELS.get(step.status or "", step.status or "")
     rows = [("Name", step.name), ("Display name", step.display_name), ("Type", kind),
-            ("App / action", step.app_action), ("Duration", short_duration(step.duration_ms))]
+            ("App / action", step.app_action), ("Status", status),
+            ("Duration", short_duration(step.duration_ms))]
     return "  \n".join(f"**{name}** {plain(value)}" for name, value in rows if value)
 
 
@@ -246,7 +260,7 @@ def tool_badge(status: str) -> None:
     st.badge(text, color=color)
 
 
-def show_tool_call(number: int, entry: TimelineEntry, key: str) -> None:
+def show_tool_call(number: int, entry: TimelineEntry) -> None:
     with st.container(border=True):
         with st.container(horizontal=True, vertical_alignment="center"):
             st.markdown(f"**{number}. Tool call** {plain(entry.tool_name)}"
@@ -283,7 +297,7 @@ def show_timeline(step: Step, timeline: AgentTimeline) -> None:
         if entry.kind == "thought":
             show_thought(number, entry)
         else:
-            show_tool_call(number, entry, key=f"{step.position}_{number}")
+            show_tool_call(number, entry)
     if timeline.structured_output is not None:
         st.markdown("**Structured output**")
         st.json(timeline.structured_output, expanded=2)
@@ -317,21 +331,40 @@ def show_details(run: RunDetail, step: Step) -> None:
 
 # ------------------------------------------------------------------ compare
 
-def comparison_frame(comparison: Comparison) -> pd.DataFrame:
-    def status_text(name):
-        return STEP_STATUS_LABELS.get(name, name) if name else "did not run"
+def step_status_text(name: str | None) -> str:
+    return STEP_STATUS_LABELS.get(name, name) if name else "did not run"
 
+
+def duration_change_text(change_ms: int | None) -> str:
+    if change_ms is None:
+        return ""
+    sign = "+" if change_ms > 0 else "−" if change_ms < 0 else "±"
+    return sign + short_duration(abs(change_ms))
+
+
+def comparison_frame(comparison: Comparison) -> pd.DataFrame:
     def changed(value):
         return "–" if value is None else ("yes" if value else "no")
 
+    steps = comparison.steps
     return pd.DataFrame({
-        "Step": [change.title for change in comparison.steps],
-        "Status then": [status_text(change.status_then) for change in comparison.steps],
-        "Status now": [status_text(change.status_now) for change in comparison.steps],
-        "Duration then": [short_duration(change.duration_then) for change in comparison.steps],
-        "Duration now": [short_duration(change.duration_now) for change in comparison.steps],
-        "Output changed": [changed(change.output_changed) for change in comparison.steps],
+        "Step": [change.title for change in steps],
+        "Status then": [step_status_text(change.status_then) for change in steps],
+        "Status now": [step_status_text(change.status_now) for change in steps],
+        "Duration then": [short_duration(change.duration_then) for change in steps],
+        "Duration now": [short_duration(change.duration_now) for change in steps],
+        "Duration change": [duration_change_text(change.duration_change_ms) for change in steps],
+        "Output changed": [changed(change.output_changed) for change in steps],
     })
+
+
+def changes_summary(comparison: Comparison) -> str:
+    """Which steps changed status and which changed output, in words."""
+    def names(changes):
+        return ", ".join(plain(change.title) for change in changes) or "none"
+
+    return (f"**Status changed** {names(comparison.status_changes)}  \n"
+            f"**Output changed** {names(comparison.output_changes)}")
 
 
 def show_comparison(store: PageStore, run: RunDetail, tz) -> None:
@@ -346,6 +379,7 @@ def show_comparison(store: PageStore, run: RunDetail, tz) -> None:
                    if comparison.other_duration_ms is not None else "") + ".")
     st.page_link("pages/run.py", label="Open that run", icon=":material/open_in_new:",
                  query_params=run_link_params(comparison.other_id))
+    st.markdown(changes_summary(comparison))
     st.dataframe(comparison_frame(comparison), hide_index=True, width="stretch")
 
 

@@ -26,7 +26,7 @@ from runs_store.formatting import short_duration
 from runs_store.statuses import BY_NAME, label
 
 RUN_PAGE = "pages/run.py"
-IMPORT_PAGE = "pages/import_runs.py"
+IMPORT_PAGE = "pages/import.py"
 OPEN_KEY = "runs_open_click"
 FLASH_KEY = "runs_flash"
 VIEW_KEY = "runs_view_signature"

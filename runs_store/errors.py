@@ -19,3 +19,7 @@ class DatabaseBusy(StoreError):
 
 class DatabaseUnreadable(StoreError):
     """The database file exists but is not a DuckDB file this version can open."""
+
+
+class OutOfMemory(StoreError):
+    """DuckDB could not stay within its memory limit."""

@@ -7,7 +7,7 @@ turns it into a SQL fragment and its parameters. Values only ever travel as para
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, time, timedelta, timezone, tzinfo
 
 DATE_PRESETS: dict[str, timedelta | None] = {
     "24h": timedelta(hours=24),
@@ -45,12 +45,19 @@ def preset_window(preset: str, now: datetime) -> tuple[datetime | None, datetime
     return now.replace(second=0, microsecond=0) - span, None
 
 
-def day_window(first: date, last: date, offset: timedelta = timedelta(0)
+def day_window(first: date, last: date, tz: tzinfo = timezone.utc
                ) -> tuple[datetime, datetime]:
-    """A custom range of whole days in the user's timezone (given as its UTC offset)."""
-    since = datetime.combine(first, time.min) - offset
-    until = datetime.combine(last + timedelta(days=1), time.min) - offset
-    return since, until
+    """A custom range of whole days in the user's timezone, as naive UTC (since, until).
+
+    Each end is the local midnight of its own day, so a range across a daylight-saving change
+    still covers exactly its days.
+    """
+    return _utc_midnight(first, tz), _utc_midnight(last + timedelta(days=1), tz)
+
+
+def _utc_midnight(day: date, tz: tzinfo) -> datetime:
+    local = datetime.combine(day, time.min, tzinfo=tz)
+    return local.astimezone(timezone.utc).replace(tzinfo=None)
 
 
 def _escape_like(text: str) -> str:

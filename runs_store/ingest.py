@@ -22,10 +22,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
+import duckdb
 import pyarrow as pa
 
 from runs_store import settings
 from runs_store.db import bump_generation, open_db
+from runs_store.errors import OutOfMemory
 from runs_store.readers import Item, SourceFile, expand_paths
 from runs_store.records import (RUN_COLUMNS, RecordRejected, TestRun, normalize_flat_row,
                                 normalize_run)
@@ -208,18 +210,19 @@ WHERE d.outcome IN ('new', 'updated')
 ORDER BY s.started_at, s.id;
 INSERT INTO main.run_steps BY NAME
 WITH step AS (
-    SELECT s.id AS run_id, s.catalog_key, s.steps_json,
-           unnest(s.step_names) AS name,
-           (generate_subscripts(s.step_names, 1) - 1)::INTEGER AS position
+    -- each run's JSON is parsed once, into one entry per step: no row ever holds the whole
+    -- document, so a run with a multi-megabyte output costs that output once, not once a step
+    SELECT s.id AS run_id, s.catalog_key, s.step_names,
+           unnest(map_entries(json_transform(s.steps_json, '{{"steps": "MAP(VARCHAR, JSON)"}}')
+                              .steps)) AS entry
     FROM stage.runs s
     -- a semi-join: only the narrow `decided` is held in memory, never the staged JSON
     WHERE s.seq IN (SELECT seq FROM decided WHERE outcome IN ('new', 'updated'))
       AND s.step_names IS NOT NULL
 ), parsed AS (
-    -- each step read by its JSON Pointer (json_each would keep every document in memory)
-    SELECT run_id, catalog_key, name, position,
-           json_transform(json_extract(steps_json, '/steps/'
-                          || replace(replace(name, '~', '~0'), '/', '~1')), '{_STEP_FIELDS}') AS v
+    SELECT run_id, catalog_key, entry.key AS name,
+           (list_position(step_names, entry.key) - 1)::INTEGER AS position,
+           json_transform(entry.value, '{_STEP_FIELDS}') AS v
     FROM step
 )
 SELECT p.run_id, p.position, p.name, c.display_name, v.type, v.status,
@@ -314,7 +317,20 @@ def _stage_all(con, source: str, items: Iterable[Item],
 def ingest_items(con, items: Iterable[Item], source: str,
                  on_batch: Callable[[int], None] | None = None) -> IngestSummary:
     """Loads one file's records in a single transaction; on any error nothing is kept."""
-    with _staging_database(con), _memory_limit(con, settings.get("RUNS_INGEST_MEMORY_LIMIT")):
+    limit = settings.get("RUNS_INGEST_MEMORY_LIMIT")
+    try:
+        return _ingest_staged(con, items, source, on_batch, limit)
+    except duckdb.OutOfMemoryException as error:
+        raise OutOfMemory(f"loading {source} needed more memory than RUNS_INGEST_MEMORY_LIMIT "
+                          f"({limit}) allows; nothing of it was loaded. Set a larger limit, e.g. "
+                          f"RUNS_INGEST_MEMORY_LIMIT=512MB, and load it again. "
+                          f"({str(error).splitlines()[0]})"
+                          ) from None
+
+
+def _ingest_staged(con, items: Iterable[Item], source: str,
+                   on_batch: Callable[[int], None] | None, limit: str) -> IngestSummary:
+    with _staging_database(con), _memory_limit(con, limit):
         batches = _stage_all(con, source, items, on_batch)
         con.execute("BEGIN TRANSACTION")
         try:

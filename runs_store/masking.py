@@ -4,8 +4,8 @@ Run records carry whatever a step received: Authorization headers, api keys, OAu
 passwords, cookies. The run page masks them by default (RUNS_MASK_SECRETS=0 turns it off). Two
 rules find them: a key that names a secret (`api_key`, `Authorization`, `client_secret`, ...)
 masks its whole value, and a value shaped like a credential (`Bearer ...`, `sk-...`, a JWT, a
-Slack or GitHub token) is masked wherever it appears, even inside a longer text. Masking returns
-a copy and never changes the record.
+Slack or GitHub token, a secret in a URL's query string) is masked wherever it appears, even
+inside a longer text. Masking returns a copy and never changes the record.
 """
 
 from __future__ import annotations
@@ -21,13 +21,18 @@ _SECRET_KEYS = frozenset({
     "authorization", "proxyauthorization", "apikey", "xapikey", "token", "accesstoken",
     "refreshtoken", "idtoken", "authtoken", "bearertoken", "secret", "clientsecret",
     "password", "passwd", "pwd", "passphrase", "cookie", "setcookie", "privatekey",
-    "secretkey", "accesskey", "sessionid", "signingsecret", "webhooksecret",
+    "secretkey", "accesskey", "sessionid", "signingsecret", "webhooksecret", "cookies",
+    "credential", "credentials",
 })
-_SECRET_SUFFIXES = ("token", "secret", "password", "apikey", "privatekey")
+_SECRET_SUFFIXES = ("token", "secret", "password", "apikey", "privatekey", "secretkey",
+                    "accesskey")
+_URL_SECRET_NAMES = frozenset({"key", "sig", "signature"})  # also secret in a query string
 _NAME_FIELDS = ("name", "key", "header")
 
 _VALUE_PATTERNS = re.compile(
-    r"(?P<scheme>\b(?:Bearer|Basic|Token)\s+)[A-Za-z0-9._~+/=\-]{6,}"
+    # after an auth scheme, anything but a plain word ("Token expired", "Basic information")
+    r"(?P<scheme>\b(?:Bearer|Basic|Token)\s+)(?![A-Za-z][a-z]*(?![A-Za-z0-9._~+/=\-]))"
+    r"[A-Za-z0-9._~+/=\-]{6,}"
     r"|\bsk-(?:[A-Za-z]+-)?[A-Za-z0-9_\-]{16,}"
     r"|\beyJ[A-Za-z0-9_\-]{5,}\.eyJ[A-Za-z0-9_\-]{5,}\.[A-Za-z0-9_\-]*"
     r"|\bxox[abposr]-[A-Za-z0-9\-]{10,}"
@@ -36,6 +41,10 @@ _VALUE_PATTERNS = re.compile(
 )
 # A secret key inside JSON text: "api_key": "value" (for previews of payloads too big to parse).
 _JSON_SECRET_PAIR = re.compile(r'"(?P<key>[^"\\]{1,64})"(?P<sep>\s*:\s*)"(?:[^"\\]|\\.)*"')
+# The same pair cut off by the end of a preview: "password": "hunt
+_JSON_SECRET_TAIL = re.compile(r'"(?P<key>[^"\\]{1,64})"(?P<sep>\s*:\s*)"(?:[^"\\]|\\.)*\\?\Z')
+# A URL query parameter: ?api_key=...&sig=...
+_URL_PARAM = re.compile(r"(?P<head>[?&](?P<key>[A-Za-z0-9_.\-]{1,64})=)(?P<value>[^&#\s\"'<>]+)")
 
 
 def masking_enabled() -> bool:
@@ -52,16 +61,29 @@ def is_secret_key(key) -> bool:
 
 def mask_text(text: str) -> str:
     """Masks credential-shaped substrings, keeping an auth scheme word ("Bearer ••••••")."""
-    return _VALUE_PATTERNS.sub(_replace_credential, text)
+    text = _VALUE_PATTERNS.sub(_replace_credential, text)
+    return _URL_PARAM.sub(_replace_url_param, text) if "=" in text else text
 
 
 def _replace_credential(match: re.Match) -> str:
     return (match.group("scheme") or "") + MASK
 
 
+def _replace_url_param(match: re.Match) -> str:
+    key = match.group("key")
+    if is_secret_key(key) or key.lower() in _URL_SECRET_NAMES:
+        return match.group("head") + MASK
+    return match.group(0)
+
+
 def mask_json_text(text: str) -> str:
     """mask_text plus `"secret_key": "value"` pairs, for JSON text that is not parsed."""
     return mask_text(_JSON_SECRET_PAIR.sub(_replace_pair, text))
+
+
+def mask_json_preview(text: str) -> str:
+    """mask_json_text for the first part of a JSON text, whose last value may be cut short."""
+    return _JSON_SECRET_TAIL.sub(_replace_pair, mask_json_text(text))
 
 
 def _replace_pair(match: re.Match) -> str:

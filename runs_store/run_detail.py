@@ -18,7 +18,8 @@ from urllib.parse import quote, urlsplit
 
 from runs_store import settings
 from runs_store.formatting import banner_time, long_duration
-from runs_store.masking import mask_json_text, mask_secrets, mask_text, masking_enabled
+from runs_store.masking import (mask_json_preview, mask_json_text, mask_secrets, mask_text,
+                                masking_enabled)
 from runs_store.signatures import _summarise_json_error  # one reading of JSON error bodies
 from runs_store.statuses import UNFINISHED, label
 from runs_store.step_tree import (AgentTimeline, Branch, Loop, is_agent_step, loop_child_names,
@@ -86,7 +87,7 @@ def make_payload(text: str | None, mask: bool, limit: int, parsed=None) -> Paylo
     size = _size(text)
     if size > limit:
         head = text.encode("utf-8")[:limit].decode("utf-8", errors="ignore")
-        return Payload(size, preview=mask_json_text(head) if mask else head, text=text,
+        return Payload(size, preview=mask_json_preview(head) if mask else head, text=text,
                        masked=mask)
     value = _parse(text) if parsed is None else parsed
     return Payload(size, value=mask_secrets(value) if mask else value, masked=mask)
@@ -266,9 +267,15 @@ def load_run(con, run_id: str, mask: bool | None = None) -> RunDetail | None:
         offset += max(row["duration_ms"] or 0, 0)
     return RunDetail(
         **{key: run[key] for key in RUN_COLUMNS.replace(" ", "").split(",")
-           if key not in ("tags", "pause_metadata", "has_steps")},
+           if key not in ("tags", "pause_metadata", "has_steps", "error_message")},
+        error_message=_run_error(run["error_message"], mask),
         tags=tuple(run["tags"] or ()), has_steps=bool(run["has_steps"]) and bool(steps),
         pause_metadata=_pause_metadata(run["pause_metadata"]), steps=tuple(steps), masked=mask)
+
+
+def _run_error(text: str | None, mask: bool) -> str | None:
+    """The run's error message (shown when its steps were purged), masked like step errors."""
+    return mask_text(text) if text and mask else text
 
 
 # ---------------------------------------------------------------- the banner
@@ -354,6 +361,16 @@ class StepChange:
     duration_now: int | None
     output_changed: bool | None  # None when the step ran in only one of the two runs
 
+    @property
+    def status_changed(self) -> bool:
+        return self.status_then != self.status_now
+
+    @property
+    def duration_change_ms(self) -> int | None:
+        if self.duration_then is None or self.duration_now is None:
+            return None
+        return self.duration_now - self.duration_then
+
 
 @dataclass(frozen=True)
 class Comparison:
@@ -362,6 +379,15 @@ class Comparison:
     other_duration_ms: int | None
     before: bool  # the other run started before this one
     steps: tuple[StepChange, ...]
+
+    @property
+    def status_changes(self) -> tuple[StepChange, ...]:
+        """Steps whose status differs, including steps that ran in only one of the runs."""
+        return tuple(change for change in self.steps if change.status_changed)
+
+    @property
+    def output_changes(self) -> tuple[StepChange, ...]:
+        return tuple(change for change in self.steps if change.output_changed)
 
 
 _LAST_SUCCESS = """

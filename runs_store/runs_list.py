@@ -8,7 +8,7 @@ exists; only the rows on screen ever reach pandas.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 
 import pandas as pd
 
@@ -102,17 +102,21 @@ def total_runs(con) -> int:
 
 
 def set_archived(con, run_ids: list[str], archived: bool) -> int:
-    """Archives (or restores) the given runs; returns how many changed."""
+    """Archives (or restores) the given runs; returns how many changed.
+
+    The archive time is naive UTC like every time in the store (DuckDB's own now() would be in
+    the server's timezone once cast to TIMESTAMP).
+    """
     if not run_ids:
         return 0
     condition = "archived_at IS NULL" if archived else "archived_at IS NOT NULL"
-    value = "now()::TIMESTAMP" if archived else "NULL"
+    when = datetime.now(timezone.utc).replace(tzinfo=None) if archived else None
     con.execute("BEGIN TRANSACTION")
     try:
         changed = con.execute(
-            f"UPDATE runs SET archived_at = {value} "
+            f"UPDATE runs SET archived_at = ?::TIMESTAMP "
             f"WHERE id IN (SELECT unnest(?::VARCHAR[])) AND {condition}",
-            [list(run_ids)]).fetchall()[0][0]
+            [when, list(run_ids)]).fetchall()[0][0]
         bump_generation(con)
         con.execute("COMMIT")
     except BaseException:

@@ -7,6 +7,7 @@ sees the default "Last 7 days" view populated.
 
 from __future__ import annotations
 
+import itertools
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
@@ -19,6 +20,7 @@ from runs_store.records import RecordRejected, parse_time
 SAMPLE_DIR = Path(__file__).resolve().parent.parent / "sample_data"
 SAMPLE_FILE = SAMPLE_DIR / "sample-runs.jsonl.gz"
 SAMPLE_SOURCE = "sample_data/sample-runs.jsonl.gz"
+SAMPLE_CHUNK_RUNS = 100_000
 
 _TIME_KEYS = frozenset({"created", "updated", "startTime", "finishTime", "archivedAt",
                         "resumeDateTime", "endTime"})
@@ -81,15 +83,21 @@ def load_generated_sample(db_path: Path, runs: int, days: float, seed: int, end:
                           ) -> IngestSummary:
     from runs_store.sample import generate_runs
 
-    records = generate_runs(runs, days=days, seed=seed, end=end)
+    """Generated runs, loaded in transactions of SAMPLE_CHUNK_RUNS runs: a generated sample has
+    no file to keep whole, and smaller transactions keep a million runs within the memory limit."""
+    records = iter(generate_runs(runs, days=days, seed=seed, end=end))
     source = f"sample(seed={seed}, runs={runs}, days={days:g})"
-
-    def report(records_read: int) -> None:
-        if progress:
-            progress(source, records_read, runs)
-
+    summary = IngestSummary()
     with open_db(db_path) as con:
-        summary = ingest_items(con, records_as_items(records), source, on_batch=report)
+        for first in range(0, runs, SAMPLE_CHUNK_RUNS):
+            def report(records_read: int, first=first) -> None:
+                if progress:
+                    progress(source, first + records_read, runs)
+
+            chunk = itertools.islice(records, SAMPLE_CHUNK_RUNS)
+            part = ingest_items(con, records_as_items(chunk), source, on_batch=report)
+            summary.add(part)
+    summary.files = 1
     if progress:
         progress(source, runs, runs)
     return summary

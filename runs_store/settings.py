@@ -37,7 +37,7 @@ SETTINGS: tuple[Setting, ...] = (
             "Step payloads larger than this are shown cut, with their size and a download."),
     Setting("RUNS_MEMORY_LIMIT", "1GB",
             "DuckDB memory limit for the app and the CLI (DuckDB spills to disk beyond it)."),
-    Setting("RUNS_INGEST_MEMORY_LIMIT", "128MB",
+    Setting("RUNS_INGEST_MEMORY_LIMIT", "256MB",
             "DuckDB memory limit while loading a file: staging spills to disk beyond it, so "
             "loading a large file takes about the same memory as a small one."),
     Setting("RUNS_LOCK_WAIT_SECONDS", "30",

@@ -106,6 +106,16 @@ def test_a_file_that_is_not_a_database_exits_2_without_a_traceback(tmp_path):
     assert_clean_failure(done, str(db))
 
 
+def test_running_out_of_memory_exits_2_naming_the_setting_and_loads_nothing(tmp_path):
+    db = tmp_path / "runs.duckdb"
+    ingest_paths(db, [write_jsonl(tmp_path / "good.jsonl", [simple_run("g")])])
+    big = write_jsonl(tmp_path / "big.jsonl", [engine_run(f"run-{n}") for n in range(3_000)])
+    done = run_cli("ingest", str(big), "--db", str(db),
+                   env={"RUNS_INGEST_MEMORY_LIMIT": "2MB"})
+    assert_clean_failure(done, "RUNS_INGEST_MEMORY_LIMIT (2MB)", "nothing of it was loaded")
+    assert rows(db, "SELECT id FROM runs") == [("g",)]
+
+
 def test_a_command_line_mistake_shows_usage_not_a_traceback():
     done = run_cli("ingest")
     assert done.returncode == 2 and "usage:" in done.stderr and "Traceback" not in done.stderr

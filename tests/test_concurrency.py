@@ -102,7 +102,7 @@ def test_opening_a_held_database_without_waiting_raises_database_busy(loaded_db)
 
 def test_cli_ingest_works_between_two_page_renders(loaded_db, app_env, tmp_path):
     app_env(loaded_db)
-    at = app_test("pages/import_runs.py")
+    at = app_test("pages/import.py")
     assert not at.exception
     path = write_text(tmp_path / "cli.jsonl", json.dumps(simple_run("c")) + "\nbroken line\n")
     done = run_cli("ingest", str(path), "--db", str(loaded_db), env={"RUNS_LOCK_WAIT_SECONDS": "10"})
@@ -113,7 +113,7 @@ def test_cli_ingest_works_between_two_page_renders(loaded_db, app_env, tmp_path)
     assert rows(loaded_db, "SELECT count(*) FROM runs")[0][0] == 3
 
 
-@pytest.mark.parametrize("page", [None, "pages/import_runs.py"])
+@pytest.mark.parametrize("page", [None, "pages/import.py"])
 def test_the_app_says_the_database_is_busy_and_offers_to_try_again(loaded_db, app_env,
                                                                    monkeypatch, page):
     app_env(loaded_db)

@@ -16,7 +16,7 @@ from factories import ROOT, engine_run, older_run, rows, simple_run, write_text
 from runs_store.db import open_db
 from runs_store.ingest import IngestSummary, ingest_paths
 
-PAGE = "pages/import_runs.py"
+PAGE = "pages/import.py"
 
 GOOD = [engine_run("i1"), older_run("i2"), simple_run("i3", status="Quota Exceeded")]
 MIXED_LINES = [json.dumps(simple_run("i4")), "{not json", json.dumps(simple_run("i5", status="??")),

@@ -9,6 +9,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import os
 import resource
 import subprocess
 import sys
@@ -248,7 +249,7 @@ def test_a_damaged_file_mid_way_loads_nothing_of_it(tmp_path):
 def big_files(tmp_path_factory):
     folder = tmp_path_factory.mktemp("big")
     return {count: write_big_jsonl(folder / f"runs-{count}.jsonl", count)
-            for count in (20_000, 80_000)}
+            for count in (40_000, 160_000)}
 
 
 class StderrWatcher:
@@ -276,7 +277,7 @@ def test_killing_the_cli_mid_file_leaves_the_database_as_it_was(tmp_path, big_fi
     ingest_paths(db, [mixed_file(tmp_path)])
     before = snapshot(db)
     process = subprocess.Popen(
-        [sys.executable, "-m", "runs_store", "ingest", str(big_files[80_000]), "--db", str(db),
+        [sys.executable, "-m", "runs_store", "ingest", str(big_files[160_000]), "--db", str(db),
          "--progress", "always"], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     watcher = StderrWatcher(process)
     try:
@@ -299,18 +300,20 @@ def peak_rss_of_ingest(path, db) -> int:
              "subprocess.run([sys.executable, '-m', 'runs_store', 'ingest', sys.argv[1], '--db', "
              "sys.argv[2], '--progress', 'never'], check=True, stdout=subprocess.DEVNULL)\n"
              "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n")
-    done = subprocess.run([sys.executable, "-c", probe, str(path), str(db)], cwd=ROOT,
+    # Under a limit that both files reach, what remains to compare is growth with the file.
+    env = {**os.environ, "RUNS_INGEST_MEMORY_LIMIT": "128MB"}
+    done = subprocess.run([sys.executable, "-c", probe, str(path), str(db)], cwd=ROOT, env=env,
                           capture_output=True, text=True, check=True, timeout=300)
     return int(done.stdout.strip()) * 1024  # Linux reports kilobytes
 
 
 def test_memory_does_not_grow_with_file_size(tmp_path, big_files):
-    small, large = big_files[20_000], big_files[80_000]
+    small, large = big_files[40_000], big_files[160_000]
     small_peak = peak_rss_of_ingest(small, tmp_path / "small.duckdb")
     large_peak = peak_rss_of_ingest(large, tmp_path / "large.duckdb")
     file_growth = large.stat().st_size - small.stat().st_size
     memory_growth = large_peak - small_peak
-    assert rows(tmp_path / "large.duckdb", "SELECT count(*) FROM runs")[0][0] == 80_000
+    assert rows(tmp_path / "large.duckdb", "SELECT count(*) FROM runs")[0][0] == 160_000
     assert memory_growth < 0.25 * file_growth, (
         f"peak memory grew by {memory_growth / 1e6:.0f} MB ({small_peak / 1e6:.0f} -> "
         f"{large_peak / 1e6:.0f} MB) for {file_growth / 1e6:.0f} MB more input")

@@ -20,6 +20,7 @@ from runs_store.statuses import STATUS_NAMES, label, parse_status
 FILTER_KEYS = ("flow", "status", "range", "from", "to", "archived", "q", "failed_step",
                "signature", "version")
 DRILL_KEYS = {"failed_step": "Failed step", "signature": "Error", "version": "Flow version"}
+EARLIEST_DAY = date(2000, 1, 1)
 
 
 def _known_status(value: str) -> str:
@@ -52,19 +53,33 @@ def _known_flow(flows: list[str]):
     return check
 
 
-def clean_filter_params(flows: list[str]) -> list[str]:
+def day_bounds(tz=timezone.utc) -> tuple[date, date]:
+    """The days a custom range may name: up to tomorrow, for a link made a timezone ahead."""
+    return EARLIEST_DAY, datetime.now(tz).date() + timedelta(days=1)
+
+
+def clean_filter_params(flows: list[str], tz=timezone.utc) -> list[str]:
     """Checks the toolbar's URL parameters before its widgets read them."""
+    earliest, latest = day_bounds(tz)
     notices = []
     notices += url_state.clean_many("flow", _known_flow(flows))
     notices += url_state.clean_many("status", _known_status)
     notices += url_state.clean_one("range", _known_range)
-    notices += url_state.clean_one("from", url_state.a_date("start date"))
-    notices += url_state.clean_one("to", url_state.a_date("end date"))
+    notices += url_state.clean_one("from", url_state.a_date("start date", earliest, latest))
+    notices += url_state.clean_one("to", url_state.a_date("end date", earliest, latest))
     notices += url_state.clean_one("archived", url_state.a_boolean("show archived"))
-    if ("from" in st.query_params or "to" in st.query_params) and "range" not in st.query_params:
-        st.query_params["range"] = PRESET_LABELS["custom"]
+    if _days_without_range():
+        url_state.set_param("range", PRESET_LABELS["custom"])
     seed_widgets_from_link()
     return notices
+
+
+def _days_without_range() -> bool:
+    """A link with days but no range means a custom range. (Once the Date range widget is
+    drawn, the parameter is its own: it leaves the URL when Last 7 days, the default, is picked
+    while the days are still there, and set_param leaves it alone.)"""
+    params = st.query_params
+    return ("from" in params or "to" in params) and "range" not in params
 
 
 def _preset_key(text: str) -> str:
@@ -124,17 +139,18 @@ def filter_query_params() -> dict[str, list[str] | str]:
 
 def _custom_window(tz) -> tuple[datetime | None, datetime | None]:
     today = datetime.now(tz).date()
+    earliest, latest = day_bounds(tz)
     left, right = st.columns(2)
     first = left.date_input("From", value=today - timedelta(days=6), key="from",
-                            bind="query-params", max_value=today)
-    last = right.date_input("To", value=today, key="to", bind="query-params")
+                            bind="query-params", min_value=earliest, max_value=latest)
+    last = right.date_input("To", value=today, key="to", bind="query-params",
+                            min_value=earliest, max_value=latest)
     if first and last and first > last:
         st.info("The start date was after the end date: swapped them.", icon=":material/swap_horiz:")
         first, last = last, first
     if not first or not last:
         return None, None
-    offset = tz.utcoffset(datetime.combine(first, datetime.min.time())) or timedelta(0)
-    return day_window(first, last, offset)
+    return day_window(first, last, tz)
 
 
 def _drill_down_chips() -> dict[str, tuple[str, ...]]:
@@ -153,7 +169,7 @@ def _drill_down_chips() -> dict[str, tuple[str, ...]]:
 
 def render_toolbar(flows: list[str], tz) -> RunFilter:
     """Draws the toolbar and returns the filter it describes."""
-    url_state.show_notices(clean_filter_params(flows))
+    url_state.show_notices(clean_filter_params(flows, tz))
     top = st.columns([3, 3, 2, 3, 1.7], vertical_alignment="bottom")
     chosen_flows = top[0].multiselect("Flow", flows, key="flow", bind="query-params",
                                       placeholder="All flows")

@@ -11,6 +11,7 @@ from datetime import date
 from typing import Callable, Iterable
 
 import streamlit as st
+from streamlit.errors import StreamlitAPIException
 
 
 class BadValue(ValueError):
@@ -28,26 +29,68 @@ def clean_many(key: str, check: Callable[[str], str]) -> list[str]:
             kept.append(check(value))
         except BadValue as error:
             notices.append(str(error))
+    kept = list(dict.fromkeys(kept))  # FAILED and Failed are one value
     if kept != values:
-        st.query_params[key] = kept
-        if not kept:
-            del st.query_params[key]
+        _rewrite(key, kept)
     return notices
 
 
 def clean_one(key: str, check: Callable[[str], str]) -> list[str]:
-    """Replaces a single parameter by its checked value, or drops it; returns notices."""
-    if key not in st.query_params:
+    """Replaces a single parameter by its checked value, or drops it; returns notices.
+
+    A parameter given more than once keeps its last value, as Streamlit reads it.
+    """
+    values = st.query_params.get_all(key)
+    if not values:
         return []
-    value = st.query_params[key]
     try:
-        cleaned = check(value)
+        cleaned = check(values[-1])
     except BadValue as error:
-        del st.query_params[key]
+        _rewrite(key, [])
         return [str(error)]
-    if cleaned != value:
-        st.query_params[key] = cleaned
+    if [cleaned] != values:
+        _rewrite(key, [cleaned])
     return []
+
+
+def set_param(key: str, value: str) -> None:
+    """Puts a value in the link before its widget reads it (see _rewrite)."""
+    _rewrite(key, [value])
+
+
+def _rewrite(key: str, values: list[str]) -> None:
+    """Puts the cleaned values in the link, where the widgets about to be drawn read them.
+
+    A parameter bound to a widget drawn in an earlier rerun belongs to that widget: the link
+    is left to it (Streamlit refuses the write, and the widget drops values it cannot show).
+    """
+    try:
+        if values:
+            st.query_params[key] = values if len(values) > 1 else values[0]
+        else:
+            del st.query_params[key]
+    except StreamlitAPIException:
+        return
+    _reseed_widgets_from_link()
+
+
+def _reseed_widgets_from_link() -> None:
+    """Makes widgets that are first drawn in this run read the cleaned link.
+
+    A URL-bound widget takes its first value from the link as it arrived and drops, from the
+    URL too, any spelling it does not show (FAILED for Failed, 7d, yes): the view would no longer
+    be in its own link. Streamlit re-reads the link the same way after a page switch.
+    """
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+    ctx = get_script_run_ctx()
+    if ctx is None:
+        return
+    try:
+        with ctx.session_state.query_params() as params:
+            params.set_initial_query_params_from_current()
+    except AttributeError:  # Streamlit's internals moved: widgets still get seed_widget's value
+        pass
 
 
 def one_of(options: Iterable[str], what: str) -> Callable[[str], str]:
@@ -62,12 +105,17 @@ def one_of(options: Iterable[str], what: str) -> Callable[[str], str]:
     return check
 
 
-def a_date(what: str) -> Callable[[str], str]:
+def a_date(what: str, earliest: date | None = None, latest: date | None = None
+           ) -> Callable[[str], str]:
     def check(value: str) -> str:
         try:
-            return date.fromisoformat(value.strip()).isoformat()
+            day = date.fromisoformat(value.strip())
         except ValueError:
             raise BadValue(f'Ignored {what} "{value}" from the link: not a date like 2026-11-24.')
+        if (earliest and day < earliest) or (latest and day > latest):
+            raise BadValue(f'Ignored {what} "{value}" from the link: it must be between '
+                           f'{earliest or "any day"} and {latest or "any day"}.')
+        return day.isoformat()
 
     return check
 

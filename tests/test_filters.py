@@ -1,0 +1,336 @@
+"""The filter and its SQL: build_where as a pure function (table-driven, like datasette's
+test_build_where), the date windows, and every filter run against real databases and checked
+against an independent Python decision over all their runs."""
+
+from __future__ import annotations
+
+import re
+from datetime import date, datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
+
+import duckdb
+import pytest
+
+from factories import simple_run
+from list_oracle import ids, keeps, load_runs, matching
+from runs_store.db import open_db
+from runs_store.filters import (DATE_PRESETS, DEFAULT_PRESET, PRESET_LABELS, RunFilter,
+                                build_where, day_window, preset_window)
+from runs_store.ingest import ingest_items, records_as_items
+
+SINCE = datetime(2026, 11, 1, 8, 30)
+UNTIL = datetime(2026, 11, 8, 0, 0)
+IN_LIST = "IN (SELECT unnest(?::VARCHAR[]))"
+SEARCH_SQL = ("(id ILIKE ? ESCAPE '\\' OR failed_step ILIKE ? ESCAPE '\\' "
+              "OR failed_step_display ILIKE ? ESCAPE '\\' OR error_message ILIKE ? ESCAPE '\\')")
+
+
+# ------------------------------------------------------------------ build_where, pure
+
+WHERE_CASES = [
+    ("nothing: archived runs are hidden", RunFilter(),
+     "WHERE archived_at IS NULL", []),
+    ("archived shown: no condition at all", RunFilter(include_archived=True), "", []),
+    ("flows", RunFilter(flows=("A", "B")),
+     f"WHERE archived_at IS NULL AND flow_name {IN_LIST}", [["A", "B"]]),
+    ("statuses", RunFilter(statuses=("FAILED",)),
+     f"WHERE archived_at IS NULL AND status {IN_LIST}", [["FAILED"]]),
+    ("since", RunFilter(since=SINCE), "WHERE archived_at IS NULL AND started_at >= ?", [SINCE]),
+    ("until", RunFilter(until=UNTIL), "WHERE archived_at IS NULL AND started_at < ?", [UNTIL]),
+    ("failed steps", RunFilter(failed_steps=("step_2",)),
+     f"WHERE archived_at IS NULL AND failed_step {IN_LIST}", [["step_2"]]),
+    ("error signature", RunFilter(signature="sig-1"),
+     "WHERE archived_at IS NULL AND error_signature = ?", ["sig-1"]),
+    ("flow versions", RunFilter(flow_version_ids=("v1", "v2")),
+     f"WHERE archived_at IS NULL AND flow_version_id {IN_LIST}", [["v1", "v2"]]),
+    ("search", RunFilter(search="timeout"),
+     f"WHERE archived_at IS NULL AND {SEARCH_SQL}", ["%timeout%"] * 4),
+    ("search is trimmed", RunFilter(search="  timeout \t"),
+     f"WHERE archived_at IS NULL AND {SEARCH_SQL}", ["%timeout%"] * 4),
+    ("blank search adds nothing", RunFilter(search="   "), "WHERE archived_at IS NULL", []),
+    ("everything combined, in a fixed order",
+     RunFilter(flows=("A",), statuses=("FAILED", "TIMEOUT"), since=SINCE, until=UNTIL,
+               include_archived=True, search="x", failed_steps=("step_1",), signature="s",
+               flow_version_ids=("v",)),
+     f"WHERE flow_name {IN_LIST} AND status {IN_LIST} AND started_at >= ? AND started_at < ? "
+     f"AND failed_step {IN_LIST} AND error_signature = ? AND flow_version_id {IN_LIST} "
+     f"AND {SEARCH_SQL}",
+     [["A"], ["FAILED", "TIMEOUT"], SINCE, UNTIL, ["step_1"], "s", ["v"]] + ["%x%"] * 4),
+]
+
+
+@pytest.mark.parametrize("name, run_filter, sql, params", WHERE_CASES,
+                         ids=[case[0] for case in WHERE_CASES])
+def test_build_where_gives_this_sql_and_these_parameters(name, run_filter, sql, params):
+    assert build_where(run_filter) == (sql, params)
+
+
+def test_an_alias_prefixes_every_column():
+    everything = RunFilter(flows=("A",), statuses=("FAILED",), since=SINCE, until=UNTIL,
+                           search="x", failed_steps=("s",), signature="g",
+                           flow_version_ids=("v",))
+    plain, params = build_where(everything)
+    aliased, aliased_params = build_where(everything, alias="r")
+    columns = ("archived_at", "flow_name", "status", "started_at", "failed_step",
+               "failed_step_display", "error_signature", "flow_version_id", "id",
+               "error_message")
+    for column in columns:
+        assert re.search(rf"(?<![\w.]){column}\b", plain), column
+        assert not re.search(rf"(?<![\w.]){column}\b", aliased), f"{column} left unprefixed"
+        assert f"r.{column}" in aliased
+    assert aliased_params == params
+
+
+@pytest.mark.parametrize("search, pattern", [
+    ("50%", "%50\\%%"),
+    ("step_2", "%step\\_2%"),
+    ("a\\b", "%a\\\\b%"),
+    ("%_\\", "%\\%\\_\\\\%"),
+    ("plain", "%plain%"),
+])
+def test_search_escapes_like_wildcards_and_the_escape_character(search, pattern):
+    sql, params = build_where(RunFilter(search=search, include_archived=True))
+    assert params == [pattern] * 4
+    assert sql.count("ESCAPE '\\'") == 4
+
+
+HOSTILE = ["'; DROP TABLE runs; --", "O'Brien", 'say "hi"', "x) OR (1=1", "%' OR '1'='1"]
+
+
+@pytest.mark.parametrize("value", HOSTILE)
+def test_values_only_travel_as_parameters_never_in_the_sql_text(value):
+    run_filter = RunFilter(flows=(value,), statuses=(value,), failed_steps=(value,),
+                           signature=value, flow_version_ids=(value,), search=value,
+                           since=SINCE, until=UNTIL)
+    sql, params = build_where(run_filter)
+    assert value not in sql and value.strip() not in sql
+    assert str(SINCE) not in sql and SINCE.isoformat() not in sql
+    assert sql.count("?") == len(params)
+    lists = [param for param in params if isinstance(param, list)]
+    assert lists == [[value]] * 4  # flows, statuses, failed steps, flow versions
+    assert params.count(value) == 1  # the error signature
+    assert SINCE in params and UNTIL in params
+
+
+def test_with_changes_one_field_and_leaves_the_filter_frozen():
+    base = RunFilter(flows=("A",), search="x")
+    changed = base.with_(statuses=("RUNNING",))
+    assert changed.statuses == ("RUNNING",) and changed.flows == ("A",) and changed.search == "x"
+    assert base.statuses == ()
+    with pytest.raises(AttributeError):
+        base.search = "y"  # type: ignore[misc]
+
+
+# ------------------------------------------------------------------ date windows, pure
+
+NOW = datetime(2026, 11, 24, 15, 42, 37, 123456)
+MINUTE = datetime(2026, 11, 24, 15, 42)
+
+
+@pytest.mark.parametrize("preset, since", [
+    ("24h", MINUTE - timedelta(hours=24)),
+    ("7d", MINUTE - timedelta(days=7)),
+    ("30d", MINUTE - timedelta(days=30)),
+    ("90d", MINUTE - timedelta(days=90)),
+    ("all", None),
+])
+def test_a_preset_counts_back_from_now_cut_to_the_minute(preset, since):
+    assert preset_window(preset, NOW) == (since, None)
+
+
+def test_every_preset_has_a_label_and_the_default_is_last_7_days():
+    assert set(DATE_PRESETS) | {"custom"} == set(PRESET_LABELS)
+    assert PRESET_LABELS[DEFAULT_PRESET] == "Last 7 days"
+    assert list(PRESET_LABELS.values()) == ["Last 24 hours", "Last 7 days", "Last 30 days",
+                                            "Last 90 days", "All time", "Custom range"]
+
+
+def test_an_unknown_preset_is_an_error_not_a_silent_window():
+    with pytest.raises(KeyError):
+        preset_window("2w", NOW)
+
+
+@pytest.mark.parametrize("first, last, tz, since, until", [
+    (date(2026, 11, 3), date(2026, 11, 3), timezone.utc,
+     datetime(2026, 11, 3), datetime(2026, 11, 4)),
+    (date(2026, 11, 1), date(2026, 11, 7), timezone.utc,
+     datetime(2026, 11, 1), datetime(2026, 11, 8)),
+    (date(2026, 11, 1), date(2026, 11, 7), ZoneInfo("Asia/Tokyo"),
+     datetime(2026, 10, 31, 15), datetime(2026, 11, 7, 15)),
+    (date(2026, 11, 10), date(2026, 11, 12), ZoneInfo("America/Los_Angeles"),
+     datetime(2026, 11, 10, 8), datetime(2026, 11, 13, 8)),
+    # New York leaves daylight saving time on 2025-11-02: each end keeps its own offset.
+    (date(2025, 10, 30), date(2025, 11, 3), ZoneInfo("America/New_York"),
+     datetime(2025, 10, 30, 4), datetime(2025, 11, 4, 5)),
+    # Paris enters summer time on 2026-03-29.
+    (date(2026, 3, 28), date(2026, 3, 29), ZoneInfo("Europe/Paris"),
+     datetime(2026, 3, 27, 23), datetime(2026, 3, 29, 22)),
+])
+def test_a_day_range_covers_whole_local_days_as_naive_utc(first, last, tz, since, until):
+    assert day_window(first, last, tz) == (since, until)
+
+
+# ------------------------------------------------------------------ against real databases
+
+@pytest.fixture(scope="module")
+def runs(shared_db):
+    return load_runs(shared_db)
+
+
+@pytest.fixture(scope="module")
+def connections():
+    """One read-only connection per database file for the module, closed at its end."""
+    opened = {}
+    yield opened
+    for con in opened.values():
+        con.close()
+
+
+@pytest.fixture
+def select(connections):
+    def selected_ids(db, run_filter: RunFilter) -> set[str]:
+        if db not in connections:
+            connections[db] = duckdb.connect(str(db), read_only=True)
+        where, params = build_where(run_filter)
+        return {found[0] for found in connections[db].execute(
+            f"SELECT id FROM runs {where}", params).fetchall()}
+
+    return selected_ids
+
+
+def typical(runs) -> dict:
+    """Values that really occur in the shared database, picked from its runs."""
+    failed = sorted((r for r in runs if r["failed_step"]), key=lambda r: r["id"])
+    flows = sorted({r["flow_name"] for r in runs})
+    starts = sorted(r["started_at"] for r in runs)
+    versions = sorted({r["flow_version_id"] for r in failed if r["flow_version_id"]})
+    return {
+        "flows": (flows[0], flows[3]),
+        "run": sorted(runs, key=lambda r: r["id"])[len(runs) // 2],
+        "failed": failed[len(failed) // 3],
+        "since": starts[len(starts) // 4],   # a real start time: since is inclusive
+        "until": starts[3 * len(starts) // 4],  # and until exclusive
+        "version": versions[0],
+    }
+
+
+def filter_cases(runs) -> dict[str, RunFilter]:
+    t = typical(runs)
+    failed = t["failed"]
+    return {
+        "default": RunFilter(),
+        "archived included": RunFilter(include_archived=True),
+        "two flows": RunFilter(flows=t["flows"]),
+        "failed or quota exceeded": RunFilter(statuses=("FAILED", "QUOTA_EXCEEDED")),
+        "since a run's start": RunFilter(since=t["since"]),
+        "until a run's start": RunFilter(until=t["until"]),
+        "between": RunFilter(since=t["since"], until=t["until"], include_archived=True),
+        "failed step": RunFilter(failed_steps=(failed["failed_step"],)),
+        "error signature": RunFilter(signature=failed["error_signature"]),
+        "flow version": RunFilter(flow_version_ids=(t["version"],), include_archived=True),
+        "search a whole id": RunFilter(search=t["run"]["id"], include_archived=True),
+        "search part of an id, other case": RunFilter(search=t["run"]["id"][3:9].swapcase()),
+        "search a failed step name": RunFilter(search=failed["failed_step"]),
+        "search a failed step's display name": RunFilter(search=failed["failed_step_display"]),
+        "search error text": RunFilter(search="ETIMEDOUT"),
+        "search error text, lower case": RunFilter(search="rate limit"),
+        "search an underscore": RunFilter(search="_", include_archived=True),
+        "search a percent sign": RunFilter(search="%", include_archived=True),
+        "search a backslash": RunFilter(search="\\", include_archived=True),
+        "combined": RunFilter(flows=t["flows"], statuses=("SUCCEEDED", "FAILED"),
+                              since=t["since"], search="e"),
+        "nothing matches": RunFilter(search="no run has this text 9f8e7d"),
+    }
+
+
+# An unescaped % would find every run; the shared database has no literal one.
+MAY_FIND_NOTHING = {"search a percent sign"}
+CASE_NAMES = ["default", "archived included", "two flows", "failed or quota exceeded",
+              "since a run's start", "until a run's start", "between", "failed step",
+              "error signature", "flow version", "search a whole id",
+              "search part of an id, other case", "search a failed step name",
+              "search a failed step's display name", "search error text",
+              "search error text, lower case", "search an underscore", "search a percent sign",
+              "search a backslash", "combined", "nothing matches"]
+
+
+def test_the_case_table_is_complete(runs):
+    assert list(filter_cases(runs)) == CASE_NAMES
+
+
+@pytest.mark.parametrize("case", CASE_NAMES)
+def test_each_filter_selects_exactly_the_runs_python_selects(select, shared_db, runs, case):
+    run_filter = filter_cases(runs)[case]
+    expected = {run["id"] for run in runs if keeps(run, run_filter)}
+    assert select(shared_db, run_filter) == expected
+
+
+@pytest.mark.parametrize("case", [name for name in CASE_NAMES if name != "nothing matches"])
+def test_each_filter_case_is_a_real_test_neither_everything_nor_nothing(runs, case):
+    """Guards the table above: a case that kept every run or none would prove little."""
+    run_filter = filter_cases(runs)[case]
+    kept = [run for run in runs if keeps(run, run_filter)]
+    if case == "archived included":
+        assert len(kept) == len(runs)
+        assert any(run["archived_at"] is not None for run in runs)
+        return
+    assert len(kept) < len(runs)
+    assert kept or case in MAY_FIND_NOTHING
+
+
+def test_search_finds_a_run_by_its_whole_id_alone(select, shared_db, runs):
+    run = typical(runs)["run"]
+    assert select(shared_db, RunFilter(search=run["id"], include_archived=True)) == \
+        {run["id"]}
+
+
+def test_the_time_bounds_are_inclusive_since_and_exclusive_until(select, shared_db, runs):
+    start = typical(runs)["since"]
+    at_start = {r["id"] for r in runs if r["started_at"] == start and r["archived_at"] is None}
+    assert at_start
+    assert at_start <= select(shared_db, RunFilter(since=start))
+    assert not at_start & select(shared_db, RunFilter(until=start))
+
+
+# A small database whose texts hold the LIKE wildcards and the escape character themselves.
+ESCAPES = [
+    simple_run("esc-percent", created="2026-11-02T10:00:00Z", status="FAILED",
+               failedStep={"name": "step_1", "displayName": "Charge 100% of the order",
+                           "message": "Refused: discount of 100% is not allowed"}),
+    simple_run("esc-under", created="2026-11-02T11:00:00Z", status="FAILED",
+               failedStep={"name": "send_mail", "displayName": "Send mail",
+                           "message": "invalid_grant: token revoked"}),
+    simple_run("esc-slash", created="2026-11-02T12:00:00Z", status="FAILED",
+               failedStep={"name": "step_2", "displayName": "Write file",
+                           "message": "ENOENT: no such file C:\\temp\\out.csv"}),
+    simple_run("escXplain", created="2026-11-02T13:00:00Z", status="FAILED",
+               failedStep={"name": "stepA", "displayName": "Plain step",
+                           "message": "Plain error 1000 without any special character"}),
+    simple_run("esc-ok", created="2026-11-02T14:00:00Z"),
+]
+
+
+@pytest.fixture(scope="module")
+def escapes_db(tmp_path_factory):
+    db = tmp_path_factory.mktemp("escapes") / "runs.duckdb"
+    with open_db(db) as con:
+        ingest_items(con, records_as_items(ESCAPES), "escapes")
+    return db
+
+
+@pytest.mark.parametrize("search, expected", [
+    ("%", {"esc-percent"}),
+    ("100%", {"esc-percent"}),
+    ("0%", {"esc-percent"}),
+    ("_", {"esc-percent", "esc-under", "esc-slash"}),  # step_1, send_mail / invalid_grant, step_2
+    ("id_g", {"esc-under"}),
+    ("\\", {"esc-slash"}),
+    ("C:\\temp", {"esc-slash"}),
+    ("esc_plain", set()),  # an unescaped _ would match "escXplain"
+    ("1%0", set()),         # an unescaped % would match "1000"
+    ("PLAIN ERROR", {"escXplain"}),
+])
+def test_wildcards_in_a_search_match_only_themselves(select, escapes_db, search, expected):
+    run_filter = RunFilter(search=search)
+    assert select(escapes_db, run_filter) == expected
+    assert set(ids(matching(load_runs(escapes_db), run_filter))) == expected  # the oracle agrees
