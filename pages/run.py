@@ -33,6 +33,11 @@ VIEW_KEYS = ("flow", "status", "range", "from", "to", "archived", "q", "page", "
 TOOL_BADGES = {"SUCCESS": ("Succeeded", "green"), "completed": ("Completed", "green"),
                "FAILED": ("Failed", "red"), "in-progress": ("In progress", "blue")}
 BAR_HEIGHT = 26
+# Name button, kind, badge, time: every row lines up like a table. The badge column fits
+# "Succeeded", the time column "1,234 ms"; the name takes the rest.
+STEP_COLUMNS = [5, 2, 2.2, 1.5]
+TOOL_CALL_COLUMNS = [6, 2.2, 1.5]  # title, badge, time, as in the steps list
+ERROR_JSON_LEVELS = 4  # an error body opens far enough to read its status and message
 _MARKDOWN_SPECIALS = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~:$&=])")
 _BADGE_UNSAFE = re.compile(r"[^\w .,/-]")
 
@@ -153,15 +158,23 @@ def step_badge(status: str | None) -> None:
              color=STEP_STATUS_BADGES.get(name, "gray"))
 
 
+def step_help(step: Step) -> str:
+    """The button's tooltip: the whole title (a long one is cut on the button) and the step id."""
+    return plain(step.title) + (f" (step {plain(step.name)})" if step.display_name else "")
+
+
 def show_step_row(step: Step, selected: bool) -> None:
-    with st.container(horizontal=True, vertical_alignment="center", gap="small"):
+    name, kind, badge, took = st.columns(STEP_COLUMNS, gap="xsmall", vertical_alignment="center")
+    with name:
         st.button(f"{step.position + 1}\\. {plain(step.title)}", key=f"pick_{step.position}",
                   type="secondary" if selected else "tertiary", on_click=select_step,
-                  args=(step.name,), help=f"Step {plain(step.name)}" if step.display_name else None)
-        st.caption(plain(step.kind), width="content")
-        st.space("stretch")
+                  args=(step.name,), help=step_help(step))
+    with kind:
+        st.caption(plain(step.kind))
+    with badge:
         step_badge(step.status)
-        st.caption(short_duration(step.duration_ms) or "–", width=64, text_alignment="right")
+    with took:
+        st.caption(short_duration(step.duration_ms) or "–", text_alignment="right")
     if step.loop is not None:
         show_loop_summary(step, step.loop)
     if step.branches:
@@ -193,7 +206,7 @@ def show_loop_summary(step: Step, loop: Loop) -> None:
 
 def show_steps(run: RunDetail, selected: Step) -> None:
     st.markdown(f"**Steps** · {len(run.steps)} in execution order")
-    with st.container(border=True, gap="xsmall"):
+    with st.container(border=True, gap="xsmall", key="step_list"):
         for step in run.steps:
             show_step_row(step, step.name == selected.name)
 
@@ -228,19 +241,24 @@ def show_waterfall(run: RunDetail) -> None:
 # ------------------------------------------------------------------ step details
 
 def properties_markdown(step: Step) -> str:
+    """The step's properties, one a line; its status is the one coloured badge of the panel."""
     kind = f"{step.kind} ({step.type})" if step.type and step.type != step.kind else step.kind
-    status = STEP_STATUS_LABELS.get(step.status or "", step.status or "")
     rows = [("Name", step.name), ("Display name", step.display_name), ("Type", kind),
-            ("App / action", step.app_action), ("Status", status),
-            ("Duration", short_duration(step.duration_ms))]
-    return "  \n".join(f"**{name}** {plain(value)}" for name, value in rows if value)
+            ("App / action", step.app_action)]
+    lines = [f"**{name}** {plain(value)}" for name, value in rows if value]
+    lines.append(f"**Status** {status_badge_markdown(step.status)}")
+    if step.duration_ms is not None:
+        lines.append(f"**Duration** {short_duration(step.duration_ms)}")
+    return "  \n".join(lines)
 
 
 def show_error(step: Step) -> None:
+    """The error's headline in red; the whole error below only when it says more."""
     error = step.error
     st.error(plain(error.headline) or "The step failed without a message.", icon=":material/error:")
-    show_payload(error.detail, key=f"error_download_{step.position}",
-                 file_name=f"{step.name}-error.json")
+    if error.adds_detail:
+        show_payload(error.detail, key=f"error_download_{step.position}",
+                     file_name=f"{step.name}-error.json", expanded=ERROR_JSON_LEVELS)
 
 
 def show_output(step: Step) -> None:
@@ -262,12 +280,15 @@ def tool_badge(status: str) -> None:
 
 def show_tool_call(number: int, entry: TimelineEntry) -> None:
     with st.container(border=True):
-        with st.container(horizontal=True, vertical_alignment="center"):
+        title, badge, took = st.columns(TOOL_CALL_COLUMNS, gap="xsmall",
+                                        vertical_alignment="center")
+        with title:
             st.markdown(f"**{number}. Tool call** {plain(entry.tool_name)}"
                         + (f" · {plain(entry.tool_type)}" if entry.tool_type else ""))
-            st.space("stretch")
+        with badge:
             tool_badge(entry.status)
-            st.caption(short_duration(entry.duration_ms) or "–")
+        with took:
+            st.caption(short_duration(entry.duration_ms) or "–", text_alignment="right")
         for title, value in (("Parameters", entry.params), ("Resolved input", entry.resolved),
                              ("Output", entry.output)):
             if value is not None:
@@ -304,11 +325,8 @@ def show_timeline(step: Step, timeline: AgentTimeline) -> None:
 
 
 def show_details(run: RunDetail, step: Step) -> None:
-    with st.container(border=True):
-        with st.container(horizontal=True, vertical_alignment="center"):
-            st.markdown(f"#### {plain(step.title)}")
-            st.space("stretch")
-            step_badge(step.status)
+    with st.container(border=True, key="step_details"):
+        st.markdown(f"#### {plain(step.title)}")
         st.markdown(properties_markdown(step))
         labels = ["Input", "Output"] + (["Timeline"] if step.timeline is not None else [])
         default = "Output" if step.failed else ("Timeline" if step.timeline else "Input")
@@ -324,9 +342,24 @@ def show_details(run: RunDetail, step: Step) -> None:
             with tabs[2]:
                 if tabs[2].open is not False:
                     show_timeline(step, step.timeline)
-        if run.masked:
-            st.caption("Values that look like secrets are masked (set RUNS_MASK_SECRETS=0 to see "
-                       "them).")
+        show_masked_note(run)
+
+
+def masked_note(run: RunDetail) -> str | None:
+    """Why some values read ••••••, only when this run had values masked."""
+    count = run.masked_count
+    if not count:
+        return None
+    what = ("1 value that looks like a secret is" if count == 1
+            else f"{count:,} values that look like secrets are")
+    return (f"{what} masked in this run (shown as ••••••). To see the recorded values, start the "
+            "app with `RUNS_MASK_SECRETS=0`.")
+
+
+def show_masked_note(run: RunDetail) -> None:
+    note = masked_note(run)
+    if note:
+        st.caption(note)
 
 
 # ------------------------------------------------------------------ compare
@@ -418,6 +451,7 @@ def show_purged(run: RunDetail) -> None:
         st.error((f"**Failed step** {plain(step)}" if step else "**Error**")
                  + (f"  \n{plain(run.error_message)}" if run.error_message else ""),
                  icon=":material/error:")
+    show_masked_note(run)
 
 
 def show_run(store: PageStore, run: RunDetail, tz) -> None:
@@ -429,7 +463,7 @@ def show_run(store: PageStore, run: RunDetail, tz) -> None:
         return
     selected = chosen_step(run)
     show_waterfall(run)
-    left, right = st.columns([5, 7], gap="medium")
+    left, right = st.columns(2, gap="medium")
     with left:
         show_steps(run, selected)
     with right:

@@ -23,6 +23,7 @@ from runs_store.db import open_db
 from runs_store.export import export_bytes
 from runs_store.filters import RunFilter
 from runs_store.formatting import short_duration
+from runs_store.signatures import error_summary
 from runs_store.statuses import BY_NAME, label
 
 RUN_PAGE = "pages/run.py"
@@ -119,7 +120,7 @@ def table_frame(rows: pd.DataFrame, tz) -> pd.DataFrame:
         "Duration": [duration_text(s, ms) for s, ms in zip(rows["status"], rows["duration_ms"])],
         "Failed Step": [runs_list.failed_step_label(d, n) for d, n in
                         zip(rows["failed_step_display"], rows["failed_step"])],
-        "Error": rows["error_message"].fillna("").str.slice(0, 300),
+        "Error": [error_summary(message) for message in rows["error_message"]],
         "Archived": archived,
         "Run": ["run?id=" + quote(str(run_id), safe="") for run_id in rows["id"]],
     })
@@ -129,16 +130,18 @@ def column_config(tz) -> dict:
     zone_name = getattr(tz, "key", None) or "UTC"
     when = "MMM D, YYYY, h:mm:ss A"
     return {
-        "Open": st.column_config.ButtonColumn(" ", type="tertiary", key=OPEN_KEY, width=60,
+        "Open": st.column_config.ButtonColumn(" ", type="tertiary", key=OPEN_KEY, width=52,
                                               help="Open the run's page", pinned=True),
-        "Flow": st.column_config.TextColumn("Flow"),
+        "Flow": st.column_config.TextColumn("Flow", width=210),
         "Status": status_ui.status_column(),
         "Started At": st.column_config.DatetimeColumn(
-            "Started At", format=when, help=f"In your timezone ({zone_name})"),
-        "Duration": st.column_config.TextColumn("Duration"),
-        "Failed Step": st.column_config.TextColumn("Failed Step"),
-        "Error": st.column_config.TextColumn("Error", width="medium"),
-        "Run": st.column_config.LinkColumn("Run", display_text=r"run\?id=(.*)$",
+            "Started At", format=when, help=f"In your timezone ({zone_name})", width=175),
+        "Duration": st.column_config.TextColumn("Duration", width=80),
+        "Failed Step": st.column_config.TextColumn("Failed Step", width=160),
+        "Error": st.column_config.TextColumn(
+            "Error", width=300, help="The failed step's error, in one line; the run page has all "
+                                     "of it"),
+        "Run": st.column_config.LinkColumn("Run", display_text=r"run\?id=(.*)$", width=110,
                                            help="A plain link to the run (opens a new tab)"),
     }
 
@@ -275,7 +278,7 @@ def show_empty(store: PageStore) -> None:
 def show_runs(store: PageStore, run_filter: RunFilter, tz) -> None:
     """The bar, the table and the paging controls for the current view."""
     bar, table_area, footer = st.container(), st.container(), st.container()
-    left, middle, right = footer.columns([1, 3.4, 1.6], vertical_alignment="bottom")
+    left, middle = footer.columns([1, 5], vertical_alignment="bottom")
     rows = left.selectbox("Rows per page", list(runs_list.PAGE_SIZES),
                           index=list(runs_list.PAGE_SIZES).index(runs_list.DEFAULT_PAGE_SIZE),
                           key="rows", bind="query-params")
@@ -296,7 +299,6 @@ def show_runs(store: PageStore, run_filter: RunFilter, tz) -> None:
             st.markdown(f"**{runs.position_text()}**")
             show_empty(store)
         return
-    right.markdown(runs.position_text(), text_alignment="right")
     frame = table_frame(runs.rows, tz)
     with table_area:
         event = show_table(frame, table_key(signature, page, store.generation), tz)

@@ -5,7 +5,8 @@ passwords, cookies. The run page masks them by default (RUNS_MASK_SECRETS=0 turn
 rules find them: a key that names a secret (`api_key`, `Authorization`, `client_secret`, ...)
 masks its whole value, and a value shaped like a credential (`Bearer ...`, `sk-...`, a JWT, a
 Slack or GitHub token, a secret in a URL's query string) is masked wherever it appears, even
-inside a longer text. Masking returns a copy and never changes the record.
+inside a longer text. Masking returns a copy and never changes the record; a MaskTally also
+counts what it hid, so the page explains the •••••• only when a run has some.
 """
 
 from __future__ import annotations
@@ -59,60 +60,86 @@ def is_secret_key(key) -> bool:
     return compact in _SECRET_KEYS or compact.endswith(_SECRET_SUFFIXES)
 
 
+class MaskTally:
+    """Masks like the functions below and counts the values it hid, so a page can say so.
+
+    One tally per payload: `hits` is how many secret values (a key's value, a credential inside
+    a text, a query parameter) were replaced by MASK.
+    """
+
+    def __init__(self) -> None:
+        self.hits = 0
+
+    def text(self, text: str) -> str:
+        """Masks credential-shaped substrings, keeping an auth scheme word ("Bearer ••••••")."""
+        text = _VALUE_PATTERNS.sub(self._credential, text)
+        return _URL_PARAM.sub(self._url_param, text) if "=" in text else text
+
+    def json_text(self, text: str) -> str:
+        """text() plus `"secret_key": "value"` pairs, for JSON text that is not parsed."""
+        return self.text(_JSON_SECRET_PAIR.sub(self._pair, text))
+
+    def json_preview(self, text: str) -> str:
+        """json_text() for the first part of a JSON text, whose last value may be cut short."""
+        return _JSON_SECRET_TAIL.sub(self._pair, self.json_text(text))
+
+    def value(self, value, depth: int = 0):
+        """A copy of a JSON value with secret keys' values and credential-shaped strings masked."""
+        if depth > MAX_DEPTH:
+            return value
+        if isinstance(value, dict):
+            return self._mapping(value, depth)
+        if isinstance(value, list):
+            return [self.value(item, depth + 1) for item in value]
+        if isinstance(value, str):
+            return self.text(value)
+        return value
+
+    def _mapping(self, mapping: dict, depth: int) -> dict:
+        named_secret = any(is_secret_key(mapping.get(field)) for field in _NAME_FIELDS)
+        masked = {}
+        for key, item in mapping.items():
+            # a secret key's value, or a header list entry {"name": "Authorization", "value": ...}
+            if item not in (None, "") and (is_secret_key(key) or (named_secret and key == "value")):
+                masked[key] = self._hide()
+            else:
+                masked[key] = self.value(item, depth + 1)
+        return masked
+
+    def _hide(self) -> str:
+        self.hits += 1
+        return MASK
+
+    def _credential(self, match: re.Match) -> str:
+        return (match.group("scheme") or "") + self._hide()
+
+    def _url_param(self, match: re.Match) -> str:
+        key = match.group("key")
+        if is_secret_key(key) or key.lower() in _URL_SECRET_NAMES:
+            return match.group("head") + self._hide()
+        return match.group(0)
+
+    def _pair(self, match: re.Match) -> str:
+        if not is_secret_key(match.group("key")):
+            return match.group(0)
+        return f'"{match.group("key")}"{match.group("sep")}"{self._hide()}"'
+
+
 def mask_text(text: str) -> str:
     """Masks credential-shaped substrings, keeping an auth scheme word ("Bearer ••••••")."""
-    text = _VALUE_PATTERNS.sub(_replace_credential, text)
-    return _URL_PARAM.sub(_replace_url_param, text) if "=" in text else text
-
-
-def _replace_credential(match: re.Match) -> str:
-    return (match.group("scheme") or "") + MASK
-
-
-def _replace_url_param(match: re.Match) -> str:
-    key = match.group("key")
-    if is_secret_key(key) or key.lower() in _URL_SECRET_NAMES:
-        return match.group("head") + MASK
-    return match.group(0)
+    return MaskTally().text(text)
 
 
 def mask_json_text(text: str) -> str:
     """mask_text plus `"secret_key": "value"` pairs, for JSON text that is not parsed."""
-    return mask_text(_JSON_SECRET_PAIR.sub(_replace_pair, text))
+    return MaskTally().json_text(text)
 
 
 def mask_json_preview(text: str) -> str:
     """mask_json_text for the first part of a JSON text, whose last value may be cut short."""
-    return _JSON_SECRET_TAIL.sub(_replace_pair, mask_json_text(text))
+    return MaskTally().json_preview(text)
 
 
-def _replace_pair(match: re.Match) -> str:
-    if not is_secret_key(match.group("key")):
-        return match.group(0)
-    return f'"{match.group("key")}"{match.group("sep")}"{MASK}"'
-
-
-def mask_secrets(value, depth: int = 0):
+def mask_secrets(value):
     """A copy of a JSON value with secret keys' values and credential-shaped strings masked."""
-    if depth > MAX_DEPTH:
-        return value
-    if isinstance(value, dict):
-        return _mask_mapping(value, depth)
-    if isinstance(value, list):
-        return [mask_secrets(item, depth + 1) for item in value]
-    if isinstance(value, str):
-        return mask_text(value)
-    return value
-
-
-def _mask_mapping(mapping: dict, depth: int) -> dict:
-    named_secret = any(is_secret_key(mapping.get(field)) for field in _NAME_FIELDS)
-    masked = {}
-    for key, item in mapping.items():
-        if is_secret_key(key) and item not in (None, ""):
-            masked[key] = MASK
-        elif named_secret and key == "value" and item not in (None, ""):
-            masked[key] = MASK  # a header list entry: {"name": "Authorization", "value": ...}
-        else:
-            masked[key] = mask_secrets(item, depth + 1)
-    return masked
+    return MaskTally().value(value)

@@ -18,8 +18,7 @@ from urllib.parse import quote, urlsplit
 
 from runs_store import settings
 from runs_store.formatting import banner_time, long_duration
-from runs_store.masking import (mask_json_preview, mask_json_text, mask_secrets, mask_text,
-                                masking_enabled)
+from runs_store.masking import MaskTally, mask_json_text, mask_secrets, mask_text, masking_enabled
 from runs_store.signatures import _summarise_json_error  # one reading of JSON error bodies
 from runs_store.statuses import UNFINISHED, label
 from runs_store.step_tree import (AgentTimeline, Branch, Loop, is_agent_step, loop_child_names,
@@ -49,7 +48,8 @@ class Payload:
     value: object = None          # parsed (and masked), when small enough to show whole
     preview: str | None = None    # the first preview_kb of the text (masked), when too big
     text: str | None = field(default=None, repr=False)  # the whole text, when too big
-    masked: bool = False
+    masked: bool = False          # masking was on when it was read
+    masked_count: int = 0         # values hidden in what is shown (the preview, when cut)
 
     @property
     def present(self) -> bool:
@@ -84,13 +84,14 @@ def make_payload(text: str | None, mask: bool, limit: int, parsed=None) -> Paylo
     """A payload from stored JSON text: whole and parsed, or a cut preview past `limit` bytes."""
     if text is None or text == "":
         return Payload()
-    size = _size(text)
+    size, tally = _size(text), MaskTally()
     if size > limit:
         head = text.encode("utf-8")[:limit].decode("utf-8", errors="ignore")
-        return Payload(size, preview=mask_json_preview(head) if mask else head, text=text,
-                       masked=mask)
+        return Payload(size, preview=tally.json_preview(head) if mask else head, text=text,
+                       masked=mask, masked_count=tally.hits)
     value = _parse(text) if parsed is None else parsed
-    return Payload(size, value=mask_secrets(value) if mask else value, masked=mask)
+    return Payload(size, value=tally.value(value) if mask else value, masked=mask,
+                   masked_count=tally.hits)
 
 
 # ---------------------------------------------------------------- errors
@@ -99,6 +100,14 @@ def make_payload(text: str | None, mask: bool, limit: int, parsed=None) -> Paylo
 class StepError:
     headline: str         # one line for the red box, shown as text
     detail: Payload       # the whole error: parsed JSON or the full message text
+
+    @property
+    def adds_detail(self) -> bool:
+        """Whether the whole error says more than its headline: JSON, cut, or longer text."""
+        detail = self.detail
+        if detail.cut or isinstance(detail.value, (dict, list)):
+            return True
+        return detail.present and str(detail.value).strip() != self.headline
 
 
 def _decode_json_error(text: str):
@@ -155,6 +164,7 @@ class Step:
     branches: tuple[Branch, ...] = ()
     timeline: AgentTimeline | None = None
     children: frozenset[str] = frozenset()  # names of steps run inside this loop
+    masked_count: int = 0                   # values hidden in its input, output and error
 
     @property
     def title(self) -> str:
@@ -195,7 +205,8 @@ class RunDetail:
     has_steps: bool
     pause_metadata: dict | None
     steps: tuple[Step, ...]
-    masked: bool
+    masked: bool            # masking was on when the run was read
+    masked_count: int = 0   # values actually hidden in what the page shows of it
 
     def find_step(self, name: str | None) -> Step | None:
         return next((step for step in self.steps if step.name == name), None)
@@ -205,10 +216,13 @@ class RunDetail:
         return next((step for step in self.steps if name in step.children), None)
 
     def default_step(self) -> Step | None:
-        """The failed step (or the loop holding it) for a failed run, else the first step."""
+        """The failed step (or the loop holding it); else, for a run that did not succeed
+        (timed out, canceled, still running), the last step it reached; else the first step."""
         chosen = (self.find_step(self.failed_step) or self.step_containing(self.failed_step)
                   or next((step for step in self.steps if step.failed), None))
-        return chosen or (self.steps[0] if self.steps else None)
+        if chosen or not self.steps:
+            return chosen
+        return self.steps[0] if self.status == "SUCCEEDED" else self.steps[-1]
 
 
 def _needs_tree(row: dict) -> bool:
@@ -220,11 +234,11 @@ def _read_tree(row: dict, mask: bool) -> dict:
     """Loop iterations, router branches and the agent timeline from a step's output."""
     output_text = row["output"]
     if not output_text or len(output_text) > MAX_PARSE_BYTES or not _needs_tree(row):
-        return {"parsed": None}
-    parsed = _parse(output_text)
-    shown = mask_secrets(parsed) if mask else parsed
-    tree = {"parsed": parsed, "loop": read_loop(shown), "branches": read_branches(shown),
-            "children": loop_child_names(parsed)}
+        return {"parsed": None, "hits": None}
+    parsed, tally = _parse(output_text), MaskTally()
+    shown = tally.value(parsed) if mask else parsed
+    tree = {"parsed": parsed, "hits": tally.hits, "loop": read_loop(shown),
+            "branches": read_branches(shown), "children": loop_child_names(parsed)}
     if is_agent_step(row["piece_name"], row["action_name"], parsed):
         step_input = _parse(row["input"]) if row["input"] else None
         tree["timeline"] = read_timeline(mask_secrets(step_input) if mask else step_input, shown)
@@ -233,13 +247,18 @@ def _read_tree(row: dict, mask: bool) -> dict:
 
 def make_step(row: dict, offset_ms: int, mask: bool, limit: int) -> Step:
     tree = _read_tree(row, mask)
-    parsed = tree.pop("parsed")
+    parsed, tree_hits = tree.pop("parsed"), tree.pop("hits")
     small = parsed if parsed is not None and row["output"] and len(row["output"]) <= limit else None
+    step_input = make_payload(row["input"], mask, limit)
+    output = make_payload(row["output"], mask, limit, small)
+    error = make_error(row["error"], mask, limit)
+    # a loop's or agent's output was read whole even when cut: its masks show in the tree
+    output_hits = output.masked_count if tree_hits is None else max(tree_hits, output.masked_count)
+    hits = step_input.masked_count + output_hits + (error.detail.masked_count if error else 0)
     return Step(
         row["position"], row["name"], row["display_name"], row["type"], row["status"],
-        row["duration_ms"], row["piece_name"], row["action_name"],
-        make_payload(row["input"], mask, limit), make_payload(row["output"], mask, limit, small),
-        make_error(row["error"], mask, limit), offset_ms, **tree)
+        row["duration_ms"], row["piece_name"], row["action_name"], step_input, output, error,
+        offset_ms, **tree, masked_count=hits)
 
 
 def _rows(cursor) -> list[dict]:
@@ -265,17 +284,25 @@ def load_run(con, run_id: str, mask: bool | None = None) -> RunDetail | None:
     for row in step_rows:
         steps.append(make_step(row, offset, mask, limit))
         offset += max(row["duration_ms"] or 0, 0)
+    error_message, error_hits = _run_error(run["error_message"], mask)
+    has_steps = bool(run["has_steps"]) and bool(steps)
     return RunDetail(
         **{key: run[key] for key in RUN_COLUMNS.replace(" ", "").split(",")
            if key not in ("tags", "pause_metadata", "has_steps", "error_message")},
-        error_message=_run_error(run["error_message"], mask),
-        tags=tuple(run["tags"] or ()), has_steps=bool(run["has_steps"]) and bool(steps),
-        pause_metadata=_pause_metadata(run["pause_metadata"]), steps=tuple(steps), masked=mask)
+        error_message=error_message,
+        tags=tuple(run["tags"] or ()), has_steps=has_steps,
+        pause_metadata=_pause_metadata(run["pause_metadata"]), steps=tuple(steps), masked=mask,
+        # the run's error message repeats its failed step's; it is shown only without steps
+        masked_count=sum(step.masked_count for step in steps) if has_steps else error_hits)
 
 
-def _run_error(text: str | None, mask: bool) -> str | None:
-    """The run's error message (shown when its steps were purged), masked like step errors."""
-    return mask_text(text) if text and mask else text
+def _run_error(text: str | None, mask: bool) -> tuple[str | None, int]:
+    """The run's error message (shown when its steps were purged), masked like step errors,
+    and how many values that hid."""
+    if not text or not mask:
+        return text, 0
+    tally = MaskTally()
+    return tally.text(text), tally.hits
 
 
 # ---------------------------------------------------------------- the banner

@@ -114,7 +114,7 @@ def set_archived(con, run_ids: list[str], archived: bool) -> int:
     con.execute("BEGIN TRANSACTION")
     try:
         changed = con.execute(
-            f"UPDATE runs SET archived_at = ?::TIMESTAMP "
+            "UPDATE runs SET archived_at = ?::TIMESTAMP "
             f"WHERE id IN (SELECT unnest(?::VARCHAR[])) AND {condition}",
             [when, list(run_ids)]).fetchall()[0][0]
         bump_generation(con)

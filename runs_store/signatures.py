@@ -66,6 +66,18 @@ def _summarise_json_error(value) -> str | None:
     return ": ".join(part for part in (prefix, texts[0] if texts else "") if part)
 
 
+def error_summary(message: str | None, limit: int = 300) -> str:
+    """One readable line for an error: a JSON error body reduced to its HTTP status and error
+    text ("HTTP 403: not_in_channel"), anything else its first line; "" for none."""
+    if not message:
+        return ""
+    text = str(message).strip()
+    parsed = _load_json(text)
+    summary = _summarise_json_error(parsed) if parsed is not None else None
+    line = summary or (text.splitlines() or [""])[0]
+    return line if len(line) <= limit else line[:limit - 1] + "…"
+
+
 @lru_cache(maxsize=8192)  # the same messages recur across thousands of runs
 def error_signature(message: str | None) -> str | None:
     """The message with its variable parts replaced by placeholders."""

@@ -14,8 +14,10 @@ import subprocess
 import sys
 import time
 import urllib.request
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
@@ -137,6 +139,24 @@ def start_server(db: Path, extra_env: dict | None = None):
     return process, url
 
 
+def stop_server(process: subprocess.Popen) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
+@contextmanager
+def running_server(db: Path, extra_env: dict | None = None) -> Iterator[str]:
+    """The real app on `db` for the span of a with-block; yields its URL."""
+    process, url = start_server(db, extra_env)
+    try:
+        yield url
+    finally:
+        stop_server(process)
+
+
 @pytest.fixture(scope="session")
 def browser_db(tmp_path_factory, shared_db) -> Path:
     """A copy of the shared database for the browser tests' server (they may archive runs)."""
@@ -147,13 +167,8 @@ def browser_db(tmp_path_factory, shared_db) -> Path:
 
 @pytest.fixture(scope="session")
 def server_url(browser_db):
-    process, url = start_server(browser_db)
-    yield url
-    process.terminate()
-    try:
-        process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        process.kill()
+    with running_server(browser_db) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

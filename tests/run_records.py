@@ -189,6 +189,20 @@ def xss_run(run_id: str = "xss-run") -> dict:
                       tags=[XSS_NAME])
 
 
+MULTILINE_ERROR = ("ValidationError: 2 fields are invalid\n"
+                   "  email: must be an email address\n"
+                   "  amount: must be a positive number")
+
+
+def multiline_error_run(run_id: str = "multiline-error") -> dict:
+    """A step whose plain-text error has more lines than its headline shows."""
+    steps = {"trigger": {"type": "EMPTY", "status": "SUCCEEDED", "input": {}, "output": {}},
+             "step_1": {"type": "CODE", "status": "FAILED", "duration": 3, "input": {},
+                        "errorMessage": MULTILINE_ERROR}}
+    return engine_run(run_id, flowId="fL0w-multiline", steps=steps,
+                      failedStep={"name": "step_1", "displayName": None})
+
+
 def purged_run(run_id: str = "purged-run", steps=None) -> dict:
     return engine_run(run_id, flowId="fL0w-purged", steps=steps,
                       failedStep={"name": "step_3", "displayName": "Send Message To A Channel",

@@ -6,11 +6,9 @@ whose file is named otherwise used to open the main page under a "Page not found
 
 from __future__ import annotations
 
-import subprocess
-
 import pytest
 
-from conftest import start_server, wait_for_app
+from conftest import running_server, wait_for_app
 
 DEEP_LINKS = {"/runs": "Runs", "/insights": "Insights", "/import": "Import runs",
               "/run?id=no-such-run": "Run not found"}
@@ -18,13 +16,8 @@ DEEP_LINKS = {"/runs": "Runs", "/insights": "Insights", "/import": "Import runs"
 
 @pytest.fixture
 def fresh_server(db_copy):
-    process, url = start_server(db_copy)
-    yield url
-    process.terminate()
-    try:
-        process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        process.kill()
+    with running_server(db_copy) as url:
+        yield url
 
 
 @pytest.mark.parametrize("link", list(DEEP_LINKS))

@@ -143,6 +143,43 @@ def test_a_failed_run_shows_its_banner_badge_and_the_failed_steps_error(page, se
     error_box = panel.locator("[data-testid='stAlertContentError']").first
     error_box.wait_for()
     assert alert_text(error_box) == run["error"]
+    assert panel.locator("[data-testid='stCode']").filter(has_text=run["error"]).count() == 0, \
+        "a one-line error should not be repeated below its red box"
+    details = page.locator(".st-key-step_details")
+    assert details.locator(".stMarkdownBadge").filter(has_text=re.compile(r"^Failed$")).count() == 1
+
+
+TIME = re.compile(r"^(\d[\d.,]* (ms|s|min|h)|–)$")
+
+
+def box(locator) -> dict:
+    found = locator.bounding_box()
+    assert found is not None, "expected a visible element"
+    return found
+
+
+def middle(found: dict) -> float:
+    return found["y"] + found["height"] / 2
+
+
+def test_step_rows_line_up_like_a_table(page, server_url, shared_db):
+    step = an_agent_step(shared_db)  # a run of several steps, with loops or routers
+    open_run(page, server_url, step["run_id"])
+    steps = page.locator(".st-key-step_list")
+    steps.wait_for()
+    buttons = steps.get_by_role("button", name=re.compile(r"^\d+\. "))
+    badges = steps.locator(".stMarkdownBadge")
+    times = steps.locator("[data-testid='stCaptionContainer']").filter(has_text=TIME)
+    count = buttons.count()
+    assert count >= 3 and badges.count() == count and times.count() == count
+    rows = [(box(buttons.nth(i)), box(badges.nth(i)), box(times.nth(i))) for i in range(count)]
+    for button, badge, took in rows:
+        assert abs(middle(badge) - middle(button)) < button["height"] / 2, "badge off its row"
+        assert abs(middle(took) - middle(button)) < button["height"] / 2, "time off its row"
+        assert took["height"] < 30, "the time should fit on one line"
+    assert max(badge["x"] for _, badge, _ in rows) - min(badge["x"] for _, badge, _ in rows) < 2
+    right_edges = [took["x"] + took["width"] for _, _, took in rows]
+    assert max(right_edges) - min(right_edges) < 2
 
 
 def test_an_agent_steps_timeline_shows_its_thoughts_and_tool_calls(page, server_url, shared_db):

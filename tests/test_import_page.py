@@ -5,13 +5,12 @@ from __future__ import annotations
 import gzip
 import json
 import re
-import subprocess
 import tomllib
 
 import pytest
 from playwright.sync_api import expect
 
-from conftest import app_test, start_server, wait_for_app
+from conftest import app_test, running_server, wait_for_app
 from factories import ROOT, engine_run, older_run, rows, simple_run, write_text
 from runs_store.db import open_db
 from runs_store.ingest import IngestSummary, ingest_paths
@@ -186,13 +185,8 @@ def import_server(tmp_path_factory):
     db = tmp_path_factory.mktemp("import-browser") / "runs.duckdb"
     with open_db(db):
         pass
-    process, url = start_server(db)
-    yield url, db
-    process.terminate()
-    try:
-        process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        process.kill()
+    with running_server(db) as url:
+        yield url, db
 
 
 def test_a_user_uploads_files_in_the_browser_and_sees_the_summary_and_rejects(

@@ -14,13 +14,14 @@ from datetime import datetime, timedelta
 import pytest
 
 from factories import AGENT_OUTPUT, FLOW_VERSION, SLACK_ERROR, engine_run, example_steps, older_run
-from run_records import (BIG_SECRET, FAILED_RUN, HUGE_ROWS, KEPT, SECRETS, STARTED,
-                         agent_failure_run, build_run_db, comparison_runs, compact_size,
+from run_records import (BIG_SECRET, FAILED_RUN, HUGE_ROWS, KEPT, MULTILINE_ERROR, SECRETS,
+                         STARTED, agent_failure_run, build_run_db, comparison_runs, compact_size,
                          failed_tool_agent_output, huge_output, huge_run, loop_run, loop_steps,
-                         purged_run, secret_input, secret_output, secrets_run, timed_run)
+                         multiline_error_run, purged_run, secret_input, secret_output, secrets_run,
+                         succeeded_steps, timed_run)
 from runs_store.db import open_db
 from runs_store.formatting import zone
-from runs_store.masking import MASK, is_secret_key, mask_json_preview, mask_text
+from runs_store.masking import MASK, MaskTally, is_secret_key, mask_json_preview, mask_text
 from runs_store.run_detail import (EditLinkError, banner_line, compare_with_last_success,
                                    edit_flow_url, load_run, preview_bytes)
 
@@ -71,6 +72,9 @@ def all_records() -> list[dict]:
     records += [timed_run(f"banner-{name}", status, None, **fields)
                 for name, status, fields, _, _ in UNFINISHED_CASES]
     records.append(timed_run("banner-running-late", "RUNNING", None, startTime=None))
+    records += [multiline_error_run(),
+                engine_run("timed-out", status="TIMEOUT", failedStep=None, flowId="fL0w-timeout",
+                           steps=succeeded_steps())]
     return records
 
 
@@ -164,6 +168,28 @@ def test_a_plain_error_message_is_its_own_headline(con):
     assert step.error.detail.value == older_run()["steps"]["step_2"]["errorMessage"]
 
 
+def test_a_one_line_error_adds_nothing_below_its_headline(con):
+    error = load(con, "old-1").find_step("step_2").error
+    assert not error.adds_detail
+
+
+def test_a_multi_line_error_adds_its_other_lines(con):
+    error = load(con, "multiline-error").find_step("step_1").error
+    assert error.headline == MULTILINE_ERROR.splitlines()[0]
+    assert error.detail.value == MULTILINE_ERROR and error.adds_detail
+
+
+def test_a_json_error_adds_its_whole_body(con):
+    assert load(con, FAILED_RUN).find_step("step_3").error.adds_detail
+
+
+def test_a_cut_error_adds_its_download(db, monkeypatch):
+    monkeypatch.setenv("RUNS_PAYLOAD_PREVIEW_KB", "0.01")  # 10 bytes: any message is cut
+    with open_db(db, read_only=True) as connection:
+        error = load(connection, "old-1").find_step("step_2").error
+    assert error.detail.cut and error.adds_detail
+
+
 def test_a_succeeded_step_has_no_error(con):
     assert all(step.error is None for step in load(con, FAILED_RUN).steps if not step.failed)
 
@@ -176,6 +202,12 @@ def test_a_failed_run_opens_on_its_failed_step(con):
 
 def test_a_successful_run_opens_on_its_first_step(con):
     assert load(con, "ok-near").default_step().name == "trigger"
+
+
+def test_a_run_that_stopped_without_a_failed_step_opens_on_its_last_step(con):
+    run = load(con, "timed-out")
+    assert run.status == "TIMEOUT" and not any(step.failed for step in run.steps)
+    assert run.default_step().name == list(succeeded_steps())[-1]
 
 
 def test_a_step_failed_inside_a_loop_opens_its_loop(con):
@@ -284,6 +316,54 @@ def test_secrets_are_masked_by_default(con, monkeypatch):
     assert step.input.value["header_list"][0]["value"] == MASK
 
 
+def recorded_secrets(*values) -> int:
+    """How many times the records' secret values occur in these recorded values."""
+    text = json.dumps(values)
+    return sum(text.count(secret) for secret in SECRETS.values())
+
+
+def test_the_run_counts_the_values_masking_hid(con):
+    run = load(con, "secrets-run")
+    recorded = secrets_run()["steps"]["step_1"]
+    step = run.find_step("step_1")
+    assert step.input.masked_count == recorded_secrets(recorded["input"]) == 7
+    assert step.output.masked_count == recorded_secrets(recorded["output"]) == 1
+    assert step.error.detail.masked_count == recorded_secrets(recorded["errorMessage"]) == 1
+    assert step.masked_count == run.masked_count == 9
+
+
+def test_nothing_is_counted_when_nothing_looks_secret_or_masking_is_off(con):
+    assert load(con, FAILED_RUN).masked_count == 0
+    assert load(con, "loop-run").masked_count == 0
+    assert load(con, "secrets-run", mask=False).masked_count == 0
+
+
+def test_a_purged_run_counts_its_masked_error_message(con):
+    assert load(con, "purged-run").masked_count == 1
+    assert load(con, "purged-run", mask=False).masked_count == 0
+
+
+def test_a_cut_payload_counts_what_its_preview_hid(con):
+    assert load(con, "huge-run").find_step("step_1").output.masked_count == 1  # its api_key
+
+
+def test_agent_timeline_masks_are_counted_once(con):
+    step = load(con, "agent-secret").find_step("step_2")
+    blocks = agent_secret_steps()["step_2"]["output"]["steps"]
+    assert step.masked_count == recorded_secrets(blocks) == 2
+
+
+def test_a_tally_counts_each_value_it_hides():
+    tally = MaskTally()
+    masked = tally.value({"api_key": "k-1", "url": "https://x.example/?sig=abc&page=2",
+                          "note": "Bearer abc123XYZ789def and sk-proj-ABCDEFGHIJKLMNOP1234",
+                          "token_type": "Bearer", "empty_password": "", "user": "ana"})
+    assert tally.hits == 4 and masked["user"] == "ana" and masked["empty_password"] == ""
+    quiet = MaskTally()
+    assert quiet.text("Token expired for this user") == "Token expired for this user"
+    assert quiet.hits == 0
+
+
 def test_masking_keeps_what_is_not_secret(con):
     step = load(con, "secrets-run").find_step("step_1")
     assert step.input.value["auth"]["username"] == KEPT["username"]
@@ -383,8 +463,11 @@ def test_loops_and_agents_are_read_even_when_their_output_is_cut(db, monkeypatch
     with open_db(db, read_only=True) as connection:
         run = load(connection, FAILED_RUN)
         loop_step = load(connection, "loop-run").find_step("step_1")
+        agent = load(connection, "agent-secret").find_step("step_2")
     assert run.find_step("step_2").output.cut and run.find_step("step_2").timeline is not None
     assert loop_step.output.cut and loop_step.loop.count == 3
+    # the timeline's masks count though the output's preview is too short to hold them
+    assert agent.output.cut and agent.output.masked_count == 0 and agent.masked_count == 2
 
 
 # ------------------------------------------------------------------ purged step data

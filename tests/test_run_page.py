@@ -18,7 +18,8 @@ from factories import AGENT_OUTPUT, FLOW_VERSION, SLACK_ERROR, engine_run, examp
 from run_records import (BIG_SECRET, FAILED_RUN, SECRETS, XSS_NAME, XSS_OUTPUT_TEXT,
                          XSS_STEP_TITLE, agent_failure_run, build_run_db, comparison_runs,
                          compact_size, failed_tool_agent_output, huge_run, loop_run, loop_steps,
-                         purged_run, secret_input, secret_output, secrets_run, timed_run, xss_run)
+                         multiline_error_run, purged_run, secret_input, secret_output, secrets_run,
+                         timed_run, xss_run)
 
 PAGE = "pages/run.py"
 MASK = "••••••"  # what a masked value reads as on screen
@@ -51,7 +52,7 @@ LABELS = {"SUCCEEDED": "Succeeded", "FAILED": "Failed", "CANCELED": "Canceled",
 
 def all_records() -> list[dict]:
     records = comparison_runs() + [loop_run(), agent_failure_run(), secrets_run(), huge_run(),
-                                   purged_run(), xss_run()]
+                                   purged_run(), xss_run(), multiline_error_run()]
     return records + [timed_run(f"banner-{status}", status, took, **(
         {"startTime": None} if status == "QUEUED" else {}))
         for status, (_, took, _, _, _) in BANNERS.items()]
@@ -115,11 +116,25 @@ def shown(at) -> str:
 
 
 def step_list(at):
+    """The left half under the waterfall (the first column; each step row's columns are inside)."""
     return at.columns[0]
 
 
 def details(at):
-    return at.columns[1]
+    """The right half: the first column holding the selected step's "#### " title."""
+    return next(column for column in at.columns
+                if any(m.value.startswith("#### ") for m in column.markdown))
+
+
+def step_rows(at) -> list[list]:
+    """The step list's rows: each row's four columns (name, kind, badge, time)."""
+    columns = list(step_list(at).get("column"))
+    assert len(columns) % 4 == 0, "every step row should have four columns"
+    return [columns[i:i + 4] for i in range(0, len(columns), 4)]
+
+
+def masked_notes(at) -> list[str]:
+    return [c.value for c in at.caption if "RUNS_MASK_SECRETS=0" in c.value]
 
 
 def heading(at) -> str:
@@ -210,6 +225,28 @@ def test_every_step_is_listed_in_order_with_its_badge_and_time():
     assert [c for c in captions if c not in times] == ["Trigger", "Code", "Run Agent", "Action"]
 
 
+def test_each_step_row_is_a_table_row_of_name_kind_badge_and_time():
+    at = open_run({"id": FAILED_RUN})
+    recorded, titles = example_steps(), catalog_titles()
+    rows = step_rows(at)
+    assert len(rows) == len(recorded)
+    weights = {tuple(round(column.weight, 3) for column in row) for row in rows}
+    assert len(weights) == 1, "every row should split its width the same way"
+    for row, (name, step) in zip(rows, recorded.items()):
+        button, kind, badge, took = row
+        assert [unescape(b.label) for b in button.button] == [
+            f"{list(recorded).index(name) + 1}. {titles[name]}"]
+        assert len(kind.caption) == 1 and not kind.button
+        assert [m.value for m in badge.markdown] == [BADGES[step["status"]]]
+        assert [c.value for c in took.caption] == [STEP_TIMES[step["duration"]]]
+
+
+def test_the_selected_step_is_the_one_bordered_button():
+    at = open_run({"id": FAILED_RUN, "step": "step_1"})
+    kinds = [button.proto.type for button in step_list(at).button]
+    assert kinds == ["tertiary", "secondary", "tertiary", "tertiary"]
+
+
 def test_other_step_states_get_their_own_neutral_badge():
     at = open_run({"id": "loop-run"})
     badges = [m.value for m in step_list(at).markdown if m.value.startswith(":")]
@@ -253,6 +290,38 @@ def test_a_failed_run_opens_on_its_failed_step_with_the_error_up_front():
     assert json_values(at) == [body]
 
 
+def test_the_details_panel_shows_the_step_status_once():
+    at = open_run({"id": FAILED_RUN})
+    panel = [m.value for m in details(at).markdown]
+    badges = [value for value in panel if "-badge[" in value]
+    assert len(badges) == 1 and badges[0].count("-badge[") == 1
+    assert f"**Status** {BADGES['FAILED']}" in badges[0]
+
+
+def test_a_json_error_opens_deep_enough_to_read_its_message():
+    at = open_run({"id": FAILED_RUN})
+    body = json.loads(SLACK_ERROR)
+    error_json = details(at).json[0]
+    assert json.loads(error_json.value) == body
+    assert error_json.proto.max_expand_depth >= 3  # response > body > error
+
+
+def test_a_one_line_error_is_shown_once():
+    at = open_tab(open_run({"id": "agent-failed"}), 2, "Output")
+    message = agent_failure_run()["steps"]["step_2"]["errorMessage"]
+    assert [unescape(e.value) for e in details(at).error] == [message]
+    assert message not in [code.value for code in details(at).code]
+    assert message not in [json.loads(element.value) for element in details(at).json]
+
+
+def test_a_multi_line_error_shows_its_first_line_then_the_whole_text():
+    at = open_run({"id": "multiline-error"})
+    message = multiline_error_run()["steps"]["step_1"]["errorMessage"]
+    first_line = message.splitlines()[0]
+    assert [unescape(e.value) for e in details(at).error] == [first_line]
+    assert [code.value for code in details(at).code] == [message]
+
+
 def test_the_input_tab_shows_what_the_step_received():
     at = open_tab(open_run({"id": FAILED_RUN}), 3, "Input")
     assert json_values(at) == [example_steps()["step_3"]["input"]]
@@ -265,7 +334,7 @@ def test_step_in_the_url_selects_that_step_and_its_properties():
     assert heading(at) == catalog_titles()["step_1"]
     properties = unescape(next(m.value for m in details(at).markdown if "**Name**" in m.value))
     assert properties.split("\n") == ["**Name** step_1", "**Display name** Extract order id",
-                                      "**Type** Code (CODE)", "**Status** Succeeded",
+                                      "**Type** Code (CODE)", f"**Status** {BADGES['SUCCEEDED']}",
                                       f"**Duration** {STEP_TIMES[recorded['duration']]}"]
     assert json_values(at) == [recorded["input"]]  # Input is the tab a succeeded step opens on
     assert json_values(open_tab(at, 1, "Output")) == [recorded["output"]]
@@ -349,7 +418,30 @@ def test_secrets_are_masked_by_default():
     at = open_run({"id": "secrets-run"})
     everything = shown(at) + shown(open_tab(at, 1, "Input"))
     assert [name for name, secret in SECRETS.items() if secret in everything] == []
-    assert MASK in everything and "masked" in " ".join(c.value for c in at.caption)
+    assert MASK in everything
+
+
+def test_the_masking_note_counts_what_was_masked_and_says_how_to_turn_it_off():
+    at = open_run({"id": "secrets-run"})
+    step = secrets_run()["steps"]["step_1"]
+    recorded = json.dumps([step["input"], step["output"], step["errorMessage"]])
+    hidden = sum(recorded.count(secret) for secret in SECRETS.values())
+    assert masked_notes(at) == [f"{hidden} values that look like secrets are masked in this run "
+                                "(shown as ••••••). To see the recorded values, start the app "
+                                "with `RUNS_MASK_SECRETS=0`."]
+
+
+@pytest.mark.parametrize("run_id", [FAILED_RUN, "loop-run", "multiline-error"])
+def test_no_masking_note_when_nothing_was_masked(run_id):
+    at = open_run({"id": run_id, "step": "trigger"})
+    assert MASK not in shown(at)
+    assert masked_notes(at) == [] and not any("masked" in c.value for c in at.caption)
+
+
+def test_a_purged_run_notes_its_masked_error_message():
+    at = open_run({"id": "purged-run"})
+    assert [note.split(" masked")[0] for note in masked_notes(at)] == [
+        "1 value that looks like a secret is"]
 
 
 def test_masking_off_shows_the_payload_as_recorded(monkeypatch):
@@ -358,7 +450,7 @@ def test_masking_off_shows_the_payload_as_recorded(monkeypatch):
     assert secret_output() in json_values(at)
     assert SECRETS["bearer"] in unescape(details(at).error[0].value)
     assert json_values(open_tab(at, 1, "Input")) == [secret_input()]
-    assert MASK not in shown(at) and "masked" not in " ".join(c.value for c in at.caption)
+    assert MASK not in shown(at) and masked_notes(at) == []
 
 
 # ------------------------------------------------------------------ a huge payload

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from runs_store.signatures import MAX_LENGTH, error_signature
+from runs_store.signatures import MAX_LENGTH, error_signature, error_summary
 
 SLACK_403 = json.dumps({"response": {"status": 403, "body": {"ok": False,
                                                              "error": "not_in_channel"}}})
@@ -60,3 +60,20 @@ def test_a_signature_is_never_longer_than_the_limit():
 
 def test_text_that_only_looks_like_json_is_kept_as_text():
     assert error_signature("{not json at all") == "{not json at all"
+
+
+@pytest.mark.parametrize("message, summary", [
+    ('{"response":{"status":403,"body":{"ok":false,"error":"not_in_channel"}}}',
+     "HTTP 403: not_in_channel"),
+    ('"{\\"error\\":\\"invalid_auth\\"}"', "invalid_auth"),
+    ("TypeError: Invalid URL\n    at new URL (node:internal/url:775:36)", "TypeError: Invalid URL"),
+    (None, ""),
+    ("", ""),
+])
+def test_an_error_summary_is_one_readable_line(message, summary):
+    assert error_summary(message) == summary
+
+
+def test_a_long_error_summary_is_cut_with_an_ellipsis():
+    summary = error_summary("x" * 1_000, limit=50)
+    assert len(summary) == 50 and summary.endswith("…")

@@ -26,14 +26,15 @@ def human_size(size: int) -> str:
 
 
 def show_payload(payload: Payload, *, key: str, file_name: str,
-                 empty: str = "Nothing was recorded.") -> None:
-    """The payload as collapsible JSON, or as a cut preview with its size and a download."""
+                 empty: str = "Nothing was recorded.", expanded: int = 1) -> None:
+    """The payload as collapsible JSON opened `expanded` levels deep, or as a cut preview with
+    its size and a download."""
     if not payload.present:
         st.caption(empty)
     elif payload.cut:
         show_cut_payload(payload, key=key, file_name=file_name)
     elif isinstance(payload.value, (dict, list)):
-        st.json(payload.value, expanded=1)
+        st.json(payload.value, expanded=expanded)
     else:
         st.code(str(payload.value), language=None, wrap_lines=True)
 

@@ -2,7 +2,8 @@
 
 Widgets bound to query parameters silently drop values they cannot show. A copied link with a
 typo should say what was ignored instead, so each page cleans its parameters first with rules
-from here and shows the notices.
+from here and shows the notices. Cleaned values go back into the link in the widgets' own
+spelling, so the widgets read them and the URL keeps describing the view.
 """
 
 from __future__ import annotations

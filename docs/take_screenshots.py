@@ -1,0 +1,67 @@
+"""Takes the README's screenshots: the real app on a generated store, in headless Chromium.
+
+`python docs/take_screenshots.py [--out docs/screenshots]` builds a store with the sample
+generator (fixed seed, ending now), starts `streamlit run app.py` on it, and saves a full-page
+PNG of each page. Needs Debian's chromium (tests/setup_browser.sh installs it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
+
+from conftest import CHROMIUM, build_db, start_server, wait_for_app  # noqa: E402
+from runs_store.db import open_db  # noqa: E402
+
+CHROMIUM_ARGS = ["--no-sandbox", "--headless=new", "--disable-gpu",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+def failed_run_id(db: Path) -> str:
+    """The newest failed run whose failing step has a recorded error, for the run page."""
+    with open_db(db, read_only=True) as con:
+        return con.execute(
+            "SELECT r.id FROM runs r JOIN run_steps s ON s.run_id = r.id AND s.name = r.failed_step "
+            "WHERE r.status = 'FAILED' AND s.error IS NOT NULL AND r.archived_at IS NULL "
+            "ORDER BY r.started_at DESC LIMIT 1").fetchall()[0][0]
+
+
+def shoot(page, url: str, target: Path) -> None:
+    page.goto(url)
+    wait_for_app(page)
+    page.screenshot(path=str(target), full_page=True)
+    print(f"wrote {target}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--out", default=str(ROOT / "docs" / "screenshots"))
+    out = Path(parser.parse_args().out)
+    out.mkdir(parents=True, exist_ok=True)
+    db = build_db(Path(tempfile.mkdtemp()) / "runs.duckdb", runs=5_000)
+    run_id = failed_run_id(db)
+    process, url = start_server(db)
+    try:
+        from playwright.sync_api import sync_playwright
+
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            page = browser.new_page(viewport={"width": 1440, "height": 1000})
+            shoot(page, f"{url}/", out / "runs.png")
+            shoot(page, f"{url}/run?id={run_id}", out / "run.png")
+            shoot(page, f"{url}/insights", out / "insights.png")
+            shoot(page, f"{url}/import", out / "import.png")
+            browser.close()
+    finally:
+        process.terminate()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
