@@ -19,6 +19,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 from conftest import CHROMIUM, build_db, start_server, wait_for_app  # noqa: E402
 from runs_store.db import open_db  # noqa: E402
 
+VIEWPORT = {"width": 1440, "height": 1000}
 CHROMIUM_ARGS = ["--no-sandbox", "--headless=new", "--disable-gpu",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
@@ -33,7 +34,12 @@ def failed_run_id(db: Path) -> str:
 
 
 def shoot(page, url: str, target: Path) -> None:
+    page.set_viewport_size(VIEWPORT)
     page.goto(url)
+    wait_for_app(page)
+    # Streamlit scrolls inside its main area, so the window is made as tall as the page.
+    height = page.evaluate("document.querySelector('[data-testid=stMain]').scrollHeight")
+    page.set_viewport_size({"width": VIEWPORT["width"], "height": max(height, VIEWPORT["height"])})
     wait_for_app(page)
     page.screenshot(path=str(target), full_page=True)
     print(f"wrote {target}")
@@ -52,7 +58,7 @@ def main() -> int:
 
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-            page = browser.new_page(viewport={"width": 1440, "height": 1000})
+            page = browser.new_page(viewport=VIEWPORT)
             shoot(page, f"{url}/", out / "runs.png")
             shoot(page, f"{url}/run?id={run_id}", out / "run.png")
             shoot(page, f"{url}/insights", out / "insights.png")

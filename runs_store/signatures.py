@@ -69,9 +69,9 @@ def _summarise_json_error(value) -> str | None:
 def error_summary(message: str | None, limit: int = 300) -> str:
     """One readable line for an error: a JSON error body reduced to its HTTP status and error
     text ("HTTP 403: not_in_channel"), anything else its first line; "" for none."""
-    if not message:
+    if not isinstance(message, str) or not message.strip():
         return ""
-    text = str(message).strip()
+    text = message.strip()
     parsed = _load_json(text)
     summary = _summarise_json_error(parsed) if parsed is not None else None
     line = summary or (text.splitlines() or [""])[0]

@@ -35,6 +35,7 @@ from runs_store.db import bump_generation, open_db
 from runs_store.filters import RunFilter
 from runs_store.ingest import ingest_items, records_as_items
 from runs_store.runs_list import list_runs
+from runs_store.signatures import error_summary
 from runs_store.statuses import STATUSES
 
 RUNS_PAGE = "pages/runs.py"
@@ -216,6 +217,16 @@ def duration_ms_range(text: str) -> tuple[float, float]:
                                              ("2 h", 7_200_000, 10_800_000)])
 def test_the_duration_reader_of_these_tests(text, low, high):
     assert duration_ms_range(text) == (low, high)
+
+
+def test_the_error_column_shows_each_runs_error_in_one_line_and_nothing_when_none(page_db, runs):
+    by_id = {run["id"]: run for run in runs}
+    shown = table(check(open_runs({"range": "All time", "rows": "100"})))
+    for run_id, error in zip(shown["id"], shown["Error"]):
+        message = by_id[run_id]["error_message"]
+        assert error == (error_summary(message) if message else "")
+        assert "\n" not in error and error != "nan"
+    assert (shown["Error"] != "").any() and (shown["Error"] == "").any()
 
 
 def test_unfinished_runs_show_no_duration_even_when_one_is_stored(copy_db):

@@ -68,6 +68,7 @@ def test_text_that_only_looks_like_json_is_kept_as_text():
     ('"{\\"error\\":\\"invalid_auth\\"}"', "invalid_auth"),
     ("TypeError: Invalid URL\n    at new URL (node:internal/url:775:36)", "TypeError: Invalid URL"),
     (None, ""),
+    (float("nan"), ""),  # how pandas hands over a missing message
     ("", ""),
 ])
 def test_an_error_summary_is_one_readable_line(message, summary):
