@@ -8,7 +8,6 @@ when the user presses the button, never again on a rerun.
 
 from __future__ import annotations
 
-import re
 import shlex
 import shutil
 import tempfile
@@ -18,6 +17,7 @@ import pandas as pd
 import streamlit as st
 
 from pages.common.data import database_path, page_store, show_sample_note
+from pages.common.text import plain
 from runs_store.errors import InputPathError
 from runs_store.ingest import IngestSummary, ingest_file
 from runs_store.readers import SourceFile
@@ -27,12 +27,7 @@ RUNS_PAGE = "pages/runs.py"
 ACCEPTED = ["jsonl", "ndjson", "json", "csv", "parquet", "gz"]
 ROWS_SHOWN = 1_000   # rejects drawn in a table; the CLI lists them all
 RAW_CHARS = 2_000    # of a rejected record's text in a table cell
-_MARKDOWN_SPECIALS = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~:$])")
 
-
-def plain(text: str) -> str:
-    """Text from a file or record, escaped so st.markdown-based elements show it literally."""
-    return _MARKDOWN_SPECIALS.sub(r"\\\1", str(text))
 
 
 # ------------------------------------------------------------------ loading

@@ -8,7 +8,6 @@ current filter narrowed to exactly the runs the clicked number counted.
 
 from __future__ import annotations
 
-import re
 from datetime import date, datetime, timedelta, timezone
 
 import pandas as pd
@@ -18,6 +17,7 @@ from pages.common import charts, url_state
 from pages.common.data import page_store, show_sample_note, user_timezone
 from pages.common.status_ui import status_column
 from pages.common.toolbar import DRILL_KEYS, render_toolbar
+from pages.common.text import plain
 from runs_store import insights
 from runs_store.filters import RunFilter
 from runs_store.formatting import short_duration
@@ -28,14 +28,9 @@ TABS = ("Trends", "Failed steps", "Errors", "Quota", "Durations")
 RUNS_PAGE = "pages/runs.py"
 PENDING_DRILL = "insights_pending_drill"
 TOOLBAR_WIDGETS = ("flow", "status", "range", "from", "to")
-_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~:$&=])")
 
 
 # ---------------------------------------------------------------- small helpers
-
-def plain(text) -> str:
-    """Record text made safe to put inside markdown: every markdown character escaped."""
-    return _MARKDOWN_SPECIAL.sub(r"\\\1", str(text))
 
 
 def zone_name(tz) -> str:

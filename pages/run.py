@@ -20,6 +20,7 @@ import streamlit as st
 
 from pages.common.data import PageStore, page_store, user_timezone
 from pages.common.json_view import show_payload
+from pages.common.text import plain
 from runs_store import settings
 from runs_store.formatting import banner_time, short_duration
 from runs_store.run_detail import (Comparison, EditLinkError, RunDetail, Step,
@@ -38,15 +39,10 @@ BAR_HEIGHT = 26
 STEP_COLUMNS = [5, 2, 2.2, 1.5]
 TOOL_CALL_COLUMNS = [6, 2.2, 1.5]  # title, badge, time, as in the steps list
 ERROR_JSON_LEVELS = 4  # an error body opens far enough to read its status and message
-_MARKDOWN_SPECIALS = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~:$&=])")
 _BADGE_UNSAFE = re.compile(r"[^\w .,/-]")
 
 
 # ------------------------------------------------------------------ text and URL
-
-def plain(text) -> str:
-    """Record text made safe for markdown: every markdown character escaped, lines kept."""
-    return _MARKDOWN_SPECIALS.sub(r"\\\1", str(text)).replace("\n", "  \n")
 
 
 def badge_text(text) -> str:

@@ -19,7 +19,7 @@ from urllib.parse import quote, urlsplit
 from runs_store import settings
 from runs_store.formatting import banner_time, long_duration
 from runs_store.masking import MaskTally, mask_json_text, mask_secrets, mask_text, masking_enabled
-from runs_store.signatures import _summarise_json_error  # one reading of JSON error bodies
+from runs_store.signatures import load_json_text, summarise_json_error
 from runs_store.statuses import UNFINISHED, label
 from runs_store.step_tree import (AgentTimeline, Branch, Loop, is_agent_step, loop_child_names,
                                   read_branches, read_loop, read_timeline, type_label)
@@ -110,19 +110,6 @@ class StepError:
         return detail.present and str(detail.value).strip() != self.headline
 
 
-def _decode_json_error(text: str):
-    """The JSON inside an error message, unwrapping JSON-encoded strings; None if plain text."""
-    value = text
-    for _ in range(3):
-        if not isinstance(value, str) or value.strip()[:1] not in ("{", "[", '"'):
-            break
-        try:
-            value = json.loads(value)
-        except ValueError:
-            return None
-    return value if isinstance(value, (dict, list)) else None
-
-
 def _first_line(text: str) -> str:
     line = next((part.strip() for part in text.splitlines() if part.strip()), "")
     return line[:HEADLINE_CHARS] + ("…" if len(line) > HEADLINE_CHARS else "")
@@ -131,7 +118,7 @@ def _first_line(text: str) -> str:
 def make_error(text: str | None, mask: bool, limit: int) -> StepError | None:
     if text is None or text in ("", "null"):
         return None
-    decoded = _decode_json_error(text)
+    decoded = load_json_text(text)
     if decoded is None:
         message = _parse(text) if text.startswith('"') else text
         message = message if isinstance(message, str) else text
@@ -139,7 +126,7 @@ def make_error(text: str | None, mask: bool, limit: int) -> StepError | None:
         return StepError(_first_line(shown), make_payload(json.dumps(message), mask, limit,
                                                           parsed=message))
     masked = mask_secrets(decoded) if mask else decoded
-    headline = _summarise_json_error(masked) or json.dumps(masked, ensure_ascii=False)
+    headline = summarise_json_error(masked) or json.dumps(masked, ensure_ascii=False)
     detail_text = json.dumps(decoded, ensure_ascii=False)
     return StepError(_first_line(headline), make_payload(detail_text, mask, limit, parsed=decoded))
 

@@ -26,11 +26,11 @@ _ERROR_KEYS = ("error", "message", "errorMessage", "detail", "title", "code", "r
 _STATUS_KEYS = ("status", "statusCode", "status_code")
 
 
-def _load_json(text: str):
+def load_json_text(text: str):
     """The JSON value inside text, unwrapping JSON-encoded strings; None if it is not JSON."""
     value = text
     for _ in range(3):
-        if not isinstance(value, str) or value[:1] not in "{[\"":
+        if not isinstance(value, str) or value.strip()[:1] not in "{[\"":
             break
         try:
             value = json.loads(value)
@@ -51,7 +51,7 @@ def _walk(value, depth: int = 0):
             yield from _walk(child, depth + 1)
 
 
-def _summarise_json_error(value) -> str | None:
+def summarise_json_error(value) -> str | None:
     status, texts = None, []
     for obj in _walk(value):
         for key in _STATUS_KEYS:
@@ -72,8 +72,8 @@ def error_summary(message: str | None, limit: int = 300) -> str:
     if not isinstance(message, str) or not message.strip():
         return ""
     text = message.strip()
-    parsed = _load_json(text)
-    summary = _summarise_json_error(parsed) if parsed is not None else None
+    parsed = load_json_text(text)
+    summary = summarise_json_error(parsed) if parsed is not None else None
     line = summary or (text.splitlines() or [""])[0]
     return line if len(line) <= limit else line[:limit - 1] + "…"
 
@@ -84,9 +84,9 @@ def error_signature(message: str | None) -> str | None:
     if not message:
         return None
     text = str(message).strip()
-    parsed = _load_json(text)
+    parsed = load_json_text(text)
     if parsed is not None:
-        summary = _summarise_json_error(parsed)
+        summary = summarise_json_error(parsed)
         if summary:
             text = summary
     status_prefix = ""

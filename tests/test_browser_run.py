@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 from datetime import datetime, timezone
 from zoneinfo import ZoneInfo
 
 import pytest
 
-from conftest import start_server, wait_for_app
+from conftest import running_server, wait_for_app
 from factories import FLOW_VERSION, engine_run, example_steps, rows
 from runs_store.db import open_db
 from runs_store.ingest import ingest_items, records_as_items
@@ -229,13 +228,8 @@ def xss_server(tmp_path):
     db = tmp_path / "xss.duckdb"
     with open_db(db) as con:
         ingest_items(con, records_as_items([record]), "xss-test")
-    process, url = start_server(db)
-    yield url
-    process.terminate()
-    try:
-        process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        process.kill()
+    with running_server(db) as url:
+        yield url
 
 
 def assert_nothing_ran(page, dialogs: list[str]) -> None:

@@ -9,8 +9,6 @@ from __future__ import annotations
 import gzip
 import json
 import os
-import os
-import resource
 import subprocess
 import sys
 import threading

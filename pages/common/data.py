@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from datetime import datetime, timezone
-from functools import wraps
 from typing import Callable, Iterator
 
 import streamlit as st
