@@ -172,15 +172,18 @@ def flow_failure_rates(con, run_filter: RunFilter, unit: str, tz_name: str, top:
     """
     where, params = build_where(run_filter)
     return _rows(con, f"""
-        WITH matching AS (SELECT flow_name, status, started_at FROM runs {where}),
+        WITH by_status AS (
+            -- grouping by status first and classifying the few groups after is about twice as
+            -- fast on millions of runs as classifying every run
+            SELECT {_SLOT} AS slot, flow_name, status, count(*) AS n FROM runs {where} GROUP BY ALL),
         worst AS (
-            SELECT flow_name FROM matching WHERE status IN {FAILED_SQL}
-            GROUP BY flow_name ORDER BY count(*) DESC, flow_name LIMIT ?),
+            SELECT flow_name FROM by_status WHERE status IN {FAILED_SQL}
+            GROUP BY flow_name ORDER BY sum(n) DESC, flow_name LIMIT ?),
         slots AS (
-            SELECT {_SLOT} AS slot, flow_name,
-                   count(*) FILTER (WHERE status IN {FINISHED_SQL}) AS finished,
-                   count(*) FILTER (WHERE status IN {FAILED_SQL}) AS failed
-            FROM matching WHERE flow_name IN (SELECT flow_name FROM worst) GROUP BY ALL),
+            SELECT slot, flow_name,
+                   coalesce(sum(n) FILTER (WHERE status IN {FINISHED_SQL}), 0) AS finished,
+                   coalesce(sum(n) FILTER (WHERE status IN {FAILED_SQL}), 0) AS failed
+            FROM by_status WHERE flow_name IN (SELECT flow_name FROM worst) GROUP BY ALL),
         buckets AS (
             SELECT {_local(unit, 'slot')} AS bucket, flow_name,
                    sum(finished)::BIGINT AS finished, sum(failed)::BIGINT AS failed
@@ -203,17 +206,25 @@ def version_failure_rates(con, run_filter: RunFilter, tz_name: str) -> pd.DataFr
     lifetime_where, lifetime_params = _where(run_filter.with_(since=None, until=None),
                                              "flow_version_id IS NOT NULL")
     return _rows(con, f"""
-        WITH in_range AS (
-            SELECT flow_name, flow_version_id, count(*) AS runs,
-                   count(*) FILTER (WHERE status IN {FINISHED_SQL}) AS finished,
-                   count(*) FILTER (WHERE status IN {FAILED_SQL}) AS failed
+        WITH in_range_by_status AS (
+            SELECT flow_name, flow_version_id, status, count(*) AS n
             FROM runs {where} GROUP BY ALL),
-        lifetime AS (
-            SELECT flow_name, flow_version_id, min(started_at) AS first_seen,
-                   count(*) FILTER (WHERE status IN {FINISHED_SQL}) AS finished,
-                   count(*) FILTER (WHERE status IN {FAILED_SQL}) AS failed
+        in_range AS (
+            SELECT flow_name, flow_version_id, sum(n)::BIGINT AS runs,
+                   coalesce(sum(n) FILTER (WHERE status IN {FINISHED_SQL}), 0)::BIGINT AS finished,
+                   coalesce(sum(n) FILTER (WHERE status IN {FAILED_SQL}), 0)::BIGINT AS failed
+            FROM in_range_by_status GROUP BY ALL),
+        lifetime_by_status AS (
+            -- by status first, then classified: see flow_failure_rates
+            SELECT flow_name, flow_version_id, status, min(started_at) AS first_seen,
+                   count(*) AS n
             FROM runs {lifetime_where}
               AND flow_name IN (SELECT flow_name FROM in_range) GROUP BY ALL),
+        lifetime AS (
+            SELECT flow_name, flow_version_id, min(first_seen) AS first_seen,
+                   coalesce(sum(n) FILTER (WHERE status IN {FINISHED_SQL}), 0)::BIGINT AS finished,
+                   coalesce(sum(n) FILTER (WHERE status IN {FAILED_SQL}), 0)::BIGINT AS failed
+            FROM lifetime_by_status GROUP BY ALL),
         ordered AS (
             SELECT flow_name, flow_version_id, first_seen,
                    lag(flow_version_id) OVER flow_order AS previous_version,
