@@ -41,6 +41,8 @@ def shoot(page, url: str, target: Path) -> None:
     height = page.evaluate("document.querySelector('[data-testid=stMain]').scrollHeight")
     page.set_viewport_size({"width": VIEWPORT["width"], "height": max(height, VIEWPORT["height"])})
     wait_for_app(page)
+    page.wait_for_function("!document.querySelector('[data-testid=stSkeleton]')")
+    page.wait_for_load_state("networkidle")
     page.screenshot(path=str(target), full_page=True)
     print(f"wrote {target}")
 
