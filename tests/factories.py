@@ -199,3 +199,14 @@ def run_cli(*args: str, env: dict | None = None, cwd: Path = ROOT, timeout: floa
     full_env.update(env or {})
     return subprocess.run([sys.executable, "-m", "runs_store", *args], cwd=cwd, env=full_env,
                           capture_output=True, text=True, timeout=timeout)
+
+
+def store_with(path: Path, records: list[dict], source: str = "test-records") -> Path:
+    """A real store holding exactly `records`, loaded by the real ingest; every one must load."""
+    from runs_store.db import open_db
+    from runs_store.ingest import ingest_items, records_as_items
+
+    with open_db(path) as con:
+        summary = ingest_items(con, records_as_items(records), source)
+    assert summary.rejected == 0, summary.rejections
+    return path

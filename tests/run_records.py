@@ -13,10 +13,8 @@ import json
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from factories import AGENT_OUTPUT, engine_run, example_steps
+from factories import AGENT_OUTPUT, engine_run, example_steps, store_with
 
-from runs_store.db import open_db
-from runs_store.ingest import ingest_items, records_as_items
 
 FAILED_RUN = "run-failed"          # the example run: step_3 failed, step_2 is a Run Agent step
 XSS_NAME = "<img src=x onerror=alert(1)>"
@@ -233,7 +231,4 @@ def compact_size(value) -> int:
 
 def build_run_db(path: Path, records: list[dict]) -> Path:
     """A real store holding `records`, loaded under the default settings (the 5 MB step too)."""
-    with open_db(path) as con:
-        summary = ingest_items(con, records_as_items(records), "run-page-tests")
-    assert summary.rejected == 0, summary.rejections
-    return path
+    return store_with(path, records, "run-page-tests")

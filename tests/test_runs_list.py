@@ -11,7 +11,7 @@ import duckdb
 import pandas as pd
 import pytest
 
-from factories import rows, simple_run
+from factories import rows, simple_run, store_with
 from list_oracle import ids, load_runs, matching
 from runs_store.db import generation, open_db
 from runs_store.filters import RunFilter
@@ -127,10 +127,7 @@ def tie_records() -> list[dict]:
 
 @pytest.fixture(scope="module")
 def ties_db(tmp_path_factory):
-    db = tmp_path_factory.mktemp("ties") / "runs.duckdb"
-    with open_db(db) as con:
-        ingest_items(con, records_as_items(tie_records()), "ties")
-    return db
+    return store_with(tmp_path_factory.mktemp("ties") / "runs.duckdb", tie_records(), "ties")
 
 
 def test_the_tie_database_really_has_many_runs_at_one_instant(ties_db):
@@ -320,10 +317,7 @@ def stuck_records() -> list[dict]:
 
 @pytest.fixture(scope="module")
 def stuck_db(tmp_path_factory):
-    db = tmp_path_factory.mktemp("stuck") / "runs.duckdb"
-    with open_db(db) as con:
-        ingest_items(con, records_as_items(stuck_records()), "stuck")
-    return db
+    return store_with(tmp_path_factory.mktemp("stuck") / "runs.duckdb", stuck_records(), "stuck")
 
 
 STUCK = {"stuck-days", "stuck-2h", "stuck-just"}
