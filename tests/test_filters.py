@@ -203,10 +203,11 @@ def typical(runs) -> dict:
     failed = sorted((r for r in runs if r["failed_step"]), key=lambda r: r["id"])
     flows = sorted({r["flow_name"] for r in runs})
     starts = sorted(r["started_at"] for r in runs)
+    live = sorted((r for r in runs if r["archived_at"] is None), key=lambda r: r["id"])
     versions = sorted({r["flow_version_id"] for r in failed if r["flow_version_id"]})
     return {
         "flows": (flows[0], flows[3]),
-        "run": sorted(runs, key=lambda r: r["id"])[len(runs) // 2],
+        "run": live[len(live) // 2],  # not archived: the id searches leave archived runs out
         "failed": failed[len(failed) // 3],
         "since": starts[len(starts) // 4],   # a real start time: since is inclusive
         "until": starts[3 * len(starts) // 4],  # and until exclusive
