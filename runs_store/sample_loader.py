@@ -81,10 +81,10 @@ def load_bundled_sample(db_path: Path, now: datetime | None = None, path: Path =
 def load_generated_sample(db_path: Path, runs: int, days: float, seed: int, end: datetime,
                           progress: Callable[[str, int, int], None] | None = None
                           ) -> IngestSummary:
-    from runs_store.sample import generate_runs
-
     """Generated runs, loaded in transactions of SAMPLE_CHUNK_RUNS runs: a generated sample has
     no file to keep whole, and smaller transactions keep a million runs within the memory limit."""
+    from runs_store.sample import generate_runs
+
     records = iter(generate_runs(runs, days=days, seed=seed, end=end))
     source = f"sample(seed={seed}, runs={runs}, days={days:g})"
     summary = IngestSummary()

@@ -66,15 +66,20 @@ def summarise_json_error(value) -> str | None:
     return ": ".join(part for part in (prefix, texts[0] if texts else "") if part)
 
 
+def _json_error_summary(text: str) -> str | None:
+    """A JSON error body as its HTTP status and error text (HTTP 403: not_in_channel); None
+    when the text is not one."""
+    parsed = load_json_text(text)
+    return summarise_json_error(parsed) if parsed is not None else None
+
+
 def error_summary(message: str | None, limit: int = 300) -> str:
     """One readable line for an error: a JSON error body reduced to its HTTP status and error
     text ("HTTP 403: not_in_channel"), anything else its first line; "" for none."""
     if not isinstance(message, str) or not message.strip():
         return ""
     text = message.strip()
-    parsed = load_json_text(text)
-    summary = summarise_json_error(parsed) if parsed is not None else None
-    line = summary or (text.splitlines() or [""])[0]
+    line = _json_error_summary(text) or (text.splitlines() or [""])[0]
     return line if len(line) <= limit else line[:limit - 1] + "…"
 
 
@@ -83,12 +88,8 @@ def error_signature(message: str | None) -> str | None:
     """The message with its variable parts replaced by placeholders."""
     if not message:
         return None
-    text = str(message).strip()
-    parsed = load_json_text(text)
-    if parsed is not None:
-        summary = summarise_json_error(parsed)
-        if summary:
-            text = summary
+    stripped = str(message).strip()
+    text = _json_error_summary(stripped) or stripped
     status_prefix = ""
     if text.startswith("HTTP ") and text[5:8].isdigit():
         status_prefix, text = text[:8], text[8:]
