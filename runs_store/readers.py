@@ -89,7 +89,7 @@ def _maybe_gunzip(stream: io.BufferedReader) -> BinaryIO:
     return gzip.GzipFile(fileobj=stream) if stream.peek(2)[:2] == b"\x1f\x8b" else stream
 
 
-def _json_item(unit: str, position: int, text: str) -> Iterator[Item]:
+def json_items(unit: str, position: int, text: str) -> Iterator[Item]:
     try:
         value = json.loads(text)
     except ValueError as error:
@@ -106,7 +106,7 @@ def read_jsonl(text: io.TextIOBase) -> Iterator[Item]:
     for number, line in enumerate(text, 1):
         stripped = line.strip()
         if stripped:
-            yield from _json_item("line", number, stripped)
+            yield from json_items("line", number, stripped)
 
 
 def read_json(text: io.TextIOBase) -> Iterator[Item]:
@@ -159,11 +159,11 @@ def read_parquet(stream) -> Iterator[Item]:
 class SourceFile:
     """One input file: its records, and how far through it reading has got."""
 
-    def __init__(self, path: Path, display_name: str | None = None):
+    def __init__(self, path: Path, display_name: str | None = None, format: str | None = None):
         self.path = path
         # One name per file however it was spelled, so ingesting it again replaces its rejects.
         self.name = display_name or str(Path(path).resolve())
-        self.format = detect_format(display_name or path.name)
+        self.format = format or detect_format(display_name or path.name)
         if self.format is None:
             raise InputPathError(f"{self.name}: not a recognised format; expected {SUPPORTED}")
         try:

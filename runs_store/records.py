@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 from runs_store.signatures import error_signature
 from runs_store.statuses import UNFINISHED, parse_status
@@ -23,6 +23,11 @@ RUN_COLUMNS = (
     "error_message", "error_signature", "archived_at", "updated_at", "tags", "parent_run_id",
     "tasks", "steps_count", "has_steps", "pause_metadata", "source",
 )
+
+
+# What the store reads of each step output, as DuckDB parses it out of a run's `steps` object.
+STEPS_TYPE = ("MAP(VARCHAR, STRUCT(type VARCHAR, status VARCHAR, duration DOUBLE, input JSON, "
+              "output JSON, errorMessage JSON))")
 
 
 class RecordRejected(Exception):
@@ -74,7 +79,7 @@ def _text(value) -> str | None:
 _ENCODER = json.JSONEncoder(ensure_ascii=False, default=str)
 
 
-def _as_json_text(value) -> str | None:
+def json_text(value) -> str | None:
     return None if value is None else _ENCODER.encode(value)
 
 
@@ -117,7 +122,7 @@ def _duration(status: str, start, finish, given) -> int | None:
     if start is not None and finish is not None:
         if finish < start:
             raise RecordRejected("finishTime is before startTime")
-        return int((finish - start).total_seconds() * 1000)
+        return (finish - start) // timedelta(milliseconds=1)
     return _optional_int(given, "duration")
 
 
@@ -194,7 +199,7 @@ def first_failed_step(steps: dict, depth: int = 0) -> tuple[str, dict] | None:
 
 # ---------------------------------------------------------------- runs
 
-def _failed_step_fields(record: dict, steps: dict, catalog: dict) -> tuple:
+def failed_step_fields(record: dict, steps: dict, catalog: dict) -> tuple:
     failed = record.get("failedStep")
     name = display = message = None
     if isinstance(failed, dict):
@@ -252,7 +257,7 @@ def normalize_run(record, source: str, record_text: str | None = None) -> Normal
     raw_steps = record.get("steps")
     steps = _check_steps(raw_steps)
     catalog = step_catalog(flow_version)
-    failed_step, failed_display, error = _failed_step_fields(record, steps, catalog)
+    failed_step, failed_display, error = failed_step_fields(record, steps, catalog)
     row = {
         "id": run_id,
         "project_id": _text(record.get("projectId")),
@@ -275,12 +280,12 @@ def normalize_run(record, source: str, record_text: str | None = None) -> Normal
         "tasks": _optional_int(record.get("tasks"), "tasks"),
         "steps_count": _optional_int(record.get("stepsCount"), "stepsCount"),
         "has_steps": isinstance(raw_steps, dict) and len(raw_steps) > 0,
-        "pause_metadata": _as_json_text(record.get("pauseMetadata")),
+        "pause_metadata": json_text(record.get("pauseMetadata")),
         "source": source,
     }
     if not steps:
         return NormalizedRun(row, None, catalog)
-    return NormalizedRun(row, record_text or _as_json_text({"steps": steps}), catalog,
+    return NormalizedRun(row, record_text or json_text({"steps": steps}), catalog,
                          list(steps))
 
 

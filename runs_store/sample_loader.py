@@ -8,19 +8,23 @@ sees the default "Last 7 days" view populated.
 from __future__ import annotations
 
 import itertools
+import multiprocessing
+import queue
+import shutil
+import tempfile
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
 from runs_store.db import open_db
-from runs_store.ingest import IngestSummary, ingest_items, records_as_items
+from runs_store.ingest import IngestSummary, ingest_file, ingest_items
 from runs_store.readers import SourceFile
 from runs_store.records import RecordRejected, parse_time
 
 SAMPLE_DIR = Path(__file__).resolve().parent.parent / "sample_data"
 SAMPLE_FILE = SAMPLE_DIR / "sample-runs.jsonl.gz"
 SAMPLE_SOURCE = "sample_data/sample-runs.jsonl.gz"
-SAMPLE_CHUNK_RUNS = 100_000
+SAMPLE_CHUNK_RUNS = 50_000
 
 _TIME_KEYS = frozenset({"created", "updated", "startTime", "finishTime", "archivedAt",
                         "resumeDateTime", "endTime"})
@@ -81,23 +85,62 @@ def load_bundled_sample(db_path: Path, now: datetime | None = None, path: Path =
 def load_generated_sample(db_path: Path, runs: int, days: float, seed: int, end: datetime,
                           progress: Callable[[str, int, int], None] | None = None
                           ) -> IngestSummary:
-    """Generated runs, loaded in transactions of SAMPLE_CHUNK_RUNS runs: a generated sample has
-    no file to keep whole, and smaller transactions keep a million runs within the memory limit."""
-    from runs_store.sample import generate_runs
-
-    records = iter(generate_runs(runs, days=days, seed=seed, end=end))
+    """Generated runs, loaded as JSONL chunks of SAMPLE_CHUNK_RUNS runs through the same ingest
+    as a user's file. A second process generates chunk n+1 while this one loads chunk n, so the
+    two halves of the work overlap on two cores; each chunk is one transaction."""
     source = f"sample(seed={seed}, runs={runs}, days={days:g})"
+    folder = Path(tempfile.mkdtemp(prefix=".sample-", dir=Path(db_path).resolve().parent))
+    context = multiprocessing.get_context("spawn")  # the parent may hold DuckDB threads
+    chunks = context.Queue(maxsize=1)  # at most one chunk waits on disk
+    writer = context.Process(target=write_sample_chunks, daemon=True,
+                             args=(chunks, folder, runs, days, seed, end))
+    writer.start()
     summary = IngestSummary()
-    with open_db(db_path) as con:
-        for first in range(0, runs, SAMPLE_CHUNK_RUNS):
-            def report(records_read: int, first=first) -> None:
+    loaded = 0
+    try:
+        with open_db(db_path) as con:
+            for path, count in _ready_chunks(chunks, writer):
+                part = ingest_file(con, SourceFile(path, display_name=source, format="jsonl"))
+                path.unlink()
+                summary.add(part)
+                loaded += count
                 if progress:
-                    progress(source, first + records_read, runs)
-
-            chunk = itertools.islice(records, SAMPLE_CHUNK_RUNS)
-            part = ingest_items(con, records_as_items(chunk), source, on_batch=report)
-            summary.add(part)
+                    progress(source, loaded, runs)
+    finally:
+        writer.kill()
+        writer.join()
+        shutil.rmtree(folder, ignore_errors=True)
     summary.files = 1
-    if progress:
-        progress(source, runs, runs)
     return summary
+
+
+def _ready_chunks(chunks, writer) -> Iterator[tuple[Path, int]]:
+    while True:
+        try:
+            message = chunks.get(timeout=1)
+        except queue.Empty:
+            if not writer.is_alive():
+                raise RuntimeError(f"generating the sample failed: the writer process ended "
+                                   f"(exit code {writer.exitcode})") from None
+            continue
+        if message is None:
+            return
+        if isinstance(message, str):
+            raise RuntimeError(f"generating the sample failed: {message}")
+        yield message
+
+
+def write_sample_chunks(chunks, folder: Path, runs: int, days: float, seed: int,
+                        end: datetime) -> None:
+    """The writer process: the generator's runs, in order, as numbered JSONL files."""
+    from runs_store.sample import generate_runs, write_jsonl
+
+    try:
+        records = iter(generate_runs(runs, days=days, seed=seed, end=end))
+        for number, first in enumerate(range(0, runs, SAMPLE_CHUNK_RUNS)):
+            path = folder / f"chunk-{number:05d}.jsonl"
+            count = write_jsonl(path, itertools.islice(records, SAMPLE_CHUNK_RUNS))
+            chunks.put((path, count))
+        chunks.put(None)
+    except Exception as error:  # reported to the loading process, which raises it
+        chunks.put(f"{type(error).__name__}: {error}")

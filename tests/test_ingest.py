@@ -247,7 +247,7 @@ def test_a_damaged_file_mid_way_loads_nothing_of_it(tmp_path):
 def big_files(tmp_path_factory):
     folder = tmp_path_factory.mktemp("big")
     return {count: write_big_jsonl(folder / f"runs-{count}.jsonl", count)
-            for count in (40_000, 160_000)}
+            for count in (160_000, 480_000)}
 
 
 class StderrWatcher:
@@ -299,19 +299,20 @@ def peak_rss_of_ingest(path, db) -> int:
              "sys.argv[2], '--progress', 'never'], check=True, stdout=subprocess.DEVNULL)\n"
              "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n")
     # Under a limit that both files reach, what remains to compare is growth with the file.
-    env = {**os.environ, "RUNS_INGEST_MEMORY_LIMIT": "128MB"}
+    env = {**os.environ, "RUNS_INGEST_MEMORY_LIMIT": "160MB"}
     done = subprocess.run([sys.executable, "-c", probe, str(path), str(db)], cwd=ROOT, env=env,
                           capture_output=True, text=True, check=True, timeout=300)
     return int(done.stdout.strip()) * 1024  # Linux reports kilobytes
 
 
 def test_memory_does_not_grow_with_file_size(tmp_path, big_files):
-    small, large = big_files[40_000], big_files[160_000]
+    # Both files are well past the size at which DuckDB's memory limit is reached.
+    small, large = big_files[160_000], big_files[480_000]
     small_peak = peak_rss_of_ingest(small, tmp_path / "small.duckdb")
     large_peak = peak_rss_of_ingest(large, tmp_path / "large.duckdb")
     file_growth = large.stat().st_size - small.stat().st_size
     memory_growth = large_peak - small_peak
-    assert rows(tmp_path / "large.duckdb", "SELECT count(*) FROM runs")[0][0] == 160_000
+    assert rows(tmp_path / "large.duckdb", "SELECT count(*) FROM runs")[0][0] == 480_000
     assert memory_growth < 0.25 * file_growth, (
         f"peak memory grew by {memory_growth / 1e6:.0f} MB ({small_peak / 1e6:.0f} -> "
         f"{large_peak / 1e6:.0f} MB) for {file_growth / 1e6:.0f} MB more input")

@@ -1,0 +1,344 @@
+"""Engine JSONL read by DuckDB's own JSON reader: the fast path of ingest.
+
+Parsing each record in Python costs more than everything else ingest does, so a `.jsonl` file is
+read by `read_json` in C++ on every core. Every record it reads is judged by one SQL pass: a
+record in the engine's usual shape (string id, a known status name, timestamps in the engine's
+`...Z` form, steps an object of objects, ...) becomes a staged run row right there. Anything else
+(a line that is not JSON, a missing id, a status label, an odd timestamp, a list page on one line)
+is handed, with its line, to the same Python code that reads every other format, which loads it or
+rejects it with its reason. So both paths give the same rows; only the common case is fast.
+
+Python still does what is small and subtle: step catalogs (once per flow version), error
+signatures (once per distinct message), and the failed step of runs whose steps contain a failure.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Callable, Iterator
+
+import pyarrow as pa
+
+from runs_store.readers import SourceFile, json_items
+from runs_store.records import (MAX_ERROR_CHARS, STEPS_TYPE, failed_step_fields, json_text,
+                                step_catalog)
+from runs_store.signatures import error_signature
+from runs_store.statuses import STATUSES, UNFINISHED
+
+# Records are ordered by line; a line that holds a list page gives several records.
+SEQ_PER_LINE = 1024
+PYTHON_SLICE_RECORDS = 20_000
+MAX_RECORD_BYTES = 1024 * 1024  # the reader's buffer size; longer lines are still read
+
+_COLUMNS = ("id", "environment", "status", "created", "startTime", "finishTime", "updated",
+            "archivedAt", "projectId", "flowId", "flowVersionId", "flowDisplayName", "failedStep",
+            "failedStepName", "tags", "tasks", "stepsCount", "duration", "pauseMetadata",
+            "parentRunId", "steps")
+_READ_COLUMNS = ("{" + ", ".join(f"'{name}': 'JSON'" for name in _COLUMNS)
+                 + ", 'flowVersion': 'STRUCT(id JSON, displayName JSON, trigger JSON)'}")
+
+_STATUS_NAMES = ", ".join(f"'{status.name}'" for status in STATUSES)
+_UNFINISHED_NAMES = ", ".join(f"'{name}'" for name in sorted(UNFINISHED))
+
+# The engine's timestamp form only; anything else goes to Python, which says what is wrong.
+_MACROS = r"""
+CREATE OR REPLACE TEMP MACRO engine_ts(j) AS
+    CASE WHEN regexp_full_match(j, '"\d{4}-\d\d-\d\dT([01]\d|2[0-3]):[0-5]\d:[0-5]\d(\.\d{3}|\.\d{6})?Z"')
+         THEN try_cast(substr(j, 2, length(j) - 3) AS TIMESTAMP) END;
+CREATE OR REPLACE TEMP MACRO ts_ok(j) AS j IS NULL OR engine_ts(j) IS NOT NULL;
+CREATE OR REPLACE TEMP MACRO text_ok(j) AS j IS NULL OR json_type(j) = 'VARCHAR';
+CREATE OR REPLACE TEMP MACRO text_of(j) AS nullif(j ->> '$', '');
+CREATE OR REPLACE TEMP MACRO int_ok(j) AS j IS NULL OR json_type(j) IN ('BIGINT', 'UBIGINT');
+"""
+
+# One row per record read, with what it becomes and whether it is in the usual shape (`usual`).
+_CLASSIFY = f"""
+CREATE TABLE stage.judged AS
+WITH raw AS (
+    SELECT * FROM read_json(?, format = 'newline_delimited', ignore_errors = true,
+                            compression = ?, maximum_object_size = {MAX_RECORD_BYTES},
+                            columns = {_READ_COLUMNS}) WITH ORDINALITY
+), base AS (
+    SELECT *,
+           id ->> '$' AS id_text,
+           status ->> '$' AS status_text,
+           coalesce(engine_ts(created), engine_ts(startTime)) AS started,
+           engine_ts(startTime) AS start_ts,
+           engine_ts(finishTime) AS finish_ts,
+           CASE WHEN starts_with(steps, '{{')
+                THEN json_transform(steps, '"{STEPS_TYPE}"') END AS step_map,
+           CASE WHEN json_type(failedStep) = 'OBJECT'
+                THEN json_transform(failedStep, '{{"name": "JSON", "displayName": "JSON",
+                                                   "message": "JSON"}}') END AS failed
+    FROM raw
+), checked AS (
+    SELECT *,
+        coalesce(json_type(id) = 'VARCHAR' AND id_text <> ''
+            AND NOT regexp_matches(id_text, '^[\\s\\pZ\\x0b\\x1c-\\x1f\\x85]|[\\s\\pZ\\x0b\\x1c-\\x1f\\x85]$'),
+            false) AS id_usual,
+        coalesce(text_of(flowVersion.displayName), text_of(flowDisplayName), text_of(flowId))
+            AS flow_name,
+        CASE WHEN status_text IN ({_UNFINISHED_NAMES}) THEN NULL
+             WHEN start_ts IS NOT NULL AND finish_ts IS NOT NULL
+                 THEN (epoch_us(finish_ts) - epoch_us(start_ts)) // 1000
+             ELSE try_cast(duration AS BIGINT) END AS duration_ms
+    FROM base
+)
+SELECT * EXCLUDE (steps, flowVersion, failedStep, ordinality), ordinality - 1 AS r,
+    flowVersion.id AS version_id,
+    flowVersion.trigger AS trigger,
+    coalesce(id_usual AND environment IS NOT DISTINCT FROM '"TESTING"', false) AS test_run,
+    -- NULL anywhere below means "not usual": the record goes to Python, it is never dropped
+    coalesce(id_usual AND environment IS DISTINCT FROM '"TESTING"'
+    AND json_type(status) = 'VARCHAR' AND status_text IN ({_STATUS_NAMES})
+    AND started IS NOT NULL AND (created IS NULL OR engine_ts(created) IS NOT NULL)
+    AND ts_ok(startTime) AND ts_ok(finishTime) AND ts_ok(updated) AND ts_ok(archivedAt)
+    AND (start_ts IS NULL OR finish_ts IS NULL OR finish_ts >= start_ts)
+    AND (start_ts IS NOT NULL AND finish_ts IS NOT NULL OR int_ok(duration))
+    AND text_ok(projectId) AND text_ok(flowId) AND text_ok(flowVersionId)
+    AND text_ok(flowDisplayName) AND text_ok(parentRunId) AND text_ok(failedStepName)
+    AND text_ok(flowVersion.displayName) AND text_ok(flowVersion.id)
+    AND (flowVersion.id IS NOT NULL OR flowVersion.trigger IS NULL)
+    AND flow_name IS NOT NULL
+    AND int_ok(tasks) AND int_ok(stepsCount)
+    AND (tags IS NULL OR json_type(tags) = 'ARRAY' AND coalesce(list_bool_and(list_transform(
+            json_transform(tags, '["JSON"]'), lambda t: json_type(t) = 'VARCHAR')), true))
+    AND (failedStep IS NULL OR failed IS NOT NULL AND text_ok(failed.name)
+         AND text_ok(failed.displayName))
+    AND (steps IS NULL OR step_map IS NOT NULL AND coalesce(list_bool_and(list_transform(
+            -- a step without type and status was not an object, or is odd: Python judges it
+            map_values(step_map), lambda v: v.type IS NOT NULL OR v.status IS NOT NULL)), true)),
+        false) AS usual,
+    -- the failed step of these is worked out in Python (loops, and messages that are not text)
+    coalesce(contains(steps, '"FAILED"'), false)
+        OR coalesce(json_type(failed.message) NOT IN ('VARCHAR', 'NULL'), false) AS python_failed,
+    CASE WHEN python_failed THEN steps END AS failed_steps_text,
+    CASE WHEN python_failed THEN failedStep END AS failed_step_json
+FROM checked
+"""
+
+_STAGE_RUNS = """
+INSERT INTO stage.runs BY NAME
+SELECT j.id_text AS id, text_of(j.projectId) AS project_id, text_of(j.flowId) AS flow_id,
+       coalesce(text_of(j.flowVersionId), text_of(j.version_id)) AS flow_version_id,
+       j.flow_name, j.status_text AS status, j.started AS started_at, j.start_ts AS start_time,
+       j.finish_ts AS finish_time, j.duration_ms,
+       coalesce(f.failed_step, CASE WHEN NOT j.python_failed THEN
+                coalesce(text_of(j.failed.name), text_of(j.failedStepName)) END) AS failed_step,
+       coalesce(f.failed_step_display, CASE WHEN NOT j.python_failed THEN coalesce(
+                text_of(j.failed.displayName),
+                nullif(c.display_name, '')) END) AS failed_step_display,
+       left(e.error, ?) AS error_message, e.signature AS error_signature,
+       engine_ts(j.archivedAt) AS archived_at,
+       coalesce(engine_ts(j.updated), j.finish_ts, j.started) AS updated_at,
+       CASE WHEN j.tags IS NOT NULL THEN json_transform(j.tags, '["VARCHAR"]') END AS tags,
+       text_of(j.parentRunId) AS parent_run_id, try_cast(j.tasks AS INTEGER) AS tasks,
+       try_cast(j.stepsCount AS INTEGER) AS steps_count,
+       coalesce(cardinality(j.step_map) > 0, false) AS has_steps,
+       p.pause_metadata, ? AS source,
+       (j.r + 1) * ? AS seq, false AS flat,
+       k.catalog_key,
+       CASE WHEN cardinality(j.step_map) > 0 THEN map_keys(j.step_map) END AS step_names
+FROM stage.judged j
+LEFT JOIN stage.version_keys k ON k.version_id = text_of(j.version_id)
+LEFT JOIN stage.python_fields f ON f.r = j.r
+LEFT JOIN stage.python_pause p ON p.r = j.r
+LEFT JOIN stage.catalog c ON c.catalog_key = k.catalog_key
+    AND c.name = coalesce(text_of(j.failed.name), text_of(j.failedStepName))
+LEFT JOIN stage.errors e ON e.r = j.r
+WHERE j.usual AND NOT j.test_run
+"""
+
+# The steps stay where the reader put them; the Python path's runs keep theirs in stage.runs.
+_STEP_MAPS = f"""
+CREATE OR REPLACE VIEW stage.run_step_maps AS
+SELECT seq, steps FROM stage.runs WHERE steps IS NOT NULL
+UNION ALL
+SELECT (r + 1) * {SEQ_PER_LINE} AS seq, step_map AS steps FROM stage.judged
+WHERE usual AND NOT test_run AND cardinality(step_map) > 0
+"""
+
+_ERRORS = """
+CREATE TABLE stage.errors AS
+SELECT j.r AS r, coalesce(f.error, CASE WHEN NOT j.python_failed THEN text_of(j.failed.message) END)
+       AS error, NULL::VARCHAR AS signature
+FROM stage.judged j LEFT JOIN stage.python_fields f ON f.r = j.r
+WHERE j.usual AND NOT j.test_run AND (j.failed.message IS NOT NULL OR f.error IS NOT NULL)
+"""
+
+
+class BulkUnavailable(Exception):
+    """The file cannot be read by DuckDB's reader as a whole; the caller reads it in Python."""
+
+
+@dataclass
+class BulkResult:
+    python_lines: int  # records handed to the Python path
+
+
+@contextmanager
+def _insertion_order_free(con) -> Iterator[None]:
+    con.execute("SET preserve_insertion_order = false")
+    try:
+        yield
+    finally:
+        con.execute("RESET preserve_insertion_order")
+
+
+def _compression(source: SourceFile) -> str:
+    with open(source.path, "rb") as stream:
+        return "gzip" if stream.read(2) == b"\x1f\x8b" else "none"
+
+
+def stage_jsonl(con, source: SourceFile, batches, progress: Callable[[int, int], None] | None
+                ) -> BulkResult:
+    """Stages a JSONL file into `stage.runs` / `stage.catalog` (the caller's staging database),
+    usual records in SQL, the rest through `batches.take` with their line numbers."""
+    con.execute(_MACROS)
+    with _insertion_order_free(con):  # rows carry their line; keeping order costs memory
+        return _stage_records(con, source, batches, progress)
+
+
+def _stage_records(con, source: SourceFile, batches, progress) -> BulkResult:
+    con.execute(_CLASSIFY, [str(source.path), _compression(source)])
+    if progress:
+        progress(source.total_bytes // 2, source.total_bytes)
+    catalogs = _stage_catalogs(con)
+    _stage_python_fields(con, catalogs)
+    _stage_errors(con)
+    con.execute(_STAGE_RUNS, [MAX_ERROR_CHARS, source.name, SEQ_PER_LINE])
+    con.execute(_STEP_MAPS)
+    batches.test_runs += con.execute("SELECT count(*) FROM stage.judged WHERE test_run"
+                                     ).fetchall()[0][0]
+    unusual = [row[0] + 1 for row in con.execute(
+        "SELECT r FROM stage.judged WHERE NOT usual AND NOT test_run ORDER BY r"
+    ).fetchall()]
+    if unusual:
+        _take_lines(source, unusual, batches,
+                    con.execute("SELECT count(*) FROM stage.judged").fetchall()[0][0])
+    return BulkResult(python_lines=len(unusual))
+
+
+def _stage_catalogs(con) -> dict[str, dict]:
+    """Step catalogs, one per flow version, computed by the same code as the Python path."""
+    versions = con.execute("""
+        WITH first AS (
+            SELECT version_id, min(r) AS r FROM stage.judged
+            WHERE usual AND NOT test_run AND version_id IS NOT NULL GROUP BY ALL)
+        SELECT text_of(j.version_id), j.trigger FROM stage.judged j
+        WHERE j.r IN (SELECT r FROM first) ORDER BY 1""").fetchall()
+    keys, rows, catalogs = [], [], {}
+    for number, (version_id, trigger) in enumerate(versions, 1):
+        key = -number  # the Python path numbers its catalogs 1, 2, ...
+        catalog = catalogs[version_id] = step_catalog(
+            {"id": version_id, "trigger": json.loads(trigger) if trigger else None})
+        if not catalog:
+            continue
+        keys.append((version_id, key))
+        rows.extend((key, name, entry.get("displayName"), entry.get("pieceName"),
+                     entry.get("actionName")) for name, entry in catalog.items())
+    _create_from_rows(con, "stage.version_keys", ["version_id", "catalog_key"],
+                      [pa.string(), pa.int64()], keys)
+    _insert_rows(con, "stage.catalog",
+                 ["catalog_key", "name", "display_name", "piece_name", "action_name"],
+                 [pa.int64(), pa.string(), pa.string(), pa.string(), pa.string()], rows)
+    return catalogs
+
+
+def _stage_python_fields(con, catalogs: dict[str, dict]) -> None:
+    """The failed step and error of runs with a failure in their steps, and pause metadata as
+    the Python path writes it: few rows, subtle rules, so the Python code decides."""
+    def failed_fields(r, failed, failed_name, steps, version_id) -> tuple:
+        record = {"failedStep": json.loads(failed) if failed else None,
+                  "failedStepName": json.loads(failed_name) if failed_name else None}
+        return (r, *failed_step_fields(record, json.loads(steps) if steps else {},
+                                       catalogs.get(version_id, {})))
+
+    _stage_computed(con, "stage.python_fields", ["r", "failed_step", "failed_step_display", "error"],
+                    "r, failed_step_json, failedStepName, failed_steps_text, text_of(version_id)",
+                    "python_failed", failed_fields)
+    _stage_computed(con, "stage.python_pause", ["r", "pause_metadata"], "r, pauseMetadata",
+                    "pauseMetadata IS NOT NULL", lambda r, text: (r, json_text(json.loads(text))))
+
+
+def _stage_computed(con, table: str, names: list[str], columns: str, condition: str,
+                    compute: Callable[..., tuple]) -> None:
+    """A table of rows computed in Python from some staged records, a slice of records at a
+    time so that memory does not grow with the file."""
+    _create_from_rows(con, table, names, [pa.int64()] + [pa.string()] * (len(names) - 1), [])
+    last = con.execute("SELECT max(r) FROM stage.judged").fetchall()[0][0]
+    for first in range(0, (last or 0) + 1, PYTHON_SLICE_RECORDS):
+        rows = con.execute(f"SELECT {columns} FROM stage.judged WHERE usual AND NOT test_run "
+                           f"AND {condition} AND r >= ? AND r < ?",
+                           [first, first + PYTHON_SLICE_RECORDS]).fetchall()
+        _insert_rows(con, table, names, [pa.int64()] + [pa.string()] * (len(names) - 1),
+                     [compute(*row) for row in rows])
+
+
+def _stage_errors(con) -> None:
+    """Error signatures, computed once per distinct message."""
+    con.execute(_ERRORS)
+    messages = [row[0] for row in con.execute(
+        "SELECT DISTINCT error FROM stage.errors WHERE error IS NOT NULL").fetchall()]
+    signatures = [(message, error_signature(message)) for message in messages]
+    _create_from_rows(con, "stage.signatures", ["error", "signature"],
+                      [pa.string(), pa.string()], signatures)
+    con.execute("UPDATE stage.errors e SET signature = s.signature FROM stage.signatures s "
+                "WHERE s.error = e.error")
+
+
+def _arrow(names: list[str], types: list, rows: list[tuple]) -> pa.Table:
+    columns = list(zip(*rows)) if rows else [[] for _ in names]
+    return pa.table({name: pa.array(list(column), type=kind)
+                     for name, kind, column in zip(names, types, columns)})
+
+
+def _create_from_rows(con, table: str, names: list[str], types: list, rows: list[tuple]) -> None:
+    con.register("bulk_rows", _arrow(names, types, rows))
+    try:
+        con.execute(f"CREATE OR REPLACE TABLE {table} AS SELECT * FROM bulk_rows")
+    finally:
+        con.unregister("bulk_rows")
+
+
+def _insert_rows(con, table: str, names: list[str], types: list, rows: list[tuple]) -> None:
+    if not rows:
+        return
+    con.register("bulk_rows", _arrow(names, types, rows))
+    try:
+        con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM bulk_rows")
+    finally:
+        con.unregister("bulk_rows")
+
+
+def _take_lines(source: SourceFile, ordinals: list[int], batches, records_read: int) -> None:
+    """Hands the records DuckDB's reader counted as numbers `ordinals` (1-based, blank lines not
+    counted) to the Python path, with their real line numbers."""
+    wanted = set(ordinals)
+    found = 0
+    for ordinal, number, text in _non_blank_lines(source):
+        if ordinal in wanted:
+            for k, item in enumerate(json_items("line", number, text)):
+                batches.take(item, seq=ordinal * SEQ_PER_LINE + min(k, SEQ_PER_LINE - 1))
+        found = ordinal
+    if found != records_read:
+        raise BulkUnavailable(f"DuckDB read {records_read} records, Python {found} lines")
+
+
+def _non_blank_lines(source: SourceFile) -> Iterator[tuple[int, int, str]]:
+    """(ordinal among non-blank lines, line number, stripped text) for each non-blank line."""
+    with open(source.path, "rb") as raw:
+        stream = io.BufferedReader(raw)
+        if stream.peek(2)[:2] == b"\x1f\x8b":
+            stream = gzip.GzipFile(fileobj=stream)
+        text = io.TextIOWrapper(stream, encoding="utf-8-sig", errors="replace", newline="")
+        ordinal = 0
+        for number, line in enumerate(text, 1):
+            stripped = line.strip()
+            if stripped:
+                ordinal += 1
+                yield ordinal, number, stripped
