@@ -26,6 +26,8 @@ from bisect import bisect_right
 from datetime import datetime, timedelta, timezone
 from typing import Callable, Iterable, Iterator, NamedTuple
 
+import orjson
+
 __all__ = ["generate_runs", "write_jsonl"]
 
 _MINUTE_MS = 60_000
@@ -1779,16 +1781,16 @@ def _iter_runs(count: int, seed: int, start_ms: int, end_ms: int, legacy_share: 
 
 
 def write_jsonl(path, runs: Iterable[dict], gzip: bool | None = None) -> int:
-    """Writes one run per line (gzip-compressed when the path ends with .gz); returns the count."""
+    """Writes one run per line (gzip-compressed when the path ends with .gz); returns the count.
+
+    orjson writes the same compact UTF-8 JSON as the standard library, about five times as fast:
+    encoding, not generating, was most of the time of `sample`."""
     path = os.fspath(path)
     compress = path.endswith(".gz") if gzip is None else gzip
-    encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
-    opened = (_gzip.open(path, "wt", compresslevel=6, encoding="utf-8", newline="\n") if compress
-              else open(path, "w", encoding="utf-8", newline="\n"))
+    opened = (_gzip.open(path, "wb", compresslevel=6) if compress else open(path, "wb"))
     written = 0
     with opened as out:
         for run in runs:
-            out.write(encode(run))
-            out.write("\n")
+            out.write(orjson.dumps(run, option=orjson.OPT_APPEND_NEWLINE))
             written += 1
     return written
