@@ -17,6 +17,7 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Callable, Iterator
@@ -189,6 +190,35 @@ def _insertion_order_free(con) -> Iterator[None]:
         con.execute("RESET preserve_insertion_order")
 
 
+@contextmanager
+def _reading_progress(con, source: SourceFile, progress) -> Iterator[None]:
+    """Reports DuckDB's progress through the file while its reader runs (the first half of the
+    bar; loading the staged runs is the second)."""
+    if progress is None:
+        yield
+        return
+    finished = threading.Event()
+
+    def report() -> None:
+        while not finished.wait(0.25):
+            done = con.query_progress()
+            if done > 0:
+                progress(int(source.total_bytes * min(done, 100) / 200), source.total_bytes)
+
+    con.execute("SET enable_progress_bar = true")
+    con.execute("SET enable_progress_bar_print = false")
+    reporter = threading.Thread(target=report, daemon=True)
+    reporter.start()
+    try:
+        yield
+    finally:
+        finished.set()
+        reporter.join()
+        con.execute("RESET enable_progress_bar")
+        con.execute("RESET enable_progress_bar_print")
+    progress(source.total_bytes // 2, source.total_bytes)
+
+
 def _compression(source: SourceFile) -> str:
     with open(source.path, "rb") as stream:
         return "gzip" if stream.read(2) == b"\x1f\x8b" else "none"
@@ -204,9 +234,8 @@ def stage_jsonl(con, source: SourceFile, batches, progress: Callable[[int, int],
 
 
 def _stage_records(con, source: SourceFile, batches, progress) -> BulkResult:
-    con.execute(_CLASSIFY, [str(source.path), _compression(source)])
-    if progress:
-        progress(source.total_bytes // 2, source.total_bytes)
+    with _reading_progress(con, source, progress):
+        con.execute(_CLASSIFY, [str(source.path), _compression(source)])
     catalogs = _stage_catalogs(con)
     _stage_python_fields(con, catalogs)
     _stage_errors(con)
