@@ -29,7 +29,7 @@ from benchmarks.handmade import write_handmade
 from benchmarks.procs import run_measured, python_module
 from runs_store.db import bump_generation, ensure_schema
 
-BUILD_VERSION = 1
+BUILD_VERSION = 2  # 2: sample loads through the JSONL fast path
 DAYS = 30
 SEED = 7
 STEPS_UP_TO = 1_000_000       # stores up to this size have steps for every run
