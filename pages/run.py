@@ -4,7 +4,8 @@ A banner sums the run up ("Run Failed - Started: ..., Took: ..."); every step fo
 order with its badge and time, a waterfall shows where the time went, and the selected step's
 details panel has its properties and the Input / Output / Timeline tabs. The selected step is the
 URL's `step`; every other URL parameter is the Runs page's view, handed back by "Back to runs".
-Everything comes from one store call (runs_store.run_detail.load_run); record text is only ever
+Everything comes from one store call (runs_store.run_detail.load_run); the whole of a payload too
+big to show is read only when its download is clicked (payload_download). Record text is only ever
 shown escaped or through st.json / st.code / st.dataframe.
 """
 
@@ -24,7 +25,8 @@ from pages.common.text import plain
 from runs_store import settings
 from runs_store.formatting import banner_time, short_duration
 from runs_store.run_detail import (Comparison, EditLinkError, RunDetail, Step,
-                                   compare_with_last_success, edit_flow_url, load_run, banner_line)
+                                   compare_with_last_success, edit_flow_url, load_run, banner_line,
+                                   payload_download)
 from runs_store.statuses import BY_NAME, FAILED_STATES, STEP_STATUS_BADGES, STEP_STATUS_LABELS
 from runs_store.step_tree import AgentTimeline, Loop, TimelineEntry
 
@@ -194,8 +196,8 @@ def show_loop_summary(step: Step, loop: Loop) -> None:
     if failed:
         title += f" · failed: #{', #'.join(map(str, failed[:5]))}"
     with st.expander(title, expanded=bool(failed), key=f"loop_{step.position}"):
-        for iteration in loop.shown:
-            st.markdown(iteration_line(iteration))
+        # one paragraph per iteration, in one element: a run of many loops draws no slower
+        st.markdown("\n\n".join(iteration_line(iteration) for iteration in loop.shown))
         if loop.count > len(loop.shown):
             st.caption(f"and {loop.count - len(loop.shown):,} more iterations (see the Output tab)")
 
@@ -210,22 +212,25 @@ def show_steps(run: RunDetail, selected: Step) -> None:
 # ------------------------------------------------------------------ waterfall
 
 def waterfall_figure(run: RunDetail) -> go.Figure:
-    """Each step as a bar from the end of the steps before it (the engine keeps no start times)."""
+    """Each step as a bar from the end of the steps before it (the engine keeps no start times).
+
+    Built in one call: plotly would validate each later update_* call anew (3x the time)."""
     titles = [escape(f"{step.position + 1}. {step.title}") for step in run.steps]
     colors = [{"green": "#21a366", "red": "#e0393e", "blue": "#1c83e1"}.get(
         STEP_STATUS_BADGES.get(step.status or "", "gray"), "#808495") for step in run.steps]
     durations = [max(step.duration_ms or 0, 0) for step in run.steps]
-    fig = go.Figure(go.Bar(
+    bar = go.Bar(
         y=titles, x=[max(ms, 1) for ms in durations], base=[step.offset_ms for step in run.steps],
         orientation="h", marker_color=colors,
         customdata=[[short_duration(ms), escape(STEP_STATUS_LABELS.get(step.status or "", "?"))]
                     for ms, step in zip(durations, run.steps)],
-        hovertemplate="%{y}<br>%{customdata[1]} · %{customdata[0]}<extra></extra>"))
-    fig.update_yaxes(autorange="reversed", title_text=None)
-    fig.update_xaxes(title_text="milliseconds since the run started", rangemode="tozero")
-    fig.update_layout(height=70 + BAR_HEIGHT * len(run.steps), showlegend=False,
-                      margin={"l": 8, "r": 8, "t": 8, "b": 8}, dragmode=False)
-    return fig
+        hovertemplate="%{y}<br>%{customdata[1]} · %{customdata[0]}<extra></extra>")
+    layout = {"yaxis": {"autorange": "reversed", "title": {"text": None}},
+              "xaxis": {"title": {"text": "milliseconds since the run started"},
+                        "rangemode": "tozero"},
+              "height": 70 + BAR_HEIGHT * len(run.steps), "showlegend": False,
+              "margin": {"l": 8, "r": 8, "t": 8, "b": 8}, "dragmode": False}
+    return go.Figure(data=[bar], layout=layout)
 
 
 def show_waterfall(run: RunDetail) -> None:
@@ -235,6 +240,12 @@ def show_waterfall(run: RunDetail) -> None:
 
 
 # ------------------------------------------------------------------ step details
+
+def payload_reader(store: PageStore, run: RunDetail, step: Step, column: str):
+    """Reads the step's whole input, output or error (masked as shown) when its download is
+    clicked."""
+    return store.later(payload_download, run.id, step.position, column, run.masked)
+
 
 def properties_markdown(step: Step) -> str:
     """The step's properties, one a line; its status is the one coloured badge of the panel."""
@@ -248,25 +259,27 @@ def properties_markdown(step: Step) -> str:
     return "  \n".join(lines)
 
 
-def show_error(step: Step) -> None:
+def show_error(store: PageStore, run: RunDetail, step: Step) -> None:
     """The error's headline in red; the whole error below only when it says more."""
     error = step.error
     st.error(plain(error.headline) or "The step failed without a message.", icon=":material/error:")
     if error.adds_detail:
         show_payload(error.detail, key=f"error_download_{step.position}",
-                     file_name=f"{step.name}-error.json", expanded=ERROR_JSON_LEVELS)
+                     file_name=f"{step.name}-error.json", expanded=ERROR_JSON_LEVELS,
+                     download=payload_reader(store, run, step, "error"))
 
 
-def show_output(step: Step) -> None:
+def show_output(store: PageStore, run: RunDetail, step: Step) -> None:
     if step.error is not None:
-        show_error(step)
+        show_error(store, run, step)
         if step.output.present:
             st.markdown("**Output**")
     elif step.failed:
         st.error("The step failed without an error message.", icon=":material/error:")
     if step.output.present or step.error is None:
         show_payload(step.output, key=f"output_download_{step.position}",
-                     file_name=f"{step.name}-output.json", empty="This step recorded no output.")
+                     file_name=f"{step.name}-output.json", empty="This step recorded no output.",
+                     download=payload_reader(store, run, step, "output"))
 
 
 def tool_badge(status: str) -> None:
@@ -320,7 +333,7 @@ def show_timeline(step: Step, timeline: AgentTimeline) -> None:
         st.json(timeline.structured_output, expanded=2)
 
 
-def show_details(run: RunDetail, step: Step) -> None:
+def show_details(store: PageStore, run: RunDetail, step: Step) -> None:
     with st.container(border=True, key="step_details"):
         st.markdown(f"#### {plain(step.title)}")
         st.markdown(properties_markdown(step))
@@ -330,10 +343,12 @@ def show_details(run: RunDetail, step: Step) -> None:
         with tabs[0]:
             if tabs[0].open is not False:
                 show_payload(step.input, key=f"input_download_{step.position}",
-                             file_name=f"{step.name}-input.json", empty="This step recorded no input.")
+                             file_name=f"{step.name}-input.json",
+                             empty="This step recorded no input.",
+                             download=payload_reader(store, run, step, "input"))
         with tabs[1]:
             if tabs[1].open is not False:
-                show_output(step)
+                show_output(store, run, step)
         if step.timeline is not None:
             with tabs[2]:
                 if tabs[2].open is not False:
@@ -463,7 +478,7 @@ def show_run(store: PageStore, run: RunDetail, tz) -> None:
     with left:
         show_steps(run, selected)
     with right:
-        show_details(run, selected)
+        show_details(store, run, selected)
     show_compare(store, run, tz)
 
 

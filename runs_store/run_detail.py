@@ -2,8 +2,9 @@
 
 `load_run` reads the run row and its step rows (two point queries, nothing about other runs) and
 prepares everything the run page draws: payloads parsed and masked or, past the preview size, cut
-to a preview with the whole kept for download; each failed step's error headline; loop
-iterations, router branches and Run Agent timelines; each step's offset in the waterfall. The
+to a masked preview; each failed step's error headline; loop iterations, router branches and Run
+Agent timelines; each step's offset in the waterfall. A payload is cut in SQL: only its first part
+leaves DuckDB, and the whole is read by `payload_download` when the user asks for it. The
 banner's wording, the Edit flow link and the comparison with the last successful run of the same
 flow live here too, so the page only draws.
 """
@@ -11,31 +12,52 @@ flow live here too, so the page only draws.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone, tzinfo
 from string import Formatter
 from urllib.parse import quote, urlsplit
 
 from runs_store import settings
+from runs_store.errors import StoreError
 from runs_store.formatting import banner_time, long_duration
-from runs_store.masking import MaskTally, mask_json_text, mask_secrets, mask_text, masking_enabled
+from runs_store.masking import (CUT_LOOKAROUND, MaskTally, mask_json_text, mask_secrets, mask_text,
+                                masking_enabled, preview_end)
 from runs_store.signatures import load_json_text, summarise_json_error
 from runs_store.statuses import UNFINISHED, label
-from runs_store.step_tree import (AgentTimeline, Branch, Loop, is_agent_step, loop_child_names,
-                                  read_branches, read_loop, read_timeline, type_label)
+from runs_store.step_tree import (AGENT_PIECE, AgentTimeline, Branch, Loop, is_agent_step,
+                                  loop_child_names, read_branches, read_loop, read_timeline,
+                                  type_label)
 
 MAX_PARSE_BYTES = 64 * 1024 * 1024  # loops and agents are read even past the preview size
 HEADLINE_CHARS = 500
+TREE_TYPES = ["LOOP_ON_ITEMS", "ROUTER"]  # steps whose output holds iterations or branches
+AGENT_SNIFF_CHARS = 4096  # an output whose start names a tool call is read as an agent's
 
 RUN_COLUMNS = ("id, flow_name, flow_id, flow_version_id, project_id, status, started_at, "
                "start_time, finish_time, duration_ms, failed_step, failed_step_display, "
                "error_message, archived_at, tags, parent_run_id, has_steps, pause_metadata")
-STEP_COLUMNS = ("position, name, display_name, type, status, duration_ms, piece_name, "
-                "action_name, input, output, error")
+# Input and output leave DuckDB cut to $head characters (the preview and what lies just past it),
+# with their whole size; a loop's, router's or agent's whole, as its tree is read from them.
+_STEPS = """
+SELECT position, name, display_name, type, status, duration_ms, piece_name, action_name,
+       reads_tree, strlen(input) AS input_size, strlen(output) AS output_size,
+       CASE WHEN reads_tree THEN input ELSE left(input, $head) END AS input,
+       CASE WHEN reads_tree THEN output ELSE left(output, $head) END AS output, error
+FROM (SELECT *, coalesce((list_contains($tree_types, type) OR piece_name = $agent_piece
+                          OR contains(left(output, $sniff), '"TOOL_CALL"'))
+                         AND strlen(output) <= $max_tree, false) AS reads_tree
+      FROM run_steps WHERE run_id = $run_id)
+ORDER BY position
+"""
+PAYLOAD_COLUMNS = ("input", "output", "error")  # what payload_download may read
 
 
 class EditLinkError(ValueError):
     """The Edit flow link cannot be made; str() says why and how to fix it."""
+
+
+class PayloadGone(StoreError):
+    """A download asked for a step that is no longer in the database."""
 
 
 # ---------------------------------------------------------------- payloads
@@ -46,8 +68,8 @@ class Payload:
 
     size: int = 0                 # bytes of its JSON text; 0 when nothing was recorded
     value: object = None          # parsed (and masked), when small enough to show whole
-    preview: str | None = None    # the first preview_kb of the text (masked), when too big
-    text: str | None = field(default=None, repr=False)  # the whole text, when too big
+    preview: str | None = None    # the first preview_kb of the text (masked), when too big;
+    #                               the whole is read on demand by payload_download
     masked: bool = False          # masking was on when it was read
     masked_count: int = 0         # values hidden in what is shown (the preview, when cut)
 
@@ -59,14 +81,15 @@ class Payload:
     def cut(self) -> bool:
         return self.preview is not None
 
-    def download_text(self) -> str:
-        """The whole payload for download, masked like the preview (called on click)."""
-        text = self.text or ""
-        return mask_json_text(text) if self.masked else text
-
 
 def preview_bytes() -> int:
     return max(1, int(settings.get_number("RUNS_PAYLOAD_PREVIEW_KB") * 1024))
+
+
+def head_chars(limit: int) -> int:
+    """Characters of a payload to read for a preview of `limit` bytes: enough for the preview
+    (a character is at least a byte) and for masking to see what runs across its end."""
+    return limit + CUT_LOOKAROUND
 
 
 def _size(text: str) -> int:
@@ -80,17 +103,32 @@ def _parse(text: str):
         return text
 
 
-def make_payload(text: str | None, mask: bool, limit: int, parsed=None) -> Payload:
-    """A payload from stored JSON text: whole and parsed, or a cut preview past `limit` bytes."""
+def cut_preview(text: str, limit: int, tally: MaskTally | None) -> str:
+    """The first `limit` bytes of `text` (whole characters), masked when given a tally.
+
+    Masked, the cut moves back before a credential-shaped value that runs across it (what is
+    left of one may be too short to recognise), and a secret key's value cut short is masked
+    (MaskTally.json_preview); `text` should reach CUT_LOOKAROUND characters past the cut.
+    """
+    end = len(text[:limit].encode("utf-8")[:limit].decode("utf-8", errors="ignore"))
+    if tally is None:
+        return text[:end]
+    return tally.json_preview(text[:preview_end(text, end)])
+
+
+def make_payload(text: str | None, mask: bool, limit: int, parsed=None,
+                 size: int | None = None) -> Payload:
+    """A payload from stored JSON text: whole and parsed, or a cut preview past `limit` bytes.
+
+    `text` may be only the start of a longer text whose byte `size` is given (see _STEPS)."""
     if text is None or text == "":
         return Payload()
-    size, tally = _size(text), MaskTally()
+    size, tally = _size(text) if size is None else size, MaskTally()
     if size > limit:
-        head = text.encode("utf-8")[:limit].decode("utf-8", errors="ignore")
-        return Payload(size, preview=tally.json_preview(head) if mask else head, text=text,
+        return Payload(size, preview=cut_preview(text, limit, tally if mask else None),
                        masked=mask, masked_count=tally.hits)
     value = _parse(text) if parsed is None else parsed
-    return Payload(size, value=tally.value(value) if mask else value, masked=mask,
+    return Payload(size, value=tally.json_value(value, text) if mask else value, masked=mask,
                    masked_count=tally.hits)
 
 
@@ -115,19 +153,26 @@ def _first_line(text: str) -> str:
     return line[:HEADLINE_CHARS] + ("…" if len(line) > HEADLINE_CHARS else "")
 
 
+def _read_error(text: str) -> tuple[object, str, bool]:
+    """(the error decoded, its detail as JSON text, whether it was JSON) from a stored error."""
+    decoded = load_json_text(text)
+    if decoded is not None:
+        return decoded, json.dumps(decoded, ensure_ascii=False), True
+    message = _parse(text) if text.startswith('"') else text
+    message = message if isinstance(message, str) else text
+    return message, json.dumps(message), False
+
+
 def make_error(text: str | None, mask: bool, limit: int) -> StepError | None:
     if text is None or text in ("", "null"):
         return None
-    decoded = load_json_text(text)
-    if decoded is None:
-        message = _parse(text) if text.startswith('"') else text
-        message = message if isinstance(message, str) else text
-        shown = mask_text(message) if mask else message
-        return StepError(_first_line(shown), make_payload(json.dumps(message), mask, limit,
-                                                          parsed=message))
+    decoded, detail_text, is_json = _read_error(text)
+    if not is_json:
+        shown = mask_text(decoded) if mask else decoded
+        return StepError(_first_line(shown), make_payload(detail_text, mask, limit,
+                                                          parsed=decoded))
     masked = mask_secrets(decoded) if mask else decoded
     headline = summarise_json_error(masked) or json.dumps(masked, ensure_ascii=False)
-    detail_text = json.dumps(decoded, ensure_ascii=False)
     return StepError(_first_line(headline), make_payload(detail_text, mask, limit, parsed=decoded))
 
 
@@ -212,19 +257,14 @@ class RunDetail:
         return self.steps[0] if self.status == "SUCCEEDED" else self.steps[-1]
 
 
-def _needs_tree(row: dict) -> bool:
-    return row["type"] in ("LOOP_ON_ITEMS", "ROUTER") or (
-        row["piece_name"] == "@activepieces/piece-ai") or '"TOOL_CALL"' in (row["output"] or "")[:4096]
-
-
 def _read_tree(row: dict, mask: bool) -> dict:
-    """Loop iterations, router branches and the agent timeline from a step's output."""
-    output_text = row["output"]
-    if not output_text or len(output_text) > MAX_PARSE_BYTES or not _needs_tree(row):
-        return {"parsed": None, "hits": None}
-    parsed, tally = _parse(output_text), MaskTally()
-    shown = tally.value(parsed) if mask else parsed
-    tree = {"parsed": parsed, "hits": tally.hits, "loop": read_loop(shown),
+    """Loop iterations, router branches and the agent timeline from a step's output (read whole
+    for the steps the query marks `reads_tree`), and that output parsed and masked ("shown")."""
+    if not row["reads_tree"] or not row["output"]:
+        return {"shown": None, "hits": None}
+    parsed, tally = _parse(row["output"]), MaskTally()
+    shown = tally.json_value(parsed, row["output"]) if mask else parsed
+    tree = {"shown": shown, "hits": tally.hits, "loop": read_loop(shown),
             "branches": read_branches(shown), "children": loop_child_names(parsed)}
     if is_agent_step(row["piece_name"], row["action_name"], parsed):
         step_input = _parse(row["input"]) if row["input"] else None
@@ -232,12 +272,20 @@ def _read_tree(row: dict, mask: bool) -> dict:
     return tree
 
 
+def _output_payload(row: dict, shown, hits: int | None, mask: bool, limit: int) -> Payload:
+    """The output payload; a small output the tree already parsed and masked is not again."""
+    size = row["output_size"]
+    if shown is not None and size <= limit:
+        return Payload(size, value=shown, masked=mask, masked_count=hits)
+    return make_payload(row["output"], mask, limit, size=size)
+
+
 def make_step(row: dict, offset_ms: int, mask: bool, limit: int) -> Step:
+    """A step from its row of the _STEPS query."""
     tree = _read_tree(row, mask)
-    parsed, tree_hits = tree.pop("parsed"), tree.pop("hits")
-    small = parsed if parsed is not None and row["output"] and len(row["output"]) <= limit else None
-    step_input = make_payload(row["input"], mask, limit)
-    output = make_payload(row["output"], mask, limit, small)
+    shown, tree_hits = tree.pop("shown"), tree.pop("hits")
+    output = _output_payload(row, shown, tree_hits, mask, limit)
+    step_input = make_payload(row["input"], mask, limit, size=row["input_size"])
     error = make_error(row["error"], mask, limit)
     # a loop's or agent's output was read whole even when cut: its masks show in the tree
     output_hits = output.masked_count if tree_hits is None else max(tree_hits, output.masked_count)
@@ -246,6 +294,13 @@ def make_step(row: dict, offset_ms: int, mask: bool, limit: int) -> Step:
         row["position"], row["name"], row["display_name"], row["type"], row["status"],
         row["duration_ms"], row["piece_name"], row["action_name"], step_input, output, error,
         offset_ms, **tree, masked_count=hits)
+
+
+def read_step_rows(con, run_id: str, limit: int) -> list[dict]:
+    """The run's step rows in execution order, payloads cut for a preview of `limit` bytes."""
+    return _rows(con.execute(_STEPS, {
+        "run_id": run_id, "head": head_chars(limit), "tree_types": TREE_TYPES,
+        "agent_piece": AGENT_PIECE, "sniff": AGENT_SNIFF_CHARS, "max_tree": MAX_PARSE_BYTES}))
 
 
 def _rows(cursor) -> list[dict]:
@@ -265,10 +320,8 @@ def load_run(con, run_id: str, mask: bool | None = None) -> RunDetail | None:
         return None
     run = found[0]
     mask = masking_enabled() if mask is None else mask
-    step_rows = _rows(con.execute(
-        f"SELECT {STEP_COLUMNS} FROM run_steps WHERE run_id = ? ORDER BY position", [run_id]))
     limit, offset, steps = preview_bytes(), 0, []
-    for row in step_rows:
+    for row in read_step_rows(con, run_id, limit):
         steps.append(make_step(row, offset, mask, limit))
         offset += max(row["duration_ms"] or 0, 0)
     error_message, error_hits = _run_error(run["error_message"], mask)
@@ -281,6 +334,22 @@ def load_run(con, run_id: str, mask: bool | None = None) -> RunDetail | None:
         pause_metadata=_pause_metadata(run["pause_metadata"]), steps=tuple(steps), masked=mask,
         # the run's error message repeats its failed step's; it is shown only without steps
         masked_count=sum(step.masked_count for step in steps) if has_steps else error_hits)
+
+
+def payload_download(con, run_id: str, position: int, column: str, mask: bool) -> str:
+    """A step's whole input, output or error detail for download, masked when `mask` is (as
+    its preview was): read only when the user asks for it."""
+    if column not in PAYLOAD_COLUMNS:
+        raise ValueError(f"no payload column {column!r}")
+    found = con.execute(f"SELECT {column} FROM run_steps WHERE run_id = ? AND position = ?",
+                        [run_id, position]).fetchall()
+    if not found:
+        raise PayloadGone(f"Step {position + 1} of run {run_id} is no longer in the database "
+                          "(the run was loaded again or removed): reload the page.")
+    text = found[0][0] or ""
+    if column == "error" and text:
+        text = _read_error(text)[1]
+    return mask_json_text(text) if mask else text
 
 
 def _run_error(text: str | None, mask: bool) -> tuple[str | None, int]:

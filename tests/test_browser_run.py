@@ -10,14 +10,17 @@ from __future__ import annotations
 import json
 import re
 from datetime import datetime, timezone
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
 
 from conftest import running_server, wait_for_app
 from factories import FLOW_VERSION, engine_run, example_steps, rows
+from run_records import build_run_db, huge_output, huge_run
 from runs_store.db import open_db
 from runs_store.ingest import ingest_items, records_as_items
+from runs_store.masking import MASK
 
 BROWSER_ZONE = ZoneInfo("Europe/Paris")  # the `page` fixture's timezone_id
 AGENT_PIECE = "@activepieces/piece-ai"
@@ -279,3 +282,28 @@ def test_html_in_a_run_is_shown_as_text_and_never_runs(page, xss_server):
     assert SCRIPT in payload.text_content()
     assert payload.get_by_text(SCRIPT).first.is_visible()
     assert_nothing_ran(page, dialogs)
+
+
+@pytest.fixture
+def huge_server(tmp_path):
+    """A server of its own on a database holding one run with a 5 MB step output."""
+    with running_server(build_run_db(tmp_path / "huge.duckdb", [huge_run()])) as url:
+        yield url
+
+
+def test_a_huge_payloads_download_is_read_from_the_store_when_clicked(page, huge_server):
+    page.goto(f"{huge_server}/")
+    wait_for_app(page)
+    page.goto(f"{huge_server}/run?id=huge-run&step=step_1")
+    wait_for_app(page)
+    selected_tab(page, "Output").click()
+    wait_for_app(page)
+    button = page.get_by_role("tabpanel").get_by_role(
+        "button", name=re.compile(r"Download the whole payload \(5\.\d MB\)"))
+    button.wait_for()
+    with page.expect_download() as download:
+        button.click()
+    assert download.value.suggested_filename == "step_1-output.json"
+    whole = json.loads(Path(download.value.path()).read_text(encoding="utf-8"))
+    assert whole["api_key"] == MASK, "the download is masked like the preview"
+    assert whole["rows"] == huge_output()["rows"]

@@ -8,6 +8,7 @@ values are read from those records."""
 from __future__ import annotations
 
 import json
+import random
 from dataclasses import replace
 from datetime import datetime, timedelta
 
@@ -19,11 +20,14 @@ from run_records import (BIG_SECRET, FAILED_RUN, HUGE_ROWS, KEPT, MULTILINE_ERRO
                          failed_tool_agent_output, huge_output, huge_run, loop_run, loop_steps,
                          multiline_error_run, purged_run, secret_input, secret_output, secrets_run,
                          succeeded_steps, timed_run)
+from runs_store import masking
 from runs_store.db import open_db
 from runs_store.formatting import zone
-from runs_store.masking import MASK, MaskTally, is_secret_key, mask_json_preview, mask_text
-from runs_store.run_detail import (EditLinkError, banner_line, compare_with_last_success,
-                                   edit_flow_url, load_run, preview_bytes)
+from runs_store.masking import (MASK, MaskTally, is_secret_key, mask_json_preview, mask_json_text,
+                                mask_text)
+from runs_store.run_detail import (EditLinkError, PayloadGone, banner_line,
+                                   compare_with_last_success, edit_flow_url, head_chars, load_run,
+                                   payload_download, preview_bytes, read_step_rows)
 
 UTC = zone("UTC")
 
@@ -186,8 +190,10 @@ def test_a_json_error_adds_its_whole_body(con):
 def test_a_cut_error_adds_its_download(db, monkeypatch):
     monkeypatch.setenv("RUNS_PAYLOAD_PREVIEW_KB", "0.01")  # 10 bytes: any message is cut
     with open_db(db, read_only=True) as connection:
-        error = load(connection, "old-1").find_step("step_2").error
-    assert error.detail.cut and error.adds_detail
+        step = load(connection, "old-1").find_step("step_2")
+        whole = payload_download(connection, "old-1", step.position, "error", mask=False)
+    assert step.error.detail.cut and step.error.adds_detail
+    assert json.loads(whole) == older_run()["steps"]["step_2"]["errorMessage"]
 
 
 def test_a_succeeded_step_has_no_error(con):
@@ -427,21 +433,56 @@ def test_ordinary_words_after_auth_scheme_names_are_kept(text):
 
 # ------------------------------------------------------------------ huge payloads
 
-def test_a_multi_megabyte_output_is_cut_with_its_size_and_kept_whole_for_download(con):
+def stored(con, run_id: str, position: int, column: str) -> str:
+    return con.execute(f"SELECT {column} FROM run_steps WHERE run_id = ? AND position = ?",
+                       [run_id, position]).fetchall()[0][0]
+
+
+def test_a_multi_megabyte_output_is_cut_with_its_size_and_read_whole_for_download(con):
     step = load(con, "huge-run", mask=False).find_step("step_1")
     payload = step.output
     assert payload.size == compact_size(huge_output()) > 5_000_000
     assert payload.cut and payload.value is None
     assert len(payload.preview.encode("utf-8")) <= preview_bytes()
     assert huge_output()["rows"][0] in payload.preview
-    assert json.loads(payload.download_text()) == huge_output()
+    assert stored(con, "huge-run", step.position, "output").startswith(payload.preview)
+    whole = payload_download(con, "huge-run", step.position, "output", mask=False)
+    assert whole == stored(con, "huge-run", step.position, "output")
+    assert json.loads(whole) == huge_output()
+
+
+def test_only_the_start_of_a_huge_payload_leaves_the_database(con):
+    limit = preview_bytes()
+    rows = {row["name"]: row for row in read_step_rows(con, "huge-run", limit)}
+    huge, small = rows["step_1"], rows["trigger"]
+    assert huge["output_size"] == compact_size(huge_output())
+    assert len(huge["output"]) == head_chars(limit) < huge["output_size"]
+    assert stored(con, "huge-run", 1, "output").startswith(huge["output"])
+    assert small["output"] == stored(con, "huge-run", 0, "output")  # a small one whole
 
 
 def test_a_cut_payload_is_masked_in_its_preview_and_its_download(con):
     payload = load(con, "huge-run").find_step("step_1").output
     assert BIG_SECRET not in payload.preview and MASK in payload.preview
-    whole = json.loads(payload.download_text())
+    whole = json.loads(payload_download(con, "huge-run", 1, "output", mask=True))
     assert whole["api_key"] == MASK and len(whole["rows"]) == HUGE_ROWS
+    assert whole["rows"] == huge_output()["rows"]
+
+
+def test_a_download_reads_input_and_error_too_and_only_payload_columns(con):
+    recorded = engine_run()["steps"]["step_3"]
+    step = load(con, FAILED_RUN).find_step("step_3")
+    assert json.loads(payload_download(con, FAILED_RUN, step.position, "input", mask=False)) \
+        == recorded["input"]
+    assert json.loads(payload_download(con, FAILED_RUN, step.position, "error", mask=False)) \
+        == json.loads(SLACK_ERROR)
+    with pytest.raises(ValueError):
+        payload_download(con, FAILED_RUN, step.position, "name", mask=False)
+
+
+def test_a_download_of_a_step_no_longer_stored_says_so(con):
+    with pytest.raises(PayloadGone, match="reload the page"):
+        payload_download(con, "huge-run", 99, "output", mask=True)
 
 
 def test_a_secret_cut_by_the_end_of_the_preview_is_still_masked(db, monkeypatch):
@@ -456,6 +497,139 @@ def test_a_secret_cut_by_the_end_of_the_preview_is_still_masked(db, monkeypatch)
     assert payload.cut and '"password"' in payload.preview
     assert "ppppp" not in payload.preview
     assert mask_json_preview('{"a": 1, "token": "abc') == '{"a": 1, "token": "' + MASK + '"'
+
+
+# ------------------------------------------------------------------ masking where a preview is cut
+
+CUT_KB = 1  # every run below is read with previews of 1,024 bytes
+TOKEN = "Zq81TokenBodyQw7" + "k" * 40  # a credential's characters, found nowhere else
+CREDENTIALS = {"bearer": "Bearer " + TOKEN, "sk": "sk-proj-" + TOKEN, "github": "ghp_" + TOKEN,
+               "jwt": "eyJhbGciOi.eyJzdWIiOi." + TOKEN}
+CUT_OFFSETS = [-3, 0, 1, 3, 5, 6, 12, 30]  # where the cut falls, from the credential's start
+
+
+def stored_text(output: dict) -> str:
+    return json.dumps(output, separators=(",", ":"), ensure_ascii=False)
+
+
+def output_cut_at(key: str, value: str, offset: int) -> dict:
+    """An output whose `value` (under `key`, after a filler) the 1 KB preview cuts `offset`
+    characters into (before it, when negative)."""
+    empty = stored_text({"filler": "", key: ""})
+    value_start = len(empty) - 2  # the value begins before its closing quote and brace
+    return {"filler": "f" * (CUT_KB * 1024 - value_start - offset), key: value}
+
+
+def cut_records() -> list[dict]:
+    records = []
+    for name, credential in CREDENTIALS.items():
+        for offset in CUT_OFFSETS:
+            records.append(one_step_run(f"cut-{name}-{offset}",
+                                        output_cut_at("note", credential, offset)))
+    for offset in CUT_OFFSETS[1:]:
+        records.append(one_step_run(f"cut-password-{offset}",
+                                    output_cut_at("password", TOKEN, offset)))
+        # an escaped quote inside the value: the end of the preview is not where a string opens
+        escaped = 'say \\"' + TOKEN + '\\" now'
+        records.append(one_step_run(f"cut-escaped-{offset}",
+                                    output_cut_at("password", escaped, offset + 6)))
+    return records
+
+
+def one_step_run(run_id: str, output: dict) -> dict:
+    return engine_run(run_id, flowId="fL0w-cut", status="SUCCEEDED", failedStep=None, steps={
+        "step_1": {"type": "CODE", "status": "SUCCEEDED", "duration": 1, "input": {},
+                   "output": output}})
+
+
+@pytest.fixture(scope="module")
+def cut_db(db):
+    return build_run_db(db.parent / "cuts.duckdb", cut_records())
+
+
+def cut_preview_of(cut_db, monkeypatch, run_id: str):
+    monkeypatch.setenv("RUNS_PAYLOAD_PREVIEW_KB", str(CUT_KB))
+    with open_db(cut_db, read_only=True) as connection:
+        payload = load(connection, run_id).find_step("step_1").output
+        whole = stored(connection, run_id, 0, "output")
+    assert payload.cut
+    return payload, whole
+
+
+@pytest.mark.parametrize("offset", CUT_OFFSETS)
+@pytest.mark.parametrize("name", sorted(CREDENTIALS))
+def test_a_credential_cut_by_the_preview_shows_none_of_itself(cut_db, monkeypatch, name, offset):
+    payload, whole = cut_preview_of(cut_db, monkeypatch, f"cut-{name}-{offset}")
+    assert whole.startswith(payload.preview), "only cut, nothing else changed"
+    assert len(payload.preview) <= whole.index(CREDENTIALS[name]), "no part of it shown"
+    assert len(payload.preview.encode("utf-8")) <= CUT_KB * 1024
+    assert payload.masked_count == payload.preview.count(MASK) == 0
+
+
+@pytest.mark.parametrize("offset", CUT_OFFSETS[1:])
+@pytest.mark.parametrize("kind", ["password", "escaped"])
+def test_a_secret_keys_value_cut_by_the_preview_is_masked(cut_db, monkeypatch, kind, offset):
+    payload, whole = cut_preview_of(cut_db, monkeypatch, f"cut-{kind}-{offset}")
+    assert TOKEN[:4] not in payload.preview
+    assert payload.preview.endswith('"password":"' + MASK + '"')
+    assert payload.masked_count == 1
+    assert whole.startswith(payload.preview.removesuffix(MASK + '"'))
+
+
+def plain_json_preview(text: str) -> tuple[str, int]:
+    """MaskTally.json_preview's rules as plain whole-text scans, without its shortcuts."""
+    tally = MaskTally()
+    text = masking._JSON_SECRET_PAIR.sub(tally._pair, text)
+    text = masking._VALUE_PATTERNS.sub(tally._credential, text)
+    text = masking._URL_PARAM.sub(tally._url_param, text) if "=" in text else text
+    return masking._JSON_SECRET_TAIL.sub(tally._pair, text), tally.hits
+
+
+PIECES = ['"', "\\", ":", " ", "\n", "a", "K", '"password"', '"api_key"', '"name"', ': "',
+          '"token": "', "Bearer ", "abcdefgh12", "sk-", "ABCDEFGHIJKLMNOPQRST",
+          "eyJabcdef.eyJabcdef.xyz", "?sig=", "&x=1", "xoxb-1234567890", "ghp_" + "a" * 20,
+          "AKIA" + "B" * 16, "Token", '\\"', "pass", "word", "_", "-", "{", "}", ",", "é"]
+
+
+def test_masking_shortcuts_hide_exactly_what_whole_text_scans_hide():
+    rng = random.Random(7)
+    for _ in range(20_000):
+        text = "".join(rng.choice(PIECES) for _ in range(rng.randint(0, 14)))
+        tally = MaskTally()
+        assert (tally.json_preview(text), tally.hits) == plain_json_preview(text), text
+    long_text = '{"rows":[' + ",".join(['{"id":1,"note":"' + "x" * 900 + '"}'] * 300)
+    for text in (long_text, long_text + ',"nextPageToken":"Bearer abcdefgh12"', long_text[:-7]):
+        tally = MaskTally()
+        assert (tally.json_preview(text), tally.hits) == plain_json_preview(text)
+    assert mask_json_text('{"api_key": "k-1", "n": "x"}') == '{"api_key": "' + MASK + '", "n": "x"}'
+
+
+KEYS = ["id", "name", "value", "url", "note", "api_key", "Api-Key", "pass\nword", "max_tokens",
+        "header", "K"]
+TEXTS = ["ana", "Authorization", "Bearer abc123XYZ789def", "https://x.example/?sig=abc&page=2",
+         "line\nbreak", 'quote " inside', "é", "sk-proj-ABCDEFGHIJKLMNOP1234", "", "X-Api-Key"]
+
+
+def random_value(rng: random.Random, depth: int = 0):
+    roll = rng.random()
+    if depth < 3 and roll < 0.3:
+        return {rng.choice(KEYS): random_value(rng, depth + 1) for _ in range(rng.randint(0, 4))}
+    if depth < 3 and roll < 0.45:
+        return [random_value(rng, depth + 1) for _ in range(rng.randint(0, 3))]
+    return rng.choice(TEXTS + [1, None, True])
+
+
+def test_masking_a_parsed_payload_skips_only_payloads_with_nothing_to_mask():
+    rng = random.Random(11)
+    for _ in range(5_000):
+        value = random_value(rng)
+        compact = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+        for text in (json.dumps(value), compact):
+            shortcut, walk = MaskTally(), MaskTally()
+            assert shortcut.json_value(value, text) == walk.value(value), text
+            assert shortcut.hits == walk.hits, text
+    plain = {"rows": [{"id": 1, "title": "Crew Socks", "price": "14.00"}]}
+    assert MaskTally().json_value(plain, json.dumps(plain)) is plain  # not walked at all
 
 
 def test_loops_and_agents_are_read_even_when_their_output_is_cut(db, monkeypatch):

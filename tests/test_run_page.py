@@ -17,9 +17,11 @@ from conftest import ROOT
 from factories import AGENT_OUTPUT, FLOW_VERSION, SLACK_ERROR, engine_run, example_steps
 from run_records import (BIG_SECRET, FAILED_RUN, SECRETS, XSS_NAME, XSS_OUTPUT_TEXT,
                          XSS_STEP_TITLE, agent_failure_run, build_run_db, comparison_runs,
-                         compact_size, failed_tool_agent_output, huge_run, loop_run, loop_steps,
-                         multiline_error_run, purged_run, secret_input, secret_output, secrets_run,
-                         timed_run, xss_run)
+                         compact_size, failed_tool_agent_output, huge_output, huge_run, loop_run,
+                         loop_steps, multiline_error_run, purged_run, secret_input, secret_output,
+                         secrets_run, timed_run, xss_run)
+from runs_store.db import open_db
+from runs_store.run_detail import payload_download
 
 PAGE = "pages/run.py"
 MASK = "••••••"  # what a masked value reads as on screen
@@ -259,9 +261,9 @@ def test_a_loop_shows_its_iterations_and_a_router_its_branch():
     failed = [n for n, it in enumerate(iterations, 1) if it["step_2"]["status"] == "FAILED"]
     loop = next(e for e in at.expander if "iteration" in e.label)
     assert loop.label == f"{len(iterations)} iterations · failed: #{failed[0]}"
-    lines = [unescape(m.value) for m in loop.markdown]
+    lines = [unescape(line) for m in loop.markdown for line in m.value.split("\n\n")]
     assert [line.split(" · ")[0] for line in lines] == [f"**#{n}**" for n in range(1, 4)]
-    assert ":red-badge[Failed]" in loop.markdown[failed[0] - 1].value
+    assert ":red-badge[Failed]" in lines[failed[0] - 1]
     taken = [b["branchName"] for b in loop_steps()["step_3"]["output"]["branches"]
              if b["evaluation"]]
     assert f"Branch taken: {', '.join(taken)}" in [unescape(c.value) for c in at.caption]
@@ -467,6 +469,15 @@ def test_a_multi_megabyte_output_is_cut_with_its_size_and_a_download():
     assert preview.startswith('{"api_key":"' + MASK + '","rows":["000000xxx')
     assert BIG_SECRET not in shown(at)
     assert not details(at).json and max(len(body) for body in bodies(at)) <= 256 * 1024 + 1000
+
+
+def test_a_download_reads_the_whole_payload_after_the_page_closed_the_database(db):
+    from pages.common.data import PageStore
+
+    with open_db(db) as con:  # as the page opens it, for one script run
+        download = PageStore(con, str(db)).later(payload_download, "huge-run", 1, "output", True)
+    whole = json.loads(download())  # on click: the page's connection is long closed
+    assert whole["api_key"] == MASK and whole["rows"] == huge_output()["rows"]
 
 
 # ------------------------------------------------------------------ record text stays text

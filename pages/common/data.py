@@ -3,12 +3,15 @@
 The database file is opened for one run of a page script and closed at its end, so the CLI can
 ingest between two reruns (DuckDB lets one process hold a file). Query results are cached per
 database change counter: a rerun that only redraws opens the file, reads the counter, and is done.
+What a user may ask for later (a whole payload to download) is read then, by a call that opens the
+file again (`PageStore.later`).
 """
 
 from __future__ import annotations
 
 from contextlib import contextmanager
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Callable, Iterator
 
 import streamlit as st
@@ -26,9 +29,10 @@ APP_LOCK_WAIT_SECONDS = 3.0
 class PageStore:
     """The open database for this script run, and its change counter for cache keys."""
 
-    def __init__(self, con, path: str):
+    def __init__(self, con, path: str, read_only: bool = False):
         self.con = con
         self.path = path
+        self.read_only = read_only
         self.generation = generation(con)
 
     def cached(self, func: Callable, *args, **kwargs):
@@ -38,6 +42,16 @@ class PageStore:
 
     def call(self, func: Callable, *args, **kwargs):
         return func(self.con, *args, **kwargs)
+
+    def later(self, func: Callable, *args, **kwargs) -> Callable[[], object]:
+        """A call of func(con, *args, **kwargs) to make after this script run, e.g. when the
+        user clicks a download: it opens the database again, as this page did."""
+        path, read_only = Path(self.path), self.read_only
+
+        def call():
+            with open_db(path, read_only=read_only) as con:
+                return func(con, *args, **kwargs)
+        return call
 
 
 @st.cache_data(max_entries=512, show_spinner=False)
@@ -57,7 +71,7 @@ def page_store(read_only: bool = False) -> Iterator[PageStore]:
     try:
         wait = min(APP_LOCK_WAIT_SECONDS, settings.get_number("RUNS_LOCK_WAIT_SECONDS"))
         with open_db(settings.database_path(), read_only=read_only, wait_seconds=wait) as con:
-            store = PageStore(con, path)
+            store = PageStore(con, path, read_only)
             _load_sample_once(store)
             yield store
     except StoreError as error:
