@@ -29,6 +29,8 @@ TIMEOUT = 900
 def _problems(at) -> list[str]:
     found = [f"exception: {e.value}" for e in at.exception]
     found += [f"error: {e.value}" for e in at.error]
+    # a page that finds nothing to show would be timed as if it had worked
+    found += [f"warning: {w.value}" for w in at.warning if "not found" in str(w.value)]
     return found
 
 
