@@ -45,8 +45,7 @@ def _calls(con, run_filter: RunFilter, unit: str) -> dict:
             con, failed, PAGE_ROWS, 0),
         "runs_list.flow_names": lambda: runs_list.flow_names(con),
     }
-    for name, args in (("headline", ()), ("time_unit", ()), ("runs_over_time", (unit, TZ)),
-                       ("flow_failure_rates", (unit, TZ)), ("version_failure_rates", (TZ,)),
+    for name, args in (("headline", ()), ("time_unit", ()), ("trends", (unit, TZ)),
                        ("failed_steps", ()), ("other_failed_states", ()),
                        ("error_signatures", (unit, TZ)), ("quota_per_day", (TZ,)),
                        ("quota_per_flow", ()), ("duration_percentiles", ()),

@@ -155,9 +155,8 @@ def show_headline(store, run_filter: RunFilter) -> insights.Headline:
 
 # ---------------------------------------------------------------- Trends tab
 
-def show_runs_over_time(store, run_filter, unit, tz_name) -> None:
+def show_runs_over_time(buckets, run_filter, unit, tz_name) -> None:
     st.subheader("Runs over time")
-    buckets = store.cached(insights.runs_over_time, run_filter, unit, tz_name)
     if buckets.empty:
         st.caption("No runs in this range.")
         return
@@ -169,9 +168,8 @@ def show_runs_over_time(store, run_filter, unit, tz_name) -> None:
         drill_to_bucket(point[1], unit, status=narrowed_statuses(run_filter, [point[0]]))
 
 
-def show_flow_failure_rates(store, run_filter, unit, tz_name) -> None:
+def show_flow_failure_rates(rates, run_filter, unit) -> None:
     st.subheader("Failure rate of the worst flows")
-    rates = store.cached(insights.flow_failure_rates, run_filter, unit, tz_name)
     if rates.empty or not rates["failed"].any():
         st.caption("No failed runs in this range.")
         return
@@ -191,9 +189,8 @@ def jump_sentence(jump: insights.VersionJump) -> str:
             f"(first run {day_text(jump.first_seen)})")
 
 
-def show_versions(store, run_filter, tz_name) -> None:
+def show_versions(versions) -> None:
     st.subheader("Failure rate by flow version")
-    versions = store.cached(insights.version_failure_rates, run_filter, tz_name)
     if versions.empty:
         st.caption("No runs with a known flow version in this range.")
         return
@@ -396,9 +393,10 @@ def show_tabs(store, run_filter: RunFilter, tz_name: str) -> None:
     trends, steps, errors, quota, durations = st.tabs(TABS, key="view", bind="query-params")
     if trends.open:
         with trends:
-            show_runs_over_time(store, run_filter, unit, tz_name)
-            show_flow_failure_rates(store, run_filter, unit, tz_name)
-            show_versions(store, run_filter, tz_name)
+            found = store.cached(insights.trends, run_filter, unit, tz_name)
+            show_runs_over_time(found.runs_over_time, run_filter, unit, tz_name)
+            show_flow_failure_rates(found.flow_failure_rates, run_filter, unit)
+            show_versions(found.versions)
     if steps.open:
         with steps:
             show_failed_steps(store, run_filter)

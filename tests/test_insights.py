@@ -23,6 +23,7 @@ from runs_store.statuses import FAILED_STATES, UNFINISHED
 END = datetime(2026, 11, 5, 12, 0)
 WEEK = RunFilter(since=END - timedelta(days=7), until=END)
 MONTH = RunFilter(since=END - timedelta(days=30), until=END)
+ALL_TIME = RunFilter()
 TZ = "America/New_York"
 RUN_COLUMNS = ("id, flow_name, status, started_at, failed_step, failed_step_display, "
                "error_signature, duration_ms, archived_at, flow_version_id")
@@ -128,13 +129,14 @@ def test_headline_counts_match_the_runs_in_range(con, all_runs):
     assert got.success_rate == pytest.approx(counts.get("SUCCEEDED", 0) / finished(rows).sum())
 
 
-@pytest.mark.parametrize("unit, tz", [("day", TZ), ("hour", "Asia/Kolkata"),
-                                      ("week", "Europe/Paris")])
-def test_runs_over_time_counts_each_status_per_local_bucket(con, all_runs, unit, tz):
-    rows = in_view(all_runs, MONTH)
+@pytest.mark.parametrize("run_filter, unit, tz", [
+    (MONTH, "day", TZ), (MONTH, "hour", "Asia/Kolkata"), (MONTH, "week", "Europe/Paris"),
+    (ALL_TIME, "hour", "Asia/Kathmandu"), (ALL_TIME, "day", "Australia/Lord_Howe")])
+def test_runs_over_time_counts_each_status_per_local_bucket(con, all_runs, run_filter, unit, tz):
+    rows = in_view(all_runs, run_filter)
     expected = (rows.assign(bucket=local_bucket(rows["started_at"], unit, tz))
                 .groupby(["bucket", "status"]).size().rename("runs").reset_index())
-    got = insights.runs_over_time(con, MONTH, unit, tz)
+    got = insights.runs_over_time(con, run_filter, unit, tz)
     merged = expected.merge(got, on=["bucket", "status"], how="outer", suffixes=("", "_got"))
     assert len(got) == len(expected)
     assert (merged["runs"] == merged["runs_got"]).all()
@@ -188,9 +190,11 @@ def expected_versions(all_runs: pd.DataFrame, run_filter: RunFilter) -> pd.DataF
     return stats.merge(in_range, left_on="flow_version_id", right_index=True)
 
 
-def test_version_rates_count_runs_in_range_and_compare_with_the_previous_version(con, all_runs):
-    expected = expected_versions(all_runs, WEEK).set_index("flow_version_id")
-    got = insights.version_failure_rates(con, WEEK, "UTC").set_index("flow_version_id")
+@pytest.mark.parametrize("run_filter", [WEEK, ALL_TIME], ids=["week", "all time"])
+def test_version_rates_count_runs_in_range_and_compare_with_the_previous_version(
+        con, all_runs, run_filter):
+    expected = expected_versions(all_runs, run_filter).set_index("flow_version_id")
+    got = insights.version_failure_rates(con, run_filter, "UTC").set_index("flow_version_id")
     assert set(got.index) == set(expected.index)
     expected = expected.loc[got.index]
     assert (got["runs"] == expected["runs"]).all()
@@ -225,6 +229,42 @@ def test_no_version_jump_without_enough_runs(con):
     versions = insights.version_failure_rates(con, WEEK, "UTC")
     assert insights.biggest_version_jump(versions, min_finished=10**9) is None
     assert insights.biggest_version_jump(versions.iloc[0:0]) is None
+
+
+# ---------------------------------------------------------------- the Trends tab in one pass
+
+@pytest.mark.parametrize("run_filter", [MONTH, ALL_TIME, MONTH.with_(statuses=("FAILED",))],
+                         ids=["month", "all time", "failed only"])
+def test_trends_are_the_three_trend_views_from_one_pass(con, run_filter):
+    unit = insights.time_unit(con, run_filter)
+    got = insights.trends(con, run_filter, unit, TZ)
+    pd.testing.assert_frame_equal(got.runs_over_time,
+                                  insights.runs_over_time(con, run_filter, unit, TZ))
+    pd.testing.assert_frame_equal(got.flow_failure_rates,
+                                  insights.flow_failure_rates(con, run_filter, unit, TZ))
+    pd.testing.assert_frame_equal(got.versions,
+                                  insights.version_failure_rates(con, run_filter, TZ))
+
+
+def test_utc_offsets_give_one_stretch_per_offset_between_the_clock_changes(con):
+    year = (datetime(2026, 1, 1, 0, 7), datetime(2026, 12, 31, 23, 59))
+    assert insights.utc_offsets(con, *year, "America/New_York") == [
+        (datetime(2026, 1, 1), datetime(2026, 3, 8, 7), timedelta(hours=-5)),
+        (datetime(2026, 3, 8, 7), datetime(2026, 11, 1, 6), timedelta(hours=-4)),
+        (datetime(2026, 11, 1, 6), datetime(2027, 1, 1), timedelta(hours=-5))]
+    assert insights.utc_offsets(con, *year, "Asia/Kathmandu") == [
+        (datetime(2026, 1, 1), datetime(2027, 1, 1), timedelta(hours=5, minutes=45))]
+
+
+def test_runs_beyond_the_offsets_looked_up_ahead_are_bucketed_one_by_one(con, all_runs,
+                                                                         monkeypatch):
+    monkeypatch.setattr(insights, "OFFSETS_AHEAD", timedelta(days=3))
+    rows = in_view(all_runs, ALL_TIME)
+    expected = (rows.assign(bucket=local_bucket(rows["started_at"], "day", TZ))
+                .groupby(["bucket", "status"]).size().rename("runs").reset_index())
+    got = insights.runs_over_time(con, ALL_TIME, "day", TZ)
+    assert got.merge(expected, on=["bucket", "status", "runs"]).shape[0] == len(expected)
+    assert len(got) == len(expected)
 
 
 # ---------------------------------------------------------------- failure breakdowns
