@@ -14,16 +14,14 @@ signatures (once per distinct message), and the failed step of runs whose steps 
 
 from __future__ import annotations
 
-import gzip
-import io
 import json
 import threading
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Callable, Iterator
 
 import pyarrow as pa
 
+from runs_store.db import arrow_as, insert_arrow
 from runs_store.readers import SourceFile, json_items
 from runs_store.records import (MAX_ERROR_CHARS, STEPS_TYPE, failed_step_fields, json_text,
                                 step_catalog)
@@ -176,11 +174,6 @@ class BulkUnavailable(Exception):
     """The file cannot be read by DuckDB's reader as a whole; the caller reads it in Python."""
 
 
-@dataclass
-class BulkResult:
-    python_lines: int  # records handed to the Python path
-
-
 @contextmanager
 def _insertion_order_free(con) -> Iterator[None]:
     con.execute("SET preserve_insertion_order = false")
@@ -219,23 +212,18 @@ def _reading_progress(con, source: SourceFile, progress) -> Iterator[None]:
     progress(source.total_bytes // 2, source.total_bytes)
 
 
-def _compression(source: SourceFile) -> str:
-    with open(source.path, "rb") as stream:
-        return "gzip" if stream.read(2) == b"\x1f\x8b" else "none"
-
-
 def stage_jsonl(con, source: SourceFile, batches, progress: Callable[[int, int], None] | None
-                ) -> BulkResult:
+                ) -> None:
     """Stages a JSONL file into `stage.runs` / `stage.catalog` (the caller's staging database),
     usual records in SQL, the rest through `batches.take` with their line numbers."""
     con.execute(_MACROS)
     with _insertion_order_free(con):  # rows carry their line; keeping order costs memory
-        return _stage_records(con, source, batches, progress)
+        _stage_records(con, source, batches, progress)
 
 
-def _stage_records(con, source: SourceFile, batches, progress) -> BulkResult:
+def _stage_records(con, source: SourceFile, batches, progress) -> None:
     with _reading_progress(con, source, progress):
-        con.execute(_CLASSIFY, [str(source.path), _compression(source)])
+        con.execute(_CLASSIFY, [str(source.path), "gzip" if source.gzipped else "none"])
     catalogs = _stage_catalogs(con)
     _stage_python_fields(con, catalogs)
     _stage_errors(con)
@@ -249,7 +237,6 @@ def _stage_records(con, source: SourceFile, batches, progress) -> BulkResult:
     if unusual:
         _take_lines(source, unusual, batches,
                     con.execute("SELECT count(*) FROM stage.judged").fetchall()[0][0])
-    return BulkResult(python_lines=len(unusual))
 
 
 def _stage_catalogs(con) -> dict[str, dict]:
@@ -327,21 +314,13 @@ def _arrow(names: list[str], types: list, rows: list[tuple]) -> pa.Table:
 
 
 def _create_from_rows(con, table: str, names: list[str], types: list, rows: list[tuple]) -> None:
-    con.register("bulk_rows", _arrow(names, types, rows))
-    try:
+    with arrow_as(con, "bulk_rows", _arrow(names, types, rows)):
         con.execute(f"CREATE OR REPLACE TABLE {table} AS SELECT * FROM bulk_rows")
-    finally:
-        con.unregister("bulk_rows")
 
 
 def _insert_rows(con, table: str, names: list[str], types: list, rows: list[tuple]) -> None:
-    if not rows:
-        return
-    con.register("bulk_rows", _arrow(names, types, rows))
-    try:
-        con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM bulk_rows")
-    finally:
-        con.unregister("bulk_rows")
+    if rows:
+        insert_arrow(con, table, _arrow(names, types, rows))
 
 
 def _take_lines(source: SourceFile, ordinals: list[int], batches, records_read: int) -> None:
@@ -360,11 +339,7 @@ def _take_lines(source: SourceFile, ordinals: list[int], batches, records_read: 
 
 def _non_blank_lines(source: SourceFile) -> Iterator[tuple[int, int, str]]:
     """(ordinal among non-blank lines, line number, stripped text) for each non-blank line."""
-    with open(source.path, "rb") as raw:
-        stream = io.BufferedReader(raw)
-        if stream.peek(2)[:2] == b"\x1f\x8b":
-            stream = gzip.GzipFile(fileobj=stream)
-        text = io.TextIOWrapper(stream, encoding="utf-8-sig", errors="replace", newline="")
+    with source.open_text() as text:
         ordinal = 0
         for number, line in enumerate(text, 1):
             stripped = line.strip()

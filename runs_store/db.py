@@ -167,3 +167,19 @@ def generation(con: duckdb.DuckDBPyConnection) -> int:
 
 def bump_generation(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("UPDATE meta SET value = (value::BIGINT + 1)::VARCHAR WHERE key = 'generation'")
+
+
+@contextmanager
+def arrow_as(con: duckdb.DuckDBPyConnection, name: str, table) -> Iterator[None]:
+    """An Arrow table visible to SQL as `name` for the length of the block."""
+    con.register(name, table)
+    try:
+        yield
+    finally:
+        con.unregister(name)
+
+
+def insert_arrow(con: duckdb.DuckDBPyConnection, table_name: str, batch) -> None:
+    """Appends an Arrow table to a table with the same column names."""
+    with arrow_as(con, "arrow_batch", batch):
+        con.execute(f"INSERT INTO {table_name} BY NAME SELECT * FROM arrow_batch")

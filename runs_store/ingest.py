@@ -27,7 +27,7 @@ import pyarrow as pa
 
 from runs_store import settings
 from runs_store.bulk_jsonl import BulkUnavailable, stage_jsonl
-from runs_store.db import bump_generation, open_db
+from runs_store.db import arrow_as, bump_generation, insert_arrow, open_db
 from runs_store.errors import OutOfMemory
 from runs_store.readers import Item, SourceFile, expand_paths
 from runs_store.records import (RUN_COLUMNS, STEPS_TYPE, RecordRejected, TestRun,
@@ -102,11 +102,8 @@ def _stage_batch(con, runs: pa.Table, catalog: pa.Table | None) -> None:
     """Writes one batch to the file's staging database (committed there, so memory stays flat)."""
     if catalog is not None:
         insert_arrow(con, "stage.catalog", catalog)
-    con.register("arrow_batch", runs)
-    try:
+    with arrow_as(con, "arrow_batch", runs):
         con.execute(_STAGE_RUNS)
-    finally:
-        con.unregister("arrow_batch")
 
 
 class _Batches:
@@ -246,15 +243,6 @@ FROM parsed p LEFT JOIN stage.catalog c ON c.catalog_key = p.catalog_key AND c.n
 """
 
 
-def insert_arrow(con, table_name: str, batch: pa.Table) -> None:
-    """Appends an Arrow table to a table with the same column names."""
-    con.register("arrow_batch", batch)
-    try:
-        con.execute(f"INSERT INTO {table_name} BY NAME SELECT * FROM arrow_batch")
-    finally:
-        con.unregister("arrow_batch")
-
-
 def _store_rejects(con, source: str, rejects: list[Rejection]) -> None:
     con.execute("DELETE FROM rejects WHERE source = ?", [source])
     if rejects:
@@ -327,21 +315,27 @@ def _drop_stage_tables(con) -> None:
         con.execute(f'DROP TABLE stage."{table}"')
 
 
-def _stage_all(con, source: str, items: Iterable[Item],
-               on_batch: Callable[[int], None] | None) -> _Batches:
-    # Records are short-lived trees of dicts: the cyclic garbage collector only slows this loop.
+@contextmanager
+def _without_cyclic_gc() -> Iterator[None]:
+    """Records are short-lived trees of dicts: the cyclic garbage collector only slows loading."""
     collecting = gc.isenabled()
     gc.disable()
-    batches = _Batches(con, source)
     try:
+        yield
+    finally:
+        if collecting:
+            gc.enable()
+
+
+def _stage_all(con, source: str, items: Iterable[Item],
+               on_batch: Callable[[int], None] | None) -> _Batches:
+    batches = _Batches(con, source)
+    with _without_cyclic_gc():
         for item in items:
             batches.take(item)
             if on_batch and batches.seq % BATCH_RUNS == 0:
                 on_batch(batches.seq)
         batches.flush()
-    finally:
-        if collecting:
-            gc.enable()
     return batches
 
 
@@ -388,16 +382,12 @@ def _stage_and_apply(con, stage: Callable[[], _Batches], source: str, limit: str
 
 def _stage_jsonl_in_duckdb(con, source: SourceFile, progress: Progress | None) -> _Batches:
     batches = _Batches(con, source.name)
-    collecting = gc.isenabled()
-    gc.disable()
-    try:
-        stage_jsonl(con, source, batches, progress)
+    with _without_cyclic_gc():
+        try:
+            stage_jsonl(con, source, batches, progress)
+        except duckdb.Error as error:  # out of memory too: DuckDB's reader needs more than Python
+            raise BulkUnavailable(str(error)) from None
         batches.flush()
-    except duckdb.Error as error:  # out of memory too: its reader needs more than Python's
-        raise BulkUnavailable(str(error)) from None
-    finally:
-        if collecting:
-            gc.enable()
     return batches
 
 

@@ -15,6 +15,7 @@ import io
 import json
 import os
 import zlib
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Iterator
@@ -176,33 +177,49 @@ class SourceFile:
     def bytes_read(self) -> int:
         return self._counter.count if self._counter else 0
 
+    @property
+    def gzipped(self) -> bool:
+        try:
+            with open(self.path, "rb") as stream:
+                return stream.read(2) == b"\x1f\x8b"
+        except OSError as error:
+            raise InputPathError(f"{self.name}: cannot read it ({error.strerror})") from None
+
     def items(self) -> Iterator[Item]:
+        try:
+            if self.format == "parquet":
+                with self._open_binary() as stream:
+                    yield from self._parquet_items(stream)
+            else:
+                with self.open_text() as text:
+                    reader = {"jsonl": read_jsonl, "json": read_json, "csv": read_csv}[self.format]
+                    yield from reader(text)
+        except (OSError, EOFError, UnicodeError, zlib.error, csv.Error) as error:
+            raise InputPathError(f"{self.name}: cannot read it ({error})") from None
+
+    @contextmanager
+    def open_text(self) -> Iterator[io.TextIOBase]:
+        """The file's text (gunzipped, BOM dropped), counting the bytes read for progress."""
+        with self._open_binary() as stream:
+            yield io.TextIOWrapper(stream, encoding="utf-8-sig", errors="replace", newline="")
+
+    @contextmanager
+    def _open_binary(self) -> Iterator[BinaryIO]:
         try:
             raw = open(self.path, "rb")
         except OSError as error:
             raise InputPathError(f"{self.name}: cannot read it ({error.strerror})") from None
         with raw:
             self._counter = CountingReader(raw)
-            try:
-                stream = _maybe_gunzip(io.BufferedReader(self._counter))
-                if self.format == "parquet":
-                    yield from self._parquet_items(stream)
-                else:
-                    yield from self._text_items(stream)
-            except (OSError, EOFError, UnicodeError, zlib.error, csv.Error) as error:
-                raise InputPathError(f"{self.name}: cannot read it ({error})") from None
-            except InputPathError as error:  # a damaged Parquet file: say which one
-                raise InputPathError(f"{self.name}: {error}") from None
+            yield _maybe_gunzip(io.BufferedReader(self._counter))
 
     def _parquet_items(self, stream: BinaryIO) -> Iterator[Item]:
         # Parquet needs to seek: read it from the file itself, or from memory when gzipped.
-        if isinstance(stream, gzip.GzipFile):
-            yield from read_parquet(io.BytesIO(stream.read()))
-        else:
-            yield from read_parquet(self.path)
+        try:
+            if isinstance(stream, gzip.GzipFile):
+                yield from read_parquet(io.BytesIO(stream.read()))
+            else:
+                yield from read_parquet(self.path)
+        except InputPathError as error:  # a damaged Parquet file: say which one
+            raise InputPathError(f"{self.name}: {error}") from None
         self._counter.count = self.total_bytes
-
-    def _text_items(self, stream: BinaryIO) -> Iterator[Item]:
-        text = io.TextIOWrapper(stream, encoding="utf-8-sig", errors="replace", newline="")
-        reader = {"jsonl": read_jsonl, "json": read_json, "csv": read_csv}[self.format]
-        yield from reader(text)
