@@ -5,7 +5,8 @@ A run's identity is its id. Within a file and against the store, the version wit
 changes nothing. Records that cannot be read are kept in `rejects` with their file, position and
 reason; re-ingesting a file replaces that file's rejects rather than adding to them. Test runs
 (environment TESTING) are counted and dropped. The CLI and the app's Import page both call
-`ingest_paths` / `ingest_file`.
+`ingest_paths` / `ingest_file`. JSONL is read by DuckDB's JSON reader (`bulk_jsonl`); every other
+format, and each record that reader leaves aside, is read and judged in Python (`records`).
 """
 
 from __future__ import annotations
