@@ -269,11 +269,11 @@ def _stage_path(con) -> Path:
 def _memory_limit(con, limit: str) -> Iterator[None]:
     """Runs a block under another DuckDB memory limit, then puts the old one back."""
     previous = con.execute("SELECT current_setting('memory_limit')").fetchall()[0][0]
-    con.execute(f"SET memory_limit = '{_checked_size(limit)}'")
+    con.execute("SET memory_limit = ?", [_checked_size(limit)])
     try:
         yield
     finally:
-        con.execute(f"SET memory_limit = '{_checked_size(previous)}'")
+        con.execute("SET memory_limit = ?", [previous])
 
 
 @contextmanager
@@ -288,7 +288,7 @@ def _uncompressed_writes(con) -> Iterator[None]:
 
 
 def _checked_size(text: str) -> str:
-    """A memory size like 128MB or 1.5 GiB (SET takes no parameters, so it is checked here)."""
+    """A memory size like 128MB or 1.5 GiB: a wrong setting is named here, not deep in DuckDB."""
     if not re.fullmatch(r"\s*\d+(\.\d+)?\s*[KMGT]?i?B\s*", text, re.I):
         raise ValueError(f"not a memory size: {text!r}")
     return text.strip()
