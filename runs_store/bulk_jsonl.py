@@ -131,7 +131,7 @@ SELECT j.id_text AS id, text_of(j.projectId) AS project_id, text_of(j.flowId) AS
        coalesce(f.failed_step_display, CASE WHEN NOT j.python_failed THEN coalesce(
                 text_of(j.failed.displayName),
                 nullif(c.display_name, '')) END) AS failed_step_display,
-       left(e.error, ?) AS error_message, e.signature AS error_signature,
+       left(e.error, ?) AS error_message, g.signature AS error_signature,
        engine_ts(j.archivedAt) AS archived_at,
        coalesce(engine_ts(j.updated), j.finish_ts, j.started) AS updated_at,
        CASE WHEN j.tags IS NOT NULL THEN json_transform(j.tags, '["VARCHAR"]') END AS tags,
@@ -149,6 +149,7 @@ LEFT JOIN stage.python_pause p ON p.r = j.r
 LEFT JOIN stage.catalog c ON c.catalog_key = k.catalog_key
     AND c.name = coalesce(text_of(j.failed.name), text_of(j.failedStepName))
 LEFT JOIN stage.errors e ON e.r = j.r
+LEFT JOIN stage.signatures g ON g.error = e.error
 WHERE j.usual AND NOT j.test_run
 """
 
@@ -164,7 +165,7 @@ WHERE usual AND NOT test_run AND cardinality(step_map) > 0
 _ERRORS = """
 CREATE TABLE stage.errors AS
 SELECT j.r AS r, coalesce(f.error, CASE WHEN NOT j.python_failed THEN text_of(j.failed.message) END)
-       AS error, NULL::VARCHAR AS signature
+       AS error
 FROM stage.judged j LEFT JOIN stage.python_fields f ON f.r = j.r
 WHERE j.usual AND NOT j.test_run AND (j.failed.message IS NOT NULL OR f.error IS NOT NULL)
 """
@@ -285,14 +286,14 @@ def _stage_computed(con, table: str, names: list[str], columns: str, condition: 
                     compute: Callable[..., tuple]) -> None:
     """A table of rows computed in Python from some staged records, a slice of records at a
     time so that memory does not grow with the file."""
-    _create_from_rows(con, table, names, [pa.int64()] + [pa.string()] * (len(names) - 1), [])
+    types = [pa.int64()] + [pa.string()] * (len(names) - 1)
+    _create_from_rows(con, table, names, types, [])
     last = con.execute("SELECT max(r) FROM stage.judged").fetchall()[0][0]
     for first in range(0, (last or 0) + 1, PYTHON_SLICE_RECORDS):
         rows = con.execute(f"SELECT {columns} FROM stage.judged WHERE usual AND NOT test_run "
                            f"AND {condition} AND r >= ? AND r < ?",
                            [first, first + PYTHON_SLICE_RECORDS]).fetchall()
-        _insert_rows(con, table, names, [pa.int64()] + [pa.string()] * (len(names) - 1),
-                     [compute(*row) for row in rows])
+        _insert_rows(con, table, names, types, [compute(*row) for row in rows])
 
 
 def _stage_errors(con) -> None:
@@ -303,8 +304,6 @@ def _stage_errors(con) -> None:
     signatures = [(message, error_signature(message)) for message in messages]
     _create_from_rows(con, "stage.signatures", ["error", "signature"],
                       [pa.string(), pa.string()], signatures)
-    con.execute("UPDATE stage.errors e SET signature = s.signature FROM stage.signatures s "
-                "WHERE s.error = e.error")
 
 
 def _arrow(names: list[str], types: list, rows: list[tuple]) -> pa.Table:
