@@ -29,7 +29,7 @@ from benchmarks.handmade import write_handmade
 from benchmarks.procs import run_measured, python_module
 from runs_store.db import bump_generation, ensure_schema
 
-BUILD_VERSION = 2  # 2: sample loads through the JSONL fast path
+BUILD_VERSION = 3  # 2: sample loads through the JSONL fast path; 3: step payloads in zstd
 DAYS = 30
 SEED = 7
 STEPS_UP_TO = 1_000_000       # stores up to this size have steps for every run

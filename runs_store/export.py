@@ -12,8 +12,7 @@ from typing import BinaryIO
 
 import pyarrow as pa
 
-from runs_store.filters import RunFilter, build_where
-from runs_store.runs_list import ORDER_BY
+from runs_store.filters import ORDER_BY, RunFilter, build_where
 
 FORMATS = ("csv", "jsonl", "parquet")
 

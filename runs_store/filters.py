@@ -19,6 +19,8 @@ DATE_PRESETS: dict[str, timedelta | None] = {
 PRESET_LABELS = {"24h": "Last 24 hours", "7d": "Last 7 days", "30d": "Last 30 days",
                  "90d": "Last 90 days", "all": "All time", "custom": "Custom range"}
 DEFAULT_PRESET = "7d"
+# The runs list and its export: newest first, the id breaking ties so that pages never overlap.
+ORDER_BY = "ORDER BY started_at DESC, id DESC"
 
 
 @dataclass(frozen=True)

@@ -310,7 +310,9 @@ def _staging_database(con) -> Iterator[None]:
 
 
 def _drop_stage_tables(con) -> None:
-    con.execute("DROP VIEW IF EXISTS stage.run_step_maps")
+    for (view,) in con.execute("SELECT view_name FROM duckdb_views() WHERE database_name = "
+                               "'stage'").fetchall():
+        con.execute(f'DROP VIEW stage."{view}"')
     for (table,) in con.execute("SELECT table_name FROM duckdb_tables() WHERE database_name = "
                                 "'stage'").fetchall():
         con.execute(f'DROP TABLE stage."{table}"')

@@ -13,9 +13,8 @@ from datetime import datetime, timedelta, timezone
 import pandas as pd
 
 from runs_store.db import bump_generation
-from runs_store.filters import RunFilter, build_where
+from runs_store.filters import ORDER_BY, RunFilter, build_where
 
-ORDER_BY = "ORDER BY started_at DESC, id DESC"
 LIST_COLUMNS = ("id, flow_name, status, started_at, duration_ms, failed_step, "
                 "failed_step_display, error_message, archived_at, finish_time")
 PAGE_SIZES = (10, 25, 50, 100)

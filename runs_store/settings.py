@@ -37,9 +37,10 @@ SETTINGS: tuple[Setting, ...] = (
             "Step payloads larger than this are shown cut, with their size and a download."),
     Setting("RUNS_MEMORY_LIMIT", "1GB",
             "DuckDB memory limit for the app and the CLI (DuckDB spills to disk beyond it)."),
-    Setting("RUNS_INGEST_MEMORY_LIMIT", "256MB",
+    Setting("RUNS_INGEST_MEMORY_LIMIT", "512MB",
             "DuckDB memory limit while loading a file: staging spills to disk beyond it, so "
-            "loading a large file takes about the same memory as a small one."),
+            "loading a large file takes about the same memory as a small one. JSONL is read on "
+            "every core when the limit allows it (about 400MB with 2 threads), else on one."),
     Setting("RUNS_LOCK_WAIT_SECONDS", "30",
             "How long the CLI waits for another process (such as the app, between two page "
             "renders) to release the database file before giving up with a message. The app "

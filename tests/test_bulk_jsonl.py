@@ -17,6 +17,7 @@ from factories import (SLACK_ERROR, engine_run, older_run, rows, simple_run, wri
                        write_text)
 from run_records import (agent_failure_run, huge_run, loop_run, multiline_error_run, purged_run,
                          secrets_run, xss_run)
+from runs_store import bulk_jsonl
 from runs_store.db import open_db
 from runs_store.ingest import ingest_file, ingest_items
 from runs_store.readers import SourceFile
@@ -52,13 +53,28 @@ def assert_same_store(tmp_path, fast, slow) -> None:
             assert fast_row == python_row, table
 
 
+@pytest.fixture
+def reads(monkeypatch) -> list[bool]:
+    """Whether each read of a file by DuckDB's reader numbered its records (True) or not."""
+    seen = []
+    classify = bulk_jsonl._classify
+
+    def noting(numbered: bool) -> str:
+        seen.append(numbered)
+        return classify(numbered)
+
+    monkeypatch.setattr(bulk_jsonl, "_classify", noting)
+    return seen
+
+
 @pytest.mark.parametrize("legacy_share", [0.0, 0.4])
-def test_generated_runs_load_the_same_both_ways(tmp_path, legacy_share):
+def test_generated_runs_load_the_same_both_ways(tmp_path, legacy_share, reads):
     path = tmp_path / "generated.jsonl"
     write_sample_jsonl(path, generate_runs(1500, days=10, seed=23, end=datetime(2026, 11, 1),
                                            legacy_share=legacy_share, test_share=0.05))
     fast, slow = load_both_ways(tmp_path, path)
     assert_same_store(tmp_path, fast, slow)
+    assert reads == [False], "a clean file is read once, on every core, unnumbered"
     assert fast.test_runs > 0 and fast.new > 1000
     # the runs whose failed step Python works out (failures inside loops, agent tools) are there
     assert rows(tmp_path / "fast.duckdb",
@@ -160,3 +176,30 @@ def test_durations_are_whole_milliseconds_without_float_rounding(tmp_path):
     fast, slow = load_both_ways(tmp_path, write_jsonl(tmp_path / "one.jsonl", [record]))
     assert_same_store(tmp_path, fast, slow)
     assert rows(tmp_path / "fast.duckdb", "SELECT duration_ms FROM runs") == [(290,)]
+
+
+def test_versions_of_one_run_in_an_otherwise_clean_file_keep_their_line_order(tmp_path, reads):
+    # Every record is in the usual shape, so only the repeated ids make line order matter:
+    # of two versions with the same `updated`, the later line wins, whichever it is.
+    tie_the_other_way = [simple_run("tie-2", status="SUCCEEDED", updated="2026-11-03T09:00:01Z"),
+                         simple_run("tie-2", status="RUNNING", updated="2026-11-03T09:00:01Z")]
+    records = ([engine_run(f"clean-{n}") for n in range(30)] + versions_of_one_run()
+               + tie_the_other_way)
+    fast, slow = load_both_ways(tmp_path, write_jsonl(tmp_path / "versions.jsonl", records))
+    assert_same_store(tmp_path, fast, slow)
+    assert reads == [False, True], "read unnumbered, then again numbered for the repeated ids"
+    assert rows(tmp_path / "fast.duckdb",
+                "SELECT id, status FROM runs WHERE id IN ('versioned', 'tie', 'tie-2') ORDER BY id"
+                ) == [("tie", "SUCCEEDED"), ("tie-2", "RUNNING"), ("versioned", "SUCCEEDED")]
+
+
+def test_under_a_small_memory_limit_the_file_is_read_on_one_thread_and_loads_the_same(
+        tmp_path, reads, monkeypatch):
+    # 20,000 runs (80 MB): reading on every core needs more than 160 MB, on one thread less
+    monkeypatch.setenv("RUNS_INGEST_MEMORY_LIMIT", "160MB")
+    path = tmp_path / "big.jsonl"
+    write_sample_jsonl(path, generate_runs(20_000, days=10, seed=29, end=datetime(2026, 11, 1)))
+    fast, slow = load_both_ways(tmp_path, path)
+    assert_same_store(tmp_path, fast, slow)
+    assert reads == [False, True], "the unnumbered read ran out of memory; the numbered one fit"
+    assert fast.new > 19_000
