@@ -245,8 +245,8 @@ def _stage_records(con, source: SourceFile, batches, progress) -> None:
 def _read_judged(con, source: SourceFile) -> None:
     """Reads and judges every record into `stage.judged`, `r` being its record number.
 
-    Numbering records by line (WITH ORDINALITY) makes DuckDB read the file on one thread, about
-    a quarter slower. Line order only matters for records handed to Python (their line numbers)
+    Numbering records by line (WITH ORDINALITY) makes DuckDB read the file on one thread, at
+    about half the speed. Line order only matters for records handed to Python (their line numbers)
     and for several versions of one run in the file (the later line wins a tie), so the file is
     read unnumbered first and read again numbered only when it holds either."""
     arguments = [str(source.path), "gzip" if source.gzipped else "none"]

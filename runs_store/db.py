@@ -58,7 +58,7 @@ CREATE TABLE IF NOT EXISTS run_steps (
     piece_name VARCHAR,
     action_name VARCHAR,
     -- step payloads are long JSON text: zstd stores them in a third of the space dictionary and
-    -- FSST compression take, in less than half the time, for ~1.5 ms more per run looked up
+    -- FSST compression take, in less than half the time, for a few ms more per run opened
     input VARCHAR USING COMPRESSION zstd,
     output VARCHAR USING COMPRESSION zstd,
     error VARCHAR
