@@ -35,6 +35,12 @@ from runs_store.records import (RUN_COLUMNS, STEPS_TYPE, RecordRejected, TestRun
                                 normalize_flat_row, normalize_run)
 
 BATCH_RUNS = 5_000
+# A file adding this many runs, and replacing none, brings row groups big enough to scan well of
+# its own: its checkpoint leaves the store's row groups as they are. DuckDB 2.0's checkpoint would
+# otherwise rewrite the store's partly filled last row groups together with the new rows (about
+# 1 s a file into a store of a million runs). Smaller files, and files that replace runs (whose
+# old rows are deleted), are merged and compacted as usual.
+UNMERGED_FILE_RUNS = 16_384
 
 Progress = Callable[[int, int], None]  # (bytes done, bytes total)
 
@@ -355,7 +361,7 @@ def _ingest_staged(con, stage: Callable[[], _Batches], source: str) -> IngestSum
     except duckdb.OutOfMemoryException as error:
         raise OutOfMemory(f"loading {source} needed more memory than RUNS_INGEST_MEMORY_LIMIT "
                           f"({limit}) allows; nothing of it was loaded. Set a larger limit, e.g. "
-                          f"RUNS_INGEST_MEMORY_LIMIT=512MB, and load it again. "
+                          f"RUNS_INGEST_MEMORY_LIMIT=2GB, and load it again. "
                           f"({str(error).splitlines()[0]})"
                           ) from None
 
@@ -378,9 +384,24 @@ def _stage_and_apply(con, stage: Callable[[], _Batches], source: str, limit: str
             raise
         finally:
             con.execute("DROP TABLE IF EXISTS decided")
+    if outcomes.get("new", 0) >= UNMERGED_FILE_RUNS and not outcomes.get("updated", 0):
+        _checkpoint_without_merging(con)
     return IngestSummary(files=1, new=outcomes.get("new", 0), updated=outcomes.get("updated", 0),
                          unchanged=outcomes.get("unchanged", 0), rejected=len(batches.rejects),
                          test_runs=batches.test_runs, rejections=batches.rejects)
+
+
+def _checkpoint_without_merging(con) -> None:
+    """Writes the file's rows to the database file as row groups of their own. A failed
+    checkpoint (another connection of this process is mid-transaction) loses nothing: the rows
+    are committed, and DuckDB checkpoints them later, merging as usual."""
+    con.execute("SET max_vacuum_tasks = 0")
+    try:
+        con.execute("CHECKPOINT")
+    except duckdb.Error:
+        pass
+    finally:
+        con.execute("RESET max_vacuum_tasks")
 
 
 def _stage_jsonl_in_duckdb(con, source: SourceFile, progress: Progress | None) -> _Batches:

@@ -20,7 +20,8 @@ from factories import (ROOT, engine_run, older_run, rows, run_row, simple_run, w
                        write_jsonl, write_text)
 from runs_store.db import generation, open_db
 from runs_store.errors import InputPathError
-from runs_store.ingest import IngestSummary, ingest_items, ingest_paths, records_as_items
+from runs_store.ingest import (UNMERGED_FILE_RUNS, IngestSummary, ingest_items, ingest_paths,
+                               records_as_items)
 from runs_store.readers import Item
 
 RUNNING = engine_run("r1", status="RUNNING", updated="2026-11-03T09:14:05.000Z", finishTime=None,
@@ -316,3 +317,35 @@ def test_memory_does_not_grow_with_file_size(tmp_path, big_files):
     assert memory_growth < 0.25 * file_growth, (
         f"peak memory grew by {memory_growth / 1e6:.0f} MB ({small_peak / 1e6:.0f} -> "
         f"{large_peak / 1e6:.0f} MB) for {file_growth / 1e6:.0f} MB more input")
+
+
+def row_groups(db) -> list[int]:
+    """Rows in each of the runs table's row groups, as stored in the database file."""
+    return [count for (count,) in rows(db, """
+        SELECT max(count) FROM pragma_storage_info('runs') WHERE segment_type <> 'VALIDITY'
+        GROUP BY row_group_id ORDER BY row_group_id""")]
+
+
+def test_a_large_file_keeps_row_groups_of_its_own_and_a_small_one_is_merged(tmp_path):
+    # A large file's checkpoint does not rewrite the store's row groups (it costs ~1 s a file at
+    # 1M runs); small files, and files that replace runs, are merged and compacted as before.
+    n = UNMERGED_FILE_RUNS
+    db = tmp_path / "runs.duckdb"
+
+    def load(name: str, records: list[dict]) -> IngestSummary:
+        return ingest_paths(db, [write_jsonl(tmp_path / name, records)])
+
+    load("a.jsonl", [simple_run(f"a-{i}") for i in range(n)])
+    load("b.jsonl", [simple_run(f"b-{i}") for i in range(n)])
+    assert row_groups(db) == [n, n]
+    load("c.jsonl", [simple_run(f"c-{i}") for i in range(100)])
+    assert row_groups(db) == [2 * n + 100]
+    # replacing most runs: the old versions' rows are not kept beside the new ones
+    replaced = [f"{prefix}-{i}" for prefix in "abc" for i in range(min(n, 100) if prefix == "c"
+                                                                     else n * 3 // 4)]
+    replacing = load("d.jsonl", [simple_run(run_id, status="FAILED",
+                                            updated="2026-11-03T10:00:00Z") for run_id in replaced])
+    assert (replacing.new, replacing.updated) == (0, len(replaced))
+    assert row_groups(db) == [2 * n + 100], "the replaced versions' rows are still stored"
+    assert rows(db, "SELECT count(*), count(*) FILTER (WHERE status = 'FAILED') FROM runs") == [
+        (2 * n + 100, len(replaced))]
