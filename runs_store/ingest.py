@@ -429,7 +429,7 @@ def ingest_file(con, source: SourceFile, progress: Progress | None = None) -> In
                 con, lambda: _stage_jsonl_in_duckdb(con, source, progress), source.name)
             summary.read_by = "duckdb"
         except BulkUnavailable:
-            summary = None
+            pass  # read in Python below
     if summary is None:
         summary = ingest_items(con, source.items(), source.name, on_batch=report)
     if progress:
