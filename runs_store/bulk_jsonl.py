@@ -8,8 +8,13 @@ record in the engine's usual shape (string id, a known status name, timestamps i
 is handed, with its line, to the same Python code that reads every other format, which loads it or
 rejects it with its reason. So both paths give the same rows; only the common case is fast.
 
+A clean file (every record usual, no run twice) is judged without its steps' inputs and outputs:
+only what judging needs (step names, statuses, errors, loops' iterations). Its steps are read again,
+in full and with no error ignored, straight into the store when its runs are applied
+(`FILE_STEP_MAPS`): they are never staged. Any other file is read again numbered, steps and all.
+
 Python still does what is small and subtle: step catalogs (once per flow version), error
-signatures (once per distinct message), and the failed step of runs whose steps contain a failure.
+signatures (once per distinct message), and the failed step of runs with a failure inside a loop.
 """
 
 from __future__ import annotations
@@ -36,8 +41,15 @@ _COLUMNS = ("id", "environment", "status", "created", "startTime", "finishTime",
             "archivedAt", "projectId", "flowId", "flowVersionId", "flowDisplayName", "failedStep",
             "failedStepName", "tags", "tasks", "stepsCount", "duration", "pauseMetadata",
             "parentRunId", "steps")
-_READ_COLUMNS = ("{" + ", ".join(f"'{name}': 'JSON'" for name in _COLUMNS)
-                 + ", 'flowVersion': 'STRUCT(id JSON, displayName JSON, trigger JSON)'}")
+# What a clean file's first read takes of each step (its steps are loaded by FILE_STEP_MAPS).
+JUDGED_STEPS_TYPE = ("MAP(VARCHAR, STRUCT(type VARCHAR, status VARCHAR, errorMessage JSON, "
+                     "output STRUCT(iterations JSON)))")
+
+
+def _read_columns(steps_type: str) -> str:
+    return ("{" + ", ".join(f"'{name}': '{steps_type if name == 'steps' else 'JSON'}'"
+                            for name in _COLUMNS)
+            + ", 'flowVersion': 'STRUCT(id JSON, displayName JSON, trigger JSON)'}")
 
 _STATUS_NAMES = ", ".join(f"'{status.name}'" for status in STATUSES)
 _UNFINISHED_NAMES = ", ".join(f"'{name}'" for name in sorted(UNFINISHED))
@@ -54,13 +66,13 @@ CREATE OR REPLACE TEMP MACRO int_ok(j) AS j IS NULL OR json_type(j) IN ('BIGINT'
 """
 
 # One row per record read, with what it becomes and whether it is in the usual shape (`usual`).
-# @NUMBERED@ becomes WITH ORDINALITY when the records' line order is needed (see _read_judged).
+# The @NAMES@ are filled in by _classify: a clean file's first read, or a numbered careful one.
 _CLASSIFY = f"""
 CREATE OR REPLACE TABLE stage.judged_rows AS
 WITH raw AS (
     SELECT * FROM read_json(?, format = 'newline_delimited', ignore_errors = true,
                             compression = ?, maximum_object_size = {MAX_RECORD_BYTES},
-                            columns = {_READ_COLUMNS}) @NUMBERED@
+                            columns = @COLUMNS@) @NUMBERED@
 ), base AS (
     SELECT *,
            id ->> '$' AS id_text,
@@ -68,8 +80,8 @@ WITH raw AS (
            coalesce(engine_ts(created), engine_ts(startTime)) AS started,
            engine_ts(startTime) AS start_ts,
            engine_ts(finishTime) AS finish_ts,
-           CASE WHEN starts_with(steps, '{{')
-                THEN json_transform(steps, '"{STEPS_TYPE}"') END AS step_map,
+           @STEP_MAP@ AS step_map,
+           @FIRST_FAILED@ AS first_failed,
            CASE WHEN json_type(failedStep) = 'OBJECT'
                 THEN json_transform(failedStep, '{{"name": "JSON", "displayName": "JSON",
                                                    "message": "JSON"}}') END AS failed
@@ -84,12 +96,24 @@ WITH raw AS (
         CASE WHEN status_text IN ({_UNFINISHED_NAMES}) THEN NULL
              WHEN start_ts IS NOT NULL AND finish_ts IS NOT NULL
                  THEN (epoch_us(finish_ts) - epoch_us(start_ts)) // 1000
-             ELSE try_cast(duration AS BIGINT) END AS duration_ms
+             ELSE try_cast(duration AS BIGINT) END AS duration_ms,
+        -- the failed step as records.failed_step_fields names it, when no loop hides one
+        coalesce(text_of(failed.name), failedStepName ->> '$') AS named_failure,
+        first_failed IS NOT NULL
+            AND (named_failure IS NULL OR named_failure = first_failed.key) AS step_failure
     FROM base
 )
-SELECT * EXCLUDE (steps, flowVersion, failedStep@ORDINALITY@), @LINE@ AS line,
+SELECT * EXCLUDE (steps, flowVersion, failedStep, step_map, named_failure@ORDINALITY@),
+    @LINE@ AS line@STAGED_STEPS@,
     flowVersion.id AS version_id,
     flowVersion.trigger AS trigger,
+    CASE WHEN cardinality(step_map) > 0 THEN map_keys(step_map) END AS step_names,
+    coalesce(cardinality(step_map) > 0, false) AS has_steps,
+    nullif(CASE WHEN step_failure THEN first_failed.key ELSE named_failure END, '')
+        AS failed_name,
+    coalesce(text_of(failed.message),
+             CASE WHEN step_failure THEN text_of(first_failed.value.errorMessage) END)
+        AS failed_error,
     coalesce(id_usual AND environment IS NOT DISTINCT FROM '"TESTING"', false) AS test_run,
     -- NULL anywhere below means "not usual": the record goes to Python, it is never dropped
     coalesce(id_usual AND environment IS DISTINCT FROM '"TESTING"'
@@ -112,12 +136,48 @@ SELECT * EXCLUDE (steps, flowVersion, failedStep@ORDINALITY@), @LINE@ AS line,
             -- a step without type and status was not an object, or is odd: Python judges it
             map_values(step_map), lambda v: v.type IS NOT NULL OR v.status IS NOT NULL)), true)),
         false) AS usual,
-    -- the failed step of these is worked out in Python (loops, and messages that are not text)
-    coalesce(contains(steps, '"FAILED"'), false)
+    -- the failed step of these is worked out in Python (records.failed_step_fields)
+    @PYTHON_FAILED@
         OR coalesce(json_type(failed.message) NOT IN ('VARCHAR', 'NULL'), false) AS python_failed,
-    CASE WHEN python_failed THEN steps END AS failed_steps_text,
+    CASE WHEN python_failed THEN @FAILED_STEPS@ END AS failed_steps_text,
     CASE WHEN python_failed THEN failedStep END AS failed_step_json
 FROM checked
+"""
+
+# A clean file's first read: steps as JUDGED_STEPS_TYPE; the first FAILED step is found in SQL
+# unless a loop's iterations hold a failure (Python looks inside) or its error is not text.
+_JUDGING = {
+    "@COLUMNS@": _read_columns(JUDGED_STEPS_TYPE),
+    "@NUMBERED@": "", "@ORDINALITY@": "", "@LINE@": "NULL::BIGINT", "@STAGED_STEPS@": "",
+    "@STEP_MAP@": "steps",
+    "@FIRST_FAILED@": "list_filter(map_entries(step_map), lambda e: e.value.status = 'FAILED')[1]",
+    "@PYTHON_FAILED@": """coalesce(list_bool_or(list_transform(map_values(step_map),
+        lambda v: contains(v.output.iterations, '"FAILED"'))), false)
+        OR coalesce(step_failure AND json_type(first_failed.value.errorMessage)
+                    NOT IN ('VARCHAR', 'NULL'), false)""",
+    "@FAILED_STEPS@": "to_json(step_map)",
+}
+# The careful read: numbered by line, steps whole (staged for the store), and every run with a
+# failure anywhere in its steps handed to Python for its failed step.
+_CAREFUL = {
+    "@COLUMNS@": _read_columns("JSON"),
+    "@NUMBERED@": "WITH ORDINALITY", "@ORDINALITY@": ", ordinality", "@LINE@": "ordinality - 1",
+    "@STAGED_STEPS@": ", step_map",
+    "@STEP_MAP@": f"""CASE WHEN starts_with(steps, '{{')
+                           THEN json_transform(steps, '"{STEPS_TYPE}"') END""",
+    "@FIRST_FAILED@": "NULL::STRUCT(key VARCHAR, value STRUCT(errorMessage JSON))",
+    "@PYTHON_FAILED@": """coalesce(contains(steps, '"FAILED"'), false)""",
+    "@FAILED_STEPS@": "steps",
+}
+
+# The steps of a file judged by its first read, read again whole when its runs are applied. No
+# error is ignored: steps that are not an object of step objects fail the read (the first read
+# saw them as no steps), and the file is then read the careful way.
+FILE_STEP_MAPS = f"""
+SELECT id ->> '$' AS id, steps FROM read_json(?, format = 'newline_delimited', compression = ?,
+    maximum_object_size = {MAX_RECORD_BYTES},
+    columns = {{'id': 'JSON', 'environment': 'JSON', 'steps': '{STEPS_TYPE}'}})
+WHERE environment IS DISTINCT FROM '"TESTING"' AND cardinality(steps) > 0
 """
 
 _STAGE_RUNS = """
@@ -126,8 +186,8 @@ SELECT j.id_text AS id, text_of(j.projectId) AS project_id, text_of(j.flowId) AS
        coalesce(text_of(j.flowVersionId), text_of(j.version_id)) AS flow_version_id,
        j.flow_name, j.status_text AS status, j.started AS started_at, j.start_ts AS start_time,
        j.finish_ts AS finish_time, j.duration_ms,
-       coalesce(f.failed_step, CASE WHEN NOT j.python_failed THEN
-                coalesce(text_of(j.failed.name), text_of(j.failedStepName)) END) AS failed_step,
+       coalesce(f.failed_step, CASE WHEN NOT j.python_failed THEN j.failed_name END)
+           AS failed_step,
        coalesce(f.failed_step_display, CASE WHEN NOT j.python_failed THEN coalesce(
                 text_of(j.failed.displayName),
                 nullif(c.display_name, '')) END) AS failed_step_display,
@@ -137,23 +197,22 @@ SELECT j.id_text AS id, text_of(j.projectId) AS project_id, text_of(j.flowId) AS
        CASE WHEN j.tags IS NOT NULL THEN json_transform(j.tags, '["VARCHAR"]') END AS tags,
        text_of(j.parentRunId) AS parent_run_id, try_cast(j.tasks AS INTEGER) AS tasks,
        try_cast(j.stepsCount AS INTEGER) AS steps_count,
-       coalesce(cardinality(j.step_map) > 0, false) AS has_steps,
+       j.has_steps,
        p.pause_metadata, ? AS source,
        (j.r + 1) * ? AS seq, false AS flat,
-       k.catalog_key,
-       CASE WHEN cardinality(j.step_map) > 0 THEN map_keys(j.step_map) END AS step_names
+       k.catalog_key, j.step_names
 FROM stage.judged j
 LEFT JOIN stage.version_keys k ON k.version_id = text_of(j.version_id)
 LEFT JOIN stage.python_fields f ON f.r = j.r
 LEFT JOIN stage.python_pause p ON p.r = j.r
-LEFT JOIN stage.catalog c ON c.catalog_key = k.catalog_key
-    AND c.name = coalesce(text_of(j.failed.name), text_of(j.failedStepName))
+LEFT JOIN stage.catalog c ON c.catalog_key = k.catalog_key AND c.name = j.failed_name
 LEFT JOIN stage.errors e ON e.r = j.r
 LEFT JOIN stage.signatures g ON g.error = e.error
 WHERE j.usual AND NOT j.test_run
 """
 
-# The steps stay where the reader put them; the Python path's runs keep theirs in stage.runs.
+# After a careful read the steps stay where the reader put them; the Python path's runs keep
+# theirs in stage.runs.
 _STEP_MAPS = f"""
 CREATE OR REPLACE VIEW stage.run_step_maps AS
 SELECT seq, steps FROM stage.runs WHERE steps IS NOT NULL
@@ -164,15 +223,19 @@ WHERE usual AND NOT test_run AND cardinality(step_map) > 0
 
 _ERRORS = """
 CREATE TABLE stage.errors AS
-SELECT j.r AS r, coalesce(f.error, CASE WHEN NOT j.python_failed THEN text_of(j.failed.message) END)
-       AS error
+SELECT j.r AS r, coalesce(f.error, CASE WHEN NOT j.python_failed THEN j.failed_error END) AS error
 FROM stage.judged j LEFT JOIN stage.python_fields f ON f.r = j.r
-WHERE j.usual AND NOT j.test_run AND (j.failed.message IS NOT NULL OR f.error IS NOT NULL)
+WHERE j.usual AND NOT j.test_run AND (j.failed_error IS NOT NULL OR f.error IS NOT NULL)
 """
 
 
 class BulkUnavailable(Exception):
     """The file cannot be read by DuckDB's reader as a whole; the caller reads it in Python."""
+
+
+class StepsNotUsual(Exception):
+    """FILE_STEP_MAPS failed on steps the first read could not see were odd: the caller reads the
+    file again the careful way (`stage_jsonl(careful=True)`)."""
 
 
 @contextmanager
@@ -185,18 +248,19 @@ def _insertion_order_free(con) -> Iterator[None]:
 
 
 @contextmanager
-def _reading_progress(con, source: SourceFile, progress) -> Iterator[None]:
-    """Reports DuckDB's progress through the file while its reader runs (the first half of the
-    bar; loading the staged runs is the second)."""
+def reading_progress(con, source: SourceFile, progress, half: int) -> Iterator[None]:
+    """Reports DuckDB's progress through the file while its reader runs, as the first half of
+    the bar (judging the records) or the second (loading the runs and their steps)."""
     if progress is None:
         yield
         return
     finished = threading.Event()
+    start = source.total_bytes * half // 2
 
     def report() -> None:
-        shown = 0  # the file may be read twice (see _read_judged): the bar never goes back
+        shown = start  # the file may be read twice (see _read_judged): the bar never goes back
         while not finished.wait(0.25):
-            done = int(source.total_bytes * min(con.query_progress(), 100) / 200)
+            done = start + int(source.total_bytes * min(con.query_progress(), 100) / 200)
             if done > shown:
                 shown = done
                 progress(done, source.total_bytes)
@@ -212,48 +276,56 @@ def _reading_progress(con, source: SourceFile, progress) -> Iterator[None]:
         reporter.join()
         con.execute("RESET enable_progress_bar")
         con.execute("RESET enable_progress_bar_print")
-    progress(source.total_bytes // 2, source.total_bytes)
+    progress(start + source.total_bytes // 2, source.total_bytes)
 
 
-def stage_jsonl(con, source: SourceFile, batches, progress: Callable[[int, int], None] | None
-                ) -> None:
+def stage_jsonl(con, source: SourceFile, batches, progress: Callable[[int, int], None] | None,
+                careful: bool = False) -> list | None:
     """Stages a JSONL file into `stage.runs` / `stage.catalog` (the caller's staging database),
-    usual records in SQL, the rest through `batches.take` with their line numbers."""
+    usual records in SQL, the rest through `batches.take` with their line numbers. Returns the
+    parameters of FILE_STEP_MAPS when the file's steps are left in it (a clean file read once),
+    None when they are staged in `stage.run_step_maps`. `careful` skips the first read."""
     con.execute(_MACROS)
     with _insertion_order_free(con):  # rows carry their line; keeping order costs memory
-        _stage_records(con, source, batches, progress)
+        return _stage_records(con, source, batches, progress, careful)
 
 
-def _stage_records(con, source: SourceFile, batches, progress) -> None:
-    with _reading_progress(con, source, progress):
-        _read_judged(con, source)
+def _stage_records(con, source: SourceFile, batches, progress, careful: bool) -> list | None:
+    arguments = [str(source.path), "gzip" if source.gzipped else "none"]
+    with reading_progress(con, source, progress, half=0):
+        judged_only = _read_judged(con, arguments, careful)
     catalogs = _stage_catalogs(con)
     _stage_python_fields(con, catalogs)
     _stage_errors(con)
     con.execute(_STAGE_RUNS, [MAX_ERROR_CHARS, source.name, SEQ_PER_LINE])
-    con.execute(_STEP_MAPS)
     batches.test_runs += con.execute("SELECT count(*) FROM stage.judged WHERE test_run"
                                      ).fetchall()[0][0]
+    if judged_only:
+        return arguments
+    con.execute(_STEP_MAPS)
     unusual = [row[0] + 1 for row in con.execute(
         "SELECT r FROM stage.judged WHERE NOT usual AND NOT test_run ORDER BY r"
     ).fetchall()]
     if unusual:
         _take_lines(source, unusual, batches,
                     con.execute("SELECT count(*) FROM stage.judged").fetchall()[0][0])
+    return None
 
 
-def _read_judged(con, source: SourceFile) -> None:
-    """Reads and judges every record into `stage.judged`, `r` being its record number.
+def _read_judged(con, arguments: list, careful: bool) -> bool:
+    """Reads and judges every record into `stage.judged`, `r` being its record number; True
+    when that was a clean file's first read (its steps left in the file).
 
     Numbering records by line (WITH ORDINALITY) makes DuckDB read the file on one thread, at
     about half the speed. Line order only matters for records handed to Python (their line numbers)
     and for several versions of one run in the file (the later line wins a tie), so the file is
     read unnumbered first and read again numbered only when it holds either."""
-    arguments = [str(source.path), "gzip" if source.gzipped else "none"]
-    if not _read_unnumbered(con, arguments) or _needs_line_order(con):
+    judged_only = not careful and _read_unnumbered(con, arguments) and not _needs_line_order(con)
+    if not judged_only:
         con.execute(_classify(numbered=True), arguments)
     con.execute("CREATE OR REPLACE VIEW stage.judged AS "
                 "SELECT * EXCLUDE (line), coalesce(line, rowid) AS r FROM stage.judged_rows")
+    return judged_only
 
 
 def _read_unnumbered(con, arguments: list) -> bool:
@@ -267,9 +339,11 @@ def _read_unnumbered(con, arguments: list) -> bool:
 
 
 def _classify(numbered: bool) -> str:
-    return (_CLASSIFY.replace("@NUMBERED@", "WITH ORDINALITY" if numbered else "")
-            .replace("@ORDINALITY@", ", ordinality" if numbered else "")
-            .replace("@LINE@", "ordinality - 1" if numbered else "NULL::BIGINT"))
+    """The unnumbered read is a clean file's first read (_JUDGING); the numbered one is careful."""
+    sql = _CLASSIFY
+    for name, fragment in (_CAREFUL if numbered else _JUDGING).items():
+        sql = sql.replace(name, fragment)
+    return sql
 
 
 def _needs_line_order(con) -> bool:

@@ -8,9 +8,10 @@ UTC. Rows stream from DuckDB in batches, so exports of millions of runs use litt
 from __future__ import annotations
 
 import json
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
-import pyarrow as pa
+if TYPE_CHECKING:  # pyarrow is imported by the writers: importing it costs the CLI ~0.3 s
+    import pyarrow as pa
 
 from runs_store.filters import ORDER_BY, RunFilter, build_where
 

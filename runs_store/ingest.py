@@ -11,23 +11,25 @@ format, and each record that reader leaves aside, is read and judged in Python (
 
 from __future__ import annotations
 
+import functools
 import gc
 import json
 import os
 import re
 import tempfile
 import uuid
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from datetime import datetime, timezone
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Callable, Iterable, Iterator
 
 import duckdb
-import pyarrow as pa
 
 from runs_store import settings
-from runs_store.bulk_jsonl import BulkUnavailable, stage_jsonl
+from runs_store.bulk_jsonl import (FILE_STEP_MAPS, BulkUnavailable, StepsNotUsual,
+                                   reading_progress, stage_jsonl)
 from runs_store.db import arrow_as, bump_generation, insert_arrow, open_db
 from runs_store.errors import OutOfMemory
 from runs_store.readers import Item, SourceFile, expand_paths
@@ -44,20 +46,30 @@ UNMERGED_FILE_RUNS = 16_384
 
 Progress = Callable[[int, int], None]  # (bytes done, bytes total)
 
-_TS = pa.timestamp("us")
-_RUN_TYPES = {
-    "started_at": _TS, "start_time": _TS, "finish_time": _TS, "archived_at": _TS,
-    "updated_at": _TS, "duration_ms": pa.int64(), "tasks": pa.int32(), "steps_count": pa.int32(),
-    "has_steps": pa.bool_(), "tags": pa.list_(pa.string()),
-}
-RUN_SCHEMA = pa.schema([(name, _RUN_TYPES.get(name, pa.string())) for name in RUN_COLUMNS]
-                       + [("seq", pa.int64()), ("flat", pa.bool_()), ("steps_json", pa.string()),
-                          ("catalog_key", pa.int64()), ("step_names", pa.list_(pa.string()))])
-CATALOG_SCHEMA = pa.schema([("catalog_key", pa.int64()), ("name", pa.string()),
-                            ("display_name", pa.string()), ("piece_name", pa.string()),
-                            ("action_name", pa.string())])
-REJECT_SCHEMA = pa.schema([("source", pa.string()), ("unit", pa.string()),
-                           ("position", pa.int64()), ("reason", pa.string()), ("raw", pa.string())])
+_BATCH_COLUMNS = (*RUN_COLUMNS, "seq", "flat", "steps_json", "catalog_key", "step_names")
+
+
+@functools.cache
+def _arrow():
+    """pyarrow and the batch schemas, on first use: a JSONL file read by DuckDB never needs them,
+    and importing pyarrow costs the CLI ~0.3 s."""
+    import pyarrow as pa
+
+    ts = pa.timestamp("us")
+    types = {"started_at": ts, "start_time": ts, "finish_time": ts, "archived_at": ts,
+             "updated_at": ts, "duration_ms": pa.int64(), "tasks": pa.int32(),
+             "steps_count": pa.int32(), "has_steps": pa.bool_(), "tags": pa.list_(pa.string()),
+             "seq": pa.int64(), "flat": pa.bool_(), "catalog_key": pa.int64(),
+             "step_names": pa.list_(pa.string())}
+    schemas = SimpleNamespace(
+        runs=pa.schema([(name, types.get(name, pa.string())) for name in _BATCH_COLUMNS]),
+        catalog=pa.schema([("catalog_key", pa.int64()), ("name", pa.string()),
+                           ("display_name", pa.string()), ("piece_name", pa.string()),
+                           ("action_name", pa.string())]),
+        rejects=pa.schema([("source", pa.string()), ("unit", pa.string()),
+                           ("position", pa.int64()), ("reason", pa.string()),
+                           ("raw", pa.string())]))
+    return pa, schemas
 
 
 @dataclass
@@ -105,7 +117,7 @@ def _looks_flat(value) -> bool:
     return isinstance(value, dict) and "started_at" in value and "created" not in value
 
 
-def _stage_batch(con, runs: pa.Table, catalog: pa.Table | None) -> None:
+def _stage_batch(con, runs, catalog) -> None:
     """Writes one batch to the file's staging database (committed there, so memory stays flat)."""
     if catalog is not None:
         insert_arrow(con, "stage.catalog", catalog)
@@ -119,12 +131,14 @@ class _Batches:
     def __init__(self, con, source: str):
         self.con = con
         self.source = source
-        self.runs: dict[str, list] = {name: [] for name in RUN_SCHEMA.names}
+        self.runs: dict[str, list] = {name: [] for name in _BATCH_COLUMNS}
         self.catalog_rows: list[tuple] = []
         self.catalog_keys: dict[int, tuple[int, dict]] = {}  # id(catalog) -> (key, catalog)
         self.rejects: list[Rejection] = []
         self.test_runs = 0
         self.seq = 0
+        self.file_steps: list | None = None  # FILE_STEP_MAPS parameters: steps left in the file
+        self.steps_progress = nullcontext  # reports while the steps are read from the file
 
     def take(self, item: Item, seq: int | None = None) -> None:
         self.seq = self.seq + 1 if seq is None else seq
@@ -173,15 +187,16 @@ class _Batches:
     def flush(self) -> None:
         if not self.runs["seq"] and not self.catalog_rows:
             return
+        pa, schemas = _arrow()
         catalog = None
         if self.catalog_rows:
             columns = [list(column) for column in zip(*self.catalog_rows)]
             catalog = pa.Table.from_arrays(
-                [pa.array(c, type=f.type) for c, f in zip(columns, CATALOG_SCHEMA)],
-                schema=CATALOG_SCHEMA)
+                [pa.array(c, type=f.type) for c, f in zip(columns, schemas.catalog)],
+                schema=schemas.catalog)
             self.catalog_rows = []
-        _stage_batch(self.con, pa.Table.from_pydict(self.runs, schema=RUN_SCHEMA), catalog)
-        self.runs = {name: [] for name in RUN_SCHEMA.names}
+        _stage_batch(self.con, pa.Table.from_pydict(self.runs, schema=schemas.runs), catalog)
+        self.runs = {name: [] for name in _BATCH_COLUMNS}
 
 
 _STAGE_TABLES = f"""
@@ -229,10 +244,16 @@ SELECT s.* EXCLUDE (seq, flat, has_steps, catalog_key, steps, step_names),
 FROM stage.runs s JOIN decided d ON d.id = s.id AND d.seq = s.seq
 WHERE d.outcome IN ('new', 'updated')
 ORDER BY s.started_at, s.id;
+"""
+
+# One row per step of each run loaded. @STEP_MAPS@ is where the steps are: staged
+# (stage.run_step_maps, by seq) or still in a clean JSONL file (bulk_jsonl.FILE_STEP_MAPS, by run
+# id: such a file holds each run once).
+_INSERT_STEPS = """
 INSERT INTO main.run_steps BY NAME
 WITH step AS (
     SELECT s.id AS run_id, s.catalog_key, s.step_names, unnest(map_entries(m.steps)) AS entry
-    FROM stage.runs s JOIN stage.run_step_maps m ON m.seq = s.seq
+    FROM (@STEP_MAPS@) m JOIN stage.runs s ON s.@KEY@ = m.@KEY@
     -- a semi-join: only the narrow `decided` is held in memory, never the staged steps
     WHERE s.seq IN (SELECT seq FROM decided WHERE outcome IN ('new', 'updated'))
       AND s.step_names IS NOT NULL
@@ -253,7 +274,8 @@ FROM parsed p LEFT JOIN stage.catalog c ON c.catalog_key = p.catalog_key AND c.n
 def _store_rejects(con, source: str, rejects: list[Rejection]) -> None:
     con.execute("DELETE FROM rejects WHERE source = ?", [source])
     if rejects:
-        batch = pa.Table.from_pylist([r.__dict__ for r in rejects], schema=REJECT_SCHEMA)
+        pa, schemas = _arrow()
+        batch = pa.Table.from_pylist([r.__dict__ for r in rejects], schema=schemas.rejects)
         batch = batch.append_column("rejected_at", pa.array(
             [datetime.now(timezone.utc).replace(tzinfo=None)] * len(rejects), pa.timestamp("us")))
         insert_arrow(con, "rejects", batch)
@@ -371,24 +393,57 @@ def _stage_and_apply(con, stage: Callable[[], _Batches], source: str, limit: str
     with _staging_database(con), _memory_limit(con, limit):
         with _uncompressed_writes(con):
             batches = stage()
-        con.execute("BEGIN TRANSACTION")
-        try:
-            con.execute(_DECIDE)
-            outcomes = _outcomes(con)
-            con.execute(_APPLY)
-            _store_rejects(con, source, batches.rejects)
-            bump_generation(con)
-            con.execute("COMMIT")
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
-        finally:
-            con.execute("DROP TABLE IF EXISTS decided")
+        with _join_sides_as_written(con):
+            outcomes = _apply(con, batches, source)
     if outcomes.get("new", 0) >= UNMERGED_FILE_RUNS and not outcomes.get("updated", 0):
         _checkpoint_without_merging(con)
     return IngestSummary(files=1, new=outcomes.get("new", 0), updated=outcomes.get("updated", 0),
                          unchanged=outcomes.get("unchanged", 0), rejected=len(batches.rejects),
                          test_runs=batches.test_runs, rejections=batches.rejects)
+
+
+def _apply(con, batches: _Batches, source: str) -> dict[str, int]:
+    """The file's runs, steps and rejects into the store, in one transaction."""
+    con.execute("BEGIN TRANSACTION")
+    try:
+        con.execute(_DECIDE)
+        outcomes = _outcomes(con)
+        con.execute(_APPLY)
+        with batches.steps_progress():
+            _insert_steps(con, batches.file_steps)
+        _store_rejects(con, source, batches.rejects)
+        bump_generation(con)
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    finally:
+        con.execute("DROP TABLE IF EXISTS decided")
+    return outcomes
+
+
+def _insert_steps(con, file_steps: list | None) -> None:
+    if file_steps is None:
+        con.execute(_INSERT_STEPS.replace("@STEP_MAPS@", "SELECT seq, steps FROM stage.run_step_maps")
+                    .replace("@KEY@", "seq"))
+        return
+    try:
+        con.execute(_INSERT_STEPS.replace("@STEP_MAPS@", FILE_STEP_MAPS).replace("@KEY@", "id"),
+                    file_steps)
+    except (duckdb.InvalidInputException, duckdb.ConversionException) as error:
+        raise StepsNotUsual(str(error).splitlines()[0]) from None
+
+
+@contextmanager
+def _join_sides_as_written(con) -> Iterator[None]:
+    """DuckDB cannot tell how many rows a JSON file holds, and would build the hash tables of the
+    steps' joins from the steps, holding every payload in memory. With this optimizer off each
+    join builds from its right side as written: the staged runs, `decided`, the step catalog."""
+    con.execute("SET disabled_optimizers = 'build_side_probe_side'")
+    try:
+        yield
+    finally:
+        con.execute("RESET disabled_optimizers")
 
 
 def _checkpoint_without_merging(con) -> None:
@@ -404,11 +459,13 @@ def _checkpoint_without_merging(con) -> None:
         con.execute("RESET max_vacuum_tasks")
 
 
-def _stage_jsonl_in_duckdb(con, source: SourceFile, progress: Progress | None) -> _Batches:
+def _stage_jsonl_in_duckdb(con, source: SourceFile, progress: Progress | None, careful: bool
+                           ) -> _Batches:
     batches = _Batches(con, source.name)
     with _without_cyclic_gc():
         try:
-            stage_jsonl(con, source, batches, progress)
+            batches.file_steps = stage_jsonl(con, source, batches, progress, careful)
+            batches.steps_progress = lambda: reading_progress(con, source, progress, half=1)
         except duckdb.Error as error:  # out of memory too: DuckDB's reader needs more than Python
             raise BulkUnavailable(str(error)) from None
         batches.flush()
@@ -422,19 +479,27 @@ def ingest_file(con, source: SourceFile, progress: Progress | None = None) -> In
         if progress:
             progress(source.bytes_read, source.total_bytes)
 
-    summary = None
-    if source.format == "jsonl":
-        try:
-            summary = _ingest_staged(
-                con, lambda: _stage_jsonl_in_duckdb(con, source, progress), source.name)
-            summary.read_by = "duckdb"
-        except BulkUnavailable:
-            pass  # read in Python below
+    summary = _ingest_by_duckdb(con, source, progress) if source.format == "jsonl" else None
     if summary is None:
         summary = ingest_items(con, source.items(), source.name, on_batch=report)
     if progress:
         progress(source.total_bytes, source.total_bytes)
     return summary
+
+
+def _ingest_by_duckdb(con, source: SourceFile, progress: Progress | None) -> IngestSummary | None:
+    """A JSONL file through DuckDB's reader; None when that cannot take it (read in Python)."""
+    for careful in (False, True):
+        try:
+            summary = _ingest_staged(
+                con, lambda: _stage_jsonl_in_duckdb(con, source, progress, careful), source.name)
+        except StepsNotUsual:
+            continue  # nothing was kept: read again, carefully
+        except BulkUnavailable:
+            return None
+        summary.read_by = "duckdb"
+        return summary
+    return None
 
 
 def ingest_paths(db_path: Path, paths: list, progress: Callable[[str, int, int], None] | None = None

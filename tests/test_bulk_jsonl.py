@@ -13,10 +13,10 @@ from datetime import datetime
 
 import pytest
 
-from factories import (SLACK_ERROR, engine_run, older_run, rows, simple_run, write_jsonl,
-                       write_text)
-from run_records import (agent_failure_run, huge_run, loop_run, multiline_error_run, purged_run,
-                         secrets_run, xss_run)
+from factories import (SLACK_ERROR, engine_run, example_steps, older_run, rows, simple_run,
+                       write_jsonl, write_text)
+from run_records import (agent_failure_run, huge_run, loop_run, loop_steps, multiline_error_run,
+                         purged_run, secrets_run, xss_run)
 from runs_store import bulk_jsonl
 from runs_store.db import open_db
 from runs_store.ingest import ingest_file, ingest_items
@@ -178,6 +178,88 @@ def test_durations_are_whole_milliseconds_without_float_rounding(tmp_path):
     assert rows(tmp_path / "fast.duckdb", "SELECT duration_ms FROM runs") == [(290,)]
 
 
+def steps_with(**changes) -> dict:
+    """The example steps with some steps replaced (None removes one)."""
+    steps = example_steps()
+    for name, step in changes.items():
+        if step is None:
+            del steps[name]
+        else:
+            steps[name] = step
+    return steps
+
+
+def failed_step_puzzles() -> list[dict]:
+    """Clean records whose failed step and error the first read works out without Python (the
+    first FAILED step, the record's own name and message where they say otherwise), or hands to
+    Python (a failure inside a loop, an error that is not text)."""
+    failed = {"type": "CODE", "status": "FAILED", "duration": 5, "input": {}}
+    return [
+        engine_run("two-failed", failedStep=None, steps=steps_with(
+            step_1={**failed, "errorMessage": "first"}, step_3={**failed, "errorMessage": "last"})),
+        engine_run("named-other", failedStep={"name": "step_1", "message": "own words"}),
+        engine_run("named-other-silent", failedStep={"name": "step_1"}),
+        engine_run("empty-message", failedStep={"name": "step_3", "message": ""}),
+        engine_run("empty-failed-name", failedStep=None, failedStepName=""),
+        engine_run("old-name-only", failedStep=None, failedStepName="step_3"),
+        engine_run("no-failed-field", failedStep=None),
+        engine_run("object-error", failedStep={"name": "step_3"}, steps=steps_with(
+            step_3={**failed, "errorMessage": {"status": 429, "error": "rate limited ☂"}})),
+        engine_run("failed-but-no-step", failedStep={"name": "step_9", "message": "gone"},
+                   steps=steps_with(step_3=None)),
+        loop_run(), loop_run("loop-ok", steps=loop_steps(failed_iteration=None), failedStep=None),
+        loop_run("loop-unnamed", failedStep=None),
+        agent_failure_run(), secrets_run(), xss_run(), multiline_error_run(), purged_run(),
+        huge_run(), older_run(), engine_run("tested", environment="TESTING"),
+        engine_run("loop-ok", environment="TESTING"),  # a test run's id is not the run's
+    ]
+
+
+def test_a_clean_file_is_judged_without_its_step_payloads_and_loads_the_same(tmp_path, reads):
+    path = write_jsonl(tmp_path / "clean.jsonl", failed_step_puzzles())
+    fast, slow = load_both_ways(tmp_path, path)
+    assert_same_store(tmp_path, fast, slow)
+    assert reads == [False], "every record is usual: read once, steps loaded from the file"
+    assert fast.test_runs == 2
+    assert rows(tmp_path / "fast.duckdb", "SELECT id, failed_step, error_message FROM runs "
+                "WHERE id IN ('two-failed', 'named-other', 'loop-run') ORDER BY id") == [
+        ("loop-run", "step_2", "item 2 is not a number"),
+        ("named-other", "step_1", "own words"),
+        ("two-failed", "step_1", "first")]
+
+
+def test_steps_that_are_not_an_object_send_a_clean_looking_file_to_the_careful_read(
+        tmp_path, reads):
+    # the first read takes steps it cannot type as "no steps"; loading them finds out, undoes
+    # everything, and the careful read rejects the record as the Python reader does
+    records = ([engine_run(f"clean-{n}") for n in range(20)]
+               + [engine_run("list-steps", steps=[{"type": "CODE", "status": "SUCCEEDED"}])])
+    fast, slow = load_both_ways(tmp_path, write_jsonl(tmp_path / "odd.jsonl", records))
+    assert_same_store(tmp_path, fast, slow)
+    assert reads == [False, True]
+    assert fast.new == 20 and [r.reason for r in fast.rejections] == [
+        "steps is not an object of step outputs"]
+
+
+def test_a_clean_file_loaded_again_or_in_a_newer_version_keeps_each_step_once(tmp_path, reads):
+    first = write_jsonl(tmp_path / "first.jsonl", [engine_run(f"run-{n}") for n in range(10)])
+    newer = write_jsonl(tmp_path / "newer.jsonl", [
+        loop_run(f"run-{n}", updated="2026-11-03T10:00:00.000Z") for n in range(0, 10, 2)])
+    summaries = {}
+    for name in ("fast", "python"):
+        with open_db(tmp_path / f"{name}.duckdb") as con:
+            load = ingest_file if name == "fast" else (
+                lambda con, source: ingest_items(con, source.items(), source.name))
+            summaries[name] = [load(con, SourceFile(path)) for path in (first, first, newer)]
+    counts = [(s.new, s.updated, s.unchanged) for s in summaries["fast"]]
+    assert counts == [(10, 0, 0), (0, 0, 10), (0, 5, 0)]
+    assert reads == [False, False, False]
+    for table, sql in TABLES.items():
+        assert rows(tmp_path / "fast.duckdb", sql) == rows(tmp_path / "python.duckdb", sql), table
+    assert rows(tmp_path / "fast.duckdb", "SELECT count(*), count(DISTINCT (run_id, position)) "
+                "FROM run_steps") == [(5 * 4 + 5 * 4, 40)]
+
+
 def test_versions_of_one_run_in_an_otherwise_clean_file_keep_their_line_order(tmp_path, reads):
     # Every record is in the usual shape, so only the repeated ids make line order matter:
     # of two versions with the same `updated`, the later line wins, whichever it is.
@@ -203,3 +285,15 @@ def test_under_a_small_memory_limit_the_file_is_read_on_one_thread_and_loads_the
     assert_same_store(tmp_path, fast, slow)
     assert reads == [False, True], "the unnumbered read ran out of memory; the numbered one fit"
     assert fast.new > 19_000
+
+
+def test_progress_never_goes_back_and_ends_full(tmp_path):
+    path = tmp_path / "generated.jsonl"
+    write_sample_jsonl(path, generate_runs(2000, days=5, seed=31, end=datetime(2026, 11, 1)))
+    seen = []
+    with open_db(tmp_path / "fast.duckdb") as con:
+        ingest_file(con, SourceFile(path), progress=lambda done, total: seen.append((done, total)))
+    total = path.stat().st_size
+    assert seen == sorted(seen), "the bar never goes back"
+    assert (total // 2, total) in seen, "judging the records is the first half"
+    assert seen[-1] == (total, total)
