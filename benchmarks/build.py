@@ -29,8 +29,9 @@ from benchmarks.handmade import write_handmade
 from benchmarks.procs import run_measured, python_module
 from runs_store.db import bump_generation, ensure_schema
 
-BUILD_VERSION = 4  # 2: sample loads through the JSONL fast path; 3: step payloads in zstd;
-#                   4: large files keep row groups of their own
+BUILD_VERSION = 5  # 2: sample loads through the JSONL fast path; 3: step payloads in zstd;
+#                   4: large files keep row groups of their own; 5: steps read straight from
+#                   the file
 DAYS = 30
 SEED = 7
 STEPS_UP_TO = 1_000_000       # stores up to this size have steps for every run

@@ -40,7 +40,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("RUNS_INGEST_MEMORY_LIMIT", "512MB",
             "DuckDB memory limit while loading a file: staging spills to disk beyond it, so "
             "loading a large file takes about the same memory as a small one. JSONL is read on "
-            "every core when the limit allows it (about 400MB with 2 threads), else on one."),
+            "every core when the limit allows it (about 250MB with 2 threads), else on one."),
     Setting("RUNS_LOCK_WAIT_SECONDS", "30",
             "How long the CLI waits for another process (such as the app, between two page "
             "renders) to release the database file before giving up with a message. The app "
