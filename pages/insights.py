@@ -21,6 +21,7 @@ from pages.common.text import plain
 from runs_store import insights
 from runs_store.filters import RunFilter
 from runs_store.formatting import short_duration
+from runs_store.masking import messages_as_shown
 from runs_store.runs_list import flow_names
 from runs_store.statuses import FAILED_STATES, STATUS_NAMES, UNFINISHED, label
 
@@ -275,7 +276,8 @@ def show_error_signatures(store, run_filter, unit, tz_name) -> None:
                f"stripped. First and last seen are over all runs; New means first seen in this "
                f"range. Select a row to open those runs.")
     shown = pd.DataFrame({
-        "New": found["new"].map({True: "New", False: ""}), "Error": found["signature"], "Runs": found["runs"],
+        "New": found["new"].map({True: "New", False: ""}),
+        "Error": messages_as_shown(found["signature"]), "Runs": found["runs"],
         f"Per {unit}": found["trend"], "Flows": found["flows"], "Steps": found["steps"],
         "First seen": found["first_seen"], "Last seen": found["last_seen"]})
     time_format = "MMM D, YYYY, h:mm a"

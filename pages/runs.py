@@ -23,6 +23,7 @@ from runs_store.db import open_db
 from runs_store.export import export_bytes
 from runs_store.filters import RunFilter
 from runs_store.formatting import short_duration
+from runs_store.masking import messages_as_shown
 from runs_store.signatures import error_summary
 from runs_store.statuses import BY_NAME, label
 
@@ -120,7 +121,7 @@ def table_frame(rows: pd.DataFrame, tz) -> pd.DataFrame:
         "Duration": [duration_text(s, ms) for s, ms in zip(rows["status"], rows["duration_ms"])],
         "Failed Step": [runs_list.failed_step_label(d, n) for d, n in
                         zip(rows["failed_step_display"], rows["failed_step"])],
-        "Error": [error_summary(message) for message in rows["error_message"]],
+        "Error": [error_summary(message) for message in messages_as_shown(rows["error_message"])],
         "Archived": archived,
         "Run": ["run?id=" + quote(str(run_id), safe="") for run_id in rows["id"]],
     })

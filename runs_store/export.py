@@ -2,7 +2,8 @@
 
 The columns are the flat export columns the ingest reads back (`id, flow, status, started_at,
 finished_at, duration_ms, failed_step, archived, ...`): status as the enum name, times ISO-8601
-UTC. Rows stream from DuckDB in batches, so exports of millions of runs use little memory.
+UTC. Rows stream from DuckDB in batches, so exports of millions of runs use little memory. Error
+messages are masked as the app shows them (RUNS_MASK_SECRETS=0 exports them as recorded).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ if TYPE_CHECKING:  # pyarrow is imported by the writers: importing it costs the 
     import pyarrow as pa
 
 from runs_store.filters import ORDER_BY, RunFilter, build_where
+from runs_store.masking import masking_enabled, messages_as_shown
 
 FORMATS = ("csv", "jsonl", "parquet")
 
@@ -41,10 +43,32 @@ def _batches(con, run_filter: RunFilter | None, run_ids: list[str] | None):
     return con.sql(f"{EXPORT_SELECT} {where} {ORDER_BY}", params=params).to_arrow_reader(50_000)
 
 
+def _masked(reader: pa.RecordBatchReader, mask: bool | None) -> pa.RecordBatchReader:
+    """The batches with their error messages masked as the app shows them (RUNS_MASK_SECRETS)."""
+    import pyarrow as pa
+
+    if not (masking_enabled() if mask is None else mask):
+        return reader
+    column = EXPORT_COLUMNS.index("error_message")
+
+    def batches():
+        for batch in reader:
+            # each distinct message is masked once (a million runs share a few thousand)
+            encoded = batch.column(column).dictionary_encode()
+            masked = pa.array(messages_as_shown(encoded.dictionary.to_pylist(), True),
+                              pa.string()).take(encoded.indices)
+            yield pa.RecordBatch.from_arrays(
+                [masked if n == column else batch.column(n) for n in range(batch.num_columns)],
+                schema=reader.schema)
+
+    return pa.RecordBatchReader.from_batches(reader.schema, batches())
+
+
 def write_export(con, out: BinaryIO, fmt: str, run_filter: RunFilter | None = None,
-                 run_ids: list[str] | None = None) -> int:
-    """Writes the matching runs to a binary stream; returns how many were written."""
-    reader = _batches(con, run_filter, run_ids)
+                 run_ids: list[str] | None = None, mask: bool | None = None) -> int:
+    """Writes the matching runs to a binary stream; returns how many were written. Error
+    messages are masked unless `mask` is False (default: RUNS_MASK_SECRETS)."""
+    reader = _masked(_batches(con, run_filter, run_ids), mask)
     if fmt == "csv":
         return _write_csv(reader, out)
     if fmt == "jsonl":
@@ -87,10 +111,10 @@ def _write_parquet(reader: pa.RecordBatchReader, out: BinaryIO) -> int:
 
 
 def export_bytes(con, fmt: str, run_filter: RunFilter | None = None,
-                 run_ids: list[str] | None = None) -> bytes:
+                 run_ids: list[str] | None = None, mask: bool | None = None) -> bytes:
     """The export as bytes, for a download button."""
     import io
 
     buffer = io.BytesIO()
-    write_export(con, buffer, fmt, run_filter, run_ids)
+    write_export(con, buffer, fmt, run_filter, run_ids, mask)
     return buffer.getvalue()

@@ -33,6 +33,8 @@ SECRETS = {
     "url_key": "QK7x9sLm2Yp",
     "sk": "sk-proj-ABCDEFGHIJKLMNOP1234",
     "access_token": "ya29.a0AfH6SMxx",
+    "client_secret": "cs_live_Zq81wPx",
+    "refresh_token": "rt-77aa-kk",
 }
 KEPT = {"username": "ana", "content_type": "application/json", "expires_in": 3599}
 
@@ -46,6 +48,9 @@ def secret_input() -> dict:
         "api_key": SECRETS["api_key"],
         "header_list": [{"name": "X-Api-Key", "value": SECRETS["header_value"]}],
         "note": f"call it with {SECRETS['sk']} please",
+        # request bodies recorded as strings: JSON text, and a form body
+        "body": json.dumps({"client_id": "app-1", "client_secret": SECRETS["client_secret"]}),
+        "form": f"refresh_token={SECRETS['refresh_token']}&grant_type=refresh_token",
     }
 
 

@@ -21,6 +21,7 @@ from runs_store.db import open_db
 from runs_store.export import EXPORT_COLUMNS, export_bytes, write_export
 from runs_store.filters import RunFilter
 from runs_store.ingest import ingest_paths
+from runs_store.masking import MASK
 
 AWKWARD = [
     simple_run("awk-1", flow='Quotes "and", commas\nand a newline', status="FAILED",
@@ -30,7 +31,12 @@ AWKWARD = [
                updated="2026-11-03T09:30:00Z"),
     simple_run("awk-3", flow="Archived flow", archivedAt="2026-11-04T00:00:00Z"),
     simple_run("awk-test", flow="Test only", environment="TESTING"),
+    simple_run("awk-secret", flow="Token refresh", status="FAILED",
+               failedStep={"name": "step_1", "displayName": "Refresh the token",
+                           "message": '{"error": "invalid_client", "client_secret": '
+                                      '"cs_live_Zq81wPx", "note": "Bearer abc123XYZ789def"}'}),
 ]
+SECRETS_IN_ERRORS = ("cs_live_Zq81wPx", "abc123XYZ789def")
 
 COMPARED = ("id", "flow_name", "status", "started_at", "finish_time", "duration_ms", "failed_step",
             "failed_step_display", "error_message", "flow_id", "flow_version_id", "project_id",
@@ -155,8 +161,39 @@ def runs_table(db) -> list[tuple]:
     return rows(db, f"SELECT {', '.join(COMPARED)} FROM runs ORDER BY id")
 
 
+def exported_errors(db, fmt: str, mask: bool | None = None) -> dict[str, str]:
+    with open_db(db, read_only=True) as con:
+        data = export_bytes(con, fmt, RunFilter(include_archived=True), mask=mask)
+    if fmt == "csv":
+        found = list(csv.DictReader(io.StringIO(data.decode("utf-8"))))
+    elif fmt == "jsonl":
+        found = [json.loads(line) for line in data.decode("utf-8").splitlines()]
+    else:
+        found = pq.read_table(io.BytesIO(data)).to_pylist()
+    return {row["id"]: row["error_message"] or "" for row in found}
+
+
 @pytest.mark.parametrize("fmt", ["csv", "jsonl", "parquet"])
-def test_export_then_ingest_into_an_empty_database_gives_the_same_runs(export_db, tmp_path, fmt):
+def test_exports_mask_secrets_in_error_messages_unless_masking_is_off(export_db, fmt,
+                                                                     monkeypatch):
+    monkeypatch.delenv("RUNS_MASK_SECRETS", raising=False)
+    masked, recorded = exported_errors(export_db, fmt), exported_errors(export_db, fmt, mask=False)
+    stored = dict(rows(export_db, "SELECT id, coalesce(error_message, '') FROM runs"))
+    assert recorded == stored
+    assert json.loads(masked["awk-secret"]) == {"error": "invalid_client", "client_secret": MASK,
+                                                "note": "Bearer " + MASK}
+    assert all(secret in recorded["awk-secret"] for secret in SECRETS_IN_ERRORS)
+    # every other message is exported as recorded
+    assert {k: v for k, v in masked.items() if k != "awk-secret"} == \
+        {k: v for k, v in stored.items() if k != "awk-secret"}
+    monkeypatch.setenv("RUNS_MASK_SECRETS", "0")
+    assert exported_errors(export_db, fmt) == stored
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl", "parquet"])
+def test_export_then_ingest_into_an_empty_database_gives_the_same_runs(export_db, tmp_path, fmt,
+                                                                      monkeypatch):
+    monkeypatch.setenv("RUNS_MASK_SECRETS", "0")  # a faithful copy: messages as recorded
     out = tmp_path / f"runs.{fmt}"
     assert main(["export", "--db", str(export_db), "--format", fmt, "--output", str(out),
                  "--archived"]) == 0

@@ -11,6 +11,9 @@ import duckdb
 import pytest
 
 from conftest import ROOT
+from factories import simple_run
+from runs_store.db import open_db
+from runs_store.ingest import ingest_items, records_as_items
 
 PAGE = "pages/insights.py"
 TABS = {
@@ -184,6 +187,27 @@ def table_by_key(at, key: str):
         if table.proto.id.endswith(key) or key in table.proto.id:
             return table
     raise AssertionError(f"no table {key}")
+
+
+def test_error_signatures_mask_secrets_and_still_open_their_runs(app_env, tmp_path, monkeypatch):
+    created = (datetime.now(timezone.utc) - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    db = tmp_path / "leaky.duckdb"
+    with open_db(db) as con:
+        ingest_items(con, records_as_items([
+            simple_run(f"leaky-{n}", created=created, status="FAILED",
+                       failedStep={"name": "step_1", "message": "Login refused for "
+                                   "password=hunterpass"}) for n in range(3)]), "leaky")
+    app_env(db)
+    monkeypatch.delenv("RUNS_MASK_SECRETS", raising=False)
+    at = open_tab("Errors", last_days(1))
+    assert list(table_by_key(at, "error_signatures").value["Error"]) == \
+        ["Login refused for password=••••••"]
+    select_row(at, "error_signatures", 0)
+    assert runs_page_total(at) == 3
+    monkeypatch.setenv("RUNS_MASK_SECRETS", "0")
+    at = open_tab("Errors", last_days(1))
+    assert list(table_by_key(at, "error_signatures").value["Error"]) == \
+        ["Login refused for password=hunterpass"]
 
 
 @pytest.mark.parametrize("tab, key, column", DRILLS)

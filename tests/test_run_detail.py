@@ -24,7 +24,7 @@ from runs_store import masking
 from runs_store.db import open_db
 from runs_store.formatting import zone
 from runs_store.masking import (MASK, MaskTally, is_secret_key, mask_json_preview, mask_json_text,
-                                mask_text)
+                                mask_secrets, mask_text)
 from runs_store.run_detail import (EditLinkError, PayloadGone, banner_line,
                                    compare_with_last_success, edit_flow_url, head_chars, load_run,
                                    payload_download, preview_bytes, read_step_rows)
@@ -332,10 +332,10 @@ def test_the_run_counts_the_values_masking_hid(con):
     run = load(con, "secrets-run")
     recorded = secrets_run()["steps"]["step_1"]
     step = run.find_step("step_1")
-    assert step.input.masked_count == recorded_secrets(recorded["input"]) == 7
+    assert step.input.masked_count == recorded_secrets(recorded["input"]) == 9
     assert step.output.masked_count == recorded_secrets(recorded["output"]) == 1
     assert step.error.detail.masked_count == recorded_secrets(recorded["errorMessage"]) == 1
-    assert step.masked_count == run.masked_count == 9
+    assert step.masked_count == run.masked_count == 11
 
 
 def test_nothing_is_counted_when_nothing_looks_secret_or_masking_is_off(con):
@@ -423,6 +423,43 @@ def test_keys_that_do_not_name_secrets(key):
 ])
 def test_credential_shaped_text_is_masked_anywhere(text, secret):
     assert secret not in mask_text(text) and MASK in mask_text(text)
+
+
+def test_secrets_in_json_a_string_holds_are_masked_and_the_rest_kept():
+    body = json.dumps({"client_id": "app-1", "api_key": "k-77", "inner": json.dumps(
+        {"password": 'p"w\\d', "user": "ana"})})
+    masked = mask_secrets({"body": body, "plain": '{"name": "x", "note": "say \\"hi\\""}'})
+    outer = json.loads(masked["body"])
+    assert outer["api_key"] == MASK and outer["client_id"] == "app-1"
+    assert json.loads(outer["inner"]) == {"password": MASK, "user": "ana"}
+    assert masked["plain"] == '{"name": "x", "note": "say \\"hi\\""}'
+
+
+def test_secrets_in_json_a_string_holds_are_masked_in_json_text_which_stays_json():
+    recorded = {"body": json.dumps({"api_key": 'k"7\\7', "n": 1, "token": "tk-1234", "id": 5})}
+    tally = MaskTally()
+    masked = json.loads(tally.json_text(json.dumps(recorded)))
+    assert json.loads(masked["body"]) == {"api_key": MASK, "n": 1, "token": MASK, "id": 5}
+    assert tally.hits == 2
+
+
+@pytest.mark.parametrize("cut", range(0, 16))
+def test_an_escaped_secret_cut_by_the_end_of_a_preview_is_masked(cut):
+    text = json.dumps({"body": json.dumps({"client_secret": "cs_live_Zq81wPx", "n": 1})})
+    start = text.index("cs_live")
+    assert mask_json_preview(text[:start + cut]) == text[:start] + MASK + '\\"'
+    assert mask_json_preview(text[:start + cut] + "\\") == text[:start] + MASK + '\\"'
+
+
+@pytest.mark.parametrize("text, secret", [
+    ("refresh_token=rt-77aa-kk&grant_type=refresh_token", "rt-77aa-kk"),
+    ("grant_type=client_credentials&client_secret=cs_live_Zq81", "cs_live_Zq81"),
+    ("retrying with password=hunter2-Pa55 in the body", "hunter2-Pa55"),
+])
+def test_form_encoded_secrets_are_masked(text, secret):
+    shown = mask_text(text)
+    assert secret not in shown and MASK in shown
+    assert shown.replace(MASK, secret) == text
 
 
 @pytest.mark.parametrize("text", ["Token expired for this user", "Basic information is missing",
@@ -580,6 +617,7 @@ def plain_json_preview(text: str) -> tuple[str, int]:
     """MaskTally.json_preview's rules as plain whole-text scans, without its shortcuts."""
     tally = MaskTally()
     text = masking._JSON_SECRET_PAIR.sub(tally._pair, text)
+    text = masking._ESCAPED_SECRET_PAIR.sub(tally._escaped_pair, text)
     text = masking._VALUE_PATTERNS.sub(tally._credential, text)
     text = masking._URL_PARAM.sub(tally._url_param, text) if "=" in text else text
     return masking._JSON_SECRET_TAIL.sub(tally._pair, text), tally.hits
@@ -588,7 +626,8 @@ def plain_json_preview(text: str) -> tuple[str, int]:
 PIECES = ['"', "\\", ":", " ", "\n", "a", "K", '"password"', '"api_key"', '"name"', ': "',
           '"token": "', "Bearer ", "abcdefgh12", "sk-", "ABCDEFGHIJKLMNOPQRST",
           "eyJabcdef.eyJabcdef.xyz", "?sig=", "&x=1", "xoxb-1234567890", "ghp_" + "a" * 20,
-          "AKIA" + "B" * 16, "Token", '\\"', "pass", "word", "_", "-", "{", "}", ",", "é"]
+          "AKIA" + "B" * 16, "Token", '\\"', "pass", "word", "_", "-", "{", "}", ",", "é",
+          '\\"api_key\\": \\"', '\\"token\\":\\"', '\\\\', "client_secret=", "=abc", "&"]
 
 
 def test_masking_shortcuts_hide_exactly_what_whole_text_scans_hide():
@@ -607,7 +646,8 @@ def test_masking_shortcuts_hide_exactly_what_whole_text_scans_hide():
 KEYS = ["id", "name", "value", "url", "note", "api_key", "Api-Key", "pass\nword", "max_tokens",
         "header", "K"]
 TEXTS = ["ana", "Authorization", "Bearer abc123XYZ789def", "https://x.example/?sig=abc&page=2",
-         "line\nbreak", 'quote " inside', "é", "sk-proj-ABCDEFGHIJKLMNOP1234", "", "X-Api-Key"]
+         "line\nbreak", 'quote " inside', "é", "sk-proj-ABCDEFGHIJKLMNOP1234", "", "X-Api-Key",
+         '{"api_key": "k-2", "n": 1}', "client_secret=abc&x=1", '{"name": "token"}']
 
 
 def random_value(rng: random.Random, depth: int = 0):

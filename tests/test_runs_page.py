@@ -229,6 +229,36 @@ def test_the_error_column_shows_each_runs_error_in_one_line_and_nothing_when_non
     assert (shown["Error"] != "").any() and (shown["Error"] == "").any()
 
 
+LEAKY_ERRORS = {  # run id -> its error message, holding a secret
+    "leaky-bearer": "401 Unauthorized: Authorization: Bearer abc123XYZ789def was refused",
+    "leaky-body": '{"error": "invalid_client", "client_secret": "cs_live_Zq81wPx"}',
+    "leaky-form": "token request failed: client_secret=cs_live_Zq81wPx&grant_type=x",
+}
+
+
+def leaky_store(path):
+    with open_db(path) as con:
+        ingest_items(con, records_as_items([
+            simple_run(run_id, status="FAILED", failedStep={"name": "step_1", "message": message})
+            for run_id, message in LEAKY_ERRORS.items()]), "leaky")
+    return path
+
+
+def test_the_error_column_masks_secrets_unless_masking_is_off(tmp_path, app_env, monkeypatch):
+    app_env(leaky_store(tmp_path / "leaky.duckdb"))
+    monkeypatch.delenv("RUNS_MASK_SECRETS", raising=False)
+    masked = table(check(open_runs({"range": "All time"})))
+    errors = dict(zip(masked["id"], masked["Error"]))
+    assert errors == {
+        "leaky-bearer": "401 Unauthorized: Authorization: Bearer •••••• was refused",
+        "leaky-body": "invalid_client",
+        "leaky-form": "token request failed: client_secret=••••••&grant_type=x"}
+    monkeypatch.setenv("RUNS_MASK_SECRETS", "0")
+    recorded = table(check(open_runs({"range": "All time"})))
+    assert dict(zip(recorded["id"], recorded["Error"])) == {
+        run_id: error_summary(message) for run_id, message in LEAKY_ERRORS.items()}
+
+
 def test_unfinished_runs_show_no_duration_even_when_one_is_stored(copy_db):
     """The store never keeps a duration for them; the page does not trust that."""
     with open_db(copy_db) as con:
