@@ -3,7 +3,8 @@
 Each repeat ingests a different generated file (another seed, so other run ids) in a fresh
 process, measured from outside: wall time including the interpreter's start, and the process's
 peak resident memory. Files go into an empty store, and into a copy of a large store (the
-realistic case: adding a day's export to months of history).
+realistic case: adding a day's export to months of history). The same files also go through
+benchmarks/ingest_floor.py (DuckDB alone, nothing checked): the floor under the figure.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from benchmarks.build import size_label
 from benchmarks.procs import python_module, run_measured
 
 _NEW = re.compile(r"Ingested .*?: ([\d,]+) new, ([\d,]+) updated")
+_FLOOR = re.compile(r"Loaded without checks: ([\d,]+) runs")
 
 
 def ingest_file_for(stores_dir: Path, runs: int, seed: int) -> Path:
@@ -45,6 +47,17 @@ def time_ingest(jsonl: Path, db: Path) -> dict:
             "runs_per_s": loaded / measured.seconds, "peak_rss_mb": measured.peak_rss_mb}
 
 
+def time_floor(jsonl: Path, db: Path) -> dict:
+    """The same file through benchmarks/ingest_floor.py: DuckDB alone, nothing judged."""
+    measured = run_measured(python_module("benchmarks.ingest_floor", str(jsonl), str(db)))
+    match = _FLOOR.search(measured.output)
+    if measured.returncode != 0 or not match:
+        raise RuntimeError(f"floor load failed ({measured.returncode}):\n{measured.output[-3000:]}")
+    loaded = int(match.group(1).replace(",", ""))
+    return {"seconds": measured.seconds, "runs": loaded,
+            "runs_per_s": loaded / measured.seconds, "peak_rss_mb": measured.peak_rss_mb}
+
+
 def _summary(samples: list[dict], target: str) -> dict:
     return {"target": target, "samples": samples,
             "runs_per_s": statistics.median(s["runs_per_s"] for s in samples),
@@ -53,23 +66,26 @@ def _summary(samples: list[dict], target: str) -> dict:
 
 
 def bench_ingest(stores_dir: Path, runs: int, repeat: int, into: Path | None = None,
-                 into_label: str = "", log=print) -> list[dict]:
-    """Medians over `repeat` files: into an empty store, and into a copy of `into` if given."""
+                 into_label: str = "", log=print, timer=time_ingest) -> list[dict]:
+    """Medians over `repeat` files: into an empty store, and into a copy of `into` if given.
+    `timer` is time_ingest (our ingest) or time_floor (DuckDB alone, nothing judged)."""
+    what = "floor" if timer is time_floor else "ingest"
     files = [ingest_file_for(stores_dir, runs, seed=100 + n) for n in range(repeat)]
-    scratch = stores_dir / "ingest-scratch.duckdb"
+    scratch = stores_dir / f"{what}-scratch.duckdb"
     empty = []
     for jsonl in files:
         _remove(scratch)
-        empty.append(time_ingest(jsonl, scratch))
-        log(f"ingest {size_label(runs)} into an empty store: {empty[-1]['runs_per_s']:,.0f} runs/s")
+        empty.append(timer(jsonl, scratch))
+        log(f"{what} {size_label(runs)} into an empty store: "
+            f"{empty[-1]['runs_per_s']:,.0f} runs/s")
     results = [_summary(empty, "empty store")]
     if into is not None:
         _remove(scratch)
         shutil.copy(into, scratch)
         grown = []
         for jsonl in files:
-            grown.append(time_ingest(jsonl, scratch))
-            log(f"ingest {size_label(runs)} into the {into_label} store: "
+            grown.append(timer(jsonl, scratch))
+            log(f"{what} {size_label(runs)} into the {into_label} store: "
                 f"{grown[-1]['runs_per_s']:,.0f} runs/s")
         results.append(_summary(grown, f"{into_label} store"))
     _remove(scratch)

@@ -92,6 +92,11 @@ def _ingest_rows(results: dict) -> list[str]:
         runs = f"{found['runs']:,}"
         rows.append(f"| Ingest JSONL with steps ({runs} runs into the {found['target']}) | "
                     f"{found['runs_per_s']:,.0f} runs/s, peak {mb_text(found['peak_rss_mb'])} |")
+    for floor in results.get("ingest_floor", []):
+        rows.append(f"| The floor: the same files' runs and steps written by DuckDB alone, nothing "
+                    f"checked or judged (benchmarks/ingest_floor.py, {floor['runs']:,} runs into "
+                    f"the {floor['target']}) | {floor['runs_per_s']:,.0f} runs/s, "
+                    f"peak {mb_text(floor['peak_rss_mb'])} |")
     return rows
 
 

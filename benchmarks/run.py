@@ -15,7 +15,7 @@ from pathlib import Path
 
 from benchmarks.app_bench import bench_app_in_subprocess
 from benchmarks.build import ensure_store, parse_size, spec_for
-from benchmarks.ingest_bench import bench_ingest
+from benchmarks.ingest_bench import bench_ingest, time_floor
 from benchmarks.machine import describe_machine
 from benchmarks.memory_bench import measure_server_memory
 from benchmarks.procs import ROOT
@@ -30,7 +30,8 @@ def log(text: str) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks",
+                                     description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", default="100k,1M,10M", help="store sizes (default %(default)s)")
     parser.add_argument("--repeat", type=int, default=5, help="samples per figure (median)")
     parser.add_argument("--out", default="benchmarks/results/latest.json")
@@ -93,6 +94,9 @@ def main(argv: list[str] | None = None) -> int:
         results["ingest"] = bench_ingest(stores_dir, parse_size(args.ingest_runs),
                                          args.ingest_repeat, into[1] if into else None,
                                          into[0] if into else "", log)
+        results["ingest_floor"] = bench_ingest(stores_dir, parse_size(args.ingest_runs),
+                                               args.ingest_repeat, into[1] if into else None,
+                                               into[0] if into else "", log, timer=time_floor)
         write_results(results, out)
     for label, (path, sidecar) in stores.items():
         results["sizes"][label] = measure_size(label, path, sidecar, args, skip, stores_dir)
