@@ -15,7 +15,7 @@ if TYPE_CHECKING:  # pyarrow is imported by the writers: importing it costs the 
     import pyarrow as pa
 
 from runs_store.filters import ORDER_BY, RunFilter, build_where
-from runs_store.masking import masking_enabled, messages_as_shown
+from runs_store.masking import masking_on, messages_as_shown
 
 FORMATS = ("csv", "jsonl", "parquet")
 
@@ -47,7 +47,7 @@ def _masked(reader: pa.RecordBatchReader, mask: bool | None) -> pa.RecordBatchRe
     """The batches with their error messages masked as the app shows them (RUNS_MASK_SECRETS)."""
     import pyarrow as pa
 
-    if not (masking_enabled() if mask is None else mask):
+    if not masking_on(mask):
         return reader
     column = EXPORT_COLUMNS.index("error_message")
 

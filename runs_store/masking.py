@@ -73,6 +73,11 @@ def masking_enabled() -> bool:
     return settings.get_bool("RUNS_MASK_SECRETS")
 
 
+def masking_on(mask: bool | None) -> bool:
+    """A caller's choice, or the RUNS_MASK_SECRETS setting when it made none (None)."""
+    return masking_enabled() if mask is None else mask
+
+
 def is_secret_key(key) -> bool:
     """Whether a mapping key names a secret: api_key, X-Api-Key, clientSecret, set-cookie, ..."""
     if not isinstance(key, str):
@@ -258,7 +263,7 @@ def mask_secrets(value):
 def messages_as_shown(messages, mask: bool | None = None) -> list:
     """Error messages (or their signatures) for a table or an export: masked like step payloads
     unless masking is off. Messages repeat across runs, so each distinct one is masked once."""
-    if not (masking_enabled() if mask is None else mask):
+    if not masking_on(mask):
         return list(messages)
     return [_masked_message(message) if isinstance(message, str) and message else message
             for message in messages]

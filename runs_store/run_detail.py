@@ -21,7 +21,7 @@ from runs_store import settings
 from runs_store.errors import StoreError
 from runs_store.formatting import banner_time, long_duration
 from runs_store.masking import (CUT_LOOKAROUND, MaskTally, mask_json_text, mask_secrets, mask_text,
-                                masking_enabled, preview_end)
+                                masking_on, preview_end)
 from runs_store.signatures import load_json_text, summarise_json_error
 from runs_store.statuses import UNFINISHED, label
 from runs_store.step_tree import (AGENT_PIECE, AgentTimeline, Branch, Loop, is_agent_step,
@@ -319,7 +319,7 @@ def load_run(con, run_id: str, mask: bool | None = None) -> RunDetail | None:
     if not found:
         return None
     run = found[0]
-    mask = masking_enabled() if mask is None else mask
+    mask = masking_on(mask)
     limit, offset, steps = preview_bytes(), 0, []
     for row in read_step_rows(con, run_id, limit):
         steps.append(make_step(row, offset, mask, limit))
