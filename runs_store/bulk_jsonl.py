@@ -26,7 +26,8 @@ from typing import Callable, Iterator
 
 import duckdb
 
-from runs_store.readers import SourceFile, json_items
+from runs_store.limits import MAX_JSON_DEPTH, TooDeep, loads_bounded, max_record_chars
+from runs_store.readers import SourceFile, bounded_lines, json_items, too_large_item
 from runs_store.records import (MAX_ERROR_CHARS, STEPS_TYPE, failed_step_fields, json_text,
                                 step_catalog)
 from runs_store.signatures import error_signature
@@ -36,6 +37,9 @@ from runs_store.statuses import STATUSES, UNFINISHED
 SEQ_PER_LINE = 1024
 PYTHON_SLICE_RECORDS = 20_000
 MAX_RECORD_BYTES = 1024 * 1024  # the reader's buffer size; longer lines are still read
+# A step payload sits three levels down in its run (run, steps, step): one with more opening
+# brackets than this might nest past MAX_JSON_DEPTH, and is left to Python, which counts exactly.
+PAYLOAD_DEPTH = MAX_JSON_DEPTH - 3
 
 _COLUMNS = ("id", "environment", "status", "created", "startTime", "finishTime", "updated",
             "archivedAt", "projectId", "flowId", "flowVersionId", "flowDisplayName", "failedStep",
@@ -63,7 +67,9 @@ CREATE OR REPLACE TEMP MACRO ts_ok(j) AS j IS NULL OR engine_ts(j) IS NOT NULL;
 CREATE OR REPLACE TEMP MACRO text_ok(j) AS j IS NULL OR json_type(j) = 'VARCHAR';
 CREATE OR REPLACE TEMP MACRO text_of(j) AS nullif(j ->> '$', '');
 CREATE OR REPLACE TEMP MACRO int_ok(j) AS j IS NULL OR json_type(j) IN ('BIGINT', 'UBIGINT');
-"""
+CREATE OR REPLACE TEMP MACRO may_be_deep(j) AS
+    strlen(j::VARCHAR) - strlen(replace(replace(j::VARCHAR, '{', ''), '[', '')) > @DEPTH@;
+""".replace("@DEPTH@", str(PAYLOAD_DEPTH))
 
 # One row per record read, with what it becomes and whether it is in the usual shape (`usual`).
 # The @NAMES@ are filled in by _classify: a clean file's first read, or a numbered careful one.
@@ -134,7 +140,9 @@ SELECT * EXCLUDE (steps, flowVersion, failedStep, step_map, named_failure@ORDINA
          AND text_ok(failed.displayName))
     AND (steps IS NULL OR step_map IS NOT NULL AND coalesce(list_bool_and(list_transform(
             -- a step without type and status was not an object, or is odd: Python judges it
-            map_values(step_map), lambda v: v.type IS NOT NULL OR v.status IS NOT NULL)), true)),
+            map_values(step_map), lambda v: v.type IS NOT NULL OR v.status IS NOT NULL)), true))
+    AND NOT coalesce(may_be_deep(failedStep) OR may_be_deep(pauseMetadata), false)
+    AND @SHALLOW@,
         false) AS usual,
     -- the failed step of these is worked out in Python (records.failed_step_fields)
     @PYTHON_FAILED@
@@ -156,6 +164,7 @@ _JUDGING = {
         OR coalesce(step_failure AND json_type(first_failed.value.errorMessage)
                     NOT IN ('VARCHAR', 'NULL'), false)""",
     "@FAILED_STEPS@": "to_json(step_map)",
+    "@SHALLOW@": "true",  # its payloads are not read here: FILE_STEP_MAPS checks them
 }
 # The careful read: numbered by line, steps whole (staged for the store), and every run with a
 # failure anywhere in its steps handed to Python for its failed step.
@@ -168,13 +177,20 @@ _CAREFUL = {
     "@FIRST_FAILED@": "NULL::STRUCT(key VARCHAR, value STRUCT(errorMessage JSON))",
     "@PYTHON_FAILED@": """coalesce(contains(steps, '"FAILED"'), false)""",
     "@FAILED_STEPS@": "steps",
+    "@SHALLOW@": """NOT coalesce(list_bool_or(list_transform(map_values(step_map), lambda v:
+        may_be_deep(v.input) OR may_be_deep(v.output) OR may_be_deep(v.errorMessage))), false)""",
 }
 
 # The steps of a file judged by its first read, read again whole when its runs are applied. No
 # error is ignored: steps that are not an object of step objects fail the read (the first read
 # saw them as no steps), and the file is then read the careful way.
 FILE_STEP_MAPS = f"""
-SELECT id ->> '$' AS id, steps FROM read_json(?, format = 'newline_delimited', compression = ?,
+SELECT id ->> '$' AS id,
+       CASE WHEN list_bool_or(list_transform(map_values(steps), lambda v: may_be_deep(v.input)
+                 OR may_be_deep(v.output) OR may_be_deep(v.errorMessage)))
+            THEN error('a step payload may nest too deep: read the file carefully')
+            ELSE steps END AS steps
+FROM read_json(?, format = 'newline_delimited', compression = ?,
     maximum_object_size = {MAX_RECORD_BYTES},
     columns = {{'id': 'JSON', 'environment': 'JSON', 'steps': '{STEPS_TYPE}'}})
 WHERE environment IS DISTINCT FROM '"TESTING"' AND cardinality(steps) > 0
@@ -274,8 +290,10 @@ def reading_progress(con, source: SourceFile, progress, half: int) -> Iterator[N
     finally:
         finished.set()
         reporter.join()
-        con.execute("RESET enable_progress_bar")
-        con.execute("RESET enable_progress_bar_print")
+    # not reached when the block failed: its transaction is aborted until the caller rolls back,
+    # and the next reading_progress sets the same settings again
+    con.execute("RESET enable_progress_bar")
+    con.execute("RESET enable_progress_bar_print")
     progress(start + source.total_bytes // 2, source.total_bytes)
 
 
@@ -366,7 +384,7 @@ def _stage_catalogs(con) -> dict[str, dict]:
     for number, (version_id, trigger) in enumerate(versions, 1):
         key = -number  # the Python path numbers its catalogs 1, 2, ...
         catalog = catalogs[version_id] = step_catalog(
-            {"id": version_id, "trigger": json.loads(trigger) if trigger else None})
+            {"id": version_id, "trigger": _trigger(trigger)})
         if not catalog:
             continue
         keys.append((version_id, key))
@@ -380,13 +398,31 @@ def _stage_catalogs(con) -> dict[str, dict]:
     return catalogs
 
 
+def _trigger(text: str | None):
+    """A flow version's trigger for its step catalog; one nested past MAX_JSON_DEPTH gives no
+    step names (the runs still load; their steps show without display names)."""
+    try:
+        return loads_bounded(text) if text else None
+    except TooDeep:
+        return None
+
+
+def _judged_steps(text: str) -> dict:
+    """A first read's steps (no payloads, but loops' iterations): iterations nested too deep send
+    the file to the careful read, where such a run goes to Python and is rejected."""
+    try:
+        return loads_bounded(text)
+    except TooDeep:
+        raise StepsNotUsual("a loop's iterations nest too deep") from None
+
+
 def _stage_python_fields(con, catalogs: dict[str, dict]) -> None:
     """The failed step and error of runs with a failure in their steps, and pause metadata as
     the Python path writes it: few rows, subtle rules, so the Python code decides."""
     def failed_fields(r, failed, failed_name, steps, version_id) -> tuple:
         record = {"failedStep": json.loads(failed) if failed else None,
                   "failedStepName": json.loads(failed_name) if failed_name else None}
-        return (r, *failed_step_fields(record, json.loads(steps) if steps else {},
+        return (r, *failed_step_fields(record, _judged_steps(steps) if steps else {},
                                        catalogs.get(version_id, {})))
 
     _stage_computed(con, "stage.python_fields", ["r", "failed_step", "failed_step_display", "error"],
@@ -447,21 +483,24 @@ def _take_lines(source: SourceFile, ordinals: list[int], batches, records_read: 
     counted) to the Python path, with their real line numbers."""
     wanted = set(ordinals)
     found = 0
-    for ordinal, number, text in _non_blank_lines(source):
+    for ordinal, number, text, too_large in _non_blank_lines(source):
         if ordinal in wanted:
-            for k, item in enumerate(json_items("line", number, text)):
+            items = ([too_large_item("line", number, text)] if too_large
+                     else json_items("line", number, text))
+            for k, item in enumerate(items):
                 batches.take(item, seq=ordinal * SEQ_PER_LINE + min(k, SEQ_PER_LINE - 1))
         found = ordinal
     if found != records_read:
         raise BulkUnavailable(f"DuckDB read {records_read} records, Python {found} lines")
 
 
-def _non_blank_lines(source: SourceFile) -> Iterator[tuple[int, int, str]]:
-    """(ordinal among non-blank lines, line number, stripped text) for each non-blank line."""
+def _non_blank_lines(source: SourceFile) -> Iterator[tuple[int, int, str, bool]]:
+    """(ordinal among non-blank lines, line number, stripped text, too large) for each non-blank
+    line; of a line past RUNS_MAX_RECORD_MB only the head is read into memory."""
     with source.open_text() as text:
         ordinal = 0
-        for number, line in enumerate(text, 1):
+        for number, line, too_large in bounded_lines(text, max_record_chars()):
             stripped = line.strip()
             if stripped:
                 ordinal += 1
-                yield ordinal, number, stripped
+                yield ordinal, number, stripped, too_large

@@ -14,7 +14,8 @@ from pathlib import Path
 from runs_store import settings
 from runs_store.db import open_db
 from runs_store.errors import StoreError
-from runs_store.export import FORMATS, write_export
+from runs_store.export import (FORMATS, refuse_store_as_output, replaced_on_success,
+                               write_export)
 from runs_store.filters import RunFilter
 from runs_store.ingest import ingest_paths
 from runs_store.records import RecordRejected, parse_time
@@ -52,8 +53,17 @@ def command_ingest(args) -> int:
     return summary.exit_code
 
 
+def _existing_database(args) -> Path:
+    """The database a reading command reads: it must exist (a mistyped --db creates nothing)."""
+    path = _database(args)
+    if not path.is_file():
+        raise StoreError(f"no database at {path}: check --db or RUNS_DB (reading commands "
+                         f"never create one)")
+    return path
+
+
 def command_rejects(args) -> int:
-    with open_db(_database(args)) as con:
+    with open_db(_existing_database(args), read_only=True) as con:
         rejects = list_rejects(con)
     for reject in rejects:
         print(f"{reject['source']}:{reject_location(reject)}: {reject['reason']}")
@@ -90,9 +100,12 @@ def command_export(args) -> int:
     run_filter = export_filter(args)
     if args.format == "parquet" and not args.output:
         raise StoreError("parquet export needs --output FILE")
-    with open_db(_database(args)) as con:
+    database = _existing_database(args)
+    if args.output:
+        refuse_store_as_output(args.output, database)
+    with open_db(database, read_only=True) as con:
         if args.output:
-            with open(args.output, "wb") as out:
+            with replaced_on_success(args.output) as out:
                 count = write_export(con, out, args.format, run_filter)
         else:
             count = write_export(con, sys.stdout.buffer, args.format, run_filter)

@@ -23,3 +23,7 @@ class DatabaseUnreadable(StoreError):
 
 class OutOfMemory(StoreError):
     """DuckDB could not stay within its memory limit."""
+
+
+class SettingError(StoreError):
+    """A setting (environment variable) has a value that is not allowed; the message names it."""

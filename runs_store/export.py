@@ -4,20 +4,35 @@ The columns are the flat export columns the ingest reads back (`id, flow, status
 finished_at, duration_ms, failed_step, archived, ...`): status as the enum name, times ISO-8601
 UTC. Rows stream from DuckDB in batches, so exports of millions of runs use little memory. Error
 messages are masked as the app shows them (RUNS_MASK_SECRETS=0 exports them as recorded).
+
+An export can never hurt the store or an earlier export: a file is written beside its target and
+renamed into place only when complete, and an output that is the store itself (or its WAL) is
+refused before anything is opened. Text cells of a CSV that a spreadsheet would run as a formula
+(starting with = + - @, a tab or a carriage return) are written with a leading ' (OWASP's advice
+on CSV injection); the CSV reader takes that ' off again, so an export still loads back as the
+same runs.
 """
 
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, BinaryIO
+import os
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, BinaryIO, Iterator
 
 if TYPE_CHECKING:  # pyarrow is imported by the writers: importing it costs the CLI ~0.3 s
     import pyarrow as pa
 
+from runs_store.errors import StoreError
 from runs_store.filters import ORDER_BY, RunFilter, build_where
 from runs_store.masking import masking_on, messages_as_shown
 
 FORMATS = ("csv", "jsonl", "parquet")
+# A text cell starting with one of these runs as a formula in Excel, LibreOffice and Sheets;
+# a ' already in front of one is doubled, so that the reader can take exactly one off.
+FORMULA_START = r"^'*[=+\-@\t\r]"
 
 _ISO = "'%Y-%m-%dT%H:%M:%S.%gZ'"
 EXPORT_SELECT = f"""
@@ -84,9 +99,59 @@ def _write_csv(reader: pa.RecordBatchReader, out: BinaryIO) -> int:
     count = 0
     with pacsv.CSVWriter(out, reader.schema) as writer:
         for batch in reader:
-            writer.write_batch(batch)
+            writer.write_batch(neutralise_formulas(batch))
             count += batch.num_rows
     return count
+
+
+def neutralise_formulas(batch: pa.RecordBatch) -> pa.RecordBatch:
+    """The batch with every text cell that a spreadsheet would run as a formula prefixed with
+    a ' (numbers, booleans and empty cells as they are)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    columns = []
+    for column in batch.columns:
+        if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+            risky = pc.fill_null(pc.match_substring_regex(column, FORMULA_START), False)
+            column = pc.if_else(risky, pc.binary_join_element_wise("'", column, ""), column)
+        columns.append(column)
+    return pa.RecordBatch.from_arrays(columns, schema=batch.schema)
+
+
+def refuse_store_as_output(output: str | os.PathLike, database: Path) -> None:
+    """StoreError when `output` is the database file or its WAL, however it is spelled
+    (relative, through a link, a hard link): writing there would destroy the store."""
+    target = Path(output)
+    for protected in (database, database.with_name(database.name + ".wal")):
+        if _same_file(target, protected):
+            raise StoreError(f"--output {output} is the database itself ({protected}); "
+                             f"exporting there would destroy it. Choose another file.")
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them does not exist (yet): compare where they would be
+        return a.resolve() == b.resolve()
+
+
+@contextmanager
+def replaced_on_success(output: str | os.PathLike) -> Iterator[BinaryIO]:
+    """A file to write the export to, beside `output`; renamed onto `output` only when the
+    block ends without error, so a failed export leaves an existing file as it was."""
+    target = Path(output)
+    if target.is_dir():
+        raise StoreError(f"--output {output} is a directory; name a file")
+    handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.",
+                                         suffix=".part")
+    try:
+        with os.fdopen(handle, "wb") as out:
+            yield out
+        os.replace(temporary, target)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
 
 
 def _write_jsonl(reader: pa.RecordBatchReader, out: BinaryIO) -> int:

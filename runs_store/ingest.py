@@ -32,6 +32,7 @@ from runs_store.bulk_jsonl import (FILE_STEP_MAPS, BulkUnavailable, StepsNotUsua
                                    reading_progress, stage_jsonl)
 from runs_store.db import arrow_as, bump_generation, insert_arrow, open_db
 from runs_store.errors import OutOfMemory
+from runs_store.limits import FileTooLarge, check_settings
 from runs_store.readers import Item, SourceFile, expand_paths
 from runs_store.records import (RUN_COLUMNS, STEPS_TYPE, RecordRejected, TestRun,
                                 normalize_flat_row, normalize_run)
@@ -43,6 +44,7 @@ BATCH_RUNS = 5_000
 # 1 s a file into a store of a million runs). Smaller files, and files that replace runs (whose
 # old rows are deleted), are merged and compacted as usual.
 UNMERGED_FILE_RUNS = 16_384
+SCRATCH_PREFIX = ".ingest-"  # + pid-random: staging databases and unpacked files
 
 Progress = Callable[[int, int], None]  # (bytes done, bytes total)
 
@@ -285,12 +287,36 @@ def _outcomes(con) -> dict[str, int]:
     return dict(con.execute("SELECT outcome, count(*) FROM decided GROUP BY outcome").fetchall())
 
 
-def _stage_path(con) -> Path:
-    """A scratch DuckDB file beside the database (or in the temp dir for in-memory ones)."""
+def _scratch_path(con, suffix: str = ".duckdb") -> Path:
+    """A scratch file beside the database (or in the temp dir for in-memory ones), named after
+    this process so that a later ingest can tell it is left over once the process is gone."""
     database = con.execute("SELECT path FROM duckdb_databases() WHERE database_name = "
                            "current_database()").fetchall()[0][0]
     folder = Path(database).parent if database else Path(tempfile.gettempdir())
-    return folder / f".ingest-{os.getpid()}-{uuid.uuid4().hex[:8]}.duckdb"
+    remove_dead_scratch(folder)
+    return folder / f"{SCRATCH_PREFIX}{os.getpid()}-{uuid.uuid4().hex[:8]}{suffix}"
+
+
+def remove_dead_scratch(folder: Path) -> list[Path]:
+    """Deletes the scratch files in `folder` of ingests whose process is gone (killed while
+    loading: hundreds of MB each); those of live processes stay. Returns what it deleted."""
+    removed = []
+    for path in folder.glob(f"{SCRATCH_PREFIX}*"):
+        pid = path.name[len(SCRATCH_PREFIX):].split("-", 1)[0]
+        if pid.isdigit() and not _process_alive(int(pid)):
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
 
 
 @contextmanager
@@ -325,7 +351,7 @@ def _checked_size(text: str) -> str:
 @contextmanager
 def _staging_database(con) -> Iterator[None]:
     """Attaches a fresh staging database as `stage`; detaches and deletes it afterwards."""
-    path = _stage_path(con)
+    path = _scratch_path(con)
     con.execute("ATTACH ? AS stage (ROW_GROUP_SIZE 8192)", [str(path)])
     try:
         con.execute(_STAGE_TABLES)
@@ -474,21 +500,62 @@ def _stage_jsonl_in_duckdb(con, source: SourceFile, progress: Progress | None, c
 
 def ingest_file(con, source: SourceFile, progress: Progress | None = None) -> IngestSummary:
     """One file in one transaction: JSONL through DuckDB's JSON reader when it can take it
-    (see bulk_jsonl), every other format and any file it cannot take through Python."""
+    (see bulk_jsonl), every other format and any file it cannot take through Python. A file
+    past RUNS_MAX_FILE_GB is not loaded: it is kept in `rejects` as one record, with the reason."""
     def report(_records_read: int) -> None:
         if progress:
             progress(source.bytes_read, source.total_bytes)
 
-    summary = _ingest_by_duckdb(con, source, progress) if source.format == "jsonl" else None
-    if summary is None:
-        summary = ingest_items(con, source.items(), source.name, on_batch=report)
+    check_settings()
+    try:
+        source.check_size()
+        summary = _ingest_by_duckdb(con, source, progress) if source.format == "jsonl" else None
+        if summary is None:
+            summary = ingest_items(con, source.items(), source.name, on_batch=report)
+    except FileTooLarge as error:
+        summary = _reject_file(con, source, str(error))
     if progress:
         progress(source.total_bytes, source.total_bytes)
     return summary
 
 
+def _reject_file(con, source: SourceFile, reason: str) -> IngestSummary:
+    rejection = Rejection(source.name, "file", 0, reason, "")
+    con.execute("BEGIN TRANSACTION")
+    try:
+        _store_rejects(con, source.name, [rejection])
+        bump_generation(con)
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    return IngestSummary(files=1, rejected=1, rejections=[rejection])
+
+
+@contextmanager
+def _unpacked(con, source: SourceFile) -> Iterator[SourceFile]:
+    """The file as DuckDB's reader should take it: a gzip is unpacked beside the store first,
+    streaming and bounded by RUNS_MAX_FILE_GB (DuckDB would inflate it unbounded, on one core)."""
+    if not source.gzipped:
+        yield source
+        return
+    path = _scratch_path(con, ".jsonl")
+    try:
+        with open(path, "wb") as out:
+            source.copy_unpacked(out)
+        yield SourceFile(path, display_name=source.name, format="jsonl")
+    finally:
+        path.unlink(missing_ok=True)
+
+
 def _ingest_by_duckdb(con, source: SourceFile, progress: Progress | None) -> IngestSummary | None:
     """A JSONL file through DuckDB's reader; None when that cannot take it (read in Python)."""
+    with _unpacked(con, source) as plain:
+        return _ingest_plain_by_duckdb(con, plain, progress)
+
+
+def _ingest_plain_by_duckdb(con, source: SourceFile, progress: Progress | None
+                            ) -> IngestSummary | None:
     for careful in (False, True):
         try:
             summary = _ingest_staged(

@@ -5,6 +5,10 @@ Formats: `.jsonl`/`.ndjson` (one run per line), `.json` (one run, a list of runs
 optionally gzipped. Every record comes with where it was found (line, item or row) and its text,
 so a record that is rejected later can be kept verbatim. Line-based formats stream: memory does
 not grow with the file.
+
+Nothing read may cost more than the bounds in `limits`: a gzip is unpacked as it streams and
+stops at RUNS_MAX_FILE_GB, a line or document larger than RUNS_MAX_RECORD_MB is rejected with its
+first 64 KB kept, and JSON nested past MAX_JSON_DEPTH is rejected with that reason.
 """
 
 from __future__ import annotations
@@ -14,6 +18,9 @@ import gzip
 import io
 import json
 import os
+import re
+import shutil
+import tempfile
 import zlib
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -21,12 +28,14 @@ from pathlib import Path
 from typing import BinaryIO, Iterator
 
 from runs_store.errors import InputPathError
+from runs_store.limits import (REJECTED_HEAD_CHARS, FileTooLarge, TooDeep, file_too_large_message,
+                               loads_bounded, max_file_bytes, max_record_chars,
+                               record_too_large_reason)
 
 FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv",
            ".parquet": "parquet"}
 SUPPORTED = ", ".join(sorted(FORMATS)) + " (each optionally .gz)"
-# Exports carry long error messages and payloads: allow big CSV fields (the default is 128 KB).
-csv.field_size_limit(2**31 - 1)
+_NEWLINES = ("\n", "\r")
 
 
 @dataclass
@@ -86,13 +95,57 @@ class CountingReader(io.RawIOBase):
         return len(data)
 
 
-def _maybe_gunzip(stream: io.BufferedReader) -> BinaryIO:
-    return gzip.GzipFile(fileobj=stream) if stream.peek(2)[:2] == b"\x1f\x8b" else stream
+class BoundedReader(io.RawIOBase):
+    """Wraps an unpacking stream and raises FileTooLarge once it has given more than `limit`
+    bytes: a gzip bomb is stopped after the bound, never inflated whole."""
+
+    def __init__(self, stream: BinaryIO, limit: int, name: str):
+        self.stream, self.limit, self.name = stream, limit, name
+        self.count = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        data = self.stream.read(len(buffer))
+        self.count += len(data)
+        if self.count > self.limit:
+            raise FileTooLarge(file_too_large_message(self.name))
+        buffer[: len(data)] = data
+        return len(data)
+
+
+def _maybe_gunzip(stream: io.BufferedReader, name: str) -> BinaryIO:
+    if stream.peek(2)[:2] != b"\x1f\x8b":
+        return stream
+    return io.BufferedReader(BoundedReader(gzip.GzipFile(fileobj=stream), max_file_bytes(), name))
+
+
+def bounded_lines(text: io.TextIOBase, max_chars: int) -> Iterator[tuple[int, str, bool]]:
+    """(line number, line, too large) for each line; a line longer than `max_chars` is read past
+    in pieces and only its head is kept, so one huge line never sits in memory."""
+    number = 0
+    while line := text.readline(max_chars + 1):
+        number += 1
+        if len(line) <= max_chars or line.endswith(_NEWLINES):
+            yield number, line, False
+            continue
+        head = line[:REJECTED_HEAD_CHARS]
+        while line and not line.endswith(_NEWLINES):
+            line = text.readline(1 << 20)
+        yield number, head, True
+
+
+def too_large_item(unit: str, position: int, head: str) -> Item:
+    return Item(unit, position, head, None, record_too_large_reason())
 
 
 def json_items(unit: str, position: int, text: str) -> Iterator[Item]:
     try:
-        value = json.loads(text)
+        value = loads_bounded(text)
+    except TooDeep as error:
+        yield Item(unit, position, text[:REJECTED_HEAD_CHARS], None, str(error))
+        return
     except ValueError as error:
         yield Item(unit, position, text, None, f"not valid JSON: {error}")
         return
@@ -104,16 +157,30 @@ def json_items(unit: str, position: int, text: str) -> Iterator[Item]:
 
 
 def read_jsonl(text: io.TextIOBase) -> Iterator[Item]:
-    for number, line in enumerate(text, 1):
+    for number, line, too_large in bounded_lines(text, max_record_chars()):
+        if too_large:
+            yield too_large_item("line", number, line)
+            continue
         stripped = line.strip()
         if stripped:
             yield from json_items("line", number, stripped)
 
 
 def read_json(text: io.TextIOBase) -> Iterator[Item]:
-    content = text.read()
+    limit = max_record_chars()
+    content = text.read(limit + 1)
+    if len(content) > limit:  # read whole to be parsed: bounded like one record
+        yield too_large_item("item", 1, content[:REJECTED_HEAD_CHARS])
+        return
     try:
-        value = json.loads(content)
+        value = loads_bounded(content)
+    except TooDeep as error:  # a list keeps its other items; anything else is one record
+        if content.lstrip().startswith("["):
+            for number, item_text in enumerate(array_items(content), 1):
+                yield from json_items("item", number, item_text)
+        else:
+            yield Item("item", 1, content[:REJECTED_HEAD_CHARS], None, str(error))
+        return
     except json.JSONDecodeError as error:
         if error.msg == "Extra data":  # several JSON documents: treat as one per line
             yield from read_jsonl(io.StringIO(content))
@@ -127,7 +194,42 @@ def read_json(text: io.TextIOBase) -> Iterator[Item]:
         yield Item("item", number, json.dumps(record, ensure_ascii=False, default=str), record)
 
 
+_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{},]', re.S)
+
+
+def array_items(text: str) -> Iterator[str]:
+    """The texts of a JSON array's items, found without parsing them (so each can be judged on
+    its own even when one nests too deep to parse)."""
+    depth, start = 0, None
+    for token in _TOKEN.finditer(text):
+        mark = token.group()
+        if mark in ("[", "{"):
+            depth += 1
+            if depth == 1:
+                start = token.end()
+        elif mark in ("]", "}"):
+            depth -= 1
+            if depth == 0 and start is not None:
+                if text[start:token.start()].strip():
+                    yield text[start:token.start()].strip()
+                return
+        elif mark == "," and depth == 1:
+            yield text[start:token.start()].strip()
+            start = token.end()
+
+
+# The ' that export puts before a text cell a spreadsheet would run as a formula (see export).
+_ESCAPED_FORMULA = re.compile(r"'+[=+\-@\t\r]")
+
+
+def _formula_unescaped(value: str) -> str:
+    return value[1:] if value[:1] == "'" and _ESCAPED_FORMULA.match(value) else value
+
+
 def read_csv(text: io.TextIOBase) -> Iterator[Item]:
+    # Exports carry long error messages: allow fields up to the record bound (csv's default is
+    # 128 KB); a larger one ends the file with csv.Error, which names the setting.
+    csv.field_size_limit(max_record_chars())
     reader = csv.DictReader(text)
     for row in reader:
         if None in row:
@@ -135,6 +237,7 @@ def read_csv(text: io.TextIOBase) -> Iterator[Item]:
             yield Item("line", reader.line_num, json.dumps(row | {"": extra}), None,
                        f"{len(extra)} more values than the header has columns", flat=True)
             continue
+        row = {key: _formula_unescaped(value) for key, value in row.items()}
         yield Item("line", reader.line_num, json.dumps(row, ensure_ascii=False), row, flat=True)
 
 
@@ -151,8 +254,11 @@ def read_parquet(stream) -> Iterator[Item]:
         for batch in parquet.iter_batches(batch_size=10_000):
             for row in batch.to_pylist():
                 number += 1
-                yield Item("row", number, json.dumps(row, ensure_ascii=False, default=str), row,
-                           flat=True)
+                raw = json.dumps(row, ensure_ascii=False, default=str)
+                if len(raw) > max_record_chars():
+                    yield too_large_item("row", number, raw[:REJECTED_HEAD_CHARS])
+                    continue
+                yield Item("row", number, raw, row, flat=True)
     except pa.ArrowException as error:
         raise InputPathError(f"not a readable Parquet file after row {number} ({error})") from None
 
@@ -186,38 +292,62 @@ class SourceFile:
             raise InputPathError(f"{self.name}: cannot read it ({error.strerror})") from None
 
     def items(self) -> Iterator[Item]:
-        try:
+        self.check_size()
+        with self._read_errors_named():
             if self.format == "parquet":
-                with self._open_binary() as stream:
+                with self.open_binary() as stream:
                     yield from self._parquet_items(stream)
             else:
                 with self.open_text() as text:
                     reader = {"jsonl": read_jsonl, "json": read_json, "csv": read_csv}[self.format]
                     yield from reader(text)
-        except (OSError, EOFError, UnicodeError, zlib.error, csv.Error) as error:
+
+    def copy_unpacked(self, out: BinaryIO) -> None:
+        """Writes the file's bytes, gunzipped (bounded by RUNS_MAX_FILE_GB), to `out`."""
+        with self._read_errors_named(), self.open_binary() as stream:
+            shutil.copyfileobj(stream, out, 1 << 20)
+
+    @contextmanager
+    def _read_errors_named(self) -> Iterator[None]:
+        """A file that cannot be read (damaged gzip, bad bytes, ...) as an InputPathError."""
+        try:
+            yield
+        except csv.Error as error:
+            raise InputPathError(f"{self.name}: cannot read it ({error}; fields are read up to "
+                                 f"RUNS_MAX_RECORD_MB)") from None
+        except (OSError, EOFError, UnicodeError, zlib.error) as error:
             raise InputPathError(f"{self.name}: cannot read it ({error})") from None
+
+    def check_size(self) -> None:
+        """FileTooLarge when the file itself is past RUNS_MAX_FILE_GB (a .gz is checked as it
+        unpacks)."""
+        if self.total_bytes > max_file_bytes():
+            raise FileTooLarge(file_too_large_message(self.name))
 
     @contextmanager
     def open_text(self) -> Iterator[io.TextIOBase]:
         """The file's text (gunzipped, BOM dropped), counting the bytes read for progress."""
-        with self._open_binary() as stream:
+        with self.open_binary() as stream:
             yield io.TextIOWrapper(stream, encoding="utf-8-sig", errors="replace", newline="")
 
     @contextmanager
-    def _open_binary(self) -> Iterator[BinaryIO]:
+    def open_binary(self) -> Iterator[BinaryIO]:
         try:
             raw = open(self.path, "rb")
         except OSError as error:
             raise InputPathError(f"{self.name}: cannot read it ({error.strerror})") from None
         with raw:
             self._counter = CountingReader(raw)
-            yield _maybe_gunzip(io.BufferedReader(self._counter))
+            yield _maybe_gunzip(io.BufferedReader(self._counter), self.name)
 
     def _parquet_items(self, stream: BinaryIO) -> Iterator[Item]:
-        # Parquet needs to seek: read it from the file itself, or from memory when gzipped.
+        # Parquet needs to seek: read it from the file itself, or unpacked into a temporary file.
         try:
-            if isinstance(stream, gzip.GzipFile):
-                yield from read_parquet(io.BytesIO(stream.read()))
+            if self.gzipped:
+                with tempfile.TemporaryFile() as unpacked:
+                    shutil.copyfileobj(stream, unpacked, 1 << 20)
+                    unpacked.seek(0)
+                    yield from read_parquet(unpacked)
             else:
                 yield from read_parquet(self.path)
         except InputPathError as error:  # a damaged Parquet file: say which one

@@ -47,6 +47,13 @@ SETTINGS: tuple[Setting, ...] = (
             "How long the CLI waits for another process (such as the app, between two page "
             "renders) to release the database file before giving up with a message. The app "
             "waits at most 3 s, then says so and offers to try again."),
+    Setting("RUNS_MAX_RECORD_MB", "64",
+            "The largest record read, unpacked: a JSONL line, a CSV or Parquet row, a whole .json "
+            "document. A larger one is rejected with its reason (its first 64 KB kept) and the "
+            "rest of the file loads; memory stays bounded whatever the input."),
+    Setting("RUNS_MAX_FILE_GB", "10",
+            "The most one file may unpack to (a .gz is unpacked as it streams, never whole). A "
+            "file past it is rejected whole with its reason; the other files still load."),
 )
 
 _BY_ENV = {s.env: s for s in SETTINGS}
@@ -55,6 +62,10 @@ _BY_ENV = {s.env: s for s in SETTINGS}
 def get(env: str) -> str:
     """The value of a declared setting: the environment's, else its default."""
     return os.environ.get(env, _BY_ENV[env].default)
+
+
+def default(env: str) -> str:
+    return _BY_ENV[env].default
 
 
 def get_bool(env: str) -> bool:

@@ -7,9 +7,10 @@ engine often stores as a JSON-encoded string, are reduced to their HTTP status a
 
 from __future__ import annotations
 
-import json
 import re
 from functools import lru_cache
+
+from runs_store.limits import loads_bounded
 
 MAX_LENGTH = 160
 
@@ -33,7 +34,7 @@ def load_json_text(text: str):
         if not isinstance(value, str) or value.strip()[:1] not in "{[\"":
             break
         try:
-            value = json.loads(value)
+            value = loads_bounded(value)
         except ValueError:
             return None
     return value if isinstance(value, (dict, list)) else None
