@@ -18,7 +18,7 @@ import streamlit as st
 
 from pages.common.data import database_path, page_store, show_sample_note
 from pages.common.text import plain
-from runs_store.errors import InputPathError
+from runs_store.errors import StoreError
 from runs_store.ingest import IngestSummary, ingest_file
 from runs_store.readers import SourceFile
 from runs_store.rejects import count_rejects, rejects_frame
@@ -64,7 +64,7 @@ def load_uploads(con, uploads: list) -> dict:
 
             try:
                 summary.add(ingest_upload(con, upload, Path(folder), report))
-            except InputPathError as error:
+            except StoreError as error:  # unreadable file, bad setting, out of memory
                 errors.append(str(error))
             done_before += upload.size
     bar.empty()

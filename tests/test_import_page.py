@@ -223,3 +223,30 @@ def test_a_user_uploads_files_in_the_browser_and_sees_the_summary_and_rejects(
     assert dialogs == []
     stored = {r[0] for r in rows(db, "SELECT id FROM runs")}
     assert stored == {"i1", "i2", "i3", "i4", "i7"}
+
+
+def test_a_deep_record_and_a_bomb_are_rejected_with_reasons_on_the_page(empty_db, app_env,
+                                                                       monkeypatch):
+    monkeypatch.setenv("RUNS_MAX_RECORD_MB", "1")
+    deep_run = simple_run("deep", steps={"trigger": {"type": "EMPTY", "status": "SUCCEEDED",
+                                                     "output": "@DEEP@"}})
+    deep_text = json.dumps(deep_run).replace('"@DEEP@"', '{"a":' * 10_000 + "1" + "}" * 10_000)
+    bomb = gzip.compress(b'{"id": "bomb", "pad": "' + b"a" * (8 << 20) + b'"}\n')
+    at = load(upload(open_page(empty_db, app_env),
+                     ("deep.json", ("[" + deep_text + "," + json.dumps(simple_run("ok")) + "]").encode()),
+                     ("deep.jsonl", (deep_text + "\n").encode()),
+                     ("bomb.jsonl.gz", bomb)))
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+    reasons = sorted(upload_rejects(at)["reason"])
+    assert len(reasons) == 3
+    assert sum("nested deeper than 256 levels" in reason for reason in reasons) == 2
+    assert any("RUNS_MAX_RECORD_MB (1 MB)" in reason for reason in reasons)
+    assert {r[0] for r in rows(empty_db, "SELECT id FROM runs")} == {"ok"}
+
+
+def test_a_bad_bound_setting_is_named_on_the_page(empty_db, app_env, monkeypatch):
+    monkeypatch.setenv("RUNS_MAX_FILE_GB", "lots")
+    at = load(upload(open_page(empty_db, app_env), ("runs.jsonl", jsonl_bytes(GOOD))))
+    assert not at.exception, at.exception
+    assert "RUNS_MAX_FILE_GB='lots' is not allowed" in rendered(at.error[0].value)
