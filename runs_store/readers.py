@@ -222,8 +222,11 @@ def array_items(text: str) -> Iterator[str]:
 _ESCAPED_FORMULA = re.compile(r"'+[=+\-@\t\r]")
 
 
-def _formula_unescaped(value: str) -> str:
-    return value[1:] if value[:1] == "'" and _ESCAPED_FORMULA.match(value) else value
+def _formula_unescaped(value: str | None) -> str | None:
+    """A cell without the ' export put before it (None: a short row's missing cell)."""
+    if isinstance(value, str) and value[:1] == "'" and _ESCAPED_FORMULA.match(value):
+        return value[1:]
+    return value
 
 
 def read_csv(text: io.TextIOBase) -> Iterator[Item]:
