@@ -17,7 +17,7 @@ from pages.common import charts, url_state
 from pages.common.data import page_store, show_sample_note, user_timezone
 from pages.common.status_ui import status_column
 from pages.common.toolbar import DRILL_KEYS, render_toolbar
-from pages.common.text import plain
+from pages.common.text import code, plain
 from runs_store import insights
 from runs_store.filters import RunFilter
 from runs_store.formatting import short_duration
@@ -186,7 +186,7 @@ def show_flow_failure_rates(rates, run_filter, unit) -> None:
 
 def jump_sentence(jump: insights.VersionJump) -> str:
     return (f"**{plain(jump.flow_name)}**: failure rate {percent(jump.before)} → "
-            f"{percent(jump.after)} since version `{short_id(jump.flow_version_id)}` "
+            f"{percent(jump.after)} since version {code(short_id(jump.flow_version_id))} "
             f"(first run {day_text(jump.first_seen)})")
 
 

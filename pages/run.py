@@ -41,15 +41,18 @@ BAR_HEIGHT = 26
 STEP_COLUMNS = [5, 2, 2.2, 1.5]
 TOOL_CALL_COLUMNS = [6, 2.2, 1.5]  # title, badge, time, as in the steps list
 ERROR_JSON_LEVELS = 4  # an error body opens far enough to read its status and message
-_BADGE_UNSAFE = re.compile(r"[^\w .,/-]")
+# Letters, digits, spaces, commas and hyphens: no markdown, and no dot, slash, colon or @ to make
+# an address that the badge's markdown would turn into a link.
+_BADGE_UNSAFE = re.compile(r"[^\w ,-]")
 
 
 # ------------------------------------------------------------------ text and URL
 
 
 def badge_text(text) -> str:
-    """Record text for a badge label: st.badge escapes only brackets, so keep plain characters."""
-    return _BADGE_UNSAFE.sub("", str(text)) or "?"
+    """Record text for a badge label: st.badge escapes only brackets and its markdown links
+    addresses, so keep plain characters."""
+    return " ".join(_BADGE_UNSAFE.sub(" ", str(text)).split()) or "?"
 
 
 def status_badge_markdown(status: str | None) -> str:
@@ -126,7 +129,7 @@ def show_edit_flow(run: RunDetail) -> None:
     except EditLinkError as error:
         st.caption(plain(str(error)), width="content")
         st.button("Edit flow", icon=":material/edit:", disabled=True, key="edit_flow_off",
-                  help=str(error))
+                  help=plain(str(error)))
 
 
 def show_header(run: RunDetail) -> None:
@@ -284,7 +287,7 @@ def show_output(store: PageStore, run: RunDetail, step: Step) -> None:
 
 def tool_badge(status: str) -> None:
     text, color = TOOL_BADGES.get(status, (status or "Unknown", "gray"))
-    st.badge(text, color=color)
+    st.badge(badge_text(text), color=color)  # an unknown status is the record's own text
 
 
 def show_tool_call(number: int, entry: TimelineEntry) -> None:

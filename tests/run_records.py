@@ -13,7 +13,7 @@ import json
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from factories import AGENT_OUTPUT, engine_run, example_steps, store_with
+from factories import AGENT_OUTPUT, FLOW_VERSION, engine_run, example_steps, store_with
 
 
 FAILED_RUN = "run-failed"          # the example run: step_3 failed, step_2 is a Run Agent step
@@ -190,6 +190,67 @@ def xss_run(run_id: str = "xss-run") -> dict:
                       flowVersion=flow_version("fV-xss", XSS_NAME, {"step_1": XSS_STEP_TITLE}),
                       failedStep={"name": "step_2", "displayName": None}, steps=steps,
                       tags=[XSS_NAME])
+
+
+# Record text holding markdown links and bare addresses: none may ever become a link on screen.
+LINK_HOST = "evil.example"
+LINK_FLOW = f"**bold** [f](http://{LINK_HOST}/f)"
+LINK_STEP_TITLE = f"Notify [s](http://{LINK_HOST}/s) at https://{LINK_HOST}/step"
+LINK_ERROR = (f"Request failed: [click](http://{LINK_HOST}/x) see https://{LINK_HOST}/bare "
+              f"or write to ops@{LINK_HOST}")
+LINK_THOUGHT = f"Look at [t](http://{LINK_HOST}/t) and www.{LINK_HOST}/thought"
+LINK_TOOL = f"crm-[tool](http://{LINK_HOST}/tool)"
+LINK_TOOL_STATUS = f"https://{LINK_HOST}/status"
+LINK_TOOL_ERROR = f"Tool said [retry](http://{LINK_HOST}/retry) https://{LINK_HOST}/tool-bare"
+# What a link to a page may carry (a flow, a failed step's name): anyone can write one.
+LINK_IN_URL = f"[log in](http://{LINK_HOST}/login) or https://{LINK_HOST}/here"
+LINK_RUN = "link-run"   # the newest of the failed runs
+LINK_RUNS = 20          # failed runs of the new version, and as many successes of the old one
+
+
+def _stamp(moment: datetime) -> str:
+    return moment.isoformat(timespec="milliseconds") + "Z"
+
+
+def link_agent_output() -> dict:
+    """The example agent's output with a thought, a tool name, status and error holding links."""
+    output = copy.deepcopy(AGENT_OUTPUT)
+    output["steps"][0]["markdown"] = LINK_THOUGHT
+    output["steps"].append({
+        "type": "TOOL_CALL", "toolCallType": "MCP", "toolName": LINK_TOOL, "toolCallId": "call_02",
+        "status": "completed", "startTime": "2026-11-03T09:14:05.000Z",
+        "endTime": "2026-11-03T09:14:05.450Z", "input": {"instruction": LINK_ERROR},
+        "output": {"status": LINK_TOOL_STATUS, "errorMessage": LINK_TOOL_ERROR}})
+    return output
+
+
+def link_runs(now: datetime) -> list[dict]:
+    """One flow named LINK_FLOW: LINK_RUNS failed runs of version fV-links three days before
+    `now` (LINK_RUN the newest), whose failed step LINK_STEP_TITLE recorded LINK_ERROR and whose
+    agent step thought and called tools in links, after as many successes of its previous
+    version five days before `now`: enough runs for Insights' "failure rate rose" sentence."""
+    version = copy.deepcopy(FLOW_VERSION)
+    version.update(id="fV-links", displayName=LINK_FLOW)
+    version["trigger"]["nextAction"]["nextAction"]["nextAction"]["displayName"] = LINK_STEP_TITLE
+    previous = {**copy.deepcopy(version), "id": "fV-links-before"}
+    records = []
+    for number in range(LINK_RUNS):
+        start = now - timedelta(days=3, minutes=number)
+        steps = example_steps()
+        steps["step_2"]["output"] = link_agent_output()
+        steps["step_3"]["errorMessage"] = LINK_ERROR
+        records.append(engine_run(
+            LINK_RUN if number == 0 else f"link-run-{number}", created=_stamp(start),
+            updated=_stamp(start + timedelta(seconds=8)), startTime=_stamp(start),
+            finishTime=_stamp(start + timedelta(seconds=7)), flowId="fL0w-links",
+            flowVersionId=version["id"], flowVersion=version, steps=steps,
+            failedStep={"name": "step_3", "displayName": LINK_STEP_TITLE, "message": LINK_ERROR}))
+    for number in range(LINK_RUNS):
+        records.append(success_run(f"link-ok-{number}",
+                                   _stamp(now - timedelta(days=5, minutes=number)),
+                                   flow_id="fL0w-links", flowVersionId=previous["id"],
+                                   flowVersion=previous))
+    return records
 
 
 MULTILINE_ERROR = ("ValidationError: 2 fields are invalid\n"

@@ -15,6 +15,7 @@ import pytest
 
 from conftest import ROOT
 from factories import AGENT_OUTPUT, FLOW_VERSION, SLACK_ERROR, engine_run, example_steps
+from markdown_text import as_read
 from run_records import (BIG_SECRET, FAILED_RUN, SECRETS, XSS_NAME, XSS_OUTPUT_TEXT,
                          XSS_STEP_TITLE, agent_failure_run, build_run_db, comparison_runs,
                          compact_size, failed_tool_agent_output, huge_output, huge_run, loop_run,
@@ -95,8 +96,9 @@ def rerun(at):
 # ------------------------------------------------------------------ reading the page
 
 def unescape(body: str) -> str:
-    """Markdown as a reader sees it: backslash escapes removed, hard breaks as newlines."""
-    return re.sub(r"\\(.)", r"\1", body.replace("  \n", "\n"))
+    """Markdown as a reader sees it: backslash escapes removed, hard breaks as newlines, and
+    addresses shown as code (pages/common/text.py) as their text (see markdown_text)."""
+    return as_read(body)
 
 
 def nodes(at):

@@ -30,6 +30,7 @@ import streamlit.testing.v1.app_test as app_test_module
 
 from conftest import ROOT
 from factories import rows, simple_run
+from markdown_text import as_read
 from list_oracle import ids, load_runs, matching, page_slice, preset_since, utc_minute
 from runs_store.db import bump_generation, open_db
 from runs_store.filters import RunFilter
@@ -81,7 +82,8 @@ def position(at) -> tuple[str, int]:
 
 
 def notices(at) -> list[str]:
-    return [element.value for element in at.info]
+    """The info boxes' texts as a reader sees them (a notice quotes the link escaped)."""
+    return [as_read(element.value) for element in at.info]
 
 
 def selected_text(at) -> list[str]:

@@ -13,6 +13,7 @@ from datetime import date, datetime, timedelta, timezone
 import streamlit as st
 
 from pages.common import url_state
+from pages.common.text import plain
 from runs_store.filters import (DEFAULT_PRESET, PRESET_LABELS, RunFilter, day_window,
                                 preset_window)
 from runs_store.statuses import STATUS_NAMES, label, parse_status
@@ -159,7 +160,8 @@ def _drill_down_chips() -> dict[str, tuple[str, ...]]:
     if active:
         with st.container(horizontal=True, gap="small", vertical_alignment="center"):
             for key, found in active.items():
-                text = f"{DRILL_KEYS[key]}: {', '.join(found)}"
+                # the values are record text (a step name, an error signature, a version id)
+                text = f"{DRILL_KEYS[key]}: {plain(', '.join(found))}"
                 if st.button(text, icon=":material/close:", key=f"clear_{key}",
                              help="Remove this filter"):
                     del st.query_params[key]

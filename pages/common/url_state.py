@@ -14,6 +14,8 @@ from typing import Callable, Iterable
 import streamlit as st
 from streamlit.errors import StreamlitAPIException
 
+from pages.common.text import plain
+
 
 class BadValue(ValueError):
     """A URL value that cannot be used; str() says which and why."""
@@ -158,8 +160,10 @@ def seed_widget(key: str, parse: Callable[[], object]) -> None:
 
 
 def show_notices(notices: list[str]) -> None:
+    """Each notice as text: it quotes what the link said, which anyone can write (a flow name
+    of markdown, an address to click), so none of it is read as markdown."""
     for notice in notices:
-        st.info(notice, icon=":material/link_off:")
+        st.info(plain(notice), icon=":material/link_off:")
 
 
 def _release_bindings(keys) -> None:
