@@ -143,6 +143,8 @@ def replaced_on_success(output: str | os.PathLike) -> Iterator[BinaryIO]:
     target = Path(output)
     if target.is_dir():
         raise StoreError(f"--output {output} is a directory; name a file")
+    if not target.parent.is_dir():
+        raise StoreError(f"--output {output}: the folder {target.parent} does not exist")
     handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.",
                                          suffix=".part")
     try:

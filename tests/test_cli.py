@@ -143,8 +143,8 @@ def test_rejects_prints_one_line_per_rejected_record_with_file_line_and_reason(t
     assert "4 rejected records" in done.stderr
 
 
-def test_rejects_of_an_empty_store_prints_nothing(tmp_path, capsys):
-    assert main(["rejects", "--db", str(tmp_path / "runs.duckdb")]) == 0
+def test_rejects_of_an_empty_store_prints_nothing(empty_db, capsys):
+    assert main(["rejects", "--db", str(empty_db)]) == 0
     printed = capsys.readouterr()
     assert printed.out == "" and "0 rejected records" in printed.err
 
