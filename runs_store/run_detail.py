@@ -20,8 +20,9 @@ from urllib.parse import quote, urlsplit
 from runs_store import settings
 from runs_store.errors import StoreError
 from runs_store.formatting import banner_time, long_duration
-from runs_store.masking import (CUT_LOOKAROUND, MaskTally, mask_json_text, mask_secrets, mask_text,
-                                masking_on, preview_end)
+from runs_store.limits import loads_bounded
+from runs_store.masking import (CUT_LOOKAROUND, MaskTally, mask_json_text, mask_secrets, masking_on,
+                                preview_end)
 from runs_store.signatures import load_json_text, summarise_json_error
 from runs_store.statuses import UNFINISHED, label
 from runs_store.step_tree import (AGENT_PIECE, AgentTimeline, Branch, Loop, is_agent_step,
@@ -98,7 +99,7 @@ def _size(text: str) -> int:
 
 def _parse(text: str):
     try:
-        return json.loads(text)
+        return loads_bounded(text)
     except ValueError:
         return text
 
@@ -168,7 +169,8 @@ def make_error(text: str | None, mask: bool, limit: int) -> StepError | None:
         return None
     decoded, detail_text, is_json = _read_error(text)
     if not is_json:
-        shown = mask_text(decoded) if mask else decoded
+        # not JSON as a whole, it may hold some: Request failed: {"password": "..."}
+        shown = mask_json_text(decoded) if mask else decoded
         return StepError(_first_line(shown), make_payload(detail_text, mask, limit,
                                                           parsed=decoded))
     masked = mask_secrets(decoded) if mask else decoded
@@ -358,7 +360,7 @@ def _run_error(text: str | None, mask: bool) -> tuple[str | None, int]:
     if not text or not mask:
         return text, 0
     tally = MaskTally()
-    return tally.text(text), tally.hits
+    return tally.json_text(text), tally.hits
 
 
 # ---------------------------------------------------------------- the banner

@@ -28,6 +28,7 @@ from runs_store.masking import (MASK, MaskTally, is_secret_key, mask_json_previe
 from runs_store.run_detail import (EditLinkError, PayloadGone, banner_line,
                                    compare_with_last_success, edit_flow_url, head_chars, load_run,
                                    payload_download, preview_bytes, read_step_rows)
+from runs_store.secret_patterns import VALUE_PATTERNS
 
 UTC = zone("UTC")
 
@@ -618,7 +619,10 @@ def plain_json_preview(text: str) -> tuple[str, int]:
     tally = MaskTally()
     text = masking._JSON_SECRET_PAIR.sub(tally._pair, text)
     text = masking._ESCAPED_SECRET_PAIR.sub(tally._escaped_pair, text)
-    text = masking._VALUE_PATTERNS.sub(tally._credential, text)
+    text = masking._HEADER_LINE.sub(tally._header_line, text)
+    text = masking._SECRET_HEADER.sub(tally._header_value, text)
+    for pattern in VALUE_PATTERNS:
+        text = pattern.regex.sub(tally._credential, text)
     text = masking._URL_PARAM.sub(tally._url_param, text) if "=" in text else text
     return masking._JSON_SECRET_TAIL.sub(tally._pair, text), tally.hits
 
@@ -627,7 +631,13 @@ PIECES = ['"', "\\", ":", " ", "\n", "a", "K", '"password"', '"api_key"', '"name
           '"token": "', "Bearer ", "abcdefgh12", "sk-", "ABCDEFGHIJKLMNOPQRST",
           "eyJabcdef.eyJabcdef.xyz", "?sig=", "&x=1", "xoxb-1234567890", "ghp_" + "a" * 20,
           "AKIA" + "B" * 16, "Token", '\\"', "pass", "word", "_", "-", "{", "}", ",", "é",
-          '\\"api_key\\": \\"', '\\"token\\":\\"', '\\\\', "client_secret=", "=abc", "&"]
+          '\\"api_key\\": \\"', '\\"token\\":\\"', '\\\\', "client_secret=", "=abc", "&",
+          # the shapes of runs_store.secret_patterns and header lines
+          "sk_live_", "rk_test_", "AIza" + "x" * 35, "npm_" + "n" * 36, "postgres://u:", "pw@h",
+          ":\\/\\/", "@", "/", "-----BEGIN RSA PRIVATE KEY-----", "-----END RSA PRIVATE KEY-----",
+          "\\n", "\\r\\n", "\r\n", "hooks.slack.com/services/", "/:_authToken=", "Cookie: ",
+          "x-api-key:", "Authorization: ", '["X-Api-Key", "', 'abc"]', '[\\"token\\", \\"', "]",
+          "["]
 
 
 def test_masking_shortcuts_hide_exactly_what_whole_text_scans_hide():
@@ -647,7 +657,11 @@ KEYS = ["id", "name", "value", "url", "note", "api_key", "Api-Key", "pass\nword"
         "header", "K"]
 TEXTS = ["ana", "Authorization", "Bearer abc123XYZ789def", "https://x.example/?sig=abc&page=2",
          "line\nbreak", 'quote " inside', "é", "sk-proj-ABCDEFGHIJKLMNOP1234", "", "X-Api-Key",
-         '{"api_key": "k-2", "n": 1}', "client_secret=abc&x=1", '{"name": "token"}']
+         '{"api_key": "k-2", "n": 1}', "client_secret=abc&x=1", '{"name": "token"}',
+         "postgres://app:pw@db/shop", "GET /\r\nCookie: sid=1",
+         "-----BEGIN PRIVATE KEY-----\nMIIB\n-----END PRIVATE KEY-----", "rk_live_" + "r" * 24,
+         "AIza" + "g" * 35, "npm_" + "n" * 36,
+         "https://hooks.slack.com/services/T1/B2/xyz", "//r.example/:_authToken=abc"]
 
 
 def random_value(rng: random.Random, depth: int = 0):
