@@ -30,8 +30,9 @@ SETTINGS: tuple[Setting, ...] = (
             "{flow_id} and {flow_version_id}, e.g. https://cloud.example.com/flows/{flow_id}."),
     Setting("RUNS_MASK_SECRETS", "1",
             "1: values that look like secrets (Authorization, api keys, tokens, passwords, "
-            "cookies) are masked in step input and output, including JSON and form bodies "
-            "held in strings, and in error messages wherever they are shown or exported. "
+            "cookies, keys by their shape, passwords in URLs and DSNs, private keys) are masked "
+            "in step input and output, including JSON and form bodies held in strings, and in "
+            "error messages wherever they are shown or exported. "
             "0: show and export them as recorded."),
     Setting("RUNS_LIVE_SECONDS", "15",
             "How often the Runs page refreshes while Live is on (seconds)."),

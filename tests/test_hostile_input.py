@@ -145,11 +145,12 @@ def gzip_bomb(path, size: int, line: bytes = b"a") -> None:
 
 
 def peak_memory_mb(args: list[str], env: dict) -> tuple[subprocess.CompletedProcess, float]:
-    """Runs the CLI in a child process and reads the child's peak resident memory."""
-    code = ("import resource, runpy, sys; sys.argv = ['runs_store', *sys.argv[1:]]\n"
+    """Runs the CLI in a child process and reads the child's peak resident memory (VmHWM: its
+    own since exec, unlike ru_maxrss, which keeps the forking test process's size)."""
+    code = ("import re, runpy, sys; sys.argv = ['runs_store', *sys.argv[1:]]\n"
             "try:\n    runpy.run_module('runs_store', run_name='__main__')\n"
-            "finally:\n    print('PEAK', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,"
-            " file=sys.stderr)")
+            "finally:\n    status = open('/proc/self/status').read()\n"
+            "    print('PEAK', re.search(r'VmHWM:\\s*(\\d+)', status).group(1), file=sys.stderr)")
     full_env = {**os.environ, "PYTHONPATH": str(ROOT), **env}
     result = subprocess.run([sys.executable, "-c", code, *args], env=full_env, cwd=ROOT,
                             capture_output=True, text=True, timeout=300)
@@ -168,7 +169,7 @@ def test_a_gzip_bomb_is_rejected_in_bounded_memory(tmp_path, suffix):
                                   {"RUNS_MAX_RECORD_MB": "16"})
     assert result.returncode == 1, result.stderr
     assert "Traceback" not in result.stderr
-    assert peak < 600, f"peak {peak:.0f} MB"
+    assert peak < 400, f"peak {peak:.0f} MB"  # 166 MB measured, whatever the bomb's size
     assert run_ids(db) == ["after-the-bomb"]
     (unit, position, reason), = rejects(db)
     assert position == 1 and "RUNS_MAX_RECORD_MB (16 MB)" in reason
