@@ -8,7 +8,9 @@ never from what the store happened to produce.
 from __future__ import annotations
 
 import copy
+import csv
 import gzip
+import io
 import json
 import os
 import subprocess
@@ -169,6 +171,17 @@ def write_big_jsonl(path: Path, count: int, prefix: str = "big") -> Path:
 
 
 # ------------------------------------------------------------------ reading the store back
+
+def exported_rows(data: bytes, fmt: str) -> list[dict]:
+    """The rows of an export (csv, jsonl or parquet bytes) as dicts."""
+    if fmt == "csv":
+        return list(csv.DictReader(io.StringIO(data.decode("utf-8"), newline="")))
+    if fmt == "jsonl":
+        return [json.loads(line) for line in data.decode("utf-8").splitlines()]
+    import pyarrow.parquet as pq
+
+    return pq.read_table(io.BytesIO(data)).to_pylist()
+
 
 def rows(db: Path, sql: str, params: list | None = None) -> list[tuple]:
     """Query a database file read-only (the store must not hold it)."""

@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 import pyarrow.parquet as pq
 import pytest
 
-from factories import rows, simple_run, write_jsonl
+from factories import exported_rows, rows, simple_run, write_jsonl
 from runs_store.cli import main
 from runs_store.db import open_db
 from runs_store.export import EXPORT_COLUMNS, export_bytes, write_export
@@ -164,13 +164,7 @@ def runs_table(db) -> list[tuple]:
 def exported_errors(db, fmt: str, mask: bool | None = None) -> dict[str, str]:
     with open_db(db, read_only=True) as con:
         data = export_bytes(con, fmt, RunFilter(include_archived=True), mask=mask)
-    if fmt == "csv":
-        found = list(csv.DictReader(io.StringIO(data.decode("utf-8"))))
-    elif fmt == "jsonl":
-        found = [json.loads(line) for line in data.decode("utf-8").splitlines()]
-    else:
-        found = pq.read_table(io.BytesIO(data)).to_pylist()
-    return {row["id"]: row["error_message"] or "" for row in found}
+    return {row["id"]: row["error_message"] or "" for row in exported_rows(data, fmt)}
 
 
 @pytest.mark.parametrize("fmt", ["csv", "jsonl", "parquet"])

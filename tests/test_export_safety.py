@@ -4,8 +4,6 @@ commands never create a store from a mistyped path.
 
 from __future__ import annotations
 
-import csv
-import io
 import os
 import resource
 import shutil
@@ -17,7 +15,7 @@ import pyarrow as pa
 import pytest
 
 from conftest import ROOT
-from factories import rows, run_cli, simple_run, write_jsonl
+from factories import exported_rows, rows, run_cli, simple_run, write_jsonl
 from runs_store.db import open_db
 from runs_store.export import export_bytes, neutralise_formulas
 from runs_store.ingest import ingest_paths
@@ -116,7 +114,7 @@ def formula_store(tmp_path):
 
 
 def csv_rows(data: bytes) -> list[dict]:
-    return list(csv.DictReader(io.StringIO(data.decode("utf-8"), newline="")))
+    return exported_rows(data, "csv")
 
 
 @pytest.mark.parametrize("how", ["cli", "page download"])

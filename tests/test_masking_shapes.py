@@ -9,15 +9,13 @@ messages (messages_as_shown). A near-miss goes through the same ways and comes o
 
 from __future__ import annotations
 
-import csv
 import io
 import json
 from dataclasses import dataclass
 
-import pyarrow.parquet as pq
 import pytest
 
-from factories import engine_run, simple_run, write_jsonl
+from factories import engine_run, exported_rows, simple_run, write_jsonl
 from run_records import build_run_db
 from runs_store.db import open_db
 from runs_store.export import write_export
@@ -384,14 +382,7 @@ EXPORTED_MESSAGES = {
 def exported_errors(con, fmt: str) -> dict[str, str]:
     out = io.BytesIO()
     write_export(con, out, fmt, mask=True)
-    data = out.getvalue()
-    if fmt == "csv":
-        found = list(csv.DictReader(io.StringIO(data.decode("utf-8"))))
-    elif fmt == "jsonl":
-        found = [json.loads(line) for line in data.decode("utf-8").splitlines()]
-    else:
-        found = pq.read_table(io.BytesIO(data)).to_pylist()
-    return {row["id"]: row["error_message"] for row in found}
+    return {row["id"]: row["error_message"] for row in exported_rows(out.getvalue(), fmt)}
 
 
 @pytest.mark.parametrize("fmt", ["csv", "jsonl", "parquet"])
