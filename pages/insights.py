@@ -3,12 +3,13 @@
 The toolbar (flows, statuses, date range, archived, search) is the Runs page's, bound to the same
 URL keys, so a view moves between the two pages intact. Every number comes from one cached call
 into runs_store.insights; every chart and table drills down by opening the Runs page with the
-current filter narrowed to exactly the runs the clicked number counted.
+current filter narrowed to exactly the runs the clicked number counted (which statuses and days
+those are is the store's to say: insights.narrowed_statuses, insights.bucket_days).
 """
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import datetime, timezone
 
 import pandas as pd
 import streamlit as st
@@ -23,7 +24,7 @@ from runs_store.filters import RunFilter
 from runs_store.formatting import short_duration
 from runs_store.masking import messages_as_shown
 from runs_store.runs_list import flow_names
-from runs_store.statuses import FAILED_STATES, STATUS_NAMES, UNFINISHED, label
+from runs_store.statuses import FAILED_STATES, FINISHED_STATES, label
 
 TABS = ("Trends", "Failed steps", "Errors", "Quota", "Durations")
 RUNS_PAGE = "pages/runs.py"
@@ -56,18 +57,6 @@ def day_text(moment) -> str:
 
 # ---------------------------------------------------------------- drill-downs
 
-def narrowed_statuses(run_filter: RunFilter, wanted) -> list[str]:
-    """The wanted statuses that the current filter also allows, in the usual order."""
-    allowed = set(run_filter.statuses or STATUS_NAMES)
-    return [name for name in STATUS_NAMES if name in wanted and name in allowed]
-
-
-def bucket_days(bucket: str, unit: str) -> tuple[date, date]:
-    """The first and last calendar day of a local time bucket."""
-    first = datetime.fromisoformat(bucket).date()
-    return first, (first + timedelta(days=6) if unit == "week" else first)
-
-
 def drill(**changes) -> None:
     """Opens the Runs page with the current filter, changed as given, on the next rerun.
 
@@ -98,7 +87,7 @@ def follow_pending_drill() -> None:
 
 
 def drill_to_bucket(bucket: str, unit: str, **changes) -> None:
-    first, last = bucket_days(bucket, unit)
+    first, last = insights.bucket_days(bucket, unit)
     drill(range="custom", **{"from": first, "to": last}, **changes)
 
 
@@ -125,12 +114,6 @@ def chart(figure, key: str):
 
 # ---------------------------------------------------------------- headline
 
-def metric_delta(now_value, before_value):
-    if before_value is None or now_value is None:
-        return None
-    return now_value - before_value
-
-
 def show_headline(store, run_filter: RunFilter) -> insights.Headline:
     current = store.cached(insights.headline, run_filter)
     previous_filter = insights.previous_filter(run_filter, now_utc())
@@ -139,18 +122,14 @@ def show_headline(store, run_filter: RunFilter) -> insights.Headline:
                  else "No earlier range to compare with for All time.")
     columns = st.columns(6)
     columns[0].metric("Runs", f"{current.total:,}", help=help_text,
-                      delta=metric_delta(current.total, before and before.total),
-                      delta_color="off")
-    rate_delta = metric_delta(current.success_rate, before and before.success_rate)
+                      delta=current.change(before, "total"), delta_color="off")
+    rate_delta = current.change(before, "success_rate")
     columns[1].metric("Success rate", percent(current.success_rate),
                       delta=None if rate_delta is None else f"{rate_delta * 100:+.1f} pts",
                       help="Succeeded runs among finished runs (not queued, running or paused).")
-    for column, name in zip(columns[2:], ("FAILED", "QUOTA_EXCEEDED", "TIMEOUT",
-                                          "INTERNAL_ERROR")):
-        field = name.lower()
-        column.metric(label(name), f"{getattr(current, field):,}", delta_color="inverse",
-                      delta=metric_delta(getattr(current, field), before and getattr(before, field)),
-                      help=help_text)
+    for column, name in zip(columns[2:], insights.HEADLINE_STATUSES):
+        column.metric(label(name), f"{current.value(name):,}", delta_color="inverse",
+                      delta=current.change(before, name), help=help_text)
     return current
 
 
@@ -166,7 +145,8 @@ def show_runs_over_time(buckets, run_filter, unit, tz_name) -> None:
     event = chart(charts.status_bars(buckets, unit), "runs_over_time")
     point = charts.clicked_point(event)
     if point:
-        drill_to_bucket(point[1], unit, status=narrowed_statuses(run_filter, [point[0]]))
+        drill_to_bucket(point[1], unit,
+                        status=insights.narrowed_statuses(run_filter, [point[0]]))
 
 
 def show_flow_failure_rates(rates, run_filter, unit) -> None:
@@ -174,14 +154,15 @@ def show_flow_failure_rates(rates, run_filter, unit) -> None:
     if rates.empty or not rates["failed"].any():
         st.caption("No failed runs in this range.")
         return
-    st.caption("Share of finished runs that ended in a failed state, for the five flows with the "
-               "most failures. Click a point to open that flow's failed runs of that "
+    st.caption("Share of finished runs that ended in a failed state, for the "
+               f"{insights.WORST_FLOWS} flows with the most failures. Click a point to open that "
+               "flow's failed runs of that "
                + ("day." if unit == "hour" else f"{unit}."))
     event = chart(charts.flow_rate_lines(rates, unit), "flow_failure_rates")
     point = charts.clicked_point(event)
     if point:
         drill_to_bucket(point[1], unit, flow=[point[0]],
-                        status=narrowed_statuses(run_filter, FAILED_STATES))
+                        status=insights.narrowed_statuses(run_filter, FAILED_STATES))
 
 
 def jump_sentence(jump: insights.VersionJump) -> str:
@@ -204,7 +185,7 @@ def show_versions(versions) -> None:
         "Flow": versions["flow_name"], "Version": versions["flow_version_id"].map(short_id),
         "First run": versions["first_seen"], "Runs": versions["runs"],
         "Failure rate": versions["rate"] * 100, "Before": versions["previous_rate"] * 100,
-        "Change": (versions["rate"] - versions["previous_rate"]) * 100})
+        "Change": insights.rate_changes(versions) * 100})
     event = table(shown, "versions", {
         "First run": st.column_config.DatetimeColumn(format="MMM D, YYYY, h:mm a"),
         "Failure rate": st.column_config.NumberColumn(format="%.0f%%"),
@@ -238,15 +219,16 @@ def show_failed_steps(store, run_filter) -> None:
         st.info("These runs have no failed step recorded, so they cannot be opened as one list. "
                 "Open the flow's Failed runs on the Runs page instead.", icon=":material/info:")
         return
-    drill(flow=[row["flow_name"]], status=["FAILED"], failed_step=row["failed_step"])
+    drill(flow=[row["flow_name"]], status=[insights.FAILED_STEP_STATUS],
+          failed_step=row["failed_step"])
 
 
 def show_other_failed_states(store, run_filter) -> None:
     st.subheader("Other failed states")
     states = store.cached(insights.other_failed_states, run_filter)
     if states.empty:
-        st.caption("No Internal Error, Timeout, Memory Limit Exceeded, Log Size Exceeded or "
-                   "Quota Exceeded runs in this range.")
+        names = [label(name) for name in insights.OTHER_FAILED_STATES]
+        st.caption(f"No {', '.join(names[:-1])} or {names[-1]} runs in this range.")
         return
     st.caption("Runs halted by the platform rather than by a step, per flow, with their share of "
                "that flow's failed-state runs. Select a row to open those runs.")
@@ -299,11 +281,11 @@ def show_error_signatures(store, run_filter, unit, tz_name) -> None:
 def show_quota_month(store, run_filter, tz_name) -> None:
     minute = now_utc().replace(second=0, microsecond=0)
     month = store.cached(insights.quota_month_to_date, run_filter, minute, tz_name)
-    last_end = month.last_month_end - timedelta(minutes=1)
     left, right = st.columns(2)
-    left.metric(f"Quota Exceeded, {month.month_start:%B} to date", f"{month.this_month:,}",
-                delta=month.this_month - month.last_month, delta_color="inverse",
-                help=f"Compared with {day_text(month.last_month_start)}–{day_text(last_end)}, "
+    left.metric(f"{label(insights.QUOTA_STATUS)}, {month.month_start:%B} to date",
+                f"{month.this_month:,}", delta=month.change, delta_color="inverse",
+                help=f"Compared with {day_text(month.last_month_start)}–"
+                     f"{day_text(month.last_month_last_day)}, "
                      f"the same part of last month. Uses the flow, status and archived filters, "
                      f"not the date range.")
     right.metric(f"Same period of {month.last_month_start:%B}", f"{month.last_month:,}")
@@ -323,7 +305,8 @@ def show_quota(store, run_filter, tz_name) -> None:
         st.markdown("**Per day** (click a bar to open those runs)")
         point = charts.clicked_point(chart(charts.quota_day_bars(days), "quota_per_day"))
     if point:
-        drill_to_bucket(point[1], "day", status=narrowed_statuses(run_filter, [point[0]]))
+        drill_to_bucket(point[1], "day",
+                        status=insights.narrowed_statuses(run_filter, [point[0]]))
     with right:
         show_quota_flows(store, run_filter)
 
@@ -337,13 +320,10 @@ def show_quota_flows(store, run_filter) -> None:
         "Share": st.column_config.ProgressColumn(format="percent", min_value=0, max_value=1)})
     row = selected_row(event, flows)
     if row is not None:
-        drill(flow=[row["flow_name"]], status=["QUOTA_EXCEEDED"])
+        drill(flow=[row["flow_name"]], status=[insights.QUOTA_STATUS])
 
 
 # ---------------------------------------------------------------- Durations tab
-
-FINISHED = [name for name in STATUS_NAMES if name not in UNFINISHED]
-
 
 def show_duration_percentiles(store, run_filter) -> None:
     st.subheader("Durations per flow")
@@ -359,7 +339,8 @@ def show_duration_percentiles(store, run_filter) -> None:
     event = table(shown, "duration_percentiles", {})
     row = selected_row(event, flows)
     if row is not None:
-        drill(flow=[row["flow_name"]], status=narrowed_statuses(run_filter, FINISHED))
+        drill(flow=[row["flow_name"]],
+              status=insights.narrowed_statuses(run_filter, FINISHED_STATES))
 
 
 def show_slowest_steps(store, run_filter) -> None:

@@ -27,14 +27,19 @@ from runs_store.formatting import banner_time, short_duration
 from runs_store.run_detail import (Comparison, EditLinkError, RunDetail, Step,
                                    compare_with_last_success, edit_flow_url, load_run, banner_line,
                                    payload_download)
-from runs_store.statuses import BY_NAME, FAILED_STATES, STEP_STATUS_BADGES, STEP_STATUS_LABELS
+from runs_store.statuses import BY_NAME, step_status_badge, step_status_label, tone
 from runs_store.step_tree import AgentTimeline, Loop, TimelineEntry
 
 RUNS_PAGE = "pages/runs.py"
 VIEW_KEYS = ("flow", "status", "range", "from", "to", "archived", "q", "page", "rows", "live",
              "failed_step", "signature", "version")
-TOOL_BADGES = {"SUCCESS": ("Succeeded", "green"), "completed": ("Completed", "green"),
-               "FAILED": ("Failed", "red"), "in-progress": ("In progress", "blue")}
+# A run's tone (runs_store.statuses.tone) as the box its banner is drawn in.
+BANNER_BOXES = {"success": (st.success, ":material/check_circle:"),
+                "error": (st.error, ":material/error:"),
+                "warning": (st.warning, ":material/cancel:"),
+                "info": (st.info, ":material/schedule:")}
+# st.badge's colour names as the waterfall's bar colours.
+BADGE_HEX = {"green": "#21a366", "red": "#e0393e", "blue": "#1c83e1", "gray": "#808495"}
 BAR_HEIGHT = 26
 # Name button, kind, badge, time: every row lines up like a table. The badge column fits
 # "Succeeded", the time column "1,234 ms"; the name takes the rest.
@@ -57,9 +62,7 @@ def badge_text(text) -> str:
 
 def status_badge_markdown(status: str | None) -> str:
     """A step status as a markdown badge: Succeeded green, Failed red, others their own colour."""
-    name = status or "UNKNOWN"
-    label_ = badge_text(STEP_STATUS_LABELS.get(name, name.title()))
-    return f":{STEP_STATUS_BADGES.get(name, 'gray')}-badge[{label_}]"
+    return f":{step_status_badge(status)}-badge[{badge_text(step_status_label(status))}]"
 
 
 def view_params() -> dict[str, list[str]]:
@@ -96,18 +99,8 @@ def show_not_found(run_id: str | None) -> None:
                    icon=":material/search_off:")
 
 
-def banner_box(status_name: str):
-    if status_name == "SUCCEEDED":
-        return st.success, ":material/check_circle:"
-    if status_name in FAILED_STATES:
-        return st.error, ":material/error:"
-    if status_name == "CANCELED":
-        return st.warning, ":material/cancel:"
-    return st.info, ":material/schedule:"
-
-
 def show_banner(run: RunDetail, tz) -> None:
-    box, icon = banner_box(run.status)
+    box, icon = BANNER_BOXES[tone(run.status)]
     body = banner_line(run, tz, now_utc())
     found = BY_NAME.get(run.status)
     if found is not None and found.hint:
@@ -154,9 +147,7 @@ def fact_line(run: RunDetail, tz) -> str:
 # ------------------------------------------------------------------ steps list
 
 def step_badge(status: str | None) -> None:
-    name = status or "UNKNOWN"
-    st.badge(badge_text(STEP_STATUS_LABELS.get(name, name.title())),
-             color=STEP_STATUS_BADGES.get(name, "gray"))
+    st.badge(badge_text(step_status_label(status)), color=step_status_badge(status))
 
 
 def step_help(step: Step) -> str:
@@ -219,13 +210,13 @@ def waterfall_figure(run: RunDetail) -> go.Figure:
 
     Built in one call: plotly would validate each later update_* call anew (3x the time)."""
     titles = [escape(f"{step.position + 1}. {step.title}") for step in run.steps]
-    colors = [{"green": "#21a366", "red": "#e0393e", "blue": "#1c83e1"}.get(
-        STEP_STATUS_BADGES.get(step.status or "", "gray"), "#808495") for step in run.steps]
+    colors = [BADGE_HEX.get(step_status_badge(step.status), BADGE_HEX["gray"])
+              for step in run.steps]
     durations = [max(step.duration_ms or 0, 0) for step in run.steps]
     bar = go.Bar(
         y=titles, x=[max(ms, 1) for ms in durations], base=[step.offset_ms for step in run.steps],
         orientation="h", marker_color=colors,
-        customdata=[[short_duration(ms), escape(STEP_STATUS_LABELS.get(step.status or "", "?"))]
+        customdata=[[short_duration(ms), escape(step_status_label(step.status))]
                     for ms, step in zip(durations, run.steps)],
         hovertemplate="%{y}<br>%{customdata[1]} · %{customdata[0]}<extra></extra>")
     layout = {"yaxis": {"autorange": "reversed", "title": {"text": None}},
@@ -285,8 +276,8 @@ def show_output(store: PageStore, run: RunDetail, step: Step) -> None:
                      download=payload_reader(store, run, step, "output"))
 
 
-def tool_badge(status: str) -> None:
-    text, color = TOOL_BADGES.get(status, (status or "Unknown", "gray"))
+def tool_badge(entry: TimelineEntry) -> None:
+    text, color = entry.status_badge
     st.badge(badge_text(text), color=color)  # an unknown status is the record's own text
 
 
@@ -298,7 +289,7 @@ def show_tool_call(number: int, entry: TimelineEntry) -> None:
             st.markdown(f"**{number}. Tool call** {plain(entry.tool_name)}"
                         + (f" · {plain(entry.tool_type)}" if entry.tool_type else ""))
         with badge:
-            tool_badge(entry.status)
+            tool_badge(entry)
         with took:
             st.caption(short_duration(entry.duration_ms) or "–", text_alignment="right")
         for title, value in (("Parameters", entry.params), ("Resolved input", entry.resolved),
@@ -379,7 +370,7 @@ def show_masked_note(run: RunDetail) -> None:
 # ------------------------------------------------------------------ compare
 
 def step_status_text(name: str | None) -> str:
-    return STEP_STATUS_LABELS.get(name, name) if name else "did not run"
+    return step_status_label(name) if name else "did not run"
 
 
 def duration_change_text(change_ms: int | None) -> str:

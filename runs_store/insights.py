@@ -15,27 +15,40 @@ runs per UTC quarter hour first and convert only those rows.
 The Trends tab's three views share one pass over the runs (`trends`): the runs are counted once
 per local bucket, flow, version and status into a temporary table, and each view is a GROUP BY of
 that small table: grouping millions of runs is what costs, so it is done once for all three.
+
+Every value reaches SQL as a named parameter (`$tz`, `$limit`; the filter's as `$filter_N`, see
+runs_store.named_params), so no query depends on the order of its values. Status names, all from
+runs_store.statuses, are written into the SQL text as constants.
+
+The rules a page needs to turn a number into the runs it counts live here too (which statuses a
+drill-down keeps, which days a time bucket covers), so the page only draws.
 """
 
 from __future__ import annotations
 
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 from typing import Iterator
 
 import pandas as pd
 
-from runs_store.filters import RunFilter, build_where
+from runs_store.filters import RunFilter
 from runs_store.formatting import zone
-from runs_store.statuses import FAILED_STATES, STATUS_NAMES, UNFINISHED
+from runs_store.named_params import Params, merged, named_where
+from runs_store.statuses import FAILED_STATES, FINISHED_STATES, STATUS_NAMES, in_order
 
 UNITS = ("hour", "day", "week")
 _STEP = {"hour": "INTERVAL 1 HOUR", "day": "INTERVAL 1 DAY", "week": "INTERVAL 7 DAY"}
 HOURLY_UP_TO = timedelta(days=2)
 DAILY_UP_TO = timedelta(days=90)
-OTHER_FAILED_STATES = ("INTERNAL_ERROR", "TIMEOUT", "MEMORY_LIMIT_EXCEEDED", "LOG_SIZE_EXCEEDED",
-                       "QUOTA_EXCEEDED")
+FAILED_STEP_STATUS = "FAILED"     # the status whose runs name the step that failed
+QUOTA_STATUS = "QUOTA_EXCEEDED"
+# the failed states a run is halted in by the platform rather than by a step, in the usual order
+OTHER_FAILED_STATES = tuple(in_order(FAILED_STATES - {FAILED_STEP_STATUS}))
+# the outcomes the headline counts one by one, after the total and the success rate
+HEADLINE_STATUSES = ("FAILED", "QUOTA_EXCEEDED", "TIMEOUT", "INTERNAL_ERROR")
+WORST_FLOWS = 5
 NO_STEP = "(no failed step recorded)"
 _SLOT = "time_bucket(INTERVAL 15 MINUTE, started_at)"
 OFFSETS_AHEAD = timedelta(days=3 * 366)
@@ -44,21 +57,25 @@ TREND_COUNTS = "insights_trend_counts"
 
 # ---------------------------------------------------------------- SQL pieces
 
+def _status_literal(name: str) -> str:
+    """A status name as SQL text; only names from runs_store.statuses ever reach SQL text."""
+    if name not in STATUS_NAMES:
+        raise ValueError(f"not a status: {name!r}")
+    return f"'{name}'"
+
+
 def _status_list(names) -> str:
-    """A SQL list of status names; only names from runs_store.statuses ever reach SQL text."""
-    unknown = set(names) - set(STATUS_NAMES)
-    if unknown:
-        raise ValueError(f"not statuses: {sorted(unknown)}")
-    return "(" + ", ".join(f"'{name}'" for name in sorted(names)) + ")"
+    """A SQL list of status names (see _status_literal)."""
+    return "(" + ", ".join(_status_literal(name) for name in sorted(names)) + ")"
 
 
 FAILED_SQL = _status_list(FAILED_STATES)
-FINISHED_SQL = _status_list(set(STATUS_NAMES) - UNFINISHED)
+FINISHED_SQL = _status_list(FINISHED_STATES)
 
 
-def _where(run_filter: RunFilter, *conditions: str) -> tuple[str, list]:
+def _where(run_filter: RunFilter, *conditions: str) -> tuple[str, Params]:
     """The filter's WHERE clause with fixed extra conditions (no values in them) ANDed on."""
-    where, params = build_where(run_filter)
+    where, params = named_where(run_filter)
     extra = " AND ".join(conditions)
     if extra:
         where = f"{where} AND {extra}" if where else f"WHERE {extra}"
@@ -68,22 +85,23 @@ def _where(run_filter: RunFilter, *conditions: str) -> tuple[str, list]:
 def _local(unit: str, column: str) -> str:
     """SQL: the start of the local calendar unit holding a naive-UTC timestamp column.
 
-    The timezone name is the one `?` parameter in it.
+    The timezone name is its parameter `$tz`.
     """
     if unit not in UNITS:
         raise ValueError(f"unknown time unit {unit!r}")
-    return f"date_trunc('{unit}', timezone(?, timezone('UTC', {column})))"
+    return f"date_trunc('{unit}', {_local_time(column)})"
 
 
 def _local_time(column: str) -> str:
-    return f"timezone(?, timezone('UTC', {column}))"
+    """SQL: a naive-UTC timestamp column in the timezone `$tz`."""
+    return f"timezone($tz, timezone('UTC', {column}))"
 
 
 def _utc_now() -> datetime:
     return datetime.now(timezone.utc).replace(tzinfo=None)
 
 
-def _rows(con, sql: str, params: list) -> pd.DataFrame:
+def _rows(con, sql: str, params: Params) -> pd.DataFrame:
     return con.execute(sql, params).df()
 
 
@@ -105,7 +123,7 @@ def range_limits(con, run_filter: RunFilter) -> tuple[datetime, datetime] | None
     """
     if run_filter.since is not None:
         return run_filter.since, run_filter.until or max(_utc_now(), run_filter.since)
-    where, params = build_where(run_filter)
+    where, params = named_where(run_filter)
     first, last = con.execute(f"SELECT min(started_at), max(started_at) FROM runs {where}",
                               params).fetchall()[0]
     if first is None:
@@ -130,6 +148,19 @@ def previous_filter(run_filter: RunFilter, now: datetime) -> RunFilter | None:
     return run_filter.with_(since=run_filter.since - length, until=run_filter.since)
 
 
+def bucket_days(bucket: str, unit: str) -> tuple[date, date]:
+    """The first and last calendar day of a local time bucket (an hour's is its whole day)."""
+    first = datetime.fromisoformat(bucket).date()
+    return first, (first + timedelta(days=6) if unit == "week" else first)
+
+
+def narrowed_statuses(run_filter: RunFilter, wanted) -> list[str]:
+    """The wanted statuses that the filter also allows, in the usual order: what a drill-down
+    from a number counting `wanted` runs opens."""
+    allowed = set(run_filter.statuses or STATUS_NAMES)
+    return in_order(set(wanted) & allowed)
+
+
 # ---------------------------------------------------------------- headline numbers
 
 @dataclass(frozen=True)
@@ -147,9 +178,26 @@ class Headline:
         """Succeeded among finished runs (queued, running and paused have no outcome yet)."""
         return self.succeeded / self.finished if self.finished else None
 
+    def value(self, measure: str):
+        """A measure by name: "total", "success_rate", or a status of HEADLINE_STATUSES."""
+        return getattr(self, measure.lower())
+
+    def change(self, before: "Headline | None", measure: str):
+        """This range's measure minus the previous range's; None when either is unknown."""
+        if before is None:
+            return None
+        now_value, before_value = self.value(measure), before.value(measure)
+        if now_value is None or before_value is None:
+            return None
+        return now_value - before_value
+
 
 def headline(con, run_filter: RunFilter) -> Headline:
-    where, params = build_where(run_filter)
+    where, params = named_where(run_filter)
+    outcomes = ("SUCCEEDED", *HEADLINE_STATUSES)
+    counted = ",\n               ".join(
+        f"coalesce(sum(n) FILTER (WHERE status = {_status_literal(name)}), 0)::BIGINT"
+        for name in outcomes)
     row = con.execute(f"""
         WITH by_status AS (
             -- counting per status first and classifying the few groups after is about three
@@ -157,13 +205,10 @@ def headline(con, run_filter: RunFilter) -> Headline:
             SELECT status, count(*) AS n FROM runs {where} GROUP BY status)
         SELECT coalesce(sum(n), 0)::BIGINT,
                coalesce(sum(n) FILTER (WHERE status IN {FINISHED_SQL}), 0)::BIGINT,
-               coalesce(sum(n) FILTER (WHERE status = 'SUCCEEDED'), 0)::BIGINT,
-               coalesce(sum(n) FILTER (WHERE status = 'FAILED'), 0)::BIGINT,
-               coalesce(sum(n) FILTER (WHERE status = 'QUOTA_EXCEEDED'), 0)::BIGINT,
-               coalesce(sum(n) FILTER (WHERE status = 'TIMEOUT'), 0)::BIGINT,
-               coalesce(sum(n) FILTER (WHERE status = 'INTERNAL_ERROR'), 0)::BIGINT
+               {counted}
         FROM by_status""", params).fetchall()[0]
-    return Headline(*row)
+    total, finished, *counts = row
+    return Headline(total, finished, **{name.lower(): n for name, n in zip(outcomes, counts)})
 
 
 # ---------------------------------------------------------------- local time buckets
@@ -173,17 +218,19 @@ def utc_offsets(con, first: datetime, last: datetime, tz_name: str
     """(start, end, offset) of each stretch of one UTC offset over the UTC quarter hours from
     the one holding `first` to the one holding `last`, as DuckDB's own conversion gives the
     offset at each quarter hour; `end` is exclusive."""
-    quarter = "time_bucket(INTERVAL 15 MINUTE, ?::TIMESTAMP)"
+    first_quarter = "time_bucket(INTERVAL 15 MINUTE, $first::TIMESTAMP)"
+    last_quarter = "time_bucket(INTERVAL 15 MINUTE, $last::TIMESTAMP)"
     return con.execute(f"""
         WITH quarters AS (
-            SELECT unnest(generate_series({quarter}, {quarter}, INTERVAL 15 MINUTE)) AS slot),
+            SELECT unnest(generate_series({first_quarter}, {last_quarter}, INTERVAL 15 MINUTE))
+                AS slot),
         offsets AS (SELECT slot, {_local_time('slot')} - slot AS utc_offset FROM quarters),
         changes AS (
             SELECT slot, utc_offset FROM offsets
             QUALIFY utc_offset IS DISTINCT FROM lag(utc_offset) OVER (ORDER BY slot))
         SELECT slot, coalesce(lead(slot) OVER (ORDER BY slot),
-                              {quarter} + INTERVAL 15 MINUTE), utc_offset
-        FROM changes ORDER BY slot""", [first, last, tz_name, last]).fetchall()
+                              {last_quarter} + INTERVAL 15 MINUTE), utc_offset
+        FROM changes ORDER BY slot""", {"first": first, "last": last, "tz": tz_name}).fetchall()
 
 
 def _offset_limits(con, run_filter: RunFilter) -> tuple[datetime, datetime] | None:
@@ -196,7 +243,7 @@ def _offset_limits(con, run_filter: RunFilter) -> tuple[datetime, datetime] | No
     return max(first, last - OFFSETS_AHEAD), last
 
 
-def _local_bucket(con, run_filter: RunFilter, unit: str, tz_name: str) -> tuple[str, list]:
+def _local_bucket(con, run_filter: RunFilter, unit: str, tz_name: str) -> tuple[str, Params]:
     """SQL for the local `unit` bucket holding each run's started_at, and its parameters.
 
     The same bucket as `_local(unit, _SLOT)`: the local time of the run's UTC quarter hour,
@@ -211,18 +258,20 @@ def _local_bucket(con, run_filter: RunFilter, unit: str, tz_name: str) -> tuple[
     converted = _local_time(_SLOT)
     limits = _offset_limits(con, run_filter)
     if limits is None:
-        return f"date_trunc('{unit}', {converted})", [tz_name]
+        return f"date_trunc('{unit}', {converted})", {"tz": tz_name}
     stretches = utc_offsets(con, *limits, tz_name)
-    cases, params = [f"WHEN started_at < ? THEN {converted}"], [stretches[0][0], tz_name]
-    for _, end, offset in stretches:
+    cases = [f"WHEN started_at < $offsets_from THEN {converted}"]
+    params: Params = {"offsets_from": stretches[0][0], "tz": tz_name}
+    for number, (_, end, offset) in enumerate(stretches, 1):
+        params[f"stretch_{number}_end"] = end
         if offset % timedelta(minutes=15):
-            cases.append(f"WHEN started_at < ? THEN {converted}")
-            params += [end, tz_name]
+            cases.append(f"WHEN started_at < $stretch_{number}_end THEN {converted}")
         else:
-            cases.append("WHEN started_at < ? THEN started_at + ?::INTERVAL")
-            params += [end, offset]
+            cases.append(f"WHEN started_at < $stretch_{number}_end "
+                         f"THEN started_at + $stretch_{number}_offset::INTERVAL")
+            params[f"stretch_{number}_offset"] = offset
     sql = f"date_trunc('{unit}', CASE {' '.join(cases)} ELSE {converted} END)"
-    return sql, params + [tz_name]
+    return sql, params
 
 
 # ---------------------------------------------------------------- trends
@@ -234,13 +283,13 @@ def _counted_by_bucket(con, run_filter: RunFilter, unit: str | None, tz_name: st
     `unit` bucket (no bucket when unit is None), flow, version and status, with each group's
     first start, in a temporary table whose name this yields and which it drops after."""
     bucket, bucket_params = (_local_bucket(con, run_filter, unit, tz_name) if unit
-                             else ("NULL::TIMESTAMP", []))
-    where, params = build_where(run_filter)
+                             else ("NULL::TIMESTAMP", {}))
+    where, params = named_where(run_filter)
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE {TREND_COUNTS} AS
         SELECT {bucket} AS bucket, flow_name, flow_version_id, status, count(*) AS n,
                min(started_at) AS first_run
-        FROM runs {where} GROUP BY ALL""", bucket_params + params)
+        FROM runs {where} GROUP BY ALL""", merged(bucket_params, params))
     try:
         yield f"temp.{TREND_COUNTS}"
     finally:
@@ -250,7 +299,7 @@ def _counted_by_bucket(con, run_filter: RunFilter, unit: str | None, tz_name: st
 def _runs_over_time(con, counts: str) -> pd.DataFrame:
     return _rows(con, f"""
         SELECT bucket, status, sum(n)::BIGINT AS runs FROM {counts}
-        GROUP BY ALL ORDER BY bucket, status""", [])
+        GROUP BY ALL ORDER BY bucket, status""", {})
 
 
 def _flow_failure_rates(con, counts: str, top: int) -> pd.DataFrame:
@@ -259,7 +308,7 @@ def _flow_failure_rates(con, counts: str, top: int) -> pd.DataFrame:
             SELECT bucket, flow_name, status, sum(n) AS n FROM {counts} GROUP BY ALL),
         worst AS (
             SELECT flow_name FROM by_status WHERE status IN {FAILED_SQL}
-            GROUP BY flow_name ORDER BY sum(n) DESC, flow_name LIMIT ?),
+            GROUP BY flow_name ORDER BY sum(n) DESC, flow_name LIMIT $top),
         buckets AS (
             SELECT bucket, flow_name,
                    coalesce(sum(n) FILTER (WHERE status IN {FINISHED_SQL}), 0)::BIGINT AS finished,
@@ -267,16 +316,16 @@ def _flow_failure_rates(con, counts: str, top: int) -> pd.DataFrame:
             FROM by_status WHERE flow_name IN (SELECT flow_name FROM worst) GROUP BY ALL)
         SELECT bucket, flow_name, finished, failed,
                CASE WHEN finished > 0 THEN failed / finished END AS rate
-        FROM buckets ORDER BY flow_name, bucket""", [top])
+        FROM buckets ORDER BY flow_name, bucket""", {"top": top})
 
 
-def _lifetime_by_status(counts: str, run_filter: RunFilter) -> tuple[str, list]:
+def _lifetime_by_status(counts: str, run_filter: RunFilter) -> tuple[str, Params]:
     """SQL (and parameters) for the versioned runs over all dates, per flow, version and status:
     first_seen, n. Without a date range those are the counts table's runs."""
     if run_filter.since is None and run_filter.until is None:
         return f"""
             SELECT flow_name, flow_version_id, status, min(first_run) AS first_seen, sum(n) AS n
-            FROM {counts} WHERE flow_version_id IS NOT NULL GROUP BY ALL""", []
+            FROM {counts} WHERE flow_version_id IS NOT NULL GROUP BY ALL""", {}
     where, params = _where(run_filter.with_(since=None, until=None), "flow_version_id IS NOT NULL")
     return f"""
         SELECT flow_name, flow_version_id, status, min(started_at) AS first_seen, count(*) AS n
@@ -315,7 +364,7 @@ def _version_failure_rates(con, counts: str, run_filter: RunFilter, tz_name: str
                o.previous_version, o.previous_rate, o.previous_finished
         FROM in_range i JOIN ordered o USING (flow_name, flow_version_id)
         ORDER BY i.flow_name, o.first_seen DESC, i.flow_version_id""",
-        lifetime_params + [tz_name])
+        merged(lifetime_params, {"tz": tz_name}))
 
 
 @dataclass(frozen=True)
@@ -327,7 +376,8 @@ class Trends:
     versions: pd.DataFrame
 
 
-def trends(con, run_filter: RunFilter, unit: str, tz_name: str, top: int = 5) -> Trends:
+def trends(con, run_filter: RunFilter, unit: str, tz_name: str, top: int = WORST_FLOWS
+           ) -> Trends:
     """runs_over_time, flow_failure_rates and version_failure_rates, grouping the runs once."""
     with _counted_by_bucket(con, run_filter, unit, tz_name) as counts:
         return Trends(_runs_over_time(con, counts), _flow_failure_rates(con, counts, top),
@@ -340,8 +390,8 @@ def runs_over_time(con, run_filter: RunFilter, unit: str, tz_name: str) -> pd.Da
         return _runs_over_time(con, counts)
 
 
-def flow_failure_rates(con, run_filter: RunFilter, unit: str, tz_name: str, top: int = 5
-                       ) -> pd.DataFrame:
+def flow_failure_rates(con, run_filter: RunFilter, unit: str, tz_name: str,
+                       top: int = WORST_FLOWS) -> pd.DataFrame:
     """bucket, flow_name, finished, failed, rate for the `top` flows with most failed-state runs.
 
     The failure rate is runs in a failed state among finished runs of that bucket.
@@ -361,6 +411,12 @@ def version_failure_rates(con, run_filter: RunFilter, tz_name: str) -> pd.DataFr
     """
     with _counted_by_bucket(con, run_filter, None, tz_name) as counts:
         return _version_failure_rates(con, counts, run_filter, tz_name)
+
+
+def rate_changes(versions: pd.DataFrame) -> pd.Series:
+    """Each version's failure rate (in range) minus its flow's previous version's (lifetime);
+    NaN where either is unknown."""
+    return versions["rate"] - versions["previous_rate"]
 
 
 @dataclass(frozen=True)
@@ -384,7 +440,7 @@ def biggest_version_jump(versions: pd.DataFrame, min_finished: int = 20,
         return None
     enough = versions[(versions["finished"] >= min_finished)
                       & (versions["previous_finished"].fillna(0) >= min_finished)]
-    rises = (enough["rate"] - enough["previous_rate"]).dropna()
+    rises = rate_changes(enough).dropna()
     if rises.empty or rises.max() < min_rise:
         return None
     row = enough.loc[rises.idxmax()]
@@ -398,20 +454,21 @@ def biggest_version_jump(versions: pd.DataFrame, min_finished: int = 20,
 def failed_steps(con, run_filter: RunFilter, limit: int = 100) -> pd.DataFrame:
     """FAILED runs per flow and failed step: flow_name, failed_step (name, None if unknown),
     step_label (display name), runs, share (of that flow's FAILED runs); most first."""
-    where, params = _where(run_filter, "status = 'FAILED'")
+    where, params = _where(run_filter, f"status = {_status_literal(FAILED_STEP_STATUS)}")
     return _rows(con, f"""
         WITH steps AS (
             SELECT flow_name, failed_step,
-                   coalesce(max(failed_step_display), failed_step, '{NO_STEP}') AS step_label,
+                   coalesce(max(failed_step_display), failed_step, $no_step) AS step_label,
                    count(*) AS runs
             FROM runs {where} GROUP BY flow_name, failed_step)
         SELECT *, runs / sum(runs) OVER (PARTITION BY flow_name) AS share FROM steps
-        ORDER BY runs DESC, flow_name, step_label LIMIT ?""", params + [limit])
+        ORDER BY runs DESC, flow_name, step_label LIMIT $limit""",
+        merged(params, {"no_step": NO_STEP, "limit": limit}))
 
 
 def other_failed_states(con, run_filter: RunFilter) -> pd.DataFrame:
-    """flow_name, status, runs, share (of that flow's runs in any failed state), for the failed
-    states other than FAILED; most first."""
+    """flow_name, status, runs, share (of that flow's runs in any failed state), for the
+    OTHER_FAILED_STATES; most first."""
     where, params = _where(run_filter, f"status IN {FAILED_SQL}")
     return _rows(con, f"""
         WITH per_state AS (
@@ -447,7 +504,7 @@ def error_signatures(con, run_filter: RunFilter, unit: str, tz_name: str, limit:
                             []) AS steps,
                    count(*) OVER () AS total
             FROM matching GROUP BY error_signature
-            ORDER BY runs DESC, error_signature LIMIT ?),
+            ORDER BY runs DESC, error_signature LIMIT $limit),
         overall AS (
             SELECT error_signature, min(started_at) AS first_seen, max(started_at) AS last_seen
             FROM runs WHERE error_signature IN (SELECT error_signature FROM top) GROUP BY ALL),
@@ -458,8 +515,9 @@ def error_signatures(con, run_filter: RunFilter, unit: str, tz_name: str, limit:
             SELECT error_signature, {_local(unit, 'slot')} AS bucket, sum(runs) AS runs
             FROM slots GROUP BY ALL),
         series AS (
-            SELECT unnest(generate_series({_local(unit, '?::TIMESTAMP')},
-                                          {_local(unit, '?::TIMESTAMP')}, {_STEP[unit]})) AS bucket),
+            SELECT unnest(generate_series({_local(unit, '$range_first::TIMESTAMP')},
+                                          {_local(unit, '$range_last::TIMESTAMP')},
+                                          {_STEP[unit]})) AS bucket),
         trends AS (
             SELECT t.error_signature,
                    list(coalesce(b.runs, 0)::BIGINT ORDER BY s.bucket) AS trend
@@ -469,28 +527,28 @@ def error_signatures(con, run_filter: RunFilter, unit: str, tz_name: str, limit:
         SELECT t.error_signature AS signature, t.runs, t.flows, t.steps,
                {_local_time('o.first_seen')} AS first_seen,
                {_local_time('o.last_seen')} AS last_seen,
-               coalesce(o.first_seen >= ?::TIMESTAMP, false) AS new,
+               coalesce(o.first_seen >= $since::TIMESTAMP, false) AS new,
                tr.trend, t.total
         FROM top t JOIN overall o USING (error_signature) JOIN trends tr USING (error_signature)
         ORDER BY t.runs DESC, signature""",
-        params + [limit, tz_name, tz_name, limits[0], tz_name,
-                  limits[1] - timedelta(microseconds=1), tz_name, tz_name, since])
+        merged(params, {"limit": limit, "tz": tz_name, "range_first": limits[0],
+                        "range_last": limits[1] - timedelta(microseconds=1), "since": since}))
 
 
 # ---------------------------------------------------------------- quota exceeded
 
 def quota_per_day(con, run_filter: RunFilter, tz_name: str) -> pd.DataFrame:
     """day (local), runs: Quota Exceeded runs per calendar day that has any."""
-    where, params = _where(run_filter, "status = 'QUOTA_EXCEEDED'")
+    where, params = _where(run_filter, f"status = {_status_literal(QUOTA_STATUS)}")
     return _rows(con, f"""
         WITH slots AS (SELECT {_SLOT} AS slot, count(*) AS runs FROM runs {where} GROUP BY ALL)
         SELECT {_local('day', 'slot')} AS day, sum(runs)::BIGINT AS runs
-        FROM slots GROUP BY ALL ORDER BY day""", params + [tz_name])
+        FROM slots GROUP BY ALL ORDER BY day""", merged(params, {"tz": tz_name}))
 
 
 def quota_per_flow(con, run_filter: RunFilter) -> pd.DataFrame:
     """flow_name, runs, share (of all Quota Exceeded runs in range); most first."""
-    where, params = _where(run_filter, "status = 'QUOTA_EXCEEDED'")
+    where, params = _where(run_filter, f"status = {_status_literal(QUOTA_STATUS)}")
     return _rows(con, f"""
         SELECT flow_name, count(*) AS runs, count(*) / sum(count(*)) OVER () AS share
         FROM runs {where} GROUP BY flow_name ORDER BY runs DESC, flow_name""", params)
@@ -503,6 +561,16 @@ class QuotaMonth:
     month_start: datetime       # local, first day of this month
     last_month_start: datetime  # local
     last_month_end: datetime    # local, exclusive: the same point in last month as now
+
+    @property
+    def change(self) -> int:
+        """Runs this month so far minus the same part of last month."""
+        return self.this_month - self.last_month
+
+    @property
+    def last_month_last_day(self) -> date:
+        """The last calendar day the same part of last month reaches into."""
+        return (self.last_month_end - timedelta(minutes=1)).date()
 
 
 def month_periods(now: datetime, tz_name: str) -> tuple[datetime, datetime, datetime, datetime]:
@@ -527,7 +595,7 @@ def quota_month_to_date(con, run_filter: RunFilter, now: datetime, tz_name: str)
     counts = []
     for since, until in ((start, local_now), (last_start, last_end)):
         period = run_filter.with_(since=_to_utc(since, tz_name), until=_to_utc(until, tz_name))
-        where, params = _where(period, "status = 'QUOTA_EXCEEDED'")
+        where, params = _where(period, f"status = {_status_literal(QUOTA_STATUS)}")
         counts.append(con.execute(f"SELECT count(*) FROM runs {where}", params).fetchall()[0][0])
     return QuotaMonth(counts[0], counts[1], start, last_start, last_end)
 
@@ -549,12 +617,12 @@ def duration_percentiles(con, run_filter: RunFilter) -> pd.DataFrame:
 def slowest_steps(con, run_filter: RunFilter, limit: int = 15) -> pd.DataFrame:
     """flow_name, step, step_label, runs, avg_ms, p95_ms for the steps (of the filter's runs)
     with the highest p95 duration; one SQL, the filter applied to runs and joined on run id."""
-    where, params = build_where(run_filter)
+    where, params = named_where(run_filter)
     return _rows(con, f"""
         SELECT r.flow_name, s.name AS step, coalesce(max(s.display_name), s.name) AS step_label,
                count(*) AS runs, avg(s.duration_ms) AS avg_ms,
                quantile_cont(s.duration_ms, 0.95) AS p95_ms
         FROM run_steps s JOIN (SELECT id, flow_name FROM runs {where}) r ON s.run_id = r.id
         WHERE s.duration_ms IS NOT NULL
-        GROUP BY r.flow_name, s.name ORDER BY p95_ms DESC, r.flow_name, step LIMIT ?""",
-        params + [limit])
+        GROUP BY r.flow_name, s.name ORDER BY p95_ms DESC, r.flow_name, step LIMIT $limit""",
+        merged(params, {"limit": limit}))

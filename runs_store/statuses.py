@@ -70,6 +70,7 @@ _BY_ANY_SPELLING: dict[str, RunStatus] = {
     **{s.label.lower(): s for s in STATUSES},
 }
 STATUS_NAMES: tuple[str, ...] = tuple(s.name for s in STATUSES)
+FINISHED_STATES = frozenset(STATUS_NAMES) - UNFINISHED  # the runs that have an outcome
 COLORS: dict[str, str] = {s.name: s.color for s in STATUSES}
 LABEL_COLORS: dict[str, str] = {s.label: s.color for s in STATUSES}
 
@@ -90,6 +91,22 @@ def label(name: str) -> str:
     return found.label if found else name
 
 
+def in_order(names) -> list[str]:
+    """The given status names in the usual order (that of STATUSES); anything else left out."""
+    wanted = set(names)
+    return [name for name in STATUS_NAMES if name in wanted]
+
+
+# How a run's summary reads: "success", "error", "warning" or "info" (a page picks the box).
+_TONES: dict[str, str] = {"SUCCEEDED": "success", "CANCELED": "warning",
+                          **{name: "error" for name in FAILED_STATES}}
+
+
+def tone(name: str | None) -> str:
+    """The tone of a run with this status; "info" for a run still going or an unknown status."""
+    return _TONES.get(name or "", "info")
+
+
 # The engine's step statuses; it shows STOPPED as Succeeded.
 STEP_STATUS_LABELS: dict[str, str] = {
     "SUCCEEDED": "Succeeded",
@@ -101,3 +118,16 @@ STEP_STATUS_LABELS: dict[str, str] = {
 STEP_STATUS_BADGES: dict[str, str] = {
     "SUCCEEDED": "green", "STOPPED": "green", "FAILED": "red", "PAUSED": "gray", "RUNNING": "blue",
 }
+UNKNOWN_STEP_STATUS = "UNKNOWN"
+
+
+def step_status_label(name: str | None) -> str:
+    """A step status's label; one the engine may add later reads as its own name, title-cased,
+    and a missing one as "Unknown"."""
+    name = name or UNKNOWN_STEP_STATUS
+    return STEP_STATUS_LABELS.get(name, name.title())
+
+
+def step_status_badge(name: str | None) -> str:
+    """A step status's badge colour (one of st.badge's); gray for any other."""
+    return STEP_STATUS_BADGES.get(name or "", "gray")

@@ -20,6 +20,11 @@ MAX_ITERATIONS_SHOWN = 100
 MAX_DEPTH = 5
 TYPE_LABELS = {"PIECE_TRIGGER": "Trigger", "EMPTY": "Trigger", "PIECE": "Action", "CODE": "Code",
                "LOOP_ON_ITEMS": "Loop", "ROUTER": "Router"}
+# An agent's tool call status (the block's while it runs, the result's once known): its label and
+# badge colour (one of st.badge's).
+TOOL_CALL_STATUSES: dict[str, tuple[str, str]] = {
+    "SUCCESS": ("Succeeded", "green"), "completed": ("Completed", "green"),
+    "FAILED": ("Failed", "red"), "in-progress": ("In progress", "blue")}
 
 
 @dataclass(frozen=True)
@@ -75,6 +80,11 @@ class TimelineEntry:
     output: object = None
     error: object = None
     duration_ms: int | None = None
+
+    @property
+    def status_badge(self) -> tuple[str, str]:
+        """A tool call's (label, badge colour); any other status is the record's own text, gray."""
+        return TOOL_CALL_STATUSES.get(self.status, (self.status or "Unknown", "gray"))
 
 
 @dataclass(frozen=True)

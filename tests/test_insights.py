@@ -453,3 +453,50 @@ def test_the_insights_store_does_not_import_streamlit():
     code = ("import sys; import runs_store.insights; "
             "assert 'streamlit' not in sys.modules, 'streamlit imported'")
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True)
+
+
+# ---------------------------------------------------------------- rules behind the drill-downs
+
+@pytest.mark.parametrize("statuses, wanted, expected", [
+    ((), FAILED_STATES, ["FAILED", "QUOTA_EXCEEDED", "TIMEOUT", "INTERNAL_ERROR",
+                         "MEMORY_LIMIT_EXCEEDED", "LOG_SIZE_EXCEEDED"]),
+    (("TIMEOUT", "SUCCEEDED"), FAILED_STATES, ["TIMEOUT"]),
+    (("SUCCEEDED",), ["QUOTA_EXCEEDED"], []),
+    ((), ["TIMEOUT", "SUCCEEDED"], ["SUCCEEDED", "TIMEOUT"]),
+], ids=["any status", "the filter's only", "none allowed", "usual order"])
+def test_a_drill_down_keeps_the_wanted_statuses_the_filter_allows(statuses, wanted, expected):
+    assert insights.narrowed_statuses(RunFilter(statuses=statuses), wanted) == expected
+
+
+@pytest.mark.parametrize("bucket, unit, days", [
+    ("2026-11-02T00:00:00", "week", ("2026-11-02", "2026-11-08")),
+    ("2026-11-05T00:00:00", "day", ("2026-11-05", "2026-11-05")),
+    ("2026-11-05T13:00:00", "hour", ("2026-11-05", "2026-11-05")),
+])
+def test_a_time_bucket_covers_its_calendar_days(bucket, unit, days):
+    assert tuple(day.isoformat() for day in insights.bucket_days(bucket, unit)) == days
+
+
+def test_the_other_failed_states_are_the_failed_states_a_step_did_not_cause():
+    assert set(insights.OTHER_FAILED_STATES) == FAILED_STATES - {insights.FAILED_STEP_STATUS}
+
+
+def test_a_headline_change_is_now_minus_before_and_unknown_without_both(con):
+    now, before = insights.headline(con, WEEK), insights.headline(con, insights.previous_filter(
+        WEEK, END))
+    assert now.change(before, "total") == now.total - before.total
+    assert now.change(before, "QUOTA_EXCEEDED") == now.quota_exceeded - before.quota_exceeded
+    assert now.change(before, "success_rate") == pytest.approx(
+        now.success_rate - before.success_rate)
+    assert now.change(None, "total") is None
+    empty = insights.headline(con, RunFilter(since=datetime(2001, 1, 1),
+                                             until=datetime(2001, 1, 2)))
+    assert now.change(empty, "success_rate") is None
+    assert [now.value(name) for name in insights.HEADLINE_STATUSES] == [
+        now.failed, now.quota_exceeded, now.timeout, now.internal_error]
+
+
+def test_quota_month_says_its_change_and_the_last_day_it_compares_with(con):
+    month = insights.quota_month_to_date(con, ALL_TIME, END, "UTC")
+    assert month.change == month.this_month - month.last_month
+    assert month.last_month_last_day == datetime(2026, 10, 5).date()

@@ -19,7 +19,9 @@ import streamlit as st
 from runs_store import settings
 from runs_store.db import generation, open_db
 from runs_store.errors import StoreError
-from runs_store.sample_loader import SAMPLE_FILE, SAMPLE_SOURCE, load_bundled_sample
+from runs_store.runs_list import total_runs
+from runs_store.sample_loader import SAMPLE_FILE, load_bundled_sample
+from runs_store.sample_share import sample_share
 
 
 # A page does not hang for long behind an ingest: it says so and offers to try again.
@@ -85,7 +87,7 @@ def _load_sample_once(store: PageStore) -> None:
     """On first start with an empty database, load sample_data/ shifted to end now."""
     if not settings.get_bool("RUNS_LOAD_SAMPLE") or not SAMPLE_FILE.exists():
         return
-    if store.con.execute("SELECT count(*) FROM runs").fetchall()[0][0]:
+    if store.call(total_runs):
         return
     with st.spinner("First start: loading the bundled sample runs…"):
         load_bundled_sample(settings.database_path(), now=datetime.now(timezone.utc).replace(
@@ -93,19 +95,12 @@ def _load_sample_once(store: PageStore) -> None:
     store.generation = generation(store.con)
 
 
-def sample_share(con) -> tuple[int, int]:
-    """(runs from the bundled sample, all runs)."""
-    return tuple(con.execute(
-        "SELECT count(*) FILTER (WHERE source = ?), count(*) FROM runs", [SAMPLE_SOURCE]
-    ).fetchall()[0])
-
-
 def show_sample_note(store: PageStore) -> None:
-    from_sample, total = store.cached(sample_share)
-    if total and from_sample == total:
+    share = store.cached(sample_share)
+    if share.only_sample:
         st.sidebar.info(
-            f"You are looking at **sample data** ({total:,} generated runs, moved so the newest "
-            "is now). Load your own runs on the **Import** page, or with "
+            f"You are looking at **sample data** ({share.total:,} generated runs, moved so the "
+            "newest is now). Load your own runs on the **Import** page, or with "
             "`python -m runs_store ingest FILE`.", icon=":material/science:")
 
 

@@ -1,0 +1,27 @@
+"""How much of the store is the bundled sample: the pages say so while a user is looking at
+generated runs rather than their own."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from runs_store.sample_loader import SAMPLE_SOURCE
+
+
+@dataclass(frozen=True)
+class SampleShare:
+    from_sample: int
+    total: int
+
+    @property
+    def only_sample(self) -> bool:
+        """The store holds runs, and every one of them came from the bundled sample."""
+        return bool(self.total) and self.from_sample == self.total
+
+
+def sample_share(con) -> SampleShare:
+    """Runs from the bundled sample, and all runs."""
+    from_sample, total = con.execute(
+        "SELECT count(*) FILTER (WHERE source = $sample), count(*) FROM runs",
+        {"sample": SAMPLE_SOURCE}).fetchall()[0]
+    return SampleShare(from_sample, total)
