@@ -16,7 +16,8 @@ import pandas as pd
 import streamlit as st
 
 from pages.common import status_ui, url_state
-from pages.common.data import PageStore, page_store, show_sample_note, user_timezone
+from pages.common.data import (PageStore, check_settings, page_store, show_sample_note,
+                               user_timezone)
 from pages.common.toolbar import filter_query_params, render_toolbar
 from runs_store import runs_list, settings
 from runs_store.db import open_db
@@ -334,6 +335,7 @@ def show_header() -> bool:
 
 
 def main() -> None:
+    check_settings()  # the header reads RUNS_LIVE_SECONDS before the store is opened
     notices = clean_paging_params()
     live = show_header()
     url_state.show_notices(notices)

@@ -1,7 +1,8 @@
 """The command line: `python -m runs_store ingest | rejects | export | sample`.
 
-Exit codes: 0 done; 1 loaded with some records rejected; 2 a path or the database could not be
-used (the message says which and why; no traceback).
+Exit codes: 0 done; 1 loaded with some records rejected; 2 a setting, a path or the database
+could not be used (the message says which and why; no traceback). Every setting is checked
+before a command starts, so a bad one is named even when that command would not have read it.
 """
 
 from __future__ import annotations
@@ -127,7 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m runs_store",
                                      description="Load, inspect and export workflow runs.")
     commands = parser.add_subparsers(dest="command", required=True)
-    db_help = f"DuckDB file (default: $RUNS_DB or {settings.get('RUNS_DB')})"
+    db_help = f"DuckDB file (default: $RUNS_DB or {settings.default('RUNS_DB')})"
 
     ingest = commands.add_parser("ingest", help="load run files or directories")
     ingest.add_argument("paths", nargs="+", metavar="PATH")
@@ -163,9 +164,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        settings.current()  # every setting checked before any work
         return args.run(args)
     except StoreError as error:
-        print(f"error: {error}", file=sys.stderr)
+        for line in str(error).splitlines():  # a SettingError has one line per bad setting
+            print(f"error: {line}", file=sys.stderr)
         return 2
     except OSError as error:  # e.g. --output in a folder that does not exist, or a full disk
         where = f"{error.filename}: " if error.filename else ""

@@ -78,7 +78,7 @@ _LOCK_HOLDER = re.compile(r"\(PID (?P<pid>\d+)\)")
 
 
 def _connect_once(path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
-    config = {"memory_limit": settings.get("RUNS_MEMORY_LIMIT")}
+    config = {"memory_limit": str(settings.current().memory_limit)}
     return duckdb.connect(str(path), read_only=read_only, config=config)
 
 
@@ -93,7 +93,7 @@ def _busy_message(path: Path, error: Exception) -> str:
 def connect(path: Path, read_only: bool = False, wait_seconds: float | None = None):
     """Open the database, creating it and its schema if needed; waits while another holds it."""
     if wait_seconds is None:
-        wait_seconds = settings.get_number("RUNS_LOCK_WAIT_SECONDS")
+        wait_seconds = settings.current().lock_wait_seconds
     if not read_only:
         path.parent.mkdir(parents=True, exist_ok=True)
     deadline = time.monotonic() + wait_seconds

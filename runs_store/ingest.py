@@ -15,7 +15,6 @@ import functools
 import gc
 import json
 import os
-import re
 import tempfile
 import uuid
 from contextlib import contextmanager, nullcontext
@@ -321,9 +320,10 @@ def _process_alive(pid: int) -> bool:
 
 @contextmanager
 def _memory_limit(con, limit: str) -> Iterator[None]:
-    """Runs a block under another DuckDB memory limit, then puts the old one back."""
+    """Runs a block under another DuckDB memory limit (a size the settings checked), then puts
+    the old one back."""
     previous = con.execute("SELECT current_setting('memory_limit')").fetchall()[0][0]
-    con.execute("SET memory_limit = ?", [_checked_size(limit)])
+    con.execute("SET memory_limit = ?", [limit])
     try:
         yield
     finally:
@@ -339,13 +339,6 @@ def _uncompressed_writes(con) -> Iterator[None]:
         yield
     finally:
         con.execute("RESET force_compression")
-
-
-def _checked_size(text: str) -> str:
-    """A memory size like 128MB or 1.5 GiB: a wrong setting is named here, not deep in DuckDB."""
-    if not re.fullmatch(r"\s*\d+(\.\d+)?\s*[KMGT]?i?B\s*", text, re.I):
-        raise ValueError(f"not a memory size: {text!r}")
-    return text.strip()
 
 
 @contextmanager
@@ -403,7 +396,7 @@ def ingest_items(con, items: Iterable[Item], source: str,
 
 
 def _ingest_staged(con, stage: Callable[[], _Batches], source: str) -> IngestSummary:
-    limit = settings.get("RUNS_INGEST_MEMORY_LIMIT")
+    limit = str(settings.current().ingest_memory_limit)
     try:
         return _stage_and_apply(con, stage, source, limit)
     except duckdb.OutOfMemoryException as error:

@@ -14,7 +14,7 @@ import json
 import re
 
 from runs_store import settings
-from runs_store.errors import SettingError, StoreError
+from runs_store.errors import StoreError
 
 # Real run records nest a few dozen levels (a step payload inside a loop's iterations inside a
 # run), a flow version's trigger one more per step of the flow; this leaves room for flows of a
@@ -65,41 +65,29 @@ def loads_bounded(text: str, limit: int = MAX_JSON_DEPTH):
         raise TooDeep(too_deep_reason(limit)) from None
 
 
-def _positive_setting(env: str, unit: str) -> float:
-    text = settings.get(env)
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not value > 0:
-        raise SettingError(f"{env}={text!r} is not allowed: use a positive number of {unit}, "
-                           f"e.g. {env}={settings.default(env)}")
-    return value
-
-
 def max_record_chars() -> int:
     """The largest record (a line, an item, a row, a whole .json document) read, in characters."""
-    return int(_positive_setting("RUNS_MAX_RECORD_MB", "megabytes") * 1024 * 1024)
+    return int(settings.current().max_record_mb * 1024 * 1024)
 
 
 def max_file_bytes() -> int:
     """The most bytes one file may unpack to."""
-    return int(_positive_setting("RUNS_MAX_FILE_GB", "gigabytes") * 1024 ** 3)
+    return int(settings.current().max_file_gb * 1024 ** 3)
 
 
 def check_settings() -> None:
-    """SettingError, naming the variable, when a bound is set to something not allowed: said
-    before a file is read, whichever reader would have needed it."""
-    max_record_chars()
-    max_file_bytes()
+    """SettingError, naming the variable, when a setting (these bounds among them) is set to
+    something not allowed: said before a file is read, whichever reader would have needed it."""
+    settings.current()
 
 
 def record_too_large_reason(size_hint: str = "") -> str:
-    megabytes = settings.get("RUNS_MAX_RECORD_MB")
-    return (f"record larger than RUNS_MAX_RECORD_MB ({megabytes} MB){size_hint}; the first "
+    megabytes = settings.current().max_record_mb
+    return (f"record larger than RUNS_MAX_RECORD_MB ({megabytes:g} MB){size_hint}; the first "
             f"{REJECTED_HEAD_CHARS // 1024} KB are kept here. Raise the setting to load it")
 
 
 def file_too_large_message(name: str) -> str:
-    return (f"{name}: unpacks to more than RUNS_MAX_FILE_GB ({settings.get('RUNS_MAX_FILE_GB')} "
-            f"GB); nothing of it was loaded. Raise the setting to load it")
+    gigabytes = settings.current().max_file_gb
+    return (f"{name}: unpacks to more than RUNS_MAX_FILE_GB ({gigabytes:g} GB); nothing of it "
+            f"was loaded. Raise the setting to load it")

@@ -92,7 +92,7 @@ _URL_PARAM = re.compile(r"(?P<head>(?:(?<=[?&;])|(?<![^\s\"']))"
 
 
 def masking_enabled() -> bool:
-    return settings.get_bool("RUNS_MASK_SECRETS")
+    return settings.current().mask_secrets
 
 
 def masking_on(mask: bool | None) -> bool:

@@ -84,7 +84,7 @@ class Payload:
 
 
 def preview_bytes() -> int:
-    return max(1, int(settings.get_number("RUNS_PAYLOAD_PREVIEW_KB") * 1024))
+    return max(1, int(settings.current().payload_preview_kb * 1024))
 
 
 def head_chars(limit: int) -> int:

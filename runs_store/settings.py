@@ -1,67 +1,269 @@
-"""Every setting of Runs Explorer, declared once with its default and help.
+"""Every setting of Runs Explorer, declared once with its type, default and help, and read into
+one validated `Settings` object.
 
-Settings come from environment variables; the CLI's `--db` overrides `RUNS_DB`. The README's
-settings table is checked against `SETTINGS` by a test, so a new setting cannot go undocumented.
+Settings come from environment variables; the CLI's `--db` overrides `RUNS_DB`. Each declaration
+names the kind of value it takes (a path, a yes/no, a number with its bounds, a memory size, a URL
+template); a value outside it raises `SettingError` with one line per bad variable naming it, the
+value and what is allowed, e.g. ``RUNS_LOCK_WAIT_SECONDS='abc' is not allowed: use a number of
+seconds >= 0, e.g. RUNS_LOCK_WAIT_SECONDS=30``. Nothing falls back to a default in silence.
+
+`load_settings(environ)` reads and checks them all. `current()` is that for `os.environ`, read on
+every call and parsed once per distinct set of values: a changed environment (a test's
+monkeypatch.setenv) is seen at the next call, at the cost of a dozen dictionary lookups. The CLI
+checks them before any work; the app's pages check them before they open the store.
+
+The README's settings table is checked against `SETTINGS` by a test, so a new setting cannot go
+undocumented.
 """
 
 from __future__ import annotations
 
+import functools
+import math
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
+from string import Formatter
+from typing import Callable, Mapping
+from urllib.parse import urlsplit
 
+from runs_store.errors import SettingError
+
+
+# ---------------------------------------------------------------- kinds of value
+
+@dataclass(frozen=True)
+class Kind:
+    """How a setting's text is read: `parse` gives the typed value or raises ValueError;
+    `allowed` says what may be set, as it reads after "use"."""
+
+    parse: Callable[[str], object]
+    allowed: str
+
+
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+
+
+def _parse_bool(text: str) -> bool:
+    word = text.strip().lower()
+    if word not in _TRUE + _FALSE:
+        raise ValueError(text)
+    return word in _TRUE
+
+
+def _parse_path(text: str) -> Path:
+    if not text.strip() or "\0" in text:
+        raise ValueError(text)
+    return Path(text).expanduser()
+
+
+def number(unit: str, minimum: float = 0.0, inclusive: bool = False) -> Kind:
+    """A finite number of `unit`, above `minimum` (or equal to it, when inclusive)."""
+    def parse(text: str) -> float:
+        value = float(text)
+        if not math.isfinite(value) or value < minimum or (value == minimum and not inclusive):
+            raise ValueError(text)
+        return value
+
+    if minimum == 0 and not inclusive:
+        return Kind(parse, f"a positive number of {unit}")
+    return Kind(parse, f"a number of {unit} {'>=' if inclusive else '>'} {minimum:g}")
+
+
+@dataclass(frozen=True)
+class MemorySize:
+    """A DuckDB memory limit: `text` as DuckDB takes it (e.g. 1.5GiB), and its bytes."""
+
+    text: str
+    bytes: int
+
+    def __str__(self) -> str:
+        return self.text
+
+
+_MEMORY_UNITS = {"KB": 1000, "MB": 1000 ** 2, "GB": 1000 ** 3, "TB": 1000 ** 4,
+                 "KiB": 1024, "MiB": 1024 ** 2, "GiB": 1024 ** 3, "TiB": 1024 ** 4}
+_MEMORY_SIZE = re.compile(r"\s*(?P<number>\d+(?:\.\d+)?)\s*(?P<unit>[KMGT]i?B)\s*", re.I)
+# DuckDB cannot even open a database in much less.
+_MIN_MEMORY_BYTES = 1000 ** 2
+
+
+def _parse_memory_size(text: str) -> MemorySize:
+    match = _MEMORY_SIZE.fullmatch(text)
+    if not match:
+        raise ValueError(text)
+    unit = next(name for name in _MEMORY_UNITS if name.lower() == match["unit"].lower())
+    amount = match["number"]
+    size = MemorySize(f"{amount}{unit}", int(float(amount) * _MEMORY_UNITS[unit]))
+    if size.bytes < _MIN_MEMORY_BYTES:
+        raise ValueError(text)
+    return size
+
+
+# The run page's Edit flow link fills these in (run_detail.edit_flow_url).
+URL_PLACEHOLDERS = ("flow_id", "flow_version_id", "project_id")
+
+
+def _parse_url_template(text: str) -> str:
+    """An empty value (no Edit flow link), or an http(s) URL with only the known placeholders."""
+    template = text.strip()
+    if not template:
+        return ""
+    for _, name, spec, conversion in Formatter().parse(template):  # ValueError on a lone brace
+        if name is not None and (name not in URL_PLACEHOLDERS or spec or conversion):
+            raise ValueError(text)
+    url = urlsplit(template.format(**{name: "x" for name in URL_PLACEHOLDERS}))
+    if url.scheme not in ("http", "https") or not url.netloc:
+        raise ValueError(text)
+    return template
+
+
+PATH = Kind(_parse_path, "a file path")
+BOOL = Kind(_parse_bool, "1/true/yes/on or 0/false/no/off")
+MEMORY = Kind(_parse_memory_size, "a memory size of at least 1MB: a number with KB, MB, GB, TB or "
+                                  "KiB, MiB, GiB, TiB")
+URL_TEMPLATE = Kind(_parse_url_template,
+                    "an http:// or https:// URL whose only placeholders are {flow_id}, "
+                    "{flow_version_id} and {project_id}, or an empty value for no Edit flow link")
+
+
+# ---------------------------------------------------------------- the declarations
 
 @dataclass(frozen=True)
 class Setting:
     env: str
     default: str
     help: str
+    kind: Kind
+    example: str = ""  # shown in the message about a bad value; the default when empty
+
+    @property
+    def attribute(self) -> str:
+        """Its name on `Settings`: RUNS_LOCK_WAIT_SECONDS -> lock_wait_seconds."""
+        return self.env.removeprefix("RUNS_").lower()
+
+    def read(self, environ: Mapping[str, str]):
+        """The typed value set in `environ`, else the default's; SettingError when not allowed."""
+        text = environ.get(self.env, self.default)
+        try:
+            return self.kind.parse(text)
+        except ValueError:
+            raise SettingError(self.problem(text)) from None
+
+    def problem(self, text: str) -> str:
+        """The one line that says `text` is not allowed, and what is."""
+        return (f"{self.env}={text!r} is not allowed: use {self.kind.allowed}, "
+                f"e.g. {self.env}={self.example or self.default}")
 
 
 SETTINGS: tuple[Setting, ...] = (
     Setting("RUNS_DB", "data/runs.duckdb",
             "DuckDB file holding the runs. Relative paths are relative to the working directory. "
-            "The CLI's --db overrides it."),
+            "The CLI's --db overrides it.", PATH),
     Setting("RUNS_LOAD_SAMPLE", "1",
             "1: when the database has no runs, the app builds one from sample_data/ (shifted so "
-            "its newest run is now). 0: start empty."),
+            "its newest run is now). 0: start empty.", BOOL),
     Setting("RUNS_EDIT_FLOW_URL", "",
             "URL template of your workflow editor for the run page's Edit flow button, with "
-            "{flow_id} and {flow_version_id}, e.g. https://cloud.example.com/flows/{flow_id}."),
+            "{flow_id} and {flow_version_id}, e.g. https://cloud.example.com/flows/{flow_id}.",
+            URL_TEMPLATE, example="https://cloud.example.com/flows/{flow_id}"),
     Setting("RUNS_MASK_SECRETS", "1",
             "1: values that look like secrets (Authorization, api keys, tokens, passwords, "
             "cookies, keys by their shape, passwords in URLs and DSNs, private keys) are masked "
             "in step input and output, including JSON and form bodies held in strings, and in "
             "error messages wherever they are shown or exported. "
-            "0: show and export them as recorded."),
+            "0: show and export them as recorded.", BOOL),
     Setting("RUNS_LIVE_SECONDS", "15",
-            "How often the Runs page refreshes while Live is on (seconds)."),
+            "How often the Runs page refreshes while Live is on (seconds).",
+            number("seconds", 2, inclusive=True)),
     Setting("RUNS_PAYLOAD_PREVIEW_KB", "256",
-            "Step payloads larger than this are shown cut, with their size and a download."),
+            "Step payloads larger than this are shown cut, with their size and a download.",
+            number("kilobytes")),
     Setting("RUNS_MEMORY_LIMIT", "1GB",
-            "DuckDB memory limit for the app and the CLI (DuckDB spills to disk beyond it)."),
+            "DuckDB memory limit for the app and the CLI (DuckDB spills to disk beyond it).",
+            MEMORY),
     Setting("RUNS_INGEST_MEMORY_LIMIT", "512MB",
             "DuckDB memory limit while loading a file: staging spills to disk beyond it, so "
             "loading a large file takes about the same memory as a small one. JSONL is read on "
-            "every core when the limit allows it (about 250MB with 2 threads), else on one."),
+            "every core when the limit allows it (about 250MB with 2 threads), else on one.",
+            MEMORY),
     Setting("RUNS_LOCK_WAIT_SECONDS", "30",
             "How long the CLI waits for another process (such as the app, between two page "
             "renders) to release the database file before giving up with a message. The app "
-            "waits at most 3 s, then says so and offers to try again."),
+            "waits at most 3 s, then says so and offers to try again.",
+            number("seconds", 0, inclusive=True)),
     Setting("RUNS_MAX_RECORD_MB", "64",
             "The largest record read, unpacked: a JSONL line, a CSV or Parquet row, a whole .json "
             "document. A larger one is rejected with its reason (its first 64 KB kept) and the "
-            "rest of the file loads; memory stays bounded whatever the input."),
+            "rest of the file loads; memory stays bounded whatever the input.",
+            number("megabytes")),
     Setting("RUNS_MAX_FILE_GB", "10",
             "The most one file may unpack to (a .gz is unpacked as it streams, never whole). A "
-            "file past it is rejected whole with its reason; the other files still load."),
+            "file past it is rejected whole with its reason; the other files still load.",
+            number("gigabytes")),
 )
 
 _BY_ENV = {s.env: s for s in SETTINGS}
 
 
+@dataclass(frozen=True)
+class Settings:
+    """Every setting, typed and checked; one field per declaration, named by its `attribute`."""
+
+    db: Path
+    load_sample: bool
+    edit_flow_url: str
+    mask_secrets: bool
+    live_seconds: float
+    payload_preview_kb: float
+    memory_limit: MemorySize
+    ingest_memory_limit: MemorySize
+    lock_wait_seconds: float
+    max_record_mb: float
+    max_file_gb: float
+
+
+# ---------------------------------------------------------------- reading them
+
+def load_settings(environ: Mapping[str, str] = os.environ) -> Settings:
+    """Every setting read from `environ` and checked; SettingError with one line per variable set
+    to a value that is not allowed."""
+    values, problems = {}, []
+    for setting in SETTINGS:
+        try:
+            values[setting.attribute] = setting.read(environ)
+        except SettingError as error:
+            problems.append(str(error))
+    if problems:
+        raise SettingError("\n".join(problems))
+    return Settings(**values)
+
+
+def current() -> Settings:
+    """The settings of this process's environment as it is now (parsed once per set of values)."""
+    return _load_values(tuple(os.environ.get(s.env) for s in SETTINGS))
+
+
+@functools.lru_cache(maxsize=8)
+def _load_values(values: tuple[str | None, ...]) -> Settings:
+    return load_settings({s.env: text for s, text in zip(SETTINGS, values) if text is not None})
+
+
+def declared(env: str) -> Setting:
+    return _BY_ENV[env]
+
+
+def value(env: str):
+    """The typed value of one declared setting (every setting checked)."""
+    return getattr(current(), _BY_ENV[env].attribute)
+
+
 def get(env: str) -> str:
-    """The value of a declared setting: the environment's, else its default."""
+    """The text of a declared setting, the environment's else its default, once every setting
+    has been checked."""
+    current()
     return os.environ.get(env, _BY_ENV[env].default)
 
 
@@ -70,15 +272,19 @@ def default(env: str) -> str:
 
 
 def get_bool(env: str) -> bool:
-    return get(env).strip().lower() not in ("0", "false", "no", "off", "")
+    found = value(env)
+    if not isinstance(found, bool):
+        raise TypeError(f"{env} is not a yes/no setting")
+    return found
 
 
 def get_number(env: str) -> float:
-    try:
-        return float(get(env))
-    except ValueError:
-        return float(_BY_ENV[env].default)
+    found = value(env)
+    if not isinstance(found, float):
+        raise TypeError(f"{env} is not a number setting")
+    return found
 
 
 def database_path(override: str | os.PathLike | None = None) -> Path:
-    return Path(override) if override else Path(get("RUNS_DB"))
+    """`override` (the CLI's --db) when given, else RUNS_DB."""
+    return Path(override) if override else current().db

@@ -35,6 +35,12 @@ def test_the_readme_documents_every_setting_with_its_default(setting):
     assert shown in default_cell, f"{setting.env}: README default {default_cell!r}"
 
 
+@pytest.mark.parametrize("setting", SETTINGS, ids=[s.env for s in SETTINGS])
+def test_the_readme_says_what_each_setting_allows(setting):
+    cells = [cell.strip() for cell in settings_rows()[setting.env].split("|")[1:-1]]
+    assert len(cells) == 4 and cells[2], f"{setting.env}: no 'allowed' cell in {cells}"
+
+
 def test_the_readme_lists_no_setting_that_does_not_exist():
     assert set(settings_rows()) <= {s.env for s in SETTINGS}
 

@@ -69,18 +69,31 @@ def database_path() -> str:
 @contextmanager
 def page_store(read_only: bool = False) -> Iterator[PageStore]:
     """The store for this script run; a store error becomes an st.error and stops the page."""
-    path = database_path()
     try:
+        path = database_path()
         wait = min(APP_LOCK_WAIT_SECONDS, settings.get_number("RUNS_LOCK_WAIT_SECONDS"))
         with open_db(settings.database_path(), read_only=read_only, wait_seconds=wait) as con:
             store = PageStore(con, path, read_only)
             _load_sample_once(store)
             yield store
     except StoreError as error:
-        st.error(str(error), icon=":material/error:")
-        if st.button("Try again", icon=":material/refresh:"):
-            st.rerun()
-        st.stop()
+        _stop_with(error)
+
+
+def check_settings() -> None:
+    """A setting set to something not allowed stops the page with its line, as in page_store:
+    for a page that reads a setting before it opens the store."""
+    try:
+        settings.current()
+    except StoreError as error:
+        _stop_with(error)
+
+
+def _stop_with(error: StoreError) -> None:
+    st.error(str(error), icon=":material/error:")
+    if st.button("Try again", icon=":material/refresh:"):
+        st.rerun()
+    st.stop()
 
 
 def _load_sample_once(store: PageStore) -> None:
