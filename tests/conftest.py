@@ -200,3 +200,33 @@ def wait_for_app(tab, timeout: float = 30_000) -> None:
     """Waits until the current script run has finished."""
     tab.wait_for_selector("[data-testid='stApp'][data-test-script-state='notRunning']",
                           timeout=timeout)
+
+
+# ------------------------------------------------------------------ layers
+
+LAYERS = ("unit", "store", "app", "browser")
+_BROWSER_FIXTURES = {"browser", "page", "server_url", "browser_db"}
+_STORE_FIXTURES = {"shared_db", "db_copy", "empty_db", "tmp_path", "tmp_path_factory"}
+
+
+def test_layer(item) -> str:
+    """Which layer a test exercises, from what it uses: a real browser, the app in AppTest, a
+    real store or files, or nothing but code (`pytest -m "not browser"` is the quick answer)."""
+    fixtures = set(getattr(item, "fixturenames", ()))
+    module = item.module.__name__ if getattr(item, "module", None) else ""
+    source = item.module.__dict__ if getattr(item, "module", None) else {}
+    if fixtures & _BROWSER_FIXTURES or module.startswith("test_browser"):
+        return "browser"
+    if "app_env" in fixtures or "AppTest" in source or "app_test" in source:
+        return "app"
+    if fixtures & _STORE_FIXTURES or "store" in fixtures or "db" in fixtures:
+        return "store"
+    return "unit"
+
+
+test_layer.__test__ = False  # a helper, not a test
+
+
+def pytest_collection_modifyitems(items) -> None:
+    for item in items:
+        item.add_marker(getattr(pytest.mark, test_layer(item)))
