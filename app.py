@@ -5,11 +5,14 @@ It names the pages; each page file reads the URL, asks the store, and draws.
 
 import streamlit as st
 
+from pages.common.entry import declared_navigation
+
 st.set_page_config(page_title="Runs Explorer", page_icon=":material/manage_search:",
                    layout="wide")
 
-# Each file is named as its url_path: a fresh server answers the first request before app.py has
-# declared these pages, by the pages/ file names, so a deep link like /import must match one.
+# Each file is named as its url_path: a fresh server answers a first request before app.py has
+# declared these pages, by the pages/ file names; the page then hands over to this script
+# (pages/common/entry.py), which draws it by the same URL.
 PAGES = [
     st.Page("pages/runs.py", title="Runs", icon=":material/list_alt:", url_path="runs",
             default=True),
@@ -21,4 +24,5 @@ PAGES = [
             visibility="hidden"),
 ]
 
-st.navigation(PAGES).run()
+with declared_navigation():
+    st.navigation(PAGES).run()

@@ -16,6 +16,7 @@ import streamlit as st
 
 from pages.common import charts, url_state
 from pages.common.data import page_store, show_sample_note, user_timezone
+from pages.common.entry import draw_inside_app
 from pages.common.status_ui import status_column
 from pages.common.toolbar import DRILL_KEYS, render_toolbar
 from pages.common.text import code, plain
@@ -25,6 +26,8 @@ from runs_store.formatting import short_duration
 from runs_store.masking import messages_as_shown
 from runs_store.runs_list import flow_names
 from runs_store.statuses import FAILED_STATES, FINISHED_STATES, label
+
+draw_inside_app()  # before this page draws anything: see pages/common/entry.py
 
 TABS = ("Trends", "Failed steps", "Errors", "Quota", "Durations")
 RUNS_PAGE = "pages/runs.py"

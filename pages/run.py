@@ -20,6 +20,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from pages.common.data import PageStore, page_store, user_timezone
+from pages.common.entry import draw_inside_app
 from pages.common.json_view import show_payload
 from pages.common.text import plain
 from runs_store import settings
@@ -29,6 +30,8 @@ from runs_store.run_detail import (Comparison, EditLinkError, RunDetail, Step,
                                    payload_download)
 from runs_store.statuses import BY_NAME, step_status_badge, step_status_label, tone
 from runs_store.step_tree import AgentTimeline, Loop, TimelineEntry
+
+draw_inside_app()  # before this page draws anything: see pages/common/entry.py
 
 RUNS_PAGE = "pages/runs.py"
 VIEW_KEYS = ("flow", "status", "range", "from", "to", "archived", "q", "page", "rows", "live",

@@ -18,6 +18,7 @@ import streamlit as st
 from pages.common import status_ui, url_state
 from pages.common.data import (PageStore, check_settings, page_store, show_sample_note,
                                user_timezone)
+from pages.common.entry import draw_inside_app
 from pages.common.toolbar import filter_query_params, render_toolbar
 from runs_store import runs_list, settings
 from runs_store.db import open_db
@@ -27,6 +28,8 @@ from runs_store.formatting import short_duration
 from runs_store.masking import messages_as_shown
 from runs_store.signatures import error_summary
 from runs_store.statuses import BY_NAME, label
+
+draw_inside_app()  # before this page draws anything: see pages/common/entry.py
 
 RUN_PAGE = "pages/run.py"
 IMPORT_PAGE = "pages/import.py"
