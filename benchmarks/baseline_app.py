@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import os
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import duckdb
 import pandas as pd
@@ -42,7 +42,7 @@ def filter_runs(runs: pd.DataFrame, flows, statuses, preset: str, archived: bool
     if statuses:
         mask &= runs["status"].isin(statuses)
     if DATE_PRESETS[preset] is not None:
-        now = datetime.now(timezone.utc).replace(tzinfo=None)
+        now = datetime.now(UTC).replace(tzinfo=None)
         mask &= runs["started_at"] >= now - DATE_PRESETS[preset]
     if not archived:
         mask &= runs["archived_at"].isna()

@@ -20,13 +20,13 @@ import math
 import os
 import shutil
 from dataclasses import asdict, dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import duckdb
 
 from benchmarks.handmade import write_handmade
-from benchmarks.procs import run_measured, python_module
+from benchmarks.procs import python_module, run_measured
 from runs_store.db import bump_generation, ensure_schema
 
 BUILD_VERSION = 5  # 2: sample loads through the JSONL fast path; 3: step payloads in zstd;
@@ -98,7 +98,7 @@ def _reusable(path: Path, spec: StoreSpec, max_age_days: float) -> dict | None:
     if not path.exists() or not sidecar or sidecar.get("params") != spec.params():
         return None
     built = datetime.fromisoformat(sidecar["built_at"])
-    if datetime.now(timezone.utc) - built > timedelta(days=max_age_days):
+    if datetime.now(UTC) - built > timedelta(days=max_age_days):
         return None
     return sidecar
 
@@ -143,7 +143,7 @@ def _insert_replica(con, copy: int, shift: timedelta, limit: int) -> None:
 
 
 def _replicate(target: Path, base: Path, spec: StoreSpec, base_spec: StoreSpec) -> dict:
-    started = datetime.now(timezone.utc)
+    started = datetime.now(UTC)
     con = duckdb.connect(str(target), config={"memory_limit": BUILD_MEMORY_LIMIT})
     try:
         ensure_schema(con)
@@ -159,7 +159,7 @@ def _replicate(target: Path, base: Path, spec: StoreSpec, base_spec: StoreSpec) 
         con.execute("CHECKPOINT")
     finally:
         con.close()
-    seconds = (datetime.now(timezone.utc) - started).total_seconds()
+    seconds = (datetime.now(UTC) - started).total_seconds()
     return {"method": f"{copies} copies of the {base_spec.label} store's runs in DuckDB SQL "
                       f"(new ids, shifted {base_spec.days:g} days per copy, no steps)",
             "seconds": round(seconds, 1), "copies": copies}
@@ -167,7 +167,7 @@ def _replicate(target: Path, base: Path, spec: StoreSpec, base_spec: StoreSpec) 
 
 def _add_handmade(target: Path, stores_dir: Path) -> dict:
     jsonl = stores_dir / "handmade-runs.jsonl"
-    ids = write_handmade(jsonl, datetime.now(timezone.utc).replace(tzinfo=None))
+    ids = write_handmade(jsonl, datetime.now(UTC).replace(tzinfo=None))
     _checked(run_measured(python_module("runs_store", "ingest", str(jsonl), "--db", str(target),
                                         "--progress", "never")), "ingesting the hand-made runs")
     return ids
@@ -204,7 +204,7 @@ def ensure_store(spec: StoreSpec, stores_dir: Path, max_age_days: float = 3,
     handmade = _add_handmade(target, stores_dir)
     _remove_db(path)
     os.replace(target, path)
-    sidecar = {"params": spec.params(), "built_at": datetime.now(timezone.utc).isoformat(),
+    sidecar = {"params": spec.params(), "built_at": datetime.now(UTC).isoformat(),
                "build": build, "handmade": handmade, **_counts(path)}
     _sidecar_path(path).write_text(json.dumps(sidecar, indent=2))
     log(f"store {spec.label}: built in {build['seconds']} s ({sidecar['runs']:,} runs)")

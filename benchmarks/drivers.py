@@ -9,9 +9,9 @@ the hand-made 20-step run and 5 MB-output run.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from benchmarks.procs import ROOT
 
@@ -71,7 +71,7 @@ def nothing(_at, _context) -> None:
 
 def run_query(which: str) -> Callable[[dict], dict]:
     def query(context: dict) -> dict:
-        return {name: context["handmade"][which] for name in RUN_ID_PARAMS}
+        return dict.fromkeys(RUN_ID_PARAMS, context["handmade"][which])
     return query
 
 

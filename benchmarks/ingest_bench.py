@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 import shutil
 import statistics
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from benchmarks.build import size_label
@@ -29,7 +29,7 @@ def ingest_file_for(stores_dir: Path, runs: int, seed: int) -> Path:
     path = stores_dir / f"ingest-{size_label(runs)}-seed{seed}.jsonl"
     if not path.exists():
         partial = path.with_suffix(".partial")
-        end = datetime.now(timezone.utc).replace(tzinfo=None, microsecond=0)
+        end = datetime.now(UTC).replace(tzinfo=None, microsecond=0)
         write_jsonl(partial, generate_runs(runs, days=1, seed=seed, end=end))
         partial.replace(path)
     return path

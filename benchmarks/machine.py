@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import platform
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 
 
@@ -50,7 +50,7 @@ def describe_machine() -> dict:
         "streamlit": _package_version("streamlit"),
         "pandas": _package_version("pandas"),
         "pyarrow": _package_version("pyarrow"),
-        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
     }
 
 

@@ -33,13 +33,14 @@ def views(app: str, handmade: dict) -> list[tuple[str, str]]:
     common = [("runs", "/"), ("runs, status filter", _url("/", status=FILTER_STATUS)),
               ("runs, page 2", _url("/", page=2)), ("runs, all time", _url("/", range="all"))]
     if app == "baseline":
-        return common + [("insights", _url("/", view="Insights")),
-                         ("insights, all time", _url("/", view="Insights", range="all"))]
+        return [*common, ("insights", _url("/", view="Insights")),
+                ("insights, all time", _url("/", view="Insights", range="all"))]
     run_ids = [(name, handmade[name]) for name in ("run_20_steps", "run_5mb_output")
                if name in handmade]
-    return common + [("insights", "/insights"), ("insights, all time", _url("/insights", range="all"))
-                     ] + [(name, _url("/run", **{p: run_id for p in RUN_ID_PARAMS}))
-                          for name, run_id in run_ids]
+    return [*common, ("insights", "/insights"),
+            ("insights, all time", _url("/insights", range="all")),
+            *((name, _url("/run", **dict.fromkeys(RUN_ID_PARAMS, run_id)))
+              for name, run_id in run_ids)]
 
 
 def _render(tab, url: str, timeout_ms: float) -> float:

@@ -18,7 +18,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from benchmarks.build import spec_for, store_path, read_sidecar
+from benchmarks.build import read_sidecar, spec_for, store_path
 from benchmarks.drivers import APPS
 from benchmarks.procs import ROOT, python_module
 

@@ -115,8 +115,8 @@ def markdown(results: dict) -> str:
     sizes = list(results.get("sizes", {}))
     repeat = results.get("args", {}).get("repeat", "?")
     lines = [f"Machine: {machine_line(results['machine'])}.", "",
-             f"Medians of {repeat} runs; baseline = all runs in one pandas DataFrame "
-             f"(benchmarks/baseline_app.py); ratio = baseline / Runs Explorer.", "",
+             (f"Medians of {repeat} runs; baseline = all runs in one pandas DataFrame "
+              f"(benchmarks/baseline_app.py); ratio = baseline / Runs Explorer."), "",
              "| Interaction (AppTest, whole script) | " + " | ".join(sizes) + " |",
              "|---|" + "---|" * len(sizes)]
     for key, label in _labels(results).items():

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import statistics
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from runs_store import insights, runs_list
@@ -58,7 +58,7 @@ def _calls(con, run_filter: RunFilter, unit: str) -> dict:
 
 def time_store_calls(db: Path, repeat: int = 3, presets=("7d", "all")) -> dict:
     """{preset: {call: median ms}} plus the cost of opening the database for one script run."""
-    now = datetime.now(timezone.utc).replace(tzinfo=None)
+    now = datetime.now(UTC).replace(tzinfo=None)
     results: dict = {"open_db (read-write, as pages do)": _median_ms(
         lambda: _open_and_close(db), repeat)}
     with open_db(db, read_only=True) as con:

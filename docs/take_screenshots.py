@@ -28,7 +28,8 @@ def failed_run_id(db: Path) -> str:
     """The newest failed run whose failing step has a recorded error, for the run page."""
     with open_db(db, read_only=True) as con:
         return con.execute(
-            "SELECT r.id FROM runs r JOIN run_steps s ON s.run_id = r.id AND s.name = r.failed_step "
+            "SELECT r.id FROM runs r "
+            "JOIN run_steps s ON s.run_id = r.id AND s.name = r.failed_step "
             "WHERE r.status = 'FAILED' AND s.error IS NOT NULL AND r.archived_at IS NULL "
             "ORDER BY r.started_at DESC LIMIT 1").fetchall()[0][0]
 

@@ -102,8 +102,8 @@ def show_result(result: dict) -> None:
             st.caption(f"Showing the first {ROWS_SHOWN:,}.")
     else:
         st.success(text, icon=":material/check_circle:")
-    st.page_link(RUNS_PAGE, label="See them on the Runs page (all time)", icon=":material/list_alt:",
-                 query_params={"range": "all"})
+    st.page_link(RUNS_PAGE, label="See them on the Runs page (all time)",
+                 icon=":material/list_alt:", query_params={"range": "all"})
 
 
 def show_store_rejects(store, expanded: bool) -> None:

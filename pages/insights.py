@@ -9,7 +9,7 @@ those are is the store's to say: insights.narrowed_statuses, insights.bucket_day
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pandas as pd
 import streamlit as st
@@ -18,8 +18,8 @@ from pages.common import charts, url_state
 from pages.common.data import page_store, show_sample_note, user_timezone
 from pages.common.entry import draw_inside_app
 from pages.common.status_ui import status_column
-from pages.common.toolbar import DRILL_KEYS, render_toolbar
 from pages.common.text import code, plain
+from pages.common.toolbar import DRILL_KEYS, render_toolbar
 from runs_store import insights
 from runs_store.filters import RunFilter
 from runs_store.formatting import short_duration
@@ -43,7 +43,7 @@ def zone_name(tz) -> str:
 
 
 def now_utc() -> datetime:
-    return datetime.now(timezone.utc).replace(tzinfo=None)
+    return datetime.now(UTC).replace(tzinfo=None)
 
 
 def percent(value) -> str:
@@ -130,7 +130,7 @@ def show_headline(store, run_filter: RunFilter) -> insights.Headline:
     columns[1].metric("Success rate", percent(current.success_rate),
                       delta=None if rate_delta is None else f"{rate_delta * 100:+.1f} pts",
                       help="Succeeded runs among finished runs (not queued, running or paused).")
-    for column, name in zip(columns[2:], insights.HEADLINE_STATUSES):
+    for column, name in zip(columns[2:], insights.HEADLINE_STATUSES, strict=True):
         column.metric(label(name), f"{current.value(name):,}", delta_color="inverse",
                       delta=current.change(before, name), help=help_text)
     return current
@@ -369,8 +369,8 @@ def show_tab_notice() -> None:
     """Streamlit drops an unknown tab from the URL by itself (the key is bound); say so."""
     asked = st.query_params.get("view")
     if asked is not None and asked not in TABS:
-        url_state.show_notices([f'Ignored tab "{asked}" from the link: it is not one of '
-                                f'{", ".join(TABS)}.'])
+        url_state.show_notices([(f'Ignored tab "{asked}" from the link: it is not one of '
+                                 f'{", ".join(TABS)}.')])
 
 
 def show_tabs(store, run_filter: RunFilter, tz_name: str) -> None:

@@ -12,7 +12,7 @@ shown escaped or through st.json / st.code / st.dataframe.
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from html import escape
 
 import pandas as pd
@@ -25,9 +25,17 @@ from pages.common.json_view import show_payload
 from pages.common.text import plain
 from runs_store import settings
 from runs_store.formatting import banner_time, short_duration
-from runs_store.run_detail import (Comparison, EditLinkError, RunDetail, Step,
-                                   compare_with_last_success, edit_flow_url, load_run, banner_line,
-                                   payload_download)
+from runs_store.run_detail import (
+    Comparison,
+    EditLinkError,
+    RunDetail,
+    Step,
+    banner_line,
+    compare_with_last_success,
+    edit_flow_url,
+    load_run,
+    payload_download,
+)
 from runs_store.statuses import BY_NAME, step_status_badge, step_status_label, tone
 from runs_store.step_tree import AgentTimeline, Loop, TimelineEntry
 
@@ -87,7 +95,7 @@ def select_step(name: str) -> None:
 
 
 def now_utc() -> datetime:
-    return datetime.now(timezone.utc).replace(tzinfo=None)
+    return datetime.now(UTC).replace(tzinfo=None)
 
 
 # ------------------------------------------------------------------ banner and header
@@ -96,7 +104,8 @@ def show_not_found(run_id: str | None) -> None:
     show_back_link()
     if run_id:
         st.warning(f"**Run not found**: no run with the id {plain(run_id)} is loaded. It may have "
-                   "been removed, or the link points at another database.", icon=":material/search_off:")
+                   "been removed, or the link points at another database.",
+                   icon=":material/search_off:")
     else:
         st.warning("**Run not found**: the link names no run. Open a run from the Runs list.",
                    icon=":material/search_off:")
@@ -220,7 +229,7 @@ def waterfall_figure(run: RunDetail) -> go.Figure:
         y=titles, x=[max(ms, 1) for ms in durations], base=[step.offset_ms for step in run.steps],
         orientation="h", marker_color=colors,
         customdata=[[short_duration(ms), escape(step_status_label(step.status))]
-                    for ms, step in zip(durations, run.steps)],
+                    for ms, step in zip(durations, run.steps, strict=True)],
         hovertemplate="%{y}<br>%{customdata[1]} · %{customdata[0]}<extra></extra>")
     layout = {"yaxis": {"autorange": "reversed", "title": {"text": None}},
               "xaxis": {"title": {"text": "milliseconds since the run started"},
@@ -414,8 +423,8 @@ def show_comparison(store: PageStore, run: RunDetail, tz) -> None:
         st.caption("This flow has no other successful run with step data to compare with.")
         return
     when = "before" if comparison.before else "after (none succeeded before it)"
-    st.markdown(f"Compared with the successful run started {banner_time(comparison.other_started_at, tz)}"
-                f", {when} this one"
+    started = banner_time(comparison.other_started_at, tz)
+    st.markdown(f"Compared with the successful run started {started}, {when} this one"
                 + (f", which took {short_duration(comparison.other_duration_ms)}"
                    if comparison.other_duration_ms is not None else "") + ".")
     st.page_link("pages/run.py", label="Open that run", icon=":material/open_in_new:",

@@ -21,15 +21,21 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Callable, Iterator
 
 import duckdb
 
-from runs_store.limits import MAX_JSON_DEPTH, TooDeep, loads_bounded, max_record_chars
+from runs_store.bounded_json import MAX_JSON_DEPTH, TooDeep, loads_bounded
+from runs_store.limits import max_record_chars
 from runs_store.readers import SourceFile, bounded_lines, json_items, too_large_item
-from runs_store.records import (MAX_ERROR_CHARS, STEPS_TYPE, failed_step_fields, json_text,
-                                step_catalog)
+from runs_store.records import (
+    MAX_ERROR_CHARS,
+    STEPS_TYPE,
+    failed_step_fields,
+    json_text,
+    step_catalog,
+)
 from runs_store.signatures import error_signature
 from runs_store.statuses import STATUSES, UNFINISHED
 
@@ -59,9 +65,10 @@ _STATUS_NAMES = ", ".join(f"'{status.name}'" for status in STATUSES)
 _UNFINISHED_NAMES = ", ".join(f"'{name}'" for name in sorted(UNFINISHED))
 
 # The engine's timestamp form only; anything else goes to Python, which says what is wrong.
+_ENGINE_TS_JSON = r'"\d{4}-\d\d-\d\dT([01]\d|2[0-3]):[0-5]\d:[0-5]\d(\.\d{3}|\.\d{6})?Z"'
 _MACROS = r"""
 CREATE OR REPLACE TEMP MACRO engine_ts(j) AS
-    CASE WHEN regexp_full_match(j, '"\d{4}-\d\d-\d\dT([01]\d|2[0-3]):[0-5]\d:[0-5]\d(\.\d{3}|\.\d{6})?Z"')
+    CASE WHEN regexp_full_match(j, '@ENGINE_TS@')
          THEN try_cast(substr(j, 2, length(j) - 3) AS TIMESTAMP) END;
 CREATE OR REPLACE TEMP MACRO ts_ok(j) AS j IS NULL OR engine_ts(j) IS NOT NULL;
 CREATE OR REPLACE TEMP MACRO text_ok(j) AS j IS NULL OR json_type(j) = 'VARCHAR';
@@ -69,7 +76,11 @@ CREATE OR REPLACE TEMP MACRO text_of(j) AS nullif(j ->> '$', '');
 CREATE OR REPLACE TEMP MACRO int_ok(j) AS j IS NULL OR json_type(j) IN ('BIGINT', 'UBIGINT');
 CREATE OR REPLACE TEMP MACRO may_be_deep(j) AS
     strlen(j::VARCHAR) - strlen(replace(replace(j::VARCHAR, '{', ''), '[', '')) > @DEPTH@;
-""".replace("@DEPTH@", str(PAYLOAD_DEPTH))
+""".replace("@DEPTH@", str(PAYLOAD_DEPTH)).replace("@ENGINE_TS@", _ENGINE_TS_JSON)
+
+# Whitespace that Python's str.strip() takes off: an id starting or ending with it is read in
+# Python (records.py strips it), not here.
+_EDGE_SPACE = r"[\s\pZ\x0b\x1c-\x1f\x85]"
 
 # One row per record read, with what it becomes and whether it is in the usual shape (`usual`).
 # The @NAMES@ are filled in by _classify: a clean file's first read, or a numbered careful one.
@@ -95,7 +106,7 @@ WITH raw AS (
 ), checked AS (
     SELECT *,
         coalesce(json_type(id) = 'VARCHAR' AND id_text <> ''
-            AND NOT regexp_matches(id_text, '^[\\s\\pZ\\x0b\\x1c-\\x1f\\x85]|[\\s\\pZ\\x0b\\x1c-\\x1f\\x85]$'),
+            AND NOT regexp_matches(id_text, '^{_EDGE_SPACE}|{_EDGE_SPACE}$'),
             false) AS id_usual,
         coalesce(text_of(flowVersion.displayName), text_of(flowDisplayName), text_of(flowId))
             AS flow_name,
@@ -380,7 +391,9 @@ def _stage_catalogs(con) -> dict[str, dict]:
             WHERE usual AND NOT test_run AND version_id IS NOT NULL GROUP BY ALL)
         SELECT text_of(j.version_id), j.trigger FROM stage.judged j
         WHERE j.r IN (SELECT r FROM first) ORDER BY 1""").fetchall()
-    keys, rows, catalogs = [], [], {}
+    keys: list[tuple[str, int]] = []
+    rows: list[tuple] = []
+    catalogs: dict[str, dict] = {}
     for number, (version_id, trigger) in enumerate(versions, 1):
         key = -number  # the Python path numbers its catalogs 1, 2, ...
         catalog = catalogs[version_id] = step_catalog(
@@ -425,7 +438,8 @@ def _stage_python_fields(con, catalogs: dict[str, dict]) -> None:
         return (r, *failed_step_fields(record, _judged_steps(steps) if steps else {},
                                        catalogs.get(version_id, {})))
 
-    _stage_computed(con, "stage.python_fields", ["r", "failed_step", "failed_step_display", "error"],
+    _stage_computed(con, "stage.python_fields",
+                    ["r", "failed_step", "failed_step_display", "error"],
                     "r, failed_step_json, failedStepName, failed_steps_text, text_of(version_id)",
                     "python_failed", failed_fields)
     _stage_computed(con, "stage.python_pause", ["r", "pause_metadata"], "r, pauseMetadata",
@@ -471,11 +485,12 @@ def _insert_rows(con, table: str, names: list[str], types: list[str], rows: list
 
 
 def _unnested(names: list[str], types: list[str]) -> str:
-    return ", ".join(f"unnest(?::{kind}[]) AS {name}" for name, kind in zip(names, types))
+    return ", ".join(f"unnest(?::{kind}[]) AS {name}"
+                     for name, kind in zip(names, types, strict=True))
 
 
 def _columns(names: list[str], rows: list[tuple]) -> list[list]:
-    return [list(column) for column in zip(*rows)] if rows else [[] for _ in names]
+    return [list(column) for column in zip(*rows, strict=True)] if rows else [[] for _ in names]
 
 
 def _take_lines(source: SourceFile, ordinals: list[int], batches, records_read: int) -> None:

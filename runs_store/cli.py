@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from runs_store import settings
 from runs_store.db import open_db
 from runs_store.errors import StoreError
-from runs_store.export import (FORMATS, refuse_store_as_output, replaced_on_success,
-                               write_export)
+from runs_store.export import FORMATS, refuse_store_as_output, replaced_on_success, write_export
 from runs_store.filters import RunFilter
 from runs_store.ingest import ingest_paths
 from runs_store.records import RecordRejected, parse_time
@@ -88,7 +87,8 @@ def _date(value: str | None, name: str) -> datetime | None:
     try:
         return parse_time(value, name)
     except RecordRejected as error:
-        raise StoreError(f"--{name}: {error}; use a date like 2026-11-01 or 2026-11-01T09:00Z")
+        raise StoreError(f"--{name}: {error}; use a date like 2026-11-01 or 2026-11-01T09:00Z"
+                         ) from None
 
 
 def export_filter(args) -> RunFilter:
@@ -117,7 +117,7 @@ def command_export(args) -> int:
 def command_sample(args) -> int:
     from runs_store.sample_loader import load_generated_sample
 
-    end = datetime.now(timezone.utc).replace(tzinfo=None, microsecond=0)
+    end = datetime.now(UTC).replace(tzinfo=None, microsecond=0)
     summary = load_generated_sample(_database(args), runs=args.runs, days=args.days,
                                     seed=args.seed, end=end, progress=ProgressBar(args.progress))
     print(f"Sample: {summary.line()}.")

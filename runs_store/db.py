@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 import duckdb
 
@@ -78,7 +78,8 @@ _LOCK_HOLDER = re.compile(r"\(PID (?P<pid>\d+)\)")
 
 
 def _connect_once(path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
-    config = {"memory_limit": str(settings.current().memory_limit)}
+    config: dict[str, str | bool | int | float | list[str]] = {
+        "memory_limit": str(settings.current().memory_limit)}
     return duckdb.connect(str(path), read_only=read_only, config=config)
 
 

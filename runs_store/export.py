@@ -18,9 +18,10 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO, Iterator
+from typing import TYPE_CHECKING, BinaryIO
 
 if TYPE_CHECKING:  # pyarrow is imported by the writers: importing it costs the CLI ~0.3 s
     import pyarrow as pa
@@ -54,7 +55,7 @@ def _batches(con, run_filter: RunFilter | None, run_ids: list[str] | None):
     where, params = build_where(run_filter or RunFilter(include_archived=True))
     if run_ids is not None:
         where = (where + " AND " if where else "WHERE ") + "id IN (SELECT unnest(?::VARCHAR[]))"
-        params = params + [list(run_ids)]
+        params = [*params, list(run_ids)]
     return con.sql(f"{EXPORT_SELECT} {where} {ORDER_BY}", params=params).to_arrow_reader(50_000)
 
 

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone, tzinfo
+from datetime import UTC, datetime, tzinfo
+from typing import overload
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 _UNITS_SHORT = (("d", 86_400_000), ("h", 3_600_000), ("min", 60_000), ("s", 1000))
 _UNITS_LONG = (("day", 86_400_000), ("hour", 3_600_000), ("minute", 60_000), ("second", 1000))
 
 
-def _two_units(ms: int, units) -> list[tuple[int, str]]:
-    parts = []
+def _two_units(ms: int, units: tuple[tuple[str, int], ...]) -> list[tuple[int, str]]:
+    parts: list[tuple[int, str]] = []
     for name, size in units:
         if ms >= size or parts:
             parts.append((ms // size, name))
@@ -49,22 +50,27 @@ def long_duration(ms) -> str:
 def zone(name: str | None) -> tzinfo:
     """The named IANA timezone, or UTC when the name is missing or unknown."""
     if not name:
-        return timezone.utc
+        return UTC
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
-        return timezone.utc
+        return UTC
 
 
+@overload
+def to_local(moment: datetime, tz: tzinfo) -> datetime: ...
+@overload
+def to_local(moment: None, tz: tzinfo) -> None: ...
 def to_local(moment: datetime | None, tz: tzinfo) -> datetime | None:
     """A naive-UTC store timestamp in the user's timezone."""
     if moment is None:
         return None
-    return moment.replace(tzinfo=timezone.utc).astimezone(tz)
+    return moment.replace(tzinfo=UTC).astimezone(tz)
 
 
 def banner_time(moment: datetime, tz: tzinfo) -> str:
     """"Jun 12, 2026, 3:23 AM", as the engine's run banner writes it."""
     local = to_local(moment, tz)
     hour = local.hour % 12 or 12
-    return f"{local:%b} {local.day}, {local.year}, {hour}:{local:%M} {'AM' if local.hour < 12 else 'PM'}"
+    half = "AM" if local.hour < 12 else "PM"
+    return f"{local:%b} {local.day}, {local.year}, {hour}:{local:%M} {half}"

@@ -17,24 +17,35 @@ import json
 import os
 import tempfile
 import uuid
-from contextlib import contextmanager, nullcontext
-from datetime import datetime, timezone
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Callable, Iterable, Iterator
 
 import duckdb
 
 from runs_store import settings
-from runs_store.bulk_jsonl import (FILE_STEP_MAPS, BulkUnavailable, StepsNotUsual,
-                                   reading_progress, stage_jsonl)
+from runs_store.bulk_jsonl import (
+    FILE_STEP_MAPS,
+    BulkUnavailable,
+    StepsNotUsual,
+    reading_progress,
+    stage_jsonl,
+)
 from runs_store.db import arrow_as, bump_generation, insert_arrow, open_db
 from runs_store.errors import OutOfMemory
 from runs_store.limits import FileTooLarge, check_settings
 from runs_store.readers import Item, SourceFile, expand_paths
-from runs_store.records import (RUN_COLUMNS, STEPS_TYPE, RecordRejected, TestRun,
-                                normalize_flat_row, normalize_run)
+from runs_store.records import (
+    RUN_COLUMNS,
+    STEPS_TYPE,
+    RecordRejected,
+    TestRun,
+    normalize_flat_row,
+    normalize_run,
+)
 
 BATCH_RUNS = 5_000
 # A file adding this many runs, and replacing none, brings row groups big enough to scan well of
@@ -93,7 +104,7 @@ class IngestSummary:
     rejections: list[Rejection] = field(default_factory=list)
     read_by: str = "python"  # which reader parsed the records: "duckdb" (JSONL) or "python"
 
-    def add(self, other: "IngestSummary") -> None:
+    def add(self, other: IngestSummary) -> None:
         if self.files == 0:
             self.read_by = other.read_by
         elif self.read_by != other.read_by:
@@ -139,17 +150,21 @@ class _Batches:
         self.test_runs = 0
         self.seq = 0
         self.file_steps: list | None = None  # FILE_STEP_MAPS parameters: steps left in the file
-        self.steps_progress = nullcontext  # reports while the steps are read from the file
+        # Reports while the steps are read from the file.
+        self.steps_progress: Callable[[], AbstractContextManager[None]] = nullcontext
 
     def take(self, item: Item, seq: int | None = None) -> None:
         self.seq = self.seq + 1 if seq is None else seq
         if item.error:
             self._reject(item, item.error)
             return
-        flat = item.flat or _looks_flat(item.value)
+        value = item.value
+        flat = item.flat or _looks_flat(value)
         try:
-            normalize = normalize_flat_row if flat else normalize_run
-            normalized = normalize(item.value, self.source, item.raw)
+            if flat and isinstance(value, dict):
+                normalized = normalize_flat_row(value, self.source, item.raw)
+            else:
+                normalized = normalize_run(value, self.source, item.raw)
         except TestRun:
             self.test_runs += 1
             return
@@ -191,9 +206,9 @@ class _Batches:
         pa, schemas = _arrow()
         catalog = None
         if self.catalog_rows:
-            columns = [list(column) for column in zip(*self.catalog_rows)]
+            columns = [list(column) for column in zip(*self.catalog_rows, strict=True)]
             catalog = pa.Table.from_arrays(
-                [pa.array(c, type=f.type) for c, f in zip(columns, schemas.catalog)],
+                [pa.array(c, type=f.type) for c, f in zip(columns, schemas.catalog, strict=True)],
                 schema=schemas.catalog)
             self.catalog_rows = []
         _stage_batch(self.con, pa.Table.from_pydict(self.runs, schema=schemas.runs), catalog)
@@ -278,7 +293,7 @@ def _store_rejects(con, source: str, rejects: list[Rejection]) -> None:
         pa, schemas = _arrow()
         batch = pa.Table.from_pylist([r.__dict__ for r in rejects], schema=schemas.rejects)
         batch = batch.append_column("rejected_at", pa.array(
-            [datetime.now(timezone.utc).replace(tzinfo=None)] * len(rejects), pa.timestamp("us")))
+            [datetime.now(UTC).replace(tzinfo=None)] * len(rejects), pa.timestamp("us")))
         insert_arrow(con, "rejects", batch)
 
 
@@ -443,8 +458,8 @@ def _apply(con, batches: _Batches, source: str) -> dict[str, int]:
 
 def _insert_steps(con, file_steps: list | None) -> None:
     if file_steps is None:
-        con.execute(_INSERT_STEPS.replace("@STEP_MAPS@", "SELECT seq, steps FROM stage.run_step_maps")
-                    .replace("@KEY@", "seq"))
+        step_maps = "SELECT seq, steps FROM stage.run_step_maps"
+        con.execute(_INSERT_STEPS.replace("@STEP_MAPS@", step_maps).replace("@KEY@", "seq"))
         return
     try:
         con.execute(_INSERT_STEPS.replace("@STEP_MAPS@", FILE_STEP_MAPS).replace("@KEY@", "id"),
@@ -551,8 +566,8 @@ def _ingest_plain_by_duckdb(con, source: SourceFile, progress: Progress | None
                             ) -> IngestSummary | None:
     for careful in (False, True):
         try:
-            summary = _ingest_staged(
-                con, lambda: _stage_jsonl_in_duckdb(con, source, progress, careful), source.name)
+            stage = functools.partial(_stage_jsonl_in_duckdb, con, source, progress, careful)
+            summary = _ingest_staged(con, stage, source.name)
         except StepsNotUsual:
             continue  # nothing was kept: read again, carefully
         except BulkUnavailable:

@@ -26,10 +26,10 @@ drill-down keeps, which days a time bucket covers), so the page only draws.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
-from typing import Iterator
+from datetime import UTC, date, datetime, timedelta
 
 import pandas as pd
 
@@ -98,7 +98,7 @@ def _local_time(column: str) -> str:
 
 
 def _utc_now() -> datetime:
-    return datetime.now(timezone.utc).replace(tzinfo=None)
+    return datetime.now(UTC).replace(tzinfo=None)
 
 
 def _rows(con, sql: str, params: Params) -> pd.DataFrame:
@@ -182,7 +182,7 @@ class Headline:
         """A measure by name: "total", "success_rate", or a status of HEADLINE_STATUSES."""
         return getattr(self, measure.lower())
 
-    def change(self, before: "Headline | None", measure: str):
+    def change(self, before: Headline | None, measure: str):
         """This range's measure minus the previous range's; None when either is unknown."""
         if before is None:
             return None
@@ -208,7 +208,8 @@ def headline(con, run_filter: RunFilter) -> Headline:
                {counted}
         FROM by_status""", params).fetchall()[0]
     total, finished, *counts = row
-    return Headline(total, finished, **{name.lower(): n for name, n in zip(outcomes, counts)})
+    by_outcome = {name.lower(): n for name, n in zip(outcomes, counts, strict=True)}
+    return Headline(total, finished, **by_outcome)
 
 
 # ---------------------------------------------------------------- local time buckets
@@ -575,7 +576,7 @@ class QuotaMonth:
 
 def month_periods(now: datetime, tz_name: str) -> tuple[datetime, datetime, datetime, datetime]:
     """Local (this month start, now, last month start, same moment last month), naive local."""
-    local_now = now.replace(tzinfo=timezone.utc).astimezone(zone(tz_name)).replace(tzinfo=None)
+    local_now = now.replace(tzinfo=UTC).astimezone(zone(tz_name)).replace(tzinfo=None)
     start = local_now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
     last_start = (start - timedelta(days=1)).replace(day=1)
     last_end = min(last_start + (local_now - start), start)
@@ -583,7 +584,7 @@ def month_periods(now: datetime, tz_name: str) -> tuple[datetime, datetime, date
 
 
 def _to_utc(local: datetime, tz_name: str) -> datetime:
-    return local.replace(tzinfo=zone(tz_name)).astimezone(timezone.utc).replace(tzinfo=None)
+    return local.replace(tzinfo=zone(tz_name)).astimezone(UTC).replace(tzinfo=None)
 
 
 def quota_month_to_date(con, run_filter: RunFilter, now: datetime, tz_name: str) -> QuotaMonth:

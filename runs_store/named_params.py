@@ -28,10 +28,10 @@ def named(sql: str, params: Sequence | Mapping, prefix: str) -> tuple[str, Param
         raise ValueError(f"{len(places)} placeholders for {len(params)} values in {sql!r}")
     names = [f"{prefix}_{number}" for number in range(1, len(places) + 1)]
     pieces, last = [], 0
-    for place, name in zip(places, names):
+    for place, name in zip(places, names, strict=True):
         pieces += [sql[last:place], f"${name}"]
         last = place + 1
-    return "".join(pieces) + sql[last:], dict(zip(names, params))
+    return "".join(pieces) + sql[last:], dict(zip(names, params, strict=True))
 
 
 def named_where(run_filter: RunFilter, prefix: str = "filter") -> tuple[str, Params]:
@@ -53,7 +53,8 @@ def merged(*groups: Mapping) -> Params:
 def placeholders(sql: str) -> list[int]:
     """Where each positional `?` placeholder is (offsets): never in a string or a comment."""
     tokens = duckdb.tokenize(sql)
-    ends = [start for start, _ in tokens[1:]] + [len(sql)]
+    bounds = [start for start, _ in tokens] + [len(sql)]
     return [start + offset
-            for (start, kind), end in zip(tokens, ends) if kind == duckdb.token_type.operator
+            for (start, kind), end in zip(tokens, bounds[1:], strict=True)
+            if kind == duckdb.token_type.operator
             for offset, char in enumerate(sql[start:end]) if char == "?"]

@@ -22,15 +22,22 @@ import re
 import shutil
 import tempfile
 import zlib
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Iterator
+from typing import BinaryIO, Protocol
 
+from runs_store.bounded_json import TooDeep, loads_bounded
 from runs_store.errors import InputPathError
-from runs_store.limits import (REJECTED_HEAD_CHARS, FileTooLarge, TooDeep, file_too_large_message,
-                               loads_bounded, max_file_bytes, max_record_chars,
-                               record_too_large_reason)
+from runs_store.limits import (
+    REJECTED_HEAD_CHARS,
+    FileTooLarge,
+    file_too_large_message,
+    max_file_bytes,
+    max_record_chars,
+    record_too_large_reason,
+)
 
 FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv",
            ".parquet": "parquet"}
@@ -42,7 +49,7 @@ _NEWLINES = ("\n", "\r")
 class Item:
     unit: str            # "line", "item" or "row": what `position` counts
     position: int        # 1-based
-    raw: str             # the record's text, kept verbatim if it is rejected
+    raw: str | None      # the record's text, kept verbatim if it is rejected; None in memory
     value: object        # the parsed record; None when `error` is set
     error: str | None = None
     flat: bool = False   # a flat export row rather than an engine run object
@@ -95,11 +102,15 @@ class CountingReader(io.RawIOBase):
         return len(data)
 
 
+class _ByteSource(Protocol):
+    def read(self, size: int = ..., /) -> bytes: ...
+
+
 class BoundedReader(io.RawIOBase):
     """Wraps an unpacking stream and raises FileTooLarge once it has given more than `limit`
     bytes: a gzip bomb is stopped after the bound, never inflated whole."""
 
-    def __init__(self, stream: BinaryIO, limit: int, name: str):
+    def __init__(self, stream: _ByteSource, limit: int, name: str):
         self.stream, self.limit, self.name = stream, limit, name
         self.count = 0
 
@@ -273,9 +284,10 @@ class SourceFile:
         self.path = path
         # One name per file however it was spelled, so ingesting it again replaces its rejects.
         self.name = display_name or str(Path(path).resolve())
-        self.format = format or detect_format(display_name or path.name)
-        if self.format is None:
+        found = format or detect_format(display_name or path.name)
+        if found is None:
             raise InputPathError(f"{self.name}: not a recognised format; expected {SUPPORTED}")
+        self.format: str = found
         try:
             self.total_bytes = path.stat().st_size
         except OSError as error:
@@ -336,7 +348,9 @@ class SourceFile:
     @contextmanager
     def open_binary(self) -> Iterator[BinaryIO]:
         try:
-            raw = open(self.path, "rb")
+            # The try covers the open alone (errors while reading are named by the caller's
+            # _read_errors_named); `with raw:` below closes the file.
+            raw = open(self.path, "rb")  # noqa: SIM115 - a `with` here would wrap the reads too
         except OSError as error:
             raise InputPathError(f"{self.name}: cannot read it ({error.strerror})") from None
         with raw:
@@ -355,4 +369,5 @@ class SourceFile:
                 yield from read_parquet(self.path)
         except InputPathError as error:  # a damaged Parquet file: say which one
             raise InputPathError(f"{self.name}: {error}") from None
+        assert self._counter is not None, "open_binary counts the bytes of the stream read here"
         self._counter.count = self.total_bytes

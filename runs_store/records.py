@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
+from typing import Literal, overload
 
 from runs_store.signatures import error_signature
 from runs_store.statuses import UNFINISHED, parse_status
@@ -48,6 +49,10 @@ class NormalizedRun:
 
 # ---------------------------------------------------------------- values
 
+@overload
+def parse_time(value, field: str, required: Literal[True]) -> datetime: ...
+@overload
+def parse_time(value, field: str, required: bool = False) -> datetime | None: ...
 def parse_time(value, field: str, required: bool = False) -> datetime | None:
     """An ISO-8601 string (or datetime) as naive UTC; RecordRejected if it cannot be read."""
     if value is None or value == "":
@@ -66,7 +71,7 @@ def parse_time(value, field: str, required: bool = False) -> datetime | None:
     else:
         raise RecordRejected(f"unparseable timestamp in {field}: {value!r}")
     if moment.tzinfo is not None:
-        moment = moment.astimezone(timezone.utc).replace(tzinfo=None)
+        moment = moment.astimezone(UTC).replace(tzinfo=None)
     return moment
 
 
@@ -154,7 +159,9 @@ def _step_catalog(flow_version) -> dict[str, dict]:
         step = pending.pop()
         if not isinstance(step, dict) or not isinstance(step.get("name"), str):
             continue
-        step_settings = step.get("settings") if isinstance(step.get("settings"), dict) else {}
+        step_settings = step.get("settings")
+        if not isinstance(step_settings, dict):
+            step_settings = {}
         catalog[step["name"]] = {
             "displayName": step.get("displayName"),
             "pieceName": step_settings.get("pieceName"),
@@ -203,7 +210,8 @@ def failed_step_fields(record: dict, steps: dict, catalog: dict) -> tuple:
     failed = record.get("failedStep")
     name = display = message = None
     if isinstance(failed, dict):
-        name, display, message = failed.get("name"), failed.get("displayName"), failed.get("message")
+        name, display = failed.get("name"), failed.get("displayName")
+        message = failed.get("message")
     elif failed is not None and not isinstance(failed, dict):
         raise RecordRejected("failedStep is not an object")
     name = name or record.get("failedStepName")
@@ -315,7 +323,8 @@ def normalize_flat_row(row: dict, source: str, record_text: str | None = None) -
     if not flow:
         raise RecordRejected("missing flow")
     error = _text(row.get("error_message"))
-    duration = None if status in UNFINISHED else _optional_int(row.get("duration_ms"), "duration_ms")
+    duration = (None if status in UNFINISHED
+                else _optional_int(row.get("duration_ms"), "duration_ms"))
     return NormalizedRun({
         "id": run_id,
         "project_id": _text(row.get("project_id")),

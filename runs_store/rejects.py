@@ -11,7 +11,7 @@ def list_rejects(con, source: str | None = None) -> list[dict]:
         params.append(source)
     cursor = con.execute(sql + " ORDER BY source, position", params)
     names = [column[0] for column in cursor.description]
-    return [dict(zip(names, row)) for row in cursor.fetchall()]
+    return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
 
 def rejects_frame(con, limit: int | None = None):

@@ -13,21 +13,36 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import datetime, timezone, tzinfo
+from datetime import UTC, datetime, tzinfo
 from string import Formatter
 from urllib.parse import quote, urlsplit
 
 from runs_store import settings
+from runs_store.bounded_json import loads_bounded
 from runs_store.errors import StoreError
 from runs_store.formatting import banner_time, long_duration
-from runs_store.limits import loads_bounded
-from runs_store.masking import (CUT_LOOKAROUND, MaskTally, mask_json_text, mask_secrets, masking_on,
-                                preview_end)
+from runs_store.masking import (
+    CUT_LOOKAROUND,
+    MaskTally,
+    mask_json_text,
+    mask_secrets,
+    masking_on,
+    preview_end,
+)
 from runs_store.signatures import load_json_text, summarise_json_error
 from runs_store.statuses import UNFINISHED, label
-from runs_store.step_tree import (AGENT_PIECE, AgentTimeline, Branch, Loop, is_agent_step,
-                                  loop_child_names, read_branches, read_loop, read_timeline,
-                                  type_label)
+from runs_store.step_tree import (
+    AGENT_PIECE,
+    AgentTimeline,
+    Branch,
+    Loop,
+    is_agent_step,
+    loop_child_names,
+    read_branches,
+    read_loop,
+    read_timeline,
+    type_label,
+)
 
 MAX_PARSE_BYTES = 64 * 1024 * 1024  # loops and agents are read even past the preview size
 HEADLINE_CHARS = 500
@@ -154,21 +169,22 @@ def _first_line(text: str) -> str:
     return line[:HEADLINE_CHARS] + ("…" if len(line) > HEADLINE_CHARS else "")
 
 
-def _read_error(text: str) -> tuple[object, str, bool]:
-    """(the error decoded, its detail as JSON text, whether it was JSON) from a stored error."""
+def _read_error(text: str) -> tuple[dict | list | str, str]:
+    """(the error decoded: a JSON object or list, else its message; its detail as JSON text)
+    from a stored error."""
     decoded = load_json_text(text)
     if decoded is not None:
-        return decoded, json.dumps(decoded, ensure_ascii=False), True
+        return decoded, json.dumps(decoded, ensure_ascii=False)
     message = _parse(text) if text.startswith('"') else text
     message = message if isinstance(message, str) else text
-    return message, json.dumps(message), False
+    return message, json.dumps(message)
 
 
 def make_error(text: str | None, mask: bool, limit: int) -> StepError | None:
     if text is None or text in ("", "null"):
         return None
-    decoded, detail_text, is_json = _read_error(text)
-    if not is_json:
+    decoded, detail_text = _read_error(text)
+    if isinstance(decoded, str):
         # not JSON as a whole, it may hold some: Request failed: {"password": "..."}
         shown = mask_json_text(decoded) if mask else decoded
         return StepError(_first_line(shown), make_payload(detail_text, mask, limit,
@@ -278,7 +294,7 @@ def _output_payload(row: dict, shown, hits: int | None, mask: bool, limit: int) 
     """The output payload; a small output the tree already parsed and masked is not again."""
     size = row["output_size"]
     if shown is not None and size <= limit:
-        return Payload(size, value=shown, masked=mask, masked_count=hits)
+        return Payload(size, value=shown, masked=mask, masked_count=hits or 0)
     return make_payload(row["output"], mask, limit, size=size)
 
 
@@ -307,7 +323,7 @@ def read_step_rows(con, run_id: str, limit: int) -> list[dict]:
 
 def _rows(cursor) -> list[dict]:
     names = [column[0] for column in cursor.description]
-    return [dict(zip(names, values)) for values in cursor.fetchall()]
+    return [dict(zip(names, values, strict=True)) for values in cursor.fetchall()]
 
 
 def _pause_metadata(text: str | None) -> dict | None:
@@ -383,7 +399,7 @@ def _pause_words(run: RunDetail, tz: tzinfo) -> str:
     if moment is None:
         return "paused"
     if moment.tzinfo is not None:
-        moment = moment.astimezone(timezone.utc).replace(tzinfo=None)
+        moment = moment.astimezone(UTC).replace(tzinfo=None)
     return f"resumes: {banner_time(moment, tz)}"
 
 
@@ -493,12 +509,17 @@ FROM run_steps WHERE run_id IN (?, ?) ORDER BY run_id, position
 """
 
 
+def _field(row: dict | None, key: str):
+    return None if row is None else row[key]
+
+
 def _change(name: str, now: dict | None, then: dict | None) -> StepChange:
     either = now or then
+    assert either is not None, f"step {name!r} is in at least one of the two runs"
     return StepChange(
-        name, either["display_name"] or name, then and then["status"], now and now["status"],
-        then and then["duration_ms"], now and now["duration_ms"],
-        None if not (now and then) else now["digest"] != then["digest"])
+        name, either["display_name"] or name, _field(then, "status"), _field(now, "status"),
+        _field(then, "duration_ms"), _field(now, "duration_ms"),
+        None if now is None or then is None else now["digest"] != then["digest"])
 
 
 def compare_with_last_success(con, run_id: str) -> Comparison | None:

@@ -23,8 +23,9 @@ import os
 import random
 import unicodedata
 from bisect import bisect_right
-from datetime import datetime, timedelta, timezone
-from typing import Callable, Iterable, Iterator, NamedTuple
+from collections.abc import Callable, Iterable, Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -33,7 +34,7 @@ __all__ = ["generate_runs", "write_jsonl"]
 _MINUTE_MS = 60_000
 _HOUR_MS = 3_600_000
 _DAY_MS = 86_400_000
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _SCENARIOS_PER_FLOW = 96
 _ENGINE_TIMEOUT_MS = 600_000
 
@@ -66,7 +67,7 @@ _day_prefixes: dict[int, str] = {}
 
 def _to_ms(moment: datetime) -> int:
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
+        moment = moment.replace(tzinfo=UTC)
     return (moment - _EPOCH) // timedelta(milliseconds=1)
 
 
@@ -337,8 +338,8 @@ _GMAIL_ERRORS = (
     _fixed(_js({"code": 400, "message": "Invalid To header", "status": "INVALID_ARGUMENT"})))
 _OPENAI_ERRORS = (_openai_rate_limited, _openai_rate_limited, _openai_context_length,
                   _fixed(_js({"error": {"message": "Request timed out.", "type": "timeout"}})))
-_AGENT_ERRORS = _OPENAI_ERRORS[:2] + (
-    _agent_max_steps, _agent_bad_structured_output,
+_AGENT_ERRORS = (
+    *_OPENAI_ERRORS[:2], _agent_max_steps, _agent_bad_structured_output,
     _fixed(_js({"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}})))
 _LINEAR_ERRORS = (
     _fixed(_js({"errors": [{"message": "Argument Validation Error", "extensions": {
@@ -641,8 +642,10 @@ def _plan_agent(g, prompt, max_steps, thoughts, calls, structured) -> _AgentPlan
     provider, model = g.choice(_MODELS)
     prefix = "toolu_" if provider == "anthropic" else "call_"
     fail_at = g.randrange(len(calls))  # where the timeline stops if the whole agent step fails
-    blocks, failed, t = [], (), g.randint(400, 1500)
-    for i, (thought, call_spec) in enumerate(zip(thoughts, calls)):
+    blocks: list[dict | _ToolCall] = []
+    failed: tuple[dict | _ToolCall, ...] = ()
+    failed_end, t = 0, g.randint(400, 1500)
+    for i, (thought, call_spec) in enumerate(zip(thoughts, calls, strict=False)):
         kind, name, args, resolved, result, error = call_spec
         blocks.append({"type": "MARKDOWN", "markdown": thought})
         t += g.randint(500, 3500)
@@ -651,20 +654,21 @@ def _plan_agent(g, prompt, max_steps, thoughts, calls, structured) -> _AgentPlan
                          _tool_output(resolved, result, error))
         if i == fail_at:
             unavailable = _response(503, {"message": f"{name} is unavailable"})
-            failed = (*blocks, call._replace(output=_tool_output(resolved, None, unavailable)))
+            broken = call._replace(output=_tool_output(resolved, None, unavailable))
+            failed, failed_end = (*blocks, broken), broken.offset + broken.length
         blocks.append(call)
         t += length
     blocks.append({"type": "MARKDOWN", "markdown": thoughts[-1]})
     duration = max(3000, t + g.randint(800, 5000))
-    failed_duration = failed[-1].offset + failed[-1].length + g.randint(100, 900)
+    failed_duration = failed_end + g.randint(100, 900)
     agent_input = {"prompt": prompt, "aiProviderModel": {"provider": provider, "model": model},
                    "maxSteps": max_steps}
     return _AgentPlan(agent_input, prompt, tuple(blocks), failed, structured, duration,
                       failed_duration)
 
 
-def _triage_calls(c: dict, g: random.Random, has_order: bool, order_found: bool) -> list:
-    calls = []
+def _triage_calls(c: dict, g: random.Random, has_order: bool, order_found: bool) -> list[tuple]:
+    calls: list[tuple] = []
     if has_order:
         order = {"id": c["order_gid"], "name": f"#{c['order']}", "financial_status": "paid",
                  "fulfillment_status": g.choice(("fulfilled", "partial", None)),
@@ -812,7 +816,7 @@ def _jira_issues(c: dict) -> dict:
     assignees = (c["name"], "Liam Kim", "Priya Patel")
     issues = [{"key": f"ENG-{c['issue'] + i}",
                "fields": {"summary": title, "assignee": {"displayName": name}}}
-              for i, (title, name) in enumerate(zip(_ISSUE_TITLES, assignees))]
+              for i, (title, name) in enumerate(zip(_ISSUE_TITLES, assignees, strict=False))]
     return {"total": len(c["items"]) * 3, "issues": issues}
 
 
@@ -1197,7 +1201,7 @@ class _Scenario(NamedTuple):
     path: tuple          # _Exec in execution order, trigger first
     fallible: tuple      # indexes into path
     fail_cum: tuple      # cumulative failure weights of `fallible`
-    index: dict          # step name -> index into path
+    position_of: dict    # step name -> index into path
 
 
 class _Version(NamedTuple):
@@ -1247,6 +1251,7 @@ def _trigger_tree(trigger: _Trigger, nodes: tuple) -> dict:
 
 def _action_exec(node: _Named, c: dict) -> _Exec:
     step = node.step
+    assert step.io is not None, f"{node.name}: an action step says what it reads and returns"
     step_input, step_output = step.io(c)
     lo, spread = _STEP_TIMES[step.kind]
     weight = _FAIL_WEIGHT.get(step.kind, 0.0) if step.errors else 0.0
@@ -1256,6 +1261,7 @@ def _action_exec(node: _Named, c: dict) -> _Exec:
 
 def _succeeded(node: _Named, c: dict, g: random.Random) -> tuple[dict, int]:
     """A finished step output with a fixed duration (used inside loop iterations)."""
+    assert node.step.io is not None, f"{node.name}: a step in a loop says what it does"
     step_input, step_output = node.step.io(c)
     lo, spread = _STEP_TIMES[node.step.kind]
     duration = lo + int(spread * g.random() * g.random())
@@ -1264,6 +1270,7 @@ def _succeeded(node: _Named, c: dict, g: random.Random) -> tuple[dict, int]:
 
 
 def _loop_exec(node: _Named, c: dict, g: random.Random) -> _Exec:
+    assert node.step.items is not None, f"{node.name}: a loop says what it loops over"
     items = node.step.items(c)
     iterations, total = [], 0
     for index, item in enumerate(items, start=1):
@@ -1288,6 +1295,7 @@ def _router_exec(node: _Named, taken: int) -> _Exec:
 
 
 def _agent_exec(node: _Named, c: dict, g: random.Random) -> _Exec:
+    assert node.step.agent is not None, f"{node.name}: an agent step has its plan"
     plan = node.step.agent(c, g)
     return _Exec(node.name, "PIECE", plan.input, None, plan.duration, 0, plan, None, 1,
                  node.step.display, node.step.errors, _FAIL_WEIGHT["agent"])
@@ -1398,8 +1406,8 @@ def _iter_rhythm_times(n: int, start_ms: int, end_ms: int, g: random.Random) -> 
         yield min(t, end_ms)
 
 
-def _scheduled_times(spec: _FlowSpec, start_ms: int, end_ms: int, g: random.Random) -> list[int]:
-    days, clock = spec.schedule.split()
+def _scheduled_times(schedule: str, start_ms: int, end_ms: int, g: random.Random) -> list[int]:
+    days, clock = schedule.split()
     hour, minute = map(int, clock.split(":"))
     times = []
     for day in range(start_ms // _DAY_MS, end_ms // _DAY_MS + 1):
@@ -1415,7 +1423,7 @@ def _iter_arrivals(count: int, flows: list[_Flow], start_ms: int, end_ms: int,
                    g: random.Random) -> Iterator[tuple[int, _Flow]]:
     """(created, flow) for every run in ascending time: scheduled flows merged into the rest."""
     scheduled = sorted((t, i) for i, flow in enumerate(flows) if flow.spec.schedule
-                       for t in _scheduled_times(flow.spec, start_ms, end_ms, g))
+                       for t in _scheduled_times(flow.spec.schedule, start_ms, end_ms, g))
     scheduled = scheduled[len(scheduled) - min(len(scheduled), count // 50):]
     pool = [flow for flow in flows if not flow.spec.schedule]
     cumulative = list(itertools.accumulate(flow.spec.weight for flow in pool))
@@ -1431,12 +1439,12 @@ def _iter_arrivals(count: int, flows: list[_Flow], start_ms: int, end_ms: int,
 
 def _quota_windows(start_ms: int, end_ms: int, g: random.Random) -> list[tuple[int, int]]:
     """The last day or two of each calendar month, when the project's runs are used up."""
-    windows = []
-    moment = datetime.fromtimestamp(start_ms / 1000, timezone.utc)
+    windows: list[tuple[int, int]] = []
+    moment = datetime.fromtimestamp(start_ms / 1000, UTC)
     year, month = moment.year, moment.month
     while True:
         year, month = (year + 1, 1) if month == 12 else (year, month + 1)
-        boundary = _to_ms(datetime(year, month, 1, tzinfo=timezone.utc))
+        boundary = _to_ms(datetime(year, month, 1, tzinfo=UTC))
         length = int((24 + 24 * g.random()) * _HOUR_MS)
         if boundary - length >= end_ms:
             return windows
@@ -1542,7 +1550,7 @@ class _RunFactory:
         """(index of the failing step in the path or -1, error maker or None)."""
         r, hot = self.r, version.hot
         if hot is not None and r() < hot[1]:
-            return scenario.index[hot[0]], hot[2]
+            return scenario.position_of[hot[0]], hot[2]
         if not scenario.fallible or r() >= flow.spec.base_fail:
             return -1, None
         cum = scenario.fail_cum
@@ -1652,10 +1660,9 @@ class _RunFactory:
             t += 300 + int(4000 * r())
         if t > self.end_ms:
             return _Outcome("RUNNING", start, None, start, steps, tasks)
-        if kind == "LOG_SIZE_EXCEEDED" or (kind == "INTERNAL_ERROR" and r() < 0.5):
-            steps = None
+        steps_lost = kind == "LOG_SIZE_EXCEEDED" or (kind == "INTERNAL_ERROR" and r() < 0.5)
         finish, updated = self._finished_at(t)
-        return _Outcome(kind, start, finish, updated, steps, tasks)
+        return _Outcome(kind, start, finish, updated, None if steps_lost else steps, tasks)
 
     def _quota_exceeded(self, start: int) -> _Outcome:
         finish, updated = self._finished_at(start)
@@ -1700,7 +1707,7 @@ class _RunFactory:
         if r() < self.legacy_share:
             return _legacy_record(run_id, flow, version, created, updated, environment, tags,
                                   parent, o, steps)
-        record = {
+        record: dict[str, Any] = {
             "id": run_id, "created": _iso(created), "updated": _iso(updated),
             "projectId": flow.project_id, "flowId": flow.id, "flowVersionId": version.id,
             "flowVersion": version.record, "environment": environment, "status": o.status,
@@ -1762,7 +1769,7 @@ def generate_runs(count: int, days: float = 30, seed: int = 7, end: datetime | N
     flowVersion dict, step inputs/outputs, loop outputs and agent blocks; copy before mutating.
     """
     _check_arguments(count, days, legacy_share, test_share)
-    end = end or datetime.now(timezone.utc).replace(microsecond=0)
+    end = end or datetime.now(UTC).replace(microsecond=0)
     end_ms = _to_ms(end)
     return _iter_runs(count, seed, end_ms - round(days * _DAY_MS), end_ms, legacy_share,
                       test_share)
@@ -1776,7 +1783,7 @@ def _iter_runs(count: int, seed: int, start_ms: int, end_ms: int, legacy_share: 
     flows = _build_flows(g, start_ms, end_ms)
     factory = _RunFactory(g, count, start_ms, end_ms, legacy_share, test_share)
     arrivals = _iter_arrivals(count, flows, start_ms, end_ms, g)
-    for rank, (created, flow) in zip(range(count - 1, -1, -1), arrivals):
+    for rank, (created, flow) in zip(range(count - 1, -1, -1), arrivals, strict=False):
         yield factory.build(created, flow, rank)
 
 
@@ -1787,9 +1794,8 @@ def write_jsonl(path, runs: Iterable[dict], gzip: bool | None = None) -> int:
     encoding, not generating, was most of the time of `sample`."""
     path = os.fspath(path)
     compress = path.endswith(".gz") if gzip is None else gzip
-    opened = (_gzip.open(path, "wb", compresslevel=6) if compress else open(path, "wb"))
     written = 0
-    with opened as out:
+    with _gzip.open(path, "wb", compresslevel=6) if compress else open(path, "wb") as out:
         for run in runs:
             out.write(orjson.dumps(run, option=orjson.OPT_APPEND_NEWLINE))
             written += 1

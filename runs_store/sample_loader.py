@@ -12,9 +12,9 @@ import multiprocessing
 import queue
 import shutil
 import tempfile
-from datetime import datetime, timedelta, timezone
+from collections.abc import Callable, Iterable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
 
 from runs_store.db import open_db
 from runs_store.ingest import IngestSummary, ingest_file, ingest_items
@@ -48,8 +48,8 @@ def shift_times(value, shift: timedelta, depth: int = 0):
 
 def _shift_one(text: str, shift: timedelta) -> str:
     try:
-        return _iso(parse_time(text, "time") + shift)
-    except RecordRejected:  # not a timestamp after all: leave the value as it was
+        return _iso(parse_time(text, "time", required=True) + shift)
+    except RecordRejected:  # not a timestamp after all (or empty): leave the value as it was
         return text
 
 
@@ -57,7 +57,7 @@ def _newest_created(items: Iterable) -> datetime | None:
     newest = None
     for item in items:
         if isinstance(item.value, dict) and item.value.get("created"):
-            created = parse_time(item.value["created"], "created")
+            created = parse_time(item.value["created"], "created", required=True)
             newest = created if newest is None or created > newest else newest
     return newest
 
@@ -75,7 +75,7 @@ def shifted_sample_items(path: Path, now: datetime) -> Iterator:
 def load_bundled_sample(db_path: Path, now: datetime | None = None, path: Path = SAMPLE_FILE,
                         connection=None) -> IngestSummary:
     """Loads sample_data/ into the database, moved in time so its newest run starts `now`."""
-    now = now or datetime.now(timezone.utc).replace(tzinfo=None)
+    now = now or datetime.now(UTC).replace(tzinfo=None)
     if connection is not None:
         return ingest_items(connection, shifted_sample_items(path, now), SAMPLE_SOURCE)
     with open_db(db_path) as con:
@@ -137,7 +137,7 @@ def write_sample_chunks(chunks, folder: Path, runs: int, days: float, seed: int,
 
     try:
         records = iter(generate_runs(runs, days=days, seed=seed, end=end))
-        for number, first in enumerate(range(0, runs, SAMPLE_CHUNK_RUNS)):
+        for number in range(len(range(0, runs, SAMPLE_CHUNK_RUNS))):
             path = folder / f"chunk-{number:05d}.jsonl"
             count = write_jsonl(path, itertools.islice(records, SAMPLE_CHUNK_RUNS))
             chunks.put((path, count))

@@ -22,14 +22,13 @@ import functools
 import math
 import os
 import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from string import Formatter
-from typing import Callable, Mapping
 from urllib.parse import urlsplit
 
 from runs_store.errors import SettingError
-
 
 # ---------------------------------------------------------------- kinds of value
 
@@ -114,7 +113,7 @@ def _parse_url_template(text: str) -> str:
     for _, name, spec, conversion in Formatter().parse(template):  # ValueError on a lone brace
         if name is not None and (name not in URL_PLACEHOLDERS or spec or conversion):
             raise ValueError(text)
-    url = urlsplit(template.format(**{name: "x" for name in URL_PLACEHOLDERS}))
+    url = urlsplit(template.format(**dict.fromkeys(URL_PLACEHOLDERS, "x")))
     if url.scheme not in ("http", "https") or not url.netloc:
         raise ValueError(text)
     return template
@@ -248,7 +247,8 @@ def current() -> Settings:
 
 @functools.lru_cache(maxsize=8)
 def _load_values(values: tuple[str | None, ...]) -> Settings:
-    return load_settings({s.env: text for s, text in zip(SETTINGS, values) if text is not None})
+    given = zip(SETTINGS, values, strict=True)
+    return load_settings({s.env: text for s, text in given if text is not None})
 
 
 def declared(env: str) -> Setting:

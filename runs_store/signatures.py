@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 
-from runs_store.limits import loads_bounded
+from runs_store.bounded_json import loads_bounded
 
 MAX_LENGTH = 160
 
@@ -27,9 +27,9 @@ _ERROR_KEYS = ("error", "message", "errorMessage", "detail", "title", "code", "r
 _STATUS_KEYS = ("status", "statusCode", "status_code")
 
 
-def load_json_text(text: str):
+def load_json_text(text: str) -> dict | list | None:
     """The JSON value inside text, unwrapping JSON-encoded strings; None if it is not JSON."""
-    value = text
+    value: object = text
     for _ in range(3):
         if not isinstance(value, str) or value.strip()[:1] not in "{[\"":
             break

@@ -99,7 +99,7 @@ def in_order(names) -> list[str]:
 
 # How a run's summary reads: "success", "error", "warning" or "info" (a page picks the box).
 _TONES: dict[str, str] = {"SUCCEEDED": "success", "CANCELED": "warning",
-                          **{name: "error" for name in FAILED_STATES}}
+                          **dict.fromkeys(FAILED_STATES, "error")}
 
 
 def tone(name: str | None) -> str:

@@ -175,8 +175,8 @@ def is_agent_step(piece_name, action_name, output) -> bool:
     if piece_name == AGENT_PIECE and action_name == AGENT_ACTION:
         return True
     blocks = _blocks(output)
-    return bool(blocks) and any(isinstance(block, dict) and block.get("type") in
-                                ("MARKDOWN", "TOOL_CALL") for block in blocks)
+    return blocks is not None and any(isinstance(block, dict) and block.get("type") in
+                                      ("MARKDOWN", "TOOL_CALL") for block in blocks)
 
 
 def _time(value) -> datetime | None:
@@ -194,7 +194,9 @@ def _elapsed_ms(block: dict) -> int | None:
 
 
 def _tool_call(block: dict) -> TimelineEntry:
-    result = block.get("output") if isinstance(block.get("output"), dict) else {}
+    result = block.get("output")
+    if not isinstance(result, dict):
+        result = {}
     status = str(result.get("status") or block.get("status") or "")
     return TimelineEntry(
         "tool_call", tool_name=str(block.get("toolName") or "tool"),

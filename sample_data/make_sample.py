@@ -11,7 +11,7 @@ import gzip
 import shutil
 import sys
 import tempfile
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -21,7 +21,7 @@ from runs_store.sample import generate_runs, write_jsonl  # noqa: E402
 
 TARGET = ROOT / "sample_data" / "sample-runs.jsonl.gz"
 RUNS, DAYS, SEED, LEGACY_SHARE, TEST_SHARE = 4_000, 45, 2026, 0.05, 0.01
-END = datetime(2026, 11, 24, tzinfo=timezone.utc)  # the app moves the runs so the newest is now
+END = datetime(2026, 11, 24, tzinfo=UTC)  # the app moves the runs so the newest is now
 
 
 def make_sample(target: Path = TARGET) -> int:

@@ -14,10 +14,10 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
@@ -34,7 +34,7 @@ CHROMIUM = "/usr/bin/chromium"
 
 
 def now_utc() -> datetime:
-    return datetime.now(timezone.utc).replace(tzinfo=None, microsecond=0)
+    return datetime.now(UTC).replace(tzinfo=None, microsecond=0)
 
 
 def build_db(path: Path, runs: int = SAMPLE_RUNS, days: float = SAMPLE_DAYS, seed: int = SEED,

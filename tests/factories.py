@@ -161,8 +161,8 @@ def write_big_jsonl(path: Path, count: int, prefix: str = "big") -> Path:
     with open(path, "w", encoding="utf-8") as out:
         for number in range(count):
             second = number % 86_400
-            t0 = f"2026-10-{1 + number // 86_400 % 28:02d}T{second // 3600:02d}:" \
-                 f"{second // 60 % 60:02d}:{second % 60:02d}.000Z"
+            t0 = (f"2026-10-{1 + number // 86_400 % 28:02d}T{second // 3600:02d}:"
+                  f"{second // 60 % 60:02d}:{second % 60:02d}.000Z")
             t1 = t0.replace(".000Z", ".250Z")
             line = (head + f'"{prefix}-{number}"' + tail).replace("@T0@", t0).replace(
                 "@T1@", t1).replace("@F@", str(number % 12)).replace("@ID@", str(number))
@@ -201,7 +201,7 @@ def run_row(db: Path, run_id: str) -> dict:
     finally:
         con.close()
     assert len(found) == 1, f"expected one run {run_id!r}, found {len(found)}"
-    return dict(zip(names, found[0]))
+    return dict(zip(names, found[0], strict=True))
 
 
 def run_cli(*args: str, env: dict | None = None, cwd: Path = ROOT, timeout: float = 120

@@ -7,7 +7,7 @@ it) with a second implementation instead of with numbers the store produced.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from factories import rows
 from runs_store.filters import RunFilter
@@ -22,7 +22,8 @@ PRESET_SPANS = {"24h": timedelta(hours=24), "7d": timedelta(days=7), "30d": time
 
 def load_runs(db) -> list[dict]:
     """Every run of the database file as a dict (opened read-only, closed again)."""
-    return [dict(zip(FIELDS, found)) for found in rows(db, f"SELECT {', '.join(FIELDS)} FROM runs")]
+    found = rows(db, f"SELECT {', '.join(FIELDS)} FROM runs")
+    return [dict(zip(FIELDS, row, strict=True)) for row in found]
 
 
 def keeps(run: dict, run_filter: RunFilter) -> bool:
@@ -66,7 +67,7 @@ def page_slice(runs: list, per_page: int, page: int) -> list:
 
 def utc_minute() -> datetime:
     """Now, naive UTC, cut to the minute (the date presets count back from this)."""
-    return datetime.now(timezone.utc).replace(tzinfo=None, second=0, microsecond=0)
+    return datetime.now(UTC).replace(tzinfo=None, second=0, microsecond=0)
 
 
 def preset_since(preset: str, minute: datetime) -> datetime | None:

@@ -15,7 +15,6 @@ from pathlib import Path
 
 from factories import AGENT_OUTPUT, FLOW_VERSION, engine_run, example_steps, store_with
 
-
 FAILED_RUN = "run-failed"          # the example run: step_3 failed, step_2 is a Run Agent step
 XSS_NAME = "<img src=x onerror=alert(1)>"
 XSS_STEP_TITLE = "**bold** <script>alert(1)</script> [click](javascript:alert(2))"

@@ -36,7 +36,8 @@ def runs_page_total(page) -> int:
 def test_a_failed_step_row_opens_the_runs_page_on_the_runs_it_counted(page, server_url):
     open_insights(page, server_url, "Failed steps")
     row = 1
-    flow, count = cell_text(page, "failed_steps", 1, row), int(cell_text(page, "failed_steps", 3, row))
+    flow = cell_text(page, "failed_steps", 1, row)
+    count = int(cell_text(page, "failed_steps", 3, row))
     table = page.locator(".st-key-failed_steps [data-testid='stDataFrame']").bounding_box()
     page.mouse.click(table["x"] + 15, table["y"] + ROW_HEIGHT * (row + 1) + ROW_HEIGHT / 2)
     page.wait_for_url(lambda url: all(key in url for key in ("failed_step=", "flow=", "status=")))

@@ -11,16 +11,27 @@ test also finds the text on screen, so a page that stopped showing it cannot pas
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from urllib.parse import urlencode
 
 import pytest
 from playwright.sync_api import expect
 
 from conftest import running_server, wait_for_app
-from run_records import (LINK_ERROR, LINK_FLOW, LINK_HOST, LINK_IN_URL, LINK_RUN, LINK_RUNS,
-                         LINK_STEP_TITLE, LINK_THOUGHT, LINK_TOOL, LINK_TOOL_ERROR, build_run_db,
-                         link_runs)
+from run_records import (
+    LINK_ERROR,
+    LINK_FLOW,
+    LINK_HOST,
+    LINK_IN_URL,
+    LINK_RUN,
+    LINK_RUNS,
+    LINK_STEP_TITLE,
+    LINK_THOUGHT,
+    LINK_TOOL,
+    LINK_TOOL_ERROR,
+    build_run_db,
+    link_runs,
+)
 from runs_store.signatures import error_signature
 from test_browser_insights import cell_text, open_insights
 from test_browser_run import alert_text, open_run, selected_tab
@@ -56,7 +67,7 @@ LINKS_TO_HOST = """host => {
 def links_server(tmp_path_factory):
     """A server of its own on a database holding only run_records.link_runs (from 5 and 3 days
     ago, so Insights' default Last 7 days holds them all)."""
-    now = datetime.now(timezone.utc).replace(tzinfo=None, microsecond=0)
+    now = datetime.now(UTC).replace(tzinfo=None, microsecond=0)
     db = build_run_db(tmp_path_factory.mktemp("links") / "links.duckdb", link_runs(now))
     with running_server(db) as url:
         yield url

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -77,7 +77,7 @@ def an_agent_step(db) -> dict:
 
 def clock(moment: datetime) -> str:
     """"Nov 3, 2026, 9:14 AM" in the browser's timezone, as the engine's banner writes it."""
-    local = moment.replace(tzinfo=timezone.utc).astimezone(BROWSER_ZONE)
+    local = moment.replace(tzinfo=UTC).astimezone(BROWSER_ZONE)
     hour = local.hour % 12 or 12
     return f"{local:%b} {local.day}, {local.year}, {hour}:{local:%M} {local:%p}"
 

@@ -1,4 +1,4 @@
-"""JSONL read by DuckDB's own JSON reader (the fast path) gives exactly what the Python reader gives.
+"""JSONL read by DuckDB's own JSON reader (the fast path) gives what the Python reader gives.
 
 Each test writes a real file, loads it once through `ingest_file` (which takes the fast path for
 `.jsonl`) and once through the Python reader alone, into two real DuckDB files, and compares every
@@ -13,10 +13,26 @@ from datetime import datetime
 
 import pytest
 
-from factories import (SLACK_ERROR, engine_run, example_steps, older_run, rows, simple_run,
-                       write_jsonl, write_text)
-from run_records import (agent_failure_run, huge_run, loop_run, loop_steps, multiline_error_run,
-                         purged_run, secrets_run, xss_run)
+from factories import (
+    SLACK_ERROR,
+    engine_run,
+    example_steps,
+    older_run,
+    rows,
+    simple_run,
+    write_jsonl,
+    write_text,
+)
+from run_records import (
+    agent_failure_run,
+    huge_run,
+    loop_run,
+    loop_steps,
+    multiline_error_run,
+    purged_run,
+    secrets_run,
+    xss_run,
+)
 from runs_store import bulk_jsonl
 from runs_store.db import open_db
 from runs_store.ingest import ingest_file, ingest_items
@@ -49,7 +65,7 @@ def assert_same_store(tmp_path, fast, slow) -> None:
     for table, sql in TABLES.items():
         got, expected = rows(tmp_path / "fast.duckdb", sql), rows(tmp_path / "python.duckdb", sql)
         assert len(got) == len(expected), table
-        for fast_row, python_row in zip(got, expected):
+        for fast_row, python_row in zip(got, expected, strict=True):
             assert fast_row == python_row, table
 
 
@@ -95,8 +111,8 @@ def odd_but_valid_records() -> list[dict]:
         simple_run("number-tags", tags=[1, "a"]),
         simple_run("float-tasks", tasks=3.0, stepsCount=2),
         simple_run("empty-strings", projectId="", parentRunId="", flowVersionId=""),
-        simple_run("paused", status="PAUSED", pauseMetadata={"type": "DELAY", "resumeDateTime":
-                                                             "2026-11-04T00:00:00.000Z", "n": 1.5e3}),
+        simple_run("paused", status="PAUSED", pauseMetadata={
+            "type": "DELAY", "resumeDateTime": "2026-11-04T00:00:00.000Z", "n": 1.5e3}),
         simple_run("object-message", status="FAILED",
                    failedStep={"name": "step_1", "message": {"status": 403, "error": "nope"}}),
         simple_run("empty-step", steps={"trigger": {}}),

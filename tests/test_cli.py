@@ -12,8 +12,7 @@ import re
 
 import pytest
 
-from factories import (engine_run, older_run, rows, run_cli, simple_run, write_jsonl,
-                       write_text)
+from factories import engine_run, older_run, rows, run_cli, simple_run, write_jsonl, write_text
 from runs_store.cli import main
 from runs_store.ingest import ingest_paths
 
@@ -138,7 +137,7 @@ def test_rejects_prints_one_line_per_rejected_record_with_file_line_and_reason(t
                 (f"{path}:line 3: ", "unknown status 'Nope'"),
                 (f"{path}:line 4: ", "missing id")]
     assert len(printed) == len(expected)
-    for line, (prefix, reason) in zip(printed, expected):
+    for line, (prefix, reason) in zip(printed, expected, strict=True):
         assert line.startswith(prefix) and reason in line, line
     assert "4 rejected records" in done.stderr
 

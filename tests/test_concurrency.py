@@ -105,7 +105,8 @@ def test_cli_ingest_works_between_two_page_renders(loaded_db, app_env, tmp_path)
     at = app_test("pages/import.py")
     assert not at.exception
     path = write_text(tmp_path / "cli.jsonl", json.dumps(simple_run("c")) + "\nbroken line\n")
-    done = run_cli("ingest", str(path), "--db", str(loaded_db), env={"RUNS_LOCK_WAIT_SECONDS": "10"})
+    done = run_cli("ingest", str(path), "--db", str(loaded_db),
+                   env={"RUNS_LOCK_WAIT_SECONDS": "10"})
     assert done.returncode == 1, done.stderr
     at.run()
     assert not at.exception and not at.error

@@ -125,8 +125,8 @@ def test_csv_has_the_promised_columns_enum_statuses_iso_utc_times_and_step_names
     with open_db(export_db, read_only=True) as con:
         data = export_bytes(con, "csv", RunFilter(include_archived=True))
     table = list(csv.DictReader(io.StringIO(data.decode("utf-8"))))
-    assert set(("id", "flow", "status", "started_at", "finished_at", "duration_ms", "failed_step",
-                "archived")) <= set(table[0])
+    assert {"id", "flow", "status", "started_at", "finished_at", "duration_ms", "failed_step",
+            "archived"} <= set(table[0])
     stored = {r[0]: r[1:] for r in rows(export_db, "SELECT id, status, started_at, failed_step, "
                                                    "archived_at IS NOT NULL FROM runs")}
     assert len(table) == len(stored)

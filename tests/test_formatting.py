@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -49,7 +49,7 @@ def test_banner_time_writes_the_engines_format_in_the_users_timezone(moment, tz,
 
 @pytest.mark.parametrize("name", [None, "", "Not/AZone", "../../etc/passwd"])
 def test_an_unknown_timezone_falls_back_to_utc(name):
-    assert zone(name) is timezone.utc
+    assert zone(name) is UTC
 
 
 def test_a_known_timezone_is_used():
@@ -59,4 +59,4 @@ def test_a_known_timezone_is_used():
 def test_store_times_are_naive_utc_shown_in_local_time():
     local = to_local(datetime(2026, 1, 15, 12, 0), zone("Asia/Tokyo"))
     assert (local.hour, local.utcoffset().total_seconds()) == (21, 9 * 3600)
-    assert to_local(None, timezone.utc) is None
+    assert to_local(None, UTC) is None

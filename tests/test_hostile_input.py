@@ -19,9 +19,9 @@ import pytest
 
 from conftest import ROOT, app_test
 from factories import rows, run_cli, simple_run, write_jsonl
+from runs_store.bounded_json import MAX_JSON_DEPTH, TooDeep, exceeds_depth, loads_bounded
 from runs_store.db import open_db
 from runs_store.ingest import SCRATCH_PREFIX, ingest_paths, remove_dead_scratch
-from runs_store.limits import MAX_JSON_DEPTH, TooDeep, exceeds_depth, loads_bounded
 from runs_store.readers import array_items
 from runs_store.run_detail import load_run
 
@@ -78,8 +78,8 @@ def test_array_items_splits_a_list_without_parsing_its_items():
 @pytest.mark.parametrize("lines_before", [0, 3])
 def test_a_jsonl_record_nested_10000_deep_is_rejected_and_the_rest_loads(tmp_path, lines_before):
     good = [json.dumps(simple_run(f"good-{n}")) for n in range(lines_before)]
-    lines = good + [run_with_output("deep", nested(DEEP)),
-                    run_with_output("fine", json.dumps({"ok": True}))]
+    lines = [*good, run_with_output("deep", nested(DEEP)),
+             run_with_output("fine", json.dumps({"ok": True}))]
     path = tmp_path / "runs.jsonl"
     path.write_text("\n".join(lines) + "\n")
     db = tmp_path / "runs.duckdb"
@@ -87,8 +87,8 @@ def test_a_jsonl_record_nested_10000_deep_is_rejected_and_the_rest_loads(tmp_pat
     assert result.returncode == 1, result.stderr
     assert "Traceback" not in result.stderr + result.stdout
     assert run_ids(db) == sorted(["fine", *(f"good-{n}" for n in range(lines_before))])
-    assert rejects(db) == [("line", lines_before + 1,
-                            f"nested deeper than {MAX_JSON_DEPTH} levels of JSON objects and lists")]
+    reason = f"nested deeper than {MAX_JSON_DEPTH} levels of JSON objects and lists"
+    assert rejects(db) == [("line", lines_before + 1, reason)]
 
 
 def test_a_deep_record_in_a_json_list_is_rejected_and_its_neighbours_load(tmp_path):
@@ -171,7 +171,7 @@ def test_a_gzip_bomb_is_rejected_in_bounded_memory(tmp_path, suffix):
     assert "Traceback" not in result.stderr
     assert peak < 400, f"peak {peak:.0f} MB"  # 166 MB measured, whatever the bomb's size
     assert run_ids(db) == ["after-the-bomb"]
-    (unit, position, reason), = rejects(db)
+    (_, position, reason), = rejects(db)
     assert position == 1 and "RUNS_MAX_RECORD_MB (16 MB)" in reason
     kept = rows(db, "SELECT length(raw) FROM rejects")[0][0]
     assert 0 < kept <= 64 * 1024
@@ -187,7 +187,7 @@ def test_a_file_that_unpacks_past_the_file_bound_is_rejected_whole(tmp_path):
                      env={"RUNS_MAX_FILE_GB": str(len(lines) / 2 / 1024 ** 3)})
     assert result.returncode == 1, result.stderr
     assert run_ids(db) == ["small-1"]
-    (unit, position, reason), = rejects(db)
+    (unit, _, reason), = rejects(db)
     assert unit == "file" and "RUNS_MAX_FILE_GB" in reason and "nothing of it was loaded" in reason
     listed = run_cli("rejects", "--db", str(db))
     assert "big.jsonl.gz:file 0: " in listed.stdout

@@ -90,7 +90,8 @@ def test_uploaded_files_load_with_the_cli_summary_and_their_rejects_are_listed(e
     assert list(shown["file"]) == ["upload:mixed.jsonl"] * 2
     assert list(shown["location"]) == ["line 2", "line 3"]
     assert list(shown["raw"]) == [MIXED_LINES[1], MIXED_LINES[2]]
-    assert shown["reason"][0].startswith("not valid JSON") and "unknown status" in shown["reason"][1]
+    assert shown["reason"][0].startswith("not valid JSON")
+    assert "unknown status" in shown["reason"][1]
 
 
 def test_a_clean_upload_says_so_in_a_success_message(empty_db, app_env):
@@ -195,8 +196,8 @@ def test_a_user_uploads_files_in_the_browser_and_sees_the_summary_and_rejects(
     hostile = "<img src=x onerror=alert(1)>"
     mixed = write_text(tmp_path / "mixed.jsonl", "\n".join(MIXED_LINES) + "\n")
     good = tmp_path / "good.json.gz"
-    good.write_bytes(gzip.compress(json.dumps(
-        {"data": GOOD + [simple_run("i7", flow=hostile)], "next": None, "previous": None}).encode()))
+    list_page = {"data": [*GOOD, simple_run("i7", flow=hostile)], "next": None, "previous": None}
+    good.write_bytes(gzip.compress(json.dumps(list_page).encode()))
     named = tmp_path / f"{hostile}.txt.gz"
     named.write_bytes(gzip.compress(b"not runs"))
     dialogs = []
@@ -232,8 +233,9 @@ def test_a_deep_record_and_a_bomb_are_rejected_with_reasons_on_the_page(empty_db
                                                      "output": "@DEEP@"}})
     deep_text = json.dumps(deep_run).replace('"@DEEP@"', '{"a":' * 10_000 + "1" + "}" * 10_000)
     bomb = gzip.compress(b'{"id": "bomb", "pad": "' + b"a" * (8 << 20) + b'"}\n')
+    deep_list = "[" + deep_text + "," + json.dumps(simple_run("ok")) + "]"
     at = load(upload(open_page(empty_db, app_env),
-                     ("deep.json", ("[" + deep_text + "," + json.dumps(simple_run("ok")) + "]").encode()),
+                     ("deep.json", deep_list.encode()),
                      ("deep.jsonl", (deep_text + "\n").encode()),
                      ("bomb.jsonl.gz", bomb)))
     assert not at.exception, at.exception

@@ -16,12 +16,26 @@ import time
 
 import pytest
 
-from factories import (ROOT, engine_run, older_run, rows, run_row, simple_run, write_big_jsonl,
-                       write_jsonl, write_text)
+from factories import (
+    ROOT,
+    engine_run,
+    older_run,
+    rows,
+    run_row,
+    simple_run,
+    write_big_jsonl,
+    write_jsonl,
+    write_text,
+)
 from runs_store.db import generation, open_db
 from runs_store.errors import InputPathError
-from runs_store.ingest import (UNMERGED_FILE_RUNS, IngestSummary, ingest_items, ingest_paths,
-                               records_as_items)
+from runs_store.ingest import (
+    UNMERGED_FILE_RUNS,
+    IngestSummary,
+    ingest_items,
+    ingest_paths,
+    records_as_items,
+)
 from runs_store.readers import Item
 
 RUNNING = engine_run("r1", status="RUNNING", updated="2026-11-03T09:14:05.000Z", finishTime=None,
@@ -206,7 +220,7 @@ def test_a_directory_without_run_files_is_an_input_error(tmp_path):
 def test_every_path_is_checked_before_anything_is_loaded(tmp_path):
     db = tmp_path / "runs.duckdb"
     good = write_jsonl(tmp_path / "good.jsonl", [simple_run("x")])
-    with pytest.raises(InputPathError, match="missing.jsonl"):
+    with pytest.raises(InputPathError, match=r"missing\.jsonl"):
         ingest_paths(db, [good, tmp_path / "missing.jsonl"])
     assert not db.exists() or rows(db, "SELECT count(*) FROM runs")[0][0] == 0
 
@@ -239,7 +253,7 @@ def test_a_damaged_file_mid_way_loads_nothing_of_it(tmp_path):
                                  for n in range(20_000)).encode())
     path = tmp_path / "damaged.jsonl.gz"
     path.write_bytes(data[: int(len(data) * 0.8)])
-    with pytest.raises(InputPathError, match="damaged.jsonl.gz"):
+    with pytest.raises(InputPathError, match=r"damaged\.jsonl\.gz"):
         ingest_paths(db, [path])
     assert rows(db, "SELECT count(*) FROM runs")[0][0] == 0
 

@@ -5,7 +5,7 @@ exactly the runs its row counted."""
 from __future__ import annotations
 
 import re
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 import duckdb
 import pytest
@@ -29,7 +29,7 @@ FAR_PAST = {"range": "Custom range", "from": f"{datetime.now().year - 9}-01-01",
 
 
 def today() -> date:
-    return datetime.now(timezone.utc).date()
+    return datetime.now(UTC).date()
 
 
 def last_days(days: int) -> dict:
@@ -102,7 +102,7 @@ def test_every_tab_renders_a_friendly_empty_state_for_an_empty_range(app_env, sh
     assert subheaders(at) == TABS[tab]
     assert any("No runs match this view" in info.value for info in at.info)
     assert not at.dataframe and not at.get("plotly_chart")
-    assert [metric.value for metric in at.metric][0] == "0"
+    assert at.metric[0].value == "0"
 
 
 @pytest.mark.parametrize("tab", list(TABS))
@@ -191,7 +191,7 @@ def table_by_key(at, key: str):
 
 def test_error_signatures_mask_secrets_and_still_open_their_runs(app_env, tmp_path, monkeypatch):
     # an hour ago is always within the last two UTC days, whatever the time of day
-    created = (datetime.now(timezone.utc) - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    created = (datetime.now(UTC) - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
     db = tmp_path / "leaky.duckdb"
     with open_db(db) as con:
         ingest_items(con, records_as_items([

@@ -20,8 +20,17 @@ from run_records import build_run_db
 from runs_store.db import open_db
 from runs_store.export import write_export
 from runs_store.ingest import ingest_paths
-from runs_store.masking import (MASK, MAX_DEPTH, MaskTally, mask_json_preview, mask_json_text,
-                                mask_secrets, mask_text, messages_as_shown, preview_end)
+from runs_store.masking import (
+    MASK,
+    MAX_DEPTH,
+    MaskTally,
+    mask_json_preview,
+    mask_json_text,
+    mask_secrets,
+    mask_text,
+    messages_as_shown,
+    preview_end,
+)
 from runs_store.run_detail import load_run, make_error
 from runs_store.secret_patterns import VALUE_PATTERNS
 

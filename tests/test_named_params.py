@@ -40,7 +40,7 @@ def test_named_refuses_a_piece_whose_values_do_not_match_its_placeholders():
 
 
 def test_named_where_renames_every_placeholder_of_the_filter_in_order():
-    sql, params = build_where(EVERYTHING)
+    _, params = build_where(EVERYTHING)
     renamed, by_name = named_where(EVERYTHING)
     assert placeholders(renamed) == []
     assert list(by_name.values()) == params

@@ -9,6 +9,7 @@ import gzip
 import io
 import json
 import os
+from datetime import UTC
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -163,10 +164,10 @@ def test_parquet_files_load_flat_runs(tmp_path, gz):
 
 
 def test_parquet_with_real_timestamp_columns_loads(tmp_path):
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     table = pa.table({"id": ["p1"], "flow": ["F"], "status": ["SUCCEEDED"],
-                      "started_at": pa.array([datetime(2026, 11, 1, 9, tzinfo=timezone.utc)],
+                      "started_at": pa.array([datetime(2026, 11, 1, 9, tzinfo=UTC)],
                                              pa.timestamp("ms", tz="UTC"))})
     pq.write_table(table, tmp_path / "typed.parquet")
     db = tmp_path / "runs.duckdb"
@@ -189,7 +190,7 @@ def test_a_csv_row_with_too_many_values_or_a_missing_flow_is_rejected(tmp_path):
 
 def test_a_damaged_parquet_file_is_an_input_error(tmp_path):
     path = write_text(tmp_path / "runs.parquet", "this is not parquet")
-    with pytest.raises(InputPathError, match="runs.parquet"):
+    with pytest.raises(InputPathError, match=r"runs\.parquet"):
         ingest_paths(tmp_path / "runs.duckdb", [path])
 
 
@@ -247,5 +248,5 @@ def test_a_damaged_gzip_file_is_an_input_error_naming_it(tmp_path, damage):
         data = data[:20] + bytes(b ^ 0x5A for b in data[20:200]) + data[200:]
     path = tmp_path / "runs.jsonl.gz"
     path.write_bytes(data)
-    with pytest.raises(InputPathError, match="runs.jsonl.gz"):
+    with pytest.raises(InputPathError, match=r"runs\.jsonl\.gz"):
         ingest_paths(tmp_path / "runs.duckdb", [path])

@@ -7,15 +7,26 @@ checks the same pages in tests/test_browser_record_text.py.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
 from conftest import ROOT
-from run_records import (LINK_ERROR, LINK_FLOW, LINK_HOST, LINK_IN_URL, LINK_RUN, LINK_STEP_TITLE,
-                         LINK_THOUGHT, LINK_TOOL_ERROR, LINK_TOOL_STATUS, build_run_db, link_runs)
 from markdown_text import as_read, link_targets
 from pages.common.text import code, plain
+from run_records import (
+    LINK_ERROR,
+    LINK_FLOW,
+    LINK_HOST,
+    LINK_IN_URL,
+    LINK_RUN,
+    LINK_STEP_TITLE,
+    LINK_THOUGHT,
+    LINK_TOOL_ERROR,
+    LINK_TOOL_STATUS,
+    build_run_db,
+    link_runs,
+)
 from runs_store.signatures import error_signature
 
 # Elements whose text Streamlit shows verbatim, never as markdown.
@@ -62,7 +73,7 @@ def test_a_code_span_reads_as_its_text(text):
 
 @pytest.fixture(scope="module")
 def links_db(tmp_path_factory):
-    now = datetime.now(timezone.utc).replace(tzinfo=None, microsecond=0)
+    now = datetime.now(UTC).replace(tzinfo=None, microsecond=0)
     return build_run_db(tmp_path_factory.mktemp("links") / "links.duckdb", link_runs(now))
 
 

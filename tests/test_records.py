@@ -11,8 +11,18 @@ from datetime import datetime
 
 import pytest
 
-from factories import (AGENT_OUTPUT, SLACK_ERROR, engine_run, example_steps, older_run, rows,
-                       run_row, simple_run, write_jsonl, write_text)
+from factories import (
+    AGENT_OUTPUT,
+    SLACK_ERROR,
+    engine_run,
+    example_steps,
+    older_run,
+    rows,
+    run_row,
+    simple_run,
+    write_jsonl,
+    write_text,
+)
 from runs_store.ingest import ingest_paths
 from runs_store.signatures import error_signature
 from runs_store.statuses import STATUSES
@@ -30,7 +40,7 @@ def steps_of(db, run_id):
                      "ORDER BY position", [run_id])
     keys = ("position", "name", "display_name", "type", "status", "duration_ms", "piece_name",
             "action_name", "input", "output", "error")
-    return [dict(zip(keys, row)) for row in found]
+    return [dict(zip(keys, row, strict=True)) for row in found]
 
 
 # ------------------------------------------------------------------ the newer shape
@@ -48,7 +58,8 @@ def test_a_newer_shape_run_keeps_its_fields(tmp_path):
     assert run["finish_time"] == datetime(2026, 11, 3, 9, 14, 9, 880000)
     assert run["updated_at"] == datetime(2026, 11, 3, 9, 14, 9, 904000)
     assert run["archived_at"] == datetime(2026, 11, 4, 8, 0, 0)
-    assert (run["project_id"], run["flow_id"], run["flow_version_id"]) == ("pR0j3ct", "fL0w", "fV3r")
+    ids = (run["project_id"], run["flow_id"], run["flow_version_id"])
+    assert ids == ("pR0j3ct", "fL0w", "fV3r")
     assert run["tags"] == ["vip", "eu"] and run["parent_run_id"] == "parent-1"
     assert run["steps_count"] == 4 and run["has_steps"] is True
 
@@ -159,7 +170,8 @@ def test_an_error_message_that_is_not_a_string_is_kept_as_json(tmp_path):
                         "errorMessage": {"message": "boom", "code": 500}}}
     record = engine_run(failedStep=None, steps=steps)
     db, _ = load(tmp_path, [record])
-    assert json.loads(run_row(db, record["id"])["error_message"]) == {"message": "boom", "code": 500}
+    stored = run_row(db, record["id"])["error_message"]
+    assert json.loads(stored) == {"message": "boom", "code": 500}
 
 
 def test_a_succeeded_run_has_no_failed_step(tmp_path):
@@ -177,7 +189,7 @@ def test_steps_keep_execution_order_type_status_duration_and_payloads(tmp_path):
     stored = steps_of(db, record["id"])
     assert [step["name"] for step in stored] == list(record["steps"])
     assert [step["position"] for step in stored] == list(range(len(record["steps"])))
-    for step, (name, given) in zip(stored, record["steps"].items()):
+    for step, given in zip(stored, record["steps"].values(), strict=True):
         assert step["type"] == given["type"] and step["status"] == given["status"]
         assert step["duration_ms"] == given.get("duration")
         assert json.loads(step["input"]) == given["input"]

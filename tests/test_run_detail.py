@@ -15,19 +15,55 @@ from datetime import datetime, timedelta
 import pytest
 
 from factories import AGENT_OUTPUT, FLOW_VERSION, SLACK_ERROR, engine_run, example_steps, older_run
-from run_records import (BIG_SECRET, FAILED_RUN, HUGE_ROWS, KEPT, MULTILINE_ERROR, SECRETS,
-                         STARTED, agent_failure_run, build_run_db, comparison_runs, compact_size,
-                         failed_tool_agent_output, huge_output, huge_run, loop_run, loop_steps,
-                         multiline_error_run, purged_run, secret_input, secret_output, secrets_run,
-                         succeeded_steps, timed_run)
+from run_records import (
+    BIG_SECRET,
+    FAILED_RUN,
+    HUGE_ROWS,
+    KEPT,
+    MULTILINE_ERROR,
+    SECRETS,
+    STARTED,
+    agent_failure_run,
+    build_run_db,
+    compact_size,
+    comparison_runs,
+    failed_tool_agent_output,
+    huge_output,
+    huge_run,
+    loop_run,
+    loop_steps,
+    multiline_error_run,
+    purged_run,
+    secret_input,
+    secret_output,
+    secrets_run,
+    succeeded_steps,
+    timed_run,
+)
 from runs_store import masking
 from runs_store.db import open_db
 from runs_store.formatting import zone
-from runs_store.masking import (MASK, MaskTally, is_secret_key, mask_json_preview, mask_json_text,
-                                mask_secrets, mask_text)
-from runs_store.run_detail import (EditLinkError, PayloadGone, banner_line,
-                                   compare_with_last_success, edit_flow_url, head_chars, load_run,
-                                   payload_download, preview_bytes, read_step_rows)
+from runs_store.masking import (
+    MASK,
+    MaskTally,
+    is_secret_key,
+    mask_json_preview,
+    mask_json_text,
+    mask_secrets,
+    mask_text,
+)
+from runs_store.run_detail import (
+    EditLinkError,
+    PayloadGone,
+    banner_line,
+    compare_with_last_success,
+    edit_flow_url,
+    head_chars,
+    load_run,
+    payload_download,
+    preview_bytes,
+    read_step_rows,
+)
 from runs_store.secret_patterns import VALUE_PATTERNS
 
 UTC = zone("UTC")
@@ -64,9 +100,9 @@ def agent_secret_steps() -> dict:
 
 
 def all_records() -> list[dict]:
-    records = comparison_runs() + [
-        loop_run(), agent_failure_run(), secrets_run(), huge_run(), purged_run(),
-        purged_run("never-recorded", steps={}), older_run("old-1"),
+    records = [
+        *comparison_runs(), loop_run(), agent_failure_run(), secrets_run(), huge_run(),
+        purged_run(), purged_run("never-recorded", steps={}), older_run("old-1"),
         loop_run("many-iterations", steps=loop_steps(iterations=130, failed_iteration=None),
                  status="SUCCEEDED", failedStep=None),
         engine_run("agent-secret", flowId="fL0w-agent-secret", steps=agent_secret_steps()),
@@ -444,7 +480,7 @@ def test_secrets_in_json_a_string_holds_are_masked_in_json_text_which_stays_json
     assert tally.hits == 2
 
 
-@pytest.mark.parametrize("cut", range(0, 16))
+@pytest.mark.parametrize("cut", range(16))
 def test_an_escaped_secret_cut_by_the_end_of_a_preview_is_masked(cut):
     text = json.dumps({"body": json.dumps({"client_secret": "cs_live_Zq81wPx", "n": 1})})
     start = text.index("cs_live")
@@ -514,7 +550,7 @@ def test_a_download_reads_input_and_error_too_and_only_payload_columns(con):
         == recorded["input"]
     assert json.loads(payload_download(con, FAILED_RUN, step.position, "error", mask=False)) \
         == json.loads(SLACK_ERROR)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="no payload column 'name'"):
         payload_download(con, FAILED_RUN, step.position, "name", mask=False)
 
 
@@ -670,7 +706,7 @@ def random_value(rng: random.Random, depth: int = 0):
         return {rng.choice(KEYS): random_value(rng, depth + 1) for _ in range(rng.randint(0, 4))}
     if depth < 3 and roll < 0.45:
         return [random_value(rng, depth + 1) for _ in range(rng.randint(0, 3))]
-    return rng.choice(TEXTS + [1, None, True])
+    return rng.choice([*TEXTS, 1, None, True])
 
 
 def test_masking_a_parsed_payload_skips_only_payloads_with_nothing_to_mask():

@@ -16,11 +16,30 @@ import pytest
 from conftest import ROOT
 from factories import AGENT_OUTPUT, FLOW_VERSION, SLACK_ERROR, engine_run, example_steps
 from markdown_text import as_read
-from run_records import (BIG_SECRET, FAILED_RUN, SECRETS, XSS_NAME, XSS_OUTPUT_TEXT,
-                         XSS_STEP_TITLE, agent_failure_run, build_run_db, comparison_runs,
-                         compact_size, failed_tool_agent_output, huge_output, huge_run, loop_run,
-                         loop_steps, multiline_error_run, purged_run, secret_input, secret_output,
-                         secrets_run, timed_run, xss_run)
+from run_records import (
+    BIG_SECRET,
+    FAILED_RUN,
+    SECRETS,
+    XSS_NAME,
+    XSS_OUTPUT_TEXT,
+    XSS_STEP_TITLE,
+    agent_failure_run,
+    build_run_db,
+    compact_size,
+    comparison_runs,
+    failed_tool_agent_output,
+    huge_output,
+    huge_run,
+    loop_run,
+    loop_steps,
+    multiline_error_run,
+    purged_run,
+    secret_input,
+    secret_output,
+    secrets_run,
+    timed_run,
+    xss_run,
+)
 from runs_store.db import open_db
 from runs_store.run_detail import payload_download
 
@@ -54,8 +73,8 @@ LABELS = {"SUCCEEDED": "Succeeded", "FAILED": "Failed", "CANCELED": "Canceled",
 
 
 def all_records() -> list[dict]:
-    records = comparison_runs() + [loop_run(), agent_failure_run(), secrets_run(), huge_run(),
-                                   purged_run(), xss_run(), multiline_error_run()]
+    records = [*comparison_runs(), loop_run(), agent_failure_run(), secrets_run(), huge_run(),
+               purged_run(), xss_run(), multiline_error_run()]
     return records + [timed_run(f"banner-{status}", status, took, **(
         {"startTime": None} if status == "QUEUED" else {}))
         for status, (_, took, _, _, _) in BANNERS.items()]
@@ -181,7 +200,7 @@ def page_link(at, label: str):
 
 @pytest.mark.parametrize("status", list(BANNERS))
 def test_the_banner_says_status_start_and_time_taken_in_its_status_colour(status):
-    box, took, words, contact, meaning = BANNERS[status]
+    box, took, words, *_ = BANNERS[status]
     at = open_run({"id": f"banner-{status}"})
     banner = getattr(at, box)
     assert len(banner) == 1, f"expected one {box} banner"
@@ -238,7 +257,7 @@ def test_each_step_row_is_a_table_row_of_name_kind_badge_and_time():
     assert len(rows) == len(recorded)
     weights = {tuple(round(column.weight, 3) for column in row) for row in rows}
     assert len(weights) == 1, "every row should split its width the same way"
-    for row, (name, step) in zip(rows, recorded.items()):
+    for row, (name, step) in zip(rows, recorded.items(), strict=True):
         button, kind, badge, took = row
         assert [unescape(b.label) for b in button.button] == [
             f"{list(recorded).index(name) + 1}. {titles[name]}"]
@@ -432,9 +451,9 @@ def test_the_masking_note_counts_what_was_masked_and_says_how_to_turn_it_off():
     step = secrets_run()["steps"]["step_1"]
     recorded = json.dumps([step["input"], step["output"], step["errorMessage"]])
     hidden = sum(recorded.count(secret) for secret in SECRETS.values())
-    assert masked_notes(at) == [f"{hidden} values that look like secrets are masked in this run "
-                                "(shown as ••••••). To see the recorded values, start the app "
-                                "with `RUNS_MASK_SECRETS=0`."]
+    assert masked_notes(at) == [(f"{hidden} values that look like secrets are masked in this run "
+                                 "(shown as ••••••). To see the recorded values, start the app "
+                                 "with `RUNS_MASK_SECRETS=0`.")]
 
 
 @pytest.mark.parametrize("run_id", [FAILED_RUN, "loop-run", "multiline-error"])

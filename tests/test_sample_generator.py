@@ -6,13 +6,13 @@ import gzip
 import json
 import re
 from collections import Counter, defaultdict
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from runs_store.sample import generate_runs, write_jsonl
 
-END = datetime(2026, 11, 18, 15, 30, tzinfo=timezone.utc)
+END = datetime(2026, 11, 18, 15, 30, tzinfo=UTC)
 DAYS = 30
 SEED = 5
 ALL_STATUSES = {"SUCCEEDED", "RUNNING", "PAUSED", "FAILED", "CANCELED", "QUOTA_EXCEEDED", "TIMEOUT",
@@ -97,14 +97,15 @@ def test_yields_exactly_count_runs(count):
 
 def test_default_end_is_now():
     newest = list(generate_runs(5))[-1]
-    assert abs(datetime.now(timezone.utc) - parse(newest["created"])) < timedelta(minutes=5)
+    assert abs(datetime.now(UTC) - parse(newest["created"])) < timedelta(minutes=5)
 
 
-@pytest.mark.parametrize("arguments", [{"count": -1}, {"count": 5, "days": 0},
-                                       {"count": 5, "legacy_share": 1.5},
-                                       {"count": 5, "test_share": -0.1}])
-def test_rejects_impossible_arguments(arguments):
-    with pytest.raises(ValueError):
+@pytest.mark.parametrize("arguments, message", [
+    ({"count": -1}, "count must be >= 0"), ({"count": 5, "days": 0}, "days must be > 0"),
+    ({"count": 5, "legacy_share": 1.5}, "legacy_share must be between 0 and 1"),
+    ({"count": 5, "test_share": -0.1}, "test_share must be between 0 and 1")])
+def test_rejects_impossible_arguments(arguments, message):
+    with pytest.raises(ValueError, match=message):
         generate_runs(**arguments)
 
 
@@ -249,7 +250,7 @@ def test_a_new_version_raises_one_flows_failure_rate_at_one_step(runs):
         if len(rates) >= 2 and rates[-1] >= 0.2 and max(rates[:-1]) <= 0.06:
             jumps.append(versions[-1][1])
     assert len(jumps) == 1
-    step, count = failed_at[jumps[0]].most_common(1)[0]
+    _, count = failed_at[jumps[0]].most_common(1)[0]
     assert count / sum(failed_at[jumps[0]].values()) > 0.8
 
 
@@ -400,8 +401,8 @@ def test_step_durations_are_realistic(with_steps):
             elif step["status"] == "SUCCEEDED" and step["type"] == "PIECE" and piece.endswith(
                     ("-slack", "-http", "-hubspot", "-gmail")):
                 by_kind["api"].append(step["duration"])
-    assert 5 <= min(by_kind["code"]) and max(by_kind["code"]) <= 80
-    assert 150 <= min(by_kind["api"]) and max(by_kind["api"]) <= 3000
+    assert min(by_kind["code"]) >= 5 and max(by_kind["code"]) <= 80
+    assert min(by_kind["api"]) >= 150 and max(by_kind["api"]) <= 3000
 
 
 # ---------------------------------------------------------------- shares and extras
@@ -480,7 +481,7 @@ def test_step_inputs_carry_secrets_to_mask(with_steps):
 def test_volume_follows_a_daily_and_weekly_rhythm(runs):
     created = [parse(run["created"]) for run in runs]
     by_hour = Counter(moment.hour for moment in created)
-    night = sum(by_hour[h] for h in range(0, 5)) / 5
+    night = sum(by_hour[h] for h in range(5)) / 5
     afternoon = sum(by_hour[h] for h in range(12, 17)) / 5
     assert night < 0.4 * afternoon
     by_day = Counter(moment.date() for moment in created)

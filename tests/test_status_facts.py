@@ -6,15 +6,23 @@ from __future__ import annotations
 
 import pytest
 
-from runs_store.statuses import (FAILED_STATES, FINISHED_STATES, STATUS_NAMES, STATUSES,
-                                 UNFINISHED, in_order, step_status_badge, step_status_label,
-                                 tone)
+from runs_store.statuses import (
+    FAILED_STATES,
+    FINISHED_STATES,
+    STATUS_NAMES,
+    STATUSES,
+    UNFINISHED,
+    in_order,
+    step_status_badge,
+    step_status_label,
+    tone,
+)
 from runs_store.step_tree import TimelineEntry
 
 
 def test_finished_states_are_every_status_but_queued_running_and_paused():
-    assert FINISHED_STATES == {s.name for s in STATUSES if s.finished}
-    assert FINISHED_STATES | UNFINISHED == set(STATUS_NAMES)
+    assert {s.name for s in STATUSES if s.finished} == FINISHED_STATES
+    assert set(STATUS_NAMES) == FINISHED_STATES | UNFINISHED
     assert not FINISHED_STATES & UNFINISHED and FAILED_STATES <= FINISHED_STATES
 
 

@@ -1,4 +1,4 @@
-"""The store never imports Streamlit: it is usable and testable on its own (like harlequin's core)."""
+"""The store never imports Streamlit: usable and testable on its own (like harlequin's core)."""
 
 from __future__ import annotations
 

@@ -53,7 +53,7 @@ def flow_rate_lines(rates: pd.DataFrame, unit: str) -> go.Figure:
         fig.add_scatter(x=rows["bucket"], y=rows["rate"], name=name, mode="lines+markers",
                         customdata=[[flow, bucket.isoformat(), failed, finished] for bucket, failed,
                                     finished in zip(rows["bucket"], rows["failed"],
-                                                    rows["finished"])],
+                                                    rows["finished"], strict=True)],
                         hovertemplate=f"%{{x|{_HOVER_TIME[unit]}}}<br>%{{fullData.name}}: "
                                       f"%{{y:.0%}} (%{{customdata[2]:,}} of "
                                       f"%{{customdata[3]:,}})<extra></extra>")

@@ -9,10 +9,10 @@ file again (`PageStore.later`).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Callable, Iterator
 
 import streamlit as st
 
@@ -22,7 +22,6 @@ from runs_store.errors import StoreError
 from runs_store.runs_list import total_runs
 from runs_store.sample_loader import SAMPLE_FILE, load_bundled_sample
 from runs_store.sample_share import sample_share
-
 
 # A page does not hang for long behind an ingest: it says so and offers to try again.
 APP_LOCK_WAIT_SECONDS = 3.0
@@ -103,7 +102,7 @@ def _load_sample_once(store: PageStore) -> None:
     if store.call(total_runs):
         return
     with st.spinner("First start: loading the bundled sample runs…"):
-        load_bundled_sample(settings.database_path(), now=datetime.now(timezone.utc).replace(
+        load_bundled_sample(settings.database_path(), now=datetime.now(UTC).replace(
             tzinfo=None), connection=store.con)
     store.generation = generation(store.con)
 

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import runpy
 import threading
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 import streamlit as st
 

@@ -9,7 +9,7 @@ shown through st.json / st.code, never as markdown or HTML.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import streamlit as st
 
