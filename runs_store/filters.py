@@ -2,12 +2,16 @@
 
 `RunFilter` is the one frozen object a page, the CLI's export and the insights build; `build_where`
 turns it into a SQL fragment and its parameters. Values only ever travel as parameters.
+
+The list order is defined here too: newest first, the id breaking ties, so every run has one
+place. `RunKey` is a run's place in that order and `build_seek` the condition "this place and every
+one after it", which pages the list by key instead of by counting rows to skip.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from datetime import date, datetime, time, timedelta, timezone, tzinfo
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
 
 DATE_PRESETS: dict[str, timedelta | None] = {
     "24h": timedelta(hours=24),
@@ -21,6 +25,8 @@ PRESET_LABELS = {"24h": "Last 24 hours", "7d": "Last 7 days", "30d": "Last 30 da
 DEFAULT_PRESET = "7d"
 # The runs list and its export: newest first, the id breaking ties so that pages never overlap.
 ORDER_BY = "ORDER BY started_at DESC, id DESC"
+# The same order read from its other end (the oldest run first), to reach the last pages cheaply.
+REVERSED_ORDER_BY = "ORDER BY started_at ASC, id ASC"
 
 
 @dataclass(frozen=True)
@@ -35,8 +41,47 @@ class RunFilter:
     signature: str = ""
     flow_version_ids: tuple[str, ...] = ()
 
-    def with_(self, **changes) -> "RunFilter":
+    def with_(self, **changes) -> RunFilter:
         return replace(self, **changes)
+
+
+@dataclass(frozen=True, order=True)
+class RunKey:
+    """A run's place in the list order: its start, then its id (both NOT NULL, the id unique).
+
+    Keys compare as the list sorts them read backwards: a later key comes earlier in the list.
+    """
+    started_at: datetime
+    id: str
+
+
+def build_seek(key: RunKey, alias: str = "") -> tuple[str, list]:
+    """(condition, parameters) keeping the run at `key` and every run after it in the list order.
+
+    `started_at <= t` on its own lets DuckDB skip row groups by their min/max; the OR then keeps,
+    of the runs that start exactly at t, those whose id is not greater (ties break by id DESC).
+    """
+    col = f"{alias}." if alias else ""
+    return (f"{col}started_at <= ? AND ({col}started_at < ? OR {col}id <= ?)",
+            [key.started_at, key.started_at, key.id])
+
+
+def build_day(day: date, alias: str = "") -> tuple[str, list]:
+    """(condition, parameters) keeping the runs that start on this (UTC) day."""
+    col = f"{alias}." if alias else ""
+    start = datetime.combine(day, time.min)
+    return f"{col}started_at >= ? AND {col}started_at < ?", [start, start + timedelta(days=1)]
+
+
+def where_also(where: tuple[str, list], *conditions: tuple[str, list]) -> tuple[str, list]:
+    """A `build_where` result narrowed by more (condition, parameters) pairs, all ANDed."""
+    sql, params = where
+    clauses = [sql[len("WHERE "):]] if sql else []
+    params = list(params)
+    for condition, values in conditions:
+        clauses.append(f"({condition})")
+        params.extend(values)
+    return ("WHERE " + " AND ".join(clauses), params) if clauses else ("", params)
 
 
 def preset_window(preset: str, now: datetime) -> tuple[datetime | None, datetime | None]:
@@ -47,7 +92,7 @@ def preset_window(preset: str, now: datetime) -> tuple[datetime | None, datetime
     return now.replace(second=0, microsecond=0) - span, None
 
 
-def day_window(first: date, last: date, tz: tzinfo = timezone.utc
+def day_window(first: date, last: date, tz: tzinfo = UTC
                ) -> tuple[datetime, datetime]:
     """A custom range of whole days in the user's timezone, as naive UTC (since, until).
 
@@ -59,7 +104,7 @@ def day_window(first: date, last: date, tz: tzinfo = timezone.utc
 
 def _utc_midnight(day: date, tz: tzinfo) -> datetime:
     local = datetime.combine(day, time.min, tzinfo=tz)
-    return local.astimezone(timezone.utc).replace(tzinfo=None)
+    return local.astimezone(UTC).replace(tzinfo=None)
 
 
 def _escape_like(text: str) -> str:

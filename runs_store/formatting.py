@@ -6,6 +6,8 @@ from datetime import UTC, datetime, tzinfo
 from typing import overload
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from runs_store.statuses import BY_NAME
+
 _UNITS_SHORT = (("d", 86_400_000), ("h", 3_600_000), ("min", 60_000), ("s", 1000))
 _UNITS_LONG = (("day", 86_400_000), ("hour", 3_600_000), ("minute", 60_000), ("second", 1000))
 
@@ -31,6 +33,14 @@ def short_duration(ms) -> str:
     if ms < 60_000:
         return f"{ms // 100 / 10:.1f} s".replace(".0 s", " s")
     return " ".join(f"{count} {name}" for count, name in _two_units(ms, _UNITS_SHORT) if count)
+
+
+def shown_duration(status: str, ms) -> str:
+    """A run's duration as the runs list shows it: blank while the run has not finished (a
+    duration stored for an unfinished run is not trusted), else short_duration. A status the
+    app does not know shows its duration."""
+    found = BY_NAME.get(status)
+    return short_duration(ms) if found is None or found.finished else ""
 
 
 def long_duration(ms) -> str:

@@ -1,25 +1,44 @@
 """The runs list: one page of runs, the count of all that match, and the bulk actions on them.
 
 Ordered most recent first, ties broken by id, so every run has one place in the order and paging
-never skips or repeats one. A page asks for one row more than it shows to know whether a next page
-exists; only the rows on screen ever reach pandas.
+never skips or repeats one. Pages are found by key, never by OFFSET over whole rows: a page starts
+at a run's key (started_at, id) and asks for `limit + 1` rows from there, the one more telling
+whether a next page exists (and giving its first key). A page known only by its number (a deep
+link, "page 1,000", "last page") first finds its first key by skipping over key columns only:
+from whichever end of the list is nearer, and, far from both ends, inside the one day that holds
+it (`DayCounts` says which). Only the rows on screen ever reach pandas.
 """
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
+from itertools import accumulate
 
 import pandas as pd
 
 from runs_store.db import bump_generation
-from runs_store.filters import ORDER_BY, RunFilter, build_where
+from runs_store.filters import (
+    ORDER_BY,
+    REVERSED_ORDER_BY,
+    RunFilter,
+    RunKey,
+    build_day,
+    build_seek,
+    build_where,
+    where_also,
+)
 
 LIST_COLUMNS = ("id, flow_name, status, started_at, duration_ms, failed_step, "
                 "failed_step_display, error_message, archived_at, finish_time")
 PAGE_SIZES = (10, 25, 50, 100)
 DEFAULT_PAGE_SIZE = 25
 STUCK_AFTER = timedelta(hours=1)
+# A position this close to an end of the list is found by skipping keys from that end: DuckDB
+# keeps the few keys it needs in a top-N heap and skips row groups by their min/max. Farther in,
+# it would sort every key of the view, so the day that holds the position is looked up instead.
+NEAR_END = 1_000
 
 
 @dataclass(frozen=True)
@@ -29,6 +48,7 @@ class RunsPage:
     offset: int
     limit: int
     has_next: bool
+    next_key: RunKey | None = None  # the first run of the next page, when there is one
 
     @property
     def page_count(self) -> int:
@@ -42,21 +62,114 @@ class RunsPage:
         return f"{self.offset + 1:,}-{self.offset + len(self.rows):,} of {self.total:,} {noun}"
 
 
+@dataclass(frozen=True)
+class DayCounts:
+    """How many runs of a view start on each (UTC) day, newest day first.
+
+    Its sum is the view's total, and its running sum says which day holds the run at any
+    position of the list, so a deep page skips keys inside one day instead of the whole view.
+    """
+    days: tuple[tuple[date, int], ...] = ()
+
+    @property
+    def total(self) -> int:
+        return sum(count for _day, count in self.days)
+
+    def locate(self, position: int) -> tuple[date, int, int]:
+        """(day, index of the run among that day's runs newest first, runs that day) for the
+        run at a 0-based position of the list."""
+        if not 0 <= position < self.total:
+            raise IndexError(f"position {position} is outside a list of {self.total}")
+        ends = list(accumulate(count for _day, count in self.days))
+        found = bisect_right(ends, position)
+        day, count = self.days[found]
+        return day, position - (ends[found] - count), count
+
+
 def count_runs(con, run_filter: RunFilter) -> int:
     where, params = build_where(run_filter)
     return con.execute(f"SELECT count(*) FROM runs {where}", params).fetchall()[0][0]
 
 
-def list_runs(con, run_filter: RunFilter, limit: int, offset: int = 0,
-              total: int | None = None) -> RunsPage:
+def count_days(con, run_filter: RunFilter) -> DayCounts:
+    """The view's runs counted per day (one GROUP BY over the start column): its total, and
+    where in the list each day's runs are."""
     where, params = build_where(run_filter)
-    rows = con.execute(
-        f"SELECT {LIST_COLUMNS} FROM runs {where} {ORDER_BY} LIMIT ? OFFSET ?",
-        params + [limit + 1, offset]).df()
+    found = con.execute(f"SELECT started_at::DATE AS day, count(*) FROM runs {where} "
+                        "GROUP BY day ORDER BY day DESC", params).fetchall()
+    return DayCounts(tuple((day, count) for day, count in found))
+
+
+def list_runs(con, run_filter: RunFilter, limit: int, offset: int = 0,
+              total: int | None = None, days: DayCounts | None = None) -> RunsPage:
+    """The `limit` runs from 0-based position `offset` of the list, and whether more follow.
+
+    `total` and `days`, when given, must describe this filter on this state of the data (the
+    Runs page passes its cached `count_days`); either is counted when missing and needed.
+    """
     if total is None:
-        total = count_runs(con, run_filter)
+        total = days.total if days is not None else count_runs(con, run_filter)
+    start = None
+    if offset > 0:
+        start = key_at(con, run_filter, offset, total, days)
+        if start is None:
+            return RunsPage(_no_rows(con), total, offset, limit, has_next=False)
+    return _page_from(con, run_filter, start, limit, offset, total)
+
+
+def next_page(con, run_filter: RunFilter, page: RunsPage) -> RunsPage:
+    """The page after `page`, by key alone: the runs from its `next_key` on."""
+    offset = page.offset + page.limit
+    if page.next_key is None:
+        return RunsPage(page.rows.iloc[0:0], page.total, offset, page.limit, has_next=False)
+    return _page_from(con, run_filter, page.next_key, page.limit, offset, page.total)
+
+
+def key_at(con, run_filter: RunFilter, position: int, total: int,
+           days: DayCounts | None = None) -> RunKey | None:
+    """The key of the run at a 0-based position of the list, or None past either end.
+
+    Only the key columns are read: from the nearer end when the position is close to one, else
+    inside the day that holds it (from that day's nearer end).
+    """
+    if not 0 <= position < total:
+        return None
+    where = build_where(run_filter)
+    from_end = total - 1 - position
+    if min(position, from_end) <= NEAR_END:
+        return _skip_keys(con, where, position, from_end)
+    day, index, count = (days or count_days(con, run_filter)).locate(position)
+    return _skip_keys(con, where_also(where, build_day(day)), index, count - 1 - index)
+
+
+def _skip_keys(con, where: tuple[str, list], from_start: int, from_end: int) -> RunKey | None:
+    """The key `from_start` runs into the listed runs, counted from whichever end is nearer."""
+    sql, params = where
+    order, skip = (ORDER_BY, from_start) if from_start <= from_end else (REVERSED_ORDER_BY,
+                                                                       from_end)
+    found = con.execute(f"SELECT started_at, id FROM runs {sql} {order} LIMIT 1 OFFSET ?",
+                        [*params, skip]).fetchall()
+    return RunKey(*found[0]) if found else None
+
+
+def _page_from(con, run_filter: RunFilter, start: RunKey | None, limit: int, offset: int,
+               total: int) -> RunsPage:
+    where = build_where(run_filter)
+    sql, params = where_also(where, build_seek(start)) if start is not None else where
+    rows = con.execute(f"SELECT {LIST_COLUMNS} FROM runs {sql} {ORDER_BY} LIMIT ?",
+                       [*params, limit + 1]).df()
+    next_key = _key_of(rows, limit) if len(rows) > limit else None
     return RunsPage(rows.head(limit).reset_index(drop=True), total, offset, limit,
-                    has_next=len(rows) > limit)
+                    has_next=next_key is not None, next_key=next_key)
+
+
+def _key_of(rows: pd.DataFrame, index: int) -> RunKey:
+    started = pd.Timestamp(rows["started_at"].iloc[index]).to_pydatetime()
+    return RunKey(started, str(rows["id"].iloc[index]))
+
+
+def _no_rows(con) -> pd.DataFrame:
+    return con.execute(f"SELECT {LIST_COLUMNS} FROM runs LIMIT 0").df()
 
 
 def page_offset(page: int, limit: int) -> int:
@@ -72,10 +185,8 @@ def count_stuck_running(con, run_filter: RunFilter, now: datetime,
                         after: timedelta = STUCK_AFTER) -> int:
     """Runs in the view still RUNNING more than `after` after they started (engine hiccups)."""
     stuck = run_filter.with_(statuses=("RUNNING",))
-    where, params = build_where(stuck)
-    where = (where + " AND " if where else "WHERE ") + "started_at < ?"
-    return con.execute(f"SELECT count(*) FROM runs {where}",
-                       params + [now - after]).fetchall()[0][0]
+    where, params = where_also(build_where(stuck), ("started_at < ?", [now - after]))
+    return con.execute(f"SELECT count(*) FROM runs {where}", params).fetchall()[0][0]
 
 
 def failed_step_label(display_name, name) -> str:
@@ -109,7 +220,7 @@ def set_archived(con, run_ids: list[str], archived: bool) -> int:
     if not run_ids:
         return 0
     condition = "archived_at IS NULL" if archived else "archived_at IS NOT NULL"
-    when = datetime.now(timezone.utc).replace(tzinfo=None) if archived else None
+    when = datetime.now(UTC).replace(tzinfo=None) if archived else None
     con.execute("BEGIN TRANSACTION")
     try:
         changed = con.execute(

@@ -5,7 +5,7 @@ against an independent Python decision over all their runs."""
 from __future__ import annotations
 
 import re
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import duckdb
@@ -14,8 +14,21 @@ import pytest
 from factories import simple_run
 from list_oracle import ids, keeps, load_runs, matching
 from runs_store.db import open_db
-from runs_store.filters import (DATE_PRESETS, DEFAULT_PRESET, PRESET_LABELS, RunFilter,
-                                build_where, day_window, preset_window)
+from runs_store.filters import (
+    DATE_PRESETS,
+    DEFAULT_PRESET,
+    ORDER_BY,
+    PRESET_LABELS,
+    REVERSED_ORDER_BY,
+    RunFilter,
+    RunKey,
+    build_day,
+    build_seek,
+    build_where,
+    day_window,
+    preset_window,
+    where_also,
+)
 from runs_store.ingest import ingest_items, records_as_items
 
 SINCE = datetime(2026, 11, 1, 8, 30)
@@ -52,9 +65,9 @@ WHERE_CASES = [
      RunFilter(flows=("A",), statuses=("FAILED", "TIMEOUT"), since=SINCE, until=UNTIL,
                include_archived=True, search="x", failed_steps=("step_1",), signature="s",
                flow_version_ids=("v",)),
-     f"WHERE flow_name {IN_LIST} AND status {IN_LIST} AND started_at >= ? AND started_at < ? "
-     f"AND failed_step {IN_LIST} AND error_signature = ? AND flow_version_id {IN_LIST} "
-     f"AND {SEARCH_SQL}",
+     (f"WHERE flow_name {IN_LIST} AND status {IN_LIST} AND started_at >= ? AND started_at < ? "
+      f"AND failed_step {IN_LIST} AND error_signature = ? AND flow_version_id {IN_LIST} "
+      f"AND {SEARCH_SQL}"),
      [["A"], ["FAILED", "TIMEOUT"], SINCE, UNTIL, ["step_1"], "s", ["v"]] + ["%x%"] * 4),
 ]
 
@@ -121,6 +134,66 @@ def test_with_changes_one_field_and_leaves_the_filter_frozen():
         base.search = "y"  # type: ignore[misc]
 
 
+# ------------------------------------------------------------------ the list order and its keys
+
+KEY = RunKey(datetime(2026, 11, 2, 10, 0, 0, 1000), "run-42")
+SEEK = "started_at <= ? AND (started_at < ? OR id <= ?)"
+DAY = date(2026, 11, 2)
+DAY_SQL = "started_at >= ? AND started_at < ?"
+DAY_PARAMS = [datetime(2026, 11, 2), datetime(2026, 11, 3)]
+
+
+@pytest.mark.parametrize("name, built, sql, params", [
+    ("a key and every run after it", build_seek(KEY), SEEK,
+     [KEY.started_at, KEY.started_at, "run-42"]),
+    ("the same, aliased", build_seek(KEY, "r"),
+     "r.started_at <= ? AND (r.started_at < ? OR r.id <= ?)",
+     [KEY.started_at, KEY.started_at, "run-42"]),
+    ("one UTC day", build_day(DAY), DAY_SQL, DAY_PARAMS),
+    ("nothing narrowed", where_also(("", [])), "", []),
+    ("a filter narrowed by nothing", where_also(("WHERE a = ?", [1])), "WHERE a = ?", [1]),
+    ("no filter, one condition", where_also(("", []), build_day(DAY)), f"WHERE ({DAY_SQL})",
+     DAY_PARAMS),
+    ("a filter narrowed twice, parameters in order",
+     where_also(build_where(RunFilter(statuses=("FAILED",))), build_day(DAY), build_seek(KEY)),
+     (f"WHERE archived_at IS NULL AND status {IN_LIST} "
+      f"AND ({DAY_SQL}) AND ({SEEK})"),
+     [["FAILED"], *DAY_PARAMS, KEY.started_at, KEY.started_at, "run-42"]),
+])
+def test_key_builders_give_this_sql_and_these_parameters(name, built, sql, params):
+    assert built == (sql, params)
+
+
+@pytest.mark.parametrize("value", HOSTILE)
+def test_a_key_travels_as_parameters_only(value):
+    sql, params = build_seek(RunKey(SINCE, value))
+    assert value not in sql and sql.count("?") == len(params) == 3 and params[2] == value
+
+
+def test_the_two_orders_are_one_order_read_from_either_end():
+    assert ORDER_BY == "ORDER BY started_at DESC, id DESC"
+    assert REVERSED_ORDER_BY == "ORDER BY started_at ASC, id ASC"
+
+
+def test_keys_compare_as_the_list_reads_backwards():
+    earlier = RunKey(datetime(2026, 11, 2, 9), "z")
+    assert earlier < RunKey(datetime(2026, 11, 2, 10), "a") < RunKey(datetime(2026, 11, 2, 10),
+                                                                      "b")
+
+
+def test_a_seek_keeps_exactly_the_runs_at_or_after_the_key_in_the_list_order(shared_db, runs):
+    """Against the real database: for keys taken from the list (ties included), the seek keeps
+    the key's run and every run the Python order puts after it."""
+    ordered = sorted(runs, key=lambda run: (run["started_at"], run["id"]), reverse=True)
+    with duckdb.connect(str(shared_db), read_only=True) as con:
+        for position in (0, 1, len(ordered) // 2, len(ordered) - 1):
+            key = RunKey(ordered[position]["started_at"], ordered[position]["id"])
+            sql, params = where_also(("", []), build_seek(key))
+            kept = [found for (found,) in con.execute(
+                f"SELECT id FROM runs {sql} {ORDER_BY}", params).fetchall()]
+            assert kept == ids(ordered[position:]), position
+
+
 # ------------------------------------------------------------------ date windows, pure
 
 NOW = datetime(2026, 11, 24, 15, 42, 37, 123456)
@@ -151,9 +224,9 @@ def test_an_unknown_preset_is_an_error_not_a_silent_window():
 
 
 @pytest.mark.parametrize("first, last, tz, since, until", [
-    (date(2026, 11, 3), date(2026, 11, 3), timezone.utc,
+    (date(2026, 11, 3), date(2026, 11, 3), UTC,
      datetime(2026, 11, 3), datetime(2026, 11, 4)),
-    (date(2026, 11, 1), date(2026, 11, 7), timezone.utc,
+    (date(2026, 11, 1), date(2026, 11, 7), UTC,
      datetime(2026, 11, 1), datetime(2026, 11, 8)),
     (date(2026, 11, 1), date(2026, 11, 7), ZoneInfo("Asia/Tokyo"),
      datetime(2026, 10, 31, 15), datetime(2026, 11, 7, 15)),

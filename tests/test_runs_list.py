@@ -1,11 +1,13 @@
 """The runs list: paging walks every run exactly once in (started_at desc, id desc) order, also
-when many runs start at the same instant; counts, the position text, archiving, stuck runs and
-the small helpers. Expected values come from the Python model in list_oracle."""
+when many runs start at the same instant, whether it follows keys from page to page or opens each
+page by its number (near an end, or through the day counts far from both); counts, the position
+text, archiving, stuck runs and the small helpers. Expected values come from the Python model in
+list_oracle and from a direct SQL query of the fully sorted list."""
 
 from __future__ import annotations
 
 import math
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import duckdb
 import pandas as pd
@@ -13,13 +15,29 @@ import pytest
 
 from factories import rows, simple_run, store_with
 from list_oracle import ids, load_runs, matching
+from runs_store import runs_list
 from runs_store.db import generation, open_db
-from runs_store.filters import RunFilter
+from runs_store.filters import ORDER_BY, RunFilter, RunKey, build_where
 from runs_store.ingest import ingest_items, records_as_items
-from runs_store.runs_list import (DEFAULT_PAGE_SIZE, PAGE_SIZES, RunsPage, count_runs,
-                                  count_stuck_running, failed_step_label, flow_names,
-                                  list_runs, newest_start, page_count, page_offset,
-                                  set_archived, total_runs)
+from runs_store.runs_list import (
+    DEFAULT_PAGE_SIZE,
+    PAGE_SIZES,
+    DayCounts,
+    RunsPage,
+    count_days,
+    count_runs,
+    count_stuck_running,
+    failed_step_label,
+    flow_names,
+    key_at,
+    list_runs,
+    newest_start,
+    next_page,
+    page_count,
+    page_offset,
+    set_archived,
+    total_runs,
+)
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +54,7 @@ def shared_runs(shared_db):
 
 
 def walk(con, run_filter: RunFilter, per_page: int) -> list[RunsPage]:
-    """Every page of the list, following has_next from the first page."""
+    """Every page of the list by page number, as deep links open them, following has_next."""
     pages, offset = [], 0
     while True:
         page = list_runs(con, run_filter, per_page, offset)
@@ -47,8 +65,56 @@ def walk(con, run_filter: RunFilter, per_page: int) -> list[RunsPage]:
         assert len(pages) < 10_000, "has_next never became False"
 
 
+def walk_by_key(con, run_filter: RunFilter, per_page: int) -> list[RunsPage]:
+    """Every page of the list from the first, each one starting at the key the one before gave."""
+    pages = [list_runs(con, run_filter, per_page)]
+    while pages[-1].has_next:
+        pages.append(next_page(con, run_filter, pages[-1]))
+        assert len(pages) < 10_000, "has_next never became False"
+    return pages
+
+
+def walk_by_number(con, run_filter: RunFilter, per_page: int, days: bool) -> list[RunsPage]:
+    """Every page opened by its number alone, in the order 1, last, 2, last-1, ... (so each is
+    found from scratch, the far ones from the other end), returned in list order."""
+    total = count_runs(con, run_filter)
+    counts = count_days(con, run_filter) if days else None
+    numbers = range(1, page_count(total, per_page) + 1)
+    ends = zip(numbers, reversed(numbers), strict=True)
+    zigzag = [n for pair in ends for n in pair][:len(numbers)]
+    found = {n: list_runs(con, run_filter, per_page, page_offset(n, per_page), total, counts)
+             for n in zigzag}
+    return [found[n] for n in numbers]
+
+
 def walked_ids(pages: list[RunsPage]) -> list[str]:
     return [run_id for page in pages for run_id in page.rows["id"]]
+
+
+def sorted_by_sql(con, run_filter: RunFilter) -> list[tuple]:
+    """The whole list as one direct query sorts it: (started_at, id) of every run, in order."""
+    where, params = build_where(run_filter)
+    return con.execute(f"SELECT started_at, id FROM runs {where} {ORDER_BY}", params).fetchall()
+
+
+@pytest.fixture(params=["near the ends", "through the day counts"])
+def seek_by(request, monkeypatch):
+    """Runs a test twice: pages found by skipping keys from the nearer end of the list, and, with
+    no position counting as near an end, inside the day that the day counts point at."""
+    if request.param == "through the day counts":
+        monkeypatch.setattr(runs_list, "NEAR_END", -1)
+    return request.param
+
+
+def assert_walk(pages: list[RunsPage], expected: list[str], per_page: int) -> None:
+    got = walked_ids(pages)
+    assert len(got) == len(set(got)), "a run came twice"
+    assert got == expected, "a run was skipped or the order differs"
+    assert len(pages) == max(1, math.ceil(len(expected) / per_page))
+    assert all(len(page.rows) == per_page and page.has_next for page in pages[:-1])
+    assert not pages[-1].has_next and pages[-1].next_key is None
+    assert [page.offset for page in pages] == [n * per_page for n in range(len(pages))]
+    assert all(page.total == len(expected) for page in pages)
 
 
 # ------------------------------------------------------------------ paging the generated runs
@@ -62,13 +128,74 @@ WALKS = [(RunFilter(), 25), (RunFilter(), 100), (RunFilter(include_archived=True
 def test_walking_every_page_gives_the_python_sorted_list_exactly_once(
         shared_con, shared_runs, run_filter, per_page):
     expected = ids(matching(shared_runs, run_filter))
-    pages = walk(shared_con, run_filter, per_page)
-    got = walked_ids(pages)
-    assert len(got) == len(set(got)), "a run came twice"
-    assert got == expected
-    assert len(pages) == max(1, math.ceil(len(expected) / per_page))
-    assert all(len(page.rows) == per_page for page in pages[:-1])
-    assert all(page.total == len(expected) for page in pages)
+    assert_walk(walk(shared_con, run_filter, per_page), expected, per_page)
+
+
+@pytest.mark.parametrize("run_filter, per_page", WALKS)
+def test_following_keys_page_to_page_gives_the_sql_sorted_list_exactly_once(
+        shared_con, shared_runs, run_filter, per_page):
+    everything = sorted_by_sql(shared_con, run_filter)
+    expected = [run_id for _started, run_id in everything]
+    assert expected == ids(matching(shared_runs, run_filter))
+    pages = walk_by_key(shared_con, run_filter, per_page)
+    assert_walk(pages, expected, per_page)
+    assert [page.next_key for page in pages[:-1]] == [
+        RunKey(*everything[n * per_page]) for n in range(1, len(pages))]
+
+
+@pytest.mark.parametrize("run_filter, per_page", WALKS[:3] + WALKS[4:5])
+@pytest.mark.parametrize("days", [False, True], ids=["counted per call", "day counts given"])
+def test_opening_every_page_by_its_number_gives_the_sql_sorted_list(
+        shared_con, seek_by, run_filter, per_page, days):
+    expected = [run_id for _started, run_id in sorted_by_sql(shared_con, run_filter)]
+    assert_walk(walk_by_number(shared_con, run_filter, per_page, days), expected, per_page)
+
+
+@pytest.mark.parametrize("run_filter", [RunFilter(), RunFilter(include_archived=True),
+                                        RunFilter(statuses=("FAILED", "TIMEOUT"))])
+def test_the_key_at_every_position_is_the_sorted_lists(shared_con, seek_by, run_filter):
+    everything = sorted_by_sql(shared_con, run_filter)
+    total, days = len(everything), count_days(shared_con, run_filter)
+    positions = sorted({0, 1, 2, total // 3, total // 2, total - 3, total - 2, total - 1}
+                       | set(range(0, total, 97)))
+    for position in positions:
+        assert key_at(shared_con, run_filter, position, total, days) == \
+            RunKey(*everything[position]), position
+    assert key_at(shared_con, run_filter, total, total, days) is None
+    assert key_at(shared_con, run_filter, -1, total, days) is None
+
+
+def test_the_day_counts_add_up_to_the_count_and_follow_the_days(shared_con, shared_runs):
+    for run_filter in (RunFilter(), RunFilter(statuses=("FAILED",)), RunFilter(search="zzz9")):
+        counts = count_days(shared_con, run_filter)
+        kept = matching(shared_runs, run_filter)
+        assert counts.total == count_runs(shared_con, run_filter) == len(kept)
+        per_day: dict = {}
+        for run in kept:
+            per_day[run["started_at"].date()] = per_day.get(run["started_at"].date(), 0) + 1
+        assert counts.days == tuple(sorted(per_day.items(), reverse=True))
+
+
+D1, D2, D3 = (datetime(2026, 11, day).date() for day in (3, 2, 1))
+
+
+@pytest.mark.parametrize("position, found", [
+    (0, (D1, 0, 2)), (1, (D1, 1, 2)),             # the newest day holds positions 0-1
+    (2, (D2, 0, 3)), (4, (D2, 2, 3)),             # then three runs on the day before
+    (5, (D3, 0, 1)),                              # and the last run alone
+])
+def test_day_counts_locate_a_position_in_its_day(position, found):
+    assert DayCounts(((D1, 2), (D2, 3), (D3, 1))).locate(position) == found
+
+
+@pytest.mark.parametrize("position", [-1, 6, 100])
+def test_day_counts_refuse_a_position_outside_the_list(position):
+    with pytest.raises(IndexError):
+        DayCounts(((D1, 2), (D2, 3), (D3, 1))).locate(position)
+
+
+def test_empty_day_counts_total_nothing():
+    assert DayCounts().total == 0
 
 
 def test_a_page_holds_the_list_columns_and_at_most_its_limit(shared_con, shared_runs):
@@ -135,13 +262,40 @@ def test_the_tie_database_really_has_many_runs_at_one_instant(ties_db):
     assert [count for (count,) in counts] == [len(TIE_IDS)] * 3 + [1]
 
 
-@pytest.mark.parametrize("per_page", [1, 3, 4, 7, 10, 25, 30, 100])
+TIE_PAGE_SIZES = [1, 3, 4, 7, 10, 25, 30, 100]
+
+
+def test_the_tie_page_sizes_put_page_boundaries_inside_a_tie(ties_db):
+    """Otherwise the walks below could pass with a seek that skips or repeats tied runs."""
+    with open_db(ties_db, read_only=True) as con:
+        starts = [started for started, _id in sorted_by_sql(con, RunFilter())]
+    split = [size for size in TIE_PAGE_SIZES
+             if any(starts[n - 1] == starts[n] for n in range(size, len(starts), size))]
+    assert split == [1, 3, 4, 7, 10, 25]
+
+
+@pytest.mark.parametrize("per_page", TIE_PAGE_SIZES)
 def test_paging_through_runs_with_the_same_start_never_skips_or_repeats(ties_db, per_page):
     runs = load_runs(ties_db)
     expected = ids(matching(runs, RunFilter()))
     with open_db(ties_db, read_only=True) as con:
         got = walked_ids(walk(con, RunFilter(), per_page))
     assert got == expected and len(set(got)) == len(runs)
+
+
+@pytest.mark.parametrize("per_page", TIE_PAGE_SIZES)
+def test_every_walk_through_runs_with_the_same_start_gives_the_sql_sorted_list(
+        ties_db, seek_by, per_page):
+    with open_db(ties_db, read_only=True) as con:
+        expected = [run_id for _started, run_id in sorted_by_sql(con, RunFilter())]
+        walks = {"by key": walk_by_key(con, RunFilter(), per_page),
+                 "by number": walk_by_number(con, RunFilter(), per_page, days=False),
+                 "by number, day counts given": walk_by_number(con, RunFilter(), per_page,
+                                                               days=True)}
+    assert expected == ids(matching(load_runs(ties_db), RunFilter()))
+    for name, pages in walks.items():
+        assert walked_ids(pages) == expected, name
+        assert_walk(pages, expected, per_page)
 
 
 def test_ties_break_by_id_descending_in_byte_order(ties_db):
@@ -155,11 +309,12 @@ def test_ties_break_by_id_descending_in_byte_order(ties_db):
 @pytest.mark.parametrize("run_filter", [RunFilter(statuses=("FAILED",)),
                                         RunFilter(flows=("Tie flow",)),
                                         RunFilter(search="-t2")])
-def test_filtered_paging_through_ties_matches_python(ties_db, run_filter):
+def test_filtered_paging_through_ties_matches_python(ties_db, seek_by, run_filter):
     expected = ids(matching(load_runs(ties_db), run_filter))
     with open_db(ties_db, read_only=True) as con:
-        got = walked_ids(walk(con, run_filter, 4))
-    assert got == expected and expected
+        assert walked_ids(walk(con, run_filter, 4)) == expected and expected
+        assert walked_ids(walk_by_key(con, run_filter, 4)) == expected
+        assert walked_ids(walk_by_number(con, run_filter, 4, days=True)) == expected
 
 
 # ------------------------------------------------------------------ counts and positions
@@ -245,7 +400,7 @@ def test_archiving_hides_runs_and_counts_only_the_ones_that_changed(db_copy):
     visible = len([r for r in load_runs(db_copy) if r["archived_at"] is None])
     with open_db(db_copy) as con:
         before = generation(con)
-        assert set_archived(con, chosen + [already, "no-such-run"], True) == 3
+        assert set_archived(con, [*chosen, already, "no-such-run"], True) == 3
         assert generation(con) == before + 1
         assert count_runs(con, RunFilter()) == visible - 3
     assert all(archived_times(db_copy, chosen).values())
@@ -285,9 +440,9 @@ def test_the_archive_time_is_utc_whatever_the_servers_timezone(db_copy):
     chosen = unarchived_ids(db_copy, 1)
     with open_db(db_copy) as con:
         con.execute("SET TimeZone = 'Asia/Tokyo'")
-        before = datetime.now(timezone.utc).replace(tzinfo=None)
+        before = datetime.now(UTC).replace(tzinfo=None)
         set_archived(con, chosen, True)
-        after = datetime.now(timezone.utc).replace(tzinfo=None)
+        after = datetime.now(UTC).replace(tzinfo=None)
     stamp = archived_times(db_copy, chosen)[chosen[0]]
     assert before - timedelta(seconds=1) <= stamp <= after + timedelta(seconds=1)
 
