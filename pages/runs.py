@@ -1,33 +1,42 @@
 """The Runs page: every run of every flow, newest first, filtered, paged and acted on.
 
-The page reads the toolbar and the paging widgets (all bound to the URL, so a copied link opens the
-same view), asks the store for one page of rows and the count of all that match, and draws them.
-Opening a run keeps the view's parameters in the run page's URL so its "Back to runs" returns here.
+The page settles its view (runs_store.view_state.RunsView: the toolbar's filters, the drill-downs,
+the page, rows per page and Live) from the URL and its widgets (pages/common/url_state.py), asks
+the store for the view's day counts and one page of rows, draws them, and writes the view back to
+the URL, so a copied link opens the same view. Opening a run carries the view in the run page's
+URL so its "Back to runs" returns here.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from urllib.parse import quote
 
 import pandas as pd
 import streamlit as st
 
 from pages.common import status_ui, url_state
-from pages.common.data import (PageStore, check_settings, page_store, show_sample_note,
-                               user_timezone)
+from pages.common.data import PageStore, check_settings, page_store, show_sample_note, user_timezone
 from pages.common.entry import draw_inside_app
-from pages.common.toolbar import filter_query_params, render_toolbar
+from pages.common.toolbar import draw_toolbar, today_in, utc_now, view_context
 from runs_store import runs_list, settings
 from runs_store.db import open_db
 from runs_store.export import export_bytes
 from runs_store.filters import RunFilter
-from runs_store.formatting import short_duration
+from runs_store.formatting import shown_duration
 from runs_store.masking import messages_as_shown
 from runs_store.signatures import error_summary
-from runs_store.statuses import BY_NAME, label
+from runs_store.statuses import label
+from runs_store.view_state import (
+    DRILL_KEYS,
+    FILTER_KEYS,
+    PAGING_KEYS,
+    URL_KEYS,
+    RunsView,
+    page_notice,
+)
 
 draw_inside_app()  # before this page draws anything: see pages/common/entry.py
 
@@ -36,6 +45,7 @@ IMPORT_PAGE = "pages/import.py"
 OPEN_KEY = "runs_open_click"
 FLASH_KEY = "runs_flash"
 VIEW_KEY = "runs_view_signature"
+LINKED_PAGE_KEY = "runs_page_from_link"  # this run's page came from the link (read once)
 ROW_HEIGHT = 35
 ARCHIVED_MARK = "🗄 "
 EXPORTS = {"csv": ("CSV", "text/csv"), "jsonl": ("JSON", "application/x-ndjson")}
@@ -44,55 +54,32 @@ BIG_EXPORT = 500_000
 
 # ------------------------------------------------------------------ URL and paging state
 
-def clean_paging_params() -> list[str]:
-    """Checks page, rows and live in the URL before their widgets read them."""
-    sizes = [str(size) for size in runs_list.PAGE_SIZES]
-    notices = url_state.clean_one("page", url_state.a_whole_number("page", 1))
-    notices += url_state.clean_one("rows", url_state.one_of(sizes, "rows per page"))
-    notices += url_state.clean_one("live", url_state.a_boolean("live refresh"))
-    url_state.seed_widget("rows", lambda: int(st.query_params["rows"]))
-    url_state.seed_widget("live", lambda: st.query_params["live"] == "true")
-    return notices
+RUNS = url_state.Scope("runs", keys=URL_KEYS, widgets=FILTER_KEYS + PAGING_KEYS,
+                       arrival_marks=("rows",), whole_url=True)
 
 
-def view_params() -> dict[str, list[str] | str]:
-    """The whole view as URL parameters: filters, page, rows per page and Live."""
-    params = filter_query_params()
-    page, rows = st.session_state.get("page", 1), st.session_state.get("rows")
-    if page and page != 1:
-        params["page"] = str(page)
-    if rows and rows != runs_list.DEFAULT_PAGE_SIZE:
-        params["rows"] = str(rows)
-    if st.session_state.get("live"):
-        params["live"] = "true"
-    return params
-
-
-def view_signature(rows: int) -> str:
+def view_signature(view: RunsView) -> str:
     """Identifies the filters and rows per page, to notice when either changes."""
-    return json.dumps([filter_query_params(), rows], sort_keys=True)
+    return json.dumps([view.to_query(FILTER_KEYS + DRILL_KEYS), view.rows], sort_keys=True)
 
 
-def reset_page_on_change(signature: str) -> None:
-    """Back to page 1 when the filters or the rows per page changed since the last rerun."""
+def reset_page_on_change(signature: str, page_from_link: bool) -> None:
+    """Back to page 1 when the filters or the rows per page changed since the last rerun, unless
+    the link (or the browser's history) names the page to show."""
     previous = st.session_state.get(VIEW_KEY)
     st.session_state[VIEW_KEY] = signature
-    if previous is not None and previous != signature and st.session_state.get("page", 1) != 1:
+    if (previous is not None and previous != signature and not page_from_link
+            and st.session_state.get("page", 1) != 1):
         st.session_state["page"] = 1
 
 
-def keep_page_in_range(page_count: int) -> None:
-    """Seeds the page from the link; a page past the end falls back to page 1 (from a link:
-    with a notice)."""
-    from_link = "page" not in st.session_state
-    wanted = int(st.query_params.get("page", 1)) if from_link else st.session_state["page"]
+def keep_page_in_range(page_count: int, from_link: bool) -> None:
+    """A page past the end falls back to page 1 (one the link asked for: with a notice)."""
+    wanted = st.session_state.get("page", 1)
     if wanted > page_count:
         if from_link:
-            url_state.show_notices([f'Ignored page "{wanted}" from the link: this view has only '
-                                    f'{page_count:,} page{"s" if page_count > 1 else ""}.'])
-        wanted = 1
-    if from_link or wanted != st.session_state["page"]:
-        st.session_state["page"] = wanted
+            url_state.show_notices([page_notice(wanted, page_count)])
+        st.session_state["page"] = 1
 
 
 def table_key(signature: str, page: int, generation: int) -> str:
@@ -107,11 +94,6 @@ def started_local(started: pd.Series, tz) -> pd.Series:
     return pd.to_datetime(started).dt.tz_localize("UTC").dt.tz_convert(tz)
 
 
-def duration_text(status: str, ms) -> str:
-    found = BY_NAME.get(status)
-    return short_duration(ms) if found is None or found.finished else ""
-
-
 def table_frame(rows: pd.DataFrame, tz) -> pd.DataFrame:
     """The page's rows as the table shows them; `id` and `Archived` ride along, hidden."""
     archived = rows["archived_at"].notna()
@@ -119,12 +101,13 @@ def table_frame(rows: pd.DataFrame, tz) -> pd.DataFrame:
         "id": rows["id"],
         "Open": "Open",
         "Flow": [ARCHIVED_MARK + name if gone else name
-                 for name, gone in zip(rows["flow_name"], archived)],
+                 for name, gone in zip(rows["flow_name"], archived, strict=True)],
         "Status": [[label(name)] for name in rows["status"]],
         "Started At": started_local(rows["started_at"], tz),
-        "Duration": [duration_text(s, ms) for s, ms in zip(rows["status"], rows["duration_ms"])],
+        "Duration": [shown_duration(status, ms) for status, ms in
+                     zip(rows["status"], rows["duration_ms"], strict=True)],
         "Failed Step": [runs_list.failed_step_label(d, n) for d, n in
-                        zip(rows["failed_step_display"], rows["failed_step"])],
+                        zip(rows["failed_step_display"], rows["failed_step"], strict=True)],
         "Error": [error_summary(message) for message in messages_as_shown(rows["error_message"])],
         "Archived": archived,
         "Run": ["run?id=" + quote(str(run_id), safe="") for run_id in rows["id"]],
@@ -166,15 +149,15 @@ def selected_ids(event, frame: pd.DataFrame) -> list[str]:
 
 # ------------------------------------------------------------------ actions
 
-def open_run(run_id: str) -> None:
+def open_run(run_id: str, view: RunsView) -> None:
     """The run page in this tab, carrying the view so "Back to runs" can restore it."""
-    url_state.switch_page_with(RUN_PAGE, {"id": run_id, **view_params()})
+    st.switch_page(RUN_PAGE, query_params={"id": run_id, **view.to_query()})
 
 
-def open_clicked_run(frame: pd.DataFrame) -> None:
+def open_clicked_run(frame: pd.DataFrame, view: RunsView) -> None:
     click = st.session_state.get(OPEN_KEY)
     if click is not None and 0 <= click["row"] < len(frame):
-        open_run(frame["id"].iloc[click["row"]])
+        open_run(frame["id"].iloc[click["row"]], view)
 
 
 def archive(store: PageStore, run_ids: list[str], archived: bool) -> None:
@@ -190,13 +173,14 @@ def show_flash() -> None:
         st.toast(message, icon=":material/inventory_2:")
 
 
-def show_selection_actions(store: PageStore, frame: pd.DataFrame, chosen: list[str]) -> None:
+def show_selection_actions(store: PageStore, frame: pd.DataFrame, chosen: list[str],
+                           view: RunsView) -> None:
     """Open, archive, restore or export the selected runs."""
     picked = frame[frame["id"].isin(chosen)]
     archived = picked["Archived"]
     st.markdown(f"**{len(chosen):,} selected**")
     if len(chosen) == 1 and st.button("Open run", icon=":material/open_in_new:", type="primary"):
-        open_run(chosen[0])
+        open_run(chosen[0], view)
     if st.button("Archive", icon=":material/archive:", disabled=bool(archived.all()),
                  help="Hide these runs unless Show archived is ticked"):
         archive(store, chosen, True)
@@ -237,7 +221,7 @@ def show_export_all(run_filter: RunFilter, total: int) -> None:
 
 def stuck_note(store: PageStore, run_filter: RunFilter) -> None:
     """Runs RUNNING for over an hour are usually stuck: say so, with a way to list them."""
-    now = datetime.now(timezone.utc).replace(tzinfo=None, second=0, microsecond=0)
+    now = datetime.now(UTC).replace(tzinfo=None, second=0, microsecond=0)
     stuck = store.cached(runs_list.count_stuck_running, run_filter, now)
     if not stuck:
         return
@@ -250,18 +234,18 @@ def stuck_note(store: PageStore, run_filter: RunFilter) -> None:
 
 def _show_only(status_name: str) -> None:
     st.session_state["status"] = [status_name]
+    url_state.note_change()
 
 
 def _widen_range() -> None:
     st.session_state["range"] = "all"
+    url_state.note_change()
 
 
 def _clear_filters() -> None:
     for key, empty in (("flow", []), ("status", []), ("q", "")):
         st.session_state[key] = empty
-    for key in ("failed_step", "signature", "version"):
-        if key in st.query_params:
-            del st.query_params[key]
+    url_state.drop_params(DRILL_KEYS)
 
 
 def show_empty(store: PageStore) -> None:
@@ -280,22 +264,24 @@ def show_empty(store: PageStore) -> None:
 
 # ------------------------------------------------------------------ the list
 
-def show_runs(store: PageStore, run_filter: RunFilter, tz) -> None:
+def show_runs(store: PageStore, view: RunsView, run_filter: RunFilter, tz) -> None:
     """The bar, the table and the paging controls for the current view."""
+    page_from_link = st.session_state.pop(LINKED_PAGE_KEY, False)  # not in a Live refresh
     bar, table_area, footer = st.container(), st.container(), st.container()
     left, middle = footer.columns([1, 5], vertical_alignment="bottom")
-    rows = left.selectbox("Rows per page", list(runs_list.PAGE_SIZES),
-                          index=list(runs_list.PAGE_SIZES).index(runs_list.DEFAULT_PAGE_SIZE),
-                          key="rows", bind="query-params")
-    signature = view_signature(rows)
-    reset_page_on_change(signature)
-    total = store.cached(runs_list.count_runs, run_filter)
-    page_count = runs_list.page_count(total, rows)
-    keep_page_in_range(page_count)
+    rows = left.selectbox("Rows per page", list(runs_list.PAGE_SIZES), key="rows",
+                          on_change=url_state.note_change)
+    signature = view_signature(view.with_(rows=rows))
+    reset_page_on_change(signature, page_from_link)
+    counts = store.cached(runs_list.count_days, run_filter)
+    page_count = runs_list.page_count(counts.total, rows)
+    keep_page_in_range(page_count, page_from_link)
     with middle:
-        page = st.pagination(page_count, key="page", bind="query-params")
+        page = st.pagination(page_count, key="page", on_change=url_state.note_change)
+    view = view.with_(page=page, rows=rows)
+    url_state.write_view(RUNS, view)  # the whole view, once all of it is known
     runs = store.cached(runs_list.list_runs, run_filter, rows,
-                        runs_list.page_offset(page, rows), total)
+                        runs_list.page_offset(page, rows), counts.total, counts)
     with bar:
         stuck_note(store, run_filter)
     if runs.rows.empty:
@@ -309,48 +295,52 @@ def show_runs(store: PageStore, run_filter: RunFilter, tz) -> None:
         event = show_table(frame, table_key(signature, page, store.generation), tz)
         if run_filter.include_archived:
             st.caption(f"{ARCHIVED_MARK}marks an archived run.")
-        open_clicked_run(frame)
+        open_clicked_run(frame, view)
     with bar.container(horizontal=True, vertical_alignment="center", gap="small"):
         st.markdown(f"**{runs.position_text()}**", width="content")
         st.space("stretch")
         chosen = selected_ids(event, frame)
         if chosen:
-            show_selection_actions(store, frame, chosen)
-        show_export_all(run_filter, total)
+            show_selection_actions(store, frame, chosen, view)
+        show_export_all(run_filter, counts.total)
 
 
-def show_runs_fresh(run_filter: RunFilter, tz) -> None:
+def show_runs_fresh(view: RunsView, run_filter: RunFilter, tz) -> None:
     """show_runs on a connection of its own: a Live refresh reruns only this part."""
     with page_store() as store:
-        show_runs(store, run_filter, tz)
+        show_runs(store, view, run_filter, tz)
 
 
 def live_seconds() -> float:
     return max(2.0, settings.get_number("RUNS_LIVE_SECONDS"))
 
 
-def show_header() -> bool:
-    """The title and the Live toggle; returns whether Live is on."""
-    title, toggle = st.columns([5, 1], vertical_alignment="bottom")
-    title.title("Runs")
-    return toggle.toggle("Live", key="live", bind="query-params",
-                         help=f"Refresh the list every {live_seconds():g} seconds")
+def show_live_toggle(area, view: RunsView) -> RunsView:
+    """The Live toggle (seeded with the view); returns the view with it."""
+    live = area.toggle("Live", key="live", on_change=url_state.note_change,
+                       help=f"Refresh the list every {live_seconds():g} seconds")
+    return view.with_(live=live)
 
 
 def main() -> None:
     check_settings()  # the header reads RUNS_LIVE_SECONDS before the store is opened
-    notices = clean_paging_params()
-    live = show_header()
-    url_state.show_notices(notices)
-    show_flash()
+    title, toggle = st.columns([5, 1], vertical_alignment="bottom")
+    title.title("Runs")
     tz = user_timezone()
     with page_store() as store:
+        flows = store.cached(runs_list.flow_names)
+        settled = url_state.settle_view(RUNS, view_context(flows, tz), today_in(tz))
+        st.session_state[LINKED_PAGE_KEY] = "page" in settled.from_link
+        view = show_live_toggle(toggle, settled.view)
+        url_state.show_notices(settled.notices)
+        show_flash()
         show_sample_note(store)
-        run_filter = render_toolbar(store.cached(runs_list.flow_names), tz)
-    if live:
-        st.fragment(show_runs_fresh, run_every=live_seconds())(run_filter, tz)
+        view = draw_toolbar(view, flows, tz)
+    run_filter = view.run_filter(utc_now(), today_in(tz), tz)
+    if view.live:
+        st.fragment(show_runs_fresh, run_every=live_seconds())(view, run_filter, tz)
     else:
-        show_runs_fresh(run_filter, tz)
+        show_runs_fresh(view, run_filter, tz)
     status_ui.status_legend()
 
 

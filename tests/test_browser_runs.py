@@ -8,7 +8,7 @@ runs: the app holds the file only while it draws), never hard-coded.
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qs, urlsplit
 
 from playwright.sync_api import expect
@@ -34,7 +34,7 @@ ENGINE_COLUMNS = ["Flow", "Status", "Started At", "Duration", "Failed Step"]
 # ------------------------------------------------------------------ the served database
 
 def now_utc() -> datetime:
-    return datetime.now(timezone.utc).replace(tzinfo=None)
+    return datetime.now(UTC).replace(tzinfo=None)
 
 
 def db_rows(db, sql: str, params: list | None = None) -> list[tuple]:
@@ -110,7 +110,7 @@ def row_shown(page, row: int) -> tuple[str, str, datetime]:
     started = datetime.fromisoformat(cell(page, STARTED_COLUMN, row).text_content())
     return (cell(page, FLOW_COLUMN, row).text_content(),
             cell(page, STATUS_COLUMN, row).text_content(),
-            started.astimezone(timezone.utc).replace(tzinfo=None))
+            started.astimezone(UTC).replace(tzinfo=None))
 
 
 def rows_shown(page, rows: int) -> list[tuple[str, str, datetime]]:
@@ -221,3 +221,41 @@ def test_a_status_filter_and_the_page_survive_opening_a_run_and_coming_back(page
     else:
         assert total_of(back) in expected_now
     assert row_shown(page, row) == expected_row
+
+
+def type_status(page, status_label: str) -> None:
+    """Picks one status in the Status multiselect with the keyboard (the page may have scrolled
+    to the pager, where a click on the box does not open its list)."""
+    page.locator(".st-key-status input[role='combobox']").click()
+    page.keyboard.type(status_label)
+    page.keyboard.press("Enter")
+    page.keyboard.press("Escape")
+
+
+def test_the_back_and_forward_buttons_walk_the_views_the_url_had(page, server_url, browser_db):
+    """Each change of the view is one history entry: Back shows the view before (a parameter the
+    older URL lacks back at its default, the page it names kept), Forward the one after."""
+    started = now_utc()
+    open_runs_page(page, server_url)
+    position_text(page, 1)
+    second = next_page(page, PAGE_SIZE + 1)
+    type_status(page, "Failed")
+    page.wait_for_url(lambda url: "status=Failed" in url and "page=" not in url)
+    filtered = position_text(page, 1, other_than=second)
+    assert total_of(filtered) in expected_totals(browser_db, started, now_utc(), "FAILED")
+
+    page.go_back()
+    page.wait_for_url(lambda url: "page=2" in url and "status=" not in url)
+    back = position_text(page, PAGE_SIZE + 1)
+    assert back.startswith(f"{PAGE_SIZE + 1}-{2 * PAGE_SIZE} of ")
+    assert total_of(back) in expected_totals(browser_db, started, now_utc())  # no status filter
+    assert page.locator(".st-key-status").get_by_text("Failed").count() == 0
+    since = started.replace(second=0, microsecond=0) - DEFAULT_WINDOW
+    assert rows_shown(page, 3) == [shown for _, shown in expected_page(browser_db, since,
+                                                                       PAGE_SIZE)[:3]]
+    page.go_back()
+    page.wait_for_url(lambda url: "page=" not in url and "status=" not in url)
+    assert position_text(page, 1).startswith(f"1-{PAGE_SIZE} of ")
+    page.go_forward()
+    page.wait_for_url(lambda url: "page=2" in url and "status=" not in url)
+    assert position_text(page, PAGE_SIZE + 1).startswith(f"{PAGE_SIZE + 1}-{2 * PAGE_SIZE} of ")

@@ -17,21 +17,21 @@ import io
 import json
 import math
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pandas as pd
 import pytest
 import streamlit as st
+import streamlit.testing.v1.app_test as app_test_module
 from streamlit.proto.WidgetStates_pb2 import WidgetState
 from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
 from streamlit.testing.v1 import AppTest
-import streamlit.testing.v1.app_test as app_test_module
 
 from conftest import ROOT
 from factories import rows, simple_run
-from markdown_text import as_read
 from list_oracle import ids, load_runs, matching, page_slice, preset_since, utc_minute
+from markdown_text import as_read
 from runs_store.db import bump_generation, open_db
 from runs_store.filters import RunFilter
 from runs_store.ingest import ingest_items, records_as_items
@@ -224,7 +224,7 @@ def test_the_duration_reader_of_these_tests(text, low, high):
 def test_the_error_column_shows_each_runs_error_in_one_line_and_nothing_when_none(page_db, runs):
     by_id = {run["id"]: run for run in runs}
     shown = table(check(open_runs({"range": "All time", "rows": "100"})))
-    for run_id, error in zip(shown["id"], shown["Error"]):
+    for run_id, error in zip(shown["id"], shown["Error"], strict=True):
         message = by_id[run_id]["error_message"]
         assert error == (error_summary(message) if message else "")
         assert "\n" not in error and error != "nan"
@@ -250,14 +250,14 @@ def test_the_error_column_masks_secrets_unless_masking_is_off(tmp_path, app_env,
     app_env(leaky_store(tmp_path / "leaky.duckdb"))
     monkeypatch.delenv("RUNS_MASK_SECRETS", raising=False)
     masked = table(check(open_runs({"range": "All time"})))
-    errors = dict(zip(masked["id"], masked["Error"]))
+    errors = dict(zip(masked["id"], masked["Error"], strict=True))
     assert errors == {
         "leaky-bearer": "401 Unauthorized: Authorization: Bearer •••••• was refused",
         "leaky-body": "invalid_client",
         "leaky-form": "token request failed: client_secret=••••••&grant_type=x"}
     monkeypatch.setenv("RUNS_MASK_SECRETS", "0")
     recorded = table(check(open_runs({"range": "All time"})))
-    assert dict(zip(recorded["id"], recorded["Error"])) == {
+    assert dict(zip(recorded["id"], recorded["Error"], strict=True)) == {
         run_id: error_summary(message) for run_id, message in LEAKY_ERRORS.items()}
 
 
@@ -283,8 +283,8 @@ def test_started_at_is_shown_in_the_browsers_timezone(page_db, runs):
     by_id = {run["id"]: run for run in runs}
     shown = table(at)
     assert str(shown["Started At"].dt.tz) == "Asia/Tokyo"
-    for run_id, started in zip(shown["id"], shown["Started At"]):
-        utc = by_id[run_id]["started_at"].replace(tzinfo=timezone.utc)
+    for run_id, started in zip(shown["id"], shown["Started At"], strict=True):
+        utc = by_id[run_id]["started_at"].replace(tzinfo=UTC)
         assert started.to_pydatetime() == utc.astimezone(ZoneInfo("Asia/Tokyo"))
         assert started.utcoffset() == timedelta(hours=9)
     config = json.loads(at.dataframe[0].proto.columns)
@@ -383,7 +383,7 @@ def test_show_archived_adds_the_archived_runs_marked(copy_db):
     assert_shows(at, runs, minutes, include_archived=True)
     shown = table(at)
     archived = {run["id"] for run in runs if run["archived_at"] is not None}
-    for run_id, flow, flag in zip(shown["id"], shown["Flow"], shown["Archived"]):
+    for run_id, flow, flag in zip(shown["id"], shown["Flow"], shown["Archived"], strict=True):
         assert flow.startswith(ARCHIVED_MARK) == (run_id in archived) == flag
     assert shown["Flow"][1].startswith(ARCHIVED_MARK) and shown["Flow"][4].startswith(
         ARCHIVED_MARK)
@@ -483,6 +483,93 @@ def test_changing_a_filter_or_the_rows_per_page_goes_back_to_page_1(page_db, run
     at.pagination[0].set_value(4).run()
     at.selectbox(key="rows").set_value(10).run()
     assert at.pagination[0].value == 1 and position(at)[0].startswith("1-10 of ")
+
+
+def test_a_deep_link_to_any_page_shows_that_page(page_db, runs):
+    """The page number stays in the link; the store finds the page's first run by key (from
+    the nearer end, or through the day counts), never by skipping whole rows."""
+    expected = matching(runs, RunFilter(include_archived=True))
+    last = math.ceil(len(expected) / 10)
+    for page in (last, last - 1, last // 2, 37, 2):
+        at = check(open_runs({"range": "All time", "archived": "true", "rows": "10",
+                              "page": str(page)}))
+        assert at.pagination[0].value == page
+        assert shown_ids(at) == ids(page_slice(expected, 10, page))
+        assert at.query_params["page"] == str(page)
+
+
+def test_the_browsers_back_button_shows_the_view_before(page_db, runs):
+    """The browser's back button sends the older URL: the page shows that view, whole (a
+    parameter the older URL lacks is back at its default), and does not write over it."""
+    at = check(open_runs({"range": "All time", "rows": "10"}))
+    at.pagination[0].set_value(3).run()
+    before = dict(at.query_params)
+    assert before == {"range": "All time", "rows": "10", "page": "3"}
+    at.multiselect(key="status").set_value(["FAILED"]).run()
+    assert dict(at.query_params) == {"range": "All time", "rows": "10", "status": "Failed"}
+    at.query_params.clear()
+    at.query_params.update(before)  # what the browser sends after Back
+    check(at.run())
+    assert at.multiselect(key="status").value == [] and at.pagination[0].value == 3
+    assert shown_ids(at) == ids(page_slice(matching(runs, RunFilter()), 10, 3))
+    assert dict(at.query_params) == before
+
+
+def test_the_url_follows_every_change_in_its_own_spelling(page_db):
+    at = check(open_runs())
+    at.multiselect(key="status").set_value(["FAILED", "TIMEOUT"]).run()
+    assert dict(at.query_params) == {"status": ["Failed", "Timeout"]}
+    at.selectbox(key="range").set_value("all").run()
+    at.selectbox(key="rows").set_value(50).run()
+    at.pagination[0].set_value(2).run()
+    assert dict(at.query_params) == {"status": ["Failed", "Timeout"], "range": "All time",
+                                     "rows": "50", "page": "2"}
+    at.toggle(key="live").set_value(True).run()
+    assert at.query_params["live"] == "true" and at.query_params["page"] == "2"
+    at.multiselect(key="status").set_value([]).run()  # a filter change goes back to page 1
+    assert dict(at.query_params) == {"range": "All time", "rows": "50", "live": "true"}
+
+
+def test_the_runs_page_opened_without_parameters_shows_the_view_it_left(page_db, runs):
+    """From a run's page, the navigation's Runs link (no parameters) comes back to the view the
+    Runs page last had, page included."""
+    at = check(open_runs({"range": "All time", "status": "Failed", "rows": "10"}))
+    at.pagination[0].set_value(2).run()
+    before = shown_ids(at)
+    click_open(at, 0)
+    assert at.query_params["id"] == before[0]
+    at.switch_page(RUNS_PAGE)
+    at.query_params.clear()
+    check(at.run())
+    assert shown_ids(at) == before and at.pagination[0].value == 2
+    assert dict(at.query_params) == {"range": "All time", "status": "Failed", "rows": "10",
+                                     "page": "2"}
+
+
+def test_a_notice_about_the_link_shows_once(page_db):
+    at = check(open_runs({"status": "Bogus"}))
+    assert len(notices(at)) == 1
+    at.multiselect(key="status").set_value(["FAILED"]).run()
+    assert notices(at) == [] and dict(at.query_params) == {"status": "Failed"}
+
+
+def test_the_view_moves_to_insights_and_back(page_db):
+    """The toolbar's values are the session's, on either page: going to Insights and back by
+    the navigation (links without parameters) keeps the filters."""
+    at = check(open_runs())
+    at.multiselect(key="status").set_value(["FAILED"]).run()
+    at.selectbox(key="range").set_value("30d").run()
+    at.switch_page("pages/insights.py")
+    at.query_params.clear()
+    check(at.run())
+    assert at.multiselect(key="status").value == ["FAILED"]
+    assert at.selectbox(key="range").value == "30d"
+    assert at.query_params["status"] == "Failed" and at.query_params["range"] == "Last 30 days"
+    at.switch_page(RUNS_PAGE)
+    at.query_params.clear()
+    check(at.run())
+    assert at.multiselect(key="status").value == ["FAILED"]
+    assert dict(at.query_params) == {"status": "Failed", "range": "Last 30 days"}
 
 
 # ------------------------------------------------------------------ selection and actions
@@ -748,7 +835,7 @@ def test_bad_values_go_and_good_ones_stay(page_db, runs):
 def test_bad_days_in_a_custom_range_fall_back_to_the_default_days(page_db, runs):
     at = check(open_runs({"range": "custom", "from": "2026-02-30", "to": "2999-12-31"}))
     assert len(notices(at)) == 2
-    today = datetime.now(timezone.utc).date()
+    today = datetime.now(UTC).date()
     assert at.date_input(key="from").value == today - timedelta(days=6)
     assert at.date_input(key="to").value == today
     expected = matching(runs, RunFilter(
@@ -760,7 +847,7 @@ def test_bad_days_in_a_custom_range_fall_back_to_the_default_days(page_db, runs)
 def test_going_from_a_custom_range_back_to_last_7_days_does_not_fail(page_db, runs):
     """The browser drops range= when the default is picked but still sends from= and to=: the
     page used to write range= itself then, which Streamlit refuses for a bound parameter."""
-    today = datetime.now(timezone.utc).date()
+    today = datetime.now(UTC).date()
     at = check(open_runs({"range": "Custom range", "from": str(today - timedelta(days=20)),
                           "to": str(today - timedelta(days=15))}))
     at.selectbox(key="range").set_value("7d")
@@ -828,7 +915,7 @@ def test_an_empty_database_says_no_runs_are_loaded_and_links_to_import(empty_db,
 
 
 def test_stuck_runs_are_counted_and_listed_with_one_click(copy_db):
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     records = [simple_run(run_id, created=(now - age).strftime("%Y-%m-%dT%H:%M:%SZ"),
                           status="RUNNING", finishTime=None)
                for run_id, age in (("stuck-3h", timedelta(hours=3)),

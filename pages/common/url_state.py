@@ -1,162 +1,142 @@
-"""Reading the URL before the widgets do: bad values fall back to defaults, with a notice.
+"""The view between the URL and the widgets, with Streamlit's public API only.
 
-Widgets bound to query parameters silently drop values they cannot show. A copied link with a
-typo should say what was ignored instead, so each page cleans its parameters first with rules
-from here and shows the notices. Cleaned values go back into the link in the widgets' own
-spelling, so the widgets read them and the URL keeps describing the view.
+The view is one value (runs_store.view_state.RunsView) and the URL is its text; the widgets are
+not bound to the URL. At the top of a run, `settle_view` decides where the view comes from:
+
+- a page just arrived at (a link opened, "Back to runs", a drill-down from Insights, the
+  sidebar): the parameters the URL has; for those it lacks, the widgets' values this session
+  holds (the toolbar's come along from the page just left, and a drill-down sets them), and when
+  the URL has none at all, the view the page itself last left in the URL;
+- a widget the user just changed (its on_change ran, or a page action set widgets): the widgets;
+- the URL changed while the page stayed (the browser's back and forward buttons): the URL, whole;
+- otherwise the URL and the widgets already agree.
+
+It reads that through `RunsView.from_query` (a value that cannot be used falls back to its default,
+with a notice naming it) and seeds the widgets' session state before they are drawn. Once they are
+drawn, `write_view` puts the view back in the URL, its canonical spelling and defaults left out.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date
-from typing import Callable, Iterable
 
 import streamlit as st
-from streamlit.errors import StreamlitAPIException
 
 from pages.common.text import plain
+from runs_store.view_state import CUSTOM, RunsView, ViewContext
+
+MARK = "view_settled_by"    # the scope that settled the view last
+WRITTEN = "view_written"    # {scope name: the URL query it last left}
+CHANGED = "view_changed"    # a view widget changed since the last run
 
 
-class BadValue(ValueError):
-    """A URL value that cannot be used; str() says which and why."""
+@dataclass(frozen=True)
+class Scope:
+    """The part of the view one page keeps: its URL keys, which of them are widgets, and the
+    widgets that only it draws and that are not kept across pages (missing = just arrived)."""
+    name: str
+    keys: tuple[str, ...]
+    widgets: tuple[str, ...]
+    arrival_marks: tuple[str, ...] = ()
+    whole_url: bool = False  # the page has no other parameters: its URL is written in one go
 
 
-def clean_many(key: str, check: Callable[[str], str]) -> list[str]:
-    """Keeps the values of a repeated parameter that pass `check`; returns notices."""
-    values = st.query_params.get_all(key)
-    if not values:
-        return []
-    kept, notices = [], []
-    for value in values:
-        try:
-            kept.append(check(value))
-        except BadValue as error:
-            notices.append(str(error))
-    kept = list(dict.fromkeys(kept))  # FAILED and Failed are one value
-    if kept != values:
-        _rewrite(key, kept)
-    return notices
+@dataclass(frozen=True)
+class Settled:
+    view: RunsView
+    notices: list[str]
+    from_link: frozenset[str]  # keys whose value the URL set in this run
 
 
-def clean_one(key: str, check: Callable[[str], str]) -> list[str]:
-    """Replaces a single parameter by its checked value, or drops it; returns notices.
+def note_change() -> None:
+    """The on_change of every view widget (and what a page action that sets widgets calls):
+    the widgets win over the URL in the next run."""
+    st.session_state[CHANGED] = True
 
-    A parameter given more than once keeps its last value, as Streamlit reads it.
+
+def query_now(keys) -> dict[str, list[str]]:
+    return {key: st.query_params.get_all(key) for key in keys if key in st.query_params}
+
+
+def settle_view(scope: Scope, context: ViewContext, today: date) -> Settled:
+    """The view for this run (see the module docstring), its widgets seeded, and the notices."""
+    url = query_now(scope.keys)
+    written = st.session_state.get(WRITTEN, {})
+    changed = bool(st.session_state.pop(CHANGED, False))
+    arrived = (st.session_state.get(MARK) != scope.name
+               or any(key not in st.session_state for key in scope.arrival_marks))
+    moved = not arrived and not changed and url != written.get(scope.name)
+    st.session_state[MARK] = scope.name
+    session = _widget_query(scope.widgets)
+    if changed:
+        query = {**{key: url[key] for key in url if key not in scope.widgets}, **session}
+    elif moved:
+        query = url
+    else:
+        left = written.get(scope.name, {}) if arrived and not url else {}
+        query = {**left, **session, **url}
+    view, notices = RunsView.from_query(query, context, scope.keys)
+    linked = frozenset() if changed else frozenset(k for k in url if session.get(k) != url[k])
+    _seed_widgets(view, scope.widgets, today, every=arrived or moved)
+    return Settled(view, notices, linked)
+
+
+def write_view(scope: Scope, view: RunsView) -> None:
+    """Puts the scope's part of the view in the URL when it differs, and remembers the URL the
+    scope left, to tell its own writes from a move of the browser's history.
+
+    The browser gets one history entry per change of the URL, so a page that owns its whole URL
+    writes it in one go; another (Insights also has its own bound tab parameter) sets what changed
+    in one go and removes each parameter back at its default on its own.
     """
-    values = st.query_params.get_all(key)
-    if not values:
-        return []
-    try:
-        cleaned = check(values[-1])
-    except BadValue as error:
-        _rewrite(key, [])
-        return [str(error)]
-    if [cleaned] != values:
-        _rewrite(key, [cleaned])
-    return []
-
-
-def set_param(key: str, value: str) -> None:
-    """Puts a value in the link before its widget reads it (see _rewrite)."""
-    _rewrite(key, [value])
-
-
-def _rewrite(key: str, values: list[str]) -> None:
-    """Puts the cleaned values in the link, where the widgets about to be drawn read them.
-
-    A parameter bound to a widget drawn in an earlier rerun belongs to that widget: the link
-    is left to it (Streamlit refuses the write, and the widget drops values it cannot show).
-    """
-    try:
-        if values:
-            st.query_params[key] = values if len(values) > 1 else values[0]
+    st.session_state.pop(CHANGED, None)  # a Live refresh's paging change is written already
+    wanted = view.to_query(scope.keys)
+    if query_now(scope.keys) != wanted:
+        if scope.whole_url:
+            st.query_params.from_dict(wanted)
         else:
+            _write_keys(wanted, scope.keys)
+    st.session_state.setdefault(WRITTEN, {})[scope.name] = query_now(scope.keys)
+
+
+def _write_keys(wanted: dict[str, list[str]], keys) -> None:
+    changed = {key: value for key, value in wanted.items()
+               if st.query_params.get_all(key) != value}
+    if changed:
+        st.query_params.update(changed)
+    for key in keys:
+        if key not in wanted and key in st.query_params:
             del st.query_params[key]
-    except StreamlitAPIException:
-        return
-    _reseed_widgets_from_link()
 
 
-def _reseed_widgets_from_link() -> None:
-    """Makes widgets that are first drawn in this run read the cleaned link.
-
-    A URL-bound widget takes its first value from the link as it arrived and drops, from the
-    URL too, any spelling it does not show (FAILED for Failed, 7d, yes): the view would no longer
-    be in its own link. Streamlit re-reads the link the same way after a page switch.
-    """
-    from streamlit.runtime.scriptrunner import get_script_run_ctx
-
-    ctx = get_script_run_ctx()
-    if ctx is None:
-        return
-    try:
-        with ctx.session_state.query_params() as params:
-            params.set_initial_query_params_from_current()
-    except AttributeError:  # Streamlit's internals moved: widgets still get seed_widget's value
-        pass
+def drop_params(keys) -> None:
+    """Removes URL parameters that no widget shows (the drill-down chips), as a user change."""
+    for key in keys:
+        if key in st.query_params:
+            del st.query_params[key]
+    note_change()
 
 
-def one_of(options: Iterable[str], what: str) -> Callable[[str], str]:
-    allowed = list(options)
-
-    def check(value: str) -> str:
-        if value not in allowed:
-            raise BadValue(f'Ignored {what} "{value}" from the link: it is not one of '
-                           f'{", ".join(allowed)}.')
-        return value
-
-    return check
+def _widget_query(keys) -> dict[str, list[str]]:
+    """The widgets' values in this session as URL values, every one spelled out."""
+    return RunsView.widgets_as_query(
+        {key: st.session_state[key] for key in keys if key in st.session_state})
 
 
-def a_date(what: str, earliest: date | None = None, latest: date | None = None
-           ) -> Callable[[str], str]:
-    def check(value: str) -> str:
-        try:
-            day = date.fromisoformat(value.strip())
-        except ValueError:
-            raise BadValue(f'Ignored {what} "{value}" from the link: not a date like 2026-11-24.')
-        if (earliest and day < earliest) or (latest and day > latest):
-            raise BadValue(f'Ignored {what} "{value}" from the link: it must be between '
-                           f'{earliest or "any day"} and {latest or "any day"}.')
-        return day.isoformat()
-
-    return check
-
-
-def a_boolean(what: str) -> Callable[[str], str]:
-    def check(value: str) -> str:
-        lowered = value.strip().lower()
-        if lowered in ("true", "1", "yes"):
-            return "true"
-        if lowered in ("false", "0", "no"):
-            return "false"
-        raise BadValue(f'Ignored {what} "{value}" from the link: use true or false.')
-
-    return check
-
-
-def a_whole_number(what: str, low: int, high: int | None = None) -> Callable[[str], str]:
-    def check(value: str) -> str:
-        try:
-            number = int(value)
-        except ValueError:
-            raise BadValue(f'Ignored {what} "{value}" from the link: not a whole number.')
-        if number < low or (high is not None and number > high):
-            limit = f"{low}-{high}" if high is not None else f"at least {low}"
-            raise BadValue(f'Ignored {what} "{value}" from the link: it must be {limit}.')
-        return str(number)
-
-    return check
-
-
-def seed_widget(key: str, parse: Callable[[], object]) -> None:
-    """Before a URL-bound widget is first drawn, sets its value from the link's parameter.
-
-    `parse` reads the (already cleaned) parameter; nothing happens when the link has none or
-    the widget already has a value in this session.
-    """
-    if key in st.query_params and key not in st.session_state:
-        st.session_state[key] = parse()
+def _seed_widgets(view: RunsView, keys, today: date, every: bool) -> None:
+    """Gives each widget about to be drawn the view's value where its state differs, or `every`
+    one on a page just arrived at (the value read may still be the page left's widget's)."""
+    days = dict(zip(("from", "to"), view.custom_days(today), strict=True))
+    for key in keys:
+        if key in days:
+            if view.preset != CUSTOM:
+                continue  # the day inputs are not drawn
+            wanted = days[key]
+        else:
+            wanted = view.widget_value(key)
+        if every or key not in st.session_state or st.session_state[key] != wanted:
+            st.session_state[key] = wanted
 
 
 def show_notices(notices: list[str]) -> None:
@@ -164,31 +144,3 @@ def show_notices(notices: list[str]) -> None:
     of markdown, an address to click), so none of it is read as markdown."""
     for notice in notices:
         st.info(plain(notice), icon=":material/link_off:")
-
-
-def _release_bindings(keys) -> None:
-    """Lets go of this page's widget bindings for these parameters (see switch_page_with)."""
-    from streamlit.runtime.scriptrunner import get_script_run_ctx
-
-    ctx = get_script_run_ctx()
-    if ctx is None:
-        return
-    with ctx.session_state.query_params() as params:
-        for key in keys:
-            binding = params.get_binding_for_param(key)
-            if binding is not None:
-                params.unbind_widget(binding.widget_id)
-
-
-def switch_page_with(page: str, query_params: dict) -> None:
-    """st.switch_page to `page` with these URL parameters, even ones a widget here is bound to.
-
-    Streamlit 1.67 refuses to set a parameter that is bound to a widget (bind="query-params"),
-    also while leaving the page, so the bindings of the carried parameters are released first;
-    the widgets that read them bind again when their page runs.
-    """
-    try:
-        _release_bindings(query_params)
-    except AttributeError:  # Streamlit's internals moved: a plain switch still works unbound
-        pass
-    st.switch_page(page, query_params=query_params)
