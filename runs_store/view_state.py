@@ -129,6 +129,8 @@ class RunsView:
 
     def run_filter(self, now: datetime, today: date, tz: tzinfo) -> RunFilter:
         """The filter this view asks for: `now` is naive UTC, `today` the user's date."""
+        since: datetime | None
+        until: datetime | None
         if self.preset == CUSTOM:
             first, last = sorted(self.custom_days(today))
             since, until = day_window(first, last, tz)
