@@ -17,8 +17,8 @@ import duckdb
 import pandas as pd
 import streamlit as st
 
-from runs_store.filters import DATE_PRESETS, PRESET_LABELS
-from runs_store.statuses import FAILED_STATES, STATUS_NAMES, UNFINISHED, label
+from runs_store.domain.statuses import FAILED_STATES, STATUS_NAMES, UNFINISHED, label
+from runs_store.queries.filters import DATE_PRESETS, PRESET_LABELS
 
 PAGE_SIZE = 50
 RANGES = [key for key in PRESET_LABELS if key != "custom"]

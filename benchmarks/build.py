@@ -5,7 +5,8 @@ generates engine-shaped runs and loads them through the real ingest. Larger stor
 step rows): generating and ingesting 10M runs with steps in Python would take most of an hour, so
 they are made in DuckDB SQL from the 1M store's runs, replicated with new ids and shifted back in
 time by one generated span per copy (10M = ten copies of the 1M store's 30 days, about 10 months at
-the same 33k runs a day). The rows keep the `runs` schema (created by runs_store.db) and are
+the same 33k runs a day). The rows keep the `runs` schema (created by runs_store.store.database)
+and are
 inserted oldest first, as an ingest inserts them. Every store then gets the two hand-made runs of
 handmade.py through the real ingest (`python -m runs_store ingest`).
 
@@ -27,7 +28,7 @@ import duckdb
 
 from benchmarks.handmade import write_handmade
 from benchmarks.procs import python_module, run_measured
-from runs_store.db import bump_generation, ensure_schema
+from runs_store.store.database import bump_generation, ensure_schema
 
 BUILD_VERSION = 5  # 2: sample loads through the JSONL fast path; 3: step payloads in zstd;
 #                   4: large files keep row groups of their own; 5: steps read straight from

@@ -12,7 +12,7 @@ import json
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from runs_store.sample import generate_runs, write_jsonl
+from sample_data.generator import generate_runs, write_jsonl
 
 STEPS_RUN_ID = "bench20stepsRun000001"
 BIG_OUTPUT_RUN_ID = "bench5mbOutputRun0001"

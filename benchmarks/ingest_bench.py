@@ -24,7 +24,7 @@ _FLOOR = re.compile(r"Loaded without checks: ([\d,]+) runs")
 
 def ingest_file_for(stores_dir: Path, runs: int, seed: int) -> Path:
     """A generated engine JSONL file (with steps), written once and reused."""
-    from runs_store.sample import generate_runs, write_jsonl
+    from sample_data.generator import generate_runs, write_jsonl
 
     path = stores_dir / f"ingest-{size_label(runs)}-seed{seed}.jsonl"
     if not path.exists():

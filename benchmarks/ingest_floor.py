@@ -15,8 +15,8 @@ import sys
 
 import duckdb
 
-from runs_store.db import INDEXES, SCHEMA
-from runs_store.records import STEPS_TYPE
+from runs_store.domain.records import STEPS_TYPE
+from runs_store.store.database import INDEXES, SCHEMA
 
 _RUN_COLUMNS = ("{id: 'VARCHAR', environment: 'VARCHAR', status: 'VARCHAR', flowId: 'VARCHAR', "
                 "created: 'TIMESTAMP', startTime: 'TIMESTAMP', finishTime: 'TIMESTAMP', "

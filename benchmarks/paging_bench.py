@@ -26,11 +26,12 @@ from pathlib import Path
 from benchmarks.build import ensure_store, spec_for
 from benchmarks.machine import describe_machine, machine_line
 from benchmarks.procs import ROOT
-from runs_store import runs_list
-from runs_store.db import open_db
-from runs_store.filters import RunFilter, preset_window
+from runs_store.queries import filters
+from runs_store.queries.filters import RunFilter, preset_window
+from runs_store.services import runs_list
+from runs_store.store.database import open_db
 
-PAGE_ROWS = runs_list.DEFAULT_PAGE_SIZE
+PAGE_ROWS = filters.DEFAULT_PAGE_SIZE
 OUT = ROOT / "benchmarks" / "results" / "paging.json"
 CASES = ("page 1", "page 2", "page 1,000", "middle page", "last page")
 

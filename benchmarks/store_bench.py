@@ -2,7 +2,7 @@
 
 The app timings say how long a page takes; this says which query inside it costs what, for the
 default range (Last 7 days) and All time. Every call gets the connection the pages get
-(runs_store.db.open_db) and the same filter object the toolbar builds.
+(runs_store.store.database.open_db) and the same filter object the toolbar builds.
 """
 
 from __future__ import annotations
@@ -12,12 +12,13 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from runs_store import insights, runs_list
-from runs_store.db import generation, open_db
-from runs_store.filters import RunFilter, preset_window
+from runs_store.queries import filters
+from runs_store.queries.filters import RunFilter, preset_window
+from runs_store.services import insights, runs_list
+from runs_store.store.database import generation, open_db
 
 TZ = "Europe/Paris"
-PAGE_ROWS = getattr(runs_list, "DEFAULT_PAGE_SIZE", 50)
+PAGE_ROWS = filters.DEFAULT_PAGE_SIZE
 
 
 def _median_ms(call, repeat: int) -> float:

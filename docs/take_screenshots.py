@@ -17,7 +17,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
 from conftest import CHROMIUM, build_db, start_server, wait_for_app  # noqa: E402
-from runs_store.db import open_db  # noqa: E402
+from runs_store.store.database import open_db  # noqa: E402
 
 VIEWPORT = {"width": 1440, "height": 1000}
 CHROMIUM_ARGS = ["--no-sandbox", "--headless=new", "--disable-gpu",

@@ -19,10 +19,10 @@ import streamlit as st
 from pages.common.data import database_path, page_store, show_sample_note
 from pages.common.entry import draw_inside_app
 from pages.common.text import plain
-from runs_store.errors import StoreError
-from runs_store.ingest import IngestSummary, ingest_file
-from runs_store.readers import SourceFile
-from runs_store.rejects import count_rejects, rejects_frame
+from runs_store.domain.errors import StoreError
+from runs_store.ingest.pipeline import IngestSummary, ingest_file
+from runs_store.ingest.readers import SourceFile
+from runs_store.store.rejects import count_rejects, rejects_frame
 
 draw_inside_app()  # before this page draws anything: see pages/common/entry.py
 

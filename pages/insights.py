@@ -2,7 +2,8 @@
 
 The toolbar (flows, statuses, date range, archived, search) is the Runs page's, bound to the same
 URL keys, so a view moves between the two pages intact. Every number comes from one cached call
-into runs_store.insights; every chart and table drills down by opening the Runs page with the
+into runs_store.services.insights; every chart and table drills down by opening the Runs page with
+the
 current filter narrowed to exactly the runs the clicked number counted (which statuses and days
 those are is the store's to say: insights.narrowed_statuses, insights.bucket_days).
 """
@@ -20,12 +21,12 @@ from pages.common.entry import draw_inside_app
 from pages.common.status_ui import status_column
 from pages.common.text import code, plain
 from pages.common.toolbar import DRILL_KEYS, render_toolbar
-from runs_store import insights
-from runs_store.filters import RunFilter
-from runs_store.formatting import short_duration
-from runs_store.masking import messages_as_shown
-from runs_store.runs_list import flow_names
-from runs_store.statuses import FAILED_STATES, FINISHED_STATES, label
+from runs_store.domain.formatting import short_duration
+from runs_store.domain.statuses import FAILED_STATES, FINISHED_STATES, label
+from runs_store.queries.filters import RunFilter
+from runs_store.services import insights
+from runs_store.services.masking import messages_as_shown
+from runs_store.services.runs_list import flow_names
 
 draw_inside_app()  # before this page draws anything: see pages/common/entry.py
 

@@ -4,7 +4,8 @@ A banner sums the run up ("Run Failed - Started: ..., Took: ..."); every step fo
 order with its badge and time, a waterfall shows where the time went, and the selected step's
 details panel has its properties and the Input / Output / Timeline tabs. The selected step is the
 URL's `step`; every other URL parameter is the Runs page's view, handed back by "Back to runs".
-Everything comes from one store call (runs_store.run_detail.load_run); the whole of a payload too
+Everything comes from one store call (runs_store.services.run_detail.load_run); the whole of a
+payload too
 big to show is read only when its download is clicked (payload_download). Record text is only ever
 shown escaped or through st.json / st.code / st.dataframe.
 """
@@ -24,8 +25,10 @@ from pages.common.entry import draw_inside_app
 from pages.common.json_view import show_payload
 from pages.common.text import plain
 from runs_store import settings
-from runs_store.formatting import banner_time, short_duration
-from runs_store.run_detail import (
+from runs_store.domain.formatting import banner_time, short_duration
+from runs_store.domain.statuses import BY_NAME, step_status_badge, step_status_label, tone
+from runs_store.domain.step_tree import AgentTimeline, Loop, TimelineEntry
+from runs_store.services.run_detail import (
     Comparison,
     EditLinkError,
     RunDetail,
@@ -36,15 +39,13 @@ from runs_store.run_detail import (
     load_run,
     payload_download,
 )
-from runs_store.statuses import BY_NAME, step_status_badge, step_status_label, tone
-from runs_store.step_tree import AgentTimeline, Loop, TimelineEntry
 
 draw_inside_app()  # before this page draws anything: see pages/common/entry.py
 
 RUNS_PAGE = "pages/runs.py"
 VIEW_KEYS = ("flow", "status", "range", "from", "to", "archived", "q", "page", "rows", "live",
              "failed_step", "signature", "version")
-# A run's tone (runs_store.statuses.tone) as the box its banner is drawn in.
+# A run's tone (runs_store.domain.statuses.tone) as the box its banner is drawn in.
 BANNER_BOXES = {"success": (st.success, ":material/check_circle:"),
                 "error": (st.error, ":material/error:"),
                 "warning": (st.warning, ":material/cancel:"),

@@ -1,6 +1,7 @@
 """The Runs page: every run of every flow, newest first, filtered, paged and acted on.
 
-The page settles its view (runs_store.view_state.RunsView: the toolbar's filters, the drill-downs,
+The page settles its view (runs_store.queries.view_state.RunsView: the toolbar's filters, the
+drill-downs,
 the page, rows per page and Live) from the URL and its widgets (pages/common/url_state.py), asks
 the store for the view's day counts and one page of rows, draws them, and writes the view back to
 the URL, so a copied link opens the same view. Opening a run carries the view in the run page's
@@ -21,15 +22,12 @@ from pages.common import status_ui, url_state
 from pages.common.data import PageStore, check_settings, page_store, show_sample_note, user_timezone
 from pages.common.entry import draw_inside_app
 from pages.common.toolbar import draw_toolbar, today_in, utc_now, view_context
-from runs_store import runs_list, settings
-from runs_store.db import open_db
-from runs_store.export import export_bytes
-from runs_store.filters import RunFilter
-from runs_store.formatting import shown_duration
-from runs_store.masking import messages_as_shown
-from runs_store.signatures import error_summary
-from runs_store.statuses import label
-from runs_store.view_state import (
+from runs_store import settings
+from runs_store.domain.formatting import shown_duration
+from runs_store.domain.signatures import error_summary
+from runs_store.domain.statuses import label
+from runs_store.queries.filters import PAGE_SIZES, RunFilter
+from runs_store.queries.view_state import (
     DRILL_KEYS,
     FILTER_KEYS,
     PAGING_KEYS,
@@ -37,6 +35,10 @@ from runs_store.view_state import (
     RunsView,
     page_notice,
 )
+from runs_store.services import runs_list
+from runs_store.services.export import export_bytes
+from runs_store.services.masking import messages_as_shown
+from runs_store.store.database import open_db
 
 draw_inside_app()  # before this page draws anything: see pages/common/entry.py
 
@@ -269,7 +271,7 @@ def show_runs(store: PageStore, view: RunsView, run_filter: RunFilter, tz) -> No
     page_from_link = st.session_state.pop(LINKED_PAGE_KEY, False)  # not in a Live refresh
     bar, table_area, footer = st.container(), st.container(), st.container()
     left, middle = footer.columns([1, 5], vertical_alignment="bottom")
-    rows = left.selectbox("Rows per page", list(runs_list.PAGE_SIZES), key="rows",
+    rows = left.selectbox("Rows per page", list(PAGE_SIZES), key="rows",
                           on_change=url_state.note_change)
     signature = view_signature(view.with_(rows=rows))
     reset_page_on_change(signature, page_from_link)

@@ -13,14 +13,19 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from runs_store import settings
-from runs_store.db import open_db
-from runs_store.errors import StoreError
-from runs_store.export import FORMATS, refuse_store_as_output, replaced_on_success, write_export
-from runs_store.filters import RunFilter
-from runs_store.ingest import ingest_paths
-from runs_store.records import RecordRejected, parse_time
-from runs_store.rejects import list_rejects, reject_location
-from runs_store.statuses import STATUS_NAMES, parse_status
+from runs_store.domain.errors import StoreError
+from runs_store.domain.records import RecordRejected, parse_time
+from runs_store.domain.statuses import STATUS_NAMES, parse_status
+from runs_store.ingest.pipeline import ingest_paths
+from runs_store.queries.filters import RunFilter
+from runs_store.services.export import (
+    FORMATS,
+    refuse_store_as_output,
+    replaced_on_success,
+    write_export,
+)
+from runs_store.store.database import open_db
+from runs_store.store.rejects import list_rejects, reject_location
 
 
 class ProgressBar:
@@ -115,7 +120,7 @@ def command_export(args) -> int:
 
 
 def command_sample(args) -> int:
-    from runs_store.sample_loader import load_generated_sample
+    from runs_store.ingest.sample_loader import load_generated_sample
 
     end = datetime.now(UTC).replace(tzinfo=None, microsecond=0)
     summary = load_generated_sample(_database(args), runs=args.runs, days=args.days,

@@ -28,7 +28,7 @@ from pathlib import Path
 from string import Formatter
 from urllib.parse import urlsplit
 
-from runs_store.errors import SettingError
+from runs_store.domain.errors import SettingError
 
 # ---------------------------------------------------------------- kinds of value
 

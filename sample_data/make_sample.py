@@ -1,7 +1,8 @@
 """Regenerates sample_data/sample-runs.jsonl.gz, the small sample the app loads on first start.
 
 Run from the repository root: `python sample_data/make_sample.py`. The runs come from the sample
-generator (runs_store/sample.py) with fixed arguments and a fixed end, so the same code gives the
+generator (sample_data/generator.py) with fixed arguments and a fixed end, so the same code gives
+the
 same runs; the gzip header carries no timestamp, so the same runs give the same bytes.
 """
 
@@ -17,7 +18,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from runs_store.sample import generate_runs, write_jsonl  # noqa: E402
+from sample_data.generator import generate_runs, write_jsonl  # noqa: E402
 
 TARGET = ROOT / "sample_data" / "sample-runs.jsonl.gz"
 RUNS, DAYS, SEED, LEGACY_SHARE, TEST_SHARE = 4_000, 45, 2026, 0.05, 0.01

@@ -24,8 +24,8 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from runs_store.db import open_db  # noqa: E402
-from runs_store.ingest import ingest_items, records_as_items  # noqa: E402
+from runs_store.ingest.pipeline import ingest_items, records_as_items  # noqa: E402
+from runs_store.store.database import open_db  # noqa: E402
 
 SEED = 11
 SAMPLE_RUNS = 3_000
@@ -40,7 +40,7 @@ def now_utc() -> datetime:
 def build_db(path: Path, runs: int = SAMPLE_RUNS, days: float = SAMPLE_DAYS, seed: int = SEED,
              end: datetime | None = None, **generator_options) -> Path:
     """A real database file generated from the sample generator."""
-    from runs_store.sample import generate_runs
+    from sample_data.generator import generate_runs
 
     records = generate_runs(runs, days=days, seed=seed, end=end or now_utc(), **generator_options)
     with open_db(path) as con:

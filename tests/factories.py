@@ -216,8 +216,8 @@ def run_cli(*args: str, env: dict | None = None, cwd: Path = ROOT, timeout: floa
 
 def store_with(path: Path, records: list[dict], source: str = "test-records") -> Path:
     """A real store holding exactly `records`, loaded by the real ingest; every one must load."""
-    from runs_store.db import open_db
-    from runs_store.ingest import ingest_items, records_as_items
+    from runs_store.ingest.pipeline import ingest_items, records_as_items
+    from runs_store.store.database import open_db
 
     with open_db(path) as con:
         summary = ingest_items(con, records_as_items(records), source)

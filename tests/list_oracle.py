@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from factories import rows
-from runs_store.filters import RunFilter
+from runs_store.queries.filters import RunFilter
 
 FIELDS = ("id", "flow_name", "status", "started_at", "duration_ms", "failed_step",
           "failed_step_display", "error_message", "error_signature", "flow_version_id",

@@ -32,7 +32,7 @@ from run_records import (
     build_run_db,
     link_runs,
 )
-from runs_store.signatures import error_signature
+from runs_store.domain.signatures import error_signature
 from test_browser_insights import cell_text, open_insights
 from test_browser_run import alert_text, open_run, selected_tab
 from test_browser_runs import cell

@@ -18,9 +18,9 @@ import pytest
 from conftest import running_server, wait_for_app
 from factories import FLOW_VERSION, engine_run, example_steps, rows
 from run_records import build_run_db, huge_output, huge_run
-from runs_store.db import open_db
-from runs_store.ingest import ingest_items, records_as_items
-from runs_store.masking import MASK
+from runs_store.ingest.pipeline import ingest_items, records_as_items
+from runs_store.services.masking import MASK
+from runs_store.store.database import open_db
 
 BROWSER_ZONE = ZoneInfo("Europe/Paris")  # the `page` fixture's timezone_id
 AGENT_PIECE = "@activepieces/piece-ai"

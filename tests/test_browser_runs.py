@@ -14,7 +14,7 @@ from urllib.parse import parse_qs, urlsplit
 from playwright.sync_api import expect
 
 from conftest import wait_for_app
-from runs_store.db import open_db
+from runs_store.store.database import open_db
 
 ROW_HEIGHT = 35
 SELECT_COLUMN = 34       # the row-selection checkboxes, drawn left of the pinned Open column

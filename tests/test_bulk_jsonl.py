@@ -33,12 +33,12 @@ from run_records import (
     secrets_run,
     xss_run,
 )
-from runs_store import bulk_jsonl
-from runs_store.db import open_db
-from runs_store.ingest import ingest_file, ingest_items
-from runs_store.readers import SourceFile
-from runs_store.sample import generate_runs
-from runs_store.sample import write_jsonl as write_sample_jsonl
+from runs_store.ingest import bulk_jsonl
+from runs_store.ingest.pipeline import ingest_file, ingest_items
+from runs_store.ingest.readers import SourceFile
+from runs_store.store.database import open_db
+from sample_data.generator import generate_runs
+from sample_data.generator import write_jsonl as write_sample_jsonl
 from test_records import BAD_RECORDS
 
 TABLES = {

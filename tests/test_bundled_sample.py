@@ -13,10 +13,11 @@ import pytest
 
 from conftest import app_test
 from factories import rows
-from runs_store.db import open_db
-from runs_store.filters import DEFAULT_PRESET, RunFilter, preset_window
-from runs_store.runs_list import count_runs
-from runs_store.sample_loader import SAMPLE_FILE, SAMPLE_SOURCE
+from runs_store.ingest.sample_loader import SAMPLE_FILE
+from runs_store.queries.filters import DEFAULT_PRESET, RunFilter, preset_window
+from runs_store.services.runs_list import count_runs
+from runs_store.store.database import open_db
+from runs_store.store.sources import SAMPLE_SOURCE
 
 
 def sample_records() -> list[dict]:

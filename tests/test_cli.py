@@ -14,7 +14,7 @@ import pytest
 
 from factories import engine_run, older_run, rows, run_cli, simple_run, write_jsonl, write_text
 from runs_store.cli import main
-from runs_store.ingest import ingest_paths
+from runs_store.ingest.pipeline import ingest_paths
 
 SUMMARY = re.compile(r"^Ingested (\d+) files?: (\d+) new, (\d+) updated, (\d+) unchanged, "
                      r"(\d+) rejected, (\d+) test runs skipped\.$", re.M)

@@ -21,9 +21,9 @@ import pytest
 
 from conftest import app_test
 from factories import ROOT, rows, run_cli, simple_run, write_jsonl, write_text
-from runs_store import db as store_db
-from runs_store.errors import DatabaseBusy
-from runs_store.ingest import ingest_paths
+from runs_store.domain.errors import DatabaseBusy
+from runs_store.ingest.pipeline import ingest_paths
+from runs_store.store import database as store_db
 
 HOLD = ("import duckdb, sys\n"
         "con = duckdb.connect(sys.argv[1])\n"

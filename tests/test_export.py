@@ -17,11 +17,11 @@ import pytest
 
 from factories import exported_rows, rows, simple_run, write_jsonl
 from runs_store.cli import main
-from runs_store.db import open_db
-from runs_store.export import EXPORT_COLUMNS, export_bytes, write_export
-from runs_store.filters import RunFilter
-from runs_store.ingest import ingest_paths
-from runs_store.masking import MASK
+from runs_store.ingest.pipeline import ingest_paths
+from runs_store.queries.filters import RunFilter
+from runs_store.services.export import EXPORT_COLUMNS, export_bytes, write_export
+from runs_store.services.masking import MASK
+from runs_store.store.database import open_db
 
 AWKWARD = [
     simple_run("awk-1", flow='Quotes "and", commas\nand a newline', status="FAILED",

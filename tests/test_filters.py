@@ -13,8 +13,8 @@ import pytest
 
 from factories import simple_run
 from list_oracle import ids, keeps, load_runs, matching
-from runs_store.db import open_db
-from runs_store.filters import (
+from runs_store.ingest.pipeline import ingest_items, records_as_items
+from runs_store.queries.filters import (
     DATE_PRESETS,
     DEFAULT_PRESET,
     ORDER_BY,
@@ -29,7 +29,7 @@ from runs_store.filters import (
     preset_window,
     where_also,
 )
-from runs_store.ingest import ingest_items, records_as_items
+from runs_store.store.database import open_db
 
 SINCE = datetime(2026, 11, 1, 8, 30)
 UNTIL = datetime(2026, 11, 8, 0, 0)

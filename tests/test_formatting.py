@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from runs_store.formatting import banner_time, long_duration, short_duration, to_local, zone
+from runs_store.domain.formatting import banner_time, long_duration, short_duration, to_local, zone
 
 
 @pytest.mark.parametrize("ms, text", [

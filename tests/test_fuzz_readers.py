@@ -17,11 +17,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import build_db
-from runs_store.db import open_db
-from runs_store.errors import StoreError
-from runs_store.ingest import ingest_file
-from runs_store.readers import SourceFile
-from runs_store.sample import generate_runs
+from runs_store.domain.errors import StoreError
+from runs_store.ingest.pipeline import ingest_file
+from runs_store.ingest.readers import SourceFile
+from runs_store.store.database import open_db
+from sample_data.generator import generate_runs
 
 EXAMPLES = 40
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=True,

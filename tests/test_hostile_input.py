@@ -19,11 +19,11 @@ import pytest
 
 from conftest import ROOT, app_test
 from factories import rows, run_cli, simple_run, write_jsonl
-from runs_store.bounded_json import MAX_JSON_DEPTH, TooDeep, exceeds_depth, loads_bounded
-from runs_store.db import open_db
-from runs_store.ingest import SCRATCH_PREFIX, ingest_paths, remove_dead_scratch
-from runs_store.readers import array_items
-from runs_store.run_detail import load_run
+from runs_store.domain.bounded_json import MAX_JSON_DEPTH, TooDeep, exceeds_depth, loads_bounded
+from runs_store.ingest.pipeline import SCRATCH_PREFIX, ingest_paths, remove_dead_scratch
+from runs_store.ingest.readers import array_items
+from runs_store.services.run_detail import load_run
+from runs_store.store.database import open_db
 
 DEEP = 10_000
 

@@ -12,8 +12,8 @@ from playwright.sync_api import expect
 
 from conftest import app_test, running_server, wait_for_app
 from factories import ROOT, engine_run, older_run, rows, simple_run, write_text
-from runs_store.db import open_db
-from runs_store.ingest import IngestSummary, ingest_paths
+from runs_store.ingest.pipeline import IngestSummary, ingest_paths
+from runs_store.store.database import open_db
 
 PAGE = "pages/import.py"
 

@@ -27,16 +27,16 @@ from factories import (
     write_jsonl,
     write_text,
 )
-from runs_store.db import generation, open_db
-from runs_store.errors import InputPathError
-from runs_store.ingest import (
+from runs_store.domain.errors import InputPathError
+from runs_store.ingest.pipeline import (
     UNMERGED_FILE_RUNS,
     IngestSummary,
     ingest_items,
     ingest_paths,
     records_as_items,
 )
-from runs_store.readers import Item
+from runs_store.ingest.readers import Item
+from runs_store.store.database import generation, open_db
 
 RUNNING = engine_run("r1", status="RUNNING", updated="2026-11-03T09:14:05.000Z", finishTime=None,
                      failedStep=None,

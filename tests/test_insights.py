@@ -15,10 +15,10 @@ import pandas as pd
 import pytest
 
 from conftest import ROOT, build_db
-from runs_store import insights
-from runs_store.db import open_db
-from runs_store.filters import RunFilter
-from runs_store.statuses import FAILED_STATES, UNFINISHED
+from runs_store.domain.statuses import FAILED_STATES, UNFINISHED
+from runs_store.queries.filters import RunFilter
+from runs_store.services import insights
+from runs_store.store.database import open_db
 
 END = datetime(2026, 11, 5, 12, 0)
 WEEK = RunFilter(since=END - timedelta(days=7), until=END)
@@ -451,7 +451,7 @@ def test_flow_names_with_quotes_travel_as_parameters(con, all_runs):
 
 
 def test_the_insights_store_does_not_import_streamlit():
-    code = ("import sys; import runs_store.insights; "
+    code = ("import sys; import runs_store.services.insights; "
             "assert 'streamlit' not in sys.modules, 'streamlit imported'")
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True)
 

@@ -12,8 +12,8 @@ import pytest
 
 from conftest import ROOT
 from factories import simple_run
-from runs_store.db import open_db
-from runs_store.ingest import ingest_items, records_as_items
+from runs_store.ingest.pipeline import ingest_items, records_as_items
+from runs_store.store.database import open_db
 
 PAGE = "pages/insights.py"
 TABS = {

@@ -17,10 +17,9 @@ import pytest
 
 from factories import engine_run, exported_rows, simple_run, write_jsonl
 from run_records import build_run_db
-from runs_store.db import open_db
-from runs_store.export import write_export
-from runs_store.ingest import ingest_paths
-from runs_store.masking import (
+from runs_store.ingest.pipeline import ingest_paths
+from runs_store.services.export import write_export
+from runs_store.services.masking import (
     MASK,
     MAX_DEPTH,
     MaskTally,
@@ -31,8 +30,9 @@ from runs_store.masking import (
     messages_as_shown,
     preview_end,
 )
-from runs_store.run_detail import load_run, make_error
-from runs_store.secret_patterns import VALUE_PATTERNS
+from runs_store.services.run_detail import load_run, make_error
+from runs_store.services.secret_patterns import VALUE_PATTERNS
+from runs_store.store.database import open_db
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""Values bound by name: renaming a positional piece (runs_store.named_params), and every query
+"""Values bound by name: renaming a positional piece (runs_store.queries.named_params), and every
+query
 behind the Insights page binding its values by name only, with no positional `?` left."""
 
 from __future__ import annotations
@@ -8,10 +9,10 @@ from datetime import datetime, timedelta
 import pytest
 
 from conftest import build_db
-from runs_store import insights
-from runs_store.db import open_db
-from runs_store.filters import RunFilter, build_where
-from runs_store.named_params import merged, named, named_where, placeholders
+from runs_store.queries.filters import RunFilter, build_where
+from runs_store.queries.named_params import merged, named, named_where, placeholders
+from runs_store.services import insights
+from runs_store.store.database import open_db
 
 END = datetime(2026, 11, 5, 12, 0)
 EVERYTHING = RunFilter(flows=("a", "b"), statuses=("FAILED", "TIMEOUT"),

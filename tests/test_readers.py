@@ -16,9 +16,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from factories import engine_run, older_run, rows, run_row, simple_run, write_jsonl, write_text
-from runs_store.errors import InputPathError
-from runs_store.ingest import ingest_paths
-from runs_store.readers import SourceFile, detect_format, expand_paths
+from runs_store.domain.errors import InputPathError
+from runs_store.ingest.pipeline import ingest_paths
+from runs_store.ingest.readers import SourceFile, detect_format, expand_paths
 
 RUNS = [engine_run("a1"), older_run("a2"), simple_run("a3", status="Quota Exceeded")]
 IDS = {"a1", "a2", "a3"}

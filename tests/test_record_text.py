@@ -27,7 +27,7 @@ from run_records import (
     build_run_db,
     link_runs,
 )
-from runs_store.signatures import error_signature
+from runs_store.domain.signatures import error_signature
 
 # Elements whose text Streamlit shows verbatim, never as markdown.
 VERBATIM = ("text", "code", "json")

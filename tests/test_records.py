@@ -23,9 +23,9 @@ from factories import (
     write_jsonl,
     write_text,
 )
-from runs_store.ingest import ingest_paths
-from runs_store.signatures import error_signature
-from runs_store.statuses import STATUSES
+from runs_store.domain.signatures import error_signature
+from runs_store.domain.statuses import STATUSES
+from runs_store.ingest.pipeline import ingest_paths
 
 
 def load(tmp_path, records, name="runs.jsonl"):

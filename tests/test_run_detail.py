@@ -40,10 +40,9 @@ from run_records import (
     succeeded_steps,
     timed_run,
 )
-from runs_store import masking
-from runs_store.db import open_db
-from runs_store.formatting import zone
-from runs_store.masking import (
+from runs_store.domain.formatting import zone
+from runs_store.services import masking
+from runs_store.services.masking import (
     MASK,
     MaskTally,
     is_secret_key,
@@ -52,7 +51,7 @@ from runs_store.masking import (
     mask_secrets,
     mask_text,
 )
-from runs_store.run_detail import (
+from runs_store.services.run_detail import (
     EditLinkError,
     PayloadGone,
     banner_line,
@@ -64,7 +63,8 @@ from runs_store.run_detail import (
     preview_bytes,
     read_step_rows,
 )
-from runs_store.secret_patterns import VALUE_PATTERNS
+from runs_store.services.secret_patterns import VALUE_PATTERNS
+from runs_store.store.database import open_db
 
 UTC = zone("UTC")
 
@@ -668,7 +668,7 @@ PIECES = ['"', "\\", ":", " ", "\n", "a", "K", '"password"', '"api_key"', '"name
           "eyJabcdef.eyJabcdef.xyz", "?sig=", "&x=1", "xoxb-1234567890", "ghp_" + "a" * 20,
           "AKIA" + "B" * 16, "Token", '\\"', "pass", "word", "_", "-", "{", "}", ",", "é",
           '\\"api_key\\": \\"', '\\"token\\":\\"', '\\\\', "client_secret=", "=abc", "&",
-          # the shapes of runs_store.secret_patterns and header lines
+          # the shapes of runs_store.services.secret_patterns and header lines
           "sk_live_", "rk_test_", "AIza" + "x" * 35, "npm_" + "n" * 36, "postgres://u:", "pw@h",
           ":\\/\\/", "@", "/", "-----BEGIN RSA PRIVATE KEY-----", "-----END RSA PRIVATE KEY-----",
           "\\n", "\\r\\n", "\r\n", "hooks.slack.com/services/", "/:_authToken=", "Cookie: ",

@@ -40,8 +40,8 @@ from run_records import (
     timed_run,
     xss_run,
 )
-from runs_store.db import open_db
-from runs_store.run_detail import payload_download
+from runs_store.services.run_detail import payload_download
+from runs_store.store.database import open_db
 
 PAGE = "pages/run.py"
 MASK = "••••••"  # what a masked value reads as on screen

@@ -15,13 +15,17 @@ import pytest
 
 from factories import rows, simple_run, store_with
 from list_oracle import ids, load_runs, matching
-from runs_store import runs_list
-from runs_store.db import generation, open_db
-from runs_store.filters import ORDER_BY, RunFilter, RunKey, build_where
-from runs_store.ingest import ingest_items, records_as_items
-from runs_store.runs_list import (
+from runs_store.ingest.pipeline import ingest_items, records_as_items
+from runs_store.queries.filters import (
     DEFAULT_PAGE_SIZE,
+    ORDER_BY,
     PAGE_SIZES,
+    RunFilter,
+    RunKey,
+    build_where,
+)
+from runs_store.services import runs_list
+from runs_store.services.runs_list import (
     DayCounts,
     RunsPage,
     count_days,
@@ -38,6 +42,7 @@ from runs_store.runs_list import (
     set_archived,
     total_runs,
 )
+from runs_store.store.database import generation, open_db
 
 
 @pytest.fixture(scope="module")

@@ -32,12 +32,12 @@ from conftest import ROOT
 from factories import rows, simple_run
 from list_oracle import ids, load_runs, matching, page_slice, preset_since, utc_minute
 from markdown_text import as_read
-from runs_store.db import bump_generation, open_db
-from runs_store.filters import RunFilter
-from runs_store.ingest import ingest_items, records_as_items
-from runs_store.runs_list import list_runs
-from runs_store.signatures import error_summary
-from runs_store.statuses import STATUSES
+from runs_store.domain.signatures import error_summary
+from runs_store.domain.statuses import STATUSES
+from runs_store.ingest.pipeline import ingest_items, records_as_items
+from runs_store.queries.filters import RunFilter
+from runs_store.services.runs_list import list_runs
+from runs_store.store.database import bump_generation, open_db
 
 RUNS_PAGE = "pages/runs.py"
 ARCHIVED_MARK = "🗄 "

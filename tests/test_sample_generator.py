@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from runs_store.sample import generate_runs, write_jsonl
+from sample_data.generator import generate_runs, write_jsonl
 
 END = datetime(2026, 11, 18, 15, 30, tzinfo=UTC)
 DAYS = 30

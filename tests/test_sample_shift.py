@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import pytest
 
-from runs_store.sample_loader import shift_times
+from runs_store.ingest.sample_loader import shift_times
 
 HOUR = timedelta(hours=1)
 

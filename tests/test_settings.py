@@ -11,9 +11,10 @@ import pytest
 
 from conftest import app_test
 from factories import run_cli, simple_run, write_jsonl
-from runs_store import limits, settings
-from runs_store.errors import SettingError, StoreError
-from runs_store.ingest import ingest_paths
+from runs_store import settings
+from runs_store.domain.errors import SettingError, StoreError
+from runs_store.ingest import limits
+from runs_store.ingest.pipeline import ingest_paths
 from runs_store.settings import SETTINGS, MemorySize, Settings, load_settings
 
 # Variable -> (a value allowed, the typed value it reads as).

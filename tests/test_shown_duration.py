@@ -1,4 +1,5 @@
-"""The runs list's duration rule, in one place (runs_store.formatting.shown_duration): a run that
+"""The runs list's duration rule, in one place (runs_store.domain.formatting.shown_duration): a run
+that
 has not finished shows no duration, even when one is stored; every other run shows its duration
 as the list words it."""
 
@@ -8,8 +9,8 @@ import math
 
 import pytest
 
-from runs_store.formatting import short_duration, shown_duration
-from runs_store.statuses import STATUSES, UNFINISHED
+from runs_store.domain.formatting import short_duration, shown_duration
+from runs_store.domain.statuses import STATUSES, UNFINISHED
 
 
 @pytest.mark.parametrize("status", sorted(UNFINISHED))

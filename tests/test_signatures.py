@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from runs_store.signatures import MAX_LENGTH, error_signature, error_summary
+from runs_store.domain.signatures import MAX_LENGTH, error_signature, error_summary
 
 SLACK_403 = json.dumps({"response": {"status": 403, "body": {"ok": False,
                                                              "error": "not_in_channel"}}})

@@ -1,12 +1,12 @@
 """The status facts the pages draw from: finished states, a run's tone, step and tool-call
-labels and colours. Each is declared once in the store (runs_store.statuses,
-runs_store.step_tree); these tests pin what the pages used to decide for themselves."""
+labels and colours. Each is declared once in the store (runs_store.domain.statuses,
+runs_store.domain.step_tree); these tests pin what the pages used to decide for themselves."""
 
 from __future__ import annotations
 
 import pytest
 
-from runs_store.statuses import (
+from runs_store.domain.statuses import (
     FAILED_STATES,
     FINISHED_STATES,
     STATUS_NAMES,
@@ -17,7 +17,7 @@ from runs_store.statuses import (
     step_status_label,
     tone,
 )
-from runs_store.step_tree import TimelineEntry
+from runs_store.domain.step_tree import TimelineEntry
 
 
 def test_finished_states_are_every_status_but_queued_running_and_paused():

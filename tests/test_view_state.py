@@ -16,10 +16,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from factories import ROOT
-from runs_store.filters import DEFAULT_PRESET, PRESET_LABELS, RunFilter, day_window
-from runs_store.runs_list import DEFAULT_PAGE_SIZE, PAGE_SIZES
-from runs_store.statuses import STATUS_NAMES
-from runs_store.view_state import (
+from runs_store.domain.statuses import STATUS_NAMES
+from runs_store.queries.filters import (
+    DEFAULT_PAGE_SIZE,
+    DEFAULT_PRESET,
+    PAGE_SIZES,
+    PRESET_LABELS,
+    RunFilter,
+    day_window,
+)
+from runs_store.queries.view_state import (
     CUSTOM,
     DRILL_KEYS,
     EARLIEST_DAY,

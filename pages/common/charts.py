@@ -1,6 +1,7 @@
 """Plotly figures for the Insights page, in the status colours every other page uses.
 
-Builders take the small DataFrames runs_store.insights returns and give back figures; each point
+Builders take the small DataFrames runs_store.services.insights returns and give back figures; each
+point
 carries `customdata` naming what it stands for (status, flow, bucket), so a click can drill down.
 Plotly reads a few HTML tags in names and hover text, so text from records is HTML-escaped
 (plotly shows the entities as the original characters).
@@ -13,7 +14,7 @@ from html import escape
 import pandas as pd
 import plotly.graph_objects as go
 
-from runs_store.statuses import COLORS, STATUSES
+from runs_store.domain.statuses import COLORS, STATUSES
 
 QUOTA_COLOR = COLORS["QUOTA_EXCEEDED"]
 _HOVER_TIME = {"hour": "%b %d, %H:00", "day": "%b %d, %Y", "week": "week of %b %d, %Y"}

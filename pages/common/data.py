@@ -17,11 +17,11 @@ from pathlib import Path
 import streamlit as st
 
 from runs_store import settings
-from runs_store.db import generation, open_db
-from runs_store.errors import StoreError
-from runs_store.runs_list import total_runs
-from runs_store.sample_loader import SAMPLE_FILE, load_bundled_sample
-from runs_store.sample_share import sample_share
+from runs_store.domain.errors import StoreError
+from runs_store.ingest.sample_loader import SAMPLE_FILE, load_bundled_sample
+from runs_store.services.runs_list import total_runs
+from runs_store.services.sample_share import sample_share
+from runs_store.store.database import generation, open_db
 
 # A page does not hang for long behind an ingest: it says so and offers to try again.
 APP_LOCK_WAIT_SECONDS = 3.0
@@ -117,6 +117,6 @@ def show_sample_note(store: PageStore) -> None:
 
 
 def user_timezone():
-    from runs_store.formatting import zone
+    from runs_store.domain.formatting import zone
 
     return zone(st.context.timezone)

@@ -2,7 +2,8 @@
 
 A step can output megabytes. Sending all of it to the browser as an expandable tree would freeze
 the tab, so a payload past RUNS_PAYLOAD_PREVIEW_KB (cut in the store, see
-runs_store.run_detail.Payload) is shown as plain text of its first part, with its full size and
+runs_store.services.run_detail.Payload) is shown as plain text of its first part, with its full
+size and
 a download of the whole that is only read from the store when clicked. Record text is only ever
 shown through st.json / st.code, never as markdown or HTML.
 """
@@ -13,7 +14,7 @@ from collections.abc import Callable
 
 import streamlit as st
 
-from runs_store.run_detail import Payload, preview_bytes
+from runs_store.services.run_detail import Payload, preview_bytes
 
 PREVIEW_HEIGHT = 420  # px; a long preview scrolls inside its box
 

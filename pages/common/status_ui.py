@@ -1,4 +1,5 @@
-"""Statuses on screen: badges, the legend and the table column, all from runs_store.statuses."""
+"""Statuses on screen: badges, the legend and the table column, all from
+runs_store.domain.statuses."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from html import escape
 
 import streamlit as st
 
-from runs_store.statuses import STATUSES, RunStatus, status
+from runs_store.domain.statuses import STATUSES, RunStatus, status
 
 
 def status_help(run_status: RunStatus) -> str:
@@ -35,6 +36,6 @@ def _legend_chip(run_status: RunStatus) -> str:
 def status_legend() -> None:
     """Every status in its own colour; hovering one shows its meaning and whom to contact.
 
-    Built only from the constants in runs_store.statuses (escaped), never from record data.
+    Built only from the constants in runs_store.domain.statuses (escaped), never from record data.
     """
     st.html("<div>" + "".join(_legend_chip(s) for s in STATUSES) + "</div>")

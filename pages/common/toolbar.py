@@ -1,7 +1,8 @@
 """The filter toolbar of the Runs and Insights pages, kept in the URL.
 
 Flow, status, date range (presets or custom days), show archived and search are widgets whose
-values are the view's (runs_store.view_state.RunsView): pages/common/url_state.py seeds them from
+values are the view's (runs_store.queries.view_state.RunsView): pages/common/url_state.py seeds
+them from
 the URL and writes them back, so a copied link opens the same view, and they keep their values
 across pages, so a view moves between the two pages intact. Drill-downs from Insights (failed
 step, error signature, flow version) arrive as URL parameters and show as removable chips.
@@ -15,10 +16,10 @@ import streamlit as st
 
 from pages.common import url_state
 from pages.common.text import plain
-from runs_store import view_state
-from runs_store.filters import PRESET_LABELS, RunFilter
-from runs_store.statuses import STATUS_NAMES, label
-from runs_store.view_state import CUSTOM, FILTER_KEYS, RunsView, ViewContext
+from runs_store.domain.statuses import STATUS_NAMES, label
+from runs_store.queries import view_state
+from runs_store.queries.filters import PRESET_LABELS, RunFilter
+from runs_store.queries.view_state import CUSTOM, FILTER_KEYS, RunsView, ViewContext
 
 CHIP_LABELS = {"failed_step": "Failed step", "signature": "Error", "version": "Flow version"}
 DRILL_KEYS = {key: CHIP_LABELS[key] for key in view_state.DRILL_KEYS}  # URL key: chip label

@@ -1,6 +1,7 @@
 """The view between the URL and the widgets, with Streamlit's public API only.
 
-The view is one value (runs_store.view_state.RunsView) and the URL is its text; the widgets are
+The view is one value (runs_store.queries.view_state.RunsView) and the URL is its text; the widgets
+are
 not bound to the URL. At the top of a run, `settle_view` decides where the view comes from:
 
 - a page just arrived at (a link opened, "Back to runs", a drill-down from Insights, the
@@ -24,7 +25,7 @@ from datetime import date
 import streamlit as st
 
 from pages.common.text import plain
-from runs_store.view_state import CUSTOM, RunsView, ViewContext
+from runs_store.queries.view_state import CUSTOM, RunsView, ViewContext
 
 MARK = "view_settled_by"    # the scope that settled the view last
 WRITTEN = "view_written"    # {scope name: the URL query it last left}

@@ -26,9 +26,9 @@ from typing import TYPE_CHECKING, BinaryIO
 if TYPE_CHECKING:  # pyarrow is imported by the writers: importing it costs the CLI ~0.3 s
     import pyarrow as pa
 
-from runs_store.errors import StoreError
-from runs_store.filters import ORDER_BY, RunFilter, build_where
-from runs_store.masking import masking_on, messages_as_shown
+from runs_store.domain.errors import StoreError
+from runs_store.queries.filters import ORDER_BY, RunFilter, build_where
+from runs_store.services.masking import masking_on, messages_as_shown
 
 FORMATS = ("csv", "jsonl", "parquet")
 # A text cell starting with one of these runs as a formula in Excel, LibreOffice and Sheets;

@@ -7,7 +7,8 @@ passwords, cookies, database URLs, private keys. The run page masks them by defa
     value: a mapping's key, a `[name, value]` pair's name, a header line's name
     (`Cookie: ...` at the start of a line; the well-known secret headers after any space too);
   - a value shaped like a credential is masked wherever it appears, even inside a longer text:
-    the shapes of runs_store.secret_patterns (`Bearer ...`, API keys and tokens, a password in a
+    the shapes of runs_store.services.secret_patterns (`Bearer ...`, API keys and tokens, a
+    password in a
     URL, a PEM private key, a Slack webhook, an .npmrc token);
   - a query or form parameter that names a secret (`?api_key=...`, `client_secret=...&`).
 They apply inside JSON that a string holds (a request body) and in JSON text that is not parsed
@@ -27,7 +28,7 @@ import re
 from functools import lru_cache
 
 from runs_store import settings
-from runs_store.secret_patterns import VALUE_PATTERNS
+from runs_store.services.secret_patterns import VALUE_PATTERNS
 
 MASK = "••••••"
 # How deep a parsed value is walked (far from Python's recursion limit). Ingest rejects records

@@ -27,18 +27,8 @@ from types import SimpleNamespace
 import duckdb
 
 from runs_store import settings
-from runs_store.bulk_jsonl import (
-    FILE_STEP_MAPS,
-    BulkUnavailable,
-    StepsNotUsual,
-    reading_progress,
-    stage_jsonl,
-)
-from runs_store.db import arrow_as, bump_generation, insert_arrow, open_db
-from runs_store.errors import OutOfMemory
-from runs_store.limits import FileTooLarge, check_settings
-from runs_store.readers import Item, SourceFile, expand_paths
-from runs_store.records import (
+from runs_store.domain.errors import OutOfMemory
+from runs_store.domain.records import (
     RUN_COLUMNS,
     STEPS_TYPE,
     RecordRejected,
@@ -46,6 +36,16 @@ from runs_store.records import (
     normalize_flat_row,
     normalize_run,
 )
+from runs_store.ingest.bulk_jsonl import (
+    FILE_STEP_MAPS,
+    BulkUnavailable,
+    StepsNotUsual,
+    reading_progress,
+    stage_jsonl,
+)
+from runs_store.ingest.limits import FileTooLarge, check_settings
+from runs_store.ingest.readers import Item, SourceFile, expand_paths
+from runs_store.store.database import arrow_as, bump_generation, insert_arrow, open_db
 
 BATCH_RUNS = 5_000
 # A file adding this many runs, and replacing none, brings row groups big enough to scan well of

@@ -18,20 +18,12 @@ from string import Formatter
 from urllib.parse import quote, urlsplit
 
 from runs_store import settings
-from runs_store.bounded_json import loads_bounded
-from runs_store.errors import StoreError
-from runs_store.formatting import banner_time, long_duration
-from runs_store.masking import (
-    CUT_LOOKAROUND,
-    MaskTally,
-    mask_json_text,
-    mask_secrets,
-    masking_on,
-    preview_end,
-)
-from runs_store.signatures import load_json_text, summarise_json_error
-from runs_store.statuses import UNFINISHED, label
-from runs_store.step_tree import (
+from runs_store.domain.bounded_json import loads_bounded
+from runs_store.domain.errors import StoreError
+from runs_store.domain.formatting import banner_time, long_duration
+from runs_store.domain.signatures import load_json_text, summarise_json_error
+from runs_store.domain.statuses import UNFINISHED, label
+from runs_store.domain.step_tree import (
     AGENT_PIECE,
     AgentTimeline,
     Branch,
@@ -42,6 +34,14 @@ from runs_store.step_tree import (
     read_loop,
     read_timeline,
     type_label,
+)
+from runs_store.services.masking import (
+    CUT_LOOKAROUND,
+    MaskTally,
+    mask_json_text,
+    mask_secrets,
+    masking_on,
+    preview_end,
 )
 
 MAX_PARSE_BYTES = 64 * 1024 * 1024  # loops and agents are read even past the preview size

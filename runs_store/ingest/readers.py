@@ -28,9 +28,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
-from runs_store.bounded_json import TooDeep, loads_bounded
-from runs_store.errors import InputPathError
-from runs_store.limits import (
+from runs_store.domain.bounded_json import TooDeep, loads_bounded
+from runs_store.domain.errors import InputPathError
+from runs_store.ingest.limits import (
     REJECTED_HEAD_CHARS,
     FileTooLarge,
     file_too_large_message,

@@ -26,18 +26,18 @@ from contextlib import contextmanager
 
 import duckdb
 
-from runs_store.bounded_json import MAX_JSON_DEPTH, TooDeep, loads_bounded
-from runs_store.limits import max_record_chars
-from runs_store.readers import SourceFile, bounded_lines, json_items, too_large_item
-from runs_store.records import (
+from runs_store.domain.bounded_json import MAX_JSON_DEPTH, TooDeep, loads_bounded
+from runs_store.domain.records import (
     MAX_ERROR_CHARS,
     STEPS_TYPE,
     failed_step_fields,
     json_text,
     step_catalog,
 )
-from runs_store.signatures import error_signature
-from runs_store.statuses import STATUSES, UNFINISHED
+from runs_store.domain.signatures import error_signature
+from runs_store.domain.statuses import STATUSES, UNFINISHED
+from runs_store.ingest.limits import max_record_chars
+from runs_store.ingest.readers import SourceFile, bounded_lines, json_items, too_large_item
 
 # Records are ordered by line; a line that holds a list page gives several records.
 SEQ_PER_LINE = 1024

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from runs_store.sample_loader import SAMPLE_SOURCE
+from runs_store.store.sources import SAMPLE_SOURCE
 
 
 @dataclass(frozen=True)

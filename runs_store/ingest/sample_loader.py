@@ -16,14 +16,14 @@ from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from runs_store.db import open_db
-from runs_store.ingest import IngestSummary, ingest_file, ingest_items
-from runs_store.readers import SourceFile
-from runs_store.records import RecordRejected, parse_time
+from runs_store.domain.records import RecordRejected, parse_time
+from runs_store.ingest.pipeline import IngestSummary, ingest_file, ingest_items
+from runs_store.ingest.readers import SourceFile
+from runs_store.store.database import open_db
+from runs_store.store.sources import SAMPLE_SOURCE
 
-SAMPLE_DIR = Path(__file__).resolve().parent.parent / "sample_data"
+SAMPLE_DIR = Path(__file__).resolve().parents[2] / "sample_data"
 SAMPLE_FILE = SAMPLE_DIR / "sample-runs.jsonl.gz"
-SAMPLE_SOURCE = "sample_data/sample-runs.jsonl.gz"
 SAMPLE_CHUNK_RUNS = 50_000
 
 _TIME_KEYS = frozenset({"created", "updated", "startTime", "finishTime", "archivedAt",
@@ -133,7 +133,7 @@ def _ready_chunks(chunks, writer) -> Iterator[tuple[Path, int]]:
 def write_sample_chunks(chunks, folder: Path, runs: int, days: float, seed: int,
                         end: datetime) -> None:
     """The writer process: the generator's runs, in order, as numbered JSONL files."""
-    from runs_store.sample import generate_runs, write_jsonl
+    from sample_data.generator import generate_runs, write_jsonl
 
     try:
         records = iter(generate_runs(runs, days=days, seed=seed, end=end))

@@ -17,8 +17,9 @@ per local bucket, flow, version and status into a temporary table, and each view
 that small table: grouping millions of runs is what costs, so it is done once for all three.
 
 Every value reaches SQL as a named parameter (`$tz`, `$limit`; the filter's as `$filter_N`, see
-runs_store.named_params), so no query depends on the order of its values. Status names, all from
-runs_store.statuses, are written into the SQL text as constants.
+runs_store.queries.named_params), so no query depends on the order of its values. Status names, all
+from
+runs_store.domain.statuses, are written into the SQL text as constants.
 
 The rules a page needs to turn a number into the runs it counts live here too (which statuses a
 drill-down keeps, which days a time bucket covers), so the page only draws.
@@ -33,10 +34,10 @@ from datetime import UTC, date, datetime, timedelta
 
 import pandas as pd
 
-from runs_store.filters import RunFilter
-from runs_store.formatting import zone
-from runs_store.named_params import Params, merged, named_where
-from runs_store.statuses import FAILED_STATES, FINISHED_STATES, STATUS_NAMES, in_order
+from runs_store.domain.formatting import zone
+from runs_store.domain.statuses import FAILED_STATES, FINISHED_STATES, STATUS_NAMES, in_order
+from runs_store.queries.filters import RunFilter
+from runs_store.queries.named_params import Params, merged, named_where
 
 UNITS = ("hour", "day", "week")
 _STEP = {"hour": "INTERVAL 1 HOUR", "day": "INTERVAL 1 DAY", "week": "INTERVAL 7 DAY"}
@@ -58,7 +59,7 @@ TREND_COUNTS = "insights_trend_counts"
 # ---------------------------------------------------------------- SQL pieces
 
 def _status_literal(name: str) -> str:
-    """A status name as SQL text; only names from runs_store.statuses ever reach SQL text."""
+    """A status name as SQL text; only names from runs_store.domain.statuses ever reach SQL text."""
     if name not in STATUS_NAMES:
         raise ValueError(f"not a status: {name!r}")
     return f"'{name}'"

@@ -18,8 +18,7 @@ from itertools import accumulate
 
 import pandas as pd
 
-from runs_store.db import bump_generation
-from runs_store.filters import (
+from runs_store.queries.filters import (
     ORDER_BY,
     REVERSED_ORDER_BY,
     RunFilter,
@@ -29,11 +28,10 @@ from runs_store.filters import (
     build_where,
     where_also,
 )
+from runs_store.store.database import bump_generation
 
 LIST_COLUMNS = ("id, flow_name, status, started_at, duration_ms, failed_step, "
                 "failed_step_display, error_message, archived_at, finish_time")
-PAGE_SIZES = (10, 25, 50, 100)
-DEFAULT_PAGE_SIZE = 25
 STUCK_AFTER = timedelta(hours=1)
 # A position this close to an end of the list is found by skipping keys from that end: DuckDB
 # keeps the few keys it needs in a top-N heap and skips row groups by their min/max. Farther in,

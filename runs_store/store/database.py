@@ -17,7 +17,7 @@ from pathlib import Path
 import duckdb
 
 from runs_store import settings
-from runs_store.errors import DatabaseBusy, DatabaseUnreadable
+from runs_store.domain.errors import DatabaseBusy, DatabaseUnreadable
 
 SCHEMA_VERSION = "1"
 

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 
 import duckdb
 
-from runs_store.filters import RunFilter, build_where
+from runs_store.queries.filters import RunFilter, build_where
 
 Params = dict[str, object]
 

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Literal, overload
 
-from runs_store.signatures import error_signature
-from runs_store.statuses import UNFINISHED, parse_status
+from runs_store.domain.signatures import error_signature
+from runs_store.domain.statuses import UNFINISHED, parse_status
 
 MAX_ERROR_CHARS = 2000
 

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, tzinfo
 from typing import overload
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from runs_store.statuses import BY_NAME
+from runs_store.domain.statuses import BY_NAME
 
 _UNITS_SHORT = (("d", 86_400_000), ("h", 3_600_000), ("min", 60_000), ("s", 1000))
 _UNITS_LONG = (("day", 86_400_000), ("hour", 3_600_000), ("minute", 60_000), ("second", 1000))

@@ -1,7 +1,8 @@
 """The credential shapes masking hides wherever they appear in a text, taken from maintained secret
 scanners instead of being invented here.
 
-runs_store.masking replaces, in every text it masks, what each pattern's `secret` group matched
+runs_store.services.masking replaces, in every text it masks, what each pattern's `secret` group
+matched
 by MASK and keeps the rest of the match readable: an auth scheme word, a URL's scheme, user and
 host, a PEM block's BEGIN and END lines. A pattern also lists markers, plain substrings one of
 which every match contains, so a text without any is never scanned (most texts have none).

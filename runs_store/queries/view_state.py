@@ -17,9 +17,16 @@ from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta, tzinfo
 from typing import Any
 
-from runs_store.filters import DEFAULT_PRESET, PRESET_LABELS, RunFilter, day_window, preset_window
-from runs_store.runs_list import DEFAULT_PAGE_SIZE, PAGE_SIZES
-from runs_store.statuses import label, parse_status
+from runs_store.domain.statuses import label, parse_status
+from runs_store.queries.filters import (
+    DEFAULT_PAGE_SIZE,
+    DEFAULT_PRESET,
+    PAGE_SIZES,
+    PRESET_LABELS,
+    RunFilter,
+    day_window,
+    preset_window,
+)
 
 EARLIEST_DAY = date(2000, 1, 1)
 CUSTOM = "custom"

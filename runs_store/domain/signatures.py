@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 
-from runs_store.bounded_json import loads_bounded
+from runs_store.domain.bounded_json import loads_bounded
 
 MAX_LENGTH = 160
 

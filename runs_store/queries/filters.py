@@ -13,6 +13,9 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 
+PAGE_SIZES = (10, 25, 50, 100)
+DEFAULT_PAGE_SIZE = 25
+
 DATE_PRESETS: dict[str, timedelta | None] = {
     "24h": timedelta(hours=24),
     "7d": timedelta(days=7),

@@ -10,7 +10,7 @@ bounded_json.py (it needs no setting).
 from __future__ import annotations
 
 from runs_store import settings
-from runs_store.errors import StoreError
+from runs_store.domain.errors import StoreError
 
 # Kept of a record too large to load, so `rejects` still shows what it was.
 REJECTED_HEAD_CHARS = 64 * 1024

@@ -1,0 +1,2 @@
+"""Queries: the filter and its SQL, named parameters, and the view state the URL carries.
+"""

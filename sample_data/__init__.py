@@ -1,0 +1,1 @@
+"""The sample: its generator, and the bundled file made from it."""
