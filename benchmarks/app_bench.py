@@ -55,13 +55,16 @@ def run_interaction(app_path: Path, steps, context: dict) -> tuple[float, list[s
     return total, problems
 
 
-def measure_app(app: str, repeat: int, context: dict, only: list[str] | None = None,
-                log=print) -> dict:
+def measure_app(
+    app: str, repeat: int, context: dict, only: list[str] | None = None, log=print
+) -> dict:
     """{interaction: {label, samples (s), median_ms, problems}} for one app on one store."""
     app_path, interactions = APPS[app]
     chosen = {k: v for k, v in interactions.items() if not only or k in only}
-    results = {key: {"label": label, "samples": [], "problems": []}
-               for key, (label, _steps) in chosen.items()}
+    results = {
+        key: {"label": label, "samples": [], "problems": []}
+        for key, (label, _steps) in chosen.items()
+    }
     for number in range(repeat + 1):
         for key, (_label, steps) in chosen.items():
             seconds, problems = run_interaction(app_path, steps, context)
@@ -74,20 +77,33 @@ def measure_app(app: str, repeat: int, context: dict, only: list[str] | None = N
     return results
 
 
-def bench_app_in_subprocess(app: str, db: Path, repeat: int, context: dict, out: Path,
-                            only: list[str] | None = None) -> dict:
+def bench_app_in_subprocess(
+    app: str, db: Path, repeat: int, context: dict, out: Path, only: list[str] | None = None
+) -> dict:
     """Runs `measure_app` in a fresh process pointed at `db`; its results and peak memory."""
-    args = python_module("benchmarks.app_bench", "--app", app, "--db", str(db),
-                         "--repeat", str(repeat), "--context", json.dumps(context),
-                         "--out", str(out))
+    args = python_module(
+        "benchmarks.app_bench",
+        "--app",
+        app,
+        "--db",
+        str(db),
+        "--repeat",
+        str(repeat),
+        "--context",
+        json.dumps(context),
+        "--out",
+        str(out),
+    )
     if only:
         args += ["--only", ",".join(only)]
     measured = run_measured(args, env={"RUNS_DB": str(db), "RUNS_LOAD_SAMPLE": "0"})
     if measured.returncode != 0:
         raise RuntimeError(f"app benchmark ({app}, {db.name}) failed:\n{measured.output[-4000:]}")
     results = json.loads(out.read_text())
-    results["process"] = {"seconds": round(measured.seconds, 1),
-                          "peak_rss_mb": round(measured.peak_rss_mb or 0)}
+    results["process"] = {
+        "seconds": round(measured.seconds, 1),
+        "peak_rss_mb": round(measured.peak_rss_mb or 0),
+    }
     return results
 
 
@@ -105,9 +121,16 @@ def main(argv: list[str] | None = None) -> int:
     os.chdir(ROOT)
     sys.path.insert(0, str(ROOT))
     only = args.only.split(",") if args.only else None
-    results = {"interactions": measure_app(args.app, args.repeat, json.loads(args.context), only,
-                                           log=lambda text: print(text, file=sys.stderr)),
-               "self_peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    results = {
+        "interactions": measure_app(
+            args.app,
+            args.repeat,
+            json.loads(args.context),
+            only,
+            log=lambda text: print(text, file=sys.stderr),
+        ),
+        "self_peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
     Path(args.out).write_text(json.dumps(results, indent=2))
     return 0
 

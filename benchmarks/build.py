@@ -35,8 +35,8 @@ BUILD_VERSION = 5  # 2: sample loads through the JSONL fast path; 3: step payloa
 #                   the file
 DAYS = 30
 SEED = 7
-STEPS_UP_TO = 1_000_000       # stores up to this size have steps for every run
-REPLICA_BASE = 1_000_000      # larger stores replicate the store of this size
+STEPS_UP_TO = 1_000_000  # stores up to this size have steps for every run
+REPLICA_BASE = 1_000_000  # larger stores replicate the store of this size
 BUILD_MEMORY_LIMIT = "8GB"
 
 
@@ -117,12 +117,30 @@ def _checked(measured, what: str):
 
 
 def _generate_with_steps(target: Path, spec: StoreSpec) -> dict:
-    measured = _checked(run_measured(python_module(
-        "runs_store", "sample", "--runs", str(spec.runs), "--days", str(spec.days),
-        "--seed", str(spec.seed), "--db", str(target), "--progress", "never")),
-        f"building the {spec.label} store")
-    return {"method": "python -m runs_store sample (generator + real ingest)",
-            "seconds": round(measured.seconds, 1), "peak_rss_mb": round(measured.peak_rss_mb or 0)}
+    measured = _checked(
+        run_measured(
+            python_module(
+                "runs_store",
+                "sample",
+                "--runs",
+                str(spec.runs),
+                "--days",
+                str(spec.days),
+                "--seed",
+                str(spec.seed),
+                "--db",
+                str(target),
+                "--progress",
+                "never",
+            )
+        ),
+        f"building the {spec.label} store",
+    )
+    return {
+        "method": "python -m runs_store sample (generator + real ingest)",
+        "seconds": round(measured.seconds, 1),
+        "peak_rss_mb": round(measured.peak_rss_mb or 0),
+    }
 
 
 _REPLICA_SELECT = """
@@ -138,9 +156,12 @@ FROM base.runs WHERE source LIKE 'sample(%'
 
 def _insert_replica(con, copy: int, shift: timedelta, limit: int) -> None:
     """One copy of the base runs, the newest `limit` of them, inserted oldest first."""
-    con.execute(f"""INSERT INTO runs SELECT * FROM (
+    con.execute(
+        f"""INSERT INTO runs SELECT * FROM (
         SELECT * FROM ({_REPLICA_SELECT}) ORDER BY started_at DESC, id DESC LIMIT $limit)
-        ORDER BY started_at, id""", {"copy": copy, "shift": shift, "limit": limit})
+        ORDER BY started_at, id""",
+        {"copy": copy, "shift": shift, "limit": limit},
+    )
 
 
 def _replicate(target: Path, base: Path, spec: StoreSpec, base_spec: StoreSpec) -> dict:
@@ -149,8 +170,9 @@ def _replicate(target: Path, base: Path, spec: StoreSpec, base_spec: StoreSpec) 
     try:
         ensure_schema(con)
         con.execute(f"ATTACH '{base}' AS base (READ_ONLY)")
-        per_copy = con.execute("SELECT count(*) FROM base.runs WHERE source LIKE 'sample(%'"
-                               ).fetchall()[0][0]
+        per_copy = con.execute(
+            "SELECT count(*) FROM base.runs WHERE source LIKE 'sample(%'"
+        ).fetchall()[0][0]
         copies = math.ceil(spec.runs / per_copy)
         for copy in reversed(range(copies)):
             limit = min(per_copy, spec.runs - copy * per_copy)
@@ -161,16 +183,25 @@ def _replicate(target: Path, base: Path, spec: StoreSpec, base_spec: StoreSpec) 
     finally:
         con.close()
     seconds = (datetime.now(UTC) - started).total_seconds()
-    return {"method": f"{copies} copies of the {base_spec.label} store's runs in DuckDB SQL "
-                      f"(new ids, shifted {base_spec.days:g} days per copy, no steps)",
-            "seconds": round(seconds, 1), "copies": copies}
+    return {
+        "method": f"{copies} copies of the {base_spec.label} store's runs in DuckDB SQL "
+        f"(new ids, shifted {base_spec.days:g} days per copy, no steps)",
+        "seconds": round(seconds, 1),
+        "copies": copies,
+    }
 
 
 def _add_handmade(target: Path, stores_dir: Path) -> dict:
     jsonl = stores_dir / "handmade-runs.jsonl"
     ids = write_handmade(jsonl, datetime.now(UTC).replace(tzinfo=None))
-    _checked(run_measured(python_module("runs_store", "ingest", str(jsonl), "--db", str(target),
-                                        "--progress", "never")), "ingesting the hand-made runs")
+    _checked(
+        run_measured(
+            python_module(
+                "runs_store", "ingest", str(jsonl), "--db", str(target), "--progress", "never"
+            )
+        ),
+        "ingesting the hand-made runs",
+    )
     return ids
 
 
@@ -178,14 +209,16 @@ def _counts(path: Path) -> dict:
     con = duckdb.connect(str(path), read_only=True)
     try:
         runs, steps = con.execute(
-            "SELECT (SELECT count(*) FROM runs), (SELECT count(*) FROM run_steps)").fetchall()[0]
+            "SELECT (SELECT count(*) FROM runs), (SELECT count(*) FROM run_steps)"
+        ).fetchall()[0]
     finally:
         con.close()
     return {"runs": runs, "run_steps": steps, "file_mb": round(path.stat().st_size / 2**20)}
 
 
-def ensure_store(spec: StoreSpec, stores_dir: Path, max_age_days: float = 3,
-                 log=print) -> tuple[Path, dict]:
+def ensure_store(
+    spec: StoreSpec, stores_dir: Path, max_age_days: float = 3, log=print
+) -> tuple[Path, dict]:
     """The store for `spec`, built now unless a matching one exists; (path, sidecar)."""
     stores_dir.mkdir(parents=True, exist_ok=True)
     path = store_path(stores_dir, spec)
@@ -205,8 +238,13 @@ def ensure_store(spec: StoreSpec, stores_dir: Path, max_age_days: float = 3,
     handmade = _add_handmade(target, stores_dir)
     _remove_db(path)
     os.replace(target, path)
-    sidecar = {"params": spec.params(), "built_at": datetime.now(UTC).isoformat(),
-               "build": build, "handmade": handmade, **_counts(path)}
+    sidecar = {
+        "params": spec.params(),
+        "built_at": datetime.now(UTC).isoformat(),
+        "build": build,
+        "handmade": handmade,
+        **_counts(path),
+    }
     _sidecar_path(path).write_text(json.dumps(sidecar, indent=2))
     log(f"store {spec.label}: built in {build['seconds']} s ({sidecar['runs']:,} runs)")
     return path, sidecar

@@ -48,6 +48,7 @@ def turn_page(at, _context) -> None:
 def set_range(preset: str):
     def act(at, _context) -> None:
         at.selectbox(key="range").set_value(preset)
+
     return act
 
 
@@ -56,12 +57,14 @@ def open_page(page: str, query: Callable[[dict], dict] | None = None):
         at.switch_page(page)
         for key, value in (query(context) if query else {}).items():
             at.query_params[key] = value
+
     return act
 
 
 def show_view(view: str):
     def act(at, _context) -> None:
         at.radio(key="view").set_value(view)
+
     return act
 
 
@@ -72,6 +75,7 @@ def nothing(_at, _context) -> None:
 def run_query(which: str) -> Callable[[dict], dict]:
     def query(context: dict) -> dict:
         return dict.fromkeys(RUN_ID_PARAMS, context["handmade"][which])
+
     return query
 
 
@@ -79,27 +83,52 @@ def run_query(which: str) -> Callable[[dict], dict]:
 # session with Streamlit's caches cleared.
 OURS = {
     "runs_cold": ("Runs page, cold start", [Step("open", nothing)]),
-    "runs_filter": ("Runs page, filter change (status)", [
-        Step("open", nothing, timed=False), Step("filter", set_status)]),
-    "runs_page_turn": ("Runs page, page turn", [
-        Step("open", nothing, timed=False), Step("page", turn_page)]),
-    "runs_all_time_filter": ("Runs page, All time, filter change (status)", [
-        Step("open", nothing, timed=False), Step("all", set_range("all"), timed=False),
-        Step("filter", set_status)]),
-    "runs_cached": ("Runs page, rerun with nothing new (cached)", [
-        Step("open", nothing, timed=False), Step("rerun", nothing)]),
-    "insights_7d": ("Insights, Last 7 days", [
-        Step("open", nothing, timed=False), Step("insights", open_page("pages/insights.py"))]),
-    "insights_all": ("Insights, All time", [
-        Step("open", nothing, timed=False),
-        Step("insights", open_page("pages/insights.py"), timed=False),
-        Step("all", set_range("all"))]),
-    "run_20_steps": ("Run page, 20 steps", [
-        Step("open", nothing, timed=False),
-        Step("run", open_page(RUN_PAGE, run_query("run_20_steps")))]),
-    "run_5mb_output": ("Run page, 5 MB output", [
-        Step("open", nothing, timed=False),
-        Step("run", open_page(RUN_PAGE, run_query("run_5mb_output")))]),
+    "runs_filter": (
+        "Runs page, filter change (status)",
+        [Step("open", nothing, timed=False), Step("filter", set_status)],
+    ),
+    "runs_page_turn": (
+        "Runs page, page turn",
+        [Step("open", nothing, timed=False), Step("page", turn_page)],
+    ),
+    "runs_all_time_filter": (
+        "Runs page, All time, filter change (status)",
+        [
+            Step("open", nothing, timed=False),
+            Step("all", set_range("all"), timed=False),
+            Step("filter", set_status),
+        ],
+    ),
+    "runs_cached": (
+        "Runs page, rerun with nothing new (cached)",
+        [Step("open", nothing, timed=False), Step("rerun", nothing)],
+    ),
+    "insights_7d": (
+        "Insights, Last 7 days",
+        [Step("open", nothing, timed=False), Step("insights", open_page("pages/insights.py"))],
+    ),
+    "insights_all": (
+        "Insights, All time",
+        [
+            Step("open", nothing, timed=False),
+            Step("insights", open_page("pages/insights.py"), timed=False),
+            Step("all", set_range("all")),
+        ],
+    ),
+    "run_20_steps": (
+        "Run page, 20 steps",
+        [
+            Step("open", nothing, timed=False),
+            Step("run", open_page(RUN_PAGE, run_query("run_20_steps"))),
+        ],
+    ),
+    "run_5mb_output": (
+        "Run page, 5 MB output",
+        [
+            Step("open", nothing, timed=False),
+            Step("run", open_page(RUN_PAGE, run_query("run_5mb_output"))),
+        ],
+    ),
 }
 
 BASELINE = {
@@ -108,11 +137,18 @@ BASELINE = {
     "runs_page_turn": OURS["runs_page_turn"],
     "runs_all_time_filter": OURS["runs_all_time_filter"],
     "runs_cached": OURS["runs_cached"],
-    "insights_7d": ("Insights, Last 7 days", [
-        Step("open", nothing, timed=False), Step("insights", show_view("Insights"))]),
-    "insights_all": ("Insights, All time", [
-        Step("open", nothing, timed=False), Step("insights", show_view("Insights"), timed=False),
-        Step("all", set_range("all"))]),
+    "insights_7d": (
+        "Insights, Last 7 days",
+        [Step("open", nothing, timed=False), Step("insights", show_view("Insights"))],
+    ),
+    "insights_all": (
+        "Insights, All time",
+        [
+            Step("open", nothing, timed=False),
+            Step("insights", show_view("Insights"), timed=False),
+            Step("all", set_range("all")),
+        ],
+    ),
 }
 
 APPS: dict[str, tuple[Path, dict]] = {"ours": (APP, OURS), "baseline": (BASELINE_APP, BASELINE)}

@@ -39,10 +39,13 @@ def _chain(names: list[str], display: dict[str, str]) -> dict:
     """A linear flowVersion step tree: trigger -> step_1 -> ... with display names."""
     tree = None
     for name in reversed(names):
-        node = {"name": name, "displayName": display[name],
-                "type": "PIECE_TRIGGER" if name == "trigger" else "CODE",
-                "settings": {"pieceName": "@activepieces/piece-http",
-                             "actionName": "send_request"}, "valid": True}
+        node = {
+            "name": name,
+            "displayName": display[name],
+            "type": "PIECE_TRIGGER" if name == "trigger" else "CODE",
+            "settings": {"pieceName": "@activepieces/piece-http", "actionName": "send_request"},
+            "valid": True,
+        }
         if tree is not None:
             node["nextAction"] = tree
         tree = node
@@ -54,40 +57,76 @@ def _run(run_id: str, flow: str, steps: dict, created: datetime) -> dict:
     display = {name: ("Trigger" if name == "trigger" else f"Step {name[5:]}") for name in names}
     duration = sum(step.get("duration", 0) for step in steps.values())
     return {
-        "id": run_id, "created": _iso(created), "updated": _iso(created + timedelta(
-            milliseconds=duration + 50)),
-        "projectId": "benchProject000000001", "flowId": f"{run_id[:16]}Flow0",
+        "id": run_id,
+        "created": _iso(created),
+        "updated": _iso(created + timedelta(milliseconds=duration + 50)),
+        "projectId": "benchProject000000001",
+        "flowId": f"{run_id[:16]}Flow0",
         "flowVersionId": f"{run_id[:16]}Ver01",
-        "flowVersion": {"id": f"{run_id[:16]}Ver01", "displayName": flow,
-                        "trigger": _chain(names, display)},
-        "environment": "PRODUCTION", "status": "SUCCEEDED", "tags": ["benchmark"],
-        "archivedAt": None, "startTime": _iso(created),
-        "finishTime": _iso(created + timedelta(milliseconds=duration)), "failedStep": None,
-        "stepsCount": len(names), "steps": steps,
+        "flowVersion": {
+            "id": f"{run_id[:16]}Ver01",
+            "displayName": flow,
+            "trigger": _chain(names, display),
+        },
+        "environment": "PRODUCTION",
+        "status": "SUCCEEDED",
+        "tags": ["benchmark"],
+        "archivedAt": None,
+        "startTime": _iso(created),
+        "finishTime": _iso(created + timedelta(milliseconds=duration)),
+        "failedStep": None,
+        "stepsCount": len(names),
+        "steps": steps,
     }
 
 
 def twenty_step_run(created: datetime) -> dict:
     templates = _template_steps()
-    steps = {"trigger": {"type": "PIECE_TRIGGER", "status": "SUCCEEDED", "input": {},
-                         "output": {"body": {"event": "benchmark"}}, "duration": 0}}
+    steps = {
+        "trigger": {
+            "type": "PIECE_TRIGGER",
+            "status": "SUCCEEDED",
+            "input": {},
+            "output": {"body": {"event": "benchmark"}},
+            "duration": 0,
+        }
+    }
     for number in range(1, STEP_COUNT):
         steps[f"step_{number}"] = templates[(number - 1) % len(templates)]
     return _run(STEPS_RUN_ID, "Benchmark: 20 steps", steps, created)
 
 
 def big_output_run(created: datetime) -> dict:
-    row = {"id": 0, "email": "someone@example.com", "name": "A customer with a long name",
-           "note": "x" * 200}
+    row = {
+        "id": 0,
+        "email": "someone@example.com",
+        "name": "A customer with a long name",
+        "note": "x" * 200,
+    }
     size = len(json.dumps(row, separators=(",", ":"))) + 1
     rows = [dict(row, id=number) for number in range(BIG_OUTPUT_BYTES // size)]
     steps = {
-        "trigger": {"type": "PIECE_TRIGGER", "status": "SUCCEEDED", "input": {},
-                    "output": {"body": {"event": "export"}}, "duration": 0},
-        "step_1": {"type": "CODE", "status": "SUCCEEDED", "input": {"limit": len(rows)},
-                   "output": {"rows": rows}, "duration": 1850},
-        "step_2": {"type": "PIECE", "status": "SUCCEEDED", "input": {"count": len(rows)},
-                   "output": {"ok": True}, "duration": 120},
+        "trigger": {
+            "type": "PIECE_TRIGGER",
+            "status": "SUCCEEDED",
+            "input": {},
+            "output": {"body": {"event": "export"}},
+            "duration": 0,
+        },
+        "step_1": {
+            "type": "CODE",
+            "status": "SUCCEEDED",
+            "input": {"limit": len(rows)},
+            "output": {"rows": rows},
+            "duration": 1850,
+        },
+        "step_2": {
+            "type": "PIECE",
+            "status": "SUCCEEDED",
+            "input": {"count": len(rows)},
+            "output": {"ok": True},
+            "duration": 120,
+        },
     }
     return _run(BIG_OUTPUT_RUN_ID, "Benchmark: 5 MB output", steps, created)
 

@@ -37,14 +37,19 @@ def ingest_file_for(stores_dir: Path, runs: int, seed: int) -> Path:
 
 def time_ingest(jsonl: Path, db: Path) -> dict:
     """One `python -m runs_store ingest` of a file: runs/s and peak RSS."""
-    measured = run_measured(python_module("runs_store", "ingest", str(jsonl), "--db", str(db),
-                                          "--progress", "never"))
+    measured = run_measured(
+        python_module("runs_store", "ingest", str(jsonl), "--db", str(db), "--progress", "never")
+    )
     match = _NEW.search(measured.output)
     if measured.returncode not in (0, 1) or not match:
         raise RuntimeError(f"ingest failed ({measured.returncode}):\n{measured.output[-3000:]}")
     loaded = int(match.group(1).replace(",", "")) + int(match.group(2).replace(",", ""))
-    return {"seconds": measured.seconds, "runs": loaded,
-            "runs_per_s": loaded / measured.seconds, "peak_rss_mb": measured.peak_rss_mb}
+    return {
+        "seconds": measured.seconds,
+        "runs": loaded,
+        "runs_per_s": loaded / measured.seconds,
+        "peak_rss_mb": measured.peak_rss_mb,
+    }
 
 
 def time_floor(jsonl: Path, db: Path) -> dict:
@@ -54,19 +59,33 @@ def time_floor(jsonl: Path, db: Path) -> dict:
     if measured.returncode != 0 or not match:
         raise RuntimeError(f"floor load failed ({measured.returncode}):\n{measured.output[-3000:]}")
     loaded = int(match.group(1).replace(",", ""))
-    return {"seconds": measured.seconds, "runs": loaded,
-            "runs_per_s": loaded / measured.seconds, "peak_rss_mb": measured.peak_rss_mb}
+    return {
+        "seconds": measured.seconds,
+        "runs": loaded,
+        "runs_per_s": loaded / measured.seconds,
+        "peak_rss_mb": measured.peak_rss_mb,
+    }
 
 
 def _summary(samples: list[dict], target: str) -> dict:
-    return {"target": target, "samples": samples,
-            "runs_per_s": statistics.median(s["runs_per_s"] for s in samples),
-            "peak_rss_mb": max(s["peak_rss_mb"] or 0 for s in samples),
-            "runs": samples[0]["runs"]}
+    return {
+        "target": target,
+        "samples": samples,
+        "runs_per_s": statistics.median(s["runs_per_s"] for s in samples),
+        "peak_rss_mb": max(s["peak_rss_mb"] or 0 for s in samples),
+        "runs": samples[0]["runs"],
+    }
 
 
-def bench_ingest(stores_dir: Path, runs: int, repeat: int, into: Path | None = None,
-                 into_label: str = "", log=print, timer=time_ingest) -> list[dict]:
+def bench_ingest(
+    stores_dir: Path,
+    runs: int,
+    repeat: int,
+    into: Path | None = None,
+    into_label: str = "",
+    log=print,
+    timer=time_ingest,
+) -> list[dict]:
     """Medians over `repeat` files: into an empty store, and into a copy of `into` if given.
     `timer` is time_ingest (our ingest) or time_floor (DuckDB alone, nothing judged)."""
     what = "floor" if timer is time_floor else "ingest"
@@ -76,8 +95,7 @@ def bench_ingest(stores_dir: Path, runs: int, repeat: int, into: Path | None = N
     for jsonl in files:
         _remove(scratch)
         empty.append(timer(jsonl, scratch))
-        log(f"{what} {size_label(runs)} into an empty store: "
-            f"{empty[-1]['runs_per_s']:,.0f} runs/s")
+        log(f"{what} {size_label(runs)} into an empty store: {empty[-1]['runs_per_s']:,.0f} runs/s")
     results = [_summary(empty, "empty store")]
     if into is not None:
         _remove(scratch)
@@ -85,8 +103,10 @@ def bench_ingest(stores_dir: Path, runs: int, repeat: int, into: Path | None = N
         grown = []
         for jsonl in files:
             grown.append(timer(jsonl, scratch))
-            log(f"{what} {size_label(runs)} into the {into_label} store: "
-                f"{grown[-1]['runs_per_s']:,.0f} runs/s")
+            log(
+                f"{what} {size_label(runs)} into the {into_label} store: "
+                f"{grown[-1]['runs_per_s']:,.0f} runs/s"
+            )
         results.append(_summary(grown, f"{into_label} store"))
     _remove(scratch)
     return results

@@ -18,11 +18,13 @@ import duckdb
 from runs_store.domain.records import STEPS_TYPE
 from runs_store.store.database import INDEXES, SCHEMA
 
-_RUN_COLUMNS = ("{id: 'VARCHAR', environment: 'VARCHAR', status: 'VARCHAR', flowId: 'VARCHAR', "
-                "created: 'TIMESTAMP', startTime: 'TIMESTAMP', finishTime: 'TIMESTAMP', "
-                "updated: 'TIMESTAMP', flowVersion: 'STRUCT(displayName VARCHAR)', "
-                "failedStep: 'STRUCT(name VARCHAR, message VARCHAR)', "
-                "steps: 'MAP(VARCHAR, STRUCT(status VARCHAR))'}")
+_RUN_COLUMNS = (
+    "{id: 'VARCHAR', environment: 'VARCHAR', status: 'VARCHAR', flowId: 'VARCHAR', "
+    "created: 'TIMESTAMP', startTime: 'TIMESTAMP', finishTime: 'TIMESTAMP', "
+    "updated: 'TIMESTAMP', flowVersion: 'STRUCT(displayName VARCHAR)', "
+    "failedStep: 'STRUCT(name VARCHAR, message VARCHAR)', "
+    "steps: 'MAP(VARCHAR, STRUCT(status VARCHAR))'}"
+)
 
 INSERT_RUNS = f"""
 INSERT INTO runs BY NAME

@@ -56,6 +56,8 @@ def describe_machine() -> dict:
 
 def machine_line(machine: dict) -> str:
     """One line for the markdown report."""
-    return (f"{machine['cpu']}, {machine['cores']} cores, {machine['memory_gib']} GiB RAM; "
-            f"Python {machine['python']}, DuckDB {machine['duckdb']}, "
-            f"Streamlit {machine['streamlit']}, pandas {machine['pandas']}; {machine['date']}")
+    return (
+        f"{machine['cpu']}, {machine['cores']} cores, {machine['memory_gib']} GiB RAM; "
+        f"Python {machine['python']}, DuckDB {machine['duckdb']}, "
+        f"Streamlit {machine['streamlit']}, pandas {machine['pandas']}; {machine['date']}"
+    )

@@ -16,11 +16,18 @@ from benchmarks.drivers import APP, BASELINE_APP, FILTER_STATUS, RUN_ID_PARAMS
 from benchmarks.procs import memory_status, start_streamlit, stop_process
 
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--headless=new", "--disable-gpu",
-                 "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync"]
-RENDERED = ("[data-testid='stDataFrame'], [data-testid='stMetric'], [data-testid='stAlert'], "
-            "[data-testid='stJson'], [data-testid='stPlotlyChart'], [data-testid='stHeading']")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--headless=new",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+RENDERED = (
+    "[data-testid='stDataFrame'], [data-testid='stMetric'], [data-testid='stAlert'], "
+    "[data-testid='stJson'], [data-testid='stPlotlyChart'], [data-testid='stHeading']"
+)
 NOT_RUNNING = "[data-testid='stApp'][data-test-script-state='notRunning']"
 
 
@@ -30,17 +37,27 @@ def _url(path: str, **params) -> str:
 
 def views(app: str, handmade: dict) -> list[tuple[str, str]]:
     """(name, path with query) of the views a session opens, heaviest last."""
-    common = [("runs", "/"), ("runs, status filter", _url("/", status=FILTER_STATUS)),
-              ("runs, page 2", _url("/", page=2)), ("runs, all time", _url("/", range="all"))]
+    common = [
+        ("runs", "/"),
+        ("runs, status filter", _url("/", status=FILTER_STATUS)),
+        ("runs, page 2", _url("/", page=2)),
+        ("runs, all time", _url("/", range="all")),
+    ]
     if app == "baseline":
-        return [*common, ("insights", _url("/", view="Insights")),
-                ("insights, all time", _url("/", view="Insights", range="all"))]
-    run_ids = [(name, handmade[name]) for name in ("run_20_steps", "run_5mb_output")
-               if name in handmade]
-    return [*common, ("insights", "/insights"),
-            ("insights, all time", _url("/insights", range="all")),
-            *((name, _url("/run", **dict.fromkeys(RUN_ID_PARAMS, run_id)))
-              for name, run_id in run_ids)]
+        return [
+            *common,
+            ("insights", _url("/", view="Insights")),
+            ("insights, all time", _url("/", view="Insights", range="all")),
+        ]
+    run_ids = [
+        (name, handmade[name]) for name in ("run_20_steps", "run_5mb_output") if name in handmade
+    ]
+    return [
+        *common,
+        ("insights", "/insights"),
+        ("insights, all time", _url("/insights", range="all")),
+        *((name, _url("/run", **dict.fromkeys(RUN_ID_PARAMS, run_id))) for name, run_id in run_ids),
+    ]
 
 
 def _render(tab, url: str, timeout_ms: float) -> float:
@@ -70,13 +87,18 @@ def browse(base_url: str, pages: list[tuple[str, str]], timeout_ms: float = 300_
 def measure_server_memory(app: str, db: Path, handmade: dict) -> dict:
     """Peak and final resident memory (MB) of one server process that rendered every view."""
     script = APP if app == "ours" else BASELINE_APP
-    process, url = start_streamlit(str(script.relative_to(APP.parent)),
-                                   {"RUNS_DB": str(db), "RUNS_LOAD_SAMPLE": "0"})
+    process, url = start_streamlit(
+        str(script.relative_to(APP.parent)), {"RUNS_DB": str(db), "RUNS_LOAD_SAMPLE": "0"}
+    )
     try:
         idle = memory_status(process.pid)["VmRSS"]
         seconds = browse(url, views(app, handmade))
         status = memory_status(process.pid)
     finally:
         stop_process(process)
-    return {"peak_rss_mb": round(status["VmHWM"]), "rss_after_mb": round(status["VmRSS"]),
-            "rss_idle_before_mb": round(idle), "views_seconds": seconds}
+    return {
+        "peak_rss_mb": round(status["VmHWM"]),
+        "rss_after_mb": round(status["VmRSS"]),
+        "rss_idle_before_mb": round(idle),
+        "views_seconds": seconds,
+    }

@@ -48,8 +48,13 @@ def _median_ms(call, repeat: int) -> tuple[float, list[float]]:
 
 def page_numbers(total: int, rows: int = PAGE_ROWS) -> dict[str, int]:
     last = runs_list.page_count(total, rows)
-    return {"page 1": 1, "page 2": min(2, last), "page 1,000": min(1_000, last),
-            "middle page": max(1, last // 2), "last page": last}
+    return {
+        "page 1": 1,
+        "page 2": min(2, last),
+        "page 1,000": min(1_000, last),
+        "middle page": max(1, last // 2),
+        "last page": last,
+    }
 
 
 def _views(now: datetime) -> dict[str, RunFilter]:
@@ -60,12 +65,15 @@ def _views(now: datetime) -> dict[str, RunFilter]:
 def _count_and_page(con, run_filter: RunFilter):
     """(what the page counts once, a page call as the page makes it) for this runs_store."""
     if hasattr(runs_list, "count_days"):  # keyset paging: the day counts ride along
+
         def page(counts, offset):
             return runs_list.list_runs(con, run_filter, PAGE_ROWS, offset, counts.total, counts)
+
         return (lambda: runs_list.count_days(con, run_filter)), page, "count_days"
 
     def page_before(total, offset):
         return runs_list.list_runs(con, run_filter, PAGE_ROWS, offset, total)
+
     return (lambda: runs_list.count_runs(con, run_filter)), page_before, "count_runs"
 
 
@@ -79,14 +87,20 @@ def time_pages(db: Path, repeat: int) -> dict:
             counted = count()
             total = getattr(counted, "total", counted)
             pages = page_numbers(total)
-            view = {"total": total, "pages": pages, "median_ms": {}, "samples_ms": {},
-                    "count": counted_by}
+            view = {
+                "total": total,
+                "pages": pages,
+                "median_ms": {},
+                "samples_ms": {},
+                "count": counted_by,
+            }
             for case, page in pages.items():
                 offset = runs_list.page_offset(page, PAGE_ROWS)
                 shown = page_call(counted, offset)
                 assert len(shown.rows) == min(PAGE_ROWS, total - offset), (name, case)
                 median, samples = _median_ms(
-                    lambda o=offset, c=counted, call=page_call: call(c, o), repeat)
+                    lambda o=offset, c=counted, call=page_call: call(c, o), repeat
+                )
                 view["median_ms"][case] = round(median, 1)
                 view["samples_ms"][case] = [round(sample, 1) for sample in samples]
             view["count_ms"] = round(_median_ms(count, repeat)[0], 1)
@@ -95,8 +109,10 @@ def time_pages(db: Path, repeat: int) -> dict:
 
 
 APP_CASES = ("page 1", "page 1,000", "last page")
-APP_HEADING = ("Opening a link to a page of All time: the Runs page in AppTest, the whole script, "
-               "Streamlit's caches cleared before each sample (so the view is counted again too):")
+APP_HEADING = (
+    "Opening a link to a page of All time: the Runs page in AppTest, the whole script, "
+    "Streamlit's caches cleared before each sample (so the view is counted again too):"
+)
 
 
 def time_app_links(db: Path, repeat: int) -> dict:
@@ -120,16 +136,25 @@ def time_app_links(db: Path, repeat: int) -> dict:
             at.run()
             samples.append((time.perf_counter() - started) * 1000)
             assert not at.exception and at.pagination[0].value == pages[case], case
-        found[case] = {"page": pages[case], "median_ms": round(statistics.median(samples[1:]), 1),
-                       "samples_ms": [round(sample, 1) for sample in samples[1:]]}
+        found[case] = {
+            "page": pages[case],
+            "median_ms": round(statistics.median(samples[1:]), 1),
+            "samples_ms": [round(sample, 1) for sample in samples[1:]],
+        }
     return found
 
 
 def markdown(results: dict) -> str:
-    lines = [f"Machine: {machine_line(results['machine'])}; {results.get('cpu_note', '')}", "",
-             (f"`runs_list.list_runs` for one page of {PAGE_ROWS} rows as the Runs page calls it "
-              f"(with its cached count), warm, median of {results['repeat']} calls; store: "
-              f"{results['store']}."), ""]
+    lines = [
+        f"Machine: {machine_line(results['machine'])}; {results.get('cpu_note', '')}",
+        "",
+        (
+            f"`runs_list.list_runs` for one page of {PAGE_ROWS} rows as the Runs page calls it "
+            f"(with its cached count), warm, median of {results['repeat']} calls; store: "
+            f"{results['store']}."
+        ),
+        "",
+    ]
     labels = list(results["runs"])
     header = "| View | Page | " + " | ".join(labels) + " |"
     lines += [header, "|" + "---|" * (len(labels) + 2)]
@@ -141,23 +166,35 @@ def markdown(results: dict) -> str:
             for label in labels:
                 ms = results["runs"][label]["views"].get(view, {}).get("median_ms", {}).get(case)
                 cells.append("–" if ms is None else f"{ms:,.1f} ms")
-            lines.append(f"| {view} ({measured['total']:,} runs) | {case} ({page:,}) | "
-                         + " | ".join(cells) + " |")
+            lines.append(
+                f"| {view} ({measured['total']:,} runs) | {case} ({page:,}) | "
+                + " | ".join(cells)
+                + " |"
+            )
     lines += ["", "Counting the view (once per change of data or filters, then cached):", ""]
     for label in labels:
         counted = results["runs"][label]["views"]
-        lines.append(f"- {label}: " + "; ".join(
-            f"{view} {measured['count_ms']:,.1f} ms (`{measured.get('count', 'count_runs')}`)"
-            for view, measured in counted.items()))
+        lines.append(
+            f"- {label}: "
+            + "; ".join(
+                f"{view} {measured['count_ms']:,.1f} ms (`{measured.get('count', 'count_runs')}`)"
+                for view, measured in counted.items()
+            )
+        )
     lines.append("")
     with_app = [label for label in labels if results["runs"][label].get("app")]
     if with_app:
-        lines += [APP_HEADING, "", "| Link | " + " | ".join(with_app) + " |",
-                  "|" + "---|" * (len(with_app) + 1)]
+        lines += [
+            APP_HEADING,
+            "",
+            "| Link | " + " | ".join(with_app) + " |",
+            "|" + "---|" * (len(with_app) + 1),
+        ]
         first = results["runs"][with_app[-1]]["app"]
         for case in APP_CASES:
-            cells = [f"{results['runs'][label]['app'][case]['median_ms']:,.0f} ms"
-                     for label in with_app]
+            cells = [
+                f"{results['runs'][label]['app'][case]['median_ms']:,.0f} ms" for label in with_app
+            ]
             lines.append(f"| {case} ({first[case]['page']:,}) | " + " | ".join(cells) + " |")
         lines.append("")
     for label in labels:
@@ -172,25 +209,37 @@ def _load_note() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.paging_bench",
-                                     description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.paging_bench", description=__doc__.split("\n")[0]
+    )
     parser.add_argument("--size", default="10M")
     parser.add_argument("--label", required=True, help='e.g. "before" or "after"')
     parser.add_argument("--note", default="", help="what the label measured")
     parser.add_argument("--repeat", type=int, default=7)
     parser.add_argument("--stores-dir", default="benchmarks/stores")
     parser.add_argument("--out", default=str(OUT))
-    parser.add_argument("--app", action="store_true",
-                        help="also time opening the Runs page by links to those pages (AppTest)")
+    parser.add_argument(
+        "--app",
+        action="store_true",
+        help="also time opening the Runs page by links to those pages (AppTest)",
+    )
     args = parser.parse_args(argv)
     db, _sidecar = ensure_store(spec_for(args.size), ROOT / args.stores_dir)
     out = Path(args.out)
     results = json.loads(out.read_text()) if out.exists() else {"runs": {}}
-    results.update({"machine": describe_machine(), "store": f"{args.size} ({db.name})",
-                    "repeat": args.repeat, "cpu_note": _load_note()})
-    results["runs"][args.label] = {"note": args.note or args.label,
-                                   "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-                                   "views": time_pages(db, args.repeat)}
+    results.update(
+        {
+            "machine": describe_machine(),
+            "store": f"{args.size} ({db.name})",
+            "repeat": args.repeat,
+            "cpu_note": _load_note(),
+        }
+    )
+    results["runs"][args.label] = {
+        "note": args.note or args.label,
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "views": time_pages(db, args.repeat),
+    }
     if args.app:
         results["runs"][args.label]["app"] = time_app_links(db, max(3, args.repeat // 2))
     out.parent.mkdir(parents=True, exist_ok=True)

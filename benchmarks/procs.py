@@ -36,8 +36,14 @@ def run_measured(args: list[str], env: dict | None = None, timeout: float = 3600
     use_time = os.path.exists(GNU_TIME)
     command = [GNU_TIME, "-v", *args] if use_time else args
     started = time.perf_counter()
-    done = subprocess.run(command, cwd=ROOT, env={**os.environ, **(env or {})},
-                          capture_output=True, text=True, timeout=timeout)
+    done = subprocess.run(
+        command,
+        cwd=ROOT,
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     seconds = time.perf_counter() - started
     if use_time:
         match = _MAX_RSS.search(done.stderr)
@@ -87,11 +93,27 @@ def start_streamlit(script: str, env: dict, timeout: float = 60) -> tuple[subpro
     """`streamlit run script` on a free local port; (process, base URL) once healthy."""
     port = free_port()
     process = subprocess.Popen(
-        python_module("streamlit", "run", script, "--server.headless", "true",
-                      "--server.port", str(port), "--server.address", "127.0.0.1",
-                      "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"),
-        cwd=ROOT, env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        text=True)
+        python_module(
+            "streamlit",
+            "run",
+            script,
+            "--server.headless",
+            "true",
+            "--server.port",
+            str(port),
+            "--server.address",
+            "127.0.0.1",
+            "--browser.gatherUsageStats",
+            "false",
+            "--server.fileWatcherType",
+            "none",
+        ),
+        cwd=ROOT,
+        env={**os.environ, **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         _wait_healthy(url, process, timeout)

@@ -24,8 +24,16 @@ from benchmarks.procs import ROOT, python_module
 
 # py-spy names a page script by its base name, a module by its path from sys.path.
 FOCUS = {"runs": " (runs.py:", "insights": " (insights.py:", "run": " (run.py:"}
-PROJECT = ("(runs_store/", "(pages/", "(benchmarks/", " (runs.py:", " (insights.py:", " (run.py:",
-           " (baseline_app.py:", " (app.py:")
+PROJECT = (
+    "(runs_store/",
+    "(pages/",
+    "(benchmarks/",
+    " (runs.py:",
+    " (insights.py:",
+    " (run.py:",
+    " (baseline_app.py:",
+    " (app.py:",
+)
 
 
 def focus_file(app: str, interaction: str) -> str:
@@ -37,8 +45,22 @@ def focus_file(app: str, interaction: str) -> str:
 def record(args: list[str], raw: Path, rate: int = 200) -> None:
     if not shutil.which("py-spy"):
         raise SystemExit("py-spy is not installed: pip install py-spy")
-    subprocess.run(["py-spy", "record", "--rate", str(rate), "--format", "raw", "--output",
-                    str(raw), "--", *args], cwd=ROOT, check=True)
+    subprocess.run(
+        [
+            "py-spy",
+            "record",
+            "--rate",
+            str(rate),
+            "--format",
+            "raw",
+            "--output",
+            str(raw),
+            "--",
+            *args,
+        ],
+        cwd=ROOT,
+        check=True,
+    )
 
 
 def summarise(raw: Path, focus: str, top: int = 40) -> str:
@@ -55,8 +77,9 @@ def summarise(raw: Path, focus: str, top: int = 40) -> str:
             inclusive[frame] += samples
     if not total:
         return f"no samples through {focus}\n"
-    interesting = [(frame, n) for frame, n in inclusive.most_common()
-                   if any(mark in frame for mark in PROJECT)][:top]
+    interesting = [
+        (frame, n) for frame, n in inclusive.most_common() if any(mark in frame for mark in PROJECT)
+    ][:top]
     lines = [f"{total} samples through {focus}", "", "inclusive (project code):"]
     lines += [f"{n / total:6.1%}  {frame}" for frame, n in interesting]
     lines += ["", "self (where the time is spent):"]
@@ -81,10 +104,24 @@ def main(argv: list[str] | None = None) -> int:
     results = ROOT / args.results_dir
     results.mkdir(parents=True, exist_ok=True)
     raw = results / f"{name}.raw"
-    record(python_module("benchmarks.app_bench", "--app", args.app, "--db", str(db),
-                         "--repeat", str(args.repeat), "--only", args.interaction,
-                         "--context", json.dumps({"handmade": sidecar["handmade"]}),
-                         "--out", str(results / f"{name}.json")), raw)
+    record(
+        python_module(
+            "benchmarks.app_bench",
+            "--app",
+            args.app,
+            "--db",
+            str(db),
+            "--repeat",
+            str(args.repeat),
+            "--only",
+            args.interaction,
+            "--context",
+            json.dumps({"handmade": sidecar["handmade"]}),
+            "--out",
+            str(results / f"{name}.json"),
+        ),
+        raw,
+    )
     text = summarise(raw, focus_file(args.app, args.interaction))
     (results / f"{name}.txt").write_text(text)
     raw.unlink()

@@ -22,7 +22,7 @@ class Target:
     name: str
     measured: float | None
     limit: float
-    unit: str            # "ms", "MB", "runs/s" or "x"
+    unit: str  # "ms", "MB", "runs/s" or "x"
     at_least: bool = False
 
     @property
@@ -90,13 +90,17 @@ def _ingest_rows(results: dict) -> list[str]:
     rows = []
     for found in results.get("ingest", []):
         runs = f"{found['runs']:,}"
-        rows.append(f"| Ingest JSONL with steps ({runs} runs into the {found['target']}) | "
-                    f"{found['runs_per_s']:,.0f} runs/s, peak {mb_text(found['peak_rss_mb'])} |")
+        rows.append(
+            f"| Ingest JSONL with steps ({runs} runs into the {found['target']}) | "
+            f"{found['runs_per_s']:,.0f} runs/s, peak {mb_text(found['peak_rss_mb'])} |"
+        )
     for floor in results.get("ingest_floor", []):
-        rows.append(f"| The floor: the same files' runs and steps written by DuckDB alone, nothing "
-                    f"checked or judged (benchmarks/ingest_floor.py, {floor['runs']:,} runs into "
-                    f"the {floor['target']}) | {floor['runs_per_s']:,.0f} runs/s, "
-                    f"peak {mb_text(floor['peak_rss_mb'])} |")
+        rows.append(
+            f"| The floor: the same files' runs and steps written by DuckDB alone, nothing "
+            f"checked or judged (benchmarks/ingest_floor.py, {floor['runs']:,} runs into "
+            f"the {floor['target']}) | {floor['runs_per_s']:,.0f} runs/s, "
+            f"peak {mb_text(floor['peak_rss_mb'])} |"
+        )
     return rows
 
 
@@ -105,40 +109,64 @@ def _build_rows(results: dict) -> list[str]:
     for size, store in results.get("stores", {}).items():
         build = store["build"]
         rss = f", peak {mb_text(build['peak_rss_mb'])}" if build.get("peak_rss_mb") else ""
-        rows.append(f"| Build the {size} store ({store['runs']:,} runs, "
-                    f"{store['run_steps']:,} step rows, {mb_text(store['file_mb'])} file): "
-                    f"{build['method']} | {build['seconds']:,.0f} s{rss} |")
+        rows.append(
+            f"| Build the {size} store ({store['runs']:,} runs, "
+            f"{store['run_steps']:,} step rows, {mb_text(store['file_mb'])} file): "
+            f"{build['method']} | {build['seconds']:,.0f} s{rss} |"
+        )
     return rows
 
 
 def markdown(results: dict) -> str:
     sizes = list(results.get("sizes", {}))
     repeat = results.get("args", {}).get("repeat", "?")
-    lines = [f"Machine: {machine_line(results['machine'])}.", "",
-             (f"Medians of {repeat} runs; baseline = all runs in one pandas DataFrame "
-              f"(benchmarks/baseline_app.py); ratio = baseline / Runs Explorer."), "",
-             "| Interaction (AppTest, whole script) | " + " | ".join(sizes) + " |",
-             "|---|" + "---|" * len(sizes)]
+    lines = [
+        f"Machine: {machine_line(results['machine'])}.",
+        "",
+        (
+            f"Medians of {repeat} runs; baseline = all runs in one pandas DataFrame "
+            f"(benchmarks/baseline_app.py); ratio = baseline / Runs Explorer."
+        ),
+        "",
+        "| Interaction (AppTest, whole script) | " + " | ".join(sizes) + " |",
+        "|---|" + "---|" * len(sizes),
+    ]
     for key, label in _labels(results).items():
-        cells = [_cell(_interaction(results, s, "ours", key),
-                       _interaction(results, s, "baseline", key), ms_text) for s in sizes]
+        cells = [
+            _cell(
+                _interaction(results, s, "ours", key),
+                _interaction(results, s, "baseline", key),
+                ms_text,
+            )
+            for s in sizes
+        ]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
-    cells = [_cell(_memory(results, s, "ours"), _memory(results, s, "baseline"), mb_text)
-             for s in sizes]
-    lines.append("| App server peak memory (VmHWM, browser session over every view) | "
-                 + " | ".join(cells) + " |")
+    cells = [
+        _cell(_memory(results, s, "ours"), _memory(results, s, "baseline"), mb_text) for s in sizes
+    ]
+    lines.append(
+        "| App server peak memory (VmHWM, browser session over every view) | "
+        + " | ".join(cells)
+        + " |"
+    )
     lines += ["", "| Ingest and store building | Median |", "|---|---|"]
     lines += _ingest_rows(results) + _build_rows(results)
     lines += ["", "| Target | Measured | Result |", "|---|---|---|"]
     for target in results.get("targets", []):
-        lines.append(f"| {target['name']} | {value_text(target['measured'], target['unit'])} | "
-                     f"{target['verdict']} |")
+        lines.append(
+            f"| {target['name']} | {value_text(target['measured'], target['unit'])} | "
+            f"{target['verdict']} |"
+        )
     return "\n".join(lines) + "\n"
 
 
 def _min_ratio(results: dict, size: str) -> float | None:
-    ratios = [_ratio(_interaction(results, size, "baseline", key),
-                     _interaction(results, size, "ours", key)) for key in COMPARED_KEYS]
+    ratios = [
+        _ratio(
+            _interaction(results, size, "baseline", key), _interaction(results, size, "ours", key)
+        )
+        for key in COMPARED_KEYS
+    ]
     ratios = [r for r in ratios if r is not None]
     return min(ratios) if ratios else None
 
@@ -157,20 +185,46 @@ def _slowest(results: dict, size: str, keys) -> float | None:
 def evaluate_targets(results: dict) -> list[dict]:
     """The issue's targets, each with its measured value and pass / FAIL."""
     targets = [
-        Target("10M: Runs page warm rerun (filter change and page turn, slower of the two)",
-               _slowest(results, "10M", ("runs_filter", "runs_page_turn")), 200, "ms"),
-        Target("10M: Insights, All time", _interaction(results, "10M", "ours", "insights_all"),
-               1500, "ms"),
+        Target(
+            "10M: Runs page warm rerun (filter change and page turn, slower of the two)",
+            _slowest(results, "10M", ("runs_filter", "runs_page_turn")),
+            200,
+            "ms",
+        ),
+        Target(
+            "10M: Insights, All time",
+            _interaction(results, "10M", "ours", "insights_all"),
+            1500,
+            "ms",
+        ),
         Target("10M: app memory", _memory(results, "10M", "ours"), 1.5 * GB, "MB"),
-        Target("1M: Run page (20 steps and 5 MB output, slower of the two)",
-               _slowest(results, "1M", RUN_PAGE_KEYS), 200, "ms"),
-        Target("Ingest with steps (slower of empty and large store)", _ingest_rate(results),
-               20_000, "runs/s", at_least=True),
-        Target("1M: faster than the baseline, every interaction (smallest ratio)",
-               _min_ratio(results, "1M"), 5, "x", at_least=True),
-        Target("1M: less memory than the baseline",
-               _ratio(_memory(results, "1M", "baseline"), _memory(results, "1M", "ours")),
-               5, "x", at_least=True),
+        Target(
+            "1M: Run page (20 steps and 5 MB output, slower of the two)",
+            _slowest(results, "1M", RUN_PAGE_KEYS),
+            200,
+            "ms",
+        ),
+        Target(
+            "Ingest with steps (slower of empty and large store)",
+            _ingest_rate(results),
+            20_000,
+            "runs/s",
+            at_least=True,
+        ),
+        Target(
+            "1M: faster than the baseline, every interaction (smallest ratio)",
+            _min_ratio(results, "1M"),
+            5,
+            "x",
+            at_least=True,
+        ),
+        Target(
+            "1M: less memory than the baseline",
+            _ratio(_memory(results, "1M", "baseline"), _memory(results, "1M", "ours")),
+            5,
+            "x",
+            at_least=True,
+        ),
     ]
     return [{**asdict(t), "verdict": t.verdict} for t in targets]
 

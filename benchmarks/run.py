@@ -30,27 +30,35 @@ def log(text: str) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks",
-                                     description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks", description=__doc__.split("\n")[0]
+    )
     parser.add_argument("--sizes", default="100k,1M,10M", help="store sizes (default %(default)s)")
     parser.add_argument("--repeat", type=int, default=5, help="samples per figure (median)")
     parser.add_argument("--out", default="benchmarks/results/latest.json")
     parser.add_argument("--stores-dir", default="benchmarks/stores")
-    parser.add_argument("--baseline-sizes", default="100k,1M",
-                        help="sizes to run the pandas baseline at (default %(default)s)")
+    parser.add_argument(
+        "--baseline-sizes",
+        default="100k,1M",
+        help="sizes to run the pandas baseline at (default %(default)s)",
+    )
     parser.add_argument("--ingest-runs", default="50k", help="runs per ingested JSONL file")
     parser.add_argument("--ingest-repeat", type=int, default=3)
-    parser.add_argument("--max-store-age-days", type=float, default=3,
-                        help="rebuild stores older than this (their newest runs drift out of "
-                             "'Last 7 days')")
+    parser.add_argument(
+        "--max-store-age-days",
+        type=float,
+        default=3,
+        help="rebuild stores older than this (their newest runs drift out of 'Last 7 days')",
+    )
     parser.add_argument("--skip", default="", help=f"stages to skip: {', '.join(STAGES)}")
     parser.add_argument("--only", default="", help="interaction keys to time (default: all)")
     return parser
 
 
 def _largest_steps_store(stores: dict) -> tuple[str, Path] | None:
-    with_steps = [(s["runs"], label, path) for label, (path, s) in stores.items()
-                  if s["params"]["steps"]]
+    with_steps = [
+        (s["runs"], label, path) for label, (path, s) in stores.items() if s["params"]["steps"]
+    ]
     return max(with_steps)[1:] if with_steps else None
 
 
@@ -58,14 +66,16 @@ def measure_size(label: str, path: Path, sidecar: dict, args, skip: set, scratch
     context = {"handmade": sidecar["handmade"]}
     only = [key for key in args.only.split(",") if key] or None
     found: dict = {"memory": {}, "load_average_before": os.getloadavg()}
-    apps = ["ours"] + (["baseline"] if "baseline" not in skip
-                       and label in args.baseline_sizes.split(",") else [])
+    apps = ["ours"] + (
+        ["baseline"] if "baseline" not in skip and label in args.baseline_sizes.split(",") else []
+    )
     for app in apps:
         if "app" in skip:
             break
         log(f"{label}: timing {app} through AppTest ({args.repeat} samples each)")
-        found[app] = bench_app_in_subprocess(app, path, args.repeat, context,
-                                             scratch / f"app-{app}-{label}.json", only)
+        found[app] = bench_app_in_subprocess(
+            app, path, args.repeat, context, scratch / f"app-{app}-{label}.json", only
+        )
     for app in apps:
         if "memory" in skip:
             break
@@ -85,18 +95,30 @@ def main(argv: list[str] | None = None) -> int:
     skip = {stage.strip() for stage in args.skip.split(",") if stage.strip()}
     results = {"machine": describe_machine(), "args": vars(args), "stores": {}, "sizes": {}}
     specs = [spec_for(text) for text in args.sizes.split(",") if text.strip()]
-    stores = {spec.label: ensure_store(spec, stores_dir, args.max_store_age_days, log)
-              for spec in specs}
+    stores = {
+        spec.label: ensure_store(spec, stores_dir, args.max_store_age_days, log) for spec in specs
+    }
     results["stores"] = {label: sidecar for label, (_path, sidecar) in stores.items()}
     write_results(results, out)
     if "ingest" not in skip:
         into = _largest_steps_store(stores)
-        results["ingest"] = bench_ingest(stores_dir, parse_size(args.ingest_runs),
-                                         args.ingest_repeat, into[1] if into else None,
-                                         into[0] if into else "", log)
-        results["ingest_floor"] = bench_ingest(stores_dir, parse_size(args.ingest_runs),
-                                               args.ingest_repeat, into[1] if into else None,
-                                               into[0] if into else "", log, timer=time_floor)
+        results["ingest"] = bench_ingest(
+            stores_dir,
+            parse_size(args.ingest_runs),
+            args.ingest_repeat,
+            into[1] if into else None,
+            into[0] if into else "",
+            log,
+        )
+        results["ingest_floor"] = bench_ingest(
+            stores_dir,
+            parse_size(args.ingest_runs),
+            args.ingest_repeat,
+            into[1] if into else None,
+            into[0] if into else "",
+            log,
+            timer=time_floor,
+        )
         write_results(results, out)
     for label, (path, sidecar) in stores.items():
         results["sizes"][label] = measure_size(label, path, sidecar, args, skip, stores_dir)

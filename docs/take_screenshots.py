@@ -20,8 +20,14 @@ from conftest import CHROMIUM, build_db, start_server, wait_for_app  # noqa: E40
 from runs_store.store.database import open_db  # noqa: E402
 
 VIEWPORT = {"width": 1440, "height": 1000}
-CHROMIUM_ARGS = ["--no-sandbox", "--headless=new", "--disable-gpu",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--headless=new",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 def failed_run_id(db: Path) -> str:
@@ -31,7 +37,8 @@ def failed_run_id(db: Path) -> str:
             "SELECT r.id FROM runs r "
             "JOIN run_steps s ON s.run_id = r.id AND s.name = r.failed_step "
             "WHERE r.status = 'FAILED' AND s.error IS NOT NULL AND r.archived_at IS NULL "
-            "ORDER BY r.started_at DESC LIMIT 1").fetchall()[0][0]
+            "ORDER BY r.started_at DESC LIMIT 1"
+        ).fetchall()[0][0]
 
 
 def shoot(page, url: str, target: Path) -> None:

@@ -61,6 +61,7 @@ def day_text(moment) -> str:
 
 # ---------------------------------------------------------------- drill-downs
 
+
 def drill(**changes) -> None:
     """Opens the Runs page with the current filter, changed as given, on the next rerun.
 
@@ -86,8 +87,10 @@ def follow_pending_drill() -> None:
     params.update({key: value for key, value in changes.items() if key in DRILL_KEYS})
     if dates_unbound:  # the Runs page's date inputs show session state but do not write the URL
         params.update({key: changes[key].isoformat() for key in ("from", "to") if key in changes})
-    st.switch_page(RUNS_PAGE, query_params={key: value for key, value in params.items()
-                                            if value not in (None, "", [])})
+    st.switch_page(
+        RUNS_PAGE,
+        query_params={key: value for key, value in params.items() if value not in (None, "", [])},
+    )
 
 
 def drill_to_bucket(bucket: str, unit: str, **changes) -> None:
@@ -105,52 +108,84 @@ def selected_row(event, rows: pd.DataFrame):
 
 def table(frame: pd.DataFrame, key: str, column_config: dict, height="auto"):
     """A read-only table whose single-row selection is a drill-down."""
-    return st.dataframe(frame, key=key, on_select="rerun", selection_mode="single-row",
-                        hide_index=True, width="stretch", column_config=column_config,
-                        height=height)
+    return st.dataframe(
+        frame,
+        key=key,
+        on_select="rerun",
+        selection_mode="single-row",
+        hide_index=True,
+        width="stretch",
+        column_config=column_config,
+        height=height,
+    )
 
 
 def chart(figure, key: str):
-    return st.plotly_chart(figure, key=key, on_select="rerun", selection_mode="points",
-                           theme="streamlit", width="stretch",
-                           config={"displayModeBar": False})
+    return st.plotly_chart(
+        figure,
+        key=key,
+        on_select="rerun",
+        selection_mode="points",
+        theme="streamlit",
+        width="stretch",
+        config={"displayModeBar": False},
+    )
 
 
 # ---------------------------------------------------------------- headline
+
 
 def show_headline(store, run_filter: RunFilter) -> insights.Headline:
     current = store.cached(insights.headline, run_filter)
     previous_filter = insights.previous_filter(run_filter, now_utc())
     before = store.cached(insights.headline, previous_filter) if previous_filter else None
-    help_text = ("Change against the previous range of the same length." if before
-                 else "No earlier range to compare with for All time.")
+    help_text = (
+        "Change against the previous range of the same length."
+        if before
+        else "No earlier range to compare with for All time."
+    )
     columns = st.columns(6)
-    columns[0].metric("Runs", f"{current.total:,}", help=help_text,
-                      delta=current.change(before, "total"), delta_color="off")
+    columns[0].metric(
+        "Runs",
+        f"{current.total:,}",
+        help=help_text,
+        delta=current.change(before, "total"),
+        delta_color="off",
+    )
     rate_delta = current.change(before, "success_rate")
-    columns[1].metric("Success rate", percent(current.success_rate),
-                      delta=None if rate_delta is None else f"{rate_delta * 100:+.1f} pts",
-                      help="Succeeded runs among finished runs (not queued, running or paused).")
+    columns[1].metric(
+        "Success rate",
+        percent(current.success_rate),
+        delta=None if rate_delta is None else f"{rate_delta * 100:+.1f} pts",
+        help="Succeeded runs among finished runs (not queued, running or paused).",
+    )
     for column, name in zip(columns[2:], insights.HEADLINE_STATUSES, strict=True):
-        column.metric(label(name), f"{current.value(name):,}", delta_color="inverse",
-                      delta=current.change(before, name), help=help_text)
+        column.metric(
+            label(name),
+            f"{current.value(name):,}",
+            delta_color="inverse",
+            delta=current.change(before, name),
+            help=help_text,
+        )
     return current
 
 
 # ---------------------------------------------------------------- Trends tab
+
 
 def show_runs_over_time(buckets, run_filter, unit, tz_name) -> None:
     st.subheader("Runs over time")
     if buckets.empty:
         st.caption("No runs in this range.")
         return
-    st.caption(f"Runs per {unit}, by status, in your timezone ({tz_name}). Click a bar to open "
-               f"those runs" + (" (an hour's bar opens its whole day)." if unit == "hour" else "."))
+    st.caption(
+        f"Runs per {unit}, by status, in your timezone ({tz_name}). Click a bar to open "
+        f"those runs" + (" (an hour's bar opens its whole day)." if unit == "hour" else ".")
+    )
     event = chart(charts.status_bars(buckets, unit), "runs_over_time")
     point = charts.clicked_point(event)
     if point:
-        drill_to_bucket(point[1], unit,
-                        status=insights.narrowed_statuses(run_filter, [point[0]]))
+        drill_to_bucket(point[1], unit, status=insights.narrowed_statuses(run_filter, [point[0]]))
 
 
 def show_flow_failure_rates(rates, run_filter, unit) -> None:
@@ -158,21 +193,28 @@ def show_flow_failure_rates(rates, run_filter, unit) -> None:
     if rates.empty or not rates["failed"].any():
         st.caption("No failed runs in this range.")
         return
-    st.caption("Share of finished runs that ended in a failed state, for the "
-               f"{insights.WORST_FLOWS} flows with the most failures. Click a point to open that "
-               "flow's failed runs of that "
-               + ("day." if unit == "hour" else f"{unit}."))
+    st.caption(
+        "Share of finished runs that ended in a failed state, for the "
+        f"{insights.WORST_FLOWS} flows with the most failures. Click a point to open that "
+        "flow's failed runs of that " + ("day." if unit == "hour" else f"{unit}.")
+    )
     event = chart(charts.flow_rate_lines(rates, unit), "flow_failure_rates")
     point = charts.clicked_point(event)
     if point:
-        drill_to_bucket(point[1], unit, flow=[point[0]],
-                        status=insights.narrowed_statuses(run_filter, FAILED_STATES))
+        drill_to_bucket(
+            point[1],
+            unit,
+            flow=[point[0]],
+            status=insights.narrowed_statuses(run_filter, FAILED_STATES),
+        )
 
 
 def jump_sentence(jump: insights.VersionJump) -> str:
-    return (f"**{plain(jump.flow_name)}**: failure rate {percent(jump.before)} → "
-            f"{percent(jump.after)} since version {code(short_id(jump.flow_version_id))} "
-            f"(first run {day_text(jump.first_seen)})")
+    return (
+        f"**{plain(jump.flow_name)}**: failure rate {percent(jump.before)} → "
+        f"{percent(jump.after)} since version {code(short_id(jump.flow_version_id))} "
+        f"(first run {day_text(jump.first_seen)})"
+    )
 
 
 def show_versions(versions) -> None:
@@ -183,19 +225,34 @@ def show_versions(versions) -> None:
     jump = insights.biggest_version_jump(versions)
     if jump:
         st.warning(jump_sentence(jump), icon=":material/trending_up:")
-    st.caption("Failure rate in this range per version; “Before” is the flow's previous version "
-               "over all its runs. Select a row to open that version's runs.")
-    shown = pd.DataFrame({
-        "Flow": versions["flow_name"], "Version": versions["flow_version_id"].map(short_id),
-        "First run": versions["first_seen"], "Runs": versions["runs"],
-        "Failure rate": versions["rate"] * 100, "Before": versions["previous_rate"] * 100,
-        "Change": insights.rate_changes(versions) * 100})
-    event = table(shown, "versions", {
-        "First run": st.column_config.DatetimeColumn(format="MMM D, YYYY, h:mm a"),
-        "Failure rate": st.column_config.NumberColumn(format="%.0f%%"),
-        "Before": st.column_config.NumberColumn(format="%.0f%%"),
-        "Change": st.column_config.NumberColumn(format="%+.0f pts",
-                                                help="Failure rate minus Before")}, height=300)
+    st.caption(
+        "Failure rate in this range per version; “Before” is the flow's previous version "
+        "over all its runs. Select a row to open that version's runs."
+    )
+    shown = pd.DataFrame(
+        {
+            "Flow": versions["flow_name"],
+            "Version": versions["flow_version_id"].map(short_id),
+            "First run": versions["first_seen"],
+            "Runs": versions["runs"],
+            "Failure rate": versions["rate"] * 100,
+            "Before": versions["previous_rate"] * 100,
+            "Change": insights.rate_changes(versions) * 100,
+        }
+    )
+    event = table(
+        shown,
+        "versions",
+        {
+            "First run": st.column_config.DatetimeColumn(format="MMM D, YYYY, h:mm a"),
+            "Failure rate": st.column_config.NumberColumn(format="%.0f%%"),
+            "Before": st.column_config.NumberColumn(format="%.0f%%"),
+            "Change": st.column_config.NumberColumn(
+                format="%+.0f pts", help="Failure rate minus Before"
+            ),
+        },
+        height=300,
+    )
     row = selected_row(event, versions)
     if row is not None:
         drill(flow=[row["flow_name"]], version=row["flow_version_id"])
@@ -203,28 +260,49 @@ def show_versions(versions) -> None:
 
 # ---------------------------------------------------------------- Failed steps tab
 
+
 def show_failed_steps(store, run_filter) -> None:
     st.subheader("Failed steps")
     steps = store.cached(insights.failed_steps, run_filter)
     if steps.empty:
         st.caption("No Failed runs in this range.")
         return
-    st.caption("Failed runs by flow and the step that failed, with the step's share of that "
-               "flow's Failed runs. Select a row to open those runs.")
-    shown = pd.DataFrame({"Flow": steps["flow_name"], "Failed step": steps["step_label"],
-                          "Runs": steps["runs"], "Share of flow's failures": steps["share"]})
-    event = table(shown, "failed_steps", {
-        "Share of flow's failures": st.column_config.ProgressColumn(
-            format="percent", min_value=0, max_value=1)})
+    st.caption(
+        "Failed runs by flow and the step that failed, with the step's share of that "
+        "flow's Failed runs. Select a row to open those runs."
+    )
+    shown = pd.DataFrame(
+        {
+            "Flow": steps["flow_name"],
+            "Failed step": steps["step_label"],
+            "Runs": steps["runs"],
+            "Share of flow's failures": steps["share"],
+        }
+    )
+    event = table(
+        shown,
+        "failed_steps",
+        {
+            "Share of flow's failures": st.column_config.ProgressColumn(
+                format="percent", min_value=0, max_value=1
+            )
+        },
+    )
     row = selected_row(event, steps)
     if row is None:
         return
     if row["failed_step"] is None or pd.isna(row["failed_step"]):
-        st.info("These runs have no failed step recorded, so they cannot be opened as one list. "
-                "Open the flow's Failed runs on the Runs page instead.", icon=":material/info:")
+        st.info(
+            "These runs have no failed step recorded, so they cannot be opened as one list. "
+            "Open the flow's Failed runs on the Runs page instead.",
+            icon=":material/info:",
+        )
         return
-    drill(flow=[row["flow_name"]], status=[insights.FAILED_STEP_STATUS],
-          failed_step=row["failed_step"])
+    drill(
+        flow=[row["flow_name"]],
+        status=[insights.FAILED_STEP_STATUS],
+        failed_step=row["failed_step"],
+    )
 
 
 def show_other_failed_states(store, run_filter) -> None:
@@ -234,21 +312,35 @@ def show_other_failed_states(store, run_filter) -> None:
         names = [label(name) for name in insights.OTHER_FAILED_STATES]
         st.caption(f"No {', '.join(names[:-1])} or {names[-1]} runs in this range.")
         return
-    st.caption("Runs halted by the platform rather than by a step, per flow, with their share of "
-               "that flow's failed-state runs. Select a row to open those runs.")
-    shown = pd.DataFrame({"Flow": states["flow_name"],
-                          "Status": [[label(name)] for name in states["status"]],
-                          "Runs": states["runs"], "Share of flow's failures": states["share"]})
-    event = table(shown, "other_failed_states", {
-        "Status": status_column(),
-        "Share of flow's failures": st.column_config.ProgressColumn(
-            format="percent", min_value=0, max_value=1)})
+    st.caption(
+        "Runs halted by the platform rather than by a step, per flow, with their share of "
+        "that flow's failed-state runs. Select a row to open those runs."
+    )
+    shown = pd.DataFrame(
+        {
+            "Flow": states["flow_name"],
+            "Status": [[label(name)] for name in states["status"]],
+            "Runs": states["runs"],
+            "Share of flow's failures": states["share"],
+        }
+    )
+    event = table(
+        shown,
+        "other_failed_states",
+        {
+            "Status": status_column(),
+            "Share of flow's failures": st.column_config.ProgressColumn(
+                format="percent", min_value=0, max_value=1
+            ),
+        },
+    )
     row = selected_row(event, states)
     if row is not None:
         drill(flow=[row["flow_name"]], status=[row["status"]])
 
 
 # ---------------------------------------------------------------- Errors tab
+
 
 def show_error_signatures(store, run_filter, unit, tz_name) -> None:
     st.subheader("Error signatures")
@@ -257,24 +349,41 @@ def show_error_signatures(store, run_filter, unit, tz_name) -> None:
         st.caption("No error messages in this range.")
         return
     total = int(found["total"].iloc[0])
-    st.caption(f"{'The' if total <= len(found) else f'The top {len(found)} of'} {total:,} kinds "
-               f"of error in this range: messages grouped once ids, numbers, URLs and quotes are "
-               f"stripped. First and last seen are over all runs; New means first seen in this "
-               f"range. Select a row to open those runs.")
-    shown = pd.DataFrame({
-        "New": found["new"].map({True: "New", False: ""}),
-        "Error": messages_as_shown(found["signature"]), "Runs": found["runs"],
-        f"Per {unit}": found["trend"], "Flows": found["flows"], "Steps": found["steps"],
-        "First seen": found["first_seen"], "Last seen": found["last_seen"]})
+    st.caption(
+        f"{'The' if total <= len(found) else f'The top {len(found)} of'} {total:,} kinds "
+        f"of error in this range: messages grouped once ids, numbers, URLs and quotes are "
+        f"stripped. First and last seen are over all runs; New means first seen in this "
+        f"range. Select a row to open those runs."
+    )
+    shown = pd.DataFrame(
+        {
+            "New": found["new"].map({True: "New", False: ""}),
+            "Error": messages_as_shown(found["signature"]),
+            "Runs": found["runs"],
+            f"Per {unit}": found["trend"],
+            "Flows": found["flows"],
+            "Steps": found["steps"],
+            "First seen": found["first_seen"],
+            "Last seen": found["last_seen"],
+        }
+    )
     time_format = "MMM D, YYYY, h:mm a"
-    event = table(shown, "error_signatures", {
-        "New": st.column_config.TextColumn(width="small",
-                                           help="First seen (over all runs) within this range"),
-        "Error": st.column_config.TextColumn(width="large"),
-        f"Per {unit}": st.column_config.BarChartColumn(y_min=0),
-        "Flows": st.column_config.ListColumn(), "Steps": st.column_config.ListColumn(),
-        "First seen": st.column_config.DatetimeColumn(format=time_format),
-        "Last seen": st.column_config.DatetimeColumn(format=time_format)}, height=420)
+    event = table(
+        shown,
+        "error_signatures",
+        {
+            "New": st.column_config.TextColumn(
+                width="small", help="First seen (over all runs) within this range"
+            ),
+            "Error": st.column_config.TextColumn(width="large"),
+            f"Per {unit}": st.column_config.BarChartColumn(y_min=0),
+            "Flows": st.column_config.ListColumn(),
+            "Steps": st.column_config.ListColumn(),
+            "First seen": st.column_config.DatetimeColumn(format=time_format),
+            "Last seen": st.column_config.DatetimeColumn(format=time_format),
+        },
+        height=420,
+    )
     row = selected_row(event, found)
     if row is not None:
         drill(signature=row["signature"])
@@ -282,23 +391,30 @@ def show_error_signatures(store, run_filter, unit, tz_name) -> None:
 
 # ---------------------------------------------------------------- Quota tab
 
+
 def show_quota_month(store, run_filter, tz_name) -> None:
     minute = now_utc().replace(second=0, microsecond=0)
     month = store.cached(insights.quota_month_to_date, run_filter, minute, tz_name)
     left, right = st.columns(2)
-    left.metric(f"{label(insights.QUOTA_STATUS)}, {month.month_start:%B} to date",
-                f"{month.this_month:,}", delta=month.change, delta_color="inverse",
-                help=f"Compared with {day_text(month.last_month_start)}–"
-                     f"{day_text(month.last_month_last_day)}, "
-                     f"the same part of last month. Uses the flow, status and archived filters, "
-                     f"not the date range.")
+    left.metric(
+        f"{label(insights.QUOTA_STATUS)}, {month.month_start:%B} to date",
+        f"{month.this_month:,}",
+        delta=month.change,
+        delta_color="inverse",
+        help=f"Compared with {day_text(month.last_month_start)}–"
+        f"{day_text(month.last_month_last_day)}, "
+        f"the same part of last month. Uses the flow, status and archived filters, "
+        f"not the date range.",
+    )
     right.metric(f"Same period of {month.last_month_start:%B}", f"{month.last_month:,}")
 
 
 def show_quota(store, run_filter, tz_name) -> None:
     st.subheader("Quota exceeded")
-    st.caption("Runs that could not proceed because no AI Workflow Runs were left in the period. "
-               "You may contact Sales to increase your limit.")
+    st.caption(
+        "Runs that could not proceed because no AI Workflow Runs were left in the period. "
+        "You may contact Sales to increase your limit."
+    )
     show_quota_month(store, run_filter, tz_name)
     days = store.cached(insights.quota_per_day, run_filter, tz_name)
     if days.empty:
@@ -309,8 +425,7 @@ def show_quota(store, run_filter, tz_name) -> None:
         st.markdown("**Per day** (click a bar to open those runs)")
         point = charts.clicked_point(chart(charts.quota_day_bars(days), "quota_per_day"))
     if point:
-        drill_to_bucket(point[1], "day",
-                        status=insights.narrowed_statuses(run_filter, [point[0]]))
+        drill_to_bucket(point[1], "day", status=insights.narrowed_statuses(run_filter, [point[0]]))
     with right:
         show_quota_flows(store, run_filter)
 
@@ -318,10 +433,14 @@ def show_quota(store, run_filter, tz_name) -> None:
 def show_quota_flows(store, run_filter) -> None:
     flows = store.cached(insights.quota_per_flow, run_filter)
     st.markdown("**Per flow** (select a row to open those runs)")
-    shown = pd.DataFrame({"Flow": flows["flow_name"], "Runs": flows["runs"],
-                          "Share": flows["share"]})
-    event = table(shown, "quota_per_flow", {
-        "Share": st.column_config.ProgressColumn(format="percent", min_value=0, max_value=1)})
+    shown = pd.DataFrame(
+        {"Flow": flows["flow_name"], "Runs": flows["runs"], "Share": flows["share"]}
+    )
+    event = table(
+        shown,
+        "quota_per_flow",
+        {"Share": st.column_config.ProgressColumn(format="percent", min_value=0, max_value=1)},
+    )
     row = selected_row(event, flows)
     if row is not None:
         drill(flow=[row["flow_name"]], status=[insights.QUOTA_STATUS])
@@ -329,22 +448,30 @@ def show_quota_flows(store, run_filter) -> None:
 
 # ---------------------------------------------------------------- Durations tab
 
+
 def show_duration_percentiles(store, run_filter) -> None:
     st.subheader("Durations per flow")
     flows = store.cached(insights.duration_percentiles, run_filter)
     if flows.empty:
         st.caption("No finished runs with a duration in this range.")
         return
-    st.caption("Median, 95th and 99th percentile of finished runs' durations, slowest first. "
-               "Select a row to open the flow's finished runs.")
-    shown = pd.DataFrame({"Flow": flows["flow_name"], "Runs": flows["runs"],
-                          **{name: flows[name.lower()].map(short_duration)
-                             for name in ("P50", "P95", "P99")}})
+    st.caption(
+        "Median, 95th and 99th percentile of finished runs' durations, slowest first. "
+        "Select a row to open the flow's finished runs."
+    )
+    shown = pd.DataFrame(
+        {
+            "Flow": flows["flow_name"],
+            "Runs": flows["runs"],
+            **{name: flows[name.lower()].map(short_duration) for name in ("P50", "P95", "P99")},
+        }
+    )
     event = table(shown, "duration_percentiles", {})
     row = selected_row(event, flows)
     if row is not None:
-        drill(flow=[row["flow_name"]],
-              status=insights.narrowed_statuses(run_filter, FINISHED_STATES))
+        drill(
+            flow=[row["flow_name"]], status=insights.narrowed_statuses(run_filter, FINISHED_STATES)
+        )
 
 
 def show_slowest_steps(store, run_filter) -> None:
@@ -353,11 +480,19 @@ def show_slowest_steps(store, run_filter) -> None:
     if steps.empty:
         st.caption("No step timings in this range (runs without step logs have none).")
         return
-    st.caption("Steps with the highest 95th-percentile duration, over the runs in this view "
-               "that kept their step logs. Select a row to open the flow's runs.")
-    shown = pd.DataFrame({"Flow": steps["flow_name"], "Step": steps["step_label"],
-                          "Runs": steps["runs"], "Average": steps["avg_ms"].map(short_duration),
-                          "P95": steps["p95_ms"].map(short_duration)})
+    st.caption(
+        "Steps with the highest 95th-percentile duration, over the runs in this view "
+        "that kept their step logs. Select a row to open the flow's runs."
+    )
+    shown = pd.DataFrame(
+        {
+            "Flow": steps["flow_name"],
+            "Step": steps["step_label"],
+            "Runs": steps["runs"],
+            "Average": steps["avg_ms"].map(short_duration),
+            "P95": steps["p95_ms"].map(short_duration),
+        }
+    )
     event = table(shown, "slowest_steps", {})
     row = selected_row(event, steps)
     if row is not None:
@@ -366,12 +501,14 @@ def show_slowest_steps(store, run_filter) -> None:
 
 # ---------------------------------------------------------------- the page
 
+
 def show_tab_notice() -> None:
     """Streamlit drops an unknown tab from the URL by itself (the key is bound); say so."""
     asked = st.query_params.get("view")
     if asked is not None and asked not in TABS:
-        url_state.show_notices([(f'Ignored tab "{asked}" from the link: it is not one of '
-                                 f'{", ".join(TABS)}.')])
+        url_state.show_notices(
+            [(f'Ignored tab "{asked}" from the link: it is not one of {", ".join(TABS)}.')]
+        )
 
 
 def show_tabs(store, run_filter: RunFilter, tz_name: str) -> None:
@@ -401,8 +538,11 @@ def show_tabs(store, run_filter: RunFilter, tz_name: str) -> None:
 
 
 def show_empty_state() -> None:
-    st.info("No runs match this view. Try a longer date range, fewer flows or statuses, "
-            "clearing the search, or Show archived.", icon=":material/search_off:")
+    st.info(
+        "No runs match this view. Try a longer date range, fewer flows or statuses, "
+        "clearing the search, or Show archived.",
+        icon=":material/search_off:",
+    )
 
 
 follow_pending_drill()

@@ -43,13 +43,28 @@ from runs_store.services.run_detail import (
 draw_inside_app()  # before this page draws anything: see pages/common/entry.py
 
 RUNS_PAGE = "pages/runs.py"
-VIEW_KEYS = ("flow", "status", "range", "from", "to", "archived", "q", "page", "rows", "live",
-             "failed_step", "signature", "version")
+VIEW_KEYS = (
+    "flow",
+    "status",
+    "range",
+    "from",
+    "to",
+    "archived",
+    "q",
+    "page",
+    "rows",
+    "live",
+    "failed_step",
+    "signature",
+    "version",
+)
 # A run's tone (runs_store.domain.statuses.tone) as the box its banner is drawn in.
-BANNER_BOXES = {"success": (st.success, ":material/check_circle:"),
-                "error": (st.error, ":material/error:"),
-                "warning": (st.warning, ":material/cancel:"),
-                "info": (st.info, ":material/schedule:")}
+BANNER_BOXES = {
+    "success": (st.success, ":material/check_circle:"),
+    "error": (st.error, ":material/error:"),
+    "warning": (st.warning, ":material/cancel:"),
+    "info": (st.info, ":material/schedule:"),
+}
 # st.badge's colour names as the waterfall's bar colours.
 BADGE_HEX = {"green": "#21a366", "red": "#e0393e", "blue": "#1c83e1", "gray": "#808495"}
 BAR_HEIGHT = 26
@@ -87,8 +102,9 @@ def run_link_params(run_id: str) -> dict[str, list[str] | str]:
 
 
 def show_back_link() -> None:
-    st.page_link(RUNS_PAGE, label="Back to runs", icon=":material/arrow_back:",
-                 query_params=view_params())
+    st.page_link(
+        RUNS_PAGE, label="Back to runs", icon=":material/arrow_back:", query_params=view_params()
+    )
 
 
 def select_step(name: str) -> None:
@@ -101,15 +117,20 @@ def now_utc() -> datetime:
 
 # ------------------------------------------------------------------ banner and header
 
+
 def show_not_found(run_id: str | None) -> None:
     show_back_link()
     if run_id:
-        st.warning(f"**Run not found**: no run with the id {plain(run_id)} is loaded. It may have "
-                   "been removed, or the link points at another database.",
-                   icon=":material/search_off:")
+        st.warning(
+            f"**Run not found**: no run with the id {plain(run_id)} is loaded. It may have "
+            "been removed, or the link points at another database.",
+            icon=":material/search_off:",
+        )
     else:
-        st.warning("**Run not found**: the link names no run. Open a run from the Runs list.",
-                   icon=":material/search_off:")
+        st.warning(
+            "**Run not found**: the link names no run. Open a run from the Runs list.",
+            icon=":material/search_off:",
+        )
 
 
 def show_banner(run: RunDetail, tz) -> None:
@@ -125,17 +146,27 @@ def show_edit_flow(run: RunDetail) -> None:
     template = settings.get("RUNS_EDIT_FLOW_URL").strip()
     if not template:
         st.caption("Set `RUNS_EDIT_FLOW_URL` to open flows in your editor", width="content")
-        st.button("Edit flow", icon=":material/edit:", disabled=True, key="edit_flow_off",
-                  help="Set RUNS_EDIT_FLOW_URL to your workflow editor's URL with {flow_id} "
-                       "(and optionally {flow_version_id}), e.g. "
-                       "https://cloud.example.com/flows/{flow_id}.")
+        st.button(
+            "Edit flow",
+            icon=":material/edit:",
+            disabled=True,
+            key="edit_flow_off",
+            help="Set RUNS_EDIT_FLOW_URL to your workflow editor's URL with {flow_id} "
+            "(and optionally {flow_version_id}), e.g. "
+            "https://cloud.example.com/flows/{flow_id}.",
+        )
         return
     try:
         st.link_button("Edit flow", edit_flow_url(template, run), icon=":material/edit:")
     except EditLinkError as error:
         st.caption(plain(str(error)), width="content")
-        st.button("Edit flow", icon=":material/edit:", disabled=True, key="edit_flow_off",
-                  help=plain(str(error)))
+        st.button(
+            "Edit flow",
+            icon=":material/edit:",
+            disabled=True,
+            key="edit_flow_off",
+            help=plain(str(error)),
+        )
 
 
 def show_header(run: RunDetail) -> None:
@@ -147,8 +178,12 @@ def show_header(run: RunDetail) -> None:
 
 
 def fact_line(run: RunDetail, tz) -> str:
-    facts = [("Run", run.id), ("Flow version", run.flow_version_id), ("Flow id", run.flow_id),
-             ("Parent run", run.parent_run_id)]
+    facts = [
+        ("Run", run.id),
+        ("Flow version", run.flow_version_id),
+        ("Flow id", run.flow_id),
+        ("Parent run", run.parent_run_id),
+    ]
     parts = [f"**{name}** {plain(value)}" for name, value in facts if value]
     if run.tags:
         parts.append("**Tags** " + ", ".join(plain(tag) for tag in run.tags))
@@ -158,6 +193,7 @@ def fact_line(run: RunDetail, tz) -> str:
 
 
 # ------------------------------------------------------------------ steps list
+
 
 def step_badge(status: str | None) -> None:
     st.badge(badge_text(step_status_label(status)), color=step_status_badge(status))
@@ -171,9 +207,14 @@ def step_help(step: Step) -> str:
 def show_step_row(step: Step, selected: bool) -> None:
     name, kind, badge, took = st.columns(STEP_COLUMNS, gap="xsmall", vertical_alignment="center")
     with name:
-        st.button(f"{step.position + 1}\\. {plain(step.title)}", key=f"pick_{step.position}",
-                  type="secondary" if selected else "tertiary", on_click=select_step,
-                  args=(step.name,), help=step_help(step))
+        st.button(
+            f"{step.position + 1}\\. {plain(step.title)}",
+            key=f"pick_{step.position}",
+            type="secondary" if selected else "tertiary",
+            on_click=select_step,
+            args=(step.name,),
+            help=step_help(step),
+        )
     with kind:
         st.caption(plain(step.kind))
     with badge:
@@ -184,8 +225,9 @@ def show_step_row(step: Step, selected: bool) -> None:
         show_loop_summary(step, step.loop)
     if step.branches:
         taken = [branch.name for branch in step.branches if branch.taken]
-        st.caption("Branch taken: " + (", ".join(plain(name) for name in taken) if taken
-                                       else "none"))
+        st.caption(
+            "Branch taken: " + (", ".join(plain(name) for name in taken) if taken else "none")
+        )
 
 
 def iteration_line(iteration) -> str:
@@ -218,35 +260,51 @@ def show_steps(run: RunDetail, selected: Step) -> None:
 
 # ------------------------------------------------------------------ waterfall
 
+
 def waterfall_figure(run: RunDetail) -> go.Figure:
     """Each step as a bar from the end of the steps before it (the engine keeps no start times).
 
     Built in one call: plotly would validate each later update_* call anew (3x the time)."""
     titles = [escape(f"{step.position + 1}. {step.title}") for step in run.steps]
-    colors = [BADGE_HEX.get(step_status_badge(step.status), BADGE_HEX["gray"])
-              for step in run.steps]
+    colors = [
+        BADGE_HEX.get(step_status_badge(step.status), BADGE_HEX["gray"]) for step in run.steps
+    ]
     durations = [max(step.duration_ms or 0, 0) for step in run.steps]
     bar = go.Bar(
-        y=titles, x=[max(ms, 1) for ms in durations], base=[step.offset_ms for step in run.steps],
-        orientation="h", marker_color=colors,
-        customdata=[[short_duration(ms), escape(step_status_label(step.status))]
-                    for ms, step in zip(durations, run.steps, strict=True)],
-        hovertemplate="%{y}<br>%{customdata[1]} · %{customdata[0]}<extra></extra>")
-    layout = {"yaxis": {"autorange": "reversed", "title": {"text": None}},
-              "xaxis": {"title": {"text": "milliseconds since the run started"},
-                        "rangemode": "tozero"},
-              "height": 70 + BAR_HEIGHT * len(run.steps), "showlegend": False,
-              "margin": {"l": 8, "r": 8, "t": 8, "b": 8}, "dragmode": False}
+        y=titles,
+        x=[max(ms, 1) for ms in durations],
+        base=[step.offset_ms for step in run.steps],
+        orientation="h",
+        marker_color=colors,
+        customdata=[
+            [short_duration(ms), escape(step_status_label(step.status))]
+            for ms, step in zip(durations, run.steps, strict=True)
+        ],
+        hovertemplate="%{y}<br>%{customdata[1]} · %{customdata[0]}<extra></extra>",
+    )
+    layout = {
+        "yaxis": {"autorange": "reversed", "title": {"text": None}},
+        "xaxis": {"title": {"text": "milliseconds since the run started"}, "rangemode": "tozero"},
+        "height": 70 + BAR_HEIGHT * len(run.steps),
+        "showlegend": False,
+        "margin": {"l": 8, "r": 8, "t": 8, "b": 8},
+        "dragmode": False,
+    }
     return go.Figure(data=[bar], layout=layout)
 
 
 def show_waterfall(run: RunDetail) -> None:
     with st.expander("Where the time went", expanded=True, icon=":material/waterfall_chart:"):
-        st.plotly_chart(waterfall_figure(run), theme="streamlit", key="waterfall",
-                        config={"displayModeBar": False})
+        st.plotly_chart(
+            waterfall_figure(run),
+            theme="streamlit",
+            key="waterfall",
+            config={"displayModeBar": False},
+        )
 
 
 # ------------------------------------------------------------------ step details
+
 
 def payload_reader(store: PageStore, run: RunDetail, step: Step, column: str):
     """Reads the step's whole input, output or error (masked as shown) when its download is
@@ -257,8 +315,12 @@ def payload_reader(store: PageStore, run: RunDetail, step: Step, column: str):
 def properties_markdown(step: Step) -> str:
     """The step's properties, one a line; its status is the one coloured badge of the panel."""
     kind = f"{step.kind} ({step.type})" if step.type and step.type != step.kind else step.kind
-    rows = [("Name", step.name), ("Display name", step.display_name), ("Type", kind),
-            ("App / action", step.app_action)]
+    rows = [
+        ("Name", step.name),
+        ("Display name", step.display_name),
+        ("Type", kind),
+        ("App / action", step.app_action),
+    ]
     lines = [f"**{name}** {plain(value)}" for name, value in rows if value]
     lines.append(f"**Status** {status_badge_markdown(step.status)}")
     if step.duration_ms is not None:
@@ -271,9 +333,13 @@ def show_error(store: PageStore, run: RunDetail, step: Step) -> None:
     error = step.error
     st.error(plain(error.headline) or "The step failed without a message.", icon=":material/error:")
     if error.adds_detail:
-        show_payload(error.detail, key=f"error_download_{step.position}",
-                     file_name=f"{step.name}-error.json", expanded=ERROR_JSON_LEVELS,
-                     download=payload_reader(store, run, step, "error"))
+        show_payload(
+            error.detail,
+            key=f"error_download_{step.position}",
+            file_name=f"{step.name}-error.json",
+            expanded=ERROR_JSON_LEVELS,
+            download=payload_reader(store, run, step, "error"),
+        )
 
 
 def show_output(store: PageStore, run: RunDetail, step: Step) -> None:
@@ -284,9 +350,13 @@ def show_output(store: PageStore, run: RunDetail, step: Step) -> None:
     elif step.failed:
         st.error("The step failed without an error message.", icon=":material/error:")
     if step.output.present or step.error is None:
-        show_payload(step.output, key=f"output_download_{step.position}",
-                     file_name=f"{step.name}-output.json", empty="This step recorded no output.",
-                     download=payload_reader(store, run, step, "output"))
+        show_payload(
+            step.output,
+            key=f"output_download_{step.position}",
+            file_name=f"{step.name}-output.json",
+            empty="This step recorded no output.",
+            download=payload_reader(store, run, step, "output"),
+        )
 
 
 def tool_badge(entry: TimelineEntry) -> None:
@@ -296,23 +366,31 @@ def tool_badge(entry: TimelineEntry) -> None:
 
 def show_tool_call(number: int, entry: TimelineEntry) -> None:
     with st.container(border=True):
-        title, badge, took = st.columns(TOOL_CALL_COLUMNS, gap="xsmall",
-                                        vertical_alignment="center")
+        title, badge, took = st.columns(
+            TOOL_CALL_COLUMNS, gap="xsmall", vertical_alignment="center"
+        )
         with title:
-            st.markdown(f"**{number}. Tool call** {plain(entry.tool_name)}"
-                        + (f" · {plain(entry.tool_type)}" if entry.tool_type else ""))
+            st.markdown(
+                f"**{number}. Tool call** {plain(entry.tool_name)}"
+                + (f" · {plain(entry.tool_type)}" if entry.tool_type else "")
+            )
         with badge:
             tool_badge(entry)
         with took:
             st.caption(short_duration(entry.duration_ms) or "–", text_alignment="right")
-        for title, value in (("Parameters", entry.params), ("Resolved input", entry.resolved),
-                             ("Output", entry.output)):
+        for title, value in (
+            ("Parameters", entry.params),
+            ("Resolved input", entry.resolved),
+            ("Output", entry.output),
+        ):
             if value is not None:
                 st.caption(title)
                 st.json(value, expanded=1)
         if entry.error not in (None, ""):
-            st.error(plain(entry.error if isinstance(entry.error, str) else str(entry.error)),
-                     icon=":material/error:")
+            st.error(
+                plain(entry.error if isinstance(entry.error, str) else str(entry.error)),
+                icon=":material/error:",
+            )
 
 
 def show_thought(number: int, entry: TimelineEntry) -> None:
@@ -322,9 +400,11 @@ def show_thought(number: int, entry: TimelineEntry) -> None:
 
 
 def show_timeline(step: Step, timeline: AgentTimeline) -> None:
-    facts = [f"**Status** {plain(timeline.status)}" if timeline.status else "",
-             f"**Model** {plain(timeline.model)}" if timeline.model else "",
-             f"**Time** {short_duration(step.duration_ms)}" if step.duration_ms is not None else ""]
+    facts = [
+        f"**Status** {plain(timeline.status)}" if timeline.status else "",
+        f"**Model** {plain(timeline.model)}" if timeline.model else "",
+        f"**Time** {short_duration(step.duration_ms)}" if step.duration_ms is not None else "",
+    ]
     st.markdown(" · ".join(fact for fact in facts if fact) or "The agent's run:")
     st.markdown("**Prompt**")
     st.text(timeline.prompt or "(no prompt recorded)")
@@ -349,10 +429,13 @@ def show_details(store: PageStore, run: RunDetail, step: Step) -> None:
         tabs = st.tabs(labels, default=default, key=f"tab_{step.position}", on_change="rerun")
         with tabs[0]:
             if tabs[0].open is not False:
-                show_payload(step.input, key=f"input_download_{step.position}",
-                             file_name=f"{step.name}-input.json",
-                             empty="This step recorded no input.",
-                             download=payload_reader(store, run, step, "input"))
+                show_payload(
+                    step.input,
+                    key=f"input_download_{step.position}",
+                    file_name=f"{step.name}-input.json",
+                    empty="This step recorded no input.",
+                    download=payload_reader(store, run, step, "input"),
+                )
         with tabs[1]:
             if tabs[1].open is not False:
                 show_output(store, run, step)
@@ -368,10 +451,15 @@ def masked_note(run: RunDetail) -> str | None:
     count = run.masked_count
     if not count:
         return None
-    what = ("1 value that looks like a secret is" if count == 1
-            else f"{count:,} values that look like secrets are")
-    return (f"{what} masked in this run (shown as ••••••). To see the recorded values, start the "
-            "app with `RUNS_MASK_SECRETS=0`.")
+    what = (
+        "1 value that looks like a secret is"
+        if count == 1
+        else f"{count:,} values that look like secrets are"
+    )
+    return (
+        f"{what} masked in this run (shown as ••••••). To see the recorded values, start the "
+        "app with `RUNS_MASK_SECRETS=0`."
+    )
 
 
 def show_masked_note(run: RunDetail) -> None:
@@ -381,6 +469,7 @@ def show_masked_note(run: RunDetail) -> None:
 
 
 # ------------------------------------------------------------------ compare
+
 
 def step_status_text(name: str | None) -> str:
     return step_status_label(name) if name else "did not run"
@@ -398,24 +487,31 @@ def comparison_frame(comparison: Comparison) -> pd.DataFrame:
         return "–" if value is None else ("yes" if value else "no")
 
     steps = comparison.steps
-    return pd.DataFrame({
-        "Step": [change.title for change in steps],
-        "Status then": [step_status_text(change.status_then) for change in steps],
-        "Status now": [step_status_text(change.status_now) for change in steps],
-        "Duration then": [short_duration(change.duration_then) for change in steps],
-        "Duration now": [short_duration(change.duration_now) for change in steps],
-        "Duration change": [duration_change_text(change.duration_change_ms) for change in steps],
-        "Output changed": [changed(change.output_changed) for change in steps],
-    })
+    return pd.DataFrame(
+        {
+            "Step": [change.title for change in steps],
+            "Status then": [step_status_text(change.status_then) for change in steps],
+            "Status now": [step_status_text(change.status_now) for change in steps],
+            "Duration then": [short_duration(change.duration_then) for change in steps],
+            "Duration now": [short_duration(change.duration_now) for change in steps],
+            "Duration change": [
+                duration_change_text(change.duration_change_ms) for change in steps
+            ],
+            "Output changed": [changed(change.output_changed) for change in steps],
+        }
+    )
 
 
 def changes_summary(comparison: Comparison) -> str:
     """Which steps changed status and which changed output, in words."""
+
     def names(changes):
         return ", ".join(plain(change.title) for change in changes) or "none"
 
-    return (f"**Status changed** {names(comparison.status_changes)}  \n"
-            f"**Output changed** {names(comparison.output_changes)}")
+    return (
+        f"**Status changed** {names(comparison.status_changes)}  \n"
+        f"**Output changed** {names(comparison.output_changes)}"
+    )
 
 
 def show_comparison(store: PageStore, run: RunDetail, tz) -> None:
@@ -425,23 +521,38 @@ def show_comparison(store: PageStore, run: RunDetail, tz) -> None:
         return
     when = "before" if comparison.before else "after (none succeeded before it)"
     started = banner_time(comparison.other_started_at, tz)
-    st.markdown(f"Compared with the successful run started {started}, {when} this one"
-                + (f", which took {short_duration(comparison.other_duration_ms)}"
-                   if comparison.other_duration_ms is not None else "") + ".")
-    st.page_link("pages/run.py", label="Open that run", icon=":material/open_in_new:",
-                 query_params=run_link_params(comparison.other_id))
+    st.markdown(
+        f"Compared with the successful run started {started}, {when} this one"
+        + (
+            f", which took {short_duration(comparison.other_duration_ms)}"
+            if comparison.other_duration_ms is not None
+            else ""
+        )
+        + "."
+    )
+    st.page_link(
+        "pages/run.py",
+        label="Open that run",
+        icon=":material/open_in_new:",
+        query_params=run_link_params(comparison.other_id),
+    )
     st.markdown(changes_summary(comparison))
     st.dataframe(comparison_frame(comparison), hide_index=True, width="stretch")
 
 
 def show_compare(store: PageStore, run: RunDetail, tz) -> None:
-    with st.expander("Compare with the last successful run of this flow", key="compare",
-                     on_change="rerun", icon=":material/compare_arrows:") as section:
+    with st.expander(
+        "Compare with the last successful run of this flow",
+        key="compare",
+        on_change="rerun",
+        icon=":material/compare_arrows:",
+    ) as section:
         if section.open:
             show_comparison(store, run, tz)
 
 
 # ------------------------------------------------------------------ page
+
 
 def chosen_step(run: RunDetail) -> Step:
     """The URL's step; a step inside a loop opens its loop; anything else the default."""
@@ -451,24 +562,33 @@ def chosen_step(run: RunDetail) -> Step:
         return default
     found = run.find_step(wanted) or run.step_containing(wanted)
     if found is None:
-        st.info(f"Step {plain(wanted)} from the link is not in this run: showing "
-                f"{plain(default.title)} instead.", icon=":material/link_off:")
+        st.info(
+            f"Step {plain(wanted)} from the link is not in this run: showing "
+            f"{plain(default.title)} instead.",
+            icon=":material/link_off:",
+        )
         del st.query_params["step"]
         return default
     if found.name != wanted:
-        st.caption(f"Step {plain(wanted)} ran inside the loop {plain(found.title)}: see its "
-                   "iterations below.")
+        st.caption(
+            f"Step {plain(wanted)} ran inside the loop {plain(found.title)}: see its "
+            "iterations below."
+        )
     return found
 
 
 def show_purged(run: RunDetail) -> None:
-    st.info("No step data was kept for this run: its logs were purged, or it never started.",
-            icon=":material/inventory_2:")
+    st.info(
+        "No step data was kept for this run: its logs were purged, or it never started.",
+        icon=":material/inventory_2:",
+    )
     if run.failed_step or run.error_message:
         step = run.failed_step_display or run.failed_step
-        st.error((f"**Failed step** {plain(step)}" if step else "**Error**")
-                 + (f"  \n{plain(run.error_message)}" if run.error_message else ""),
-                 icon=":material/error:")
+        st.error(
+            (f"**Failed step** {plain(step)}" if step else "**Error**")
+            + (f"  \n{plain(run.error_message)}" if run.error_message else ""),
+            icon=":material/error:",
+        )
     show_masked_note(run)
 
 
@@ -492,8 +612,11 @@ def show_run(store: PageStore, run: RunDetail, tz) -> None:
 def main() -> None:
     run_id = (st.query_params.get("id") or "").strip()
     with page_store() as store:
-        run = store.cached(load_run, run_id, mask=settings.get_bool("RUNS_MASK_SECRETS")) \
-            if run_id else None
+        run = (
+            store.cached(load_run, run_id, mask=settings.get_bool("RUNS_MASK_SECRETS"))
+            if run_id
+            else None
+        )
         if run is None:
             show_not_found(run_id)
             return

@@ -56,8 +56,13 @@ BIG_EXPORT = 500_000
 
 # ------------------------------------------------------------------ URL and paging state
 
-RUNS = url_state.Scope("runs", keys=URL_KEYS, widgets=FILTER_KEYS + PAGING_KEYS,
-                       arrival_marks=("rows",), whole_url=True)
+RUNS = url_state.Scope(
+    "runs",
+    keys=URL_KEYS,
+    widgets=FILTER_KEYS + PAGING_KEYS,
+    arrival_marks=("rows",),
+    whole_url=True,
+)
 
 
 def view_signature(view: RunsView) -> str:
@@ -70,8 +75,12 @@ def reset_page_on_change(signature: str, page_from_link: bool) -> None:
     the link (or the browser's history) names the page to show."""
     previous = st.session_state.get(VIEW_KEY)
     st.session_state[VIEW_KEY] = signature
-    if (previous is not None and previous != signature and not page_from_link
-            and st.session_state.get("page", 1) != 1):
+    if (
+        previous is not None
+        and previous != signature
+        and not page_from_link
+        and st.session_state.get("page", 1) != 1
+    ):
         st.session_state["page"] = 1
 
 
@@ -92,6 +101,7 @@ def table_key(signature: str, page: int, generation: int) -> str:
 
 # ------------------------------------------------------------------ the table
 
+
 def started_local(started: pd.Series, tz) -> pd.Series:
     return pd.to_datetime(started).dt.tz_localize("UTC").dt.tz_convert(tz)
 
@@ -99,49 +109,74 @@ def started_local(started: pd.Series, tz) -> pd.Series:
 def table_frame(rows: pd.DataFrame, tz) -> pd.DataFrame:
     """The page's rows as the table shows them; `id` and `Archived` ride along, hidden."""
     archived = rows["archived_at"].notna()
-    return pd.DataFrame({
-        "id": rows["id"],
-        "Open": "Open",
-        "Flow": [ARCHIVED_MARK + name if gone else name
-                 for name, gone in zip(rows["flow_name"], archived, strict=True)],
-        "Status": [[label(name)] for name in rows["status"]],
-        "Started At": started_local(rows["started_at"], tz),
-        "Duration": [shown_duration(status, ms) for status, ms in
-                     zip(rows["status"], rows["duration_ms"], strict=True)],
-        "Failed Step": [runs_list.failed_step_label(d, n) for d, n in
-                        zip(rows["failed_step_display"], rows["failed_step"], strict=True)],
-        "Error": [error_summary(message) for message in messages_as_shown(rows["error_message"])],
-        "Archived": archived,
-        "Run": ["run?id=" + quote(str(run_id), safe="") for run_id in rows["id"]],
-    })
+    return pd.DataFrame(
+        {
+            "id": rows["id"],
+            "Open": "Open",
+            "Flow": [
+                ARCHIVED_MARK + name if gone else name
+                for name, gone in zip(rows["flow_name"], archived, strict=True)
+            ],
+            "Status": [[label(name)] for name in rows["status"]],
+            "Started At": started_local(rows["started_at"], tz),
+            "Duration": [
+                shown_duration(status, ms)
+                for status, ms in zip(rows["status"], rows["duration_ms"], strict=True)
+            ],
+            "Failed Step": [
+                runs_list.failed_step_label(d, n)
+                for d, n in zip(rows["failed_step_display"], rows["failed_step"], strict=True)
+            ],
+            "Error": [
+                error_summary(message) for message in messages_as_shown(rows["error_message"])
+            ],
+            "Archived": archived,
+            "Run": ["run?id=" + quote(str(run_id), safe="") for run_id in rows["id"]],
+        }
+    )
 
 
 def column_config(tz) -> dict:
     zone_name = getattr(tz, "key", None) or "UTC"
     when = "MMM D, YYYY, h:mm:ss A"
     return {
-        "Open": st.column_config.ButtonColumn(" ", type="tertiary", key=OPEN_KEY, width=52,
-                                              help="Open the run's page", pinned=True),
+        "Open": st.column_config.ButtonColumn(
+            " ", type="tertiary", key=OPEN_KEY, width=52, help="Open the run's page", pinned=True
+        ),
         "Flow": st.column_config.TextColumn("Flow", width=210),
         "Status": status_ui.status_column(),
         "Started At": st.column_config.DatetimeColumn(
-            "Started At", format=when, help=f"In your timezone ({zone_name})", width=175),
+            "Started At", format=when, help=f"In your timezone ({zone_name})", width=175
+        ),
         "Duration": st.column_config.TextColumn("Duration", width=80),
         "Failed Step": st.column_config.TextColumn("Failed Step", width=160),
         "Error": st.column_config.TextColumn(
-            "Error", width=300, help="The failed step's error, in one line; the run page has all "
-                                     "of it"),
-        "Run": st.column_config.LinkColumn("Run", display_text=r"run\?id=(.*)$", width=110,
-                                           help="A plain link to the run (opens a new tab)"),
+            "Error",
+            width=300,
+            help="The failed step's error, in one line; the run page has all of it",
+        ),
+        "Run": st.column_config.LinkColumn(
+            "Run",
+            display_text=r"run\?id=(.*)$",
+            width=110,
+            help="A plain link to the run (opens a new tab)",
+        ),
     }
 
 
 def show_table(frame: pd.DataFrame, key: str, tz):
     order = ["Open", "Flow", "Status", "Started At", "Duration", "Failed Step", "Error", "Run"]
     return st.dataframe(
-        frame, key=key, on_select="rerun", selection_mode="multi-row", hide_index=True,
-        width="stretch", height=ROW_HEIGHT * (len(frame) + 1) + 3,
-        column_order=order, column_config=column_config(tz))
+        frame,
+        key=key,
+        on_select="rerun",
+        selection_mode="multi-row",
+        hide_index=True,
+        width="stretch",
+        height=ROW_HEIGHT * (len(frame) + 1) + 3,
+        column_order=order,
+        column_config=column_config(tz),
+    )
 
 
 def selected_ids(event, frame: pd.DataFrame) -> list[str]:
@@ -150,6 +185,7 @@ def selected_ids(event, frame: pd.DataFrame) -> list[str]:
 
 
 # ------------------------------------------------------------------ actions
+
 
 def open_run(run_id: str, view: RunsView) -> None:
     """The run page in this tab, carrying the view so "Back to runs" can restore it."""
@@ -175,24 +211,35 @@ def show_flash() -> None:
         st.toast(message, icon=":material/inventory_2:")
 
 
-def show_selection_actions(store: PageStore, frame: pd.DataFrame, chosen: list[str],
-                           view: RunsView) -> None:
+def show_selection_actions(
+    store: PageStore, frame: pd.DataFrame, chosen: list[str], view: RunsView
+) -> None:
     """Open, archive, restore or export the selected runs."""
     picked = frame[frame["id"].isin(chosen)]
     archived = picked["Archived"]
     st.markdown(f"**{len(chosen):,} selected**")
     if len(chosen) == 1 and st.button("Open run", icon=":material/open_in_new:", type="primary"):
         open_run(chosen[0], view)
-    if st.button("Archive", icon=":material/archive:", disabled=bool(archived.all()),
-                 help="Hide these runs unless Show archived is ticked"):
+    if st.button(
+        "Archive",
+        icon=":material/archive:",
+        disabled=bool(archived.all()),
+        help="Hide these runs unless Show archived is ticked",
+    ):
         archive(store, chosen, True)
     if st.button("Unarchive", icon=":material/unarchive:", disabled=not archived.any()):
         archive(store, chosen, False)
     for fmt, (name, mime) in EXPORTS.items():
-        st.download_button(name, store.call(export_bytes, fmt, run_ids=chosen),
-                           file_name=f"runs-selected.{fmt}", mime=mime,
-                           icon=":material/download:", on_click="ignore", key=f"export_sel_{fmt}",
-                           help=f"Download the selected runs as {name}")
+        st.download_button(
+            name,
+            store.call(export_bytes, fmt, run_ids=chosen),
+            file_name=f"runs-selected.{fmt}",
+            mime=mime,
+            icon=":material/download:",
+            on_click="ignore",
+            key=f"export_sel_{fmt}",
+            help=f"Download the selected runs as {name}",
+        )
 
 
 def export_all_later(run_filter: RunFilter, fmt: str):
@@ -207,19 +254,31 @@ def export_all_later(run_filter: RunFilter, fmt: str):
 
 
 def show_export_all(run_filter: RunFilter, total: int) -> None:
-    with st.popover("Export all", icon=":material/download:", help="Every run matching the "
-                    "filters, not only this page"):
+    with st.popover(
+        "Export all",
+        icon=":material/download:",
+        help="Every run matching the filters, not only this page",
+    ):
         st.markdown(f"All **{total:,}** runs that match the filters:")
         for fmt, (name, mime) in EXPORTS.items():
-            st.download_button(f"{name}", export_all_later(run_filter, fmt),
-                               file_name=f"runs.{fmt}", mime=mime, icon=":material/download:",
-                               on_click="ignore", key=f"export_all_{fmt}")
+            st.download_button(
+                f"{name}",
+                export_all_later(run_filter, fmt),
+                file_name=f"runs.{fmt}",
+                mime=mime,
+                icon=":material/download:",
+                on_click="ignore",
+                key=f"export_all_{fmt}",
+            )
         if total > BIG_EXPORT:
-            st.caption("For exports this large the command line streams straight to a file: "
-                       "`python -m runs_store export --format csv --out runs.csv`.")
+            st.caption(
+                "For exports this large the command line streams straight to a file: "
+                "`python -m runs_store export --format csv --out runs.csv`."
+            )
 
 
 # ------------------------------------------------------------------ states around the table
+
 
 def stuck_note(store: PageStore, run_filter: RunFilter) -> None:
     """Runs RUNNING for over an hour are usually stuck: say so, with a way to list them."""
@@ -230,8 +289,13 @@ def stuck_note(store: PageStore, run_filter: RunFilter) -> None:
     noun = "run has" if stuck == 1 else "runs have"
     with st.container(horizontal=True, vertical_alignment="center", gap="small"):
         st.caption(f":material/hourglass_top: {stuck:,} {noun} been running for over an hour.")
-        st.button("Show running runs", type="tertiary", on_click=_show_only, args=("RUNNING",),
-                  key="show_stuck")
+        st.button(
+            "Show running runs",
+            type="tertiary",
+            on_click=_show_only,
+            args=("RUNNING",),
+            key="show_stuck",
+        )
 
 
 def _show_only(status_name: str) -> None:
@@ -256,8 +320,10 @@ def show_empty(store: PageStore) -> None:
         st.info("No runs are loaded yet.", icon=":material/inbox:")
         st.page_link(IMPORT_PAGE, label="Import runs", icon=":material/upload_file:")
         return
-    st.info("**No runs match these filters.** Widen the date range or clear some filters.",
-            icon=":material/filter_alt_off:")
+    st.info(
+        "**No runs match these filters.** Widen the date range or clear some filters.",
+        icon=":material/filter_alt_off:",
+    )
     with st.container(horizontal=True, gap="small"):
         if st.session_state.get("range") != "all":
             st.button("Search all time", on_click=_widen_range, icon=":material/date_range:")
@@ -266,13 +332,15 @@ def show_empty(store: PageStore) -> None:
 
 # ------------------------------------------------------------------ the list
 
+
 def show_runs(store: PageStore, view: RunsView, run_filter: RunFilter, tz) -> None:
     """The bar, the table and the paging controls for the current view."""
     page_from_link = st.session_state.pop(LINKED_PAGE_KEY, False)  # not in a Live refresh
     bar, table_area, footer = st.container(), st.container(), st.container()
     left, middle = footer.columns([1, 5], vertical_alignment="bottom")
-    rows = left.selectbox("Rows per page", list(PAGE_SIZES), key="rows",
-                          on_change=url_state.note_change)
+    rows = left.selectbox(
+        "Rows per page", list(PAGE_SIZES), key="rows", on_change=url_state.note_change
+    )
     signature = view_signature(view.with_(rows=rows))
     reset_page_on_change(signature, page_from_link)
     counts = store.cached(runs_list.count_days, run_filter)
@@ -282,8 +350,14 @@ def show_runs(store: PageStore, view: RunsView, run_filter: RunFilter, tz) -> No
         page = st.pagination(page_count, key="page", on_change=url_state.note_change)
     view = view.with_(page=page, rows=rows)
     url_state.write_view(RUNS, view)  # the whole view, once all of it is known
-    runs = store.cached(runs_list.list_runs, run_filter, rows,
-                        runs_list.page_offset(page, rows), counts.total, counts)
+    runs = store.cached(
+        runs_list.list_runs,
+        run_filter,
+        rows,
+        runs_list.page_offset(page, rows),
+        counts.total,
+        counts,
+    )
     with bar:
         stuck_note(store, run_filter)
     if runs.rows.empty:
@@ -319,8 +393,12 @@ def live_seconds() -> float:
 
 def show_live_toggle(area, view: RunsView) -> RunsView:
     """The Live toggle (seeded with the view); returns the view with it."""
-    live = area.toggle("Live", key="live", on_change=url_state.note_change,
-                       help=f"Refresh the list every {live_seconds():g} seconds")
+    live = area.toggle(
+        "Live",
+        key="live",
+        on_change=url_state.note_change,
+        help=f"Refresh the list every {live_seconds():g} seconds",
+    )
     return view.with_(live=live)
 
 

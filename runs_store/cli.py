@@ -39,8 +39,10 @@ class ProgressBar:
             return
         share = done / total if total else 1.0
         bar = "#" * int(share * 30)
-        sys.stderr.write(f"\r{Path(name).name[:40]:40} [{bar:30}] {share:4.0%} "
-                         f"{done / 1e6:,.1f}/{total / 1e6:,.1f} MB")
+        sys.stderr.write(
+            f"\r{Path(name).name[:40]:40} [{bar:30}] {share:4.0%} "
+            f"{done / 1e6:,.1f}/{total / 1e6:,.1f} MB"
+        )
         if done >= total:
             sys.stderr.write("\n")
         sys.stderr.flush()
@@ -62,8 +64,9 @@ def _existing_database(args) -> Path:
     """The database a reading command reads: it must exist (a mistyped --db creates nothing)."""
     path = _database(args)
     if not path.is_file():
-        raise StoreError(f"no database at {path}: check --db or RUNS_DB (reading commands "
-                         f"never create one)")
+        raise StoreError(
+            f"no database at {path}: check --db or RUNS_DB (reading commands never create one)"
+        )
     return path
 
 
@@ -72,8 +75,7 @@ def command_rejects(args) -> int:
         rejects = list_rejects(con)
     for reject in rejects:
         print(f"{reject['source']}:{reject_location(reject)}: {reject['reason']}")
-    print(f"{len(rejects):,} rejected record" + ("" if len(rejects) == 1 else "s"),
-          file=sys.stderr)
+    print(f"{len(rejects):,} rejected record" + ("" if len(rejects) == 1 else "s"), file=sys.stderr)
     return 0
 
 
@@ -82,8 +84,9 @@ def _status_names(values: list[str]) -> tuple[str, ...]:
     for value in values:
         found = parse_status(value)
         if found is None:
-            raise StoreError(f"unknown status {value!r}; use one of {', '.join(STATUS_NAMES)} "
-                             f"or their labels")
+            raise StoreError(
+                f"unknown status {value!r}; use one of {', '.join(STATUS_NAMES)} or their labels"
+            )
         names.append(found.name)
     return tuple(names)
 
@@ -92,14 +95,19 @@ def _date(value: str | None, name: str) -> datetime | None:
     try:
         return parse_time(value, name)
     except RecordRejected as error:
-        raise StoreError(f"--{name}: {error}; use a date like 2026-11-01 or 2026-11-01T09:00Z"
-                         ) from None
+        raise StoreError(
+            f"--{name}: {error}; use a date like 2026-11-01 or 2026-11-01T09:00Z"
+        ) from None
 
 
 def export_filter(args) -> RunFilter:
-    return RunFilter(flows=tuple(args.flow or ()), statuses=_status_names(args.status or []),
-                     since=_date(args.since, "since"), until=_date(args.until, "until"),
-                     include_archived=args.archived)
+    return RunFilter(
+        flows=tuple(args.flow or ()),
+        statuses=_status_names(args.status or []),
+        since=_date(args.since, "since"),
+        until=_date(args.until, "until"),
+        include_archived=args.archived,
+    )
 
 
 def command_export(args) -> int:
@@ -123,15 +131,22 @@ def command_sample(args) -> int:
     from runs_store.ingest.sample_loader import load_generated_sample
 
     end = datetime.now(UTC).replace(tzinfo=None, microsecond=0)
-    summary = load_generated_sample(_database(args), runs=args.runs, days=args.days,
-                                    seed=args.seed, end=end, progress=ProgressBar(args.progress))
+    summary = load_generated_sample(
+        _database(args),
+        runs=args.runs,
+        days=args.days,
+        seed=args.seed,
+        end=end,
+        progress=ProgressBar(args.progress),
+    )
     print(f"Sample: {summary.line()}.")
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m runs_store",
-                                     description="Load, inspect and export workflow runs.")
+    parser = argparse.ArgumentParser(
+        prog="python -m runs_store", description="Load, inspect and export workflow runs."
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     db_help = f"DuckDB file (default: $RUNS_DB or {settings.default('RUNS_DB')})"
 

@@ -32,6 +32,7 @@ from runs_store.domain.errors import SettingError
 
 # ---------------------------------------------------------------- kinds of value
 
+
 @dataclass(frozen=True)
 class Kind:
     """How a setting's text is read: `parse` gives the typed value or raises ValueError;
@@ -60,6 +61,7 @@ def _parse_path(text: str) -> Path:
 
 def number(unit: str, minimum: float = 0.0, inclusive: bool = False) -> Kind:
     """A finite number of `unit`, above `minimum` (or equal to it, when inclusive)."""
+
     def parse(text: str) -> float:
         value = float(text)
         if not math.isfinite(value) or value < minimum or (value == minimum and not inclusive):
@@ -82,11 +84,19 @@ class MemorySize:
         return self.text
 
 
-_MEMORY_UNITS = {"KB": 1000, "MB": 1000 ** 2, "GB": 1000 ** 3, "TB": 1000 ** 4,
-                 "KiB": 1024, "MiB": 1024 ** 2, "GiB": 1024 ** 3, "TiB": 1024 ** 4}
+_MEMORY_UNITS = {
+    "KB": 1000,
+    "MB": 1000**2,
+    "GB": 1000**3,
+    "TB": 1000**4,
+    "KiB": 1024,
+    "MiB": 1024**2,
+    "GiB": 1024**3,
+    "TiB": 1024**4,
+}
 _MEMORY_SIZE = re.compile(r"\s*(?P<number>\d+(?:\.\d+)?)\s*(?P<unit>[KMGT]i?B)\s*", re.I)
 # DuckDB cannot even open a database in much less.
-_MIN_MEMORY_BYTES = 1000 ** 2
+_MIN_MEMORY_BYTES = 1000**2
 
 
 def _parse_memory_size(text: str) -> MemorySize:
@@ -121,14 +131,19 @@ def _parse_url_template(text: str) -> str:
 
 PATH = Kind(_parse_path, "a file path")
 BOOL = Kind(_parse_bool, "1/true/yes/on or 0/false/no/off")
-MEMORY = Kind(_parse_memory_size, "a memory size of at least 1MB: a number with KB, MB, GB, TB or "
-                                  "KiB, MiB, GiB, TiB")
-URL_TEMPLATE = Kind(_parse_url_template,
-                    "an http:// or https:// URL whose only placeholders are {flow_id}, "
-                    "{flow_version_id} and {project_id}, or an empty value for no Edit flow link")
+MEMORY = Kind(
+    _parse_memory_size,
+    "a memory size of at least 1MB: a number with KB, MB, GB, TB or KiB, MiB, GiB, TiB",
+)
+URL_TEMPLATE = Kind(
+    _parse_url_template,
+    "an http:// or https:// URL whose only placeholders are {flow_id}, "
+    "{flow_version_id} and {project_id}, or an empty value for no Edit flow link",
+)
 
 
 # ---------------------------------------------------------------- the declarations
+
 
 @dataclass(frozen=True)
 class Setting:
@@ -153,55 +168,94 @@ class Setting:
 
     def problem(self, text: str) -> str:
         """The one line that says `text` is not allowed, and what is."""
-        return (f"{self.env}={text!r} is not allowed: use {self.kind.allowed}, "
-                f"e.g. {self.env}={self.example or self.default}")
+        return (
+            f"{self.env}={text!r} is not allowed: use {self.kind.allowed}, "
+            f"e.g. {self.env}={self.example or self.default}"
+        )
 
 
 SETTINGS: tuple[Setting, ...] = (
-    Setting("RUNS_DB", "data/runs.duckdb",
-            "DuckDB file holding the runs. Relative paths are relative to the working directory. "
-            "The CLI's --db overrides it.", PATH),
-    Setting("RUNS_LOAD_SAMPLE", "1",
-            "1: when the database has no runs, the app builds one from sample_data/ (shifted so "
-            "its newest run is now). 0: start empty.", BOOL),
-    Setting("RUNS_EDIT_FLOW_URL", "",
-            "URL template of your workflow editor for the run page's Edit flow button, with "
-            "{flow_id} and {flow_version_id}, e.g. https://cloud.example.com/flows/{flow_id}.",
-            URL_TEMPLATE, example="https://cloud.example.com/flows/{flow_id}"),
-    Setting("RUNS_MASK_SECRETS", "1",
-            "1: values that look like secrets (Authorization, api keys, tokens, passwords, "
-            "cookies, keys by their shape, passwords in URLs and DSNs, private keys) are masked "
-            "in step input and output, including JSON and form bodies held in strings, and in "
-            "error messages wherever they are shown or exported. "
-            "0: show and export them as recorded.", BOOL),
-    Setting("RUNS_LIVE_SECONDS", "15",
-            "How often the Runs page refreshes while Live is on (seconds).",
-            number("seconds", 2, inclusive=True)),
-    Setting("RUNS_PAYLOAD_PREVIEW_KB", "256",
-            "Step payloads larger than this are shown cut, with their size and a download.",
-            number("kilobytes")),
-    Setting("RUNS_MEMORY_LIMIT", "1GB",
-            "DuckDB memory limit for the app and the CLI (DuckDB spills to disk beyond it).",
-            MEMORY),
-    Setting("RUNS_INGEST_MEMORY_LIMIT", "512MB",
-            "DuckDB memory limit while loading a file: staging spills to disk beyond it, so "
-            "loading a large file takes about the same memory as a small one. JSONL is read on "
-            "every core when the limit allows it (about 250MB with 2 threads), else on one.",
-            MEMORY),
-    Setting("RUNS_LOCK_WAIT_SECONDS", "30",
-            "How long the CLI waits for another process (such as the app, between two page "
-            "renders) to release the database file before giving up with a message. The app "
-            "waits at most 3 s, then says so and offers to try again.",
-            number("seconds", 0, inclusive=True)),
-    Setting("RUNS_MAX_RECORD_MB", "64",
-            "The largest record read, unpacked: a JSONL line, a CSV or Parquet row, a whole .json "
-            "document. A larger one is rejected with its reason (its first 64 KB kept) and the "
-            "rest of the file loads; memory stays bounded whatever the input.",
-            number("megabytes")),
-    Setting("RUNS_MAX_FILE_GB", "10",
-            "The most one file may unpack to (a .gz is unpacked as it streams, never whole). A "
-            "file past it is rejected whole with its reason; the other files still load.",
-            number("gigabytes")),
+    Setting(
+        "RUNS_DB",
+        "data/runs.duckdb",
+        "DuckDB file holding the runs. Relative paths are relative to the working directory. "
+        "The CLI's --db overrides it.",
+        PATH,
+    ),
+    Setting(
+        "RUNS_LOAD_SAMPLE",
+        "1",
+        "1: when the database has no runs, the app builds one from sample_data/ (shifted so "
+        "its newest run is now). 0: start empty.",
+        BOOL,
+    ),
+    Setting(
+        "RUNS_EDIT_FLOW_URL",
+        "",
+        "URL template of your workflow editor for the run page's Edit flow button, with "
+        "{flow_id} and {flow_version_id}, e.g. https://cloud.example.com/flows/{flow_id}.",
+        URL_TEMPLATE,
+        example="https://cloud.example.com/flows/{flow_id}",
+    ),
+    Setting(
+        "RUNS_MASK_SECRETS",
+        "1",
+        "1: values that look like secrets (Authorization, api keys, tokens, passwords, "
+        "cookies, keys by their shape, passwords in URLs and DSNs, private keys) are masked "
+        "in step input and output, including JSON and form bodies held in strings, and in "
+        "error messages wherever they are shown or exported. "
+        "0: show and export them as recorded.",
+        BOOL,
+    ),
+    Setting(
+        "RUNS_LIVE_SECONDS",
+        "15",
+        "How often the Runs page refreshes while Live is on (seconds).",
+        number("seconds", 2, inclusive=True),
+    ),
+    Setting(
+        "RUNS_PAYLOAD_PREVIEW_KB",
+        "256",
+        "Step payloads larger than this are shown cut, with their size and a download.",
+        number("kilobytes"),
+    ),
+    Setting(
+        "RUNS_MEMORY_LIMIT",
+        "1GB",
+        "DuckDB memory limit for the app and the CLI (DuckDB spills to disk beyond it).",
+        MEMORY,
+    ),
+    Setting(
+        "RUNS_INGEST_MEMORY_LIMIT",
+        "512MB",
+        "DuckDB memory limit while loading a file: staging spills to disk beyond it, so "
+        "loading a large file takes about the same memory as a small one. JSONL is read on "
+        "every core when the limit allows it (about 250MB with 2 threads), else on one.",
+        MEMORY,
+    ),
+    Setting(
+        "RUNS_LOCK_WAIT_SECONDS",
+        "30",
+        "How long the CLI waits for another process (such as the app, between two page "
+        "renders) to release the database file before giving up with a message. The app "
+        "waits at most 3 s, then says so and offers to try again.",
+        number("seconds", 0, inclusive=True),
+    ),
+    Setting(
+        "RUNS_MAX_RECORD_MB",
+        "64",
+        "The largest record read, unpacked: a JSONL line, a CSV or Parquet row, a whole .json "
+        "document. A larger one is rejected with its reason (its first 64 KB kept) and the "
+        "rest of the file loads; memory stays bounded whatever the input.",
+        number("megabytes"),
+    ),
+    Setting(
+        "RUNS_MAX_FILE_GB",
+        "10",
+        "The most one file may unpack to (a .gz is unpacked as it streams, never whole). A "
+        "file past it is rejected whole with its reason; the other files still load.",
+        number("gigabytes"),
+    ),
 )
 
 _BY_ENV = {s.env: s for s in SETTINGS}
@@ -225,6 +279,7 @@ class Settings:
 
 
 # ---------------------------------------------------------------- reading them
+
 
 def load_settings(environ: Mapping[str, str] = os.environ) -> Settings:
     """Every setting read from `environ` and checked; SettingError with one line per variable set

@@ -26,13 +26,17 @@ END = datetime(2026, 11, 24, tzinfo=UTC)  # the app moves the runs so the newest
 
 
 def make_sample(target: Path = TARGET) -> int:
-    runs = generate_runs(RUNS, days=DAYS, seed=SEED, end=END, legacy_share=LEGACY_SHARE,
-                         test_share=TEST_SHARE)
+    runs = generate_runs(
+        RUNS, days=DAYS, seed=SEED, end=END, legacy_share=LEGACY_SHARE, test_share=TEST_SHARE
+    )
     with tempfile.TemporaryDirectory() as folder:
         plain = Path(folder) / "runs.jsonl"
         count = write_jsonl(plain, runs, gzip=False)
-        with open(plain, "rb") as source, open(target, "wb") as raw, \
-                gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as out:
+        with (
+            open(plain, "rb") as source,
+            open(target, "wb") as raw,
+            gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as out,
+        ):
             shutil.copyfileobj(source, out)
     return count
 

@@ -37,8 +37,14 @@ def now_utc() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None, microsecond=0)
 
 
-def build_db(path: Path, runs: int = SAMPLE_RUNS, days: float = SAMPLE_DAYS, seed: int = SEED,
-             end: datetime | None = None, **generator_options) -> Path:
+def build_db(
+    path: Path,
+    runs: int = SAMPLE_RUNS,
+    days: float = SAMPLE_DAYS,
+    seed: int = SEED,
+    end: datetime | None = None,
+    **generator_options,
+) -> Path:
     """A real database file generated from the sample generator."""
     from sample_data.generator import generate_runs
 
@@ -101,6 +107,7 @@ def app_test(page: str | None = None, query: dict | None = None, timeout: float 
 
 # ------------------------------------------------------------------ real server and browser
 
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -126,10 +133,27 @@ def start_server(db: Path, extra_env: dict | None = None):
     port = _free_port()
     env = {**os.environ, "RUNS_DB": str(db), "RUNS_LOAD_SAMPLE": "0", **(extra_env or {})}
     process = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
-         "--server.port", str(port), "--server.address", "127.0.0.1",
-         "--browser.gatherUsageStats", "false"],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        [
+            sys.executable,
+            "-m",
+            "streamlit",
+            "run",
+            "app.py",
+            "--server.headless",
+            "true",
+            "--server.port",
+            str(port),
+            "--server.address",
+            "127.0.0.1",
+            "--browser.gatherUsageStats",
+            "false",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         _wait_healthy(url, process)
@@ -180,17 +204,24 @@ def browser():
     with sync_playwright() as playwright:
         chromium = playwright.chromium.launch(
             executable_path=CHROMIUM,
-            args=["--no-sandbox", "--headless=new", "--disable-gpu",
-                  "--disable-background-networking", "--disable-component-update",
-                  "--disable-sync"])
+            args=[
+                "--no-sandbox",
+                "--headless=new",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+            ],
+        )
         yield chromium
         chromium.close()
 
 
 @pytest.fixture
 def page(browser):
-    context = browser.new_context(viewport={"width": 1440, "height": 1000},
-                                  timezone_id="Europe/Paris")
+    context = browser.new_context(
+        viewport={"width": 1440, "height": 1000}, timezone_id="Europe/Paris"
+    )
     tab = context.new_page()
     yield tab
     context.close()
@@ -198,8 +229,9 @@ def page(browser):
 
 def wait_for_app(tab, timeout: float = 30_000) -> None:
     """Waits until the current script run has finished."""
-    tab.wait_for_selector("[data-testid='stApp'][data-test-script-state='notRunning']",
-                          timeout=timeout)
+    tab.wait_for_selector(
+        "[data-testid='stApp'][data-test-script-state='notRunning']", timeout=timeout
+    )
 
 
 # ------------------------------------------------------------------ layers

@@ -12,12 +12,28 @@ from datetime import UTC, datetime, timedelta
 from factories import rows
 from runs_store.queries.filters import RunFilter
 
-FIELDS = ("id", "flow_name", "status", "started_at", "duration_ms", "failed_step",
-          "failed_step_display", "error_message", "error_signature", "flow_version_id",
-          "archived_at", "finish_time")
+FIELDS = (
+    "id",
+    "flow_name",
+    "status",
+    "started_at",
+    "duration_ms",
+    "failed_step",
+    "failed_step_display",
+    "error_message",
+    "error_signature",
+    "flow_version_id",
+    "archived_at",
+    "finish_time",
+)
 SEARCHED = ("id", "failed_step", "failed_step_display", "error_message")
-PRESET_SPANS = {"24h": timedelta(hours=24), "7d": timedelta(days=7), "30d": timedelta(days=30),
-                "90d": timedelta(days=90), "all": None}
+PRESET_SPANS = {
+    "24h": timedelta(hours=24),
+    "7d": timedelta(days=7),
+    "30d": timedelta(days=30),
+    "90d": timedelta(days=90),
+    "all": None,
+}
 
 
 def load_runs(db) -> list[dict]:
@@ -62,7 +78,7 @@ def ids(runs: list[dict]) -> list[str]:
 
 
 def page_slice(runs: list, per_page: int, page: int) -> list:
-    return runs[(page - 1) * per_page: page * per_page]
+    return runs[(page - 1) * per_page : page * per_page]
 
 
 def utc_minute() -> datetime:

@@ -19,13 +19,14 @@ _LITERAL = re.compile(r"(?:https?://|www\.)[-.\w]+\S*|[-.+\w]+@[-\w]+(?:\.[-\w]+
 
 # ------------------------------------------------------------------ reading markdown
 
+
 def _pieces(markdown: str) -> list[tuple[str, str, str]]:
     """(kind, as read, as linked) pieces: "text" with its escapes resolved (escaped brackets
     inert for links), or a "code" span."""
     pieces, text, linked, at = [], [], [], 0
     while at < len(markdown):
         char = markdown[at]
-        if char == "\\" and markdown[at + 1:at + 2] in tuple(string.punctuation):
+        if char == "\\" and markdown[at + 1 : at + 2] in tuple(string.punctuation):
             escaped = markdown[at + 1]
             text.append(escaped)
             linked.append(_INERT if escaped in "[]()<>" else escaped)
@@ -37,7 +38,7 @@ def _pieces(markdown: str) -> list[tuple[str, str, str]]:
             if close:
                 pieces.append(("text", "".join(text), "".join(linked)))
                 text, linked = [], []
-                inside = markdown[at + len(fence):close.start()]
+                inside = markdown[at + len(fence) : close.start()]
                 if len(inside) > 2 and inside[0] == inside[-1] == " " and inside.strip():
                     inside = inside[1:-1]
                 pieces.append(("code", inside, inside))

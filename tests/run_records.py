@@ -15,7 +15,7 @@ from pathlib import Path
 
 from factories import AGENT_OUTPUT, FLOW_VERSION, engine_run, example_steps, store_with
 
-FAILED_RUN = "run-failed"          # the example run: step_3 failed, step_2 is a Run Agent step
+FAILED_RUN = "run-failed"  # the example run: step_3 failed, step_2 is a Run Agent step
 XSS_NAME = "<img src=x onerror=alert(1)>"
 XSS_STEP_TITLE = "**bold** <script>alert(1)</script> [click](javascript:alert(2))"
 XSS_OUTPUT_TEXT = "<b>html</b> :red[red] $x$ [link](javascript:alert(3))"
@@ -41,8 +41,11 @@ KEPT = {"username": "ana", "content_type": "application/json", "expires_in": 359
 def secret_input() -> dict:
     return {
         "url": f"https://api.example.com/v1/orders?api_key={SECRETS['url_key']}&page=2",
-        "headers": {"Authorization": f"Bearer {SECRETS['bearer']}",
-                    "Content-Type": KEPT["content_type"], "Cookie": SECRETS["cookie"]},
+        "headers": {
+            "Authorization": f"Bearer {SECRETS['bearer']}",
+            "Content-Type": KEPT["content_type"],
+            "Cookie": SECRETS["cookie"],
+        },
         "auth": {"username": KEPT["username"], "password": SECRETS["password"]},
         "api_key": SECRETS["api_key"],
         "header_list": [{"name": "X-Api-Key", "value": SECRETS["header_value"]}],
@@ -54,8 +57,11 @@ def secret_input() -> dict:
 
 
 def secret_output() -> dict:
-    return {"access_token": SECRETS["access_token"], "expires_in": KEPT["expires_in"],
-            "token_type": "Bearer"}
+    return {
+        "access_token": SECRETS["access_token"],
+        "expires_in": KEPT["expires_in"],
+        "token_type": "Bearer",
+    }
 
 
 def flow_version(version_id: str, name: str, titles: dict[str, str] | None = None) -> dict:
@@ -76,16 +82,30 @@ def succeeded_steps(order_id: str = "1041", code_ms: int = 55, slack_ms: int = 2
     """The example's steps as a successful run of the same flow had them."""
     steps = example_steps()
     steps["step_1"].update(duration=code_ms, output={"orderId": order_id})
-    steps["step_3"] = {"type": "PIECE", "status": "SUCCEEDED", "duration": slack_ms,
-                       "input": steps["step_3"]["input"], "output": {"ok": True, "ts": "17.5"}}
+    steps["step_3"] = {
+        "type": "PIECE",
+        "status": "SUCCEEDED",
+        "duration": slack_ms,
+        "input": steps["step_3"]["input"],
+        "output": {"ok": True, "ts": "17.5"},
+    }
     return steps
 
 
-def success_run(run_id: str, created: str, flow_id: str = "fL0w", steps="example",
-                **fields) -> dict:
-    return engine_run(run_id, created=created, status="SUCCEEDED", flowId=flow_id,
-                      failedStep=None, startTime=created, finishTime=created,
-                      steps=succeeded_steps() if steps == "example" else steps, **fields)
+def success_run(
+    run_id: str, created: str, flow_id: str = "fL0w", steps="example", **fields
+) -> dict:
+    return engine_run(
+        run_id,
+        created=created,
+        status="SUCCEEDED",
+        flowId=flow_id,
+        failedStep=None,
+        startTime=created,
+        finishTime=created,
+        steps=succeeded_steps() if steps == "example" else steps,
+        **fields,
+    )
 
 
 def comparison_runs() -> list[dict]:
@@ -108,30 +128,52 @@ def loop_steps(iterations: int = 3, failed_iteration: int | None = 2) -> dict:
     runs = []
     for number in range(1, iterations + 1):
         failed = number == failed_iteration
-        child = {"type": "CODE", "status": "FAILED" if failed else "SUCCEEDED",
-                 "duration": 10 + number, "input": {"n": number}}
-        child.update({"errorMessage": f"item {number} is not a number"} if failed
-                     else {"output": {"double": 2 * number}})
+        child = {
+            "type": "CODE",
+            "status": "FAILED" if failed else "SUCCEEDED",
+            "duration": 10 + number,
+            "input": {"n": number},
+        }
+        child.update(
+            {"errorMessage": f"item {number} is not a number"}
+            if failed
+            else {"output": {"double": 2 * number}}
+        )
         runs.append({"step_2": child})
     return {
         "trigger": {"type": "EMPTY", "status": "SUCCEEDED", "input": {}, "output": {}},
-        "step_1": {"type": "LOOP_ON_ITEMS", "status": "FAILED" if failed_iteration else "SUCCEEDED",
-                   "duration": 120, "input": {"items": list(range(1, iterations + 1))},
-                   "output": {"item": iterations, "index": iterations, "iterations": runs}},
-        "step_3": {"type": "ROUTER", "status": "SUCCEEDED", "duration": 2, "input": {},
-                   "output": {"branches": [
-                       {"branchName": "Refund", "branchIndex": 1, "evaluation": True},
-                       {"branchName": "Otherwise", "branchIndex": 2, "evaluation": False}]}},
+        "step_1": {
+            "type": "LOOP_ON_ITEMS",
+            "status": "FAILED" if failed_iteration else "SUCCEEDED",
+            "duration": 120,
+            "input": {"items": list(range(1, iterations + 1))},
+            "output": {"item": iterations, "index": iterations, "iterations": runs},
+        },
+        "step_3": {
+            "type": "ROUTER",
+            "status": "SUCCEEDED",
+            "duration": 2,
+            "input": {},
+            "output": {
+                "branches": [
+                    {"branchName": "Refund", "branchIndex": 1, "evaluation": True},
+                    {"branchName": "Otherwise", "branchIndex": 2, "evaluation": False},
+                ]
+            },
+        },
         "step_4": {"type": "PIECE", "status": "PAUSED", "duration": 7, "input": {"wait": 1}},
     }
 
 
 def loop_run(run_id: str = "loop-run", **fields) -> dict:
-    record = engine_run(run_id, flowId="fL0w-loop", flowVersionId="fV-loop",
-                        flowVersion=flow_version("fV-loop", "Double the items"),
-                        failedStep={"name": "step_2", "displayName": None,
-                                    "message": "item 2 is not a number"},
-                        steps=loop_steps())
+    record = engine_run(
+        run_id,
+        flowId="fL0w-loop",
+        flowVersionId="fV-loop",
+        flowVersion=flow_version("fV-loop", "Double the items"),
+        failedStep={"name": "step_2", "displayName": None, "message": "item 2 is not a number"},
+        steps=loop_steps(),
+    )
     record.update(fields)
     return record
 
@@ -139,72 +181,128 @@ def loop_run(run_id: str = "loop-run", **fields) -> dict:
 def failed_tool_agent_output() -> dict:
     output = copy.deepcopy(AGENT_OUTPUT)
     output["status"] = "FAILED"
-    output["steps"].append({
-        "type": "TOOL_CALL", "toolCallType": "MCP", "toolName": "gmail-send_email",
-        "toolCallId": "call_02", "status": "completed",
-        "startTime": "2026-11-03T09:14:05.000Z", "endTime": "2026-11-03T09:14:05.450Z",
-        "input": {"instruction": "Tell the customer"},
-        "output": {"status": "FAILED", "resolvedInput": {"to": "ana@example.com"},
-                   "errorMessage": "Mailbox ana@example.com is full"}})
+    output["steps"].append(
+        {
+            "type": "TOOL_CALL",
+            "toolCallType": "MCP",
+            "toolName": "gmail-send_email",
+            "toolCallId": "call_02",
+            "status": "completed",
+            "startTime": "2026-11-03T09:14:05.000Z",
+            "endTime": "2026-11-03T09:14:05.450Z",
+            "input": {"instruction": "Tell the customer"},
+            "output": {
+                "status": "FAILED",
+                "resolvedInput": {"to": "ana@example.com"},
+                "errorMessage": "Mailbox ana@example.com is full",
+            },
+        }
+    )
     return output
 
 
 def agent_failure_run(run_id: str = "agent-failed") -> dict:
     steps = example_steps()
-    steps["step_2"].update(status="FAILED", output=failed_tool_agent_output(),
-                           errorMessage="The agent could not finish")
+    steps["step_2"].update(
+        status="FAILED",
+        output=failed_tool_agent_output(),
+        errorMessage="The agent could not finish",
+    )
     del steps["step_3"]
-    return engine_run(run_id, flowId="fL0w-agent",
-                      failedStep={"name": "step_2", "displayName": "Ask the agent"}, steps=steps)
+    return engine_run(
+        run_id,
+        flowId="fL0w-agent",
+        failedStep={"name": "step_2", "displayName": "Ask the agent"},
+        steps=steps,
+    )
 
 
 def secrets_run(run_id: str = "secrets-run") -> dict:
-    steps = {"trigger": {"type": "EMPTY", "status": "SUCCEEDED", "input": {}, "output": {}},
-             "step_1": {"type": "PIECE", "status": "FAILED", "duration": 90,
-                        "input": secret_input(), "output": secret_output(),
-                        "errorMessage": f"401 for Authorization: Bearer {SECRETS['bearer']}"}}
-    return engine_run(run_id, flowId="fL0w-secrets", steps=steps,
-                      failedStep={"name": "step_1", "displayName": "Call the API"})
+    steps = {
+        "trigger": {"type": "EMPTY", "status": "SUCCEEDED", "input": {}, "output": {}},
+        "step_1": {
+            "type": "PIECE",
+            "status": "FAILED",
+            "duration": 90,
+            "input": secret_input(),
+            "output": secret_output(),
+            "errorMessage": f"401 for Authorization: Bearer {SECRETS['bearer']}",
+        },
+    }
+    return engine_run(
+        run_id,
+        flowId="fL0w-secrets",
+        steps=steps,
+        failedStep={"name": "step_1", "displayName": "Call the API"},
+    )
 
 
 def huge_output() -> dict:
-    return {"api_key": BIG_SECRET, "rows": [f"{number:06d}" + "x" * 994
-                                            for number in range(HUGE_ROWS)]}
+    return {
+        "api_key": BIG_SECRET,
+        "rows": [f"{number:06d}" + "x" * 994 for number in range(HUGE_ROWS)],
+    }
 
 
 def huge_run(run_id: str = "huge-run") -> dict:
-    steps = {"trigger": {"type": "EMPTY", "status": "SUCCEEDED", "input": {}, "output": {}},
-             "step_1": {"type": "CODE", "status": "SUCCEEDED", "duration": 1500,
-                        "input": {"pages": 53}, "output": huge_output()}}
+    steps = {
+        "trigger": {"type": "EMPTY", "status": "SUCCEEDED", "input": {}, "output": {}},
+        "step_1": {
+            "type": "CODE",
+            "status": "SUCCEEDED",
+            "duration": 1500,
+            "input": {"pages": 53},
+            "output": huge_output(),
+        },
+    }
     return success_run(run_id, "2026-11-03T10:00:00.000Z", flow_id="fL0w-huge", steps=steps)
 
 
 def xss_run(run_id: str = "xss-run") -> dict:
-    steps = {"trigger": {"type": "EMPTY", "status": "SUCCEEDED", "input": {}, "output": {}},
-             "step_1": {"type": "CODE", "status": "SUCCEEDED", "duration": 5,
-                        "input": {"html": XSS_OUTPUT_TEXT}, "output": {"html": XSS_OUTPUT_TEXT}},
-             "step_2": {"type": "CODE", "status": "FAILED", "duration": 6, "input": {},
-                        "errorMessage": f"{XSS_NAME} failed **badly**"}}
-    return engine_run(run_id, flowId="fL0w-xss", flowVersionId="fV-xss",
-                      flowVersion=flow_version("fV-xss", XSS_NAME, {"step_1": XSS_STEP_TITLE}),
-                      failedStep={"name": "step_2", "displayName": None}, steps=steps,
-                      tags=[XSS_NAME])
+    steps = {
+        "trigger": {"type": "EMPTY", "status": "SUCCEEDED", "input": {}, "output": {}},
+        "step_1": {
+            "type": "CODE",
+            "status": "SUCCEEDED",
+            "duration": 5,
+            "input": {"html": XSS_OUTPUT_TEXT},
+            "output": {"html": XSS_OUTPUT_TEXT},
+        },
+        "step_2": {
+            "type": "CODE",
+            "status": "FAILED",
+            "duration": 6,
+            "input": {},
+            "errorMessage": f"{XSS_NAME} failed **badly**",
+        },
+    }
+    return engine_run(
+        run_id,
+        flowId="fL0w-xss",
+        flowVersionId="fV-xss",
+        flowVersion=flow_version("fV-xss", XSS_NAME, {"step_1": XSS_STEP_TITLE}),
+        failedStep={"name": "step_2", "displayName": None},
+        steps=steps,
+        tags=[XSS_NAME],
+    )
 
 
 # Record text holding markdown links and bare addresses: none may ever become a link on screen.
 LINK_HOST = "evil.example"
 LINK_FLOW = f"**bold** [f](http://{LINK_HOST}/f)"
 LINK_STEP_TITLE = f"Notify [s](http://{LINK_HOST}/s) at https://{LINK_HOST}/step"
-LINK_ERROR = (f"Request failed: [click](http://{LINK_HOST}/x) see https://{LINK_HOST}/bare "
-              f"or write to ops@{LINK_HOST}")
+LINK_ERROR = (
+    f"Request failed: [click](http://{LINK_HOST}/x) see https://{LINK_HOST}/bare "
+    f"or write to ops@{LINK_HOST}"
+)
 LINK_THOUGHT = f"Look at [t](http://{LINK_HOST}/t) and www.{LINK_HOST}/thought"
 LINK_TOOL = f"crm-[tool](http://{LINK_HOST}/tool)"
 LINK_TOOL_STATUS = f"https://{LINK_HOST}/status"
 LINK_TOOL_ERROR = f"Tool said [retry](http://{LINK_HOST}/retry) https://{LINK_HOST}/tool-bare"
 # What a link to a page may carry (a flow, a failed step's name): anyone can write one.
 LINK_IN_URL = f"[log in](http://{LINK_HOST}/login) or https://{LINK_HOST}/here"
-LINK_RUN = "link-run"   # the newest of the failed runs
-LINK_RUNS = 20          # failed runs of the new version, and as many successes of the old one
+LINK_RUN = "link-run"  # the newest of the failed runs
+LINK_RUNS = 20  # failed runs of the new version, and as many successes of the old one
 
 
 def _stamp(moment: datetime) -> str:
@@ -215,11 +313,19 @@ def link_agent_output() -> dict:
     """The example agent's output with a thought, a tool name, status and error holding links."""
     output = copy.deepcopy(AGENT_OUTPUT)
     output["steps"][0]["markdown"] = LINK_THOUGHT
-    output["steps"].append({
-        "type": "TOOL_CALL", "toolCallType": "MCP", "toolName": LINK_TOOL, "toolCallId": "call_02",
-        "status": "completed", "startTime": "2026-11-03T09:14:05.000Z",
-        "endTime": "2026-11-03T09:14:05.450Z", "input": {"instruction": LINK_ERROR},
-        "output": {"status": LINK_TOOL_STATUS, "errorMessage": LINK_TOOL_ERROR}})
+    output["steps"].append(
+        {
+            "type": "TOOL_CALL",
+            "toolCallType": "MCP",
+            "toolName": LINK_TOOL,
+            "toolCallId": "call_02",
+            "status": "completed",
+            "startTime": "2026-11-03T09:14:05.000Z",
+            "endTime": "2026-11-03T09:14:05.450Z",
+            "input": {"instruction": LINK_ERROR},
+            "output": {"status": LINK_TOOL_STATUS, "errorMessage": LINK_TOOL_ERROR},
+        }
+    )
     return output
 
 
@@ -238,39 +344,75 @@ def link_runs(now: datetime) -> list[dict]:
         steps = example_steps()
         steps["step_2"]["output"] = link_agent_output()
         steps["step_3"]["errorMessage"] = LINK_ERROR
-        records.append(engine_run(
-            LINK_RUN if number == 0 else f"link-run-{number}", created=_stamp(start),
-            updated=_stamp(start + timedelta(seconds=8)), startTime=_stamp(start),
-            finishTime=_stamp(start + timedelta(seconds=7)), flowId="fL0w-links",
-            flowVersionId=version["id"], flowVersion=version, steps=steps,
-            failedStep={"name": "step_3", "displayName": LINK_STEP_TITLE, "message": LINK_ERROR}))
+        records.append(
+            engine_run(
+                LINK_RUN if number == 0 else f"link-run-{number}",
+                created=_stamp(start),
+                updated=_stamp(start + timedelta(seconds=8)),
+                startTime=_stamp(start),
+                finishTime=_stamp(start + timedelta(seconds=7)),
+                flowId="fL0w-links",
+                flowVersionId=version["id"],
+                flowVersion=version,
+                steps=steps,
+                failedStep={
+                    "name": "step_3",
+                    "displayName": LINK_STEP_TITLE,
+                    "message": LINK_ERROR,
+                },
+            )
+        )
     for number in range(LINK_RUNS):
-        records.append(success_run(f"link-ok-{number}",
-                                   _stamp(now - timedelta(days=5, minutes=number)),
-                                   flow_id="fL0w-links", flowVersionId=previous["id"],
-                                   flowVersion=previous))
+        records.append(
+            success_run(
+                f"link-ok-{number}",
+                _stamp(now - timedelta(days=5, minutes=number)),
+                flow_id="fL0w-links",
+                flowVersionId=previous["id"],
+                flowVersion=previous,
+            )
+        )
     return records
 
 
-MULTILINE_ERROR = ("ValidationError: 2 fields are invalid\n"
-                   "  email: must be an email address\n"
-                   "  amount: must be a positive number")
+MULTILINE_ERROR = (
+    "ValidationError: 2 fields are invalid\n"
+    "  email: must be an email address\n"
+    "  amount: must be a positive number"
+)
 
 
 def multiline_error_run(run_id: str = "multiline-error") -> dict:
     """A step whose plain-text error has more lines than its headline shows."""
-    steps = {"trigger": {"type": "EMPTY", "status": "SUCCEEDED", "input": {}, "output": {}},
-             "step_1": {"type": "CODE", "status": "FAILED", "duration": 3, "input": {},
-                        "errorMessage": MULTILINE_ERROR}}
-    return engine_run(run_id, flowId="fL0w-multiline", steps=steps,
-                      failedStep={"name": "step_1", "displayName": None})
+    steps = {
+        "trigger": {"type": "EMPTY", "status": "SUCCEEDED", "input": {}, "output": {}},
+        "step_1": {
+            "type": "CODE",
+            "status": "FAILED",
+            "duration": 3,
+            "input": {},
+            "errorMessage": MULTILINE_ERROR,
+        },
+    }
+    return engine_run(
+        run_id,
+        flowId="fL0w-multiline",
+        steps=steps,
+        failedStep={"name": "step_1", "displayName": None},
+    )
 
 
 def purged_run(run_id: str = "purged-run", steps=None) -> dict:
-    return engine_run(run_id, flowId="fL0w-purged", steps=steps,
-                      failedStep={"name": "step_3", "displayName": "Send Message To A Channel",
-                                  "message": "Authorization: Bearer "
-                                             + SECRETS["bearer"] + " was refused"})
+    return engine_run(
+        run_id,
+        flowId="fL0w-purged",
+        steps=steps,
+        failedStep={
+            "name": "step_3",
+            "displayName": "Send Message To A Channel",
+            "message": "Authorization: Bearer " + SECRETS["bearer"] + " was refused",
+        },
+    )
 
 
 BANNER_START = "2026-06-12T03:23:00.000Z"  # the seed's "Jun 12, 2026, 3:23 AM" in UTC
@@ -279,12 +421,29 @@ STARTED = datetime(2026, 6, 12, 3, 23)
 
 def timed_run(run_id: str, status: str, took_ms: int | None, **fields) -> dict:
     """A run created at the seed's banner time that ran for `took_ms` (None: not finished)."""
-    finish = None if took_ms is None else (
-        (STARTED + timedelta(milliseconds=took_ms)).isoformat(timespec="milliseconds") + "Z")
-    record = engine_run(run_id, created=BANNER_START, status=status, flowId="fL0w-banner",
-                        startTime=BANNER_START, finishTime=finish, failedStep=None,
-                        steps={"trigger": {"type": "EMPTY", "status": "SUCCEEDED", "input": {},
-                                           "output": {}, "duration": 0}})
+    finish = (
+        None
+        if took_ms is None
+        else ((STARTED + timedelta(milliseconds=took_ms)).isoformat(timespec="milliseconds") + "Z")
+    )
+    record = engine_run(
+        run_id,
+        created=BANNER_START,
+        status=status,
+        flowId="fL0w-banner",
+        startTime=BANNER_START,
+        finishTime=finish,
+        failedStep=None,
+        steps={
+            "trigger": {
+                "type": "EMPTY",
+                "status": "SUCCEEDED",
+                "input": {},
+                "output": {},
+                "duration": 0,
+            }
+        },
+    )
     record.update(fields)
     return record
 

@@ -17,8 +17,11 @@ from factories import rows
 
 # The Runs page is the default page, at / (Streamlit gives a default page no other path), so
 # /runs is an unknown path like any other (see the last test).
-DEEP_LINKS = {"/insights": "Insights", "/import": "Import runs",
-              "/run?id=no-such-run": "Run not found"}
+DEEP_LINKS = {
+    "/insights": "Insights",
+    "/import": "Import runs",
+    "/run?id=no-such-run": "Run not found",
+}
 NAV_LABELS = ["Runs", "Insights", "Import"]  # app.py's pages; Run is hidden
 APP_TITLE = "Runs Explorer"  # app.py's st.set_page_config
 # The centered layout caps the main block at 736 px; the wide one fills the 1440 px viewport
@@ -35,8 +38,10 @@ def fresh_server(db_copy):
 @pytest.fixture
 def newest_run(db_copy) -> str:
     """A run the Run page can show, read before the server holds the file."""
-    return rows(db_copy, "SELECT id FROM runs WHERE archived_at IS NULL "
-                         "ORDER BY started_at DESC, id LIMIT 1")[0][0]
+    return rows(
+        db_copy,
+        "SELECT id FROM runs WHERE archived_at IS NULL ORDER BY started_at DESC, id LIMIT 1",
+    )[0][0]
 
 
 def nav_labels(page) -> list[str]:
@@ -46,7 +51,8 @@ def nav_labels(page) -> list[str]:
 
 def main_block_width(page) -> float:
     return page.get_by_test_id("stMainBlockContainer").evaluate(
-        "block => block.getBoundingClientRect().width")
+        "block => block.getBoundingClientRect().width"
+    )
 
 
 def assert_date_range_reads_in_full(page) -> None:
@@ -81,7 +87,8 @@ def test_a_deep_link_opens_its_page_on_a_fresh_server(fresh_server, page, link):
 
 @pytest.mark.parametrize("link", ["/insights", "/import", "/run?id={run}"])
 def test_a_first_request_deep_link_draws_the_same_navigation_and_layout_as_the_main_page(
-        fresh_server, page, newest_run, link):
+    fresh_server, page, newest_run, link
+):
     open_first(page, fresh_server + link.format(run=newest_run))
     deep_labels, deep_width = nav_labels(page), main_block_width(page)
     assert_app_frame(page)
@@ -105,8 +112,7 @@ def test_the_main_page_as_the_first_request_draws_the_declared_navigation(fresh_
 
 
 @pytest.mark.parametrize("link", ["/no-such-page", "/runs"])
-def test_an_unknown_path_as_the_first_request_falls_back_to_the_runs_page(fresh_server, page,
-                                                                          link):
+def test_an_unknown_path_as_the_first_request_falls_back_to_the_runs_page(fresh_server, page, link):
     open_first(page, fresh_server + link)
     page.get_by_text("Page not found").first.wait_for()
     assert page.url == fresh_server + "/"

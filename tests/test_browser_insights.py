@@ -55,7 +55,8 @@ def test_a_bar_of_runs_over_time_opens_that_days_runs_of_that_status(page, serve
     shown = page.evaluate(
         "([selector, trace, point]) => { const chart = document.querySelector(selector);"
         " return {y: chart.calcdata[trace][point].s, name: chart.data[trace].name}; }",
-        [chart, trace, point])
+        [chart, trace, point],
+    )
     bar = page.locator(f"{chart} .barlayer .trace").nth(trace).locator(".point path").nth(point)
     box = bar.bounding_box()  # plotly's drag layer takes the click, as it does for a user
     page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)

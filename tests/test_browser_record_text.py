@@ -88,14 +88,22 @@ def assert_shown(locator, text: str) -> None:
 
 # ------------------------------------------------------------------ tests
 
+
 def test_the_runs_page_shows_links_in_records_as_text(page, links_server):
     """The table, the Flow filter and the drill-down chips; the link also names a flow that is
     not loaded and a failed step holding links (a step's name is record text too), which its
     notice and its chip quote."""
     signature = error_signature(LINK_ERROR)
-    query = urlencode([("range", "all"), ("flow", LINK_FLOW), ("flow", LINK_IN_URL),
-                       ("failed_step", "step_3"), ("failed_step", LINK_IN_URL),
-                       ("signature", signature)])
+    query = urlencode(
+        [
+            ("range", "all"),
+            ("flow", LINK_FLOW),
+            ("flow", LINK_IN_URL),
+            ("failed_step", "step_3"),
+            ("failed_step", LINK_IN_URL),
+            ("signature", signature),
+        ]
+    )
     page.goto(f"{links_server}/")
     wait_for_app(page)
     page.goto(f"{links_server}/?{query}")
@@ -109,9 +117,12 @@ def test_the_runs_page_shows_links_in_records_as_text(page, links_server):
     notice = page.locator("[data-testid='stAlert']").filter(has_text="Ignored flow").first
     notice.wait_for()
     assert notice.is_visible() and alert_text(notice) == (
-        f'Ignored flow "{LINK_IN_URL}" from the link: no runs of a flow by that name are loaded.')
-    for key, text in (("clear_failed_step", f"Failed step: step_3, {LINK_IN_URL}"),
-                      ("clear_signature", f"Error: {signature}")):
+        f'Ignored flow "{LINK_IN_URL}" from the link: no runs of a flow by that name are loaded.'
+    )
+    for key, text in (
+        ("clear_failed_step", f"Failed step: step_3, {LINK_IN_URL}"),
+        ("clear_signature", f"Error: {signature}"),
+    ):
         chip = page.locator(f".st-key-{key} [data-testid='stMarkdownContainer']").first
         assert_shown(chip, text)
     assert cell(page, FLOW_COLUMN, 0).text_content() == LINK_FLOW
@@ -138,8 +149,9 @@ def test_the_run_page_shows_links_in_records_as_text(page, links_server):
     assert_no_links(page)
 
     page.get_by_text("Compare with the last successful run of this flow").click()
-    changed = page.locator("[data-testid='stExpanderDetails'] p").filter(
-        has_text="Status changed").first  # its summary names the steps that changed
+    changed = (
+        page.locator("[data-testid='stExpanderDetails'] p").filter(has_text="Status changed").first
+    )  # its summary names the steps that changed
     changed.wait_for()
     wait_for_app(page)
     assert changed.text_content().startswith(f"Status changed {LINK_STEP_TITLE}")
@@ -157,7 +169,8 @@ def test_an_agents_thoughts_and_tool_calls_with_links_stay_text(page, links_serv
     call.first.wait_for()
     assert call.first.is_visible()
     tool_error = panel.locator("[data-testid='stAlertContentError']").filter(
-        has_text=LINK_TOOL_ERROR)
+        has_text=LINK_TOOL_ERROR
+    )
     assert tool_error.first.is_visible() and alert_text(tool_error.first) == LINK_TOOL_ERROR
     assert_no_links(page)
 
@@ -170,7 +183,8 @@ def test_insights_shows_links_in_records_as_text(page, links_server, tab):
         sentence.wait_for()
         assert sentence.is_visible()
         assert alert_text(sentence).startswith(
-            f"{LINK_FLOW}: failure rate 0% → 100% since version fV-links ")
+            f"{LINK_FLOW}: failure rate 0% → 100% since version fV-links "
+        )
     elif tab == "Failed steps":
         assert cell_text(page, "failed_steps", 1, 0) == LINK_FLOW
         assert cell_text(page, "failed_steps", 2, 0) == LINK_STEP_TITLE

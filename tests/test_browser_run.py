@@ -28,6 +28,7 @@ AGENT_PIECE = "@activepieces/piece-ai"
 
 # ------------------------------------------------------------------ picking runs
 
+
 def plain_text_error(stored: str | None) -> str | None:
     """A step's stored error (JSON text) when it is a one-line message rather than JSON."""
     if not stored:
@@ -41,49 +42,67 @@ def plain_text_error(stored: str | None) -> str | None:
 def a_failed_run(db) -> dict:
     """The newest FAILED run (not archived, under a minute) whose failed step, not the first,
     holds a plain-text error that its run-level error message repeats."""
-    found = rows(db, """
+    found = rows(
+        db,
+        """
         SELECT r.id, r.started_at, r.duration_ms, r.error_message, s.display_name, s.error
         FROM runs r JOIN run_steps s
           ON s.run_id = r.id AND s.name = r.failed_step AND s.status = 'FAILED'
         WHERE r.status = 'FAILED' AND r.archived_at IS NULL AND s.position > 0
           AND r.duration_ms BETWEEN 0 AND 59999
-        ORDER BY r.started_at DESC, r.id""")
+        ORDER BY r.started_at DESC, r.id""",
+    )
     for run_id, started_at, duration_ms, run_error, step_title, step_error in found:
         message = plain_text_error(step_error)
         if message and message == run_error:
-            return {"id": run_id, "started_at": started_at, "duration_ms": duration_ms,
-                    "error": message, "step_title": step_title}
+            return {
+                "id": run_id,
+                "started_at": started_at,
+                "duration_ms": duration_ms,
+                "error": message,
+                "step_title": step_title,
+            }
     pytest.fail("the sample has no failed run with a plain-text step error")
 
 
 def an_agent_step(db) -> dict:
     """The newest succeeded Run Agent step (not the trigger) with both thoughts and tool calls."""
-    found = rows(db, """
+    found = rows(
+        db,
+        """
         SELECT s.run_id, s.position, s.name, s.display_name, s.output
         FROM run_steps s JOIN runs r ON r.id = s.run_id
         WHERE s.piece_name = ? AND s.action_name = 'run_agent' AND s.status = 'SUCCEEDED'
           AND r.status = 'SUCCEEDED' AND r.archived_at IS NULL AND s.position > 0
           AND s.output LIKE '%"TOOL_CALL"%' AND s.output LIKE '%"MARKDOWN"%'
-        ORDER BY r.started_at DESC, r.id LIMIT 1""", [AGENT_PIECE])
+        ORDER BY r.started_at DESC, r.id LIMIT 1""",
+        [AGENT_PIECE],
+    )
     assert found, "the sample has no Run Agent step with thoughts and tool calls"
     run_id, position, name, display_name, output = found[0]
     blocks = json.loads(output)["steps"]
-    return {"run_id": run_id, "position": position, "name": name, "title": display_name or name,
-            "thoughts": [block["markdown"] for block in blocks if block["type"] == "MARKDOWN"],
-            "tools": [block["toolName"] for block in blocks if block["type"] == "TOOL_CALL"]}
+    return {
+        "run_id": run_id,
+        "position": position,
+        "name": name,
+        "title": display_name or name,
+        "thoughts": [block["markdown"] for block in blocks if block["type"] == "MARKDOWN"],
+        "tools": [block["toolName"] for block in blocks if block["type"] == "TOOL_CALL"],
+    }
 
 
 # ------------------------------------------------------------------ expected wording
 
+
 def clock(moment: datetime) -> str:
-    """"Nov 3, 2026, 9:14 AM" in the browser's timezone, as the engine's banner writes it."""
+    """ "Nov 3, 2026, 9:14 AM" in the browser's timezone, as the engine's banner writes it."""
     local = moment.replace(tzinfo=UTC).astimezone(BROWSER_ZONE)
     hour = local.hour % 12 or 12
     return f"{local:%b} {local.day}, {local.year}, {hour}:{local:%M} {local:%p}"
 
 
 def took(ms: int) -> str:
-    """"106 milliseconds", "7.4 seconds" (tenths cut, not rounded); runs under a minute only."""
+    """ "106 milliseconds", "7.4 seconds" (tenths cut, not rounded); runs under a minute only."""
     if ms < 1000:
         return f"{ms} millisecond" + ("" if ms == 1 else "s")
     seconds = f"{ms // 1000}.{ms % 1000 // 100}".removesuffix(".0")
@@ -96,6 +115,7 @@ def rgb(css: str) -> tuple[int, int, int]:
 
 
 # ------------------------------------------------------------------ the page
+
 
 def open_run(page, server_url: str, run_id: str) -> None:
     page.goto(f"{server_url}/")  # a fresh server resolves /run only once app.py has run
@@ -117,15 +137,18 @@ def selected_tab(page, name: str):
 
 # ------------------------------------------------------------------ tests
 
-def test_a_failed_run_shows_its_banner_badge_and_the_failed_steps_error(page, server_url,
-                                                                         shared_db):
+
+def test_a_failed_run_shows_its_banner_badge_and_the_failed_steps_error(
+    page, server_url, shared_db
+):
     run = a_failed_run(shared_db)
     open_run(page, server_url, run["id"])
 
     banner = page.locator("[data-testid='stAlert']").filter(has_text="Run Failed - Started:").first
     banner.wait_for()
     assert alert_text(banner) == (
-        f"Run Failed - Started: {clock(run['started_at'])}, Took: {took(run['duration_ms'])}")
+        f"Run Failed - Started: {clock(run['started_at'])}, Took: {took(run['duration_ms'])}"
+    )
     assert banner.locator("[data-testid='stAlertContentError']").count() == 1
 
     failed = page.locator(".stMarkdownBadge").filter(has_text=re.compile(r"^Failed$"))
@@ -145,8 +168,9 @@ def test_a_failed_run_shows_its_banner_badge_and_the_failed_steps_error(page, se
     error_box = panel.locator("[data-testid='stAlertContentError']").first
     error_box.wait_for()
     assert alert_text(error_box) == run["error"]
-    assert panel.locator("[data-testid='stCode']").filter(has_text=run["error"]).count() == 0, \
+    assert panel.locator("[data-testid='stCode']").filter(has_text=run["error"]).count() == 0, (
         "a one-line error should not be repeated below its red box"
+    )
     details = page.locator(".st-key-step_details")
     assert details.locator(".stMarkdownBadge").filter(has_text=re.compile(r"^Failed$")).count() == 1
 
@@ -175,10 +199,15 @@ def test_step_rows_line_up_like_a_table(page, server_url, shared_db):
     times = steps.locator("[data-testid='stCaptionContainer']").filter(has_text=TIME)
     count = buttons.count()
     assert count >= 3 and badges.count() == count and times.count() == count
-    rows = [(box(buttons.nth(i)), box(badges.nth(i)), box(times.nth(i).locator("p").first))
-            for i in range(count)]
-    line = float(times.first.locator("p").first.evaluate(
-        "text => parseFloat(getComputedStyle(text).lineHeight)"))
+    rows = [
+        (box(buttons.nth(i)), box(badges.nth(i)), box(times.nth(i).locator("p").first))
+        for i in range(count)
+    ]
+    line = float(
+        times.first.locator("p").first.evaluate(
+            "text => parseFloat(getComputedStyle(text).lineHeight)"
+        )
+    )
     for button, badge, took in rows:
         assert abs(middle(badge) - middle(button)) < button["height"] / 2, "badge off its row"
         assert abs(middle(took) - middle(button)) < button["height"] / 2, "time off its row"
@@ -224,10 +253,16 @@ def xss_server(tmp_path):
     steps = example_steps()
     steps["step_1"]["output"] = {"note": SCRIPT, "orderId": "1042"}
     steps["step_3"]["errorMessage"] = SCRIPT
-    record = engine_run("xss-run-1", flowVersion={**FLOW_VERSION, "displayName": IMG},
-                        steps=steps,
-                        failedStep={"name": "step_3", "displayName": "Send Message To A Channel",
-                                    "message": SCRIPT})
+    record = engine_run(
+        "xss-run-1",
+        flowVersion={**FLOW_VERSION, "displayName": IMG},
+        steps=steps,
+        failedStep={
+            "name": "step_3",
+            "displayName": "Send Message To A Channel",
+            "message": SCRIPT,
+        },
+    )
     db = tmp_path / "xss.duckdb"
     with open_db(db) as con:
         ingest_items(con, records_as_items([record]), "xss-test")
@@ -239,8 +274,10 @@ def assert_nothing_ran(page, dialogs: list[str]) -> None:
     assert dialogs == []
     assert page.evaluate("typeof window.__xss") == "undefined"
     assert page.locator("img[src='x']").count() == 0
-    assert page.evaluate(
-        "[...document.scripts].some(script => script.textContent.includes('__xss'))") is False
+    assert (
+        page.evaluate("[...document.scripts].some(script => script.textContent.includes('__xss'))")
+        is False
+    )
 
 
 def test_html_in_a_run_is_shown_as_text_and_never_runs(page, xss_server):
@@ -299,7 +336,8 @@ def test_a_huge_payloads_download_is_read_from_the_store_when_clicked(page, huge
     selected_tab(page, "Output").click()
     wait_for_app(page)
     button = page.get_by_role("tabpanel").get_by_role(
-        "button", name=re.compile(r"Download the whole payload \(5\.\d MB\)"))
+        "button", name=re.compile(r"Download the whole payload \(5\.\d MB\)")
+    )
     button.wait_for()
     with page.expect_download() as download:
         button.click()

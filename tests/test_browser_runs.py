@@ -17,21 +17,30 @@ from conftest import wait_for_app
 from runs_store.store.database import open_db
 
 ROW_HEIGHT = 35
-SELECT_COLUMN = 34       # the row-selection checkboxes, drawn left of the pinned Open column
-OPEN_COLUMN = 60         # its width (pages/runs.py: ButtonColumn(width=60))
+SELECT_COLUMN = 34  # the row-selection checkboxes, drawn left of the pinned Open column
+OPEN_COLUMN = 60  # its width (pages/runs.py: ButtonColumn(width=60))
 FLOW_COLUMN, STATUS_COLUMN, STARTED_COLUMN = 2, 3, 4  # cells count from 1 (Open), as the DOM does
 PAGE_SIZE = 25
 DEFAULT_WINDOW = timedelta(days=7)  # "Last 7 days", the Date range the page opens with
-LABELS = {"SUCCEEDED": "Succeeded", "RUNNING": "Running", "PAUSED": "Paused",
-          "FAILED": "Failed", "CANCELED": "Canceled", "QUOTA_EXCEEDED": "Quota Exceeded",
-          "TIMEOUT": "Timeout", "QUEUED": "Queued", "INTERNAL_ERROR": "Internal Error",
-          "MEMORY_LIMIT_EXCEEDED": "Memory Limit Exceeded",
-          "LOG_SIZE_EXCEEDED": "Log Size Exceeded"}
+LABELS = {
+    "SUCCEEDED": "Succeeded",
+    "RUNNING": "Running",
+    "PAUSED": "Paused",
+    "FAILED": "Failed",
+    "CANCELED": "Canceled",
+    "QUOTA_EXCEEDED": "Quota Exceeded",
+    "TIMEOUT": "Timeout",
+    "QUEUED": "Queued",
+    "INTERNAL_ERROR": "Internal Error",
+    "MEMORY_LIMIT_EXCEEDED": "Memory Limit Exceeded",
+    "LOG_SIZE_EXCEEDED": "Log Size Exceeded",
+}
 POSITION = re.compile(r"^(\d[\d,]*)-(\d[\d,]*) of (\d[\d,]*) runs?$")
 ENGINE_COLUMNS = ["Flow", "Status", "Started At", "Duration", "Failed Step"]
 
 
 # ------------------------------------------------------------------ the served database
+
 
 def now_utc() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
@@ -54,23 +63,30 @@ def windows(first: datetime, last: datetime):
 
 def expected_totals(db, first: datetime, last: datetime, status: str | None = None) -> set[int]:
     where = "archived_at IS NULL AND started_at >= ?" + (" AND status = ?" if status else "")
-    return {db_rows(db, f"SELECT count(*) FROM runs WHERE {where}",
-                    [since] + ([status] if status else []))[0][0]
-            for since in windows(first, last)}
+    return {
+        db_rows(
+            db, f"SELECT count(*) FROM runs WHERE {where}", [since] + ([status] if status else [])
+        )[0][0]
+        for since in windows(first, last)
+    }
 
 
-def expected_page(db, since: datetime, offset: int, status: str | None = None
-                  ) -> list[tuple[str, tuple[str, str, datetime]]]:
+def expected_page(
+    db, since: datetime, offset: int, status: str | None = None
+) -> list[tuple[str, tuple[str, str, datetime]]]:
     """One page of (id, (flow, status label, start to the second)), newest first, ties by id."""
     where = "archived_at IS NULL AND started_at >= ?" + (" AND status = ?" if status else "")
     found = db_rows(
-        db, f"SELECT id, flow_name, status, date_trunc('second', started_at) FROM runs "
-            f"WHERE {where} ORDER BY started_at DESC, id DESC LIMIT ? OFFSET ?",
-        [since] + ([status] if status else []) + [PAGE_SIZE, offset])
+        db,
+        f"SELECT id, flow_name, status, date_trunc('second', started_at) FROM runs "
+        f"WHERE {where} ORDER BY started_at DESC, id DESC LIMIT ? OFFSET ?",
+        [since] + ([status] if status else []) + [PAGE_SIZE, offset],
+    )
     return [(run_id, (flow, LABELS[name], started)) for run_id, flow, name, started in found]
 
 
 # ------------------------------------------------------------------ the page
+
 
 def open_runs_page(page, server_url: str) -> None:
     page.goto(f"{server_url}/")
@@ -108,9 +124,11 @@ def row_shown(page, row: int) -> tuple[str, str, datetime]:
     their first columns (the Run link column may be scrolled out of view).
     """
     started = datetime.fromisoformat(cell(page, STARTED_COLUMN, row).text_content())
-    return (cell(page, FLOW_COLUMN, row).text_content(),
-            cell(page, STATUS_COLUMN, row).text_content(),
-            started.astimezone(UTC).replace(tzinfo=None))
+    return (
+        cell(page, FLOW_COLUMN, row).text_content(),
+        cell(page, STATUS_COLUMN, row).text_content(),
+        started.astimezone(UTC).replace(tzinfo=None),
+    )
 
 
 def rows_shown(page, rows: int) -> list[tuple[str, str, datetime]]:
@@ -147,8 +165,10 @@ def click_open(page, row: int) -> None:
 
 # ------------------------------------------------------------------ tests
 
-def test_the_list_shows_the_engines_columns_and_pages_through_the_runs(page, server_url,
-                                                                       browser_db):
+
+def test_the_list_shows_the_engines_columns_and_pages_through_the_runs(
+    page, server_url, browser_db
+):
     started = now_utc()
     open_runs_page(page, server_url)
     headers = page.locator("[data-testid='stDataFrame'] th[role='columnheader']")
@@ -175,8 +195,9 @@ def test_the_list_shows_the_engines_columns_and_pages_through_the_runs(page, ser
     assert second_rows == [shown for _, shown in expected_page(browser_db, since, PAGE_SIZE)[:3]]
 
 
-def test_a_status_filter_and_the_page_survive_opening_a_run_and_coming_back(page, server_url,
-                                                                            browser_db):
+def test_a_status_filter_and_the_page_survive_opening_a_run_and_coming_back(
+    page, server_url, browser_db
+):
     started = now_utc()
     open_runs_page(page, server_url)
     unfiltered = position_text(page, 1)
@@ -192,8 +213,10 @@ def test_a_status_filter_and_the_page_survive_opening_a_run_and_coming_back(page
     assert failed_total > PAGE_SIZE, "the sample should have a second page of failed runs"
 
     on_page_two = next_page(page, PAGE_SIZE + 1)
-    assert on_page_two == \
-        f"{PAGE_SIZE + 1}-{min(2 * PAGE_SIZE, failed_total)} of {failed_total:,} runs"
+    assert (
+        on_page_two
+        == f"{PAGE_SIZE + 1}-{min(2 * PAGE_SIZE, failed_total)} of {failed_total:,} runs"
+    )
     assert query(page)["status"] == ["Failed"] and query(page)["page"] == ["2"]
     row = 2
     since = started.replace(second=0, microsecond=0) - DEFAULT_WINDOW
@@ -251,8 +274,9 @@ def test_the_back_and_forward_buttons_walk_the_views_the_url_had(page, server_ur
     assert total_of(back) in expected_totals(browser_db, started, now_utc())  # no status filter
     assert page.locator(".st-key-status").get_by_text("Failed").count() == 0
     since = started.replace(second=0, microsecond=0) - DEFAULT_WINDOW
-    assert rows_shown(page, 3) == [shown for _, shown in expected_page(browser_db, since,
-                                                                       PAGE_SIZE)[:3]]
+    assert rows_shown(page, 3) == [
+        shown for _, shown in expected_page(browser_db, since, PAGE_SIZE)[:3]
+    ]
     page.go_back()
     page.wait_for_url(lambda url: "page=" not in url and "status=" not in url)
     assert position_text(page, 1).startswith(f"1-{PAGE_SIZE} of ")

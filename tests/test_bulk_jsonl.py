@@ -86,15 +86,28 @@ def reads(monkeypatch) -> list[bool]:
 @pytest.mark.parametrize("legacy_share", [0.0, 0.4])
 def test_generated_runs_load_the_same_both_ways(tmp_path, legacy_share, reads):
     path = tmp_path / "generated.jsonl"
-    write_sample_jsonl(path, generate_runs(1500, days=10, seed=23, end=datetime(2026, 11, 1),
-                                           legacy_share=legacy_share, test_share=0.05))
+    write_sample_jsonl(
+        path,
+        generate_runs(
+            1500,
+            days=10,
+            seed=23,
+            end=datetime(2026, 11, 1),
+            legacy_share=legacy_share,
+            test_share=0.05,
+        ),
+    )
     fast, slow = load_both_ways(tmp_path, path)
     assert_same_store(tmp_path, fast, slow)
     assert reads == [False], "a clean file is read once, on every core, unnumbered"
     assert fast.test_runs > 0 and fast.new > 1000
     # the runs whose failed step Python works out (failures inside loops, agent tools) are there
-    assert rows(tmp_path / "fast.duckdb",
-                "SELECT count(*) FROM runs WHERE failed_step IS NOT NULL")[0][0] > 20
+    assert (
+        rows(tmp_path / "fast.duckdb", "SELECT count(*) FROM runs WHERE failed_step IS NOT NULL")[
+            0
+        ][0]
+        > 20
+    )
 
 
 def odd_but_valid_records() -> list[dict]:
@@ -104,45 +117,73 @@ def odd_but_valid_records() -> list[dict]:
         simple_run("lower-status", status="succeeded"),
         simple_run("offset-time", created="2026-11-03T11:00:00+02:00"),
         simple_run("no-zone", created="2026-11-03T09:00:00"),
-        simple_run("micro", created="2026-11-03T09:00:00.123456Z",
-                   finishTime="2026-11-03T09:00:02.000001Z"),
+        simple_run(
+            "micro", created="2026-11-03T09:00:00.123456Z", finishTime="2026-11-03T09:00:02.000001Z"
+        ),
         simple_run(12345),
         simple_run("  padded-id  "),
         simple_run("number-tags", tags=[1, "a"]),
         simple_run("float-tasks", tasks=3.0, stepsCount=2),
         simple_run("empty-strings", projectId="", parentRunId="", flowVersionId=""),
-        simple_run("paused", status="PAUSED", pauseMetadata={
-            "type": "DELAY", "resumeDateTime": "2026-11-04T00:00:00.000Z", "n": 1.5e3}),
-        simple_run("object-message", status="FAILED",
-                   failedStep={"name": "step_1", "message": {"status": 403, "error": "nope"}}),
+        simple_run(
+            "paused",
+            status="PAUSED",
+            pauseMetadata={
+                "type": "DELAY",
+                "resumeDateTime": "2026-11-04T00:00:00.000Z",
+                "n": 1.5e3,
+            },
+        ),
+        simple_run(
+            "object-message",
+            status="FAILED",
+            failedStep={"name": "step_1", "message": {"status": 403, "error": "nope"}},
+        ),
         simple_run("empty-step", steps={"trigger": {}}),
         simple_run("unicode", flow="Café ☕ sync", tags=["ünï"]),
         simple_run("testing-bad-status", environment="TESTING", status="EXPLODED"),
         engine_run("engine-1"),
-        engine_run("engine-slack", status="FAILED", failedStep={
-            "name": "step_3", "displayName": "Send message", "message": SLACK_ERROR}),
+        engine_run(
+            "engine-slack",
+            status="FAILED",
+            failedStep={"name": "step_3", "displayName": "Send message", "message": SLACK_ERROR},
+        ),
         older_run("legacy-1"),
-        loop_run(), agent_failure_run(), secrets_run(), xss_run(), multiline_error_run(),
-        purged_run(), huge_run(),
+        loop_run(),
+        agent_failure_run(),
+        secrets_run(),
+        xss_run(),
+        multiline_error_run(),
+        purged_run(),
+        huge_run(),
     ]
 
 
 def versions_of_one_run() -> list[dict]:
     """RUNNING, then SUCCEEDED, then an older copy: the newest version must win either way."""
-    return [simple_run("versioned", status="RUNNING", updated="2026-11-03T09:00:01Z"),
-            simple_run("versioned", status="SUCCEEDED", updated="2026-11-03T09:00:09Z"),
-            simple_run("versioned", status="FAILED", updated="2026-11-03T09:00:05Z"),
-            simple_run("tie", status="RUNNING", updated="2026-11-03T09:00:01Z"),
-            simple_run("tie", status="SUCCEEDED", updated="2026-11-03T09:00:01Z")]
+    return [
+        simple_run("versioned", status="RUNNING", updated="2026-11-03T09:00:01Z"),
+        simple_run("versioned", status="SUCCEEDED", updated="2026-11-03T09:00:09Z"),
+        simple_run("versioned", status="FAILED", updated="2026-11-03T09:00:05Z"),
+        simple_run("tie", status="RUNNING", updated="2026-11-03T09:00:01Z"),
+        simple_run("tie", status="SUCCEEDED", updated="2026-11-03T09:00:01Z"),
+    ]
 
 
 def mixed_file_text() -> str:
     """A BOM, blank lines, broken lines, a list page on one line, and every kind of record."""
-    records = (odd_but_valid_records() + [bad for bad, _ in BAD_RECORDS.values()]
-               + versions_of_one_run())
+    records = (
+        odd_but_valid_records() + [bad for bad, _ in BAD_RECORDS.values()] + versions_of_one_run()
+    )
     lines = [json.dumps(record, ensure_ascii=False) for record in records]
-    lines[3:3] = ["", "   ", '{"id": "broken", "status": ', "[1, 2, 3]", '"just text"',
-                  json.dumps({"data": [simple_run("page-1"), simple_run("page-2")], "next": None})]
+    lines[3:3] = [
+        "",
+        "   ",
+        '{"id": "broken", "status": ',
+        "[1, 2, 3]",
+        '"just text"',
+        json.dumps({"data": [simple_run("page-1"), simple_run("page-2")], "next": None}),
+    ]
     return "\ufeff" + "\n".join(lines) + "\n\n"
 
 
@@ -157,7 +198,8 @@ def test_odd_and_bad_records_load_and_are_rejected_the_same_both_ways(tmp_path):
     broken = [r for r in fast.rejections if r.raw.startswith('{"id": "broken"')]
     assert [(r.unit, r.position) for r in broken] == [("line", 6)]
     assert rows(tmp_path / "fast.duckdb", "SELECT status FROM runs WHERE id = 'versioned'") == [
-        ("SUCCEEDED",)]
+        ("SUCCEEDED",)
+    ]
 
 
 def test_a_gzipped_file_takes_the_fast_path_and_loads_the_same(tmp_path):
@@ -187,8 +229,12 @@ def test_loading_a_file_again_by_the_fast_path_changes_nothing(tmp_path):
 
 def test_durations_are_whole_milliseconds_without_float_rounding(tmp_path):
     # 0.29 s is 289.99999999999997 ms in floating point: the duration must still be 290
-    record = simple_run("exact", created="2026-11-03T09:00:00.000Z",
-                        startTime="2026-11-03T09:00:00.000Z", finishTime="2026-11-03T09:00:00.290Z")
+    record = simple_run(
+        "exact",
+        created="2026-11-03T09:00:00.000Z",
+        startTime="2026-11-03T09:00:00.000Z",
+        finishTime="2026-11-03T09:00:00.290Z",
+    )
     fast, slow = load_both_ways(tmp_path, write_jsonl(tmp_path / "one.jsonl", [record]))
     assert_same_store(tmp_path, fast, slow)
     assert rows(tmp_path / "fast.duckdb", "SELECT duration_ms FROM runs") == [(290,)]
@@ -211,22 +257,43 @@ def failed_step_puzzles() -> list[dict]:
     Python (a failure inside a loop, an error that is not text)."""
     failed = {"type": "CODE", "status": "FAILED", "duration": 5, "input": {}}
     return [
-        engine_run("two-failed", failedStep=None, steps=steps_with(
-            step_1={**failed, "errorMessage": "first"}, step_3={**failed, "errorMessage": "last"})),
+        engine_run(
+            "two-failed",
+            failedStep=None,
+            steps=steps_with(
+                step_1={**failed, "errorMessage": "first"},
+                step_3={**failed, "errorMessage": "last"},
+            ),
+        ),
         engine_run("named-other", failedStep={"name": "step_1", "message": "own words"}),
         engine_run("named-other-silent", failedStep={"name": "step_1"}),
         engine_run("empty-message", failedStep={"name": "step_3", "message": ""}),
         engine_run("empty-failed-name", failedStep=None, failedStepName=""),
         engine_run("old-name-only", failedStep=None, failedStepName="step_3"),
         engine_run("no-failed-field", failedStep=None),
-        engine_run("object-error", failedStep={"name": "step_3"}, steps=steps_with(
-            step_3={**failed, "errorMessage": {"status": 429, "error": "rate limited ☂"}})),
-        engine_run("failed-but-no-step", failedStep={"name": "step_9", "message": "gone"},
-                   steps=steps_with(step_3=None)),
-        loop_run(), loop_run("loop-ok", steps=loop_steps(failed_iteration=None), failedStep=None),
+        engine_run(
+            "object-error",
+            failedStep={"name": "step_3"},
+            steps=steps_with(
+                step_3={**failed, "errorMessage": {"status": 429, "error": "rate limited ☂"}}
+            ),
+        ),
+        engine_run(
+            "failed-but-no-step",
+            failedStep={"name": "step_9", "message": "gone"},
+            steps=steps_with(step_3=None),
+        ),
+        loop_run(),
+        loop_run("loop-ok", steps=loop_steps(failed_iteration=None), failedStep=None),
         loop_run("loop-unnamed", failedStep=None),
-        agent_failure_run(), secrets_run(), xss_run(), multiline_error_run(), purged_run(),
-        huge_run(), older_run(), engine_run("tested", environment="TESTING"),
+        agent_failure_run(),
+        secrets_run(),
+        xss_run(),
+        multiline_error_run(),
+        purged_run(),
+        huge_run(),
+        older_run(),
+        engine_run("tested", environment="TESTING"),
         engine_run("loop-ok", environment="TESTING"),  # a test run's id is not the run's
     ]
 
@@ -237,62 +304,81 @@ def test_a_clean_file_is_judged_without_its_step_payloads_and_loads_the_same(tmp
     assert_same_store(tmp_path, fast, slow)
     assert reads == [False], "every record is usual: read once, steps loaded from the file"
     assert fast.test_runs == 2
-    assert rows(tmp_path / "fast.duckdb", "SELECT id, failed_step, error_message FROM runs "
-                "WHERE id IN ('two-failed', 'named-other', 'loop-run') ORDER BY id") == [
+    assert rows(
+        tmp_path / "fast.duckdb",
+        "SELECT id, failed_step, error_message FROM runs "
+        "WHERE id IN ('two-failed', 'named-other', 'loop-run') ORDER BY id",
+    ) == [
         ("loop-run", "step_2", "item 2 is not a number"),
         ("named-other", "step_1", "own words"),
-        ("two-failed", "step_1", "first")]
+        ("two-failed", "step_1", "first"),
+    ]
 
 
 def test_steps_that_are_not_an_object_send_a_clean_looking_file_to_the_careful_read(
-        tmp_path, reads):
+    tmp_path, reads
+):
     # the first read takes steps it cannot type as "no steps"; loading them finds out, undoes
     # everything, and the careful read rejects the record as the Python reader does
-    records = ([engine_run(f"clean-{n}") for n in range(20)]
-               + [engine_run("list-steps", steps=[{"type": "CODE", "status": "SUCCEEDED"}])])
+    records = [engine_run(f"clean-{n}") for n in range(20)] + [
+        engine_run("list-steps", steps=[{"type": "CODE", "status": "SUCCEEDED"}])
+    ]
     fast, slow = load_both_ways(tmp_path, write_jsonl(tmp_path / "odd.jsonl", records))
     assert_same_store(tmp_path, fast, slow)
     assert reads == [False, True]
     assert fast.new == 20 and [r.reason for r in fast.rejections] == [
-        "steps is not an object of step outputs"]
+        "steps is not an object of step outputs"
+    ]
 
 
 def test_a_clean_file_loaded_again_or_in_a_newer_version_keeps_each_step_once(tmp_path, reads):
     first = write_jsonl(tmp_path / "first.jsonl", [engine_run(f"run-{n}") for n in range(10)])
-    newer = write_jsonl(tmp_path / "newer.jsonl", [
-        loop_run(f"run-{n}", updated="2026-11-03T10:00:00.000Z") for n in range(0, 10, 2)])
+    newer = write_jsonl(
+        tmp_path / "newer.jsonl",
+        [loop_run(f"run-{n}", updated="2026-11-03T10:00:00.000Z") for n in range(0, 10, 2)],
+    )
     summaries = {}
     for name in ("fast", "python"):
         with open_db(tmp_path / f"{name}.duckdb") as con:
-            load = ingest_file if name == "fast" else (
-                lambda con, source: ingest_items(con, source.items(), source.name))
+            load = (
+                ingest_file
+                if name == "fast"
+                else (lambda con, source: ingest_items(con, source.items(), source.name))
+            )
             summaries[name] = [load(con, SourceFile(path)) for path in (first, first, newer)]
     counts = [(s.new, s.updated, s.unchanged) for s in summaries["fast"]]
     assert counts == [(10, 0, 0), (0, 0, 10), (0, 5, 0)]
     assert reads == [False, False, False]
     for table, sql in TABLES.items():
         assert rows(tmp_path / "fast.duckdb", sql) == rows(tmp_path / "python.duckdb", sql), table
-    assert rows(tmp_path / "fast.duckdb", "SELECT count(*), count(DISTINCT (run_id, position)) "
-                "FROM run_steps") == [(5 * 4 + 5 * 4, 40)]
+    assert rows(
+        tmp_path / "fast.duckdb",
+        "SELECT count(*), count(DISTINCT (run_id, position)) FROM run_steps",
+    ) == [(5 * 4 + 5 * 4, 40)]
 
 
 def test_versions_of_one_run_in_an_otherwise_clean_file_keep_their_line_order(tmp_path, reads):
     # Every record is in the usual shape, so only the repeated ids make line order matter:
     # of two versions with the same `updated`, the later line wins, whichever it is.
-    tie_the_other_way = [simple_run("tie-2", status="SUCCEEDED", updated="2026-11-03T09:00:01Z"),
-                         simple_run("tie-2", status="RUNNING", updated="2026-11-03T09:00:01Z")]
-    records = ([engine_run(f"clean-{n}") for n in range(30)] + versions_of_one_run()
-               + tie_the_other_way)
+    tie_the_other_way = [
+        simple_run("tie-2", status="SUCCEEDED", updated="2026-11-03T09:00:01Z"),
+        simple_run("tie-2", status="RUNNING", updated="2026-11-03T09:00:01Z"),
+    ]
+    records = (
+        [engine_run(f"clean-{n}") for n in range(30)] + versions_of_one_run() + tie_the_other_way
+    )
     fast, slow = load_both_ways(tmp_path, write_jsonl(tmp_path / "versions.jsonl", records))
     assert_same_store(tmp_path, fast, slow)
     assert reads == [False, True], "read unnumbered, then again numbered for the repeated ids"
-    assert rows(tmp_path / "fast.duckdb",
-                "SELECT id, status FROM runs WHERE id IN ('versioned', 'tie', 'tie-2') ORDER BY id"
-                ) == [("tie", "SUCCEEDED"), ("tie-2", "RUNNING"), ("versioned", "SUCCEEDED")]
+    assert rows(
+        tmp_path / "fast.duckdb",
+        "SELECT id, status FROM runs WHERE id IN ('versioned', 'tie', 'tie-2') ORDER BY id",
+    ) == [("tie", "SUCCEEDED"), ("tie-2", "RUNNING"), ("versioned", "SUCCEEDED")]
 
 
 def test_under_a_small_memory_limit_the_file_is_read_on_one_thread_and_loads_the_same(
-        tmp_path, reads, monkeypatch):
+    tmp_path, reads, monkeypatch
+):
     # 20,000 runs (80 MB): reading on every core needs more than 160 MB, on one thread less
     monkeypatch.setenv("RUNS_INGEST_MEMORY_LIMIT", "160MB")
     path = tmp_path / "big.jsonl"

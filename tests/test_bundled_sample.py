@@ -54,8 +54,11 @@ def test_the_committed_sample_is_small_and_readable():
 def test_the_first_start_loads_every_live_run_of_the_sample(first_start):
     assert not first_start["at"].exception
     live = [r for r in sample_records() if r.get("environment") != "TESTING"]
-    stored = rows(first_start["db"], "SELECT count(*), count(*) FILTER (WHERE source = ?) "
-                                     "FROM runs", [SAMPLE_SOURCE])[0]
+    stored = rows(
+        first_start["db"],
+        "SELECT count(*), count(*) FILTER (WHERE source = ?) FROM runs",
+        [SAMPLE_SOURCE],
+    )[0]
     assert stored == (len({r["id"] for r in live}),) * 2
     assert rows(first_start["db"], "SELECT count(*) FROM rejects")[0][0] == 0
 
@@ -70,18 +73,23 @@ def test_the_whole_sample_moves_by_one_shift(first_start):
     newest_created = max(datetime.fromisoformat(r["created"]) for r in records).replace(tzinfo=None)
     newest_stored = rows(first_start["db"], "SELECT max(started_at) FROM runs")[0][0]
     shift = newest_stored - newest_created
-    oldest_created = min(datetime.fromisoformat(r["created"]) for r in records
-                         if r.get("environment") != "TESTING").replace(tzinfo=None)
-    assert rows(first_start["db"], "SELECT min(started_at) FROM runs")[0][0] == \
-        oldest_created + shift
+    oldest_created = min(
+        datetime.fromisoformat(r["created"]) for r in records if r.get("environment") != "TESTING"
+    ).replace(tzinfo=None)
+    assert (
+        rows(first_start["db"], "SELECT min(started_at) FROM runs")[0][0] == oldest_created + shift
+    )
 
 
 def test_the_default_last_7_days_view_is_populated(first_start):
     since, until = preset_window(DEFAULT_PRESET, now_utc())
     with open_db(first_start["db"], read_only=True) as con:
         in_view = count_runs(con, RunFilter(since=since, until=until))
-    expected = rows(first_start["db"], "SELECT count(*) FROM runs WHERE archived_at IS NULL "
-                                       "AND started_at >= ?", [since])[0][0]
+    expected = rows(
+        first_start["db"],
+        "SELECT count(*) FROM runs WHERE archived_at IS NULL AND started_at >= ?",
+        [since],
+    )[0][0]
     assert in_view == expected and in_view > 300
     shown = first_start["at"].dataframe
     assert shown and len(shown[0].value) > 0
@@ -89,8 +97,10 @@ def test_the_default_last_7_days_view_is_populated(first_start):
 
 def test_the_sidebar_says_it_is_sample_data_and_how_to_load_your_own(first_start):
     notes = [info.value for info in first_start["at"].sidebar.info]
-    assert any("sample data" in note and "Import" in note and "python -m runs_store ingest" in note
-               for note in notes)
+    assert any(
+        "sample data" in note and "Import" in note and "python -m runs_store ingest" in note
+        for note in notes
+    )
 
 
 def test_a_second_render_does_not_load_the_sample_again(first_start):

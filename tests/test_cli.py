@@ -16,8 +16,11 @@ from factories import engine_run, older_run, rows, run_cli, simple_run, write_js
 from runs_store.cli import main
 from runs_store.ingest.pipeline import ingest_paths
 
-SUMMARY = re.compile(r"^Ingested (\d+) files?: (\d+) new, (\d+) updated, (\d+) unchanged, "
-                     r"(\d+) rejected, (\d+) test runs skipped\.$", re.M)
+SUMMARY = re.compile(
+    r"^Ingested (\d+) files?: (\d+) new, (\d+) updated, (\d+) unchanged, "
+    r"(\d+) rejected, (\d+) test runs skipped\.$",
+    re.M,
+)
 
 
 def summary_numbers(stdout: str) -> tuple[int, ...]:
@@ -35,9 +38,12 @@ def assert_clean_failure(done, *needles: str) -> None:
 
 # ------------------------------------------------------------------ exit codes
 
+
 def test_ingest_exits_0_and_prints_the_summary_when_everything_loads(tmp_path):
-    path = write_jsonl(tmp_path / "runs.jsonl", [engine_run("a"), older_run("b"),
-                                                 simple_run("t", environment="TESTING")])
+    path = write_jsonl(
+        tmp_path / "runs.jsonl",
+        [engine_run("a"), older_run("b"), simple_run("t", environment="TESTING")],
+    )
     db = tmp_path / "runs.duckdb"
     done = run_cli("ingest", str(path), "--db", str(db))
     assert done.returncode == 0, done.stderr
@@ -77,8 +83,9 @@ def make_bad_path(tmp_path, kind: str):
     return folder
 
 
-@pytest.mark.parametrize("kind", ["unknown extension", "unreadable gzip", "damaged parquet",
-                                  "directory without runs"])
+@pytest.mark.parametrize(
+    "kind", ["unknown extension", "unreadable gzip", "damaged parquet", "directory without runs"]
+)
 def test_a_path_that_cannot_be_loaded_exits_2_naming_it(tmp_path, capsys, kind):
     bad = make_bad_path(tmp_path, kind)
     db = tmp_path / "runs.duckdb"
@@ -100,8 +107,9 @@ def test_a_missing_path_exits_2_naming_it_without_a_traceback(tmp_path):
 
 def test_a_file_that_is_not_a_database_exits_2_without_a_traceback(tmp_path):
     db = write_text(tmp_path / "runs.duckdb", "this is a text file, not a database")
-    done = run_cli("ingest", str(write_jsonl(tmp_path / "r.jsonl", [simple_run("a")])),
-                   "--db", str(db))
+    done = run_cli(
+        "ingest", str(write_jsonl(tmp_path / "r.jsonl", [simple_run("a")])), "--db", str(db)
+    )
     assert_clean_failure(done, str(db))
 
 
@@ -109,8 +117,7 @@ def test_running_out_of_memory_exits_2_naming_the_setting_and_loads_nothing(tmp_
     db = tmp_path / "runs.duckdb"
     ingest_paths(db, [write_jsonl(tmp_path / "good.jsonl", [simple_run("g")])])
     big = write_jsonl(tmp_path / "big.jsonl", [engine_run(f"run-{n}") for n in range(3_000)])
-    done = run_cli("ingest", str(big), "--db", str(db),
-                   env={"RUNS_INGEST_MEMORY_LIMIT": "2MB"})
+    done = run_cli("ingest", str(big), "--db", str(db), env={"RUNS_INGEST_MEMORY_LIMIT": "2MB"})
     assert_clean_failure(done, "RUNS_INGEST_MEMORY_LIMIT (2MB)", "nothing of it was loaded")
     assert rows(db, "SELECT id FROM runs") == [("g",)]
 
@@ -122,9 +129,15 @@ def test_a_command_line_mistake_shows_usage_not_a_traceback():
 
 # ------------------------------------------------------------------ rejects
 
+
 def test_rejects_prints_one_line_per_rejected_record_with_file_line_and_reason(tmp_path):
-    lines = [json.dumps(simple_run("ok")), "not json", json.dumps(simple_run("s", status="Nope")),
-             json.dumps({"created": "2026-11-03T09:00:00Z"}), json.dumps(simple_run("ok2"))]
+    lines = [
+        json.dumps(simple_run("ok")),
+        "not json",
+        json.dumps(simple_run("s", status="Nope")),
+        json.dumps({"created": "2026-11-03T09:00:00Z"}),
+        json.dumps(simple_run("ok2")),
+    ]
     path = write_text(tmp_path / "runs.jsonl", "\n".join(lines) + "\n")
     listed = write_text(tmp_path / "list.json", json.dumps([simple_run("l1"), "oops"]))
     db = tmp_path / "runs.duckdb"
@@ -132,10 +145,12 @@ def test_rejects_prints_one_line_per_rejected_record_with_file_line_and_reason(t
     done = run_cli("rejects", "--db", str(db))
     assert done.returncode == 0
     printed = done.stdout.splitlines()
-    expected = [(f"{listed}:item 2: ", "not a JSON object"),
-                (f"{path}:line 2: ", "not valid JSON"),
-                (f"{path}:line 3: ", "unknown status 'Nope'"),
-                (f"{path}:line 4: ", "missing id")]
+    expected = [
+        (f"{listed}:item 2: ", "not a JSON object"),
+        (f"{path}:line 2: ", "not valid JSON"),
+        (f"{path}:line 3: ", "unknown status 'Nope'"),
+        (f"{path}:line 4: ", "missing id"),
+    ]
     assert len(printed) == len(expected)
     for line, (prefix, reason) in zip(printed, expected, strict=True):
         assert line.startswith(prefix) and reason in line, line
@@ -149,6 +164,7 @@ def test_rejects_of_an_empty_store_prints_nothing(empty_db, capsys):
 
 
 # ------------------------------------------------------------------ where the database is
+
 
 def test_db_option_beats_runs_db_which_beats_the_default(tmp_path, monkeypatch):
     path = write_jsonl(tmp_path / "runs.jsonl", [simple_run("a")])
@@ -166,6 +182,7 @@ def test_db_option_beats_runs_db_which_beats_the_default(tmp_path, monkeypatch):
 
 # ------------------------------------------------------------------ progress
 
+
 def test_progress_bar_is_drawn_when_asked_and_not_into_a_pipe(tmp_path, capsys):
     path = write_jsonl(tmp_path / "runs.jsonl", [simple_run(f"p{n}") for n in range(50)])
     main(["ingest", str(path), "--db", str(tmp_path / "a.duckdb"), "--progress", "always"])
@@ -178,12 +195,16 @@ def test_progress_bar_is_drawn_when_asked_and_not_into_a_pipe(tmp_path, capsys):
 
 # ------------------------------------------------------------------ export mistakes
 
-@pytest.mark.parametrize("args, needle", [
-    (["--status", "Exploded"], "unknown status 'Exploded'"),
-    (["--since", "last tuesday"], "--since"),
-    (["--format", "parquet"], "parquet export needs --output"),
-    (["--output", "/nonexistent-folder/out.csv"], "/nonexistent-folder/out.csv"),
-])
+
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["--status", "Exploded"], "unknown status 'Exploded'"),
+        (["--since", "last tuesday"], "--since"),
+        (["--format", "parquet"], "parquet export needs --output"),
+        (["--output", "/nonexistent-folder/out.csv"], "/nonexistent-folder/out.csv"),
+    ],
+)
 def test_export_mistakes_exit_2_with_a_message(tmp_path, capsys, args, needle):
     db = tmp_path / "runs.duckdb"
     ingest_paths(db, [write_jsonl(tmp_path / "r.jsonl", [simple_run("a")])])

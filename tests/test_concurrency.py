@@ -25,18 +25,25 @@ from runs_store.domain.errors import DatabaseBusy
 from runs_store.ingest.pipeline import ingest_paths
 from runs_store.store import database as store_db
 
-HOLD = ("import duckdb, sys\n"
-        "con = duckdb.connect(sys.argv[1])\n"
-        "print('holding', flush=True)\n"
-        "sys.stdin.readline()\n"
-        "con.close()\n")
+HOLD = (
+    "import duckdb, sys\n"
+    "con = duckdb.connect(sys.argv[1])\n"
+    "print('holding', flush=True)\n"
+    "sys.stdin.readline()\n"
+    "con.close()\n"
+)
 
 
 @contextmanager
 def held(db):
     """Another process holding the database read-write until the block ends."""
-    process = subprocess.Popen([sys.executable, "-c", HOLD, str(db)], cwd=ROOT, text=True,
-                               stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    process = subprocess.Popen(
+        [sys.executable, "-c", HOLD, str(db)],
+        cwd=ROOT,
+        text=True,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
     try:
         assert process.stdout.readline().strip() == "holding"
         yield process
@@ -55,13 +62,15 @@ def loaded_db(tmp_path):
 
 
 def test_cli_ingest_gives_up_with_what_to_do_when_another_process_keeps_the_database(
-        loaded_db, tmp_path):
+    loaded_db, tmp_path
+):
     before = rows(loaded_db, "SELECT * FROM runs ORDER BY id")
     path = write_jsonl(tmp_path / "more.jsonl", [simple_run("c")])
     with held(loaded_db):
         started = time.monotonic()
-        done = run_cli("ingest", str(path), "--db", str(loaded_db),
-                       env={"RUNS_LOCK_WAIT_SECONDS": "1"})
+        done = run_cli(
+            "ingest", str(path), "--db", str(loaded_db), env={"RUNS_LOCK_WAIT_SECONDS": "1"}
+        )
         waited = time.monotonic() - started
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert "in use by another process" in done.stderr and "try again" in done.stderr
@@ -77,8 +86,9 @@ def test_opening_the_store_waits_for_the_other_process_and_then_works(loaded_db,
         waiting.set()  # a lock attempt failed: the store is now waiting
         time.sleep(seconds)
 
-    monkeypatch.setattr(store_db, "time", types.SimpleNamespace(
-        monotonic=time.monotonic, sleep=sleep_and_signal))
+    monkeypatch.setattr(
+        store_db, "time", types.SimpleNamespace(monotonic=time.monotonic, sleep=sleep_and_signal)
+    )
     result = {}
 
     def open_and_count():
@@ -105,8 +115,9 @@ def test_cli_ingest_works_between_two_page_renders(loaded_db, app_env, tmp_path)
     at = app_test("pages/import.py")
     assert not at.exception
     path = write_text(tmp_path / "cli.jsonl", json.dumps(simple_run("c")) + "\nbroken line\n")
-    done = run_cli("ingest", str(path), "--db", str(loaded_db),
-                   env={"RUNS_LOCK_WAIT_SECONDS": "10"})
+    done = run_cli(
+        "ingest", str(path), "--db", str(loaded_db), env={"RUNS_LOCK_WAIT_SECONDS": "10"}
+    )
     assert done.returncode == 1, done.stderr
     at.run()
     assert not at.exception and not at.error
@@ -115,8 +126,9 @@ def test_cli_ingest_works_between_two_page_renders(loaded_db, app_env, tmp_path)
 
 
 @pytest.mark.parametrize("page", [None, "pages/import.py"])
-def test_the_app_says_the_database_is_busy_and_offers_to_try_again(loaded_db, app_env,
-                                                                   monkeypatch, page):
+def test_the_app_says_the_database_is_busy_and_offers_to_try_again(
+    loaded_db, app_env, monkeypatch, page
+):
     app_env(loaded_db)
     monkeypatch.setenv("RUNS_LOCK_WAIT_SECONDS", "0.5")
     with held(loaded_db):

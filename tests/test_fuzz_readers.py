@@ -24,16 +24,21 @@ from runs_store.store.database import open_db
 from sample_data.generator import generate_runs
 
 EXAMPLES = 40
-FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=True,
-                suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                       HealthCheck.too_slow])
+FUZZ = settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 SUFFIXES = [".jsonl", ".json", ".csv", ".parquet", ".jsonl.gz", ".json.gz", ".csv.gz"]
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
-    lambda children: st.lists(children, max_size=5) | st.dictionaries(st.text(), children,
-                                                                     max_size=5),
-    max_leaves=30)
+    lambda children: (
+        st.lists(children, max_size=5) | st.dictionaries(st.text(), children, max_size=5)
+    ),
+    max_leaves=30,
+)
 REAL_RUNS = list(generate_runs(20, days=1, seed=5))
 FIELDS = sorted({key for run in REAL_RUNS for key in run})
 
@@ -86,21 +91,32 @@ def test_random_bytes_never_escape_as_an_exception(ingest_fuzzed, data, suffix):
 
 
 @FUZZ
-@given(values=st.lists(json_values, min_size=1, max_size=4),
-       suffix=st.sampled_from([".jsonl", ".json", ".jsonl.gz"]))
+@given(
+    values=st.lists(json_values, min_size=1, max_size=4),
+    suffix=st.sampled_from([".jsonl", ".json", ".jsonl.gz"]),
+)
 def test_random_json_never_escapes_as_an_exception(ingest_fuzzed, values, suffix):
-    text = ("\n".join(json.dumps(value) for value in values) if "jsonl" in suffix
-            else json.dumps(values))
+    text = (
+        "\n".join(json.dumps(value) for value in values)
+        if "jsonl" in suffix
+        else json.dumps(values)
+    )
     ingest_fuzzed(text.encode(), suffix)
 
 
 @FUZZ
-@given(run=st.sampled_from(REAL_RUNS), field=st.sampled_from(FIELDS), value=json_values,
-       suffix=st.sampled_from([".jsonl", ".json"]))
-def test_a_real_run_with_one_field_made_random_never_escapes(ingest_fuzzed, run, field, value,
-                                                             suffix):
-    fuzzed = dict(run, id=f"fuzz-{field}", **{field: value}) if field != "id" else dict(
-        run, id=value)
+@given(
+    run=st.sampled_from(REAL_RUNS),
+    field=st.sampled_from(FIELDS),
+    value=json_values,
+    suffix=st.sampled_from([".jsonl", ".json"]),
+)
+def test_a_real_run_with_one_field_made_random_never_escapes(
+    ingest_fuzzed, run, field, value, suffix
+):
+    fuzzed = (
+        dict(run, id=f"fuzz-{field}", **{field: value}) if field != "id" else dict(run, id=value)
+    )
     ingest_fuzzed(json.dumps(fuzzed).encode(), suffix)
 
 
@@ -121,12 +137,20 @@ def test_the_fuzzing_reaches_both_readers_and_rejects(store, ingest_fuzzed):
 
 
 @FUZZ
-@given(depth=st.integers(min_value=1, max_value=5000), opener=st.sampled_from(['{"a":', "["]),
-       suffix=st.sampled_from([".jsonl", ".json", ".jsonl.gz"]),
-       run=st.sampled_from(REAL_RUNS))
+@given(
+    depth=st.integers(min_value=1, max_value=5000),
+    opener=st.sampled_from(['{"a":', "["]),
+    suffix=st.sampled_from([".jsonl", ".json", ".jsonl.gz"]),
+    run=st.sampled_from(REAL_RUNS),
+)
 def test_json_nested_to_any_depth_never_escapes(ingest_fuzzed, depth, opener, suffix, run):
     closer = "}" if opener.startswith("{") else "]"
     deep = opener * depth + "1" + closer * depth
-    fuzzed = json.dumps(dict(run, id=f"deep-{depth}", steps={
-        "trigger": {"type": "EMPTY", "status": "SUCCEEDED", "output": "@DEEP@"}}))
+    fuzzed = json.dumps(
+        dict(
+            run,
+            id=f"deep-{depth}",
+            steps={"trigger": {"type": "EMPTY", "status": "SUCCEEDED", "output": "@DEEP@"}},
+        )
+    )
     ingest_fuzzed(fuzzed.replace('"@DEEP@"', deep).encode(), suffix)

@@ -34,9 +34,19 @@ def nested(depth: int, leaf: str = "1") -> str:
 
 def run_with_output(run_id: str, output_text: str, **fields) -> str:
     """One engine run as a JSON line whose trigger output is the given JSON text."""
-    record = simple_run(run_id, steps={"trigger": {"type": "PIECE_TRIGGER", "status": "SUCCEEDED",
-                                                   "input": {}, "output": "@OUT@", "duration": 1}},
-                        **fields)
+    record = simple_run(
+        run_id,
+        steps={
+            "trigger": {
+                "type": "PIECE_TRIGGER",
+                "status": "SUCCEEDED",
+                "input": {},
+                "output": "@OUT@",
+                "duration": 1,
+            }
+        },
+        **fields,
+    )
     return json.dumps(record).replace('"@OUT@"', output_text)
 
 
@@ -50,8 +60,10 @@ def run_ids(db) -> list[str]:
 
 # ------------------------------------------------------------------ depth
 
-@pytest.mark.parametrize("depth, deeper", [(1, False), (MAX_JSON_DEPTH, False),
-                                           (MAX_JSON_DEPTH + 1, True), (DEEP, True)])
+
+@pytest.mark.parametrize(
+    "depth, deeper", [(1, False), (MAX_JSON_DEPTH, False), (MAX_JSON_DEPTH + 1, True), (DEEP, True)]
+)
 def test_depth_is_read_from_the_text_without_parsing_it(depth, deeper):
     assert exceeds_depth(nested(depth)) is deeper
     assert exceeds_depth("[" * depth + "]" * depth) is deeper
@@ -78,8 +90,11 @@ def test_array_items_splits_a_list_without_parsing_its_items():
 @pytest.mark.parametrize("lines_before", [0, 3])
 def test_a_jsonl_record_nested_10000_deep_is_rejected_and_the_rest_loads(tmp_path, lines_before):
     good = [json.dumps(simple_run(f"good-{n}")) for n in range(lines_before)]
-    lines = [*good, run_with_output("deep", nested(DEEP)),
-             run_with_output("fine", json.dumps({"ok": True}))]
+    lines = [
+        *good,
+        run_with_output("deep", nested(DEEP)),
+        run_with_output("fine", json.dumps({"ok": True})),
+    ]
     path = tmp_path / "runs.jsonl"
     path.write_text("\n".join(lines) + "\n")
     db = tmp_path / "runs.duckdb"
@@ -93,9 +108,17 @@ def test_a_jsonl_record_nested_10000_deep_is_rejected_and_the_rest_loads(tmp_pat
 
 def test_a_deep_record_in_a_json_list_is_rejected_and_its_neighbours_load(tmp_path):
     path = tmp_path / "runs.json"
-    path.write_text("[" + ",".join([json.dumps(simple_run("first")),
-                                    run_with_output("deep", nested(DEEP)),
-                                    json.dumps(simple_run("third"))]) + "]")
+    path.write_text(
+        "["
+        + ",".join(
+            [
+                json.dumps(simple_run("first")),
+                run_with_output("deep", nested(DEEP)),
+                json.dumps(simple_run("third")),
+            ]
+        )
+        + "]"
+    )
     db = tmp_path / "runs.duckdb"
     summary = ingest_paths(db, [path])
     assert (summary.new, summary.rejected) == (2, 1)
@@ -117,11 +140,15 @@ def test_a_payload_just_inside_the_limit_loads_by_both_readers(tmp_path):
 def test_a_deep_payload_already_in_the_store_opens_as_text(tmp_path, app_env):
     """Stores loaded before the limit may hold one: the run page shows it, never raises."""
     db = tmp_path / "runs.duckdb"
-    ingest_paths(db, [write_jsonl(tmp_path / "ok.jsonl",
-                                  [json.loads(run_with_output("legacy", '{"x": 1}'))])])
+    ingest_paths(
+        db,
+        [write_jsonl(tmp_path / "ok.jsonl", [json.loads(run_with_output("legacy", '{"x": 1}'))])],
+    )
     with open_db(db) as con:
-        con.execute("UPDATE run_steps SET output = ?, error = ? WHERE run_id = 'legacy'",
-                    [nested(DEEP, '"secret"'), json.dumps(nested(DEEP))])
+        con.execute(
+            "UPDATE run_steps SET output = ?, error = ? WHERE run_id = 'legacy'",
+            [nested(DEEP, '"secret"'), json.dumps(nested(DEEP))],
+        )
         run = load_run(con, "legacy")
     output = run.steps[0].output
     assert output.value == nested(DEEP, '"secret"') or output.preview
@@ -131,6 +158,7 @@ def test_a_deep_payload_already_in_the_store_opens_as_text(tmp_path, app_env):
 
 
 # ------------------------------------------------------------------ bombs and large records
+
 
 def gzip_bomb(path, size: int, line: bytes = b"a") -> None:
     """A gzip holding one line of `size` bytes (a few hundred KB on disk)."""
@@ -147,13 +175,21 @@ def gzip_bomb(path, size: int, line: bytes = b"a") -> None:
 def peak_memory_mb(args: list[str], env: dict) -> tuple[subprocess.CompletedProcess, float]:
     """Runs the CLI in a child process and reads the child's peak resident memory (VmHWM: its
     own since exec, unlike ru_maxrss, which keeps the forking test process's size)."""
-    code = ("import re, runpy, sys; sys.argv = ['runs_store', *sys.argv[1:]]\n"
-            "try:\n    runpy.run_module('runs_store', run_name='__main__')\n"
-            "finally:\n    status = open('/proc/self/status').read()\n"
-            "    print('PEAK', re.search(r'VmHWM:\\s*(\\d+)', status).group(1), file=sys.stderr)")
+    code = (
+        "import re, runpy, sys; sys.argv = ['runs_store', *sys.argv[1:]]\n"
+        "try:\n    runpy.run_module('runs_store', run_name='__main__')\n"
+        "finally:\n    status = open('/proc/self/status').read()\n"
+        "    print('PEAK', re.search(r'VmHWM:\\s*(\\d+)', status).group(1), file=sys.stderr)"
+    )
     full_env = {**os.environ, "PYTHONPATH": str(ROOT), **env}
-    result = subprocess.run([sys.executable, "-c", code, *args], env=full_env, cwd=ROOT,
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-c", code, *args],
+        env=full_env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     peak_kb = int(result.stderr.rsplit("PEAK", 1)[1].split()[0])
     return result, peak_kb / 1024
 
@@ -165,13 +201,14 @@ def test_a_gzip_bomb_is_rejected_in_bounded_memory(tmp_path, suffix):
     assert bomb.stat().st_size < 3 << 20
     good = write_jsonl(tmp_path / "good.jsonl", [simple_run("after-the-bomb")])
     db = tmp_path / "runs.duckdb"
-    result, peak = peak_memory_mb(["ingest", str(bomb), str(good), "--db", str(db)],
-                                  {"RUNS_MAX_RECORD_MB": "16"})
+    result, peak = peak_memory_mb(
+        ["ingest", str(bomb), str(good), "--db", str(db)], {"RUNS_MAX_RECORD_MB": "16"}
+    )
     assert result.returncode == 1, result.stderr
     assert "Traceback" not in result.stderr
     assert peak < 400, f"peak {peak:.0f} MB"  # 166 MB measured, whatever the bomb's size
     assert run_ids(db) == ["after-the-bomb"]
-    (_, position, reason), = rejects(db)
+    ((_, position, reason),) = rejects(db)
     assert position == 1 and "RUNS_MAX_RECORD_MB (16 MB)" in reason
     kept = rows(db, "SELECT length(raw) FROM rejects")[0][0]
     assert 0 < kept <= 64 * 1024
@@ -183,11 +220,17 @@ def test_a_file_that_unpacks_past_the_file_bound_is_rejected_whole(tmp_path):
     big.write_bytes(gzip.compress(lines.encode()))
     small = write_jsonl(tmp_path / "small.jsonl", [simple_run("small-1")])
     db = tmp_path / "runs.duckdb"
-    result = run_cli("ingest", str(big), str(small), "--db", str(db),
-                     env={"RUNS_MAX_FILE_GB": str(len(lines) / 2 / 1024 ** 3)})
+    result = run_cli(
+        "ingest",
+        str(big),
+        str(small),
+        "--db",
+        str(db),
+        env={"RUNS_MAX_FILE_GB": str(len(lines) / 2 / 1024**3)},
+    )
     assert result.returncode == 1, result.stderr
     assert run_ids(db) == ["small-1"]
-    (unit, _, reason), = rejects(db)
+    ((unit, _, reason),) = rejects(db)
     assert unit == "file" and "RUNS_MAX_FILE_GB" in reason and "nothing of it was loaded" in reason
     listed = run_cli("rejects", "--db", str(db))
     assert "big.jsonl.gz:file 0: " in listed.stdout
@@ -197,8 +240,13 @@ def test_a_file_that_unpacks_past_the_file_bound_is_rejected_whole(tmp_path):
 @pytest.mark.parametrize("value", ["lots", "0", "-3"])
 def test_a_bad_bound_setting_is_named_with_what_is_allowed(tmp_path, value):
     path = write_jsonl(tmp_path / "runs.jsonl", [simple_run("one")])
-    result = run_cli("ingest", str(path), "--db", str(tmp_path / "runs.duckdb"),
-                     env={"RUNS_MAX_RECORD_MB": value})
+    result = run_cli(
+        "ingest",
+        str(path),
+        "--db",
+        str(tmp_path / "runs.duckdb"),
+        env={"RUNS_MAX_RECORD_MB": value},
+    )
     assert result.returncode == 2
     assert f"RUNS_MAX_RECORD_MB='{value}' is not allowed: use a positive number" in result.stderr
     assert "Traceback" not in result.stderr
@@ -207,13 +255,15 @@ def test_a_bad_bound_setting_is_named_with_what_is_allowed(tmp_path, value):
 def test_a_csv_field_past_the_record_bound_is_named(tmp_path):
     path = tmp_path / "runs.csv"
     path.write_text("id,flow,status,started_at\nx," + "a" * (2 << 20) + ",SUCCEEDED,2026-11-01\n")
-    result = run_cli("ingest", str(path), "--db", str(tmp_path / "runs.duckdb"),
-                     env={"RUNS_MAX_RECORD_MB": "1"})
+    result = run_cli(
+        "ingest", str(path), "--db", str(tmp_path / "runs.duckdb"), env={"RUNS_MAX_RECORD_MB": "1"}
+    )
     assert result.returncode == 2
     assert "RUNS_MAX_RECORD_MB" in result.stderr and "Traceback" not in result.stderr
 
 
 # ------------------------------------------------------------------ leftovers
+
 
 def dead_pid() -> int:
     child = subprocess.Popen([sys.executable, "-c", "pass"])
@@ -223,11 +273,15 @@ def dead_pid() -> int:
 
 def test_an_ingest_removes_the_scratch_files_of_killed_ingests_only(tmp_path):
     db = tmp_path / "runs.duckdb"
-    dead = [tmp_path / f"{SCRATCH_PREFIX}{dead_pid()}-0badc0de.duckdb",
-            tmp_path / f"{SCRATCH_PREFIX}{dead_pid()}-0badc0de.duckdb.wal",
-            tmp_path / f"{SCRATCH_PREFIX}{dead_pid()}-feedbeef.jsonl"]
-    alive = [tmp_path / f"{SCRATCH_PREFIX}{os.getppid()}-12345678.duckdb",
-             tmp_path / f"{SCRATCH_PREFIX}{os.getpid()}-12345678.jsonl"]
+    dead = [
+        tmp_path / f"{SCRATCH_PREFIX}{dead_pid()}-0badc0de.duckdb",
+        tmp_path / f"{SCRATCH_PREFIX}{dead_pid()}-0badc0de.duckdb.wal",
+        tmp_path / f"{SCRATCH_PREFIX}{dead_pid()}-feedbeef.jsonl",
+    ]
+    alive = [
+        tmp_path / f"{SCRATCH_PREFIX}{os.getppid()}-12345678.duckdb",
+        tmp_path / f"{SCRATCH_PREFIX}{os.getpid()}-12345678.jsonl",
+    ]
     for path in dead + alive:
         path.write_bytes(b"x" * 1024)
     ingest_paths(db, [write_jsonl(tmp_path / "runs.jsonl", [simple_run("one")])])
@@ -241,8 +295,9 @@ def test_a_killed_ingest_leaves_nothing_the_next_one_keeps(tmp_path):
     big.write_text("".join(json.dumps(simple_run(f"r-{n}")) + "\n" for n in range(200_000)))
     db = tmp_path / "runs.duckdb"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    child = subprocess.Popen([sys.executable, "-m", "runs_store", "ingest", str(big), "--db",
-                              str(db)], env=env, cwd=ROOT)
+    child = subprocess.Popen(
+        [sys.executable, "-m", "runs_store", "ingest", str(big), "--db", str(db)], env=env, cwd=ROOT
+    )
     try:
         deadline = time.monotonic() + 120
         while not list(tmp_path.glob(f"{SCRATCH_PREFIX}{child.pid}-*")):  # mid-ingest

@@ -18,8 +18,13 @@ from runs_store.store.database import open_db
 PAGE = "pages/import.py"
 
 GOOD = [engine_run("i1"), older_run("i2"), simple_run("i3", status="Quota Exceeded")]
-MIXED_LINES = [json.dumps(simple_run("i4")), "{not json", json.dumps(simple_run("i5", status="??")),
-               json.dumps(simple_run("i6", environment="TESTING")), json.dumps(simple_run("i4"))]
+MIXED_LINES = [
+    json.dumps(simple_run("i4")),
+    "{not json",
+    json.dumps(simple_run("i5", status="??")),
+    json.dumps(simple_run("i6", environment="TESTING")),
+    json.dumps(simple_run("i4")),
+]
 
 
 def jsonl_bytes(records) -> bytes:
@@ -32,8 +37,9 @@ def open_page(db, app_env):
 
 
 def upload(at, *files):
-    at.file_uploader[0].set_value([(name, data, "application/octet-stream")
-                                   for name, data in files]).run()
+    at.file_uploader[0].set_value(
+        [(name, data, "application/octet-stream") for name, data in files]
+    ).run()
     return at
 
 
@@ -62,8 +68,18 @@ def generation(db) -> int:
 
 
 def expected_line(files, new, updated=0, unchanged=0, rejected=0, test_runs=0) -> str:
-    return "Ingested " + IngestSummary(files=files, new=new, updated=updated, unchanged=unchanged,
-                                       rejected=rejected, test_runs=test_runs).line() + "."
+    return (
+        "Ingested "
+        + IngestSummary(
+            files=files,
+            new=new,
+            updated=updated,
+            unchanged=unchanged,
+            rejected=rejected,
+            test_runs=test_runs,
+        ).line()
+        + "."
+    )
 
 
 def test_the_page_names_the_accepted_files_and_the_upload_limit(empty_db, app_env):
@@ -79,8 +95,11 @@ def test_the_page_names_the_accepted_files_and_the_upload_limit(empty_db, app_en
 
 def test_uploaded_files_load_with_the_cli_summary_and_their_rejects_are_listed(empty_db, app_env):
     at = open_page(empty_db, app_env)
-    upload(at, ("good.jsonl.gz", gzip.compress(jsonl_bytes(GOOD))),
-           ("mixed.jsonl", ("\n".join(MIXED_LINES) + "\n").encode()))
+    upload(
+        at,
+        ("good.jsonl.gz", gzip.compress(jsonl_bytes(GOOD))),
+        ("mixed.jsonl", ("\n".join(MIXED_LINES) + "\n").encode()),
+    )
     assert at.button(key="load_uploads").label == "Load 2 files"
     load(at)
     assert not at.exception
@@ -120,9 +139,14 @@ def test_loading_the_same_file_again_changes_nothing(empty_db, app_env):
 
 def test_a_file_that_cannot_be_read_is_named_and_the_others_still_load(empty_db, app_env):
     at = open_page(empty_db, app_env)
-    load(upload(at, ("notes.txt.gz", gzip.compress(b"hello")),
-                ("broken.jsonl.gz", b"\x1f\x8b\x08\x00" + b"\x00junk" * 40),
-                ("good.jsonl", jsonl_bytes(GOOD))))
+    load(
+        upload(
+            at,
+            ("notes.txt.gz", gzip.compress(b"hello")),
+            ("broken.jsonl.gz", b"\x1f\x8b\x08\x00" + b"\x00junk" * 40),
+            ("good.jsonl", jsonl_bytes(GOOD)),
+        )
+    )
     errors = [rendered(e.value) for e in at.error]
     assert len(errors) == 2
     assert "notes.txt.gz" in errors[0] and "not a recognised format" in errors[0]
@@ -134,8 +158,13 @@ def test_a_file_that_cannot_be_read_is_named_and_the_others_still_load(empty_db,
 def test_names_and_record_text_are_shown_as_text_not_markup(empty_db, app_env):
     name = "**bold** [x](javascript:alert(1)) <img src=x onerror=alert(1)>.txt.gz"
     hostile = json.dumps(simple_run("<script>alert(1)</script>", status="<b>bad</b>"))
-    at = load(upload(open_page(empty_db, app_env), (name, gzip.compress(b"x")),
-                     ("evil.jsonl", (hostile + "\n").encode())))
+    at = load(
+        upload(
+            open_page(empty_db, app_env),
+            (name, gzip.compress(b"x")),
+            ("evil.jsonl", (hostile + "\n").encode()),
+        )
+    )
     message = at.error[0].value
     assert r"\*\*bold\*\*" in message and r"\[x\]\(javascript\:alert\(1\)\)" in message
     assert r"\<img" in message
@@ -170,15 +199,18 @@ def test_the_page_shows_the_same_ingest_for_a_terminal(empty_db, app_env):
 
 @pytest.mark.parametrize("runs", [12_000])
 def test_a_large_upload_loads_completely(empty_db, app_env, runs):
-    records = [simple_run(f"bulk-{n}", created=f"2026-10-{1 + n % 28:02d}T08:00:00Z")
-               for n in range(runs)]
-    at = load(upload(open_page(empty_db, app_env), ("bulk.jsonl.gz",
-                                                    gzip.compress(jsonl_bytes(records)))))
+    records = [
+        simple_run(f"bulk-{n}", created=f"2026-10-{1 + n % 28:02d}T08:00:00Z") for n in range(runs)
+    ]
+    at = load(
+        upload(open_page(empty_db, app_env), ("bulk.jsonl.gz", gzip.compress(jsonl_bytes(records))))
+    )
     assert at.success[0].value == expected_line(files=1, new=runs)
     assert rows(empty_db, "SELECT count(*) FROM runs")[0][0] == runs
 
 
 # ------------------------------------------------------------------ in a real browser
+
 
 @pytest.fixture(scope="module")
 def import_server(tmp_path_factory):
@@ -191,7 +223,8 @@ def import_server(tmp_path_factory):
 
 
 def test_a_user_uploads_files_in_the_browser_and_sees_the_summary_and_rejects(
-        import_server, page, tmp_path):
+    import_server, page, tmp_path
+):
     url, db = import_server
     hostile = "<img src=x onerror=alert(1)>"
     mixed = write_text(tmp_path / "mixed.jsonl", "\n".join(MIXED_LINES) + "\n")
@@ -216,28 +249,43 @@ def test_a_user_uploads_files_in_the_browser_and_sees_the_summary_and_rejects(
     wait_for_app(page)
     expect(page.get_by_text(f"Not loaded: upload:{hostile}.txt.gz", exact=False)).to_be_visible()
     table = page.locator("[data-testid='stDataFrame']").first
-    cells = [table.locator(f"td[data-testid='glide-cell-{col}-{row}']").first.text_content()
-             for row in (0, 1) for col in (0, 1, 3)]
-    assert cells == ["upload:mixed.jsonl", "line 2", MIXED_LINES[1],
-                     "upload:mixed.jsonl", "line 3", MIXED_LINES[2]]
+    cells = [
+        table.locator(f"td[data-testid='glide-cell-{col}-{row}']").first.text_content()
+        for row in (0, 1)
+        for col in (0, 1, 3)
+    ]
+    assert cells == [
+        "upload:mixed.jsonl",
+        "line 2",
+        MIXED_LINES[1],
+        "upload:mixed.jsonl",
+        "line 3",
+        MIXED_LINES[2],
+    ]
     expect(button).to_have_count(0)  # loaded once; the uploader is empty again
     assert dialogs == []
     stored = {r[0] for r in rows(db, "SELECT id FROM runs")}
     assert stored == {"i1", "i2", "i3", "i4", "i7"}
 
 
-def test_a_deep_record_and_a_bomb_are_rejected_with_reasons_on_the_page(empty_db, app_env,
-                                                                       monkeypatch):
+def test_a_deep_record_and_a_bomb_are_rejected_with_reasons_on_the_page(
+    empty_db, app_env, monkeypatch
+):
     monkeypatch.setenv("RUNS_MAX_RECORD_MB", "1")
-    deep_run = simple_run("deep", steps={"trigger": {"type": "EMPTY", "status": "SUCCEEDED",
-                                                     "output": "@DEEP@"}})
+    deep_run = simple_run(
+        "deep", steps={"trigger": {"type": "EMPTY", "status": "SUCCEEDED", "output": "@DEEP@"}}
+    )
     deep_text = json.dumps(deep_run).replace('"@DEEP@"', '{"a":' * 10_000 + "1" + "}" * 10_000)
     bomb = gzip.compress(b'{"id": "bomb", "pad": "' + b"a" * (8 << 20) + b'"}\n')
     deep_list = "[" + deep_text + "," + json.dumps(simple_run("ok")) + "]"
-    at = load(upload(open_page(empty_db, app_env),
-                     ("deep.json", deep_list.encode()),
-                     ("deep.jsonl", (deep_text + "\n").encode()),
-                     ("bomb.jsonl.gz", bomb)))
+    at = load(
+        upload(
+            open_page(empty_db, app_env),
+            ("deep.json", deep_list.encode()),
+            ("deep.jsonl", (deep_text + "\n").encode()),
+            ("bomb.jsonl.gz", bomb),
+        )
+    )
     assert not at.exception, at.exception
     assert not at.error, [e.value for e in at.error]
     reasons = sorted(upload_rejects(at)["reason"])

@@ -38,19 +38,28 @@ from runs_store.ingest.pipeline import (
 from runs_store.ingest.readers import Item
 from runs_store.store.database import generation, open_db
 
-RUNNING = engine_run("r1", status="RUNNING", updated="2026-11-03T09:14:05.000Z", finishTime=None,
-                     failedStep=None,
-                     steps={"trigger": {"type": "PIECE_TRIGGER", "status": "SUCCEEDED",
-                                        "input": {}, "output": {}},
-                            "step_1": {"type": "CODE", "status": "RUNNING", "input": {}}})
-SUCCEEDED = engine_run("r1", status="SUCCEEDED", updated="2026-11-03T09:14:09.904Z",
-                       failedStep=None,
-                       steps={"trigger": {"type": "PIECE_TRIGGER", "status": "SUCCEEDED",
-                                          "input": {}, "output": {}},
-                              "step_1": {"type": "CODE", "status": "SUCCEEDED", "input": {},
-                                         "output": {"ok": True}},
-                              "step_2": {"type": "CODE", "status": "SUCCEEDED", "input": {},
-                                         "output": 2}})
+RUNNING = engine_run(
+    "r1",
+    status="RUNNING",
+    updated="2026-11-03T09:14:05.000Z",
+    finishTime=None,
+    failedStep=None,
+    steps={
+        "trigger": {"type": "PIECE_TRIGGER", "status": "SUCCEEDED", "input": {}, "output": {}},
+        "step_1": {"type": "CODE", "status": "RUNNING", "input": {}},
+    },
+)
+SUCCEEDED = engine_run(
+    "r1",
+    status="SUCCEEDED",
+    updated="2026-11-03T09:14:09.904Z",
+    failedStep=None,
+    steps={
+        "trigger": {"type": "PIECE_TRIGGER", "status": "SUCCEEDED", "input": {}, "output": {}},
+        "step_1": {"type": "CODE", "status": "SUCCEEDED", "input": {}, "output": {"ok": True}},
+        "step_2": {"type": "CODE", "status": "SUCCEEDED", "input": {}, "output": 2},
+    },
+)
 
 
 def snapshot(db) -> dict:
@@ -58,17 +67,21 @@ def snapshot(db) -> dict:
     return {
         "runs": rows(db, "SELECT * FROM runs ORDER BY id"),
         "steps": rows(db, "SELECT * FROM run_steps ORDER BY run_id, position"),
-        "rejects": rows(db, "SELECT source, unit, position, reason, raw FROM rejects "
-                            "ORDER BY source, position"),
+        "rejects": rows(
+            db, "SELECT source, unit, position, reason, raw FROM rejects ORDER BY source, position"
+        ),
     }
 
 
 def step_names(db, run_id):
-    return [r[0] for r in rows(db, "SELECT name FROM run_steps WHERE run_id = ? ORDER BY position",
-                                [run_id])]
+    return [
+        r[0]
+        for r in rows(db, "SELECT name FROM run_steps WHERE run_id = ? ORDER BY position", [run_id])
+    ]
 
 
 # ------------------------------------------------------------------ updates
+
 
 def test_a_later_version_in_the_same_file_replaces_the_earlier_one(tmp_path):
     db = tmp_path / "runs.duckdb"
@@ -107,8 +120,7 @@ def test_an_older_version_in_another_file_never_overwrites_a_newer_one(tmp_path)
 
 def test_without_updated_the_finish_time_orders_versions(tmp_path):
     first = simple_run("v", status="RUNNING", updated=None, finishTime=None)
-    later = simple_run("v", status="SUCCEEDED", updated=None,
-                       finishTime="2026-11-03T09:05:00Z")
+    later = simple_run("v", status="SUCCEEDED", updated=None, finishTime="2026-11-03T09:05:00Z")
     db = tmp_path / "runs.duckdb"
     ingest_paths(db, [write_jsonl(tmp_path / "1.jsonl", [first])])
     ingest_paths(db, [write_jsonl(tmp_path / "2.jsonl", [later])])
@@ -118,9 +130,11 @@ def test_without_updated_the_finish_time_orders_versions(tmp_path):
 def test_a_newer_flat_row_updates_a_run_but_keeps_its_steps(tmp_path):
     db = tmp_path / "runs.duckdb"
     ingest_paths(db, [write_jsonl(tmp_path / "1.jsonl", [SUCCEEDED])])
-    csv_text = ("id,flow,status,started_at,finished_at,duration_ms,archived,updated_at\n"
-                "r1,Triage support email,SUCCEEDED,2026-11-03T09:14:02.118Z,"
-                "2026-11-03T09:14:09.880Z,7350,true,2026-11-05T00:00:00Z\n")
+    csv_text = (
+        "id,flow,status,started_at,finished_at,duration_ms,archived,updated_at\n"
+        "r1,Triage support email,SUCCEEDED,2026-11-03T09:14:02.118Z,"
+        "2026-11-03T09:14:09.880Z,7350,true,2026-11-05T00:00:00Z\n"
+    )
     summary = ingest_paths(db, [write_text(tmp_path / "2.csv", csv_text)])
     run = run_row(db, "r1")
     assert summary.updated == 1 and run["archived_at"] is not None
@@ -129,11 +143,20 @@ def test_a_newer_flat_row_updates_a_run_but_keeps_its_steps(tmp_path):
 
 # ------------------------------------------------------------------ idempotence
 
+
 def mixed_file(tmp_path):
-    records = [engine_run("m1"), older_run("m2"), simple_run("m3"),
-               simple_run("t1", environment="TESTING")]
-    text = "".join(json.dumps(r) + "\n" for r in records) + "not json\n" + json.dumps(
-        simple_run("bad", status="NOPE")) + "\n"
+    records = [
+        engine_run("m1"),
+        older_run("m2"),
+        simple_run("m3"),
+        simple_run("t1", environment="TESTING"),
+    ]
+    text = (
+        "".join(json.dumps(r) + "\n" for r in records)
+        + "not json\n"
+        + json.dumps(simple_run("bad", status="NOPE"))
+        + "\n"
+    )
     return write_text(tmp_path / "mixed.jsonl", text)
 
 
@@ -184,15 +207,27 @@ def test_every_ingest_bumps_the_change_counter(tmp_path):
 
 # ------------------------------------------------------------------ summary
 
+
 def test_the_summary_line_counts_new_updated_unchanged_rejected_and_test_runs(tmp_path):
     db = tmp_path / "runs.duckdb"
     ingest_paths(db, [write_jsonl(tmp_path / "1.jsonl", [RUNNING, simple_run("same")])])
-    second = write_text(tmp_path / "2.jsonl", "".join(json.dumps(r) + "\n" for r in [
-        SUCCEEDED, simple_run("same"), simple_run("fresh"), simple_run("t", environment="TESTING")
-    ]) + "{broken\n")
+    second = write_text(
+        tmp_path / "2.jsonl",
+        "".join(
+            json.dumps(r) + "\n"
+            for r in [
+                SUCCEEDED,
+                simple_run("same"),
+                simple_run("fresh"),
+                simple_run("t", environment="TESTING"),
+            ]
+        )
+        + "{broken\n",
+    )
     summary = ingest_paths(db, [second])
-    assert summary.line() == ("1 file: 1 new, 1 updated, 1 unchanged, 1 rejected, "
-                              "1 test runs skipped")
+    assert summary.line() == (
+        "1 file: 1 new, 1 updated, 1 unchanged, 1 rejected, 1 test runs skipped"
+    )
     assert summary.exit_code == 1
 
 
@@ -227,6 +262,7 @@ def test_every_path_is_checked_before_anything_is_loaded(tmp_path):
 
 # ------------------------------------------------------------------ one transaction per file
 
+
 def failing_items(count: int):
     for number in range(1, count + 1):
         yield Item("line", number, None, simple_run(f"doomed-{number}"))
@@ -249,8 +285,9 @@ def test_a_failure_mid_file_leaves_the_database_as_it_was(tmp_path):
 
 def test_a_damaged_file_mid_way_loads_nothing_of_it(tmp_path):
     db = tmp_path / "runs.duckdb"
-    data = gzip.compress("".join(json.dumps(simple_run(f"z{n}")) + "\n"
-                                 for n in range(20_000)).encode())
+    data = gzip.compress(
+        "".join(json.dumps(simple_run(f"z{n}")) + "\n" for n in range(20_000)).encode()
+    )
     path = tmp_path / "damaged.jsonl.gz"
     path.write_bytes(data[: int(len(data) * 0.8)])
     with pytest.raises(InputPathError, match=r"damaged\.jsonl\.gz"):
@@ -261,8 +298,10 @@ def test_a_damaged_file_mid_way_loads_nothing_of_it(tmp_path):
 @pytest.fixture(scope="module")
 def big_files(tmp_path_factory):
     folder = tmp_path_factory.mktemp("big")
-    return {count: write_big_jsonl(folder / f"runs-{count}.jsonl", count)
-            for count in (160_000, 480_000)}
+    return {
+        count: write_big_jsonl(folder / f"runs-{count}.jsonl", count)
+        for count in (160_000, 480_000)
+    }
 
 
 class StderrWatcher:
@@ -290,8 +329,21 @@ def test_killing_the_cli_mid_file_leaves_the_database_as_it_was(tmp_path, big_fi
     ingest_paths(db, [mixed_file(tmp_path)])
     before = snapshot(db)
     process = subprocess.Popen(
-        [sys.executable, "-m", "runs_store", "ingest", str(big_files[160_000]), "--db", str(db),
-         "--progress", "always"], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        [
+            sys.executable,
+            "-m",
+            "runs_store",
+            "ingest",
+            str(big_files[160_000]),
+            "--db",
+            str(db),
+            "--progress",
+            "always",
+        ],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     watcher = StderrWatcher(process)
     try:
         watcher.wait_for("%", process)
@@ -307,16 +359,26 @@ def test_killing_the_cli_mid_file_leaves_the_database_as_it_was(tmp_path, big_fi
 
 # ------------------------------------------------------------------ streaming
 
+
 def peak_rss_of_ingest(path, db) -> int:
     """Peak resident memory (bytes) of a CLI ingest, measured in its own parent process."""
-    probe = ("import resource, subprocess, sys\n"
-             "subprocess.run([sys.executable, '-m', 'runs_store', 'ingest', sys.argv[1], '--db', "
-             "sys.argv[2], '--progress', 'never'], check=True, stdout=subprocess.DEVNULL)\n"
-             "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n")
+    probe = (
+        "import resource, subprocess, sys\n"
+        "subprocess.run([sys.executable, '-m', 'runs_store', 'ingest', sys.argv[1], '--db', "
+        "sys.argv[2], '--progress', 'never'], check=True, stdout=subprocess.DEVNULL)\n"
+        "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n"
+    )
     # Under a limit that both files reach, what remains to compare is growth with the file.
     env = {**os.environ, "RUNS_INGEST_MEMORY_LIMIT": "160MB"}
-    done = subprocess.run([sys.executable, "-c", probe, str(path), str(db)], cwd=ROOT, env=env,
-                          capture_output=True, text=True, check=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-c", probe, str(path), str(db)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=300,
+    )
     return int(done.stdout.strip()) * 1024  # Linux reports kilobytes
 
 
@@ -330,14 +392,21 @@ def test_memory_does_not_grow_with_file_size(tmp_path, big_files):
     assert rows(tmp_path / "large.duckdb", "SELECT count(*) FROM runs")[0][0] == 480_000
     assert memory_growth < 0.25 * file_growth, (
         f"peak memory grew by {memory_growth / 1e6:.0f} MB ({small_peak / 1e6:.0f} -> "
-        f"{large_peak / 1e6:.0f} MB) for {file_growth / 1e6:.0f} MB more input")
+        f"{large_peak / 1e6:.0f} MB) for {file_growth / 1e6:.0f} MB more input"
+    )
 
 
 def row_groups(db) -> list[int]:
     """Rows in each of the runs table's row groups, as stored in the database file."""
-    return [count for (count,) in rows(db, """
+    return [
+        count
+        for (count,) in rows(
+            db,
+            """
         SELECT max(count) FROM pragma_storage_info('runs') WHERE segment_type <> 'VALIDITY'
-        GROUP BY row_group_id ORDER BY row_group_id""")]
+        GROUP BY row_group_id ORDER BY row_group_id""",
+        )
+    ]
 
 
 def test_a_large_file_keeps_row_groups_of_its_own_and_a_small_one_is_merged(tmp_path):
@@ -355,11 +424,20 @@ def test_a_large_file_keeps_row_groups_of_its_own_and_a_small_one_is_merged(tmp_
     load("c.jsonl", [simple_run(f"c-{i}") for i in range(100)])
     assert row_groups(db) == [2 * n + 100]
     # replacing most runs: the old versions' rows are not kept beside the new ones
-    replaced = [f"{prefix}-{i}" for prefix in "abc" for i in range(min(n, 100) if prefix == "c"
-                                                                     else n * 3 // 4)]
-    replacing = load("d.jsonl", [simple_run(run_id, status="FAILED",
-                                            updated="2026-11-03T10:00:00Z") for run_id in replaced])
+    replaced = [
+        f"{prefix}-{i}"
+        for prefix in "abc"
+        for i in range(min(n, 100) if prefix == "c" else n * 3 // 4)
+    ]
+    replacing = load(
+        "d.jsonl",
+        [
+            simple_run(run_id, status="FAILED", updated="2026-11-03T10:00:00Z")
+            for run_id in replaced
+        ],
+    )
     assert (replacing.new, replacing.updated) == (0, len(replaced))
     assert row_groups(db) == [2 * n + 100], "the replaced versions' rows are still stored"
     assert rows(db, "SELECT count(*), count(*) FILTER (WHERE status = 'FAILED') FROM runs") == [
-        (2 * n + 100, len(replaced))]
+        (2 * n + 100, len(replaced))
+    ]

@@ -25,14 +25,17 @@ WEEK = RunFilter(since=END - timedelta(days=7), until=END)
 MONTH = RunFilter(since=END - timedelta(days=30), until=END)
 ALL_TIME = RunFilter()
 TZ = "America/New_York"
-RUN_COLUMNS = ("id, flow_name, status, started_at, failed_step, failed_step_display, "
-               "error_signature, duration_ms, archived_at, flow_version_id")
+RUN_COLUMNS = (
+    "id, flow_name, status, started_at, failed_step, failed_step_display, "
+    "error_signature, duration_ms, archived_at, flow_version_id"
+)
 
 
 @pytest.fixture(scope="module")
 def db(tmp_path_factory):
-    return build_db(tmp_path_factory.mktemp("insights") / "runs.duckdb", runs=2500, days=60,
-                    seed=5, end=END)
+    return build_db(
+        tmp_path_factory.mktemp("insights") / "runs.duckdb", runs=2500, days=60, seed=5, end=END
+    )
 
 
 @pytest.fixture(scope="module")
@@ -84,11 +87,18 @@ def finished(frame: pd.DataFrame) -> pd.Series:
 
 # ---------------------------------------------------------------- ranges and units
 
-@pytest.mark.parametrize("length, unit", [
-    (timedelta(hours=24), "hour"), (timedelta(days=2), "hour"),
-    (timedelta(days=2, minutes=1), "day"), (timedelta(days=90), "day"),
-    (timedelta(days=91), "week"), (timedelta(days=800), "week"),
-])
+
+@pytest.mark.parametrize(
+    "length, unit",
+    [
+        (timedelta(hours=24), "hour"),
+        (timedelta(days=2), "hour"),
+        (timedelta(days=2, minutes=1), "day"),
+        (timedelta(days=90), "day"),
+        (timedelta(days=91), "week"),
+        (timedelta(days=800), "week"),
+    ],
+)
 def test_choose_unit_uses_hours_up_to_two_days_days_up_to_ninety_then_weeks(length, unit):
     assert insights.choose_unit(length) == unit
 
@@ -116,6 +126,7 @@ def test_all_time_has_no_previous_range():
 
 # ---------------------------------------------------------------- headline and trends
 
+
 def test_headline_counts_match_the_runs_in_range(con, all_runs):
     rows = in_view(all_runs, WEEK)
     got = insights.headline(con, WEEK)
@@ -124,18 +135,33 @@ def test_headline_counts_match_the_runs_in_range(con, all_runs):
     assert got.finished == int(finished(rows).sum())
     assert got.succeeded == counts.get("SUCCEEDED", 0)
     assert (got.failed, got.quota_exceeded, got.timeout, got.internal_error) == (
-        counts.get("FAILED", 0), counts.get("QUOTA_EXCEEDED", 0), counts.get("TIMEOUT", 0),
-        counts.get("INTERNAL_ERROR", 0))
+        counts.get("FAILED", 0),
+        counts.get("QUOTA_EXCEEDED", 0),
+        counts.get("TIMEOUT", 0),
+        counts.get("INTERNAL_ERROR", 0),
+    )
     assert got.success_rate == pytest.approx(counts.get("SUCCEEDED", 0) / finished(rows).sum())
 
 
-@pytest.mark.parametrize("run_filter, unit, tz", [
-    (MONTH, "day", TZ), (MONTH, "hour", "Asia/Kolkata"), (MONTH, "week", "Europe/Paris"),
-    (ALL_TIME, "hour", "Asia/Kathmandu"), (ALL_TIME, "day", "Australia/Lord_Howe")])
+@pytest.mark.parametrize(
+    "run_filter, unit, tz",
+    [
+        (MONTH, "day", TZ),
+        (MONTH, "hour", "Asia/Kolkata"),
+        (MONTH, "week", "Europe/Paris"),
+        (ALL_TIME, "hour", "Asia/Kathmandu"),
+        (ALL_TIME, "day", "Australia/Lord_Howe"),
+    ],
+)
 def test_runs_over_time_counts_each_status_per_local_bucket(con, all_runs, run_filter, unit, tz):
     rows = in_view(all_runs, run_filter)
-    expected = (rows.assign(bucket=local_bucket(rows["started_at"], unit, tz))
-                .groupby(["bucket", "status"]).size().rename("runs").reset_index())
+    expected = (
+        rows.assign(bucket=local_bucket(rows["started_at"], unit, tz))
+        .groupby(["bucket", "status"])
+        .size()
+        .rename("runs")
+        .reset_index()
+    )
     got = insights.runs_over_time(con, run_filter, unit, tz)
     merged = expected.merge(got, on=["bucket", "status"], how="outer", suffixes=("", "_got"))
     assert len(got) == len(expected)
@@ -160,9 +186,11 @@ def test_failure_rate_per_flow_covers_the_five_flows_with_most_failed_state_runs
     assert set(worst[worst > cutoff].index) <= flows <= set(worst[worst >= cutoff].index)
     for flow in flows:
         mine = rows[rows["flow_name"] == flow].assign(
-            bucket=lambda f: local_bucket(f["started_at"], "day", TZ))
+            bucket=lambda f: local_bucket(f["started_at"], "day", TZ)
+        )
         expected = mine.groupby("bucket").apply(
-            lambda f: pd.Series({"finished": finished(f).sum(), "failed": failed(f).sum()}))
+            lambda f: pd.Series({"finished": finished(f).sum(), "failed": failed(f).sum()})
+        )
         shown = got[got["flow_name"] == flow].set_index("bucket")
         assert (shown["finished"] == expected["finished"].reindex(shown.index)).all()
         assert (shown["failed"] == expected["failed"].reindex(shown.index)).all()
@@ -172,27 +200,43 @@ def test_failure_rate_per_flow_covers_the_five_flows_with_most_failed_state_runs
 
 # ---------------------------------------------------------------- flow versions
 
+
 def expected_versions(all_runs: pd.DataFrame, run_filter: RunFilter) -> pd.DataFrame:
     lifetime = in_view(all_runs, run_filter.with_(since=None, until=None))
     lifetime = lifetime[lifetime["flow_version_id"].notna()]
-    stats = lifetime.groupby(["flow_name", "flow_version_id"]).apply(
-        lambda f: pd.Series({"first_seen": f["started_at"].min(),
-                             "rate": failed(f).sum() / finished(f).sum()
-                             if finished(f).sum() else np.nan,
-                             "finished_all": finished(f).sum()})).reset_index()
+    stats = (
+        lifetime.groupby(["flow_name", "flow_version_id"])
+        .apply(
+            lambda f: pd.Series(
+                {
+                    "first_seen": f["started_at"].min(),
+                    "rate": failed(f).sum() / finished(f).sum() if finished(f).sum() else np.nan,
+                    "finished_all": finished(f).sum(),
+                }
+            )
+        )
+        .reset_index()
+    )
     stats = stats.sort_values(["flow_name", "first_seen", "flow_version_id"])
     stats["previous_rate"] = stats.groupby("flow_name")["rate"].shift()
     stats["previous_finished"] = stats.groupby("flow_name")["finished_all"].shift()
     rows = in_view(all_runs, run_filter)
-    in_range = rows[rows["flow_version_id"].notna()].groupby("flow_version_id").apply(
-        lambda f: pd.Series({"runs": len(f), "finished": finished(f).sum(),
-                             "failed": failed(f).sum()}))
+    in_range = (
+        rows[rows["flow_version_id"].notna()]
+        .groupby("flow_version_id")
+        .apply(
+            lambda f: pd.Series(
+                {"runs": len(f), "finished": finished(f).sum(), "failed": failed(f).sum()}
+            )
+        )
+    )
     return stats.merge(in_range, left_on="flow_version_id", right_index=True)
 
 
 @pytest.mark.parametrize("run_filter", [WEEK, ALL_TIME], ids=["week", "all time"])
 def test_version_rates_count_runs_in_range_and_compare_with_the_previous_version(
-        con, all_runs, run_filter):
+    con, all_runs, run_filter
+):
     expected = expected_versions(all_runs, run_filter).set_index("flow_version_id")
     got = insights.version_failure_rates(con, run_filter, "UTC").set_index("flow_version_id")
     assert set(got.index) == set(expected.index)
@@ -200,8 +244,9 @@ def test_version_rates_count_runs_in_range_and_compare_with_the_previous_version
     assert (got["runs"] == expected["runs"]).all()
     assert (got["failed"] == expected["failed"]).all()
     assert (pd.to_datetime(got["first_seen"]) == expected["first_seen"]).all()
-    assert np.allclose(got["previous_rate"].astype(float),
-                       expected["previous_rate"].astype(float), equal_nan=True)
+    assert np.allclose(
+        got["previous_rate"].astype(float), expected["previous_rate"].astype(float), equal_nan=True
+    )
 
 
 def test_version_first_seen_is_shown_in_the_users_timezone(con, all_runs):
@@ -233,17 +278,22 @@ def test_no_version_jump_without_enough_runs(con):
 
 # ---------------------------------------------------------------- the Trends tab in one pass
 
-@pytest.mark.parametrize("run_filter", [MONTH, ALL_TIME, MONTH.with_(statuses=("FAILED",))],
-                         ids=["month", "all time", "failed only"])
+
+@pytest.mark.parametrize(
+    "run_filter",
+    [MONTH, ALL_TIME, MONTH.with_(statuses=("FAILED",))],
+    ids=["month", "all time", "failed only"],
+)
 def test_trends_are_the_three_trend_views_from_one_pass(con, run_filter):
     unit = insights.time_unit(con, run_filter)
     got = insights.trends(con, run_filter, unit, TZ)
-    pd.testing.assert_frame_equal(got.runs_over_time,
-                                  insights.runs_over_time(con, run_filter, unit, TZ))
-    pd.testing.assert_frame_equal(got.flow_failure_rates,
-                                  insights.flow_failure_rates(con, run_filter, unit, TZ))
-    pd.testing.assert_frame_equal(got.versions,
-                                  insights.version_failure_rates(con, run_filter, TZ))
+    pd.testing.assert_frame_equal(
+        got.runs_over_time, insights.runs_over_time(con, run_filter, unit, TZ)
+    )
+    pd.testing.assert_frame_equal(
+        got.flow_failure_rates, insights.flow_failure_rates(con, run_filter, unit, TZ)
+    )
+    pd.testing.assert_frame_equal(got.versions, insights.version_failure_rates(con, run_filter, TZ))
 
 
 def test_utc_offsets_give_one_stretch_per_offset_between_the_clock_changes(con):
@@ -251,23 +301,32 @@ def test_utc_offsets_give_one_stretch_per_offset_between_the_clock_changes(con):
     assert insights.utc_offsets(con, *year, "America/New_York") == [
         (datetime(2026, 1, 1), datetime(2026, 3, 8, 7), timedelta(hours=-5)),
         (datetime(2026, 3, 8, 7), datetime(2026, 11, 1, 6), timedelta(hours=-4)),
-        (datetime(2026, 11, 1, 6), datetime(2027, 1, 1), timedelta(hours=-5))]
+        (datetime(2026, 11, 1, 6), datetime(2027, 1, 1), timedelta(hours=-5)),
+    ]
     assert insights.utc_offsets(con, *year, "Asia/Kathmandu") == [
-        (datetime(2026, 1, 1), datetime(2027, 1, 1), timedelta(hours=5, minutes=45))]
+        (datetime(2026, 1, 1), datetime(2027, 1, 1), timedelta(hours=5, minutes=45))
+    ]
 
 
-def test_runs_beyond_the_offsets_looked_up_ahead_are_bucketed_one_by_one(con, all_runs,
-                                                                         monkeypatch):
+def test_runs_beyond_the_offsets_looked_up_ahead_are_bucketed_one_by_one(
+    con, all_runs, monkeypatch
+):
     monkeypatch.setattr(insights, "OFFSETS_AHEAD", timedelta(days=3))
     rows = in_view(all_runs, ALL_TIME)
-    expected = (rows.assign(bucket=local_bucket(rows["started_at"], "day", TZ))
-                .groupby(["bucket", "status"]).size().rename("runs").reset_index())
+    expected = (
+        rows.assign(bucket=local_bucket(rows["started_at"], "day", TZ))
+        .groupby(["bucket", "status"])
+        .size()
+        .rename("runs")
+        .reset_index()
+    )
     got = insights.runs_over_time(con, ALL_TIME, "day", TZ)
     assert got.merge(expected, on=["bucket", "status", "runs"]).shape[0] == len(expected)
     assert len(got) == len(expected)
 
 
 # ---------------------------------------------------------------- failure breakdowns
+
 
 def test_failed_steps_count_failed_runs_per_flow_and_step_with_share(con, all_runs):
     rows = in_view(all_runs, MONTH)
@@ -285,8 +344,11 @@ def test_failed_steps_count_failed_runs_per_flow_and_step_with_share(con, all_ru
 
 def test_failed_steps_show_the_display_name(con, all_runs):
     got = insights.failed_steps(con, MONTH).dropna(subset=["failed_step"])
-    names = all_runs.dropna(subset=["failed_step_display"]).groupby(
-        ["flow_name", "failed_step"])["failed_step_display"].max()
+    names = (
+        all_runs.dropna(subset=["failed_step_display"])
+        .groupby(["flow_name", "failed_step"])["failed_step_display"]
+        .max()
+    )
     for _, row in got.iterrows():
         assert row["step_label"] == names.loc[(row["flow_name"], row["failed_step"])]
 
@@ -304,6 +366,7 @@ def test_other_failed_states_count_per_flow_with_share_of_the_flows_failures(con
 
 
 # ---------------------------------------------------------------- error signatures
+
 
 def test_error_signatures_count_runs_flows_and_steps_per_signature(con, all_runs):
     rows = in_view(all_runs, MONTH).dropna(subset=["error_signature"])
@@ -349,6 +412,7 @@ def test_error_signatures_keep_the_most_frequent_within_the_limit(con, all_runs)
 
 # ---------------------------------------------------------------- quota
 
+
 def test_quota_per_day_and_per_flow_count_quota_exceeded_runs(con, all_runs):
     rows = in_view(all_runs, MONTH)
     quota = rows[rows["status"] == "QUOTA_EXCEEDED"]
@@ -374,8 +438,9 @@ def test_quota_month_to_date_compares_with_the_same_part_of_last_month(con, all_
 
 
 def test_month_periods_are_local_and_clamped_to_the_month():
-    start, now, last_start, last_end = insights.month_periods(datetime(2026, 3, 31, 22, 30),
-                                                              "Europe/Paris")
+    start, now, last_start, last_end = insights.month_periods(
+        datetime(2026, 3, 31, 22, 30), "Europe/Paris"
+    )
     assert now == datetime(2026, 4, 1, 0, 30)  # already April in Paris
     assert (start, last_start) == (datetime(2026, 4, 1), datetime(2026, 3, 1))
     assert last_end == datetime(2026, 3, 1, 0, 30)
@@ -384,6 +449,7 @@ def test_month_periods_are_local_and_clamped_to_the_month():
 
 
 # ---------------------------------------------------------------- durations
+
 
 def test_duration_percentiles_match_linear_interpolation_over_finished_runs(con, all_runs):
     rows = in_view(all_runs, MONTH)
@@ -394,17 +460,21 @@ def test_duration_percentiles_match_linear_interpolation_over_finished_runs(con,
         durations = rows[rows["flow_name"] == flow]["duration_ms"].astype(float)
         assert row["runs"] == len(durations)
         assert [row["p50"], row["p95"], row["p99"]] == pytest.approx(
-            list(np.quantile(durations, [0.5, 0.95, 0.99])))
+            list(np.quantile(durations, [0.5, 0.95, 0.99]))
+        )
     assert list(got["p95"]) == sorted(got["p95"], reverse=True)
 
 
 def test_slowest_steps_aggregate_the_steps_of_the_runs_in_view(con, all_runs):
-    steps = con.execute("SELECT run_id, name, display_name, duration_ms FROM run_steps "
-                        "WHERE duration_ms IS NOT NULL").df()
+    steps = con.execute(
+        "SELECT run_id, name, display_name, duration_ms FROM run_steps "
+        "WHERE duration_ms IS NOT NULL"
+    ).df()
     rows = in_view(all_runs, WEEK)
     joined = steps.merge(rows[["id", "flow_name"]], left_on="run_id", right_on="id")
     stats = joined.groupby(["flow_name", "name"])["duration_ms"].agg(
-        runs="size", avg="mean", p95=lambda d: np.quantile(d.astype(float), 0.95))
+        runs="size", avg="mean", p95=lambda d: np.quantile(d.astype(float), 0.95)
+    )
     got = insights.slowest_steps(con, WEEK, limit=10)
     assert len(got) == 10
     slowest = stats["p95"].sort_values(ascending=False)[:10]
@@ -417,17 +487,23 @@ def test_slowest_steps_aggregate_the_steps_of_the_runs_in_view(con, all_runs):
 
 # ---------------------------------------------------------------- edge views
 
+
 def test_an_empty_range_gives_empty_results_not_errors(con):
     past = RunFilter(since=datetime(2001, 1, 1), until=datetime(2001, 1, 8))
     assert insights.headline(con, past).total == 0
     assert insights.headline(con, past).success_rate is None
-    for func, args in [(insights.runs_over_time, ("day", TZ)),
-                       (insights.flow_failure_rates, ("day", TZ)),
-                       (insights.version_failure_rates, (TZ,)), (insights.failed_steps, ()),
-                       (insights.other_failed_states, ()),
-                       (insights.error_signatures, ("day", TZ)),
-                       (insights.quota_per_day, (TZ,)), (insights.quota_per_flow, ()),
-                       (insights.duration_percentiles, ()), (insights.slowest_steps, ())]:
+    for func, args in [
+        (insights.runs_over_time, ("day", TZ)),
+        (insights.flow_failure_rates, ("day", TZ)),
+        (insights.version_failure_rates, (TZ,)),
+        (insights.failed_steps, ()),
+        (insights.other_failed_states, ()),
+        (insights.error_signatures, ("day", TZ)),
+        (insights.quota_per_day, (TZ,)),
+        (insights.quota_per_flow, ()),
+        (insights.duration_percentiles, ()),
+        (insights.slowest_steps, ()),
+    ]:
         assert func(con, past, *args).empty, func.__name__
     assert insights.error_signatures(con, RunFilter(flows=("no such flow",)), "day", TZ).empty
 
@@ -436,9 +512,13 @@ def test_a_one_flow_view_only_counts_that_flow(con, all_runs):
     flow = all_runs["flow_name"].value_counts().index[0]
     one = MONTH.with_(flows=(flow,))
     assert insights.headline(con, one).total == len(in_view(all_runs, one))
-    for frame in (insights.failed_steps(con, one), insights.other_failed_states(con, one),
-                  insights.duration_percentiles(con, one), insights.slowest_steps(con, one),
-                  insights.flow_failure_rates(con, one, "day", TZ)):
+    for frame in (
+        insights.failed_steps(con, one),
+        insights.other_failed_states(con, one),
+        insights.duration_percentiles(con, one),
+        insights.slowest_steps(con, one),
+        insights.flow_failure_rates(con, one, "day", TZ),
+    ):
         assert set(frame["flow_name"]) <= {flow}
     signatures = insights.error_signatures(con, one, "day", TZ)
     assert all(list(flows) == [flow] for flows in signatures["flows"])
@@ -451,29 +531,49 @@ def test_flow_names_with_quotes_travel_as_parameters(con, all_runs):
 
 
 def test_the_insights_store_does_not_import_streamlit():
-    code = ("import sys; import runs_store.services.insights; "
-            "assert 'streamlit' not in sys.modules, 'streamlit imported'")
+    code = (
+        "import sys; import runs_store.services.insights; "
+        "assert 'streamlit' not in sys.modules, 'streamlit imported'"
+    )
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True)
 
 
 # ---------------------------------------------------------------- rules behind the drill-downs
 
-@pytest.mark.parametrize("statuses, wanted, expected", [
-    ((), FAILED_STATES, ["FAILED", "QUOTA_EXCEEDED", "TIMEOUT", "INTERNAL_ERROR",
-                         "MEMORY_LIMIT_EXCEEDED", "LOG_SIZE_EXCEEDED"]),
-    (("TIMEOUT", "SUCCEEDED"), FAILED_STATES, ["TIMEOUT"]),
-    (("SUCCEEDED",), ["QUOTA_EXCEEDED"], []),
-    ((), ["TIMEOUT", "SUCCEEDED"], ["SUCCEEDED", "TIMEOUT"]),
-], ids=["any status", "the filter's only", "none allowed", "usual order"])
+
+@pytest.mark.parametrize(
+    "statuses, wanted, expected",
+    [
+        (
+            (),
+            FAILED_STATES,
+            [
+                "FAILED",
+                "QUOTA_EXCEEDED",
+                "TIMEOUT",
+                "INTERNAL_ERROR",
+                "MEMORY_LIMIT_EXCEEDED",
+                "LOG_SIZE_EXCEEDED",
+            ],
+        ),
+        (("TIMEOUT", "SUCCEEDED"), FAILED_STATES, ["TIMEOUT"]),
+        (("SUCCEEDED",), ["QUOTA_EXCEEDED"], []),
+        ((), ["TIMEOUT", "SUCCEEDED"], ["SUCCEEDED", "TIMEOUT"]),
+    ],
+    ids=["any status", "the filter's only", "none allowed", "usual order"],
+)
 def test_a_drill_down_keeps_the_wanted_statuses_the_filter_allows(statuses, wanted, expected):
     assert insights.narrowed_statuses(RunFilter(statuses=statuses), wanted) == expected
 
 
-@pytest.mark.parametrize("bucket, unit, days", [
-    ("2026-11-02T00:00:00", "week", ("2026-11-02", "2026-11-08")),
-    ("2026-11-05T00:00:00", "day", ("2026-11-05", "2026-11-05")),
-    ("2026-11-05T13:00:00", "hour", ("2026-11-05", "2026-11-05")),
-])
+@pytest.mark.parametrize(
+    "bucket, unit, days",
+    [
+        ("2026-11-02T00:00:00", "week", ("2026-11-02", "2026-11-08")),
+        ("2026-11-05T00:00:00", "day", ("2026-11-05", "2026-11-05")),
+        ("2026-11-05T13:00:00", "hour", ("2026-11-05", "2026-11-05")),
+    ],
+)
 def test_a_time_bucket_covers_its_calendar_days(bucket, unit, days):
     assert tuple(day.isoformat() for day in insights.bucket_days(bucket, unit)) == days
 
@@ -483,18 +583,26 @@ def test_the_other_failed_states_are_the_failed_states_a_step_did_not_cause():
 
 
 def test_a_headline_change_is_now_minus_before_and_unknown_without_both(con):
-    now, before = insights.headline(con, WEEK), insights.headline(con, insights.previous_filter(
-        WEEK, END))
+    now, before = (
+        insights.headline(con, WEEK),
+        insights.headline(con, insights.previous_filter(WEEK, END)),
+    )
     assert now.change(before, "total") == now.total - before.total
     assert now.change(before, "QUOTA_EXCEEDED") == now.quota_exceeded - before.quota_exceeded
     assert now.change(before, "success_rate") == pytest.approx(
-        now.success_rate - before.success_rate)
+        now.success_rate - before.success_rate
+    )
     assert now.change(None, "total") is None
-    empty = insights.headline(con, RunFilter(since=datetime(2001, 1, 1),
-                                             until=datetime(2001, 1, 2)))
+    empty = insights.headline(
+        con, RunFilter(since=datetime(2001, 1, 1), until=datetime(2001, 1, 2))
+    )
     assert now.change(empty, "success_rate") is None
     assert [now.value(name) for name in insights.HEADLINE_STATUSES] == [
-        now.failed, now.quota_exceeded, now.timeout, now.internal_error]
+        now.failed,
+        now.quota_exceeded,
+        now.timeout,
+        now.internal_error,
+    ]
 
 
 def test_quota_month_says_its_change_and_the_last_day_it_compares_with(con):

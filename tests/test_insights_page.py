@@ -24,8 +24,11 @@ TABS = {
     "Durations": ["Durations per flow", "Slowest steps"],
 }
 # st.date_input refuses dates more than ten years before today, so "far past" is nine years ago.
-FAR_PAST = {"range": "Custom range", "from": f"{datetime.now().year - 9}-01-01",
-            "to": f"{datetime.now().year - 9}-01-07"}
+FAR_PAST = {
+    "range": "Custom range",
+    "from": f"{datetime.now().year - 9}-01-01",
+    "to": f"{datetime.now().year - 9}-01-07",
+}
 
 
 def today() -> date:
@@ -34,8 +37,11 @@ def today() -> date:
 
 def last_days(days: int) -> dict:
     """A custom range of whole UTC days (AppTest has no browser timezone: UTC)."""
-    return {"range": "Custom range", "from": (today() - timedelta(days=days - 1)).isoformat(),
-            "to": today().isoformat()}
+    return {
+        "range": "Custom range",
+        "from": (today() - timedelta(days=days - 1)).isoformat(),
+        "to": today().isoformat(),
+    }
 
 
 def count(db, where: str, params: list) -> int:
@@ -87,6 +93,7 @@ def select_row(at, key: str, row: int):
 
 # ---------------------------------------------------------------- every section renders
 
+
 @pytest.mark.parametrize("tab", list(TABS))
 def test_every_tab_renders_for_the_default_range(app_env, shared_db, tab):
     app_env(shared_db)
@@ -117,7 +124,8 @@ def test_every_tab_renders_for_a_one_flow_view(app_env, shared_db, tab):
 
 
 def test_headline_metrics_count_the_runs_in_range_and_compare_with_the_previous_one(
-        app_env, shared_db):
+    app_env, shared_db
+):
     app_env(shared_db)
     query = last_days(7)
     at = open_tab("Trends", query)
@@ -159,8 +167,9 @@ def test_an_unknown_tab_in_the_link_says_so(app_env, shared_db):
 def test_record_text_in_the_version_sentence_is_escaped(app_env, db_copy):
     evil = "<img src=x onerror=alert(1)> **bold** [link](http://x)"
     with duckdb.connect(str(db_copy)) as con:
-        flow = con.execute("SELECT flow_name FROM runs WHERE flow_name LIKE 'New Shopify%' "
-                           "LIMIT 1").fetchall()[0][0]
+        flow = con.execute(
+            "SELECT flow_name FROM runs WHERE flow_name LIKE 'New Shopify%' LIMIT 1"
+        ).fetchall()[0][0]
         con.execute("UPDATE runs SET flow_name = ? WHERE flow_name = ?", [evil, flow])
     app_env(db_copy)
     at = open_tab("Trends", last_days(30))
@@ -194,26 +203,43 @@ def test_error_signatures_mask_secrets_and_still_open_their_runs(app_env, tmp_pa
     created = (datetime.now(UTC) - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
     db = tmp_path / "leaky.duckdb"
     with open_db(db) as con:
-        ingest_items(con, records_as_items([
-            simple_run(f"leaky-{n}", created=created, status="FAILED",
-                       failedStep={"name": "step_1", "message": "Login refused for "
-                                   "password=hunterpass"}) for n in range(3)]), "leaky")
+        ingest_items(
+            con,
+            records_as_items(
+                [
+                    simple_run(
+                        f"leaky-{n}",
+                        created=created,
+                        status="FAILED",
+                        failedStep={
+                            "name": "step_1",
+                            "message": "Login refused for password=hunterpass",
+                        },
+                    )
+                    for n in range(3)
+                ]
+            ),
+            "leaky",
+        )
     app_env(db)
     monkeypatch.delenv("RUNS_MASK_SECRETS", raising=False)
     at = open_tab("Errors", last_days(2))
-    assert list(table_by_key(at, "error_signatures").value["Error"]) == \
-        ["Login refused for password=••••••"]
+    assert list(table_by_key(at, "error_signatures").value["Error"]) == [
+        "Login refused for password=••••••"
+    ]
     select_row(at, "error_signatures", 0)
     assert runs_page_total(at) == 3
     monkeypatch.setenv("RUNS_MASK_SECRETS", "0")
     at = open_tab("Errors", last_days(2))
-    assert list(table_by_key(at, "error_signatures").value["Error"]) == \
-        ["Login refused for password=hunterpass"]
+    assert list(table_by_key(at, "error_signatures").value["Error"]) == [
+        "Login refused for password=hunterpass"
+    ]
 
 
 @pytest.mark.parametrize("tab, key, column", DRILLS)
 def test_a_selected_row_opens_the_runs_page_on_exactly_the_runs_it_counted(
-        app_env, shared_db, tab, key, column):
+    app_env, shared_db, tab, key, column
+):
     app_env(shared_db)
     at = open_tab(tab, last_days(30))
     shown = table_by_key(at, key).value

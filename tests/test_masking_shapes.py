@@ -37,113 +37,191 @@ from runs_store.store.database import open_db
 
 @dataclass(frozen=True)
 class Shape:
-    text: str                    # as recorded
-    secret: str                  # must not be shown
-    kept: tuple[str, ...] = ()   # must still be shown
+    text: str  # as recorded
+    secret: str  # must not be shown
+    kept: tuple[str, ...] = ()  # must still be shown
 
 
-PEM_BODY = ("MIIEowIBAAKCAQEAu1SU1LfVLPHCozMxH2Mo4lgOEePzNm0tRgeLezV6ffAt0gunVTLw7onLRnrq0\n"
-            "/IzW7yWR7QkrmBL7jTKEn5u+qKhbwKfBstIs+bMY2Zkp18gnTxKLxoS2tFczGkPLPgizskuemMgh")
+PEM_BODY = (
+    "MIIEowIBAAKCAQEAu1SU1LfVLPHCozMxH2Mo4lgOEePzNm0tRgeLezV6ffAt0gunVTLw7onLRnrq0\n"
+    "/IzW7yWR7QkrmBL7jTKEn5u+qKhbwKfBstIs+bMY2Zkp18gnTxKLxoS2tFczGkPLPgizskuemMgh"
+)
 
 
 def pem(label: str, newline: str = "\n") -> str:
-    return (f"-----BEGIN {label}-----{newline}{PEM_BODY.replace(chr(10), newline)}{newline}"
-            f"-----END {label}-----{newline}")
+    return (
+        f"-----BEGIN {label}-----{newline}{PEM_BODY.replace(chr(10), newline)}{newline}"
+        f"-----END {label}-----{newline}"
+    )
 
 
 PEM_LINE = PEM_BODY.splitlines()[1]  # a line of the body, which must not be shown
 
 SHAPES = {
     # 1. Stripe secret and restricted keys, live, test and prod
-    "stripe-live": Shape("Stripe: invalid key sk_live_51HxQ2abcDEF4567ghiJKL890mno, check it",
-                         "51HxQ2abcDEF4567ghiJKL890mno", ("Stripe: invalid key ", ", check it")),
-    "stripe-restricted": Shape("restricted key rk_live_51HxQ2abcDEF4567ghiJKL890mno",
-                               "51HxQ2abcDEF4567ghiJKL890mno", ("restricted key ",)),
-    "stripe-test": Shape("using sk_test_4eC39HqLyjWDarjtT1zdp7dc", "4eC39HqLyjWDarjtT1zdp7dc",
-                         ("using ",)),
+    "stripe-live": Shape(
+        "Stripe: invalid key sk_live_51HxQ2abcDEF4567ghiJKL890mno, check it",
+        "51HxQ2abcDEF4567ghiJKL890mno",
+        ("Stripe: invalid key ", ", check it"),
+    ),
+    "stripe-restricted": Shape(
+        "restricted key rk_live_51HxQ2abcDEF4567ghiJKL890mno",
+        "51HxQ2abcDEF4567ghiJKL890mno",
+        ("restricted key ",),
+    ),
+    "stripe-test": Shape(
+        "using sk_test_4eC39HqLyjWDarjtT1zdp7dc", "4eC39HqLyjWDarjtT1zdp7dc", ("using ",)
+    ),
     "stripe-prod": Shape("(rk_prod_Zq81wPxTy7Lm2Nc4)", "Zq81wPxTy7Lm2Nc4", ("(", ")")),
     # 2. Google API keys
-    "google-api-key": Shape("Geocoding denied for AIzaSyDaGmWKa4JsXZ-HjGw7ISLn_3namBGewQe today",
-                            "SyDaGmWKa4JsXZ-HjGw7ISLn_3namBGewQe",
-                            ("Geocoding denied for ", " today")),
+    "google-api-key": Shape(
+        "Geocoding denied for AIzaSyDaGmWKa4JsXZ-HjGw7ISLn_3namBGewQe today",
+        "SyDaGmWKa4JsXZ-HjGw7ISLn_3namBGewQe",
+        ("Geocoding denied for ", " today"),
+    ),
     # 3. passwords in URLs and DSNs: only the password
-    "postgres-dsn": Shape("connect failed: postgres://app_user:Pa55w0rd!@db.internal:5432/shop",
-                          "Pa55w0rd!", ("postgres://app_user:", "@db.internal:5432/shop")),
-    "https-user-password": Shape("GET https://ana:s3cr3t-pw@api.example.com/v1/items failed",
-                                 "s3cr3t-pw", ("https://ana:", "@api.example.com/v1/items failed")),
-    "mongodb-srv": Shape("MongoServerSelectionError: mongodb+srv://admin:Xk9pL2mN@c0.mongodb.net/",
-                         "Xk9pL2mN", ("mongodb+srv://admin:", "@c0.mongodb.net/")),
-    "redis-empty-user": Shape("redis://:hunter2-redis@cache:6379/0", "hunter2-redis",
-                              ("redis://:", "@cache:6379/0")),
+    "postgres-dsn": Shape(
+        "connect failed: postgres://app_user:Pa55w0rd!@db.internal:5432/shop",
+        "Pa55w0rd!",
+        ("postgres://app_user:", "@db.internal:5432/shop"),
+    ),
+    "https-user-password": Shape(
+        "GET https://ana:s3cr3t-pw@api.example.com/v1/items failed",
+        "s3cr3t-pw",
+        ("https://ana:", "@api.example.com/v1/items failed"),
+    ),
+    "mongodb-srv": Shape(
+        "MongoServerSelectionError: mongodb+srv://admin:Xk9pL2mN@c0.mongodb.net/",
+        "Xk9pL2mN",
+        ("mongodb+srv://admin:", "@c0.mongodb.net/"),
+    ),
+    "redis-empty-user": Shape(
+        "redis://:hunter2-redis@cache:6379/0", "hunter2-redis", ("redis://:", "@cache:6379/0")
+    ),
     # 4. PEM private keys: the body, BEGIN and END lines kept
-    "pem-rsa": Shape("TLS setup failed:\n" + pem("RSA PRIVATE KEY"), PEM_LINE,
-                     ("-----BEGIN RSA PRIVATE KEY-----", "-----END RSA PRIVATE KEY-----")),
-    "pem-openssh": Shape(pem("OPENSSH PRIVATE KEY"), PEM_LINE,
-                         ("-----BEGIN OPENSSH PRIVATE KEY-----", "-----END OPENSSH PRIVATE KEY")),
+    "pem-rsa": Shape(
+        "TLS setup failed:\n" + pem("RSA PRIVATE KEY"),
+        PEM_LINE,
+        ("-----BEGIN RSA PRIVATE KEY-----", "-----END RSA PRIVATE KEY-----"),
+    ),
+    "pem-openssh": Shape(
+        pem("OPENSSH PRIVATE KEY"),
+        PEM_LINE,
+        ("-----BEGIN OPENSSH PRIVATE KEY-----", "-----END OPENSSH PRIVATE KEY"),
+    ),
     "pem-ec": Shape(pem("EC PRIVATE KEY", "\r\n"), PEM_LINE, ("-----BEGIN EC PRIVATE KEY-----",)),
     "pem-dsa": Shape(pem("DSA PRIVATE KEY"), PEM_LINE, ("-----END DSA PRIVATE KEY-----",)),
-    "pem-encrypted": Shape(pem("ENCRYPTED PRIVATE KEY"), PEM_LINE,
-                           ("-----BEGIN ENCRYPTED PRIVATE KEY-----",)),
+    "pem-encrypted": Shape(
+        pem("ENCRYPTED PRIVATE KEY"), PEM_LINE, ("-----BEGIN ENCRYPTED PRIVATE KEY-----",)
+    ),
     "pem-plain": Shape("key: " + pem("PRIVATE KEY"), PEM_LINE, ("-----END PRIVATE KEY-----",)),
     # JSON text that a message holds without being JSON as a whole: escaped line breaks
-    "pem-json-escaped": Shape('Bad request body: {"key": "' + pem("PRIVATE KEY", "\\n") + '"}',
-                              PEM_LINE, ("-----BEGIN PRIVATE KEY-----\\n",
-                                         "\\n-----END PRIVATE KEY-----\\n\"}")),
-    "pem-cut-off": Shape("key was -----BEGIN RSA PRIVATE KEY-----\n" + PEM_BODY, PEM_LINE,
-                         ("key was -----BEGIN RSA PRIVATE KEY-----",)),
+    "pem-json-escaped": Shape(
+        'Bad request body: {"key": "' + pem("PRIVATE KEY", "\\n") + '"}',
+        PEM_LINE,
+        ("-----BEGIN PRIVATE KEY-----\\n", '\\n-----END PRIVATE KEY-----\\n"}'),
+    ),
+    "pem-cut-off": Shape(
+        "key was -----BEGIN RSA PRIVATE KEY-----\n" + PEM_BODY,
+        PEM_LINE,
+        ("key was -----BEGIN RSA PRIVATE KEY-----",),
+    ),
     # 5. Slack webhooks
     "slack-webhook": Shape(
         "POST https://hooks.slack.com/services/T024BE7LD/B01ABCD2EFG/aBcDeFgHiJkLmNoPqRsTuVwX "
-        "returned 404", "aBcDeFgHiJkLmNoPqRsTuVwX",
-        ("https://hooks.slack.com/services/", " returned 404")),
+        "returned 404",
+        "aBcDeFgHiJkLmNoPqRsTuVwX",
+        ("https://hooks.slack.com/services/", " returned 404"),
+    ),
     "slack-workflow": Shape(
         "https://hooks.slack.com/workflows/T024BE7LD/A04ABCDEF/412345678901234567/AbCdEfGhIjKlMnOp",
-        "AbCdEfGhIjKlMnOp", ("https://hooks.slack.com/workflows/",)),
+        "AbCdEfGhIjKlMnOp",
+        ("https://hooks.slack.com/workflows/",),
+    ),
     "slack-trigger": Shape(
         "https://hooks.slack.com/triggers/T024BE7LD/4123456789012/0123456789abcdef0123456789abcdef",
-        "0123456789abcdef0123456789abcdef", ("https://hooks.slack.com/triggers/",)),
+        "0123456789abcdef0123456789abcdef",
+        ("https://hooks.slack.com/triggers/",),
+    ),
     # 6. npm tokens
     "npmrc-auth-token": Shape(
         "//registry.npmjs.org/:_authToken=npm_AbCdEfGhIjKlMnOpQrStUvWxYz0123456789",
-        "AbCdEfGhIjKlMnOpQrStUvWxYz0123456789", ("//registry.npmjs.org/:_authToken=",)),
+        "AbCdEfGhIjKlMnOpQrStUvWxYz0123456789",
+        ("//registry.npmjs.org/:_authToken=",),
+    ),
     "npmrc-uuid-token": Shape(
         "registry=https://npm.example.com/\n//npm.example.com/:_authToken=0f4e2c1a-8b7d-4e6f-9a3b",
-        "0f4e2c1a-8b7d-4e6f-9a3b", ("registry=https://npm.example.com/",)),
-    "npm-token": Shape("npm publish failed with npm_AbCdEfGhIjKlMnOpQrStUvWxYz0123456789",
-                       "AbCdEfGhIjKlMnOpQrStUvWxYz0123456789", ("npm publish failed with ",)),
+        "0f4e2c1a-8b7d-4e6f-9a3b",
+        ("registry=https://npm.example.com/",),
+    ),
+    "npm-token": Shape(
+        "npm publish failed with npm_AbCdEfGhIjKlMnOpQrStUvWxYz0123456789",
+        "AbCdEfGhIjKlMnOpQrStUvWxYz0123456789",
+        ("npm publish failed with ",),
+    ),
     # 8. raw header text
     "cookie-header": Shape("Cookie: session=abc123def; theme=dark", "abc123def", ("Cookie: ",)),
     "raw-request": Shape(
         "GET / HTTP/1.1\r\nHost: api.example.com\r\nx-api-key: abc123XYZ\r\nAccept: */*\r\n",
-        "abc123XYZ", ("Host: api.example.com\r\nx-api-key: ", "\r\nAccept: */*\r\n")),
-    "authorization-basic": Shape("Authorization: Basic dXNlcjpwYXNzd29yZA==",
-                                 "dXNlcjpwYXNzd29yZA==", ("Authorization: Basic ",)),
-    "authorization-after-space": Shape("401 for Authorization: Bearer abc.def-ghi, retrying",
-                                       "abc.def-ghi", ("401 for Authorization: Bearer ",
-                                                       ", retrying")),
-    "proxy-authorization": Shape("407 from proxy; sent Proxy-Authorization: Negotiate YIIBhwYGKwYB",
-                                 "YIIBhwYGKwYB", ("407 from proxy; sent Proxy-Authorization: ",)),
-    "set-cookie": Shape("HTTP/1.1 302 Found\nSet-Cookie: sid=s3cr3t-77; Path=/\nLocation: /home",
-                        "s3cr3t-77", ("Set-Cookie: ", "\nLocation: /home")),
-    "x-auth-token": Shape("retried with X-Auth-Token: 7f3a9c2e", "7f3a9c2e",
-                          ("retried with X-Auth-Token: ",)),
-    "secret-named-line": Shape("user: ana\npassword: hunter2-Pa55\nhost: db", "hunter2-Pa55",
-                               ("user: ana\npassword: ", "\nhost: db")),
+        "abc123XYZ",
+        ("Host: api.example.com\r\nx-api-key: ", "\r\nAccept: */*\r\n"),
+    ),
+    "authorization-basic": Shape(
+        "Authorization: Basic dXNlcjpwYXNzd29yZA==",
+        "dXNlcjpwYXNzd29yZA==",
+        ("Authorization: Basic ",),
+    ),
+    "authorization-after-space": Shape(
+        "401 for Authorization: Bearer abc.def-ghi, retrying",
+        "abc.def-ghi",
+        ("401 for Authorization: Bearer ", ", retrying"),
+    ),
+    "proxy-authorization": Shape(
+        "407 from proxy; sent Proxy-Authorization: Negotiate YIIBhwYGKwYB",
+        "YIIBhwYGKwYB",
+        ("407 from proxy; sent Proxy-Authorization: ",),
+    ),
+    "set-cookie": Shape(
+        "HTTP/1.1 302 Found\nSet-Cookie: sid=s3cr3t-77; Path=/\nLocation: /home",
+        "s3cr3t-77",
+        ("Set-Cookie: ", "\nLocation: /home"),
+    ),
+    "x-auth-token": Shape(
+        "retried with X-Auth-Token: 7f3a9c2e", "7f3a9c2e", ("retried with X-Auth-Token: ",)
+    ),
+    "secret-named-line": Shape(
+        "user: ana\npassword: hunter2-Pa55\nhost: db",
+        "hunter2-Pa55",
+        ("user: ana\npassword: ", "\nhost: db"),
+    ),
 }
 
 NEAR_MISSES = [
-    "sk_live_", "sk_live_short", "the sk_live_ prefix marks live keys", "AIzaShort-key",
-    "https://example.com/@ana", "mailto:ana@example.com", "https://ana@example.com/profile",
-    "https://example.com:8443/path", "Email ana@example.com about https://example.com",
+    "sk_live_",
+    "sk_live_short",
+    "the sk_live_ prefix marks live keys",
+    "AIzaShort-key",
+    "https://example.com/@ana",
+    "mailto:ana@example.com",
+    "https://ana@example.com/profile",
+    "https://example.com:8443/path",
+    "Email ana@example.com about https://example.com",
     "-----BEGIN PUBLIC KEY-----\nMIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8A\n-----END PUBLIC KEY-----",
     "-----BEGIN CERTIFICATE-----\nMIIDdzCCAl+gAwIBAgIEAgAAuTANBgkq\n-----END CERTIFICATE-----",
-    "-----BEGIN RSA PRIVATE KEY-----", "Alerts go to hooks.slack.com, see the runbook",
-    "https://hooks.slack.com/", "https://api.slack.com/messaging/webhooks",
-    "npm_config_registry=https://registry.npmjs.org/", "run npm_install first",
-    "Authorization failed", "Token expired for this user", "cookie policy: accepted",
-    "Set-Cookie header missing from the response", "Missing Authorization header",
-    "Authorization:", "Accept: application/json\nHost: api.example.com",
-    "error: password authentication failed for user \"analytics\"",
+    "-----BEGIN RSA PRIVATE KEY-----",
+    "Alerts go to hooks.slack.com, see the runbook",
+    "https://hooks.slack.com/",
+    "https://api.slack.com/messaging/webhooks",
+    "npm_config_registry=https://registry.npmjs.org/",
+    "run npm_install first",
+    "Authorization failed",
+    "Token expired for this user",
+    "cookie policy: accepted",
+    "Set-Cookie header missing from the response",
+    "Missing Authorization header",
+    "Authorization:",
+    "Accept: application/json\nHost: api.example.com",
+    'error: password authentication failed for user "analytics"',
     "TypeError: Cannot read properties of undefined (reading 'token')",
 ]
 
@@ -216,8 +294,12 @@ def test_a_near_miss_is_shown_as_recorded_every_way(text):
 
 def test_every_value_pattern_is_exercised_by_a_shape():
     """A new pattern comes with a shape here (its markers are what lets texts skip it)."""
-    found = {pattern.rule for pattern in VALUE_PATTERNS for shape in SHAPES.values()
-             if pattern.regex.search(shape.text)}
+    found = {
+        pattern.rule
+        for pattern in VALUE_PATTERNS
+        for shape in SHAPES.values()
+        if pattern.regex.search(shape.text)
+    }
     old_shapes = {"auth-scheme", "sk-key", "jwt", "slack-token", "github-token", "aws-access-key"}
     assert {pattern.rule for pattern in VALUE_PATTERNS} - old_shapes <= found
     for pattern in VALUE_PATTERNS:
@@ -229,8 +311,8 @@ def test_every_value_pattern_is_exercised_by_a_shape():
 
 def test_a_url_shows_its_scheme_user_and_host_only_the_password_is_masked():
     assert mask_text("postgres://user:PASSWORD@host/db") == f"postgres://user:{MASK}@host/db"
-    escaped = 'https:\\/\\/ana:pw-77@example.com\\/x'  # JSON with escaped slashes (PHP)
-    assert mask_json_text(escaped) == f'https:\\/\\/ana:{MASK}@example.com\\/x'
+    escaped = "https:\\/\\/ana:pw-77@example.com\\/x"  # JSON with escaped slashes (PHP)
+    assert mask_json_text(escaped) == f"https:\\/\\/ana:{MASK}@example.com\\/x"
 
 
 def test_a_pem_block_keeps_its_armour_lines_and_line_breaks():
@@ -245,22 +327,32 @@ def test_a_header_keeps_its_auth_scheme_and_what_follows_its_credentials():
     shown = tally.text("HTTP/1.1 401\n\tAuthorization: Bearer abc123XYZ\n Cookie: sid=1")
     assert shown == f"HTTP/1.1 401\n\tAuthorization: Bearer {MASK}\n Cookie: {MASK}"
     assert tally.hits == 2
-    assert (mask_text("Authorization: Bearer eyJhbGciOi.eyJzdWIi.c2ln was refused")
-            == f"Authorization: Bearer {MASK} was refused")
+    assert (
+        mask_text("Authorization: Bearer eyJhbGciOi.eyJzdWIi.c2ln was refused")
+        == f"Authorization: Bearer {MASK} was refused"
+    )
     assert mask_text("Cookie: a=1; b=2 (2 cookies)") == f"Cookie: {MASK}"  # the rest of the line
     assert mask_text('He sent "Cookie: sid=9" twice') == f'He sent "Cookie: {MASK}" twice'
 
 
 def test_a_header_value_in_json_text_ends_at_an_escaped_line_break_or_the_strings_end():
     text = json.dumps({"raw": "x-api-key: abc123\r\nHost: h", "h": "Cookie: sid=1"})
-    assert json.loads(mask_json_text(text)) == {"raw": f"x-api-key: {MASK}\r\nHost: h",
-                                                "h": f"Cookie: {MASK}"}
+    assert json.loads(mask_json_text(text)) == {
+        "raw": f"x-api-key: {MASK}\r\nHost: h",
+        "h": f"Cookie: {MASK}",
+    }
 
 
-@pytest.mark.parametrize("text", [
-    "Authorization failed", "Token expired", "cookie policy: accepted",
-    "Our cookie policy: accepted", "Requester: Email is not properly formatted",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Authorization failed",
+        "Token expired",
+        "cookie policy: accepted",
+        "Our cookie policy: accepted",
+        "Requester: Email is not properly formatted",
+    ],
+)
 def test_header_like_prose_is_kept(text):
     """Only `Name:` with no space before the colon is a header; a secret-named one at a line
     start, or a well-known credential header (Authorization, Cookie, ...) after any space."""
@@ -282,10 +374,15 @@ def test_headers_as_name_value_pairs_mask_the_values_of_secret_names():
     assert messages_as_shown([as_json], mask=True) == [json.dumps(masked, ensure_ascii=False)]
 
 
-@pytest.mark.parametrize("value", [
-    ["token", "limit", "extra"],  # not a pair
-    [["Accept", "json"], ["X-Request-Id", "r-1"]], ["X-Api-Key", None], [1, "x"],
-])
+@pytest.mark.parametrize(
+    "value",
+    [
+        ["token", "limit", "extra"],  # not a pair
+        [["Accept", "json"], ["X-Request-Id", "r-1"]],
+        ["X-Api-Key", None],
+        [1, "x"],
+    ],
+)
 def test_lists_that_are_not_secret_pairs_are_kept(value):
     assert mask_secrets({"v": value}) == {"v": value}
     assert json.loads(mask_json_text(json.dumps({"v": value}))) == {"v": value}
@@ -303,7 +400,7 @@ def test_a_preview_is_not_cut_inside_a_new_shape(name):
     text = "x" * 100 + " " + SHAPES[name].text + " " + "y" * 100
     start = text.index(SHAPES[name].secret)
     for cut in range(start, start + len(SHAPES[name].secret) + 2):
-        shown = mask_json_preview(text[:preview_end(text, cut)])
+        shown = mask_json_preview(text[: preview_end(text, cut)])
         assert SHAPES[name].secret[:3] not in shown, cut
 
 
@@ -361,12 +458,21 @@ def test_a_steps_error_headline_masks_a_json_pair_in_a_message_that_is_not_json(
 
 @pytest.fixture(scope="module")
 def message_db(tmp_path_factory):
-    failing = {"trigger": {"type": "EMPTY", "status": "SUCCEEDED", "input": {}, "output": {}},
-               "step_1": {"type": "CODE", "status": "FAILED", "duration": 5, "input": {},
-                          "errorMessage": PASSWORD_MESSAGE}}
+    failing = {
+        "trigger": {"type": "EMPTY", "status": "SUCCEEDED", "input": {}, "output": {}},
+        "step_1": {
+            "type": "CODE",
+            "status": "FAILED",
+            "duration": 5,
+            "input": {},
+            "errorMessage": PASSWORD_MESSAGE,
+        },
+    }
     failed_step = {"name": "step_1", "displayName": "Call the API", "message": PASSWORD_MESSAGE}
-    records = [engine_run("pw-step", flowId="fL0w-pw", steps=failing, failedStep=failed_step),
-               engine_run("pw-purged", flowId="fL0w-pw", steps=None, failedStep=failed_step)]
+    records = [
+        engine_run("pw-step", flowId="fL0w-pw", steps=failing, failedStep=failed_step),
+        engine_run("pw-purged", flowId="fL0w-pw", steps=None, failedStep=failed_step),
+    ]
     return build_run_db(tmp_path_factory.mktemp("shapes") / "runs.duckdb", records)
 
 
@@ -396,14 +502,20 @@ def exported_errors(con, fmt: str) -> dict[str, str]:
 
 @pytest.mark.parametrize("fmt", ["csv", "jsonl", "parquet"])
 def test_exports_mask_private_keys_and_dsn_passwords_in_error_messages(tmp_path, fmt):
-    records = [simple_run(run_id, status="FAILED", failedStep={
-        "name": "step_1", "displayName": "Connect", "message": message})
-        for run_id, message in EXPORTED_MESSAGES.items()]
+    records = [
+        simple_run(
+            run_id,
+            status="FAILED",
+            failedStep={"name": "step_1", "displayName": "Connect", "message": message},
+        )
+        for run_id, message in EXPORTED_MESSAGES.items()
+    ]
     db = tmp_path / "runs.duckdb"
     ingest_paths(db, [write_jsonl(tmp_path / "runs.jsonl", records)])
     with open_db(db, read_only=True) as con:
         errors = exported_errors(con, fmt)
     assert PEM_LINE not in errors["pem-run"] and MASK in errors["pem-run"]
     assert "-----BEGIN RSA PRIVATE KEY-----" in errors["pem-run"]
-    assert errors["dsn-run"] == ("connect ECONNREFUSED postgres://app_user:" + MASK
-                                 + "@db.internal:5432/shop")
+    assert errors["dsn-run"] == (
+        "connect ECONNREFUSED postgres://app_user:" + MASK + "@db.internal:5432/shop"
+    )

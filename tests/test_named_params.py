@@ -15,22 +15,42 @@ from runs_store.services import insights
 from runs_store.store.database import open_db
 
 END = datetime(2026, 11, 5, 12, 0)
-EVERYTHING = RunFilter(flows=("a", "b"), statuses=("FAILED", "TIMEOUT"),
-                       since=END - timedelta(days=9), until=END, search="it's 50% ?",
-                       failed_steps=("step_1",), signature="sig", flow_version_ids=("v1",))
+EVERYTHING = RunFilter(
+    flows=("a", "b"),
+    statuses=("FAILED", "TIMEOUT"),
+    since=END - timedelta(days=9),
+    until=END,
+    search="it's 50% ?",
+    failed_steps=("step_1",),
+    signature="sig",
+    flow_version_ids=("v1",),
+)
 
 
 # ---------------------------------------------------------------- renaming, pure
 
-@pytest.mark.parametrize("sql, params, expected_sql, expected_params", [
-    ("", [], "", {}),
-    ("WHERE a = ?", [1], "WHERE a = $p_1", {"p_1": 1}),
-    ("WHERE a IN (SELECT unnest(?::VARCHAR[])) AND b < ?", [["x"], 2],
-     "WHERE a IN (SELECT unnest($p_1::VARCHAR[])) AND b < $p_2", {"p_1": ["x"], "p_2": 2}),
-    ("WHERE a=?AND b = '?' -- why?\nAND c LIKE ? ESCAPE '\\'", [1, 2],
-     "WHERE a=$p_1AND b = '?' -- why?\nAND c LIKE $p_2 ESCAPE '\\'", {"p_1": 1, "p_2": 2}),
-    ("WHERE a = $already", {"already": 1}, "WHERE a = $already", {"already": 1}),
-], ids=["nothing", "one", "a list and a value", "not in strings or comments", "already named"])
+
+@pytest.mark.parametrize(
+    "sql, params, expected_sql, expected_params",
+    [
+        ("", [], "", {}),
+        ("WHERE a = ?", [1], "WHERE a = $p_1", {"p_1": 1}),
+        (
+            "WHERE a IN (SELECT unnest(?::VARCHAR[])) AND b < ?",
+            [["x"], 2],
+            "WHERE a IN (SELECT unnest($p_1::VARCHAR[])) AND b < $p_2",
+            {"p_1": ["x"], "p_2": 2},
+        ),
+        (
+            "WHERE a=?AND b = '?' -- why?\nAND c LIKE ? ESCAPE '\\'",
+            [1, 2],
+            "WHERE a=$p_1AND b = '?' -- why?\nAND c LIKE $p_2 ESCAPE '\\'",
+            {"p_1": 1, "p_2": 2},
+        ),
+        ("WHERE a = $already", {"already": 1}, "WHERE a = $already", {"already": 1}),
+    ],
+    ids=["nothing", "one", "a list and a value", "not in strings or comments", "already named"],
+)
 def test_named_gives_this_sql_and_these_parameters(sql, params, expected_sql, expected_params):
     assert named(sql, params, "p") == (expected_sql, expected_params)
 
@@ -57,6 +77,7 @@ def test_merged_refuses_a_name_bound_to_two_values():
 
 # ---------------------------------------------------------------- every Insights query
 
+
 class RecordingConnection:
     """A connection that remembers each statement and the parameters it was given."""
 
@@ -69,40 +90,60 @@ class RecordingConnection:
         return self.con.execute(sql) if params is None else self.con.execute(sql, params)
 
 
-@pytest.mark.parametrize("run_filter", [
-    RunFilter(), RunFilter(include_archived=True), EVERYTHING, RunFilter(search="e_1"),
-    RunFilter(statuses=("FAILED",), since=END - timedelta(days=3)),
-    RunFilter(flows=("x' OR '1'='1",))], ids=["default", "archived", "everything", "search",
-                                               "failed lately", "quotes"])
+@pytest.mark.parametrize(
+    "run_filter",
+    [
+        RunFilter(),
+        RunFilter(include_archived=True),
+        EVERYTHING,
+        RunFilter(search="e_1"),
+        RunFilter(statuses=("FAILED",), since=END - timedelta(days=3)),
+        RunFilter(flows=("x' OR '1'='1",)),
+    ],
+    ids=["default", "archived", "everything", "search", "failed lately", "quotes"],
+)
 def test_a_renamed_filter_finds_the_same_runs_as_the_positional_one(recording, run_filter):
     con = recording.con
     where, params = build_where(run_filter)
     renamed, by_name = named_where(run_filter)
-    assert (con.execute(f"SELECT count(*), max(id) FROM runs {renamed}", by_name).fetchall()
-            == con.execute(f"SELECT count(*), max(id) FROM runs {where}", params).fetchall())
+    assert (
+        con.execute(f"SELECT count(*), max(id) FROM runs {renamed}", by_name).fetchall()
+        == con.execute(f"SELECT count(*), max(id) FROM runs {where}", params).fetchall()
+    )
 
 
 @pytest.fixture(scope="module")
 def recording(tmp_path_factory):
-    db = build_db(tmp_path_factory.mktemp("named") / "runs.duckdb", runs=400, days=30, seed=3,
-                  end=END)
+    db = build_db(
+        tmp_path_factory.mktemp("named") / "runs.duckdb", runs=400, days=30, seed=3, end=END
+    )
     with open_db(db, read_only=True) as con:
         yield RecordingConnection(con)
 
 
-@pytest.mark.parametrize("run_filter", [RunFilter(), RunFilter(since=END - timedelta(days=7)),
-                                        EVERYTHING], ids=["all time", "open range", "everything"])
+@pytest.mark.parametrize(
+    "run_filter",
+    [RunFilter(), RunFilter(since=END - timedelta(days=7)), EVERYTHING],
+    ids=["all time", "open range", "everything"],
+)
 @pytest.mark.parametrize("tz", ["America/New_York", "Asia/Kathmandu"])
 def test_every_insights_query_binds_its_values_by_name_only(recording, run_filter, tz):
     recording.statements.clear()
     unit = insights.time_unit(recording, run_filter)
-    for call, args in [(insights.headline, ()), (insights.trends, (unit, tz)),
-                       (insights.failed_steps, ()), (insights.other_failed_states, ()),
-                       (insights.error_signatures, (unit, tz)),
-                       (insights.quota_month_to_date, (END, tz)),
-                       (insights.quota_per_day, (tz,)), (insights.quota_per_flow, ()),
-                       (insights.duration_percentiles, ()), (insights.slowest_steps, ()),
-                       (insights.version_failure_rates, (tz,)), (insights.range_limits, ())]:
+    for call, args in [
+        (insights.headline, ()),
+        (insights.trends, (unit, tz)),
+        (insights.failed_steps, ()),
+        (insights.other_failed_states, ()),
+        (insights.error_signatures, (unit, tz)),
+        (insights.quota_month_to_date, (END, tz)),
+        (insights.quota_per_day, (tz,)),
+        (insights.quota_per_flow, ()),
+        (insights.duration_percentiles, ()),
+        (insights.slowest_steps, ()),
+        (insights.version_failure_rates, (tz,)),
+        (insights.range_limits, ()),
+    ]:
         call(recording, run_filter, *args)
     assert recording.statements
     for sql, params in recording.statements:

@@ -36,15 +36,36 @@ def write_bytes(path, data: bytes, gz: bool):
 def flat_rows():
     """Flat runs in the export columns, status by name and by label."""
     return [
-        {"id": "f1", "flow": "Daily digest", "status": "SUCCEEDED",
-         "started_at": "2026-11-01T08:00:00.000Z", "finished_at": "2026-11-01T08:00:02.500Z",
-         "duration_ms": 2500, "failed_step": "", "archived": "false"},
-        {"id": "f2", "flow": "Daily digest", "status": "Failed",
-         "started_at": "2026-11-01T09:00:00.000Z", "finished_at": "2026-11-01T09:00:01.000Z",
-         "duration_ms": 1000, "failed_step": "step_3", "archived": "true"},
-        {"id": "f3", "flow": "CRM sync", "status": "Memory Limit Exceeded",
-         "started_at": "2026-11-01T10:00:00.000Z", "finished_at": "", "duration_ms": "",
-         "failed_step": "", "archived": "false"},
+        {
+            "id": "f1",
+            "flow": "Daily digest",
+            "status": "SUCCEEDED",
+            "started_at": "2026-11-01T08:00:00.000Z",
+            "finished_at": "2026-11-01T08:00:02.500Z",
+            "duration_ms": 2500,
+            "failed_step": "",
+            "archived": "false",
+        },
+        {
+            "id": "f2",
+            "flow": "Daily digest",
+            "status": "Failed",
+            "started_at": "2026-11-01T09:00:00.000Z",
+            "finished_at": "2026-11-01T09:00:01.000Z",
+            "duration_ms": 1000,
+            "failed_step": "step_3",
+            "archived": "true",
+        },
+        {
+            "id": "f3",
+            "flow": "CRM sync",
+            "status": "Memory Limit Exceeded",
+            "started_at": "2026-11-01T10:00:00.000Z",
+            "finished_at": "",
+            "duration_ms": "",
+            "failed_step": "",
+            "archived": "false",
+        },
     ]
 
 
@@ -59,8 +80,11 @@ def csv_text(records) -> str:
 def check_flat_rows_loaded(db):
     assert stored_ids(db) == {"f1", "f2", "f3"}
     f1, f2, f3 = (run_row(db, run_id) for run_id in ("f1", "f2", "f3"))
-    assert (f1["status"], f2["status"], f3["status"]) == ("SUCCEEDED", "FAILED",
-                                                          "MEMORY_LIMIT_EXCEEDED")
+    assert (f1["status"], f2["status"], f3["status"]) == (
+        "SUCCEEDED",
+        "FAILED",
+        "MEMORY_LIMIT_EXCEEDED",
+    )
     assert f1["duration_ms"] == 2500 and f1["failed_step"] is None
     assert f2["failed_step"] == "step_3" and f2["archived_at"] is not None
     assert f1["archived_at"] is None and f3["finish_time"] is None and f3["duration_ms"] is None
@@ -68,6 +92,7 @@ def check_flat_rows_loaded(db):
 
 
 # ------------------------------------------------------------------ engine JSON shapes
+
 
 @pytest.mark.parametrize("gz", [False, True], ids=["plain", "gzipped"])
 @pytest.mark.parametrize("suffix", [".jsonl", ".ndjson"])
@@ -81,12 +106,15 @@ def test_json_lines_files_load_one_run_per_line(tmp_path, suffix, gz):
 @pytest.mark.parametrize("gz", [False, True], ids=["plain", "gzipped"])
 @pytest.mark.parametrize("shape", ["single run", "list", "list page"])
 def test_json_files_hold_one_run_a_list_or_a_list_page(tmp_path, shape, gz):
-    content = {"single run": RUNS[0],
-               "list": RUNS,
-               "list page": {"data": RUNS, "next": "cursor-2", "previous": None}}[shape]
+    content = {
+        "single run": RUNS[0],
+        "list": RUNS,
+        "list page": {"data": RUNS, "next": "cursor-2", "previous": None},
+    }[shape]
     expected = {"a1"} if shape == "single run" else IDS
-    path = write_bytes(tmp_path / ("runs.json" + (".gz" if gz else "")),
-                       json.dumps(content, indent=2).encode(), gz)
+    path = write_bytes(
+        tmp_path / ("runs.json" + (".gz" if gz else "")), json.dumps(content, indent=2).encode(), gz
+    )
     db = tmp_path / "runs.duckdb"
     summary = ingest_paths(db, [path])
     assert stored_ids(db) == expected and summary.new == len(expected)
@@ -132,15 +160,20 @@ def test_positions_count_lines_items_and_rows(tmp_path):
     assert [(i.unit, i.position) for i in SourceFile(jsonl).items()] == [("line", 2), ("line", 4)]
     assert [(i.unit, i.position) for i in SourceFile(listed).items()] == [("item", 1), ("item", 2)]
     assert [(i.unit, i.position) for i in SourceFile(table).items()] == [
-        ("line", 2), ("line", 3), ("line", 4)]
+        ("line", 2),
+        ("line", 3),
+        ("line", 4),
+    ]
 
 
 # ------------------------------------------------------------------ flat rows
 
+
 @pytest.mark.parametrize("gz", [False, True], ids=["plain", "gzipped"])
 def test_csv_files_load_flat_runs_with_status_by_name_or_label(tmp_path, gz):
-    path = write_bytes(tmp_path / ("runs.csv" + (".gz" if gz else "")),
-                       csv_text(flat_rows()).encode(), gz)
+    path = write_bytes(
+        tmp_path / ("runs.csv" + (".gz" if gz else "")), csv_text(flat_rows()).encode(), gz
+    )
     db = tmp_path / "runs.duckdb"
     summary = ingest_paths(db, [path])
     assert summary.new == 3 and summary.rejected == 0
@@ -166,9 +199,16 @@ def test_parquet_files_load_flat_runs(tmp_path, gz):
 def test_parquet_with_real_timestamp_columns_loads(tmp_path):
     from datetime import datetime
 
-    table = pa.table({"id": ["p1"], "flow": ["F"], "status": ["SUCCEEDED"],
-                      "started_at": pa.array([datetime(2026, 11, 1, 9, tzinfo=UTC)],
-                                             pa.timestamp("ms", tz="UTC"))})
+    table = pa.table(
+        {
+            "id": ["p1"],
+            "flow": ["F"],
+            "status": ["SUCCEEDED"],
+            "started_at": pa.array(
+                [datetime(2026, 11, 1, 9, tzinfo=UTC)], pa.timestamp("ms", tz="UTC")
+            ),
+        }
+    )
     pq.write_table(table, tmp_path / "typed.parquet")
     db = tmp_path / "runs.duckdb"
     ingest_paths(db, [tmp_path / "typed.parquet"])
@@ -176,10 +216,12 @@ def test_parquet_with_real_timestamp_columns_loads(tmp_path):
 
 
 def test_a_csv_row_with_too_many_values_or_a_missing_flow_is_rejected(tmp_path):
-    text = ("id,flow,status,started_at\n"
-            "ok,F,SUCCEEDED,2026-11-01T08:00:00Z\n"
-            "long,F,SUCCEEDED,2026-11-01T08:00:00Z,surprise\n"
-            "noflow,,SUCCEEDED,2026-11-01T08:00:00Z\n")
+    text = (
+        "id,flow,status,started_at\n"
+        "ok,F,SUCCEEDED,2026-11-01T08:00:00Z\n"
+        "long,F,SUCCEEDED,2026-11-01T08:00:00Z,surprise\n"
+        "noflow,,SUCCEEDED,2026-11-01T08:00:00Z\n"
+    )
     db = tmp_path / "runs.duckdb"
     summary = ingest_paths(db, [write_text(tmp_path / "runs.csv", text)])
     found = rows(db, "SELECT position, reason FROM rejects ORDER BY position")
@@ -196,6 +238,7 @@ def test_a_damaged_parquet_file_is_an_input_error(tmp_path):
 
 # ------------------------------------------------------------------ paths
 
+
 def test_a_directory_loads_every_recognised_file_below_it(tmp_path):
     folder = tmp_path / "exports"
     (folder / "nested").mkdir(parents=True)
@@ -209,8 +252,20 @@ def test_a_directory_loads_every_recognised_file_below_it(tmp_path):
     assert stored_ids(db) == {"a1", "a2", "f1", "f2", "f3"}
 
 
-@pytest.mark.parametrize("name", ["runs.jsonl", "RUNS.JSONL", "runs.ndjson.gz", "r.json",
-                                  "r.json.gz", "r.csv", "r.csv.gz", "r.parquet", "r.parquet.gz"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "runs.jsonl",
+        "RUNS.JSONL",
+        "runs.ndjson.gz",
+        "r.json",
+        "r.json.gz",
+        "r.csv",
+        "r.csv.gz",
+        "r.parquet",
+        "r.parquet.gz",
+    ],
+)
 def test_recognised_extensions_ignore_case_and_a_trailing_gz(name):
     assert detect_format(name) is not None
 
@@ -223,9 +278,11 @@ def test_unknown_extensions_are_not_recognised(name):
 def test_unknown_extension_missing_path_and_special_files_are_input_errors(tmp_path):
     write_text(tmp_path / "runs.txt", "x")
     os.mkfifo(tmp_path / "pipe.jsonl")
-    cases = {tmp_path / "runs.txt": "not a recognised format",
-             tmp_path / "missing.jsonl": "no such file or directory",
-             tmp_path / "pipe.jsonl": "not a regular file"}
+    cases = {
+        tmp_path / "runs.txt": "not a recognised format",
+        tmp_path / "missing.jsonl": "no such file or directory",
+        tmp_path / "pipe.jsonl": "not a regular file",
+    }
     for path, message in cases.items():
         with pytest.raises(InputPathError) as caught:
             expand_paths([path])

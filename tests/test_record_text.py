@@ -36,24 +36,37 @@ MARKDOWN_FIELDS = ("body", "label", "help")  # what the other elements send as m
 
 # ------------------------------------------------------------------ the model of the renderer
 
+
 def test_the_reader_model_finds_the_links_streamlit_makes():
     """The checks below are only as good as this model of the renderer."""
     assert link_targets("see [x](http://a.example/y) now") == ["http://a.example/y"]
     assert link_targets("<https://a.example>") == ["https://a.example"]
     assert link_targets(r"http\://a\.example/b and me@a\.example") == [
-        "http://a.example/b", "me@a.example"]  # escapes do not stop the renderer's own links
+        "http://a.example/b",
+        "me@a.example",
+    ]  # escapes do not stop the renderer's own links
     assert link_targets(r"\[x\]\(y\) `http://a.example` and ``www.a.example``") == []
     assert as_read(r"\*\*b\*\* `` a`b `` c  " + "\nd") == "**b** a`b c\nd"
 
 
 # ------------------------------------------------------------------ pages/common/text.py
 
-HOSTILE = [LINK_FLOW, LINK_STEP_TITLE, LINK_ERROR, LINK_THOUGHT, LINK_IN_URL, LINK_TOOL_STATUS,
-           "<img src=x onerror=alert(1)> :red[red] $x$ [link](javascript:alert(3))",
-           "mail ANA@Example.COM, or WWW.example.org/a_(b)_c. Done!",
-           "backticks `http://a.example/``x``` and \\`www.a.example\\`",
-           "two lines: https://a.example/1\nhttps://a.example/2 (see `code`)",
-           "ends with an address: ftp://a.example/f)", "", "`", " lead and trail "]
+HOSTILE = [
+    LINK_FLOW,
+    LINK_STEP_TITLE,
+    LINK_ERROR,
+    LINK_THOUGHT,
+    LINK_IN_URL,
+    LINK_TOOL_STATUS,
+    "<img src=x onerror=alert(1)> :red[red] $x$ [link](javascript:alert(3))",
+    "mail ANA@Example.COM, or WWW.example.org/a_(b)_c. Done!",
+    "backticks `http://a.example/``x``` and \\`www.a.example\\`",
+    "two lines: https://a.example/1\nhttps://a.example/2 (see `code`)",
+    "ends with an address: ftp://a.example/f)",
+    "",
+    "`",
+    " lead and trail ",
+]
 
 
 @pytest.mark.parametrize("text", HOSTILE)
@@ -70,6 +83,7 @@ def test_a_code_span_reads_as_its_text(text):
 
 
 # ------------------------------------------------------------------ the pages
+
 
 @pytest.fixture(scope="module")
 def links_db(tmp_path_factory):
@@ -101,26 +115,44 @@ def markdown_sent(at) -> list[str]:
 
     def strings(message):
         for field, value in message.ListFields():
-            for item in (value if field.is_repeated else [value]):
+            for item in value if field.is_repeated else [value]:
                 if isinstance(item, Message):
                     yield from strings(item)
                 elif field.name in MARKDOWN_FIELDS and isinstance(item, str):
                     yield item
 
-    return [text for node in at._tree if node.type not in VERBATIM
-            and isinstance(getattr(node, "proto", None), Message) for text in strings(node.proto)]
+    return [
+        text
+        for node in at._tree
+        if node.type not in VERBATIM and isinstance(getattr(node, "proto", None), Message)
+        for text in strings(node.proto)
+    ]
 
 
 VIEWS = {  # name: (page, URL parameters, session state, record text some markdown must read as)
-    "runs": ("pages/runs.py", {"range": "all", "flow": [LINK_FLOW, LINK_IN_URL],
-                               "failed_step": ["step_3", LINK_IN_URL],
-                               "signature": error_signature(LINK_ERROR)}, None, LINK_IN_URL),
+    "runs": (
+        "pages/runs.py",
+        {
+            "range": "all",
+            "flow": [LINK_FLOW, LINK_IN_URL],
+            "failed_step": ["step_3", LINK_IN_URL],
+            "signature": error_signature(LINK_ERROR),
+        },
+        None,
+        LINK_IN_URL,
+    ),
     "run": ("pages/run.py", {"id": LINK_RUN}, None, LINK_ERROR),
     "run compared": ("pages/run.py", {"id": LINK_RUN}, {"compare": True}, LINK_STEP_TITLE),
     "run agent": ("pages/run.py", {"id": LINK_RUN, "step": "step_2"}, None, LINK_TOOL_ERROR),
-    **{f"insights {tab}": ("pages/insights.py", {"view": tab}, None,
-                           LINK_FLOW if tab == "Trends" else None)
-       for tab in ("Trends", "Failed steps", "Errors", "Quota", "Durations")},
+    **{
+        f"insights {tab}": (
+            "pages/insights.py",
+            {"view": tab},
+            None,
+            LINK_FLOW if tab == "Trends" else None,
+        )
+        for tab in ("Trends", "Failed steps", "Errors", "Quota", "Durations")
+    },
 }
 
 

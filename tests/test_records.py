@@ -35,19 +35,36 @@ def load(tmp_path, records, name="runs.jsonl"):
 
 
 def steps_of(db, run_id):
-    found = rows(db, "SELECT position, name, display_name, type, status, duration_ms, piece_name, "
-                     "action_name, input, output, error FROM run_steps WHERE run_id = ? "
-                     "ORDER BY position", [run_id])
-    keys = ("position", "name", "display_name", "type", "status", "duration_ms", "piece_name",
-            "action_name", "input", "output", "error")
+    found = rows(
+        db,
+        "SELECT position, name, display_name, type, status, duration_ms, piece_name, "
+        "action_name, input, output, error FROM run_steps WHERE run_id = ? "
+        "ORDER BY position",
+        [run_id],
+    )
+    keys = (
+        "position",
+        "name",
+        "display_name",
+        "type",
+        "status",
+        "duration_ms",
+        "piece_name",
+        "action_name",
+        "input",
+        "output",
+        "error",
+    )
     return [dict(zip(keys, row, strict=True)) for row in found]
 
 
 # ------------------------------------------------------------------ the newer shape
 
+
 def test_a_newer_shape_run_keeps_its_fields(tmp_path):
-    record = engine_run(tags=["vip", "eu"], parentRunId="parent-1", stepsCount=4,
-                        archivedAt="2026-11-04T08:00:00Z")
+    record = engine_run(
+        tags=["vip", "eu"], parentRunId="parent-1", stepsCount=4, archivedAt="2026-11-04T08:00:00Z"
+    )
     db, summary = load(tmp_path, [record])
     run = run_row(db, record["id"])
     assert summary.new == 1 and summary.rejected == 0
@@ -67,14 +84,18 @@ def test_a_newer_shape_run_keeps_its_fields(tmp_path):
 def test_duration_is_finish_time_minus_start_time(tmp_path):
     record = engine_run()
     db, _ = load(tmp_path, [record])
-    expected = (datetime.fromisoformat(record["finishTime"])
-                - datetime.fromisoformat(record["startTime"])).total_seconds() * 1000
+    expected = (
+        datetime.fromisoformat(record["finishTime"]) - datetime.fromisoformat(record["startTime"])
+    ).total_seconds() * 1000
     assert run_row(db, record["id"])["duration_ms"] == int(expected)
 
 
 def test_started_at_is_created_not_start_time(tmp_path):
-    record = engine_run(created="2026-11-03T09:00:00Z", startTime="2026-11-03T09:05:00Z",
-                        finishTime="2026-11-03T09:05:01Z")
+    record = engine_run(
+        created="2026-11-03T09:00:00Z",
+        startTime="2026-11-03T09:05:00Z",
+        finishTime="2026-11-03T09:05:01Z",
+    )
     db, _ = load(tmp_path, [record])
     assert run_row(db, record["id"])["started_at"] == datetime(2026, 11, 3, 9, 0, 0)
 
@@ -97,8 +118,13 @@ def test_the_failed_step_keeps_its_name_display_name_and_message(tmp_path):
 
 @pytest.mark.parametrize("status", ["RUNNING", "QUEUED", "PAUSED"])
 def test_an_unfinished_run_has_no_duration(tmp_path, status):
-    record = engine_run(status=status, finishTime=None, failedStep=None, duration=999,
-                        steps={"trigger": {"type": "EMPTY", "status": "SUCCEEDED", "input": {}}})
+    record = engine_run(
+        status=status,
+        finishTime=None,
+        failedStep=None,
+        duration=999,
+        steps={"trigger": {"type": "EMPTY", "status": "SUCCEEDED", "input": {}}},
+    )
     db, _ = load(tmp_path, [record])
     run = run_row(db, record["id"])
     assert run["duration_ms"] is None and run["finish_time"] is None
@@ -113,6 +139,7 @@ def test_pause_metadata_is_kept_as_json(tmp_path):
 
 
 # ------------------------------------------------------------------ the older shape
+
 
 def test_an_older_shape_run_reads_flow_display_name_duration_and_failed_step_name(tmp_path):
     record = older_run()
@@ -137,6 +164,7 @@ def test_an_older_run_without_steps_still_has_its_failed_step_name(tmp_path):
 
 # ------------------------------------------------------------------ failed step fallback
 
+
 def test_without_failed_step_the_first_failed_step_is_the_failed_step(tmp_path):
     steps = example_steps()
     steps["step_4"] = {"type": "CODE", "status": "FAILED", "input": {}, "errorMessage": "later"}
@@ -151,12 +179,26 @@ def test_without_failed_step_the_first_failed_step_is_the_failed_step(tmp_path):
 def test_the_first_failed_step_is_found_inside_a_loop_iteration(tmp_path):
     steps = {
         "trigger": {"type": "PIECE_TRIGGER", "status": "SUCCEEDED", "input": {}, "output": {}},
-        "step_1": {"type": "LOOP_ON_ITEMS", "status": "FAILED", "input": {"items": [1, 2]},
-                   "output": {"item": 2, "index": 2, "iterations": [
-                       {"step_2": {"type": "CODE", "status": "SUCCEEDED", "input": {},
-                                   "output": {}}},
-                       {"step_2": {"type": "CODE", "status": "FAILED", "input": {},
-                                   "errorMessage": "Cannot read properties of undefined"}}]}},
+        "step_1": {
+            "type": "LOOP_ON_ITEMS",
+            "status": "FAILED",
+            "input": {"items": [1, 2]},
+            "output": {
+                "item": 2,
+                "index": 2,
+                "iterations": [
+                    {"step_2": {"type": "CODE", "status": "SUCCEEDED", "input": {}, "output": {}}},
+                    {
+                        "step_2": {
+                            "type": "CODE",
+                            "status": "FAILED",
+                            "input": {},
+                            "errorMessage": "Cannot read properties of undefined",
+                        }
+                    },
+                ],
+            },
+        },
     }
     record = engine_run(failedStep=None, steps=steps, flowVersion={"displayName": "Loop flow"})
     db, _ = load(tmp_path, [record])
@@ -166,8 +208,14 @@ def test_the_first_failed_step_is_found_inside_a_loop_iteration(tmp_path):
 
 
 def test_an_error_message_that_is_not_a_string_is_kept_as_json(tmp_path):
-    steps = {"step_1": {"type": "CODE", "status": "FAILED", "input": {},
-                        "errorMessage": {"message": "boom", "code": 500}}}
+    steps = {
+        "step_1": {
+            "type": "CODE",
+            "status": "FAILED",
+            "input": {},
+            "errorMessage": {"message": "boom", "code": 500},
+        }
+    }
     record = engine_run(failedStep=None, steps=steps)
     db, _ = load(tmp_path, [record])
     stored = run_row(db, record["id"])["error_message"]
@@ -182,6 +230,7 @@ def test_a_succeeded_run_has_no_failed_step(tmp_path):
 
 
 # ------------------------------------------------------------------ steps
+
 
 def test_steps_keep_execution_order_type_status_duration_and_payloads(tmp_path):
     record = engine_run()
@@ -198,8 +247,10 @@ def test_steps_keep_execution_order_type_status_duration_and_payloads(tmp_path):
 
 
 def test_step_order_is_execution_order_even_when_names_sort_differently(tmp_path):
-    steps = {name: {"type": "CODE", "status": "SUCCEEDED", "input": {}, "output": {"n": name}}
-             for name in ("trigger", "step_10", "step_2", "a_last", "step_1")}
+    steps = {
+        name: {"type": "CODE", "status": "SUCCEEDED", "input": {}, "output": {"n": name}}
+        for name in ("trigger", "step_10", "step_2", "a_last", "step_1")
+    }
     record = engine_run(failedStep=None, status="SUCCEEDED", steps=steps)
     db, _ = load(tmp_path, [record])
     assert [step["name"] for step in steps_of(db, record["id"])] == list(steps)
@@ -217,17 +268,30 @@ def test_steps_get_display_name_piece_and_action_from_the_flow_version(tmp_path)
 
 
 def test_loop_iterations_and_router_branches_keep_their_structure(tmp_path):
-    loop_output = {"item": "b", "index": 2, "iterations": [
-        {"step_2": {"type": "CODE", "status": "SUCCEEDED", "input": {"x": "a"}, "output": 1}},
-        {"step_2": {"type": "CODE", "status": "SUCCEEDED", "input": {"x": "b"}, "output": 2}}]}
-    router_output = {"branches": [{"branchName": "VIP", "branchIndex": 0, "evaluation": False},
-                                  {"branchName": "Otherwise", "branchIndex": 1,
-                                   "evaluation": True}]}
-    steps = {"trigger": {"type": "EMPTY", "status": "SUCCEEDED", "input": {}, "output": {}},
-             "step_1": {"type": "LOOP_ON_ITEMS", "status": "SUCCEEDED", "input": {},
-                        "output": loop_output},
-             "step_3": {"type": "ROUTER", "status": "SUCCEEDED", "input": {},
-                        "output": router_output}}
+    loop_output = {
+        "item": "b",
+        "index": 2,
+        "iterations": [
+            {"step_2": {"type": "CODE", "status": "SUCCEEDED", "input": {"x": "a"}, "output": 1}},
+            {"step_2": {"type": "CODE", "status": "SUCCEEDED", "input": {"x": "b"}, "output": 2}},
+        ],
+    }
+    router_output = {
+        "branches": [
+            {"branchName": "VIP", "branchIndex": 0, "evaluation": False},
+            {"branchName": "Otherwise", "branchIndex": 1, "evaluation": True},
+        ]
+    }
+    steps = {
+        "trigger": {"type": "EMPTY", "status": "SUCCEEDED", "input": {}, "output": {}},
+        "step_1": {
+            "type": "LOOP_ON_ITEMS",
+            "status": "SUCCEEDED",
+            "input": {},
+            "output": loop_output,
+        },
+        "step_3": {"type": "ROUTER", "status": "SUCCEEDED", "input": {}, "output": router_output},
+    }
     record = engine_run(status="SUCCEEDED", failedStep=None, steps=steps)
     db, _ = load(tmp_path, [record])
     by_name = {step["name"]: step for step in steps_of(db, record["id"])}
@@ -246,8 +310,14 @@ def test_an_agent_steps_timeline_blocks_stay_in_order(tmp_path):
 
 
 def test_unicode_in_payloads_survives(tmp_path):
-    steps = {"step_1": {"type": "CODE", "status": "SUCCEEDED", "input": {"name": "Zoë 東京 🚀"},
-                        "output": {"quote": "\"quoted\" \\ backslash\nnewline"}}}
+    steps = {
+        "step_1": {
+            "type": "CODE",
+            "status": "SUCCEEDED",
+            "input": {"name": "Zoë 東京 🚀"},
+            "output": {"quote": '"quoted" \\ backslash\nnewline'},
+        }
+    }
     record = engine_run(status="SUCCEEDED", failedStep=None, steps=steps)
     db, _ = load(tmp_path, [record])
     step = steps_of(db, record["id"])[0]
@@ -264,11 +334,15 @@ def test_purged_logs_leave_a_run_without_steps(tmp_path):
 
 # ------------------------------------------------------------------ statuses and test runs
 
+
 @pytest.mark.parametrize("spelling", ["name", "label", "lower"])
 def test_every_status_is_read_by_enum_name_or_label(tmp_path, spelling):
     def spell(run_status):
-        return {"name": run_status.name, "label": run_status.label,
-                "lower": run_status.label.lower()}[spelling]
+        return {
+            "name": run_status.name,
+            "label": run_status.label,
+            "lower": run_status.label.lower(),
+        }[spelling]
 
     records = [simple_run(f"r{n}", status=spell(s)) for n, s in enumerate(STATUSES)]
     db, summary = load(tmp_path, records)
@@ -278,8 +352,11 @@ def test_every_status_is_read_by_enum_name_or_label(tmp_path, spelling):
 
 
 def test_test_runs_are_counted_and_never_stored(tmp_path):
-    records = [simple_run("live"), simple_run("test-1", environment="TESTING"),
-               simple_run("test-2", environment="TESTING")]
+    records = [
+        simple_run("live"),
+        simple_run("test-1", environment="TESTING"),
+        simple_run("test-2", environment="TESTING"),
+    ]
     db, summary = load(tmp_path, records)
     assert summary.test_runs == 2 and summary.new == 1
     assert rows(db, "SELECT id FROM runs") == [("live",)]
@@ -289,26 +366,35 @@ def test_test_runs_are_counted_and_never_stored(tmp_path):
 # ------------------------------------------------------------------ rejected records
 
 BAD_RECORDS = {
-    "no id": ({"created": "2026-11-03T09:00:00Z", "status": "SUCCEEDED", "flowDisplayName": "F"},
-              "missing id"),
+    "no id": (
+        {"created": "2026-11-03T09:00:00Z", "status": "SUCCEEDED", "flowDisplayName": "F"},
+        "missing id",
+    ),
     "empty id": (simple_run(""), "missing id"),
     "id not text": (simple_run(["x"]), "id is not text"),
     "unknown status": (simple_run("s1", status="EXPLODED"), "unknown status"),
     "missing status": (simple_run("s2", status=None), "missing status"),
     "unparseable created": (simple_run("t1", created="yesterday-ish"), "unparseable timestamp"),
-    "unparseable finishTime": (simple_run("t2", finishTime="31/12/2026"),
-                               "unparseable timestamp in finishTime"),
+    "unparseable finishTime": (
+        simple_run("t2", finishTime="31/12/2026"),
+        "unparseable timestamp in finishTime",
+    ),
     "missing created": (simple_run("t3", created=None, startTime=None), "missing created"),
     "steps not an object": (simple_run("st1", steps=["trigger"]), "steps is not an object"),
     "a step not an object": (simple_run("st2", steps={"trigger": "ok"}), "is not an object"),
-    "finish before start": (simple_run("fb", startTime="2026-11-03T09:00:05Z",
-                                       finishTime="2026-11-03T09:00:01Z"),
-                            "finishTime is before startTime"),
-    "no flow name": ({"id": "nf", "created": "2026-11-03T09:00:00Z", "status": "SUCCEEDED"},
-                     "no flow name"),
+    "finish before start": (
+        simple_run("fb", startTime="2026-11-03T09:00:05Z", finishTime="2026-11-03T09:00:01Z"),
+        "finishTime is before startTime",
+    ),
+    "no flow name": (
+        {"id": "nf", "created": "2026-11-03T09:00:00Z", "status": "SUCCEEDED"},
+        "no flow name",
+    ),
     "tags not a list": (simple_run("tg", tags="vip"), "tags is not a list"),
-    "failedStep not an object": (simple_run("fs", failedStep="step_3"),
-                                 "failedStep is not an object"),
+    "failedStep not an object": (
+        simple_run("fs", failedStep="step_3"),
+        "failedStep is not an object",
+    ),
     "duration not a number": (older_run("du", duration="slow"), "duration is not a number"),
 }
 
@@ -333,8 +419,12 @@ def test_lines_that_are_not_json_or_not_objects_are_rejected_verbatim(tmp_path):
     db = tmp_path / "runs.duckdb"
     summary = ingest_paths(db, [write_text(tmp_path / "mixed.jsonl", text)])
     found = rows(db, "SELECT position, reason, raw FROM rejects ORDER BY position")
-    assert [(p, raw) for p, _, raw in found] == [(2, "{not json at all"), (3, "[1, 2, 3]"),
-                                                 (4, '"just a string"'), (5, "42")]
+    assert [(p, raw) for p, _, raw in found] == [
+        (2, "{not json at all"),
+        (3, "[1, 2, 3]"),
+        (4, '"just a string"'),
+        (5, "42"),
+    ]
     assert found[0][1].startswith("not valid JSON")
     assert all(reason.startswith("not a JSON object") for _, reason, _ in found[1:])
     # the same id twice in one file is one run

@@ -72,22 +72,45 @@ BANNER_CASES = [  # status, took ms, the banner the seed's wording gives
     ("SUCCEEDED", 832, "Run Succeeded - Started: Jun 12, 2026, 3:23 AM, Took: 832 milliseconds"),
     ("FAILED", 7_400, "Run Failed - Started: Jun 12, 2026, 3:23 AM, Took: 7.4 seconds"),
     ("TIMEOUT", 185_000, "Run Timeout - Started: Jun 12, 2026, 3:23 AM, Took: 3 minutes 5 seconds"),
-    ("QUOTA_EXCEEDED", 1,
-     "Run Quota Exceeded - Started: Jun 12, 2026, 3:23 AM, Took: 1 millisecond"),
-    ("MEMORY_LIMIT_EXCEEDED", 60_000,
-     "Run Memory Limit Exceeded - Started: Jun 12, 2026, 3:23 AM, Took: 1 minute"),
-    ("CANCELED", 7_440_000,
-     "Run Canceled - Started: Jun 12, 2026, 3:23 AM, Took: 2 hours 4 minutes"),
+    (
+        "QUOTA_EXCEEDED",
+        1,
+        "Run Quota Exceeded - Started: Jun 12, 2026, 3:23 AM, Took: 1 millisecond",
+    ),
+    (
+        "MEMORY_LIMIT_EXCEEDED",
+        60_000,
+        "Run Memory Limit Exceeded - Started: Jun 12, 2026, 3:23 AM, Took: 1 minute",
+    ),
+    (
+        "CANCELED",
+        7_440_000,
+        "Run Canceled - Started: Jun 12, 2026, 3:23 AM, Took: 2 hours 4 minutes",
+    ),
 ]
 UNFINISHED_CASES = [  # id, status, extra fields, now, the banner's tail
     ("running", "RUNNING", {}, STARTED + timedelta(minutes=5), "running for 5 minutes"),
-    ("queued", "QUEUED", {"startTime": None}, STARTED + timedelta(seconds=150),
-     "queued for 2 minutes 30 seconds"),
-    ("paused-delay", "PAUSED",
-     {"pauseMetadata": {"type": "DELAY", "resumeDateTime": "2026-06-12T04:00:00.000Z"}},
-     STARTED + timedelta(minutes=1), "resumes: Jun 12, 2026, 4:00 AM"),
-    ("paused-webhook", "PAUSED", {"pauseMetadata": {"type": "WEBHOOK"}},
-     STARTED + timedelta(minutes=1), "waiting for a webhook call"),
+    (
+        "queued",
+        "QUEUED",
+        {"startTime": None},
+        STARTED + timedelta(seconds=150),
+        "queued for 2 minutes 30 seconds",
+    ),
+    (
+        "paused-delay",
+        "PAUSED",
+        {"pauseMetadata": {"type": "DELAY", "resumeDateTime": "2026-06-12T04:00:00.000Z"}},
+        STARTED + timedelta(minutes=1),
+        "resumes: Jun 12, 2026, 4:00 AM",
+    ),
+    (
+        "paused-webhook",
+        "PAUSED",
+        {"pauseMetadata": {"type": "WEBHOOK"}},
+        STARTED + timedelta(minutes=1),
+        "waiting for a webhook call",
+    ),
 ]
 
 
@@ -101,21 +124,41 @@ def agent_secret_steps() -> dict:
 
 def all_records() -> list[dict]:
     records = [
-        *comparison_runs(), loop_run(), agent_failure_run(), secrets_run(), huge_run(),
-        purged_run(), purged_run("never-recorded", steps={}), older_run("old-1"),
-        loop_run("many-iterations", steps=loop_steps(iterations=130, failed_iteration=None),
-                 status="SUCCEEDED", failedStep=None),
+        *comparison_runs(),
+        loop_run(),
+        agent_failure_run(),
+        secrets_run(),
+        huge_run(),
+        purged_run(),
+        purged_run("never-recorded", steps={}),
+        older_run("old-1"),
+        loop_run(
+            "many-iterations",
+            steps=loop_steps(iterations=130, failed_iteration=None),
+            status="SUCCEEDED",
+            failedStep=None,
+        ),
         engine_run("agent-secret", flowId="fL0w-agent-secret", steps=agent_secret_steps()),
-        engine_run("no-catalog", flowId="fL0w-nocat", flowVersion={"id": "fV-nocat",
-                                                                  "displayName": "Bare"}),
+        engine_run(
+            "no-catalog", flowId="fL0w-nocat", flowVersion={"id": "fV-nocat", "displayName": "Bare"}
+        ),
     ]
     records += [timed_run(f"banner-{status}", status, took) for status, took, _ in BANNER_CASES]
-    records += [timed_run(f"banner-{name}", status, None, **fields)
-                for name, status, fields, _, _ in UNFINISHED_CASES]
+    records += [
+        timed_run(f"banner-{name}", status, None, **fields)
+        for name, status, fields, _, _ in UNFINISHED_CASES
+    ]
     records.append(timed_run("banner-running-late", "RUNNING", None, startTime=None))
-    records += [multiline_error_run(),
-                engine_run("timed-out", status="TIMEOUT", failedStep=None, flowId="fL0w-timeout",
-                           steps=succeeded_steps())]
+    records += [
+        multiline_error_run(),
+        engine_run(
+            "timed-out",
+            status="TIMEOUT",
+            failedStep=None,
+            flowId="fL0w-timeout",
+            steps=succeeded_steps(),
+        ),
+    ]
     return records
 
 
@@ -138,13 +181,15 @@ def load(con, run_id: str, mask: bool = True):
 
 # ------------------------------------------------------------------ steps in order
 
+
 def test_a_run_has_every_step_in_execution_order_with_its_type_status_and_time(con):
     run = load(con, FAILED_RUN)
     recorded = example_steps()
     assert [step.name for step in run.steps] == list(recorded)
     assert [step.position for step in run.steps] == list(range(len(recorded)))
     assert [(step.type, step.status, step.duration_ms) for step in run.steps] == [
-        (value["type"], value["status"], value["duration"]) for value in recorded.values()]
+        (value["type"], value["status"], value["duration"]) for value in recorded.values()
+    ]
     assert [step.kind for step in run.steps] == ["Trigger", "Code", "Run Agent", "Action"]
 
 
@@ -153,17 +198,29 @@ def test_step_titles_and_apps_come_from_the_flow_version(con):
     slack = run.find_step("step_3")
     settings = FLOW_VERSION["trigger"]["nextAction"]["nextAction"]["nextAction"]
     assert slack.title == settings["displayName"]
-    assert slack.app_action == (f"{settings['settings']['pieceName']} / "
-                                f"{settings['settings']['actionName']}")
+    assert slack.app_action == (
+        f"{settings['settings']['pieceName']} / {settings['settings']['actionName']}"
+    )
 
 
 def test_the_run_row_is_read_whole(con):
     run = load(con, FAILED_RUN)
     record = engine_run(FAILED_RUN)
-    assert (run.id, run.flow_name, run.flow_id, run.flow_version_id, run.project_id,
-            run.status) == (
-        record["id"], record["flowVersion"]["displayName"], record["flowId"],
-        record["flowVersionId"], record["projectId"], record["status"])
+    assert (
+        run.id,
+        run.flow_name,
+        run.flow_id,
+        run.flow_version_id,
+        run.project_id,
+        run.status,
+    ) == (
+        record["id"],
+        record["flowVersion"]["displayName"],
+        record["flowId"],
+        record["flowVersionId"],
+        record["projectId"],
+        record["status"],
+    )
     assert run.started_at == datetime.fromisoformat(record["created"][:-1])
     assert run.failed_step == record["failedStep"]["name"] and run.has_steps
 
@@ -171,8 +228,9 @@ def test_the_run_row_is_read_whole(con):
 def test_waterfall_bars_start_where_the_steps_before_them_ended(con):
     run = load(con, FAILED_RUN)
     durations = [value["duration"] for value in example_steps().values()]
-    assert [step.offset_ms for step in run.steps] == [sum(durations[:i])
-                                                      for i in range(len(durations))]
+    assert [step.offset_ms for step in run.steps] == [
+        sum(durations[:i]) for i in range(len(durations))
+    ]
 
 
 def test_an_unknown_id_is_no_run(con):
@@ -181,6 +239,7 @@ def test_an_unknown_id_is_no_run(con):
 
 
 # ------------------------------------------------------------------ inputs, outputs, errors
+
 
 def test_small_payloads_are_parsed_whole(con):
     step = load(con, FAILED_RUN, mask=False).find_step("step_1")
@@ -239,6 +298,7 @@ def test_a_succeeded_step_has_no_error(con):
 
 # ------------------------------------------------------------------ which step opens
 
+
 def test_a_failed_run_opens_on_its_failed_step(con):
     assert load(con, FAILED_RUN).default_step().name == engine_run()["failedStep"]["name"]
 
@@ -262,16 +322,20 @@ def test_a_step_failed_inside_a_loop_opens_its_loop(con):
 
 # ------------------------------------------------------------------ loops and routers
 
+
 def test_a_loop_shows_its_iterations_and_which_failed(con):
     loop_step = load(con, "loop-run").find_step("step_1")
     recorded = loop_steps()["step_1"]["output"]["iterations"]
     assert loop_step.kind == "Loop" and loop_step.loop.count == len(recorded)
     assert [iteration.number for iteration in loop_step.loop.shown] == [1, 2, 3]
     assert loop_step.loop.failed_iterations == tuple(
-        number for number, iteration in enumerate(recorded, 1)
-        if iteration["step_2"]["status"] == "FAILED")
+        number
+        for number, iteration in enumerate(recorded, 1)
+        if iteration["step_2"]["status"] == "FAILED"
+    )
     assert [iteration.duration_ms for iteration in loop_step.loop.shown] == [
-        iteration["step_2"]["duration"] for iteration in recorded]
+        iteration["step_2"]["duration"] for iteration in recorded
+    ]
     assert loop_step.children == frozenset({"step_2"})
 
 
@@ -286,7 +350,8 @@ def test_a_router_marks_the_branch_it_took(con):
     recorded = loop_steps()["step_3"]["output"]["branches"]
     assert router.kind == "Router"
     assert [(branch.name, branch.taken) for branch in router.branches] == [
-        (branch["branchName"], branch["evaluation"]) for branch in recorded]
+        (branch["branchName"], branch["evaluation"]) for branch in recorded
+    ]
 
 
 def test_other_step_states_are_kept_as_recorded(con):
@@ -294,6 +359,7 @@ def test_other_step_states_are_kept_as_recorded(con):
 
 
 # ------------------------------------------------------------------ Run Agent timeline
+
 
 def test_an_agent_timeline_lists_thoughts_and_tool_calls_in_order(con):
     step = load(con, FAILED_RUN).find_step("step_2")
@@ -303,18 +369,24 @@ def test_an_agent_timeline_lists_thoughts_and_tool_calls_in_order(con):
     model = example_steps()["step_2"]["input"]["aiProviderModel"]
     assert timeline.model == f"{model['provider']} / {model['model']}"
     assert [entry.kind for entry in timeline.entries] == [
-        "thought" if block["type"] == "MARKDOWN" else "tool_call" for block in blocks]
+        "thought" if block["type"] == "MARKDOWN" else "tool_call" for block in blocks
+    ]
     assert [entry.text for entry in timeline.entries if entry.kind == "thought"] == [
-        block["markdown"] for block in blocks if block["type"] == "MARKDOWN"]
+        block["markdown"] for block in blocks if block["type"] == "MARKDOWN"
+    ]
     assert timeline.structured_output == AGENT_OUTPUT["structuredOutput"]
 
 
 def test_a_tool_call_has_its_parameters_result_status_and_time(con):
-    call = next(entry for entry in load(con, FAILED_RUN).find_step("step_2").timeline.entries
-                if entry.kind == "tool_call")
+    call = next(
+        entry
+        for entry in load(con, FAILED_RUN).find_step("step_2").timeline.entries
+        if entry.kind == "tool_call"
+    )
     block = AGENT_OUTPUT["steps"][1]
-    took = (datetime.fromisoformat(block["endTime"][:-1])
-            - datetime.fromisoformat(block["startTime"][:-1]))
+    took = datetime.fromisoformat(block["endTime"][:-1]) - datetime.fromisoformat(
+        block["startTime"][:-1]
+    )
     assert (call.tool_name, call.tool_type) == (block["toolName"], block["toolCallType"])
     assert call.params == block["input"] and call.resolved == block["output"]["resolvedInput"]
     assert call.output == block["output"]["output"] and call.error is None
@@ -343,9 +415,12 @@ def test_agent_output_without_the_flow_version_still_gives_a_timeline(con):
 
 # ------------------------------------------------------------------ masking
 
+
 def shown_text(step) -> str:
-    return json.dumps([step.input.value, step.output.value, step.error.headline,
-                       step.error.detail.value], ensure_ascii=False)
+    return json.dumps(
+        [step.input.value, step.output.value, step.error.headline, step.error.detail.value],
+        ensure_ascii=False,
+    )
 
 
 def test_secrets_are_masked_by_default(con, monkeypatch):
@@ -398,9 +473,16 @@ def test_agent_timeline_masks_are_counted_once(con):
 
 def test_a_tally_counts_each_value_it_hides():
     tally = MaskTally()
-    masked = tally.value({"api_key": "k-1", "url": "https://x.example/?sig=abc&page=2",
-                          "note": "Bearer abc123XYZ789def and sk-proj-ABCDEFGHIJKLMNOP1234",
-                          "token_type": "Bearer", "empty_password": "", "user": "ana"})
+    masked = tally.value(
+        {
+            "api_key": "k-1",
+            "url": "https://x.example/?sig=abc&page=2",
+            "note": "Bearer abc123XYZ789def and sk-proj-ABCDEFGHIJKLMNOP1234",
+            "token_type": "Bearer",
+            "empty_password": "",
+            "user": "ana",
+        }
+    )
     assert tally.hits == 4 and masked["user"] == "ana" and masked["empty_password"] == ""
     quiet = MaskTally()
     assert quiet.text("Token expired for this user") == "Token expired for this user"
@@ -426,8 +508,10 @@ def test_masking_off_shows_every_value_as_recorded(con, monkeypatch):
 
 def test_agent_timelines_are_masked_too(con):
     timeline = load(con, "agent-secret").find_step("step_2").timeline
-    shown = json.dumps([[entry.text, entry.params, entry.resolved] for entry in timeline.entries],
-                       ensure_ascii=False)
+    shown = json.dumps(
+        [[entry.text, entry.params, entry.resolved] for entry in timeline.entries],
+        ensure_ascii=False,
+    )
     assert SECRETS["api_key"] not in shown and SECRETS["bearer"] not in shown and MASK in shown
     plain = load(con, "agent-secret", mask=False).find_step("step_2").timeline
     assert plain.entries[1].params == agent_secret_steps()["step_2"]["output"]["steps"][1]["input"]
@@ -438,33 +522,54 @@ def test_a_purged_runs_error_message_is_masked(con):
     assert SECRETS["bearer"] in load(con, "purged-run", mask=False).error_message
 
 
-@pytest.mark.parametrize("key", ["Authorization", "X-Api-Key", "api_key", "clientSecret",
-                                 "refresh_token", "password", "Set-Cookie", "cookies",
-                                 "aws_secret_access_key", "credentials"])
+@pytest.mark.parametrize(
+    "key",
+    [
+        "Authorization",
+        "X-Api-Key",
+        "api_key",
+        "clientSecret",
+        "refresh_token",
+        "password",
+        "Set-Cookie",
+        "cookies",
+        "aws_secret_access_key",
+        "credentials",
+    ],
+)
 def test_keys_that_name_secrets(key):
     assert is_secret_key(key)
 
 
-@pytest.mark.parametrize("key", ["name", "max_tokens", "token_type", "username", "keywords",
-                                 "expires_in"])
+@pytest.mark.parametrize(
+    "key", ["name", "max_tokens", "token_type", "username", "keywords", "expires_in"]
+)
 def test_keys_that_do_not_name_secrets(key):
     assert not is_secret_key(key)
 
 
-@pytest.mark.parametrize("text, secret", [
-    ("Authorization: Bearer abc123XYZ789def", "abc123XYZ789def"),
-    ("Basic dXNlcjpwYXNzd29yZA==", "dXNlcjpwYXNzd29yZA=="),
-    ("GET https://x.example/v1?api_key=QK7x9sLm2Yp&page=2", "QK7x9sLm2Yp"),
-    ("key sk-proj-ABCDEFGHIJKLMNOP1234", "sk-proj-ABCDEFGHIJKLMNOP1234"),
-    ("slack xoxb-1234567890-abcdef", "xoxb-1234567890-abcdef"),
-])
+@pytest.mark.parametrize(
+    "text, secret",
+    [
+        ("Authorization: Bearer abc123XYZ789def", "abc123XYZ789def"),
+        ("Basic dXNlcjpwYXNzd29yZA==", "dXNlcjpwYXNzd29yZA=="),
+        ("GET https://x.example/v1?api_key=QK7x9sLm2Yp&page=2", "QK7x9sLm2Yp"),
+        ("key sk-proj-ABCDEFGHIJKLMNOP1234", "sk-proj-ABCDEFGHIJKLMNOP1234"),
+        ("slack xoxb-1234567890-abcdef", "xoxb-1234567890-abcdef"),
+    ],
+)
 def test_credential_shaped_text_is_masked_anywhere(text, secret):
     assert secret not in mask_text(text) and MASK in mask_text(text)
 
 
 def test_secrets_in_json_a_string_holds_are_masked_and_the_rest_kept():
-    body = json.dumps({"client_id": "app-1", "api_key": "k-77", "inner": json.dumps(
-        {"password": 'p"w\\d', "user": "ana"})})
+    body = json.dumps(
+        {
+            "client_id": "app-1",
+            "api_key": "k-77",
+            "inner": json.dumps({"password": 'p"w\\d', "user": "ana"}),
+        }
+    )
     masked = mask_secrets({"body": body, "plain": '{"name": "x", "note": "say \\"hi\\""}'})
     outer = json.loads(masked["body"])
     assert outer["api_key"] == MASK and outer["client_id"] == "app-1"
@@ -484,32 +589,38 @@ def test_secrets_in_json_a_string_holds_are_masked_in_json_text_which_stays_json
 def test_an_escaped_secret_cut_by_the_end_of_a_preview_is_masked(cut):
     text = json.dumps({"body": json.dumps({"client_secret": "cs_live_Zq81wPx", "n": 1})})
     start = text.index("cs_live")
-    assert mask_json_preview(text[:start + cut]) == text[:start] + MASK + '\\"'
-    assert mask_json_preview(text[:start + cut] + "\\") == text[:start] + MASK + '\\"'
+    assert mask_json_preview(text[: start + cut]) == text[:start] + MASK + '\\"'
+    assert mask_json_preview(text[: start + cut] + "\\") == text[:start] + MASK + '\\"'
 
 
-@pytest.mark.parametrize("text, secret", [
-    ("refresh_token=rt-77aa-kk&grant_type=refresh_token", "rt-77aa-kk"),
-    ("grant_type=client_credentials&client_secret=cs_live_Zq81", "cs_live_Zq81"),
-    ("retrying with password=hunter2-Pa55 in the body", "hunter2-Pa55"),
-])
+@pytest.mark.parametrize(
+    "text, secret",
+    [
+        ("refresh_token=rt-77aa-kk&grant_type=refresh_token", "rt-77aa-kk"),
+        ("grant_type=client_credentials&client_secret=cs_live_Zq81", "cs_live_Zq81"),
+        ("retrying with password=hunter2-Pa55 in the body", "hunter2-Pa55"),
+    ],
+)
 def test_form_encoded_secrets_are_masked(text, secret):
     shown = mask_text(text)
     assert secret not in shown and MASK in shown
     assert shown.replace(MASK, secret) == text
 
 
-@pytest.mark.parametrize("text", ["Token expired for this user", "Basic information is missing",
-                                  "page=2&sort=asc"])
+@pytest.mark.parametrize(
+    "text", ["Token expired for this user", "Basic information is missing", "page=2&sort=asc"]
+)
 def test_ordinary_words_after_auth_scheme_names_are_kept(text):
     assert mask_text(text) == text
 
 
 # ------------------------------------------------------------------ huge payloads
 
+
 def stored(con, run_id: str, position: int, column: str) -> str:
-    return con.execute(f"SELECT {column} FROM run_steps WHERE run_id = ? AND position = ?",
-                       [run_id, position]).fetchall()[0][0]
+    return con.execute(
+        f"SELECT {column} FROM run_steps WHERE run_id = ? AND position = ?", [run_id, position]
+    ).fetchall()[0][0]
 
 
 def test_a_multi_megabyte_output_is_cut_with_its_size_and_read_whole_for_download(con):
@@ -546,10 +657,13 @@ def test_a_cut_payload_is_masked_in_its_preview_and_its_download(con):
 def test_a_download_reads_input_and_error_too_and_only_payload_columns(con):
     recorded = engine_run()["steps"]["step_3"]
     step = load(con, FAILED_RUN).find_step("step_3")
-    assert json.loads(payload_download(con, FAILED_RUN, step.position, "input", mask=False)) \
+    assert (
+        json.loads(payload_download(con, FAILED_RUN, step.position, "input", mask=False))
         == recorded["input"]
-    assert json.loads(payload_download(con, FAILED_RUN, step.position, "error", mask=False)) \
-        == json.loads(SLACK_ERROR)
+    )
+    assert json.loads(
+        payload_download(con, FAILED_RUN, step.position, "error", mask=False)
+    ) == json.loads(SLACK_ERROR)
     with pytest.raises(ValueError, match="no payload column 'name'"):
         payload_download(con, FAILED_RUN, step.position, "name", mask=False)
 
@@ -562,9 +676,19 @@ def test_a_download_of_a_step_no_longer_stored_says_so(con):
 def test_a_secret_cut_by_the_end_of_the_preview_is_still_masked(db, monkeypatch):
     monkeypatch.setenv("RUNS_PAYLOAD_PREVIEW_KB", "1")
     output = {"filler": "a" * 900, "password": "p" * 400 + "TAIL"}
-    run = engine_run("cut-secret", flowId="fL0w-cut", steps={
-        "step_1": {"type": "CODE", "status": "SUCCEEDED", "duration": 1, "input": {},
-                   "output": output}})
+    run = engine_run(
+        "cut-secret",
+        flowId="fL0w-cut",
+        steps={
+            "step_1": {
+                "type": "CODE",
+                "status": "SUCCEEDED",
+                "duration": 1,
+                "input": {},
+                "output": output,
+            }
+        },
+    )
     path = build_run_db(db.parent / "cut.duckdb", [run])
     with open_db(path, read_only=True) as connection:
         payload = load(connection, "cut-secret").find_step("step_1").output
@@ -577,8 +701,12 @@ def test_a_secret_cut_by_the_end_of_the_preview_is_still_masked(db, monkeypatch)
 
 CUT_KB = 1  # every run below is read with previews of 1,024 bytes
 TOKEN = "Zq81TokenBodyQw7" + "k" * 40  # a credential's characters, found nowhere else
-CREDENTIALS = {"bearer": "Bearer " + TOKEN, "sk": "sk-proj-" + TOKEN, "github": "ghp_" + TOKEN,
-               "jwt": "eyJhbGciOi.eyJzdWIiOi." + TOKEN}
+CREDENTIALS = {
+    "bearer": "Bearer " + TOKEN,
+    "sk": "sk-proj-" + TOKEN,
+    "github": "ghp_" + TOKEN,
+    "jwt": "eyJhbGciOi.eyJzdWIiOi." + TOKEN,
+}
 CUT_OFFSETS = [-3, 0, 1, 3, 5, 6, 12, 30]  # where the cut falls, from the credential's start
 
 
@@ -598,22 +726,37 @@ def cut_records() -> list[dict]:
     records = []
     for name, credential in CREDENTIALS.items():
         for offset in CUT_OFFSETS:
-            records.append(one_step_run(f"cut-{name}-{offset}",
-                                        output_cut_at("note", credential, offset)))
+            records.append(
+                one_step_run(f"cut-{name}-{offset}", output_cut_at("note", credential, offset))
+            )
     for offset in CUT_OFFSETS[1:]:
-        records.append(one_step_run(f"cut-password-{offset}",
-                                    output_cut_at("password", TOKEN, offset)))
+        records.append(
+            one_step_run(f"cut-password-{offset}", output_cut_at("password", TOKEN, offset))
+        )
         # an escaped quote inside the value: the end of the preview is not where a string opens
         escaped = 'say \\"' + TOKEN + '\\" now'
-        records.append(one_step_run(f"cut-escaped-{offset}",
-                                    output_cut_at("password", escaped, offset + 6)))
+        records.append(
+            one_step_run(f"cut-escaped-{offset}", output_cut_at("password", escaped, offset + 6))
+        )
     return records
 
 
 def one_step_run(run_id: str, output: dict) -> dict:
-    return engine_run(run_id, flowId="fL0w-cut", status="SUCCEEDED", failedStep=None, steps={
-        "step_1": {"type": "CODE", "status": "SUCCEEDED", "duration": 1, "input": {},
-                   "output": output}})
+    return engine_run(
+        run_id,
+        flowId="fL0w-cut",
+        status="SUCCEEDED",
+        failedStep=None,
+        steps={
+            "step_1": {
+                "type": "CODE",
+                "status": "SUCCEEDED",
+                "duration": 1,
+                "input": {},
+                "output": output,
+            }
+        },
+    )
 
 
 @pytest.fixture(scope="module")
@@ -663,17 +806,71 @@ def plain_json_preview(text: str) -> tuple[str, int]:
     return masking._JSON_SECRET_TAIL.sub(tally._pair, text), tally.hits
 
 
-PIECES = ['"', "\\", ":", " ", "\n", "a", "K", '"password"', '"api_key"', '"name"', ': "',
-          '"token": "', "Bearer ", "abcdefgh12", "sk-", "ABCDEFGHIJKLMNOPQRST",
-          "eyJabcdef.eyJabcdef.xyz", "?sig=", "&x=1", "xoxb-1234567890", "ghp_" + "a" * 20,
-          "AKIA" + "B" * 16, "Token", '\\"', "pass", "word", "_", "-", "{", "}", ",", "é",
-          '\\"api_key\\": \\"', '\\"token\\":\\"', '\\\\', "client_secret=", "=abc", "&",
-          # the shapes of runs_store.services.secret_patterns and header lines
-          "sk_live_", "rk_test_", "AIza" + "x" * 35, "npm_" + "n" * 36, "postgres://u:", "pw@h",
-          ":\\/\\/", "@", "/", "-----BEGIN RSA PRIVATE KEY-----", "-----END RSA PRIVATE KEY-----",
-          "\\n", "\\r\\n", "\r\n", "hooks.slack.com/services/", "/:_authToken=", "Cookie: ",
-          "x-api-key:", "Authorization: ", '["X-Api-Key", "', 'abc"]', '[\\"token\\", \\"', "]",
-          "["]
+PIECES = [
+    '"',
+    "\\",
+    ":",
+    " ",
+    "\n",
+    "a",
+    "K",
+    '"password"',
+    '"api_key"',
+    '"name"',
+    ': "',
+    '"token": "',
+    "Bearer ",
+    "abcdefgh12",
+    "sk-",
+    "ABCDEFGHIJKLMNOPQRST",
+    "eyJabcdef.eyJabcdef.xyz",
+    "?sig=",
+    "&x=1",
+    "xoxb-1234567890",
+    "ghp_" + "a" * 20,
+    "AKIA" + "B" * 16,
+    "Token",
+    '\\"',
+    "pass",
+    "word",
+    "_",
+    "-",
+    "{",
+    "}",
+    ",",
+    "é",
+    '\\"api_key\\": \\"',
+    '\\"token\\":\\"',
+    "\\\\",
+    "client_secret=",
+    "=abc",
+    "&",
+    # the shapes of runs_store.services.secret_patterns and header lines
+    "sk_live_",
+    "rk_test_",
+    "AIza" + "x" * 35,
+    "npm_" + "n" * 36,
+    "postgres://u:",
+    "pw@h",
+    ":\\/\\/",
+    "@",
+    "/",
+    "-----BEGIN RSA PRIVATE KEY-----",
+    "-----END RSA PRIVATE KEY-----",
+    "\\n",
+    "\\r\\n",
+    "\r\n",
+    "hooks.slack.com/services/",
+    "/:_authToken=",
+    "Cookie: ",
+    "x-api-key:",
+    "Authorization: ",
+    '["X-Api-Key", "',
+    'abc"]',
+    '[\\"token\\", \\"',
+    "]",
+    "[",
+]
 
 
 def test_masking_shortcuts_hide_exactly_what_whole_text_scans_hide():
@@ -689,15 +886,42 @@ def test_masking_shortcuts_hide_exactly_what_whole_text_scans_hide():
     assert mask_json_text('{"api_key": "k-1", "n": "x"}') == '{"api_key": "' + MASK + '", "n": "x"}'
 
 
-KEYS = ["id", "name", "value", "url", "note", "api_key", "Api-Key", "pass\nword", "max_tokens",
-        "header", "K"]
-TEXTS = ["ana", "Authorization", "Bearer abc123XYZ789def", "https://x.example/?sig=abc&page=2",
-         "line\nbreak", 'quote " inside', "é", "sk-proj-ABCDEFGHIJKLMNOP1234", "", "X-Api-Key",
-         '{"api_key": "k-2", "n": 1}', "client_secret=abc&x=1", '{"name": "token"}',
-         "postgres://app:pw@db/shop", "GET /\r\nCookie: sid=1",
-         "-----BEGIN PRIVATE KEY-----\nMIIB\n-----END PRIVATE KEY-----", "rk_live_" + "r" * 24,
-         "AIza" + "g" * 35, "npm_" + "n" * 36,
-         "https://hooks.slack.com/services/T1/B2/xyz", "//r.example/:_authToken=abc"]
+KEYS = [
+    "id",
+    "name",
+    "value",
+    "url",
+    "note",
+    "api_key",
+    "Api-Key",
+    "pass\nword",
+    "max_tokens",
+    "header",
+    "K",
+]
+TEXTS = [
+    "ana",
+    "Authorization",
+    "Bearer abc123XYZ789def",
+    "https://x.example/?sig=abc&page=2",
+    "line\nbreak",
+    'quote " inside',
+    "é",
+    "sk-proj-ABCDEFGHIJKLMNOP1234",
+    "",
+    "X-Api-Key",
+    '{"api_key": "k-2", "n": 1}',
+    "client_secret=abc&x=1",
+    '{"name": "token"}',
+    "postgres://app:pw@db/shop",
+    "GET /\r\nCookie: sid=1",
+    "-----BEGIN PRIVATE KEY-----\nMIIB\n-----END PRIVATE KEY-----",
+    "rk_live_" + "r" * 24,
+    "AIza" + "g" * 35,
+    "npm_" + "n" * 36,
+    "https://hooks.slack.com/services/T1/B2/xyz",
+    "//r.example/:_authToken=abc",
+]
 
 
 def random_value(rng: random.Random, depth: int = 0):
@@ -736,6 +960,7 @@ def test_loops_and_agents_are_read_even_when_their_output_is_cut(db, monkeypatch
 
 # ------------------------------------------------------------------ purged step data
 
+
 @pytest.mark.parametrize("run_id", ["purged-run", "never-recorded"])
 def test_a_run_without_step_data_still_loads_its_run(con, run_id):
     run = load(con, run_id)
@@ -747,6 +972,7 @@ def test_a_run_without_step_data_still_loads_its_run(con, run_id):
 
 # ------------------------------------------------------------------ the banner
 
+
 @pytest.mark.parametrize("status, took_ms, expected", BANNER_CASES)
 def test_the_banner_says_status_start_and_time_taken(con, status, took_ms, expected):
     run = load(con, f"banner-{status}")
@@ -757,14 +983,17 @@ def test_the_banner_says_status_start_and_time_taken(con, status, took_ms, expec
 def test_the_banner_start_is_in_the_users_timezone(con):
     run = load(con, "banner-SUCCEEDED")
     assert banner_line(run, zone("Europe/Paris"), datetime(2026, 7, 1)).startswith(
-        "Run Succeeded - Started: Jun 12, 2026, 5:23 AM, Took: ")
-    assert "Jun 11, 2026, 11:23 PM" in banner_line(run, zone("America/New_York"),
-                                                    datetime(2026, 7, 1))
+        "Run Succeeded - Started: Jun 12, 2026, 5:23 AM, Took: "
+    )
+    assert "Jun 11, 2026, 11:23 PM" in banner_line(
+        run, zone("America/New_York"), datetime(2026, 7, 1)
+    )
 
 
 @pytest.mark.parametrize("name, status, fields, now, tail", UNFINISHED_CASES)
-def test_an_unfinished_run_says_how_long_it_has_waited_or_when_it_resumes(con, name, status,
-                                                                          fields, now, tail):
+def test_an_unfinished_run_says_how_long_it_has_waited_or_when_it_resumes(
+    con, name, status, fields, now, tail
+):
     run = load(con, f"banner-{name}")
     label = {"RUNNING": "Running", "QUEUED": "Queued", "PAUSED": "Paused"}[status]
     assert banner_line(run, UTC, now) == f"Run {label} - Started: Jun 12, 2026, 3:23 AM, {tail}"
@@ -773,7 +1002,8 @@ def test_an_unfinished_run_says_how_long_it_has_waited_or_when_it_resumes(con, n
 def test_a_running_run_without_a_start_time_counts_from_its_creation(con):
     run = load(con, "banner-running-late")
     assert banner_line(run, UTC, STARTED + timedelta(seconds=90)).endswith(
-        "running for 1 minute 30 seconds")
+        "running for 1 minute 30 seconds"
+    )
 
 
 def test_a_clock_behind_the_start_says_only_running(con):
@@ -784,16 +1014,20 @@ def test_a_clock_behind_the_start_says_only_running(con):
 def test_a_finished_run_without_a_duration_says_no_time(con):
     run = replace(load(con, "banner-SUCCEEDED"), duration_ms=None)
     assert banner_line(run, UTC, datetime(2026, 7, 1)) == (
-        "Run Succeeded - Started: Jun 12, 2026, 3:23 AM")
+        "Run Succeeded - Started: Jun 12, 2026, 3:23 AM"
+    )
 
 
 # ------------------------------------------------------------------ Edit flow
 
+
 def test_the_edit_flow_link_fills_in_the_flow_and_its_version(con):
     run = load(con, FAILED_RUN)
     url = edit_flow_url("https://cloud.example.com/flows/{flow_id}?version={flow_version_id}", run)
-    assert url == (f"https://cloud.example.com/flows/{engine_run()['flowId']}"
-                   f"?version={engine_run()['flowVersionId']}")
+    assert url == (
+        f"https://cloud.example.com/flows/{engine_run()['flowId']}"
+        f"?version={engine_run()['flowVersionId']}"
+    )
 
 
 def test_edit_flow_link_values_are_url_encoded(con):
@@ -802,12 +1036,15 @@ def test_edit_flow_link_values_are_url_encoded(con):
     assert url == "https://x.example/f/a%2Fb%3Fc%3Dd%26e"
 
 
-@pytest.mark.parametrize("template, reason", [
-    ("https://x.example/{flow}", "{flow}"),
-    ("https://x.example/{flow_id", "not a valid template"),
-    ("javascript:alert({flow_id})", "http"),
-    ("/flows/{flow_id}", "http"),
-])
+@pytest.mark.parametrize(
+    "template, reason",
+    [
+        ("https://x.example/{flow}", "{flow}"),
+        ("https://x.example/{flow_id", "not a valid template"),
+        ("javascript:alert({flow_id})", "http"),
+        ("/flows/{flow_id}", "http"),
+    ],
+)
 def test_a_bad_edit_flow_template_says_why(con, template, reason):
     with pytest.raises(EditLinkError, match=reason.replace("{", r"\{").replace("}", r"\}")):
         edit_flow_url(template, load(con, FAILED_RUN))
@@ -822,6 +1059,7 @@ def test_edit_flow_needs_the_ids_the_template_uses(con):
 
 # ------------------------------------------------------------------ compare with last success
 
+
 def test_compare_picks_the_nearest_earlier_successful_run_of_the_same_flow_with_steps(con):
     comparison = compare_with_last_success(con, FAILED_RUN)
     assert comparison.other_id == "ok-near" and comparison.before
@@ -832,20 +1070,26 @@ def test_compare_lists_each_step_with_its_status_and_duration_then_and_now(con):
     comparison = compare_with_last_success(con, FAILED_RUN)
     now, then = example_steps(), next(r for r in comparison_runs() if r["id"] == "ok-near")["steps"]
     assert [change.name for change in comparison.steps] == list(now)
-    assert [(c.status_then, c.status_now, c.duration_then, c.duration_now)
-            for c in comparison.steps] == [
+    assert [
+        (c.status_then, c.status_now, c.duration_then, c.duration_now) for c in comparison.steps
+    ] == [
         (then[name]["status"], now[name]["status"], then[name]["duration"], now[name]["duration"])
-        for name in now]
+        for name in now
+    ]
 
 
 def test_compare_says_which_steps_changed_status_and_output(con):
     comparison = compare_with_last_success(con, FAILED_RUN)
     now, then = example_steps(), next(r for r in comparison_runs() if r["id"] == "ok-near")["steps"]
     assert [c.name for c in comparison.status_changes] == [
-        name for name in now if now[name]["status"] != then[name]["status"]]
+        name for name in now if now[name]["status"] != then[name]["status"]
+    ]
     assert [c.name for c in comparison.output_changes] == [
-        name for name in now if (now[name].get("output"), now[name].get("errorMessage"))
-        != (then[name].get("output"), then[name].get("errorMessage"))]
+        name
+        for name in now
+        if (now[name].get("output"), now[name].get("errorMessage"))
+        != (then[name].get("output"), then[name].get("errorMessage"))
+    ]
     step_1 = next(c for c in comparison.steps if c.name == "step_1")
     assert step_1.duration_change_ms == now["step_1"]["duration"] - then["step_1"]["duration"]
 
@@ -864,9 +1108,20 @@ def test_a_step_missing_from_the_other_run_shows_as_not_run(db):
     failed = engine_run("cmp-now", flowId="fL0w-cmp")
     steps = example_steps()
     del steps["step_3"]
-    path = build_run_db(db.parent / "cmp.duckdb", [
-        failed, engine_run("cmp-then", created="2026-11-01T00:00:00.000Z", status="SUCCEEDED",
-                           flowId="fL0w-cmp", failedStep=None, steps=steps)])
+    path = build_run_db(
+        db.parent / "cmp.duckdb",
+        [
+            failed,
+            engine_run(
+                "cmp-then",
+                created="2026-11-01T00:00:00.000Z",
+                status="SUCCEEDED",
+                flowId="fL0w-cmp",
+                failedStep=None,
+                steps=steps,
+            ),
+        ],
+    )
     with open_db(path, read_only=True) as connection:
         comparison = compare_with_last_success(connection, "cmp-now")
     step_3 = next(c for c in comparison.steps if c.name == "step_3")

@@ -45,39 +45,86 @@ from runs_store.store.database import open_db
 
 PAGE = "pages/run.py"
 MASK = "••••••"  # what a masked value reads as on screen
-BADGES = {"SUCCEEDED": ":green-badge[Succeeded]", "FAILED": ":red-badge[Failed]",
-          "PAUSED": ":gray-badge[Paused]"}
+BADGES = {
+    "SUCCEEDED": ":green-badge[Succeeded]",
+    "FAILED": ":red-badge[Failed]",
+    "PAUSED": ":gray-badge[Paused]",
+}
 STEP_TIMES = {0: "0 ms", 41: "41 ms", 5120: "5.1 s", 312: "312 ms"}  # the seed's "263 ms" form
 # status: (box, took ms, the words for it, who to contact, the seed's meaning in part)
 BANNERS = {
     "SUCCEEDED": ("success", 832, "832 milliseconds", None, None),
     "FAILED": ("error", 7_400, "7.4 seconds", None, None),
     "CANCELED": ("warning", 185_000, "3 minutes 5 seconds", None, None),
-    "QUOTA_EXCEEDED": ("error", 1_000, "1 second", "contact Sales",
-                       "no AI Workflow Runs available in the current period"),
-    "TIMEOUT": ("error", 3_600_000, "1 hour", "contact Support",
-                "exceeded the maximum allowed execution time"),
-    "INTERNAL_ERROR": ("error", 45, "45 milliseconds", "contact Support",
-                       "unexpected system error"),
-    "MEMORY_LIMIT_EXCEEDED": ("error", 2_500, "2.5 seconds", "contact Support",
-                              "used more memory than the allowed limit"),
-    "LOG_SIZE_EXCEEDED": ("error", 61_000, "1 minute 1 second", "contact Support",
-                          "produced more log data than the allowed limit"),
+    "QUOTA_EXCEEDED": (
+        "error",
+        1_000,
+        "1 second",
+        "contact Sales",
+        "no AI Workflow Runs available in the current period",
+    ),
+    "TIMEOUT": (
+        "error",
+        3_600_000,
+        "1 hour",
+        "contact Support",
+        "exceeded the maximum allowed execution time",
+    ),
+    "INTERNAL_ERROR": (
+        "error",
+        45,
+        "45 milliseconds",
+        "contact Support",
+        "unexpected system error",
+    ),
+    "MEMORY_LIMIT_EXCEEDED": (
+        "error",
+        2_500,
+        "2.5 seconds",
+        "contact Support",
+        "used more memory than the allowed limit",
+    ),
+    "LOG_SIZE_EXCEEDED": (
+        "error",
+        61_000,
+        "1 minute 1 second",
+        "contact Support",
+        "produced more log data than the allowed limit",
+    ),
     "QUEUED": ("info", None, "queued for", "contact Support", "waiting in the queue to start"),
     "RUNNING": ("info", None, "running for", None, None),
 }
-LABELS = {"SUCCEEDED": "Succeeded", "FAILED": "Failed", "CANCELED": "Canceled",
-          "QUOTA_EXCEEDED": "Quota Exceeded", "TIMEOUT": "Timeout",
-          "INTERNAL_ERROR": "Internal Error", "MEMORY_LIMIT_EXCEEDED": "Memory Limit Exceeded",
-          "LOG_SIZE_EXCEEDED": "Log Size Exceeded", "QUEUED": "Queued", "RUNNING": "Running"}
+LABELS = {
+    "SUCCEEDED": "Succeeded",
+    "FAILED": "Failed",
+    "CANCELED": "Canceled",
+    "QUOTA_EXCEEDED": "Quota Exceeded",
+    "TIMEOUT": "Timeout",
+    "INTERNAL_ERROR": "Internal Error",
+    "MEMORY_LIMIT_EXCEEDED": "Memory Limit Exceeded",
+    "LOG_SIZE_EXCEEDED": "Log Size Exceeded",
+    "QUEUED": "Queued",
+    "RUNNING": "Running",
+}
 
 
 def all_records() -> list[dict]:
-    records = [*comparison_runs(), loop_run(), agent_failure_run(), secrets_run(), huge_run(),
-               purged_run(), xss_run(), multiline_error_run()]
-    return records + [timed_run(f"banner-{status}", status, took, **(
-        {"startTime": None} if status == "QUEUED" else {}))
-        for status, (_, took, _, _, _) in BANNERS.items()]
+    records = [
+        *comparison_runs(),
+        loop_run(),
+        agent_failure_run(),
+        secrets_run(),
+        huge_run(),
+        purged_run(),
+        xss_run(),
+        multiline_error_run(),
+    ]
+    return records + [
+        timed_run(
+            f"banner-{status}", status, took, **({"startTime": None} if status == "QUEUED" else {})
+        )
+        for status, (_, took, _, _, _) in BANNERS.items()
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -114,6 +161,7 @@ def rerun(at):
 
 # ------------------------------------------------------------------ reading the page
 
+
 def unescape(body: str) -> str:
     """Markdown as a reader sees it: backslash escapes removed, hard breaks as newlines, and
     addresses shown as code (pages/common/text.py) as their text (see markdown_text)."""
@@ -126,8 +174,17 @@ def nodes(at):
 
 RUNS_PAGE_URL = ""  # the Runs page is the default page: Streamlit serves it at /
 
-MARKDOWN_TYPES = ("markdown", "caption", "error", "warning", "info", "success", "subheader",
-                  "header", "title")
+MARKDOWN_TYPES = (
+    "markdown",
+    "caption",
+    "error",
+    "warning",
+    "info",
+    "success",
+    "subheader",
+    "header",
+    "title",
+)
 TEXT_TYPES = ("text", "code", "json")  # shown verbatim, never read as markdown or HTML
 
 
@@ -147,15 +204,16 @@ def step_list(at):
 
 def details(at):
     """The right half: the first column holding the selected step's "#### " title."""
-    return next(column for column in at.columns
-                if any(m.value.startswith("#### ") for m in column.markdown))
+    return next(
+        column for column in at.columns if any(m.value.startswith("#### ") for m in column.markdown)
+    )
 
 
 def step_rows(at) -> list[list]:
     """The step list's rows: each row's four columns (name, kind, badge, time)."""
     columns = list(step_list(at).get("column"))
     assert len(columns) % 4 == 0, "every step row should have four columns"
-    return [columns[i:i + 4] for i in range(0, len(columns), 4)]
+    return [columns[i : i + 4] for i in range(0, len(columns), 4)]
 
 
 def masked_notes(at) -> list[str]:
@@ -198,6 +256,7 @@ def page_link(at, label: str):
 
 # ------------------------------------------------------------------ banner
 
+
 @pytest.mark.parametrize("status", list(BANNERS))
 def test_the_banner_says_status_start_and_time_taken_in_its_status_colour(status):
     box, took, words, *_ = BANNERS[status]
@@ -237,6 +296,7 @@ def test_the_banner_names_the_run_its_flow_and_its_version():
 
 # ------------------------------------------------------------------ steps
 
+
 def test_every_step_is_listed_in_order_with_its_badge_and_time():
     at = open_run({"id": FAILED_RUN})
     recorded, titles = example_steps(), catalog_titles()
@@ -260,7 +320,8 @@ def test_each_step_row_is_a_table_row_of_name_kind_badge_and_time():
     for row, (name, step) in zip(rows, recorded.items(), strict=True):
         button, kind, badge, took = row
         assert [unescape(b.label) for b in button.button] == [
-            f"{list(recorded).index(name) + 1}. {titles[name]}"]
+            f"{list(recorded).index(name) + 1}. {titles[name]}"
+        ]
         assert len(kind.caption) == 1 and not kind.button
         assert [m.value for m in badge.markdown] == [BADGES[step["status"]]]
         assert [c.value for c in took.caption] == [STEP_TIMES[step["duration"]]]
@@ -287,8 +348,9 @@ def test_a_loop_shows_its_iterations_and_a_router_its_branch():
     lines = [unescape(line) for m in loop.markdown for line in m.value.split("\n\n")]
     assert [line.split(" · ")[0] for line in lines] == [f"**#{n}**" for n in range(1, 4)]
     assert ":red-badge[Failed]" in lines[failed[0] - 1]
-    taken = [b["branchName"] for b in loop_steps()["step_3"]["output"]["branches"]
-             if b["evaluation"]]
+    taken = [
+        b["branchName"] for b in loop_steps()["step_3"]["output"]["branches"] if b["evaluation"]
+    ]
     assert f"Branch taken: {', '.join(taken)}" in [unescape(c.value) for c in at.caption]
 
 
@@ -303,6 +365,7 @@ def test_the_waterfall_draws_each_step_from_where_the_steps_before_it_ended():
 
 
 # ------------------------------------------------------------------ selected step and tabs
+
 
 def test_a_failed_run_opens_on_its_failed_step_with_the_error_up_front():
     at = open_run({"id": FAILED_RUN})
@@ -358,9 +421,13 @@ def test_step_in_the_url_selects_that_step_and_its_properties():
     recorded = example_steps()["step_1"]
     assert heading(at) == catalog_titles()["step_1"]
     properties = unescape(next(m.value for m in details(at).markdown if "**Name**" in m.value))
-    assert properties.split("\n") == ["**Name** step_1", "**Display name** Extract order id",
-                                      "**Type** Code (CODE)", f"**Status** {BADGES['SUCCEEDED']}",
-                                      f"**Duration** {STEP_TIMES[recorded['duration']]}"]
+    assert properties.split("\n") == [
+        "**Name** step_1",
+        "**Display name** Extract order id",
+        "**Type** Code (CODE)",
+        f"**Status** {BADGES['SUCCEEDED']}",
+        f"**Duration** {STEP_TIMES[recorded['duration']]}",
+    ]
     assert json_values(at) == [recorded["input"]]  # Input is the tab a succeeded step opens on
     assert json_values(open_tab(at, 1, "Output")) == [recorded["output"]]
 
@@ -394,10 +461,17 @@ def test_a_run_agent_step_has_a_timeline_of_its_prompt_thoughts_and_tool_calls()
     assert [text.value for text in details(at).text] == [AGENT_OUTPUT["prompt"], *thoughts]
     call = AGENT_OUTPUT["steps"][1]
     titles = [unescape(m.value) for m in details(at).markdown if re.match(r"\*\*\d+\. ", m.value)]
-    assert titles == ["**1. Thought**", f"**2. Tool call** {call['toolName']} · PIECE",
-                      "**3. Thought**"]
-    assert json_values(at) == [call["input"], call["output"]["resolvedInput"],
-                               call["output"]["output"], AGENT_OUTPUT["structuredOutput"]]
+    assert titles == [
+        "**1. Thought**",
+        f"**2. Tool call** {call['toolName']} · PIECE",
+        "**3. Thought**",
+    ]
+    assert json_values(at) == [
+        call["input"],
+        call["output"]["resolvedInput"],
+        call["output"]["output"],
+        AGENT_OUTPUT["structuredOutput"],
+    ]
     assert ":green-badge[Succeeded]" in [m.value for m in details(at).markdown][-6:]
     assert "1.2 s" in [c.value for c in details(at).caption]  # 09:14:03.010 to 09:14:04.220
     facts = unescape(next(m.value for m in details(at).markdown if m.value.startswith("**Status")))
@@ -419,6 +493,7 @@ def test_only_run_agent_steps_have_a_timeline_tab():
 
 # ------------------------------------------------------------------ purged, unknown
 
+
 def test_a_run_without_step_data_says_so_under_its_banner():
     at = open_run({"id": "purged-run"})
     assert at.error[0].value.startswith("Run Failed - Started: ")
@@ -439,6 +514,7 @@ def test_an_unknown_run_says_run_not_found_with_a_way_back(query):
 
 # ------------------------------------------------------------------ masking
 
+
 def test_secrets_are_masked_by_default():
     at = open_run({"id": "secrets-run"})
     everything = shown(at) + shown(open_tab(at, 1, "Input"))
@@ -451,9 +527,13 @@ def test_the_masking_note_counts_what_was_masked_and_says_how_to_turn_it_off():
     step = secrets_run()["steps"]["step_1"]
     recorded = json.dumps([step["input"], step["output"], step["errorMessage"]])
     hidden = sum(recorded.count(secret) for secret in SECRETS.values())
-    assert masked_notes(at) == [(f"{hidden} values that look like secrets are masked in this run "
-                                 "(shown as ••••••). To see the recorded values, start the app "
-                                 "with `RUNS_MASK_SECRETS=0`.")]
+    assert masked_notes(at) == [
+        (
+            f"{hidden} values that look like secrets are masked in this run "
+            "(shown as ••••••). To see the recorded values, start the app "
+            "with `RUNS_MASK_SECRETS=0`."
+        )
+    ]
 
 
 @pytest.mark.parametrize("run_id", [FAILED_RUN, "loop-run", "multiline-error"])
@@ -466,7 +546,8 @@ def test_no_masking_note_when_nothing_was_masked(run_id):
 def test_a_purged_run_notes_its_masked_error_message():
     at = open_run({"id": "purged-run"})
     assert [note.split(" masked")[0] for note in masked_notes(at)] == [
-        "1 value that looks like a secret is"]
+        "1 value that looks like a secret is"
+    ]
 
 
 def test_masking_off_shows_the_payload_as_recorded(monkeypatch):
@@ -479,6 +560,7 @@ def test_masking_off_shows_the_payload_as_recorded(monkeypatch):
 
 
 # ------------------------------------------------------------------ a huge payload
+
 
 def test_a_multi_megabyte_output_is_cut_with_its_size_and_a_download():
     at = open_tab(open_run({"id": "huge-run", "step": "step_1"}), 1, "Output")
@@ -505,11 +587,13 @@ def test_a_download_reads_the_whole_payload_after_the_page_closed_the_database(d
 
 # ------------------------------------------------------------------ record text stays text
 
+
 def test_html_and_markdown_in_records_are_shown_as_text_only():
     at = open_run({"id": "xss-run"})
     assert not at.get("html")
-    unsafe = [node for node in nodes(at) if getattr(getattr(node, "proto", None), "allow_html",
-                                                    False)]
+    unsafe = [
+        node for node in nodes(at) if getattr(getattr(node, "proto", None), "allow_html", False)
+    ]
     assert unsafe == []
     for body in bodies(at, MARKDOWN_TYPES) + [button.label for button in at.button]:
         assert not re.search(r"(?<!\\)<(img|script|b)\b", body), body
@@ -532,16 +616,24 @@ def test_the_waterfall_escapes_step_names():
 
 # ------------------------------------------------------------------ links
 
-VIEW = {"status": ["FAILED", "TIMEOUT"], "flow": "Triage support email", "range": "Last 30 days",
-        "q": "refund", "page": "3", "rows": "50", "archived": "true"}
+VIEW = {
+    "status": ["FAILED", "TIMEOUT"],
+    "flow": "Triage support email",
+    "range": "Last 30 days",
+    "q": "refund",
+    "page": "3",
+    "rows": "50",
+    "archived": "true",
+}
 
 
 def test_back_to_runs_carries_the_runs_view():
     at = open_run({"id": FAILED_RUN, "step": "step_1", **VIEW})
     link = page_link(at, "Back to runs")
     assert link.proto.page == RUNS_PAGE_URL
-    assert query_of(link) == {key: value if isinstance(value, list) else [value]
-                              for key, value in VIEW.items()}
+    assert query_of(link) == {
+        key: value if isinstance(value, list) else [value] for key, value in VIEW.items()
+    }
 
 
 def test_edit_flow_without_a_template_says_how_to_configure_it():
@@ -559,19 +651,29 @@ def test_edit_flow_opens_the_editor_on_this_flow_version(monkeypatch):
     record = engine_run(FAILED_RUN)
     link = open_run({"id": FAILED_RUN}).get("link_button")
     assert [(button.proto.label, button.proto.url) for button in link] == [
-        ("Edit flow", template.format(project_id=record["projectId"], flow_id=record["flowId"],
-                                      flow_version_id=record["flowVersionId"]))]
+        (
+            "Edit flow",
+            template.format(
+                project_id=record["projectId"],
+                flow_id=record["flowId"],
+                flow_version_id=record["flowVersionId"],
+            ),
+        )
+    ]
 
 
 def test_a_bad_edit_flow_template_says_why(monkeypatch):
     monkeypatch.setenv("RUNS_EDIT_FLOW_URL", "ftp://editor.example/{flow_id}")
     at = open_run({"id": FAILED_RUN})  # a setting not allowed stops the page, named in one line
     assert not at.get("link_button")
-    assert at.error[0].value.startswith("RUNS_EDIT_FLOW_URL='ftp://editor.example/{flow_id}' is "
-                                        "not allowed: use an http:// or https:// URL")
+    assert at.error[0].value.startswith(
+        "RUNS_EDIT_FLOW_URL='ftp://editor.example/{flow_id}' is "
+        "not allowed: use an http:// or https:// URL"
+    )
 
 
 # ------------------------------------------------------------------ compare
+
 
 def open_compare(query: dict):
     at = open_run(query)
@@ -583,23 +685,34 @@ def test_compare_shows_what_changed_since_the_last_successful_run():
     at = open_compare({"id": FAILED_RUN, **VIEW})
     then = next(record for record in comparison_runs() if record["id"] == "ok-near")
     now, titles = example_steps(), catalog_titles()
-    assert any("Compared with the successful run started Nov 2, 2026, 9:00 AM, before this one"
-               in m.value for m in at.markdown)
+    assert any(
+        "Compared with the successful run started Nov 2, 2026, 9:00 AM, before this one" in m.value
+        for m in at.markdown
+    )
     summary = unescape(next(m.value for m in at.markdown if m.value.startswith("**Status changed")))
     changed_status = [titles[n] for n in now if now[n]["status"] != then["steps"][n]["status"]]
-    changed_output = [titles[n] for n in now if (now[n].get("output"), now[n].get("errorMessage"))
-                      != (then["steps"][n].get("output"), then["steps"][n].get("errorMessage"))]
-    assert summary == (f"**Status changed** {', '.join(changed_status)}\n"
-                       f"**Output changed** {', '.join(changed_output)}")
+    changed_output = [
+        titles[n]
+        for n in now
+        if (now[n].get("output"), now[n].get("errorMessage"))
+        != (then["steps"][n].get("output"), then["steps"][n].get("errorMessage"))
+    ]
+    assert summary == (
+        f"**Status changed** {', '.join(changed_status)}\n"
+        f"**Output changed** {', '.join(changed_output)}"
+    )
     table = at.dataframe[0].value
     assert list(table["Step"]) == [titles[name] for name in now]
     label = {"SUCCEEDED": "Succeeded", "FAILED": "Failed"}
     assert list(table["Status then"]) == [label[then["steps"][n]["status"]] for n in now]
     assert list(table["Status now"]) == [label[now[n]["status"]] for n in now]
-    assert list(table["Output changed"]) == ["yes" if titles[n] in changed_output else "no"
-                                             for n in now]
+    assert list(table["Output changed"]) == [
+        "yes" if titles[n] in changed_output else "no" for n in now
+    ]
     assert query_of(page_link(at, "Open that run")) == {
-        "id": [then["id"]], **{k: v if isinstance(v, list) else [v] for k, v in VIEW.items()}}
+        "id": [then["id"]],
+        **{k: v if isinstance(v, list) else [v] for k, v in VIEW.items()},
+    }
 
 
 def test_compare_says_when_the_flow_has_no_successful_run():

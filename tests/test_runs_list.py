@@ -86,9 +86,11 @@ def walk_by_number(con, run_filter: RunFilter, per_page: int, days: bool) -> lis
     counts = count_days(con, run_filter) if days else None
     numbers = range(1, page_count(total, per_page) + 1)
     ends = zip(numbers, reversed(numbers), strict=True)
-    zigzag = [n for pair in ends for n in pair][:len(numbers)]
-    found = {n: list_runs(con, run_filter, per_page, page_offset(n, per_page), total, counts)
-             for n in zigzag}
+    zigzag = [n for pair in ends for n in pair][: len(numbers)]
+    found = {
+        n: list_runs(con, run_filter, per_page, page_offset(n, per_page), total, counts)
+        for n in zigzag
+    }
     return [found[n] for n in numbers]
 
 
@@ -124,48 +126,62 @@ def assert_walk(pages: list[RunsPage], expected: list[str], per_page: int) -> No
 
 # ------------------------------------------------------------------ paging the generated runs
 
-WALKS = [(RunFilter(), 25), (RunFilter(), 100), (RunFilter(include_archived=True), 33),
-         (RunFilter(include_archived=True), 50), (RunFilter(statuses=("FAILED",)), 7),
-         (RunFilter(search="step"), 10)]
+WALKS = [
+    (RunFilter(), 25),
+    (RunFilter(), 100),
+    (RunFilter(include_archived=True), 33),
+    (RunFilter(include_archived=True), 50),
+    (RunFilter(statuses=("FAILED",)), 7),
+    (RunFilter(search="step"), 10),
+]
 
 
 @pytest.mark.parametrize("run_filter, per_page", WALKS)
 def test_walking_every_page_gives_the_python_sorted_list_exactly_once(
-        shared_con, shared_runs, run_filter, per_page):
+    shared_con, shared_runs, run_filter, per_page
+):
     expected = ids(matching(shared_runs, run_filter))
     assert_walk(walk(shared_con, run_filter, per_page), expected, per_page)
 
 
 @pytest.mark.parametrize("run_filter, per_page", WALKS)
 def test_following_keys_page_to_page_gives_the_sql_sorted_list_exactly_once(
-        shared_con, shared_runs, run_filter, per_page):
+    shared_con, shared_runs, run_filter, per_page
+):
     everything = sorted_by_sql(shared_con, run_filter)
     expected = [run_id for _started, run_id in everything]
     assert expected == ids(matching(shared_runs, run_filter))
     pages = walk_by_key(shared_con, run_filter, per_page)
     assert_walk(pages, expected, per_page)
     assert [page.next_key for page in pages[:-1]] == [
-        RunKey(*everything[n * per_page]) for n in range(1, len(pages))]
+        RunKey(*everything[n * per_page]) for n in range(1, len(pages))
+    ]
 
 
 @pytest.mark.parametrize("run_filter, per_page", WALKS[:3] + WALKS[4:5])
 @pytest.mark.parametrize("days", [False, True], ids=["counted per call", "day counts given"])
 def test_opening_every_page_by_its_number_gives_the_sql_sorted_list(
-        shared_con, seek_by, run_filter, per_page, days):
+    shared_con, seek_by, run_filter, per_page, days
+):
     expected = [run_id for _started, run_id in sorted_by_sql(shared_con, run_filter)]
     assert_walk(walk_by_number(shared_con, run_filter, per_page, days), expected, per_page)
 
 
-@pytest.mark.parametrize("run_filter", [RunFilter(), RunFilter(include_archived=True),
-                                        RunFilter(statuses=("FAILED", "TIMEOUT"))])
+@pytest.mark.parametrize(
+    "run_filter",
+    [RunFilter(), RunFilter(include_archived=True), RunFilter(statuses=("FAILED", "TIMEOUT"))],
+)
 def test_the_key_at_every_position_is_the_sorted_lists(shared_con, seek_by, run_filter):
     everything = sorted_by_sql(shared_con, run_filter)
     total, days = len(everything), count_days(shared_con, run_filter)
-    positions = sorted({0, 1, 2, total // 3, total // 2, total - 3, total - 2, total - 1}
-                       | set(range(0, total, 97)))
+    positions = sorted(
+        {0, 1, 2, total // 3, total // 2, total - 3, total - 2, total - 1}
+        | set(range(0, total, 97))
+    )
     for position in positions:
-        assert key_at(shared_con, run_filter, position, total, days) == \
-            RunKey(*everything[position]), position
+        assert key_at(shared_con, run_filter, position, total, days) == RunKey(
+            *everything[position]
+        ), position
     assert key_at(shared_con, run_filter, total, total, days) is None
     assert key_at(shared_con, run_filter, -1, total, days) is None
 
@@ -184,11 +200,16 @@ def test_the_day_counts_add_up_to_the_count_and_follow_the_days(shared_con, shar
 D1, D2, D3 = (datetime(2026, 11, day).date() for day in (3, 2, 1))
 
 
-@pytest.mark.parametrize("position, found", [
-    (0, (D1, 0, 2)), (1, (D1, 1, 2)),             # the newest day holds positions 0-1
-    (2, (D2, 0, 3)), (4, (D2, 2, 3)),             # then three runs on the day before
-    (5, (D3, 0, 1)),                              # and the last run alone
-])
+@pytest.mark.parametrize(
+    "position, found",
+    [
+        (0, (D1, 0, 2)),
+        (1, (D1, 1, 2)),  # the newest day holds positions 0-1
+        (2, (D2, 0, 3)),
+        (4, (D2, 2, 3)),  # then three runs on the day before
+        (5, (D3, 0, 1)),  # and the last run alone
+    ],
+)
 def test_day_counts_locate_a_position_in_its_day(position, found):
     assert DayCounts(((D1, 2), (D2, 3), (D3, 1))).locate(position) == found
 
@@ -205,9 +226,18 @@ def test_empty_day_counts_total_nothing():
 
 def test_a_page_holds_the_list_columns_and_at_most_its_limit(shared_con, shared_runs):
     page = list_runs(shared_con, RunFilter(), 25, 25)
-    assert list(page.rows.columns) == ["id", "flow_name", "status", "started_at", "duration_ms",
-                                       "failed_step", "failed_step_display", "error_message",
-                                       "archived_at", "finish_time"]
+    assert list(page.rows.columns) == [
+        "id",
+        "flow_name",
+        "status",
+        "started_at",
+        "duration_ms",
+        "failed_step",
+        "failed_step_display",
+        "error_message",
+        "archived_at",
+        "finish_time",
+    ]
     assert (page.offset, page.limit, len(page.rows), page.has_next) == (25, 25, 25, True)
     by_id = {run["id"]: run for run in shared_runs}
     for record in page.rows.to_dict("records"):
@@ -227,8 +257,7 @@ def test_a_page_ending_exactly_at_the_last_run_has_no_next(shared_con, shared_ru
     everything = matching(shared_runs, RunFilter(include_archived=True))
     last = list_runs(shared_con, RunFilter(include_archived=True), 10, len(everything) - 10)
     assert list(last.rows["id"]) == ids(everything[-10:]) and not last.has_next
-    before_last = list_runs(shared_con, RunFilter(include_archived=True), 10,
-                            len(everything) - 11)
+    before_last = list_runs(shared_con, RunFilter(include_archived=True), 10, len(everything) - 11)
     assert before_last.has_next
 
 
@@ -241,8 +270,11 @@ def test_a_given_total_is_used_as_is(shared_con):
 
 TIE_TIMES = ["2026-11-02T10:00:00.000Z", "2026-11-02T10:00:00.001Z", "2026-11-02T09:59:59.999Z"]
 # Ids that sort differently by case, by length and by digits, to catch any order but id DESC.
-TIE_IDS = [f"{prefix}{number}" for prefix in ("a", "A", "b", "run-", "Z", "z")
-           for number in (1, 2, 10, 11, 100)]
+TIE_IDS = [
+    f"{prefix}{number}"
+    for prefix in ("a", "A", "b", "run-", "Z", "z")
+    for number in (1, 2, 10, 11, 100)
+]
 
 
 def tie_records() -> list[dict]:
@@ -250,9 +282,15 @@ def tie_records() -> list[dict]:
     for index, run_id in enumerate(TIE_IDS):
         for when_index, created in enumerate(TIE_TIMES):
             status = ("SUCCEEDED", "FAILED", "RUNNING")[(index + when_index) % 3]
-            records.append(simple_run(f"{run_id}-t{when_index}", created=created, status=status,
-                                      flow=("Tie flow", "Other flow")[index % 2],
-                                      finishTime=None if status == "RUNNING" else created))
+            records.append(
+                simple_run(
+                    f"{run_id}-t{when_index}",
+                    created=created,
+                    status=status,
+                    flow=("Tie flow", "Other flow")[index % 2],
+                    finishTime=None if status == "RUNNING" else created,
+                )
+            )
     records.append(simple_run("lonely", created="2026-11-02T08:00:00Z"))
     return records
 
@@ -274,8 +312,11 @@ def test_the_tie_page_sizes_put_page_boundaries_inside_a_tie(ties_db):
     """Otherwise the walks below could pass with a seek that skips or repeats tied runs."""
     with open_db(ties_db, read_only=True) as con:
         starts = [started for started, _id in sorted_by_sql(con, RunFilter())]
-    split = [size for size in TIE_PAGE_SIZES
-             if any(starts[n - 1] == starts[n] for n in range(size, len(starts), size))]
+    split = [
+        size
+        for size in TIE_PAGE_SIZES
+        if any(starts[n - 1] == starts[n] for n in range(size, len(starts), size))
+    ]
     assert split == [1, 3, 4, 7, 10, 25]
 
 
@@ -290,13 +331,15 @@ def test_paging_through_runs_with_the_same_start_never_skips_or_repeats(ties_db,
 
 @pytest.mark.parametrize("per_page", TIE_PAGE_SIZES)
 def test_every_walk_through_runs_with_the_same_start_gives_the_sql_sorted_list(
-        ties_db, seek_by, per_page):
+    ties_db, seek_by, per_page
+):
     with open_db(ties_db, read_only=True) as con:
         expected = [run_id for _started, run_id in sorted_by_sql(con, RunFilter())]
-        walks = {"by key": walk_by_key(con, RunFilter(), per_page),
-                 "by number": walk_by_number(con, RunFilter(), per_page, days=False),
-                 "by number, day counts given": walk_by_number(con, RunFilter(), per_page,
-                                                               days=True)}
+        walks = {
+            "by key": walk_by_key(con, RunFilter(), per_page),
+            "by number": walk_by_number(con, RunFilter(), per_page, days=False),
+            "by number, day counts given": walk_by_number(con, RunFilter(), per_page, days=True),
+        }
     assert expected == ids(matching(load_runs(ties_db), RunFilter()))
     for name, pages in walks.items():
         assert walked_ids(pages) == expected, name
@@ -311,9 +354,10 @@ def test_ties_break_by_id_descending_in_byte_order(ties_db):
     assert first[:3] == ["z2-t1", "z11-t1", "z100-t1"]
 
 
-@pytest.mark.parametrize("run_filter", [RunFilter(statuses=("FAILED",)),
-                                        RunFilter(flows=("Tie flow",)),
-                                        RunFilter(search="-t2")])
+@pytest.mark.parametrize(
+    "run_filter",
+    [RunFilter(statuses=("FAILED",)), RunFilter(flows=("Tie flow",)), RunFilter(search="-t2")],
+)
 def test_filtered_paging_through_ties_matches_python(ties_db, seek_by, run_filter):
     expected = ids(matching(load_runs(ties_db), run_filter))
     with open_db(ties_db, read_only=True) as con:
@@ -324,9 +368,14 @@ def test_filtered_paging_through_ties_matches_python(ties_db, seek_by, run_filte
 
 # ------------------------------------------------------------------ counts and positions
 
-COUNTED = [RunFilter(), RunFilter(include_archived=True), RunFilter(statuses=("QUOTA_EXCEEDED",)),
-           RunFilter(flows=("Weekly churn report", "Onboard new employee")),
-           RunFilter(search="rate limit"), RunFilter(search="nothing like this at all")]
+COUNTED = [
+    RunFilter(),
+    RunFilter(include_archived=True),
+    RunFilter(statuses=("QUOTA_EXCEEDED",)),
+    RunFilter(flows=("Weekly churn report", "Onboard new employee")),
+    RunFilter(search="rate limit"),
+    RunFilter(search="nothing like this at all"),
+]
 
 
 @pytest.mark.parametrize("run_filter", COUNTED)
@@ -343,16 +392,19 @@ def frame(count: int) -> pd.DataFrame:
     return pd.DataFrame({"id": [f"r{i}" for i in range(count)]})
 
 
-@pytest.mark.parametrize("shown, total, offset, text", [
-    (50, 12_345, 50, "51-100 of 12,345 runs"),
-    (25, 12_345, 0, "1-25 of 12,345 runs"),
-    (20, 12_345, 12_325, "12,326-12,345 of 12,345 runs"),
-    (0, 0, 0, "0 of 0 runs"),
-    (1, 1, 0, "1-1 of 1 run"),
-    (0, 1, 25, "0 of 1 run"),
-    (2, 2, 0, "1-2 of 2 runs"),
-    (7, 1_234_567, 1_234_560, "1,234,561-1,234,567 of 1,234,567 runs"),
-])
+@pytest.mark.parametrize(
+    "shown, total, offset, text",
+    [
+        (50, 12_345, 50, "51-100 of 12,345 runs"),
+        (25, 12_345, 0, "1-25 of 12,345 runs"),
+        (20, 12_345, 12_325, "12,326-12,345 of 12,345 runs"),
+        (0, 0, 0, "0 of 0 runs"),
+        (1, 1, 0, "1-1 of 1 run"),
+        (0, 1, 25, "0 of 1 run"),
+        (2, 2, 0, "1-2 of 2 runs"),
+        (7, 1_234_567, 1_234_560, "1,234,561-1,234,567 of 1,234,567 runs"),
+    ],
+)
 def test_position_text_says_which_runs_of_how_many(shown, total, offset, text):
     page = RunsPage(frame(shown), total, offset, 50, has_next=False)
     assert page.position_text() == text
@@ -370,15 +422,17 @@ def test_position_text_of_real_pages(shared_con, shared_runs):
     assert only.position_text() == "1-1 of 1 run" and only.page_count == 1
 
 
-@pytest.mark.parametrize("page, per_page, offset", [(1, 25, 0), (2, 25, 25), (3, 100, 200),
-                                                   (0, 25, 0), (-4, 10, 0)])
+@pytest.mark.parametrize(
+    "page, per_page, offset", [(1, 25, 0), (2, 25, 25), (3, 100, 200), (0, 25, 0), (-4, 10, 0)]
+)
 def test_page_offset(page, per_page, offset):
     assert page_offset(page, per_page) == offset
 
 
-@pytest.mark.parametrize("total, per_page, pages", [(0, 25, 1), (1, 25, 1), (25, 25, 1),
-                                                    (26, 25, 2), (12_345, 50, 247),
-                                                    (12_345, 100, 124)])
+@pytest.mark.parametrize(
+    "total, per_page, pages",
+    [(0, 25, 1), (1, 25, 1), (25, 25, 1), (26, 25, 2), (12_345, 50, 247), (12_345, 100, 124)],
+)
 def test_page_count_is_at_least_one(total, per_page, pages):
     assert page_count(total, per_page) == pages
 
@@ -389,14 +443,24 @@ def test_the_page_sizes_are_the_engines():
 
 # ------------------------------------------------------------------ archiving
 
+
 def unarchived_ids(db, count: int) -> list[str]:
-    return [found[0] for found in rows(
-        db, "SELECT id FROM runs WHERE archived_at IS NULL ORDER BY id LIMIT ?", [count])]
+    return [
+        found[0]
+        for found in rows(
+            db, "SELECT id FROM runs WHERE archived_at IS NULL ORDER BY id LIMIT ?", [count]
+        )
+    ]
 
 
 def archived_times(db, run_ids) -> dict:
-    return dict(rows(db, "SELECT id, archived_at FROM runs WHERE id IN "
-                         "(SELECT unnest(?::VARCHAR[]))", [list(run_ids)]))
+    return dict(
+        rows(
+            db,
+            "SELECT id, archived_at FROM runs WHERE id IN (SELECT unnest(?::VARCHAR[]))",
+            [list(run_ids)],
+        )
+    )
 
 
 def test_archiving_hides_runs_and_counts_only_the_ones_that_changed(db_copy):
@@ -459,8 +523,9 @@ STUCK_NOW = datetime(2026, 11, 2, 12, 0)
 
 def stuck_records() -> list[dict]:
     def running(run_id, created, flow="Daily digest", **fields):
-        return simple_run(run_id, created=created, status="RUNNING", flow=flow, finishTime=None,
-                          **fields)
+        return simple_run(
+            run_id, created=created, status="RUNNING", flow=flow, finishTime=None, **fields
+        )
 
     return [
         running("stuck-days", "2026-10-28T09:00:00Z"),
@@ -469,8 +534,7 @@ def stuck_records() -> list[dict]:
         running("exactly-1h", "2026-11-02T11:00:00Z"),  # not *over* an hour yet
         running("fresh", "2026-11-02T11:45:00Z"),
         running("stuck-archived", "2026-11-01T09:00:00Z", archivedAt="2026-11-01T10:00:00Z"),
-        simple_run("paused-old", created="2026-10-30T09:00:00Z", status="PAUSED",
-                   finishTime=None),
+        simple_run("paused-old", created="2026-10-30T09:00:00Z", status="PAUSED", finishTime=None),
         simple_run("failed-old", created="2026-10-30T09:00:00Z", status="FAILED"),
     ]
 
@@ -484,47 +548,66 @@ STUCK = {"stuck-days", "stuck-2h", "stuck-just"}
 RECENT = {"exactly-1h", "fresh"}  # stuck too when "stuck" means over 10 minutes
 
 
-@pytest.mark.parametrize("run_filter, expected, after_ten_minutes", [
-    (RunFilter(), STUCK, STUCK | RECENT),
-    (RunFilter(include_archived=True), STUCK | {"stuck-archived"},
-     STUCK | RECENT | {"stuck-archived"}),
-    (RunFilter(flows=("Other flow",)), {"stuck-2h"}, {"stuck-2h"}),
-    (RunFilter(since=datetime(2026, 11, 1)), {"stuck-2h", "stuck-just"},
-     {"stuck-2h", "stuck-just"} | RECENT),
-    # The note is about RUNNING runs whatever statuses the view shows.
-    (RunFilter(statuses=("FAILED",)), STUCK, STUCK | RECENT),
-    (RunFilter(search="stuck-d"), {"stuck-days"}, {"stuck-days"}),
-])
+@pytest.mark.parametrize(
+    "run_filter, expected, after_ten_minutes",
+    [
+        (RunFilter(), STUCK, STUCK | RECENT),
+        (
+            RunFilter(include_archived=True),
+            STUCK | {"stuck-archived"},
+            STUCK | RECENT | {"stuck-archived"},
+        ),
+        (RunFilter(flows=("Other flow",)), {"stuck-2h"}, {"stuck-2h"}),
+        (
+            RunFilter(since=datetime(2026, 11, 1)),
+            {"stuck-2h", "stuck-just"},
+            {"stuck-2h", "stuck-just"} | RECENT,
+        ),
+        # The note is about RUNNING runs whatever statuses the view shows.
+        (RunFilter(statuses=("FAILED",)), STUCK, STUCK | RECENT),
+        (RunFilter(search="stuck-d"), {"stuck-days"}, {"stuck-days"}),
+    ],
+)
 def test_count_stuck_running_counts_running_runs_older_than_an_hour(
-        stuck_db, run_filter, expected, after_ten_minutes):
+    stuck_db, run_filter, expected, after_ten_minutes
+):
     with open_db(stuck_db, read_only=True) as con:
         assert count_stuck_running(con, run_filter, STUCK_NOW) == len(expected)
-        assert count_stuck_running(con, run_filter, STUCK_NOW,
-                                   after=timedelta(minutes=10)) == len(after_ten_minutes)
+        assert count_stuck_running(con, run_filter, STUCK_NOW, after=timedelta(minutes=10)) == len(
+            after_ten_minutes
+        )
 
 
 def test_count_stuck_running_on_the_generated_runs(shared_con, shared_runs):
     now = max(run["started_at"] for run in shared_runs)
-    expected = [r for r in shared_runs if r["status"] == "RUNNING" and r["archived_at"] is None
-                and r["started_at"] < now - timedelta(hours=1)]
+    expected = [
+        r
+        for r in shared_runs
+        if r["status"] == "RUNNING"
+        and r["archived_at"] is None
+        and r["started_at"] < now - timedelta(hours=1)
+    ]
     assert count_stuck_running(shared_con, RunFilter(), now) == len(expected)
 
 
 # ------------------------------------------------------------------ small helpers
 
-@pytest.mark.parametrize("display, name, shown", [
-    ("Send Message To A Channel", "step_3", "Send Message To A Channel"),
-    (None, "step_3", "step_3"),
-    ("", "step_3", "step_3"),
-    ("   ", "step_3", "step_3"),
-    (float("nan"), "step_3", "step_3"),
-    (pd.NA, "step_3", "step_3"),
-    (None, None, "-"),
-    ("", "", "-"),
-    (float("nan"), float("nan"), "-"),
-])
-def test_failed_step_label_prefers_the_display_name_then_the_name_then_a_dash(display, name,
-                                                                               shown):
+
+@pytest.mark.parametrize(
+    "display, name, shown",
+    [
+        ("Send Message To A Channel", "step_3", "Send Message To A Channel"),
+        (None, "step_3", "step_3"),
+        ("", "step_3", "step_3"),
+        ("   ", "step_3", "step_3"),
+        (float("nan"), "step_3", "step_3"),
+        (pd.NA, "step_3", "step_3"),
+        (None, None, "-"),
+        ("", "", "-"),
+        (float("nan"), float("nan"), "-"),
+    ],
+)
+def test_failed_step_label_prefers_the_display_name_then_the_name_then_a_dash(display, name, shown):
     assert failed_step_label(display, name) == shown
 
 
@@ -535,8 +618,10 @@ def test_flow_names_are_every_flow_once_sorted(shared_con, shared_runs):
 
 def test_flow_names_include_flows_whose_runs_are_all_archived(tmp_path):
     db = tmp_path / "runs.duckdb"
-    records = [simple_run("a1", flow="Kept"),
-               simple_run("b1", flow="Gone", archivedAt="2026-11-04T00:00:00Z")]
+    records = [
+        simple_run("a1", flow="Kept"),
+        simple_run("b1", flow="Gone", archivedAt="2026-11-04T00:00:00Z"),
+    ]
     with open_db(db) as con:
         ingest_items(con, records_as_items(records), "flows")
         assert flow_names(con) == ["Gone", "Kept"]

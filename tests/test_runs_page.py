@@ -46,6 +46,7 @@ POSITION = re.compile(r"^\*\*((?:[\d,]+-[\d,]+|0) of ([\d,]+) runs?)\*\*$")
 
 # ------------------------------------------------------------------ opening and reading the page
 
+
 def open_runs(query: dict | None = None, tz: str | None = None) -> AppTest:
     """The app opened on the Runs page (its default page) with these URL parameters."""
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
@@ -110,8 +111,9 @@ def expected_view(runs, minute, preset="7d", per_page=25, page=1, **fields):
 def assert_shows(at, runs, minutes, preset="7d", per_page=25, page=1, **fields):
     """The table and the total are the Python model's view (for one of the minutes spanned)."""
     check(at)
-    options = [expected_view(runs, minute, preset, per_page, page, **fields)
-               for minute in sorted(minutes)]
+    options = [
+        expected_view(runs, minute, preset, per_page, page, **fields) for minute in sorted(minutes)
+    ]
     shown = (shown_ids(at), position(at)[1])
     assert shown in options
     assert shown[0], "the view under test is empty: it would prove little"
@@ -143,20 +145,35 @@ def two_small_flows(runs) -> list[str]:
 
 def a_failed_run(runs) -> dict:
     since = utc_minute() - timedelta(days=6)
-    failed = sorted((r for r in runs if r["failed_step"] and r["error_message"]
-                     and r["started_at"] >= since and not r["archived_at"]),
-                    key=lambda r: r["id"])
+    failed = sorted(
+        (
+            r
+            for r in runs
+            if r["failed_step"]
+            and r["error_message"]
+            and r["started_at"] >= since
+            and not r["archived_at"]
+        ),
+        key=lambda r: r["id"],
+    )
     return failed[len(failed) // 2]
 
 
 # ------------------------------------------------------------------ the default view
 
+
 def test_the_default_view_is_the_last_7_days_newest_first_25_rows(page_db, runs, shared_db):
     at, minutes = spanning(open_runs)
     shown = assert_shows(at, runs, minutes)
     assert at.selectbox(key="range").value == "7d"
-    assert at.selectbox(key="range").options == ["Last 24 hours", "Last 7 days", "Last 30 days",
-                                                 "Last 90 days", "All time", "Custom range"]
+    assert at.selectbox(key="range").options == [
+        "Last 24 hours",
+        "Last 7 days",
+        "Last 30 days",
+        "Last 90 days",
+        "All time",
+        "Custom range",
+    ]
     assert at.selectbox(key="rows").value == 25 and at.pagination[0].value == 1
     assert at.selectbox(key="rows").options == ["10", "25", "50", "100"]
     assert at.multiselect(key="flow").value == [] and at.multiselect(key="status").value == []
@@ -172,14 +189,26 @@ def test_the_default_view_is_the_last_7_days_newest_first_25_rows(page_db, runs,
 def test_the_columns_are_the_engines_five_in_order(page_db):
     at = check(open_runs())
     order = list(at.dataframe[0].proto.column_order)
-    assert order[order.index("Flow"):order.index("Flow") + 5] == [
-        "Flow", "Status", "Started At", "Duration", "Failed Step"]
+    assert order[order.index("Flow") : order.index("Flow") + 5] == [
+        "Flow",
+        "Status",
+        "Started At",
+        "Duration",
+        "Failed Step",
+    ]
     assert order[0] == "Open" and "id" not in order and "Archived" not in order
 
 
 def test_each_row_shows_its_runs_flow_status_duration_and_failed_step(page_db, runs):
-    at = check(open_runs({"range": "All time", "rows": "100", "status": ["Failed", "Succeeded",
-                                                                          "Quota Exceeded"]}))
+    at = check(
+        open_runs(
+            {
+                "range": "All time",
+                "rows": "100",
+                "status": ["Failed", "Succeeded", "Quota Exceeded"],
+            }
+        )
+    )
     by_id = {run["id"]: run for run in runs}
     shown = table(at)
     assert len(shown) == 100
@@ -188,8 +217,14 @@ def test_each_row_shows_its_runs_flow_status_duration_and_failed_step(page_db, r
         run = by_id[row["id"]]
         assert row["Flow"] == run["flow_name"]
         assert list(row["Status"]) == [labels[run["status"]]]
-        expected_step = next((text for text in (run["failed_step_display"], run["failed_step"])
-                              if text and text.strip()), "-")
+        expected_step = next(
+            (
+                text
+                for text in (run["failed_step_display"], run["failed_step"])
+                if text and text.strip()
+            ),
+            "-",
+        )
         assert row["Failed Step"] == expected_step
         low, high = duration_ms_range(row["Duration"])
         assert low <= run["duration_ms"] < high, (row["Duration"], run["duration_ms"])
@@ -214,9 +249,15 @@ def duration_ms_range(text: str) -> tuple[float, float]:
     return low, low + step
 
 
-@pytest.mark.parametrize("text, low, high", [("832 ms", 832, 833), ("4.2 s", 4200, 4300),
-                                             ("3 min 5 s", 185_000, 186_000),
-                                             ("2 h", 7_200_000, 10_800_000)])
+@pytest.mark.parametrize(
+    "text, low, high",
+    [
+        ("832 ms", 832, 833),
+        ("4.2 s", 4200, 4300),
+        ("3 min 5 s", 185_000, 186_000),
+        ("2 h", 7_200_000, 10_800_000),
+    ],
+)
 def test_the_duration_reader_of_these_tests(text, low, high):
     assert duration_ms_range(text) == (low, high)
 
@@ -240,9 +281,18 @@ LEAKY_ERRORS = {  # run id -> its error message, holding a secret
 
 def leaky_store(path):
     with open_db(path) as con:
-        ingest_items(con, records_as_items([
-            simple_run(run_id, status="FAILED", failedStep={"name": "step_1", "message": message})
-            for run_id, message in LEAKY_ERRORS.items()]), "leaky")
+        ingest_items(
+            con,
+            records_as_items(
+                [
+                    simple_run(
+                        run_id, status="FAILED", failedStep={"name": "step_1", "message": message}
+                    )
+                    for run_id, message in LEAKY_ERRORS.items()
+                ]
+            ),
+            "leaky",
+        )
     return path
 
 
@@ -254,24 +304,36 @@ def test_the_error_column_masks_secrets_unless_masking_is_off(tmp_path, app_env,
     assert errors == {
         "leaky-bearer": "401 Unauthorized: Authorization: Bearer •••••• was refused",
         "leaky-body": "invalid_client",
-        "leaky-form": "token request failed: client_secret=••••••&grant_type=x"}
+        "leaky-form": "token request failed: client_secret=••••••&grant_type=x",
+    }
     monkeypatch.setenv("RUNS_MASK_SECRETS", "0")
     recorded = table(check(open_runs({"range": "All time"})))
     assert dict(zip(recorded["id"], recorded["Error"], strict=True)) == {
-        run_id: error_summary(message) for run_id, message in LEAKY_ERRORS.items()}
+        run_id: error_summary(message) for run_id, message in LEAKY_ERRORS.items()
+    }
 
 
 def test_unfinished_runs_show_no_duration_even_when_one_is_stored(copy_db):
     """The store never keeps a duration for them; the page does not trust that."""
     with open_db(copy_db) as con:
-        unfinished = [found[0] for found in con.execute(
-            "SELECT id FROM runs WHERE status IN ('RUNNING', 'QUEUED', 'PAUSED')").fetchall()]
-        con.execute("UPDATE runs SET duration_ms = 4200 WHERE id IN (SELECT unnest(?))",
-                    [unfinished])
+        unfinished = [
+            found[0]
+            for found in con.execute(
+                "SELECT id FROM runs WHERE status IN ('RUNNING', 'QUEUED', 'PAUSED')"
+            ).fetchall()
+        ]
+        con.execute(
+            "UPDATE runs SET duration_ms = 4200 WHERE id IN (SELECT unnest(?))", [unfinished]
+        )
         bump_generation(con)
     assert 0 < len(unfinished) <= 100, "all of them must fit on one page of 100"
-    waiting = table(check(open_runs({"range": "All time", "rows": "100",
-                                     "status": ["Running", "Queued", "Paused"]})))
+    waiting = table(
+        check(
+            open_runs(
+                {"range": "All time", "rows": "100", "status": ["Running", "Queued", "Paused"]}
+            )
+        )
+    )
     assert sorted(waiting["id"]) == sorted(unfinished)
     assert set(waiting["Duration"]) == {""}
     finished = table(check(open_runs({"range": "All time", "status": ["Succeeded"]})))
@@ -307,8 +369,11 @@ def test_every_status_has_its_own_colour_and_its_meaning_on_hover(page_db):
     assert set(colours) == {s.label for s in STATUSES} and len(set(colours.values())) == 11
     legend = " ".join(element.value for element in at.html)
     for found in STATUSES:
-        chip = re.search(rf'<span title="([^"]*)"[^>]*color:{found.color}[^>]*>'
-                         rf'{re.escape(found.label)}</span>', legend)
+        chip = re.search(
+            rf'<span title="([^"]*)"[^>]*color:{found.color}[^>]*>'
+            rf"{re.escape(found.label)}</span>",
+            legend,
+        )
         assert chip, f"no legend chip for {found.label}"
         assert chip.group(1).startswith(found.meaning[:40].replace("'", "&#x27;"))
     quota = re.search(r'<span title="([^"]*)"[^>]*>Quota Exceeded</span>', legend).group(1)
@@ -318,6 +383,7 @@ def test_every_status_has_its_own_colour_and_its_meaning_on_hover(page_db):
 
 
 # ------------------------------------------------------------------ each filter alone
+
 
 def test_the_flow_filter_alone(page_db, runs):
     flows = two_small_flows(runs)
@@ -329,11 +395,11 @@ def test_the_flow_filter_alone(page_db, runs):
 
 def test_the_status_filter_alone(page_db, runs):
     at = open_runs()
-    at, minutes = spanning(lambda: at.multiselect(key="status").set_value(
-        ["FAILED", "QUOTA_EXCEEDED"]).run())
+    at, minutes = spanning(
+        lambda: at.multiselect(key="status").set_value(["FAILED", "QUOTA_EXCEEDED"]).run()
+    )
     assert_shows(at, runs, minutes, statuses=("FAILED", "QUOTA_EXCEEDED"))
-    assert {tuple(status) for status in table(at)["Status"]} <= {("Failed",),
-                                                                 ("Quota Exceeded",)}
+    assert {tuple(status) for status in table(at)["Status"]} <= {("Failed",), ("Quota Exceeded",)}
 
 
 @pytest.mark.parametrize("preset", ["24h", "30d", "90d", "all"])
@@ -351,30 +417,43 @@ def test_a_custom_range_of_whole_days(page_db, runs):
     at.date_input(key="from").set_value(first)
     at.date_input(key="to").set_value(last).run()
     check(at)
-    expected = matching(runs, RunFilter(since=datetime.combine(first, datetime.min.time()),
-                                        until=datetime.combine(last + timedelta(days=1),
-                                                               datetime.min.time())))
+    expected = matching(
+        runs,
+        RunFilter(
+            since=datetime.combine(first, datetime.min.time()),
+            until=datetime.combine(last + timedelta(days=1), datetime.min.time()),
+        ),
+    )
     assert shown_ids(at) == ids(expected[:25]) and position(at)[1] == len(expected)
 
 
 def test_a_custom_range_given_backwards_is_swapped_with_a_note(page_db, runs):
     last = max(run["started_at"] for run in runs).date() - timedelta(days=2)
     first = last - timedelta(days=1)
-    at = check(open_runs({"range": "Custom range", "from": last.isoformat(),
-                          "to": first.isoformat()}))
+    at = check(
+        open_runs({"range": "Custom range", "from": last.isoformat(), "to": first.isoformat()})
+    )
     assert any("swapped" in text for text in notices(at))
-    expected = matching(runs, RunFilter(since=datetime.combine(first, datetime.min.time()),
-                                        until=datetime.combine(last + timedelta(days=1),
-                                                               datetime.min.time())))
+    expected = matching(
+        runs,
+        RunFilter(
+            since=datetime.combine(first, datetime.min.time()),
+            until=datetime.combine(last + timedelta(days=1), datetime.min.time()),
+        ),
+    )
     assert position(at)[1] == len(expected) > 0
 
 
 def test_show_archived_adds_the_archived_runs_marked(copy_db):
-    newest = [found[0] for found in rows(
-        copy_db, "SELECT id FROM runs ORDER BY started_at DESC, id DESC LIMIT 10")]
+    newest = [
+        found[0]
+        for found in rows(copy_db, "SELECT id FROM runs ORDER BY started_at DESC, id DESC LIMIT 10")
+    ]
     with open_db(copy_db) as con:
-        con.execute("UPDATE runs SET archived_at = started_at WHERE id IN (SELECT unnest(?))",
-                    [[newest[1], newest[4]]])
+        con.execute(
+            "UPDATE runs SET archived_at = started_at WHERE id IN (SELECT unnest(?))",
+            [[newest[1], newest[4]]],
+        )
         bump_generation(con)
     runs = load_runs(copy_db)
     at = open_runs()
@@ -385,23 +464,31 @@ def test_show_archived_adds_the_archived_runs_marked(copy_db):
     archived = {run["id"] for run in runs if run["archived_at"] is not None}
     for run_id, flow, flag in zip(shown["id"], shown["Flow"], shown["Archived"], strict=True):
         assert flow.startswith(ARCHIVED_MARK) == (run_id in archived) == flag
-    assert shown["Flow"][1].startswith(ARCHIVED_MARK) and shown["Flow"][4].startswith(
-        ARCHIVED_MARK)
+    assert shown["Flow"][1].startswith(ARCHIVED_MARK) and shown["Flow"][4].startswith(ARCHIVED_MARK)
     assert any(ARCHIVED_MARK + "marks an archived run" in c.value for c in at.caption)
 
 
 def search_cases(runs) -> dict[str, str]:
     failed = a_failed_run(runs)
-    return {"a run id": failed["id"],
-            "part of a run id, other case": failed["id"][4:12].swapcase(),
-            "a failed step's name": failed["failed_step"],
-            "a failed step's display name": failed["failed_step_display"],
-            "error text": failed["error_message"][5:25]}
+    return {
+        "a run id": failed["id"],
+        "part of a run id, other case": failed["id"][4:12].swapcase(),
+        "a failed step's name": failed["failed_step"],
+        "a failed step's display name": failed["failed_step_display"],
+        "error text": failed["error_message"][5:25],
+    }
 
 
-@pytest.mark.parametrize("case", ["a run id", "part of a run id, other case",
-                                  "a failed step's name", "a failed step's display name",
-                                  "error text"])
+@pytest.mark.parametrize(
+    "case",
+    [
+        "a run id",
+        "part of a run id, other case",
+        "a failed step's name",
+        "a failed step's display name",
+        "error text",
+    ],
+)
 def test_the_search_box_finds_runs_by(page_db, runs, case):
     text = search_cases(runs)[case]
     at = open_runs()
@@ -425,14 +512,25 @@ def test_all_filters_combine(page_db, runs):
     at.checkbox(key="archived").check()
     at.text_input(key="q").input("e")
     at, minutes = spanning(at.run)
-    assert_shows(at, runs, minutes, preset="30d", flows=tuple(flows),
-                 statuses=("SUCCEEDED", "FAILED"), include_archived=True, search="e")
-    alone = [expected_view(runs, min(minutes), preset="30d", flows=tuple(flows))[1],
-             expected_view(runs, min(minutes), preset="30d", search="e")[1]]
+    assert_shows(
+        at,
+        runs,
+        minutes,
+        preset="30d",
+        flows=tuple(flows),
+        statuses=("SUCCEEDED", "FAILED"),
+        include_archived=True,
+        search="e",
+    )
+    alone = [
+        expected_view(runs, min(minutes), preset="30d", flows=tuple(flows))[1],
+        expected_view(runs, min(minutes), preset="30d", search="e")[1],
+    ]
     assert position(at)[1] < min(alone)
 
 
 # ------------------------------------------------------------------ paging
+
 
 @pytest.mark.parametrize("per_page", [10, 50, 100])
 def test_rows_per_page(page_db, runs, per_page):
@@ -458,8 +556,9 @@ def test_next_and_previous_pages_and_both_ends(page_db, runs):
         check(at)
         assert shown_ids(at) == ids(page_slice(expected, 10, page))
         first = (page - 1) * 10 + 1
-        assert position(at)[0] == (f"{first:,}-{min(page * 10, len(expected)):,} of "
-                                   f"{len(expected):,} runs")
+        assert position(at)[0] == (
+            f"{first:,}-{min(page * 10, len(expected)):,} of {len(expected):,} runs"
+        )
     at.pagination[0].set_value(last).run()
     assert len(shown_ids(at)) == len(expected) - (last - 1) * 10
 
@@ -491,8 +590,9 @@ def test_a_deep_link_to_any_page_shows_that_page(page_db, runs):
     expected = matching(runs, RunFilter(include_archived=True))
     last = math.ceil(len(expected) / 10)
     for page in (last, last - 1, last // 2, 37, 2):
-        at = check(open_runs({"range": "All time", "archived": "true", "rows": "10",
-                              "page": str(page)}))
+        at = check(
+            open_runs({"range": "All time", "archived": "true", "rows": "10", "page": str(page)})
+        )
         assert at.pagination[0].value == page
         assert shown_ids(at) == ids(page_slice(expected, 10, page))
         assert at.query_params["page"] == str(page)
@@ -522,8 +622,12 @@ def test_the_url_follows_every_change_in_its_own_spelling(page_db):
     at.selectbox(key="range").set_value("all").run()
     at.selectbox(key="rows").set_value(50).run()
     at.pagination[0].set_value(2).run()
-    assert dict(at.query_params) == {"status": ["Failed", "Timeout"], "range": "All time",
-                                     "rows": "50", "page": "2"}
+    assert dict(at.query_params) == {
+        "status": ["Failed", "Timeout"],
+        "range": "All time",
+        "rows": "50",
+        "page": "2",
+    }
     at.toggle(key="live").set_value(True).run()
     assert at.query_params["live"] == "true" and at.query_params["page"] == "2"
     at.multiselect(key="status").set_value([]).run()  # a filter change goes back to page 1
@@ -542,8 +646,12 @@ def test_the_runs_page_opened_without_parameters_shows_the_view_it_left(page_db,
     at.query_params.clear()
     check(at.run())
     assert shown_ids(at) == before and at.pagination[0].value == 2
-    assert dict(at.query_params) == {"range": "All time", "status": "Failed", "rows": "10",
-                                     "page": "2"}
+    assert dict(at.query_params) == {
+        "range": "All time",
+        "status": "Failed",
+        "rows": "10",
+        "page": "2",
+    }
 
 
 def test_a_notice_about_the_link_shows_once(page_db):
@@ -574,9 +682,11 @@ def test_the_view_moves_to_insights_and_back(page_db):
 
 # ------------------------------------------------------------------ selection and actions
 
+
 def select_rows(at, positions: list[int]) -> AppTest:
-    at.session_state[at.dataframe[0].key] = {"selection": {"rows": positions, "columns": [],
-                                                           "cells": []}}
+    at.session_state[at.dataframe[0].key] = {
+        "selection": {"rows": positions, "columns": [], "cells": []}
+    }
     return check(at.run())
 
 
@@ -589,8 +699,9 @@ def test_archive_then_unarchive_the_selected_runs(copy_db):
     before = position(at)[1]
     button(at, "Archive").click().run()
     check(at)
-    archived = dict(rows(copy_db, "SELECT id, archived_at FROM runs WHERE id IN "
-                                  "(SELECT unnest(?))", [chosen]))
+    archived = dict(
+        rows(copy_db, "SELECT id, archived_at FROM runs WHERE id IN (SELECT unnest(?))", [chosen])
+    )
     assert all(archived[run_id] is not None for run_id in chosen)
     assert [t.value for t in at.toast] == ["Archived 3 runs."]
     assert position(at)[1] == before - 3 and not set(chosen) & set(shown_ids(at))
@@ -604,14 +715,19 @@ def test_archive_then_unarchive_the_selected_runs(copy_db):
     assert button(at, "Archive").disabled and not button(at, "Unarchive").disabled
     button(at, "Unarchive").click().run()
     check(at)
-    assert rows(copy_db, "SELECT count(*) FROM runs WHERE id IN (SELECT unnest(?)) "
-                         "AND archived_at IS NULL", [chosen]) == [(3,)]
+    assert rows(
+        copy_db,
+        "SELECT count(*) FROM runs WHERE id IN (SELECT unnest(?)) AND archived_at IS NULL",
+        [chosen],
+    ) == [(3,)]
     assert [t.value for t in at.toast] == ["Restored 3 runs."]
 
 
 def test_a_mixed_selection_can_be_archived_and_unarchived(copy_db):
-    newest = [found[0] for found in rows(
-        copy_db, "SELECT id FROM runs ORDER BY started_at DESC, id DESC LIMIT 3")]
+    newest = [
+        found[0]
+        for found in rows(copy_db, "SELECT id FROM runs ORDER BY started_at DESC, id DESC LIMIT 3")
+    ]
     with open_db(copy_db) as con:
         con.execute("UPDATE runs SET archived_at = started_at WHERE id = ?", [newest[0]])
         bump_generation(con)
@@ -667,8 +783,9 @@ def test_the_export_buttons_carry_exactly_the_selected_runs(page_db, runs, downl
     chosen = [shown_ids(at)[i] for i in (1, 3, 4)]
     select_rows(at, [1, 3, 4])
     by_id = {run["id"]: run for run in runs}
-    exported = list(csv.DictReader(io.StringIO(
-        downloads(at.download_button(key="export_sel_csv")).decode())))
+    exported = list(
+        csv.DictReader(io.StringIO(downloads(at.download_button(key="export_sel_csv")).decode()))
+    )
     assert sorted(row["id"] for row in exported) == sorted(chosen)
     for row in exported:
         assert row["status"] == "FAILED" and row["flow"] == by_id[row["id"]]["flow_name"]
@@ -676,8 +793,9 @@ def test_the_export_buttons_carry_exactly_the_selected_runs(page_db, runs, downl
     lines = downloads(at.download_button(key="export_sel_jsonl")).decode().splitlines()
     records = [json.loads(line) for line in lines]
     assert sorted(record["id"] for record in records) == sorted(chosen)
-    assert all(record["error_message"] == by_id[record["id"]]["error_message"]
-               for record in records)
+    assert all(
+        record["error_message"] == by_id[record["id"]]["error_message"] for record in records
+    )
 
 
 def test_the_open_run_button_of_a_single_selection_opens_it(page_db):
@@ -690,6 +808,7 @@ def test_the_open_run_button_of_a_single_selection_opens_it(page_db):
 
 
 # ------------------------------------------------------------------ opening a run and coming back
+
 
 def click_open(at, row: int) -> AppTest:
     """Clicks the Open button of one row of the table.
@@ -713,14 +832,22 @@ def test_clicking_open_shows_the_run_page_with_the_run_id_and_the_view(page_db, 
     assert run_id == ids(matching(runs, RunFilter(statuses=("FAILED",))))[13]
     click_open(at, 3)
     carried = {key: at.query_params[key] for key in at.query_params}
-    assert carried == {"id": run_id, "range": "All time", "status": "Failed", "rows": "10",
-                       "page": "2"}
+    assert carried == {
+        "id": run_id,
+        "range": "All time",
+        "status": "Failed",
+        "rows": "10",
+        "page": "2",
+    }
     assert not any(d.key and d.key.startswith("runs_table_") for d in at.dataframe)
 
 
 def test_coming_back_from_a_run_keeps_the_filters_and_the_page(page_db, runs):
-    at = check(open_runs({"range": "Last 30 days", "status": ["Failed", "Timeout"],
-                          "rows": "10", "page": "3"}))
+    at = check(
+        open_runs(
+            {"range": "Last 30 days", "status": ["Failed", "Timeout"], "rows": "10", "page": "3"}
+        )
+    )
     before = shown_ids(at)
     click_open(at, 0)
     view = {key: value for key, value in at.query_params.items() if key != "id"}
@@ -746,25 +873,49 @@ def test_the_view_carried_to_a_run_follows_the_widgets_not_the_first_link(page_d
     at.pagination[0].set_value(2).run()
     run_id = shown_ids(check(at))[0]
     click_open(at, 0)
-    assert dict(at.query_params) == {"id": run_id, "status": "Failed", "range": "Last 90 days",
-                                     "archived": "true", "q": "error", "rows": "10",
-                                     "page": "2"}
+    assert dict(at.query_params) == {
+        "id": run_id,
+        "status": "Failed",
+        "range": "Last 90 days",
+        "archived": "true",
+        "q": "error",
+        "rows": "10",
+        "page": "2",
+    }
 
 
 # ------------------------------------------------------------------ the URL
 
+
 def test_a_link_opens_exactly_its_view(page_db, runs):
     flows = two_small_flows(runs)
-    query = {"flow": flows, "status": ["Failed", "SUCCEEDED"], "range": "Last 30 days",
-             "q": "e", "archived": "true", "rows": "10", "page": "2"}
+    query = {
+        "flow": flows,
+        "status": ["Failed", "SUCCEEDED"],
+        "range": "Last 30 days",
+        "q": "e",
+        "archived": "true",
+        "rows": "10",
+        "page": "2",
+    }
     at, minutes = spanning(lambda: open_runs(query))
     assert at.multiselect(key="flow").value == flows
     assert at.multiselect(key="status").value == ["FAILED", "SUCCEEDED"]
     assert at.selectbox(key="range").value == "30d" and at.checkbox(key="archived").value
     assert at.text_input(key="q").value == "e" and at.selectbox(key="rows").value == 10
     assert at.pagination[0].value == 2
-    assert_shows(at, runs, minutes, preset="30d", per_page=10, page=2, flows=tuple(flows),
-                 statuses=("FAILED", "SUCCEEDED"), include_archived=True, search="e")
+    assert_shows(
+        at,
+        runs,
+        minutes,
+        preset="30d",
+        per_page=10,
+        page=2,
+        flows=tuple(flows),
+        statuses=("FAILED", "SUCCEEDED"),
+        include_archived=True,
+        search="e",
+    )
     assert at.query_params["status"] == ["Failed", "Succeeded"]
     assert at.query_params["flow"] == flows and at.query_params["page"] == "2"
 
@@ -772,26 +923,38 @@ def test_a_link_opens_exactly_its_view(page_db, runs):
 def test_a_custom_range_link_opens_its_days(page_db, runs):
     last = max(run["started_at"] for run in runs).date() - timedelta(days=1)
     first = last - timedelta(days=2)
-    at = check(open_runs({"range": "Custom range", "from": first.isoformat(),
-                          "to": last.isoformat()}))
+    at = check(
+        open_runs({"range": "Custom range", "from": first.isoformat(), "to": last.isoformat()})
+    )
     assert at.date_input(key="from").value == first and at.date_input(key="to").value == last
-    expected = matching(runs, RunFilter(since=datetime.combine(first, datetime.min.time()),
-                                        until=datetime.combine(last, datetime.min.time())
-                                        + timedelta(days=1)))
+    expected = matching(
+        runs,
+        RunFilter(
+            since=datetime.combine(first, datetime.min.time()),
+            until=datetime.combine(last, datetime.min.time()) + timedelta(days=1),
+        ),
+    )
     assert shown_ids(at) == ids(expected[:25]) and position(at)[1] == len(expected)
 
 
-@pytest.mark.parametrize("query, canonical, fields", [
-    ({"status": "failed"}, {"status": "Failed"}, {"statuses": ("FAILED",)}),
-    ({"status": ["QUOTA_EXCEEDED", "quota exceeded"]}, {"status": "Quota Exceeded"},
-     {"statuses": ("QUOTA_EXCEEDED",)}),
-    ({"range": "30d"}, {"range": "Last 30 days"}, {"preset": "30d"}),
-    ({"archived": "yes"}, {"archived": "true"}, {"include_archived": True}),
-    ({"live": "1"}, {"live": "true"}, {}),
-    ({"page": ["2", "3"]}, {"page": "3"}, {"page": 3}),
-])
-def test_other_spellings_in_a_link_work_and_stay_in_the_url(page_db, runs, query, canonical,
-                                                             fields):
+@pytest.mark.parametrize(
+    "query, canonical, fields",
+    [
+        ({"status": "failed"}, {"status": "Failed"}, {"statuses": ("FAILED",)}),
+        (
+            {"status": ["QUOTA_EXCEEDED", "quota exceeded"]},
+            {"status": "Quota Exceeded"},
+            {"statuses": ("QUOTA_EXCEEDED",)},
+        ),
+        ({"range": "30d"}, {"range": "Last 30 days"}, {"preset": "30d"}),
+        ({"archived": "yes"}, {"archived": "true"}, {"include_archived": True}),
+        ({"live": "1"}, {"live": "true"}, {}),
+        ({"page": ["2", "3"]}, {"page": "3"}, {"page": 3}),
+    ],
+)
+def test_other_spellings_in_a_link_work_and_stay_in_the_url(
+    page_db, runs, query, canonical, fields
+):
     """A bound widget drops spellings it does not show from the URL; the page keeps the view
     in its own link by rewriting them to the widget's spelling first (a fixed bug)."""
     at, minutes = spanning(lambda: open_runs(query))
@@ -800,23 +963,25 @@ def test_other_spellings_in_a_link_work_and_stay_in_the_url(page_db, runs, query
     assert notices(at) == []
 
 
-@pytest.mark.parametrize("query, notice", [
-    ({"status": "Bogus"}, 'unknown status "Bogus"'),
-    ({"flow": "No such flow"}, 'flow "No such flow"'),
-    ({"page": "abc"}, 'page "abc"'),
-    ({"page": "0"}, 'page "0"'),
-    ({"page": "99999"}, 'page "99999"'),
-    ({"rows": "7"}, 'rows per page "7"'),
-    ({"range": "bogus"}, 'date range "bogus"'),
-    ({"from": "2026-13-01"}, 'start date "2026-13-01"'),
-    ({"to": "yesterday"}, 'end date "yesterday"'),
-    ({"from": "1999-12-31"}, 'start date "1999-12-31"'),
-    ({"to": "2999-01-01"}, 'end date "2999-01-01"'),
-    ({"archived": "maybe"}, 'show archived "maybe"'),
-    ({"live": "sometimes"}, 'live refresh "sometimes"'),
-])
-def test_a_bad_link_value_falls_back_to_the_default_with_a_notice(page_db, runs, query,
-                                                                  notice):
+@pytest.mark.parametrize(
+    "query, notice",
+    [
+        ({"status": "Bogus"}, 'unknown status "Bogus"'),
+        ({"flow": "No such flow"}, 'flow "No such flow"'),
+        ({"page": "abc"}, 'page "abc"'),
+        ({"page": "0"}, 'page "0"'),
+        ({"page": "99999"}, 'page "99999"'),
+        ({"rows": "7"}, 'rows per page "7"'),
+        ({"range": "bogus"}, 'date range "bogus"'),
+        ({"from": "2026-13-01"}, 'start date "2026-13-01"'),
+        ({"to": "yesterday"}, 'end date "yesterday"'),
+        ({"from": "1999-12-31"}, 'start date "1999-12-31"'),
+        ({"to": "2999-01-01"}, 'end date "2999-01-01"'),
+        ({"archived": "maybe"}, 'show archived "maybe"'),
+        ({"live": "sometimes"}, 'live refresh "sometimes"'),
+    ],
+)
+def test_a_bad_link_value_falls_back_to_the_default_with_a_notice(page_db, runs, query, notice):
     at, minutes = spanning(lambda: open_runs(query))
     check(at)
     assert any(notice in text for text in notices(at)), notices(at)
@@ -825,8 +990,9 @@ def test_a_bad_link_value_falls_back_to_the_default_with_a_notice(page_db, runs,
 
 
 def test_bad_values_go_and_good_ones_stay(page_db, runs):
-    at, minutes = spanning(lambda: open_runs({"status": ["Bogus", "FAILED"], "rows": "100",
-                                              "page": "x"}))
+    at, minutes = spanning(
+        lambda: open_runs({"status": ["Bogus", "FAILED"], "rows": "100", "page": "x"})
+    )
     assert [n for n in notices(at) if "Bogus" in n or '"x"' in n] == notices(at)
     assert len(notices(at)) == 2
     assert_shows(at, runs, minutes, per_page=100, statuses=("FAILED",))
@@ -838,9 +1004,13 @@ def test_bad_days_in_a_custom_range_fall_back_to_the_default_days(page_db, runs)
     today = datetime.now(UTC).date()
     assert at.date_input(key="from").value == today - timedelta(days=6)
     assert at.date_input(key="to").value == today
-    expected = matching(runs, RunFilter(
-        since=datetime.combine(today - timedelta(days=6), datetime.min.time()),
-        until=datetime.combine(today + timedelta(days=1), datetime.min.time())))
+    expected = matching(
+        runs,
+        RunFilter(
+            since=datetime.combine(today - timedelta(days=6), datetime.min.time()),
+            until=datetime.combine(today + timedelta(days=1), datetime.min.time()),
+        ),
+    )
     assert position(at)[1] == len(expected) and at.query_params["range"] == "Custom range"
 
 
@@ -848,8 +1018,15 @@ def test_going_from_a_custom_range_back_to_last_7_days_does_not_fail(page_db, ru
     """The browser drops range= when the default is picked but still sends from= and to=: the
     page used to write range= itself then, which Streamlit refuses for a bound parameter."""
     today = datetime.now(UTC).date()
-    at = check(open_runs({"range": "Custom range", "from": str(today - timedelta(days=20)),
-                          "to": str(today - timedelta(days=15))}))
+    at = check(
+        open_runs(
+            {
+                "range": "Custom range",
+                "from": str(today - timedelta(days=20)),
+                "to": str(today - timedelta(days=15)),
+            }
+        )
+    )
     at.selectbox(key="range").set_value("7d")
     del at.query_params["range"]  # what the browser's URL holds at this rerun
     at, minutes = spanning(at.run)
@@ -860,31 +1037,44 @@ def test_a_filtered_flow_that_disappears_does_not_break_the_page(copy_db):
     at = check(open_runs({"flow": "Weekly churn report", "range": "All time"}))
     assert set(table(at)["Flow"]) == {"Weekly churn report"}
     with open_db(copy_db) as con:  # e.g. a newer export renamed the flow
-        con.execute("UPDATE runs SET flow_name = 'Weekly churn digest' "
-                    "WHERE flow_name = 'Weekly churn report'")
+        con.execute(
+            "UPDATE runs SET flow_name = 'Weekly churn digest' "
+            "WHERE flow_name = 'Weekly churn report'"
+        )
         bump_generation(con)
     check(at.run())
     assert "Weekly churn report" not in at.multiselect(key="flow").options
     assert position(at)[1] == len(matching(load_runs(copy_db), RunFilter()))
 
 
-def test_a_custom_range_counts_whole_days_in_the_browsers_timezone_across_dst(tmp_path,
-                                                                              app_env):
+def test_a_custom_range_counts_whole_days_in_the_browsers_timezone_across_dst(tmp_path, app_env):
     """New York leaves summer time on 2025-11-02: the range's end is local midnight at -5h,
     its start at -4h (the page used the start's offset for both ends)."""
-    times = {"before-start": "2025-10-30T03:30:00Z", "first-minute": "2025-10-30T04:00:00Z",
-             "last-hour": "2025-11-04T04:30:00Z", "after-end": "2025-11-04T05:00:00Z"}
+    times = {
+        "before-start": "2025-10-30T03:30:00Z",
+        "first-minute": "2025-10-30T04:00:00Z",
+        "last-hour": "2025-11-04T04:30:00Z",
+        "after-end": "2025-11-04T05:00:00Z",
+    }
     db = tmp_path / "dst.duckdb"
     with open_db(db) as con:
-        ingest_items(con, records_as_items(
-            [simple_run(run_id, created=when) for run_id, when in times.items()]), "dst")
+        ingest_items(
+            con,
+            records_as_items([simple_run(run_id, created=when) for run_id, when in times.items()]),
+            "dst",
+        )
     app_env(db)
-    at = check(open_runs({"range": "Custom range", "from": "2025-10-30", "to": "2025-11-03"},
-                         tz="America/New_York"))
+    at = check(
+        open_runs(
+            {"range": "Custom range", "from": "2025-10-30", "to": "2025-11-03"},
+            tz="America/New_York",
+        )
+    )
     assert shown_ids(at) == ["last-hour", "first-minute"]
 
 
 # ------------------------------------------------------------------ around the table
+
 
 def test_no_matching_runs_shows_a_friendly_state_with_ways_out(page_db, runs):
     at = check(open_runs({"q": "no run has this text 9f8e7d", "status": "Failed"}))
@@ -897,8 +1087,9 @@ def test_no_matching_runs_shows_a_friendly_state_with_ways_out(page_db, runs):
 
 
 def test_search_all_time_widens_an_empty_view(page_db, runs):
-    oldest = min((run for run in runs if run["archived_at"] is None),
-                 key=lambda run: run["started_at"])
+    oldest = min(
+        (run for run in runs if run["archived_at"] is None), key=lambda run: run["started_at"]
+    )
     at = check(open_runs({"q": oldest["id"]}))
     assert position(at)[0] == "0 of 0 runs"
     button(at, "Search all time").click().run()
@@ -916,23 +1107,32 @@ def test_an_empty_database_says_no_runs_are_loaded_and_links_to_import(empty_db,
 
 def test_stuck_runs_are_counted_and_listed_with_one_click(copy_db):
     now = datetime.now(UTC)
-    records = [simple_run(run_id, created=(now - age).strftime("%Y-%m-%dT%H:%M:%SZ"),
-                          status="RUNNING", finishTime=None)
-               for run_id, age in (("stuck-3h", timedelta(hours=3)),
-                                   ("stuck-2d", timedelta(days=2)),
-                                   ("running-10min", timedelta(minutes=10)))]
+    records = [
+        simple_run(
+            run_id,
+            created=(now - age).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            status="RUNNING",
+            finishTime=None,
+        )
+        for run_id, age in (
+            ("stuck-3h", timedelta(hours=3)),
+            ("stuck-2d", timedelta(days=2)),
+            ("running-10min", timedelta(minutes=10)),
+        )
+    ]
     with open_db(copy_db) as con:
         ingest_items(con, records_as_items(records), "stuck")
     runs = load_runs(copy_db)
     at, minutes = spanning(open_runs)
     minute = min(minutes)
-    in_view = matching(runs, RunFilter(since=preset_since("7d", minute),
-                                       statuses=("RUNNING",)))
+    in_view = matching(runs, RunFilter(since=preset_since("7d", minute), statuses=("RUNNING",)))
     stuck = [run for run in in_view if run["started_at"] < minute - timedelta(hours=1)]
     assert {"stuck-3h", "stuck-2d"} <= set(ids(stuck)) and "running-10min" in ids(in_view)
     noun = "run has" if len(stuck) == 1 else "runs have"
-    assert any(c.value.endswith(f" {len(stuck):,} {noun} been running for over an hour.")
-               for c in at.caption)
+    assert any(
+        c.value.endswith(f" {len(stuck):,} {noun} been running for over an hour.")
+        for c in at.caption
+    )
     button(at, "Show running runs").click().run()
     assert at.multiselect(key="status").value == ["RUNNING"]
     assert shown_ids(check(at)) == ids(in_view)

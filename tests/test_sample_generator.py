@@ -15,8 +15,19 @@ from sample_data.generator import generate_runs, write_jsonl
 END = datetime(2026, 11, 18, 15, 30, tzinfo=UTC)
 DAYS = 30
 SEED = 5
-ALL_STATUSES = {"SUCCEEDED", "RUNNING", "PAUSED", "FAILED", "CANCELED", "QUOTA_EXCEEDED", "TIMEOUT",
-                "QUEUED", "INTERNAL_ERROR", "MEMORY_LIMIT_EXCEEDED", "LOG_SIZE_EXCEEDED"}
+ALL_STATUSES = {
+    "SUCCEEDED",
+    "RUNNING",
+    "PAUSED",
+    "FAILED",
+    "CANCELED",
+    "QUOTA_EXCEEDED",
+    "TIMEOUT",
+    "QUEUED",
+    "INTERNAL_ERROR",
+    "MEMORY_LIMIT_EXCEEDED",
+    "LOG_SIZE_EXCEEDED",
+}
 UNFINISHED = {"QUEUED", "RUNNING", "PAUSED"}
 STEP_TYPES = {"PIECE_TRIGGER", "EMPTY", "PIECE", "CODE", "LOOP_ON_ITEMS", "ROUTER"}
 STEP_STATUSES = {"SUCCEEDED", "FAILED", "PAUSED", "RUNNING", "STOPPED"}
@@ -71,6 +82,7 @@ def mixed_runs() -> list[dict]:
 
 # ---------------------------------------------------------------- determinism and the basics
 
+
 def test_same_arguments_give_identical_runs():
     first = json.dumps(list(generate_runs(2000, seed=3, end=END, legacy_share=0.1)))
     second = json.dumps(list(generate_runs(2000, seed=3, end=END, legacy_share=0.1)))
@@ -100,10 +112,15 @@ def test_default_end_is_now():
     assert abs(datetime.now(UTC) - parse(newest["created"])) < timedelta(minutes=5)
 
 
-@pytest.mark.parametrize("arguments, message", [
-    ({"count": -1}, "count must be >= 0"), ({"count": 5, "days": 0}, "days must be > 0"),
-    ({"count": 5, "legacy_share": 1.5}, "legacy_share must be between 0 and 1"),
-    ({"count": 5, "test_share": -0.1}, "test_share must be between 0 and 1")])
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        ({"count": -1}, "count must be >= 0"),
+        ({"count": 5, "days": 0}, "days must be > 0"),
+        ({"count": 5, "legacy_share": 1.5}, "legacy_share must be between 0 and 1"),
+        ({"count": 5, "test_share": -0.1}, "test_share must be between 0 and 1"),
+    ],
+)
 def test_rejects_impossible_arguments(arguments, message):
     with pytest.raises(ValueError, match=message):
         generate_runs(**arguments)
@@ -130,6 +147,7 @@ def test_timestamps_have_milliseconds_and_z(runs):
 
 
 # ---------------------------------------------------------------- statuses and times
+
 
 def test_all_eleven_statuses_appear_with_succeeded_dominant(runs):
     counts = Counter(run["status"] for run in runs)
@@ -166,8 +184,10 @@ def test_paused_runs_wait_on_a_delay_or_a_webhook(runs):
 
 
 def test_unfinished_runs_are_recent_except_a_few_stuck_ones(runs):
-    age = {status: [END - parse(run["created"]) for run in runs if run["status"] == status]
-           for status in UNFINISHED}
+    age = {
+        status: [END - parse(run["created"]) for run in runs if run["status"] == status]
+        for status in UNFINISHED
+    }
     assert all(a < timedelta(minutes=30) for a in age["QUEUED"])
     assert all(a < timedelta(days=3) for a in age["PAUSED"])
     stuck = [a for a in age["RUNNING"] if a > timedelta(days=1)]
@@ -202,6 +222,7 @@ def test_quota_exceeded_runs_come_in_month_end_bursts(runs):
 
 # ---------------------------------------------------------------- failures
 
+
 def test_failed_runs_point_at_their_last_step(with_steps):
     failed = [run for run in with_steps if run["status"] == "FAILED"]
     assert len(failed) > 1000
@@ -221,10 +242,16 @@ def test_only_failed_runs_have_a_failed_step(runs):
 def test_error_messages_are_the_ones_people_really_see(runs):
     messages = [run["failedStep"]["message"] for run in runs if run["status"] == "FAILED"]
     text = "\n".join(messages)
-    for fragment in ('"error":"not_in_channel"', "TypeError: Invalid URL", '"retry-after"',
-                     "Cannot read properties of undefined (reading 'email')",
-                     '"customer_id" is required',
-                     "invalid_auth", "ETIMEDOUT", '"status":429'):
+    for fragment in (
+        '"error":"not_in_channel"',
+        "TypeError: Invalid URL",
+        '"retry-after"',
+        "Cannot read properties of undefined (reading 'email')",
+        '"customer_id" is required',
+        "invalid_auth",
+        "ETIMEDOUT",
+        '"status":429',
+    ):
         assert fragment in text, fragment
     decoded = [json.loads(message) for message in messages if message.startswith("{")]
     assert any(value.get("response", {}).get("status") == 403 for value in decoded)
@@ -244,8 +271,9 @@ def test_a_new_version_raises_one_flows_failure_rate_at_one_step(runs):
                 failed_at[key][run["failedStep"]["name"]] += 1
     jumps = []
     for flow in {name for name, _ in tally}:
-        versions = sorted((first_seen[key], key) for key in tally
-                          if key[0] == flow and tally[key][1] >= 200)
+        versions = sorted(
+            (first_seen[key], key) for key in tally if key[0] == flow and tally[key][1] >= 200
+        )
         rates = [tally[key][0] / tally[key][1] for _, key in versions]
         if len(rates) >= 2 and rates[-1] >= 0.2 and max(rates[:-1]) <= 0.06:
             jumps.append(versions[-1][1])
@@ -265,6 +293,7 @@ def test_halted_runs_have_no_failed_step_and_at_most_partial_steps(runs):
 
 
 # ---------------------------------------------------------------- flows and step shapes
+
 
 def test_flows_have_fixed_step_trees_and_a_few_versions(runs):
     flows = defaultdict(set)
@@ -316,8 +345,12 @@ def test_steps_are_keyed_in_execution_order(with_steps):
 
 
 def test_loop_outputs_hold_one_to_five_iterations_of_child_steps(with_steps):
-    loops = [(run, name, step) for run in with_steps for name, step in run["steps"].items()
-             if step["type"] == "LOOP_ON_ITEMS"]
+    loops = [
+        (run, name, step)
+        for run in with_steps
+        for name, step in run["steps"].items()
+        if step["type"] == "LOOP_ON_ITEMS"
+    ]
     assert len(loops) > 500
     for run, name, step in loops[::11]:
         output = step["output"]
@@ -398,14 +431,18 @@ def test_step_durations_are_realistic(with_steps):
             piece = catalog[name]["settings"].get("pieceName", "")
             if step["status"] == "SUCCEEDED" and step["type"] == "CODE":
                 by_kind["code"].append(step["duration"])
-            elif step["status"] == "SUCCEEDED" and step["type"] == "PIECE" and piece.endswith(
-                    ("-slack", "-http", "-hubspot", "-gmail")):
+            elif (
+                step["status"] == "SUCCEEDED"
+                and step["type"] == "PIECE"
+                and piece.endswith(("-slack", "-http", "-hubspot", "-gmail"))
+            ):
                 by_kind["api"].append(step["duration"])
     assert min(by_kind["code"]) >= 5 and max(by_kind["code"]) <= 80
     assert min(by_kind["api"]) >= 150 and max(by_kind["api"]) <= 3000
 
 
 # ---------------------------------------------------------------- shares and extras
+
 
 def test_legacy_share_uses_the_older_engines_fields(mixed_runs):
     legacy = [run for run in mixed_runs if "flowDisplayName" in run]
@@ -471,8 +508,14 @@ def distinct_payloads(runs, key: str) -> str:
 
 def test_step_inputs_carry_secrets_to_mask(with_steps):
     inputs = distinct_payloads(with_steps, "input")
-    for secret in ('"Authorization": "Bearer sk_live_', '"Authorization": "SSWS ', '"Cookie": "',
-                   '"api_key": "', '"password": "', '"webhook_secret": "whsec_'):
+    for secret in (
+        '"Authorization": "Bearer sk_live_',
+        '"Authorization": "SSWS ',
+        '"Cookie": "',
+        '"api_key": "',
+        '"password": "',
+        '"webhook_secret": "whsec_',
+    ):
         assert secret in inputs, secret
     outputs = distinct_payloads(with_steps, "output")
     assert '"token": "' in outputs and '"download_token": "' in outputs
@@ -492,6 +535,7 @@ def test_volume_follows_a_daily_and_weekly_rhythm(runs):
 
 
 # ---------------------------------------------------------------- files
+
 
 @pytest.mark.parametrize("name", ["runs.jsonl", "runs.jsonl.gz"])
 def test_write_jsonl_writes_one_run_per_line(tmp_path, name):

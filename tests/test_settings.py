@@ -21,12 +21,14 @@ from runs_store.settings import SETTINGS, MemorySize, Settings, load_settings
 GOOD = {
     "RUNS_DB": ("~/runs/explorer.duckdb", Path.home() / "runs" / "explorer.duckdb"),
     "RUNS_LOAD_SAMPLE": ("no", False),
-    "RUNS_EDIT_FLOW_URL": (" https://cloud.example.com/flows/{flow_id}?v={flow_version_id} ",
-                           "https://cloud.example.com/flows/{flow_id}?v={flow_version_id}"),
+    "RUNS_EDIT_FLOW_URL": (
+        " https://cloud.example.com/flows/{flow_id}?v={flow_version_id} ",
+        "https://cloud.example.com/flows/{flow_id}?v={flow_version_id}",
+    ),
     "RUNS_MASK_SECRETS": ("OFF", False),
     "RUNS_LIVE_SECONDS": ("2.5", 2.5),
     "RUNS_PAYLOAD_PREVIEW_KB": ("0.5", 0.5),
-    "RUNS_MEMORY_LIMIT": ("2 gib", MemorySize("2GiB", 2 * 1024 ** 3)),
+    "RUNS_MEMORY_LIMIT": ("2 gib", MemorySize("2GiB", 2 * 1024**3)),
     "RUNS_INGEST_MEMORY_LIMIT": ("1.5GB", MemorySize("1.5GB", 1_500_000_000)),
     "RUNS_LOCK_WAIT_SECONDS": ("0", 0.0),
     "RUNS_MAX_RECORD_MB": ("16", 16.0),
@@ -37,17 +39,29 @@ GOOD = {
 BAD = {
     "RUNS_DB": (["", "   ", "a\0b"], "a file path"),
     "RUNS_LOAD_SAMPLE": (["", "maybe", "2", "y"], "1/true/yes/on or 0/false/no/off"),
-    "RUNS_EDIT_FLOW_URL": (["ftp://editor.example/{flow_id}", "/flows/{flow_id}",
-                            "https://x.example/{flow}", "https://x.example/{flow_id",
-                            "https://x.example/{}", "https://x.example/{flow_id!r}",
-                            "javascript:alert({flow_id})", "https://"],
-                           ("an http:// or https:// URL whose only placeholders are {flow_id}, "
-                            "{flow_version_id} and {project_id}")),
+    "RUNS_EDIT_FLOW_URL": (
+        [
+            "ftp://editor.example/{flow_id}",
+            "/flows/{flow_id}",
+            "https://x.example/{flow}",
+            "https://x.example/{flow_id",
+            "https://x.example/{}",
+            "https://x.example/{flow_id!r}",
+            "javascript:alert({flow_id})",
+            "https://",
+        ],
+        (
+            "an http:// or https:// URL whose only placeholders are {flow_id}, "
+            "{flow_version_id} and {project_id}"
+        ),
+    ),
     "RUNS_MASK_SECRETS": (["maybe", "", "enabled"], "1/true/yes/on or 0/false/no/off"),
     "RUNS_LIVE_SECONDS": (["abc", "1", "0", "-5", "inf"], "a number of seconds >= 2"),
     "RUNS_PAYLOAD_PREVIEW_KB": (["lots", "0", "-1", "nan"], "a positive number of kilobytes"),
-    "RUNS_MEMORY_LIMIT": (["lots", "1024", "-1GB", "100KB", "1 gigabyte", "80%"],
-                          "a memory size of at least 1MB"),
+    "RUNS_MEMORY_LIMIT": (
+        ["lots", "1024", "-1GB", "100KB", "1 gigabyte", "80%"],
+        "a memory size of at least 1MB",
+    ),
     "RUNS_INGEST_MEMORY_LIMIT": (["lots", "0MB", "512 M"], "a memory size of at least 1MB"),
     "RUNS_LOCK_WAIT_SECONDS": (["abc", "-1", "", "inf"], "a number of seconds >= 0"),
     "RUNS_MAX_RECORD_MB": (["lots", "0", "-3"], "a positive number of megabytes"),
@@ -64,6 +78,7 @@ def one_line(env: str, value: str) -> str:
 
 # ------------------------------------------------------------------ the declarations
 
+
 def test_the_tables_here_cover_every_setting():
     declared = [s.env for s in SETTINGS]
     assert sorted(GOOD) == sorted(declared) and sorted(BAD) == sorted(declared)
@@ -75,14 +90,23 @@ def test_the_settings_object_has_one_field_per_declared_setting_in_order():
 
 def test_every_default_is_allowed_and_read_typed():
     loaded = load_settings({})
-    assert loaded == Settings(db=Path("data/runs.duckdb"), load_sample=True, edit_flow_url="",
-                              mask_secrets=True, live_seconds=15.0, payload_preview_kb=256.0,
-                              memory_limit=MemorySize("1GB", 10 ** 9),
-                              ingest_memory_limit=MemorySize("512MB", 512 * 10 ** 6),
-                              lock_wait_seconds=30.0, max_record_mb=64.0, max_file_gb=10.0)
+    assert loaded == Settings(
+        db=Path("data/runs.duckdb"),
+        load_sample=True,
+        edit_flow_url="",
+        mask_secrets=True,
+        live_seconds=15.0,
+        payload_preview_kb=256.0,
+        memory_limit=MemorySize("1GB", 10**9),
+        ingest_memory_limit=MemorySize("512MB", 512 * 10**6),
+        lock_wait_seconds=30.0,
+        max_record_mb=64.0,
+        max_file_gb=10.0,
+    )
 
 
 # ------------------------------------------------------------------ typed values
+
 
 @pytest.mark.parametrize("env", GOOD)
 def test_a_good_value_is_read_typed(env):
@@ -101,12 +125,15 @@ def test_booleans_accept_the_usual_words_for_off(text):
     assert load_settings({"RUNS_MASK_SECRETS": text}).mask_secrets is False
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("512mb", MemorySize("512MB", 512 * 10 ** 6)),
-    ("1.5 GiB", MemorySize("1.5GiB", 1536 * 1024 ** 2)),
-    ("1MB", MemorySize("1MB", 10 ** 6)),
-    ("2tb", MemorySize("2TB", 2 * 10 ** 12)),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("512mb", MemorySize("512MB", 512 * 10**6)),
+        ("1.5 GiB", MemorySize("1.5GiB", 1536 * 1024**2)),
+        ("1MB", MemorySize("1MB", 10**6)),
+        ("2tb", MemorySize("2TB", 2 * 10**12)),
+    ],
+)
 def test_memory_sizes_are_read_in_the_units_duckdb_takes(text, expected):
     assert load_settings({"RUNS_MEMORY_LIMIT": text}).memory_limit == expected
     assert str(expected) == expected.text
@@ -123,8 +150,10 @@ def test_the_edit_flow_url_may_name_the_project():
 
 # ------------------------------------------------------------------ values not allowed
 
-@pytest.mark.parametrize("env, value, allowed", BAD_CASES,
-                         ids=[f"{env}={value!r}" for env, value, _ in BAD_CASES])
+
+@pytest.mark.parametrize(
+    "env, value, allowed", BAD_CASES, ids=[f"{env}={value!r}" for env, value, _ in BAD_CASES]
+)
 def test_a_bad_value_is_named_in_one_line_with_what_is_allowed(env, value, allowed):
     with pytest.raises(SettingError) as raised:
         load_settings({env: value})
@@ -143,8 +172,10 @@ def test_the_message_gives_an_example_that_is_allowed():
 def test_the_line_from_the_issue_reads_as_promised():
     with pytest.raises(SettingError) as raised:
         load_settings({"RUNS_LOCK_WAIT_SECONDS": "abc"})
-    assert str(raised.value) == ("RUNS_LOCK_WAIT_SECONDS='abc' is not allowed: use a number of "
-                                 "seconds >= 0, e.g. RUNS_LOCK_WAIT_SECONDS=30")
+    assert str(raised.value) == (
+        "RUNS_LOCK_WAIT_SECONDS='abc' is not allowed: use a number of "
+        "seconds >= 0, e.g. RUNS_LOCK_WAIT_SECONDS=30"
+    )
 
 
 def test_a_value_with_a_line_break_still_gives_one_line():
@@ -158,10 +189,12 @@ def test_every_bad_setting_gets_its_own_line():
         load_settings({"RUNS_MASK_SECRETS": "maybe", "RUNS_LIVE_SECONDS": "abc"})
     assert str(raised.value).splitlines() == [
         settings.declared("RUNS_MASK_SECRETS").problem("maybe"),
-        settings.declared("RUNS_LIVE_SECONDS").problem("abc")]
+        settings.declared("RUNS_LIVE_SECONDS").problem("abc"),
+    ]
 
 
 # ------------------------------------------------------------------ reading the environment
+
 
 def test_the_current_settings_follow_the_environment(monkeypatch):
     monkeypatch.setenv("RUNS_LOCK_WAIT_SECONDS", "5")
@@ -190,13 +223,12 @@ def test_the_record_bounds_are_read_from_the_typed_settings(monkeypatch):
     monkeypatch.setenv("RUNS_MAX_RECORD_MB", "0.5")
     monkeypatch.setenv("RUNS_MAX_FILE_GB", "2")
     assert limits.max_record_chars() == 512 * 1024
-    assert limits.max_file_bytes() == 2 * 1024 ** 3
+    assert limits.max_file_bytes() == 2 * 1024**3
     assert "RUNS_MAX_RECORD_MB (0.5 MB)" in limits.record_too_large_reason()
     assert "RUNS_MAX_FILE_GB (2 GB)" in limits.file_too_large_message("f.jsonl")
 
 
-def test_a_bad_ingest_memory_limit_is_a_setting_error_before_anything_loads(tmp_path,
-                                                                             monkeypatch):
+def test_a_bad_ingest_memory_limit_is_a_setting_error_before_anything_loads(tmp_path, monkeypatch):
     monkeypatch.setenv("RUNS_INGEST_MEMORY_LIMIT", "lots")
     path = write_jsonl(tmp_path / "runs.jsonl", [simple_run("one")])
     with pytest.raises(SettingError, match=r"^RUNS_INGEST_MEMORY_LIMIT='lots' is not allowed"):
@@ -212,20 +244,25 @@ CLI_CASES = [(env, values[0]) for env, (values, _) in BAD.items()]
 def test_the_cli_exits_2_with_the_line_before_any_work(tmp_path, env, value):
     path = write_jsonl(tmp_path / "runs.jsonl", [simple_run("one")])
     db = tmp_path / "runs.duckdb"
-    done = run_cli("ingest", str(path), "--db", str(db), "--progress", "never",
-                   env={env: value})
+    done = run_cli("ingest", str(path), "--db", str(db), "--progress", "never", env={env: value})
     assert done.returncode == 2, done.stderr
     assert done.stderr == f"error: {settings.declared(env).problem(value)}\n"
     assert not db.exists(), "a bad setting must stop the CLI before it opens the database"
 
 
 def test_the_cli_checks_settings_a_command_would_not_read(tmp_path):
-    done = run_cli("export", "--db", str(tmp_path / "none.duckdb"),
-                   env={"RUNS_EDIT_FLOW_URL": "ftp://x/{flow_id}", "RUNS_MASK_SECRETS": "maybe"})
+    done = run_cli(
+        "export",
+        "--db",
+        str(tmp_path / "none.duckdb"),
+        env={"RUNS_EDIT_FLOW_URL": "ftp://x/{flow_id}", "RUNS_MASK_SECRETS": "maybe"},
+    )
     assert done.returncode == 2 and "Traceback" not in done.stderr
     lines = done.stderr.splitlines()
-    assert [line.split("=")[0] for line in lines] == ["error: RUNS_EDIT_FLOW_URL",
-                                                      "error: RUNS_MASK_SECRETS"]
+    assert [line.split("=")[0] for line in lines] == [
+        "error: RUNS_EDIT_FLOW_URL",
+        "error: RUNS_MASK_SECRETS",
+    ]
 
 
 def test_the_cli_help_works_whatever_the_settings():
@@ -236,18 +273,19 @@ def test_the_cli_help_works_whatever_the_settings():
 # ------------------------------------------------------------------ the app
 
 APP_CASES = [
-    (None, "RUNS_LIVE_SECONDS", "abc"),                      # read by the header, before the store
+    (None, "RUNS_LIVE_SECONDS", "abc"),  # read by the header, before the store
     ("pages/run.py", "RUNS_MASK_SECRETS", "maybe"),
     ("pages/run.py", "RUNS_EDIT_FLOW_URL", "ftp://editor.example/{flow_id}"),
-    ("pages/insights.py", "RUNS_MEMORY_LIMIT", "lots"),      # was blamed on the database
+    ("pages/insights.py", "RUNS_MEMORY_LIMIT", "lots"),  # was blamed on the database
     ("pages/import.py", "RUNS_DB", ""),
     ("pages/import.py", "RUNS_MAX_FILE_GB", "lots"),
 ]
 
 
 @pytest.mark.parametrize("page, env, value", APP_CASES, ids=[env for _, env, _ in APP_CASES])
-def test_a_page_shows_the_line_as_an_error_and_no_traceback(empty_db, app_env, monkeypatch,
-                                                           page, env, value):
+def test_a_page_shows_the_line_as_an_error_and_no_traceback(
+    empty_db, app_env, monkeypatch, page, env, value
+):
     app_env(empty_db)
     monkeypatch.setenv(env, value)
     at = app_test(page, {"id": "any"} if page == "pages/run.py" else None)

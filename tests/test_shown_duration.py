@@ -23,14 +23,17 @@ def test_a_finished_run_shows_its_duration(status):
     assert shown_duration(status, 4200) == "4.2 s" == short_duration(4200)
 
 
-@pytest.mark.parametrize("status, ms, shown", [
-    ("SUCCEEDED", 832, "832 ms"),
-    ("FAILED", 185_000, "3 min 5 s"),
-    ("SUCCEEDED", None, ""),                 # no duration recorded
-    ("TIMEOUT", math.nan, ""),               # a missing value as pandas hands it over
-    ("SOMETHING_NEW", 1000, "1 s"),          # a status this app does not know: shown as stored
-    ("RUNNING", None, ""),
-])
+@pytest.mark.parametrize(
+    "status, ms, shown",
+    [
+        ("SUCCEEDED", 832, "832 ms"),
+        ("FAILED", 185_000, "3 min 5 s"),
+        ("SUCCEEDED", None, ""),  # no duration recorded
+        ("TIMEOUT", math.nan, ""),  # a missing value as pandas hands it over
+        ("SOMETHING_NEW", 1000, "1 s"),  # a status this app does not know: shown as stored
+        ("RUNNING", None, ""),
+    ],
+)
 def test_shown_duration(status, ms, shown):
     assert shown_duration(status, ms) == shown
 

@@ -30,28 +30,48 @@ def test_in_order_gives_statuses_in_the_usual_order_and_drops_the_rest():
     assert in_order({"TIMEOUT", "SUCCEEDED", "nonsense"}) == ["SUCCEEDED", "TIMEOUT"]
 
 
-@pytest.mark.parametrize("name, expected", [
-    ("SUCCEEDED", "success"), ("CANCELED", "warning"),
-    *[(name, "error") for name in sorted(FAILED_STATES)],
-    *[(name, "info") for name in sorted(UNFINISHED)], (None, "info"), ("SOMETHING_NEW", "info"),
-])
+@pytest.mark.parametrize(
+    "name, expected",
+    [
+        ("SUCCEEDED", "success"),
+        ("CANCELED", "warning"),
+        *[(name, "error") for name in sorted(FAILED_STATES)],
+        *[(name, "info") for name in sorted(UNFINISHED)],
+        (None, "info"),
+        ("SOMETHING_NEW", "info"),
+    ],
+)
 def test_a_runs_tone_follows_its_outcome(name, expected):
     assert tone(name) == expected
 
 
-@pytest.mark.parametrize("name, label, badge", [
-    ("SUCCEEDED", "Succeeded", "green"), ("STOPPED", "Succeeded", "green"),
-    ("FAILED", "Failed", "red"), ("PAUSED", "Paused", "gray"), ("RUNNING", "Running", "blue"),
-    (None, "Unknown", "gray"), ("", "Unknown", "gray"), ("SKIPPED", "Skipped", "gray"),
-])
+@pytest.mark.parametrize(
+    "name, label, badge",
+    [
+        ("SUCCEEDED", "Succeeded", "green"),
+        ("STOPPED", "Succeeded", "green"),
+        ("FAILED", "Failed", "red"),
+        ("PAUSED", "Paused", "gray"),
+        ("RUNNING", "Running", "blue"),
+        (None, "Unknown", "gray"),
+        ("", "Unknown", "gray"),
+        ("SKIPPED", "Skipped", "gray"),
+    ],
+)
 def test_a_step_status_has_one_label_and_badge_colour(name, label, badge):
     assert step_status_label(name) == label and step_status_badge(name) == badge
 
 
-@pytest.mark.parametrize("status, badge", [
-    ("SUCCESS", ("Succeeded", "green")), ("completed", ("Completed", "green")),
-    ("FAILED", ("Failed", "red")), ("in-progress", ("In progress", "blue")),
-    ("queued-by-tool", ("queued-by-tool", "gray")), ("", ("Unknown", "gray")),
-])
+@pytest.mark.parametrize(
+    "status, badge",
+    [
+        ("SUCCESS", ("Succeeded", "green")),
+        ("completed", ("Completed", "green")),
+        ("FAILED", ("Failed", "red")),
+        ("in-progress", ("In progress", "blue")),
+        ("queued-by-tool", ("queued-by-tool", "gray")),
+        ("", ("Unknown", "gray")),
+    ],
+)
 def test_a_tool_calls_status_reads_as_a_label_and_colour(status, badge):
     assert TimelineEntry("tool_call", status=status).status_badge == badge

@@ -39,17 +39,26 @@ from runs_store.queries.view_state import (
 )
 
 TODAY = date(2026, 11, 24)
-FLOWS = ("Daily digest", "Weekly churn report", "Onboard new employee", "a, b & c",
-         " spaced name ", "Ünïcode flow")
+FLOWS = (
+    "Daily digest",
+    "Weekly churn report",
+    "Onboard new employee",
+    "a, b & c",
+    " spaced name ",
+    "Ünïcode flow",
+)
 CONTEXT = ViewContext.on(TODAY, FLOWS)
 
 
 def read(query: dict, context: ViewContext = CONTEXT) -> tuple[RunsView, list[str]]:
-    return RunsView.from_query({key: value if isinstance(value, list) else [value]
-                                for key, value in query.items()}, context)
+    return RunsView.from_query(
+        {key: value if isinstance(value, list) else [value] for key, value in query.items()},
+        context,
+    )
 
 
 # ------------------------------------------------------------------ declared once
+
 
 def test_every_url_key_is_declared_once_and_fills_one_field_in_order():
     assert len(URL_KEYS) == len(set(URL_KEYS)) == len(PARAMS)
@@ -59,8 +68,12 @@ def test_every_url_key_is_declared_once_and_fills_one_field_in_order():
 
 def test_the_defaults_are_the_default_view_and_write_nothing():
     view = RunsView()
-    assert (view.preset, view.page, view.rows, view.live) == (DEFAULT_PRESET, 1,
-                                                               DEFAULT_PAGE_SIZE, False)
+    assert (view.preset, view.page, view.rows, view.live) == (
+        DEFAULT_PRESET,
+        1,
+        DEFAULT_PAGE_SIZE,
+        False,
+    )
     assert view.to_query() == {} and read({}) == (view, [])
 
 
@@ -75,8 +88,12 @@ def test_the_pages_take_their_keys_from_the_view_state():
 def test_the_run_page_hands_back_every_key_of_the_view():
     """The run page keeps its own list of the view's keys for "Back to runs": it must be these."""
     tree = ast.parse((ROOT / "pages/run.py").read_text())
-    found = [node.value for node in ast.walk(tree) if isinstance(node, ast.Assign)
-             and any(getattr(target, "id", "") == "VIEW_KEYS" for target in node.targets)]
+    found = [
+        node.value
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Assign)
+        and any(getattr(target, "id", "") == "VIEW_KEYS" for target in node.targets)
+    ]
     if found:  # once it reads view_state.URL_KEYS there is no list left to compare
         keys = ast.literal_eval(found[0])
         assert sorted(keys) == sorted(URL_KEYS)
@@ -85,24 +102,40 @@ def test_the_run_page_hands_back_every_key_of_the_view():
 # ------------------------------------------------------------------ reading a link, table-driven
 
 READS = [
-    ("flows and statuses in either spelling",
-     {"flow": ["Daily digest", "a, b & c"], "status": ["failed", "QUOTA_EXCEEDED", "Failed"]},
-     RunsView(flows=("Daily digest", "a, b & c"), statuses=("FAILED", "QUOTA_EXCEEDED"))),
+    (
+        "flows and statuses in either spelling",
+        {"flow": ["Daily digest", "a, b & c"], "status": ["failed", "QUOTA_EXCEEDED", "Failed"]},
+        RunsView(flows=("Daily digest", "a, b & c"), statuses=("FAILED", "QUOTA_EXCEEDED")),
+    ),
     ("a range by key or by label, any case", {"range": "30D"}, RunsView(preset="30d")),
     ("a range by its label", {"range": "last 90 days"}, RunsView(preset="90d")),
-    ("days without a range are a custom range", {"from": "2026-11-01", "to": "2026-11-03"},
-     RunsView(preset=CUSTOM, first_day=date(2026, 11, 1), last_day=date(2026, 11, 3))),
-    ("days with another range mean nothing",
-     {"range": "Last 7 days", "from": "2026-11-01"}, RunsView()),
+    (
+        "days without a range are a custom range",
+        {"from": "2026-11-01", "to": "2026-11-03"},
+        RunsView(preset=CUSTOM, first_day=date(2026, 11, 1), last_day=date(2026, 11, 3)),
+    ),
+    (
+        "days with another range mean nothing",
+        {"range": "Last 7 days", "from": "2026-11-01"},
+        RunsView(),
+    ),
     ("a custom range without days", {"range": "Custom range"}, RunsView(preset=CUSTOM)),
     ("yes and 1 are true", {"archived": "yes", "live": "1"}, RunsView(archived=True, live=True)),
     ("search text is trimmed", {"q": "  time out \t"}, RunsView(search="time out")),
-    ("drill-downs are record text, kept as written",
-     {"failed_step": ["step_2", " step 3 ", "step_2"], "signature": "sig 1 ",
-      "version": ["v1", ""]},
-     RunsView(failed_steps=("step_2", " step 3 "), signature="sig 1 ", versions=("v1",))),
-    ("a single value given twice keeps the last", {"page": ["2", "3"], "rows": ["10", "50"]},
-     RunsView(page=3, rows=50)),
+    (
+        "drill-downs are record text, kept as written",
+        {
+            "failed_step": ["step_2", " step 3 ", "step_2"],
+            "signature": "sig 1 ",
+            "version": ["v1", ""],
+        },
+        RunsView(failed_steps=("step_2", " step 3 "), signature="sig 1 ", versions=("v1",)),
+    ),
+    (
+        "a single value given twice keeps the last",
+        {"page": ["2", "3"], "rows": ["10", "50"]},
+        RunsView(page=3, rows=50),
+    ),
     ("page and rows as numbers", {"page": "12", "rows": "100"}, RunsView(page=12, rows=100)),
     ("keys it does not know are not its business", {"view": "Trends", "id": "r1"}, RunsView()),
 ]
@@ -114,19 +147,40 @@ def test_a_link_reads_as(name, query, expected):
 
 
 NOTICES = [
-    ({"flow": "No such flow"}, ('Ignored flow "No such flow" from the link: no runs of a flow by '
-                                'that name are loaded.')),
+    (
+        {"flow": "No such flow"},
+        ('Ignored flow "No such flow" from the link: no runs of a flow by that name are loaded.'),
+    ),
     ({"status": "Bogus"}, 'Ignored unknown status "Bogus" from the link.'),
-    ({"range": "bogus"}, ('Ignored date range "bogus" from the link: use one of Last 24 hours, '
-                          'Last 7 days, Last 30 days, Last 90 days, All time, Custom range.')),
-    ({"from": "2026-13-01"}, ('Ignored start date "2026-13-01" from the link: not a date like '
-                              '2026-11-24.')),
-    ({"to": "yesterday"}, ('Ignored end date "yesterday" from the link: not a date like '
-                           '2026-11-24.')),
-    ({"from": "1999-12-31"}, ('Ignored start date "1999-12-31" from the link: it must be between '
-                              '2000-01-01 and 2026-11-25.')),
-    ({"to": "2026-11-26"}, ('Ignored end date "2026-11-26" from the link: it must be between '
-                            '2000-01-01 and 2026-11-25.')),
+    (
+        {"range": "bogus"},
+        (
+            'Ignored date range "bogus" from the link: use one of Last 24 hours, '
+            "Last 7 days, Last 30 days, Last 90 days, All time, Custom range."
+        ),
+    ),
+    (
+        {"from": "2026-13-01"},
+        ('Ignored start date "2026-13-01" from the link: not a date like 2026-11-24.'),
+    ),
+    (
+        {"to": "yesterday"},
+        ('Ignored end date "yesterday" from the link: not a date like 2026-11-24.'),
+    ),
+    (
+        {"from": "1999-12-31"},
+        (
+            'Ignored start date "1999-12-31" from the link: it must be between '
+            "2000-01-01 and 2026-11-25."
+        ),
+    ),
+    (
+        {"to": "2026-11-26"},
+        (
+            'Ignored end date "2026-11-26" from the link: it must be between '
+            "2000-01-01 and 2026-11-25."
+        ),
+    ),
     ({"archived": "maybe"}, 'Ignored show archived "maybe" from the link: use true or false.'),
     ({"page": "abc"}, 'Ignored page "abc" from the link: not a whole number.'),
     ({"page": "0"}, 'Ignored page "0" from the link: it must be at least 1.'),
@@ -136,8 +190,9 @@ NOTICES = [
 ]
 
 
-@pytest.mark.parametrize("query, notice", NOTICES, ids=[next(iter(q)) + "=" + str(q)[-12:]
-                                                        for q, _ in NOTICES])
+@pytest.mark.parametrize(
+    "query, notice", NOTICES, ids=[next(iter(q)) + "=" + str(q)[-12:] for q, _ in NOTICES]
+)
 def test_a_bad_value_falls_back_to_its_default_with_a_notice_naming_it(query, notice):
     view, notices = read(query)
     assert view == RunsView()
@@ -145,8 +200,14 @@ def test_a_bad_value_falls_back_to_its_default_with_a_notice_naming_it(query, no
 
 
 def test_bad_values_go_and_good_ones_stay():
-    view, notices = read({"status": ["Bogus", "FAILED", "Nope"], "rows": "100", "page": "x",
-                          "flow": ["Daily digest", "Gone flow"]})
+    view, notices = read(
+        {
+            "status": ["Bogus", "FAILED", "Nope"],
+            "rows": "100",
+            "page": "x",
+            "flow": ["Daily digest", "Gone flow"],
+        }
+    )
     assert view == RunsView(statuses=("FAILED",), rows=100, flows=("Daily digest",))
     assert [n.split('"')[1] for n in notices] == ["Gone flow", "Bogus", "Nope", "x"]
 
@@ -157,8 +218,9 @@ def test_a_bad_range_with_days_is_a_custom_range_of_those_days():
 
 
 def test_only_the_keys_asked_for_are_read():
-    view, notices = RunsView.from_query({"page": ["x"], "status": ["Failed"]}, CONTEXT,
-                                        keys=FILTER_KEYS)
+    view, notices = RunsView.from_query(
+        {"page": ["x"], "status": ["Failed"]}, CONTEXT, keys=FILTER_KEYS
+    )
     assert view == RunsView(statuses=("FAILED",)) and notices == []
 
 
@@ -168,29 +230,56 @@ def test_without_a_list_of_flows_any_flow_is_accepted():
 
 # ------------------------------------------------------------------ writing it back
 
+
 def test_a_view_writes_its_canonical_spellings_and_leaves_defaults_out():
-    view = RunsView(flows=("Daily digest",), statuses=("FAILED", "QUOTA_EXCEEDED"),
-                    preset=CUSTOM, first_day=date(2026, 11, 1), last_day=date(2026, 11, 3),
-                    archived=True, search="error", failed_steps=("step_2",), page=4, rows=10,
-                    live=True)
+    view = RunsView(
+        flows=("Daily digest",),
+        statuses=("FAILED", "QUOTA_EXCEEDED"),
+        preset=CUSTOM,
+        first_day=date(2026, 11, 1),
+        last_day=date(2026, 11, 3),
+        archived=True,
+        search="error",
+        failed_steps=("step_2",),
+        page=4,
+        rows=10,
+        live=True,
+    )
     assert view.to_query() == {
-        "flow": ["Daily digest"], "status": ["Failed", "Quota Exceeded"],
-        "range": ["Custom range"], "from": ["2026-11-01"], "to": ["2026-11-03"],
-        "archived": ["true"], "q": ["error"], "failed_step": ["step_2"], "page": ["4"],
-        "rows": ["10"], "live": ["true"]}
+        "flow": ["Daily digest"],
+        "status": ["Failed", "Quota Exceeded"],
+        "range": ["Custom range"],
+        "from": ["2026-11-01"],
+        "to": ["2026-11-03"],
+        "archived": ["true"],
+        "q": ["error"],
+        "failed_step": ["step_2"],
+        "page": ["4"],
+        "rows": ["10"],
+        "live": ["true"],
+    }
     assert view.to_query(PAGING_KEYS) == {"page": ["4"], "rows": ["10"], "live": ["true"]}
 
 
 def test_widget_values_are_spelled_out_even_at_their_defaults():
-    assert RunsView.widgets_as_query({"range": "7d", "archived": False, "page": 1, "flow": []}) \
-        == {"range": ["Last 7 days"], "archived": ["false"], "page": ["1"], "flow": []}
+    assert RunsView.widgets_as_query({"range": "7d", "archived": False, "page": 1, "flow": []}) == {
+        "range": ["Last 7 days"],
+        "archived": ["false"],
+        "page": ["1"],
+        "flow": [],
+    }
 
 
 def test_widget_values_are_cleaned_as_a_link_would_be():
-    view = RunsView().with_widget_values({"status": ["FAILED", "Failed"], "q": " x ",
-                                          "from": date(2026, 1, 1), "rows": 7})
+    view = RunsView().with_widget_values(
+        {"status": ["FAILED", "Failed"], "q": " x ", "from": date(2026, 1, 1), "rows": 7}
+    )
     assert (view.statuses, view.search, view.first_day, view.rows) == (
-        ("FAILED",), "x", None, DEFAULT_PAGE_SIZE)  # no custom range: its days mean nothing
+        ("FAILED",),
+        "x",
+        None,
+        DEFAULT_PAGE_SIZE,
+    )  # no custom range: its days mean nothing
 
 
 # ------------------------------------------------------------------ the filter it asks for
@@ -199,31 +288,52 @@ NOW = datetime(2026, 11, 24, 15, 42, 17)
 PARIS = ZoneInfo("Europe/Paris")
 
 
-@pytest.mark.parametrize("view, since, until", [
-    (RunsView(), datetime(2026, 11, 17, 15, 42), None),
-    (RunsView(preset="all"), None, None),
-    (RunsView(preset=CUSTOM, first_day=date(2026, 11, 1), last_day=date(2026, 11, 3)),
-     *day_window(date(2026, 11, 1), date(2026, 11, 3), PARIS)),
-    (RunsView(preset=CUSTOM, first_day=date(2026, 11, 3), last_day=date(2026, 11, 1)),
-     *day_window(date(2026, 11, 1), date(2026, 11, 3), PARIS)),  # given backwards: swapped
-    (RunsView(preset=CUSTOM), *day_window(TODAY - timedelta(days=6), TODAY, PARIS)),
-])
+@pytest.mark.parametrize(
+    "view, since, until",
+    [
+        (RunsView(), datetime(2026, 11, 17, 15, 42), None),
+        (RunsView(preset="all"), None, None),
+        (
+            RunsView(preset=CUSTOM, first_day=date(2026, 11, 1), last_day=date(2026, 11, 3)),
+            *day_window(date(2026, 11, 1), date(2026, 11, 3), PARIS),
+        ),
+        (
+            RunsView(preset=CUSTOM, first_day=date(2026, 11, 3), last_day=date(2026, 11, 1)),
+            *day_window(date(2026, 11, 1), date(2026, 11, 3), PARIS),
+        ),  # given backwards: swapped
+        (RunsView(preset=CUSTOM), *day_window(TODAY - timedelta(days=6), TODAY, PARIS)),
+    ],
+)
 def test_the_filter_of_a_view(view, since, until):
     expected = RunFilter(since=since, until=until)
     assert view.run_filter(NOW, TODAY, PARIS) == expected
 
 
 def test_the_filter_carries_every_other_field():
-    view = RunsView(flows=("A",), statuses=("FAILED",), archived=True, search="x",
-                    failed_steps=("s",), signature="sig", versions=("v",))
+    view = RunsView(
+        flows=("A",),
+        statuses=("FAILED",),
+        archived=True,
+        search="x",
+        failed_steps=("s",),
+        signature="sig",
+        versions=("v",),
+    )
     assert view.run_filter(NOW, TODAY, UTC).with_(since=None) == RunFilter(
-        flows=("A",), statuses=("FAILED",), include_archived=True, search="x",
-        failed_steps=("s",), signature="sig", flow_version_ids=("v",))
+        flows=("A",),
+        statuses=("FAILED",),
+        include_archived=True,
+        search="x",
+        failed_steps=("s",),
+        signature="sig",
+        flow_version_ids=("v",),
+    )
 
 
 def test_a_backwards_range_says_it_was_swapped():
-    assert RunsView(preset=CUSTOM, first_day=date(2026, 11, 3),
-                    last_day=date(2026, 11, 1)).days_swapped
+    assert RunsView(
+        preset=CUSTOM, first_day=date(2026, 11, 3), last_day=date(2026, 11, 1)
+    ).days_swapped
     assert not RunsView(preset=CUSTOM, first_day=date(2026, 11, 1)).days_swapped
 
 
@@ -261,24 +371,34 @@ def views(draw) -> RunsView:
         versions=draw(unique(texts.filter(bool))),
         page=draw(st.integers(min_value=1, max_value=10**12)),
         rows=draw(st.sampled_from(PAGE_SIZES)),
-        live=draw(st.booleans()))
+        live=draw(st.booleans()),
+    )
 
 
 def is_valid(view: RunsView) -> bool:
     """A view a page can show: what `views` draws, checked field by field."""
     custom = view.preset == CUSTOM
-    return all((
-        set(view.flows) <= set(FLOWS), set(view.statuses) <= set(STATUS_NAMES),
-        all(len(set(values)) == len(values) and all(values)
-            for values in (view.flows, view.statuses, view.failed_steps, view.versions)),
-        view.preset in PRESET_LABELS,
-        custom or (view.first_day is None and view.last_day is None),
-        all(day is None or EARLIEST_DAY <= day <= CONTEXT.latest
-            for day in (view.first_day, view.last_day)),
-        isinstance(view.archived, bool) and isinstance(view.live, bool),
-        view.search == view.search.strip(), isinstance(view.signature, str),
-        isinstance(view.page, int) and view.page >= 1, view.rows in PAGE_SIZES,
-    ))
+    return all(
+        (
+            set(view.flows) <= set(FLOWS),
+            set(view.statuses) <= set(STATUS_NAMES),
+            all(
+                len(set(values)) == len(values) and all(values)
+                for values in (view.flows, view.statuses, view.failed_steps, view.versions)
+            ),
+            view.preset in PRESET_LABELS,
+            custom or (view.first_day is None and view.last_day is None),
+            all(
+                day is None or EARLIEST_DAY <= day <= CONTEXT.latest
+                for day in (view.first_day, view.last_day)
+            ),
+            isinstance(view.archived, bool) and isinstance(view.live, bool),
+            view.search == view.search.strip(),
+            isinstance(view.signature, str),
+            isinstance(view.page, int) and view.page >= 1,
+            view.rows in PAGE_SIZES,
+        )
+    )
 
 
 @given(views())
@@ -297,18 +417,41 @@ def test_a_view_survives_a_real_url(view):
 @given(views())
 def test_the_widgets_values_of_a_view_are_the_view(view):
     values = {key: view.widget_value(key) for key in FILTER_KEYS + PAGING_KEYS}
-    assert RunsView(failed_steps=view.failed_steps, signature=view.signature,
-                    versions=view.versions).with_widget_values(values) == view
+    assert (
+        RunsView(
+            failed_steps=view.failed_steps, signature=view.signature, versions=view.versions
+        ).with_widget_values(values)
+        == view
+    )
     read_back, notices = RunsView.from_query(
-        {**RunsView.widgets_as_query(values), **view.to_query(DRILL_KEYS)}, CONTEXT)
+        {**RunsView.widgets_as_query(values), **view.to_query(DRILL_KEYS)}, CONTEXT
+    )
     assert (read_back, notices) == (view, [])
 
 
-queries = st.dictionaries(st.sampled_from(URL_KEYS) | st.text(max_size=8),
-                          st.lists(st.text(max_size=15) | st.sampled_from(
-                              ["Failed", "FAILED", "7d", "Custom range", "2026-11-01", "true",
-                               "0", "2", "25", " 100 ", "Daily digest", "9" * 5000]),
-                              max_size=4))
+queries = st.dictionaries(
+    st.sampled_from(URL_KEYS) | st.text(max_size=8),
+    st.lists(
+        st.text(max_size=15)
+        | st.sampled_from(
+            [
+                "Failed",
+                "FAILED",
+                "7d",
+                "Custom range",
+                "2026-11-01",
+                "true",
+                "0",
+                "2",
+                "25",
+                " 100 ",
+                "Daily digest",
+                "9" * 5000,
+            ]
+        ),
+        max_size=4,
+    ),
+)
 
 
 @settings(max_examples=300)
@@ -337,13 +480,24 @@ def test_the_view_moves_through_streamlits_public_api_only(script):
     widget bound to the URL: the view state owns the URL."""
     tree = ast.parse((ROOT / script).read_text())
     imports = [node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)]
-    imports += [alias.name for node in ast.walk(tree) if isinstance(node, ast.Import)
-                for alias in node.names]
+    imports += [
+        alias.name
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Import)
+        for alias in node.names
+    ]
     assert [name for name in imports if name.startswith("streamlit") and name != "streamlit"] == []
-    private = [node.attr for node in ast.walk(tree)
-               if isinstance(node, ast.Attribute) and node.attr.startswith("_")
-               and not node.attr.startswith("__")]
+    private = [
+        node.attr
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Attribute)
+        and node.attr.startswith("_")
+        and not node.attr.startswith("__")
+    ]
     assert private == []
-    bound = [node.lineno for node in ast.walk(tree) if isinstance(node, ast.keyword)
-             and node.arg == "bind"]
+    bound = [
+        node.lineno
+        for node in ast.walk(tree)
+        if isinstance(node, ast.keyword) and node.arg == "bind"
+    ]
     assert bound == []

@@ -21,11 +21,15 @@ _HOVER_TIME = {"hour": "%b %d, %H:00", "day": "%b %d, %Y", "week": "week of %b %
 
 
 def _layout(fig: go.Figure, height: int, y_title: str, percent: bool = False) -> go.Figure:
-    fig.update_layout(height=height, margin={"l": 8, "r": 8, "t": 8, "b": 8},
-                      legend={"orientation": "h", "y": -0.18, "x": 0, "traceorder": "normal"},
-                      clickmode="event+select", dragmode=False, hovermode="closest")
-    fig.update_yaxes(title_text=y_title, tickformat=".0%" if percent else ",d",
-                     rangemode="tozero")
+    fig.update_layout(
+        height=height,
+        margin={"l": 8, "r": 8, "t": 8, "b": 8},
+        legend={"orientation": "h", "y": -0.18, "x": 0, "traceorder": "normal"},
+        clickmode="event+select",
+        dragmode=False,
+        hovermode="closest",
+    )
+    fig.update_yaxes(title_text=y_title, tickformat=".0%" if percent else ",d", rangemode="tozero")
     fig.update_xaxes(title_text=None)
     return fig
 
@@ -37,11 +41,15 @@ def status_bars(buckets: pd.DataFrame, unit: str) -> go.Figure:
         rows = buckets[buckets["status"] == run_status.name]
         if rows.empty:
             continue
-        fig.add_bar(x=rows["bucket"], y=rows["runs"], name=run_status.label,
-                    marker_color=run_status.color,
-                    customdata=[[run_status.name, bucket.isoformat()] for bucket in rows["bucket"]],
-                    hovertemplate=f"%{{x|{_HOVER_TIME[unit]}}}<br>{run_status.label}: "
-                                  f"%{{y:,}}<extra></extra>")
+        fig.add_bar(
+            x=rows["bucket"],
+            y=rows["runs"],
+            name=run_status.label,
+            marker_color=run_status.color,
+            customdata=[[run_status.name, bucket.isoformat()] for bucket in rows["bucket"]],
+            hovertemplate=f"%{{x|{_HOVER_TIME[unit]}}}<br>{run_status.label}: "
+            f"%{{y:,}}<extra></extra>",
+        )
     fig.update_layout(barmode="stack", bargap=0.15)
     return _layout(fig, 320, "Runs")
 
@@ -51,22 +59,35 @@ def flow_rate_lines(rates: pd.DataFrame, unit: str) -> go.Figure:
     fig = go.Figure()
     for flow, rows in rates.groupby("flow_name", sort=True):
         name = escape(str(flow))
-        fig.add_scatter(x=rows["bucket"], y=rows["rate"], name=name, mode="lines+markers",
-                        customdata=[[flow, bucket.isoformat(), failed, finished] for bucket, failed,
-                                    finished in zip(rows["bucket"], rows["failed"],
-                                                    rows["finished"], strict=True)],
-                        hovertemplate=f"%{{x|{_HOVER_TIME[unit]}}}<br>%{{fullData.name}}: "
-                                      f"%{{y:.0%}} (%{{customdata[2]:,}} of "
-                                      f"%{{customdata[3]:,}})<extra></extra>")
+        fig.add_scatter(
+            x=rows["bucket"],
+            y=rows["rate"],
+            name=name,
+            mode="lines+markers",
+            customdata=[
+                [flow, bucket.isoformat(), failed, finished]
+                for bucket, failed, finished in zip(
+                    rows["bucket"], rows["failed"], rows["finished"], strict=True
+                )
+            ],
+            hovertemplate=f"%{{x|{_HOVER_TIME[unit]}}}<br>%{{fullData.name}}: "
+            f"%{{y:.0%}} (%{{customdata[2]:,}} of "
+            f"%{{customdata[3]:,}})<extra></extra>",
+        )
     return _layout(fig, 320, "Failure rate", percent=True)
 
 
 def quota_day_bars(days: pd.DataFrame) -> go.Figure:
     """Quota Exceeded runs per calendar day."""
     fig = go.Figure()
-    fig.add_bar(x=days["day"], y=days["runs"], name="Quota Exceeded", marker_color=QUOTA_COLOR,
-                customdata=[["QUOTA_EXCEEDED", day.isoformat()] for day in days["day"]],
-                hovertemplate="%{x|%b %d, %Y}: %{y:,} runs<extra></extra>")
+    fig.add_bar(
+        x=days["day"],
+        y=days["runs"],
+        name="Quota Exceeded",
+        marker_color=QUOTA_COLOR,
+        customdata=[["QUOTA_EXCEEDED", day.isoformat()] for day in days["day"]],
+        hovertemplate="%{x|%b %d, %Y}: %{y:,} runs<extra></extra>",
+    )
     return _layout(fig, 260, "Runs")
 
 

@@ -38,8 +38,15 @@ class PageStore:
 
     def cached(self, func: Callable, *args, **kwargs):
         """func(con, *args, **kwargs), remembered until the database changes."""
-        return _cached_call(f"{func.__module__}.{func.__qualname__}", self.path, self.generation,
-                            args, tuple(sorted(kwargs.items())), _func=func, _con=self.con)
+        return _cached_call(
+            f"{func.__module__}.{func.__qualname__}",
+            self.path,
+            self.generation,
+            args,
+            tuple(sorted(kwargs.items())),
+            _func=func,
+            _con=self.con,
+        )
 
     def call(self, func: Callable, *args, **kwargs):
         return func(self.con, *args, **kwargs)
@@ -52,12 +59,14 @@ class PageStore:
         def call():
             with open_db(path, read_only=read_only) as con:
                 return func(con, *args, **kwargs)
+
         return call
 
 
 @st.cache_data(max_entries=512, show_spinner=False)
-def _cached_call(name: str, path: str, generation_: int, args: tuple, kwargs: tuple, *,
-                 _func: Callable, _con):
+def _cached_call(
+    name: str, path: str, generation_: int, args: tuple, kwargs: tuple, *, _func: Callable, _con
+):
     return _func(_con, *args, **dict(kwargs))
 
 
@@ -102,8 +111,11 @@ def _load_sample_once(store: PageStore) -> None:
     if store.call(total_runs):
         return
     with st.spinner("First start: loading the bundled sample runs…"):
-        load_bundled_sample(settings.database_path(), now=datetime.now(UTC).replace(
-            tzinfo=None), connection=store.con)
+        load_bundled_sample(
+            settings.database_path(),
+            now=datetime.now(UTC).replace(tzinfo=None),
+            connection=store.con,
+        )
     store.generation = generation(store.con)
 
 
@@ -113,7 +125,9 @@ def show_sample_note(store: PageStore) -> None:
         st.sidebar.info(
             f"You are looking at **sample data** ({share.total:,} generated runs, moved so the "
             "newest is now). Load your own runs on the **Import** page, or with "
-            "`python -m runs_store ingest FILE`.", icon=":material/science:")
+            "`python -m runs_store ingest FILE`.",
+            icon=":material/science:",
+        )
 
 
 def user_timezone():

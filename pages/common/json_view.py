@@ -28,8 +28,15 @@ def human_size(size: int) -> str:
     return f"{size / (1024 * 1024):.1f} MB"
 
 
-def show_payload(payload: Payload, *, key: str, file_name: str, download: Callable[[], str],
-                 empty: str = "Nothing was recorded.", expanded: int = 1) -> None:
+def show_payload(
+    payload: Payload,
+    *,
+    key: str,
+    file_name: str,
+    download: Callable[[], str],
+    empty: str = "Nothing was recorded.",
+    expanded: int = 1,
+) -> None:
     """The payload as collapsible JSON opened `expanded` levels deep, or as a cut preview with
     its size and a download of the whole, which `download` reads when the user clicks it."""
     if not payload.present:
@@ -42,12 +49,21 @@ def show_payload(payload: Payload, *, key: str, file_name: str, download: Callab
         st.code(str(payload.value), language=None, wrap_lines=True)
 
 
-def show_cut_payload(payload: Payload, *, key: str, file_name: str,
-                     download: Callable[[], str]) -> None:
+def show_cut_payload(
+    payload: Payload, *, key: str, file_name: str, download: Callable[[], str]
+) -> None:
     shown = human_size(preview_bytes())
-    st.caption(f"This payload is {human_size(payload.size)}: too large to show whole, so only its "
-               f"first {shown} are shown below. Download it to see all of it.")
-    st.download_button(f"Download the whole payload ({human_size(payload.size)})",
-                       data=download, file_name=file_name, mime="application/json",
-                       on_click="ignore", key=key, icon=":material/download:")
+    st.caption(
+        f"This payload is {human_size(payload.size)}: too large to show whole, so only its "
+        f"first {shown} are shown below. Download it to see all of it."
+    )
+    st.download_button(
+        f"Download the whole payload ({human_size(payload.size)})",
+        data=download,
+        file_name=file_name,
+        mime="application/json",
+        on_click="ignore",
+        key=key,
+        icon=":material/download:",
+    )
     st.code(payload.preview or "", language=None, wrap_lines=True, height=PREVIEW_HEIGHT)

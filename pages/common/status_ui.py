@@ -22,15 +22,20 @@ def status_badge(name: str) -> None:
 def status_column(label: str = "Status"):
     """A read-only coloured-label column; the cell values are one-item lists of labels."""
     return st.column_config.MultiselectColumn(
-        label, options=[s.label for s in STATUSES], color=[s.color for s in STATUSES],
-        help="Hover the legend below the table for what each status means.")
+        label,
+        options=[s.label for s in STATUSES],
+        color=[s.color for s in STATUSES],
+        help="Hover the legend below the table for what each status means.",
+    )
 
 
 def _legend_chip(run_status: RunStatus) -> str:
-    return (f'<span title="{escape(status_help(run_status))}" style="display:inline-block;'
-            f"margin:0 6px 6px 0;padding:1px 9px;border-radius:10px;font-size:0.8rem;"
-            f"color:{run_status.color};background:{run_status.color}1f;"
-            f'border:1px solid {run_status.color}66;cursor:help">{escape(run_status.label)}</span>')
+    return (
+        f'<span title="{escape(status_help(run_status))}" style="display:inline-block;'
+        f"margin:0 6px 6px 0;padding:1px 9px;border-radius:10px;font-size:0.8rem;"
+        f"color:{run_status.color};background:{run_status.color}1f;"
+        f'border:1px solid {run_status.color}66;cursor:help">{escape(run_status.label)}</span>'
+    )
 
 
 def status_legend() -> None:

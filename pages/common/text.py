@@ -23,7 +23,8 @@ _MARKDOWN_SPECIALS = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~:$&=])")
 _ADDRESS = re.compile(
     r"(?:[a-z][a-z0-9+.\-]*://|www\.)\S*"
     r"|[\w.+\-]+@[\w\-]+(?:\.[\w\-]+)+",
-    re.IGNORECASE)
+    re.IGNORECASE,
+)
 _BACKTICKS = re.compile(r"`+")
 _TRAILING = ".,:;!?\"'*_~"  # left out of an address at its end, as markdown leaves them
 
@@ -34,8 +35,9 @@ def _address_length(address: str) -> int:
     end = len(address)
     while end:
         last = address[end - 1]
-        if last in _TRAILING or (last == ")" and address.count("(", 0, end)
-                                 < address.count(")", 0, end)):
+        if last in _TRAILING or (
+            last == ")" and address.count("(", 0, end) < address.count(")", 0, end)
+        ):
             end -= 1
         else:
             break
@@ -55,8 +57,11 @@ def code(text) -> str:
     text = str(text).replace("\n", " ")
     longest = max((len(run) for run in _BACKTICKS.findall(text)), default=0)
     fence = "`" * (longest + 1)
-    if text.startswith("`") or text.endswith("`") or (text.startswith(" ") and text.endswith(" ")
-                                                        and text.strip()):
+    if (
+        text.startswith("`")
+        or text.endswith("`")
+        or (text.startswith(" ") and text.endswith(" ") and text.strip())
+    ):
         text = f" {text} "
     return f"{fence}{text}{fence}"
 
@@ -71,8 +76,8 @@ def plain(text) -> str:
             end = found.start() + _address_length(found.group())
             if end == found.start():
                 continue
-            parts.append(_escaped(line[start:found.start()]))
-            parts.append(code(line[found.start():end]))
+            parts.append(_escaped(line[start : found.start()]))
+            parts.append(code(line[found.start() : end]))
             start = end
         parts.append(_escaped(line[start:]))
         lines.append("".join(parts))

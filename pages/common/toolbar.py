@@ -23,8 +23,9 @@ from runs_store.queries.view_state import CUSTOM, FILTER_KEYS, RunsView, ViewCon
 
 CHIP_LABELS = {"failed_step": "Failed step", "signature": "Error", "version": "Flow version"}
 DRILL_KEYS = {key: CHIP_LABELS[key] for key in view_state.DRILL_KEYS}  # URL key: chip label
-INSIGHTS = url_state.Scope("insights", keys=FILTER_KEYS + view_state.DRILL_KEYS,
-                           widgets=FILTER_KEYS)
+INSIGHTS = url_state.Scope(
+    "insights", keys=FILTER_KEYS + view_state.DRILL_KEYS, widgets=FILTER_KEYS
+)
 KEEP = "session"  # the toolbar's values stay across pages (a view moves between Runs and Insights)
 
 
@@ -43,24 +44,34 @@ def view_context(flows: list[str], tz) -> ViewContext:
 
 def _custom_days(context: ViewContext) -> dict:
     left, right = st.columns(2)
-    bounds = {"min_value": context.earliest, "max_value": context.latest,
-              "on_change": url_state.note_change, "persist_state": KEEP}
-    return {"from": left.date_input("From", key="from", **bounds),
-            "to": right.date_input("To", key="to", **bounds)}
+    bounds = {
+        "min_value": context.earliest,
+        "max_value": context.latest,
+        "on_change": url_state.note_change,
+        "persist_state": KEEP,
+    }
+    return {
+        "from": left.date_input("From", key="from", **bounds),
+        "to": right.date_input("To", key="to", **bounds),
+    }
 
 
 def _drill_down_chips(view: RunsView) -> None:
     """A removable chip for each drill-down in the view (record text: shown as plain text)."""
-    given = {"failed_step": view.failed_steps, "version": view.versions,
-             "signature": (view.signature,) if view.signature else ()}
+    given = {
+        "failed_step": view.failed_steps,
+        "version": view.versions,
+        "signature": (view.signature,) if view.signature else (),
+    }
     active = {key: given[key] for key in DRILL_KEYS if given[key]}
     if not active:
         return
     with st.container(horizontal=True, gap="small", vertical_alignment="center"):
         for key, found in active.items():
             text = f"{DRILL_KEYS[key]}: {plain(', '.join(found))}"
-            if st.button(text, icon=":material/close:", key=f"clear_{key}",
-                         help="Remove this filter"):
+            if st.button(
+                text, icon=":material/close:", key=f"clear_{key}", help="Remove this filter"
+            ):
                 url_state.drop_params([key])
                 st.rerun()
 
@@ -71,25 +82,50 @@ def draw_toolbar(view: RunsView, flows: list[str], tz) -> RunsView:
     changed = url_state.note_change
     top = st.columns([3, 3, 2, 3, 1.7], vertical_alignment="bottom")
     chosen = {
-        "flow": top[0].multiselect("Flow", flows, key="flow", placeholder="All flows",
-                                   on_change=changed, persist_state=KEEP),
-        "status": top[1].multiselect("Status", STATUS_NAMES, format_func=label, key="status",
-                                     placeholder="All statuses", on_change=changed,
-                                     persist_state=KEEP),
-        "range": top[2].selectbox("Date range", list(PRESET_LABELS),
-                                  format_func=PRESET_LABELS.get, key="range",
-                                  on_change=changed, persist_state=KEEP),
-        "q": top[3].text_input("Search", key="q", placeholder="Run id, failed step or error text",
-                               icon=":material/search:", on_change=changed, persist_state=KEEP),
-        "archived": top[4].checkbox("Show archived", key="archived", on_change=changed,
-                                    persist_state=KEEP),
+        "flow": top[0].multiselect(
+            "Flow",
+            flows,
+            key="flow",
+            placeholder="All flows",
+            on_change=changed,
+            persist_state=KEEP,
+        ),
+        "status": top[1].multiselect(
+            "Status",
+            STATUS_NAMES,
+            format_func=label,
+            key="status",
+            placeholder="All statuses",
+            on_change=changed,
+            persist_state=KEEP,
+        ),
+        "range": top[2].selectbox(
+            "Date range",
+            list(PRESET_LABELS),
+            format_func=PRESET_LABELS.get,
+            key="range",
+            on_change=changed,
+            persist_state=KEEP,
+        ),
+        "q": top[3].text_input(
+            "Search",
+            key="q",
+            placeholder="Run id, failed step or error text",
+            icon=":material/search:",
+            on_change=changed,
+            persist_state=KEEP,
+        ),
+        "archived": top[4].checkbox(
+            "Show archived", key="archived", on_change=changed, persist_state=KEEP
+        ),
     }
     if chosen["range"] == CUSTOM:
         chosen.update(_custom_days(view_context(flows, tz)))
     view = view.with_widget_values(chosen)
     if view.days_swapped:
-        st.info("The start date was after the end date: swapped them.",
-                icon=":material/swap_horiz:")
+        st.info(
+            "The start date was after the end date: swapped them.", icon=":material/swap_horiz:"
+        )
     _drill_down_chips(view)
     return view
 

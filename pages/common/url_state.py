@@ -27,15 +27,16 @@ import streamlit as st
 from pages.common.text import plain
 from runs_store.queries.view_state import CUSTOM, RunsView, ViewContext
 
-MARK = "view_settled_by"    # the scope that settled the view last
-WRITTEN = "view_written"    # {scope name: the URL query it last left}
-CHANGED = "view_changed"    # a view widget changed since the last run
+MARK = "view_settled_by"  # the scope that settled the view last
+WRITTEN = "view_written"  # {scope name: the URL query it last left}
+CHANGED = "view_changed"  # a view widget changed since the last run
 
 
 @dataclass(frozen=True)
 class Scope:
     """The part of the view one page keeps: its URL keys, which of them are widgets, and the
     widgets that only it draws and that are not kept across pages (missing = just arrived)."""
+
     name: str
     keys: tuple[str, ...]
     widgets: tuple[str, ...]
@@ -65,8 +66,9 @@ def settle_view(scope: Scope, context: ViewContext, today: date) -> Settled:
     url = query_now(scope.keys)
     written = st.session_state.get(WRITTEN, {})
     changed = bool(st.session_state.pop(CHANGED, False))
-    arrived = (st.session_state.get(MARK) != scope.name
-               or any(key not in st.session_state for key in scope.arrival_marks))
+    arrived = st.session_state.get(MARK) != scope.name or any(
+        key not in st.session_state for key in scope.arrival_marks
+    )
     moved = not arrived and not changed and url != written.get(scope.name)
     st.session_state[MARK] = scope.name
     session = _widget_query(scope.widgets)
@@ -102,8 +104,7 @@ def write_view(scope: Scope, view: RunsView) -> None:
 
 
 def _write_keys(wanted: dict[str, list[str]], keys) -> None:
-    changed = {key: value for key, value in wanted.items()
-               if st.query_params.get_all(key) != value}
+    changed = {key: value for key, value in wanted.items() if st.query_params.get_all(key) != value}
     if changed:
         st.query_params.update(changed)
     for key in keys:
@@ -122,7 +123,8 @@ def drop_params(keys) -> None:
 def _widget_query(keys) -> dict[str, list[str]]:
     """The widgets' values in this session as URL values, every one spelled out."""
     return RunsView.widgets_as_query(
-        {key: st.session_state[key] for key in keys if key in st.session_state})
+        {key: st.session_state[key] for key in keys if key in st.session_state}
+    )
 
 
 def _seed_widgets(view: RunsView, keys, today: date, every: bool) -> None:

@@ -53,8 +53,11 @@ def long_duration(ms) -> str:
     if ms < 60_000:
         seconds = f"{ms // 100 / 10:.1f}".removesuffix(".0")
         return f"{seconds} second" + ("" if seconds == "1" else "s")
-    return " ".join(f"{count} {name}" + ("" if count == 1 else "s")
-                    for count, name in _two_units(ms, _UNITS_LONG) if count)
+    return " ".join(
+        f"{count} {name}" + ("" if count == 1 else "s")
+        for count, name in _two_units(ms, _UNITS_LONG)
+        if count
+    )
 
 
 def zone(name: str | None) -> tzinfo:
@@ -79,7 +82,7 @@ def to_local(moment: datetime | None, tz: tzinfo) -> datetime | None:
 
 
 def banner_time(moment: datetime, tz: tzinfo) -> str:
-    """"Jun 12, 2026, 3:23 AM", as the engine's run banner writes it."""
+    """ "Jun 12, 2026, 3:23 AM", as the engine's run banner writes it."""
     local = to_local(moment, tz)
     hour = local.hour % 12 or 12
     half = "AM" if local.hour < 12 else "PM"

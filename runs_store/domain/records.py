@@ -19,16 +19,37 @@ from runs_store.domain.statuses import UNFINISHED, parse_status
 MAX_ERROR_CHARS = 2000
 
 RUN_COLUMNS = (
-    "id", "project_id", "flow_id", "flow_version_id", "flow_name", "status", "started_at",
-    "start_time", "finish_time", "duration_ms", "failed_step", "failed_step_display",
-    "error_message", "error_signature", "archived_at", "updated_at", "tags", "parent_run_id",
-    "tasks", "steps_count", "has_steps", "pause_metadata", "source",
+    "id",
+    "project_id",
+    "flow_id",
+    "flow_version_id",
+    "flow_name",
+    "status",
+    "started_at",
+    "start_time",
+    "finish_time",
+    "duration_ms",
+    "failed_step",
+    "failed_step_display",
+    "error_message",
+    "error_signature",
+    "archived_at",
+    "updated_at",
+    "tags",
+    "parent_run_id",
+    "tasks",
+    "steps_count",
+    "has_steps",
+    "pause_metadata",
+    "source",
 )
 
 
 # What the store reads of each step output, as DuckDB parses it out of a run's `steps` object.
-STEPS_TYPE = ("MAP(VARCHAR, STRUCT(type VARCHAR, status VARCHAR, duration DOUBLE, input JSON, "
-              "output JSON, errorMessage JSON))")
+STEPS_TYPE = (
+    "MAP(VARCHAR, STRUCT(type VARCHAR, status VARCHAR, duration DOUBLE, input JSON, "
+    "output JSON, errorMessage JSON))"
+)
 
 
 class RecordRejected(Exception):
@@ -48,6 +69,7 @@ class NormalizedRun:
 
 
 # ---------------------------------------------------------------- values
+
 
 @overload
 def parse_time(value, field: str, required: Literal[True]) -> datetime: ...
@@ -191,8 +213,11 @@ def first_failed_step(steps: dict, depth: int = 0) -> tuple[str, dict] | None:
     for name, output in steps.items():
         if not isinstance(output, dict):
             continue
-        iterations = (output.get("output") or {}).get("iterations") if isinstance(
-            output.get("output"), dict) else None
+        iterations = (
+            (output.get("output") or {}).get("iterations")
+            if isinstance(output.get("output"), dict)
+            else None
+        )
         if isinstance(iterations, list) and depth < 5:
             for iteration in iterations:
                 if isinstance(iteration, dict):
@@ -205,6 +230,7 @@ def first_failed_step(steps: dict, depth: int = 0) -> tuple[str, dict] | None:
 
 
 # ---------------------------------------------------------------- runs
+
 
 def failed_step_fields(record: dict, steps: dict, catalog: dict) -> tuple:
     failed = record.get("failedStep")
@@ -256,8 +282,9 @@ def normalize_run(record, source: str, record_text: str | None = None) -> Normal
     if record.get("environment") == "TESTING":
         raise TestRun(run_id)
     status = _status_name(record.get("status"))
-    started_at = parse_time(record.get("created") or record.get("startTime"), "created",
-                            required=True)
+    started_at = parse_time(
+        record.get("created") or record.get("startTime"), "created", required=True
+    )
     start = parse_time(record.get("startTime"), "startTime")
     finish = parse_time(record.get("finishTime"), "finishTime")
     updated = parse_time(record.get("updated"), "updated") or finish or started_at
@@ -293,8 +320,7 @@ def normalize_run(record, source: str, record_text: str | None = None) -> Normal
     }
     if not steps:
         return NormalizedRun(row, None, catalog)
-    return NormalizedRun(row, record_text or json_text({"steps": steps}), catalog,
-                         list(steps))
+    return NormalizedRun(row, record_text or json_text({"steps": steps}), catalog, list(steps))
 
 
 # ---------------------------------------------------------------- flat rows (CSV / Parquet)
@@ -323,30 +349,33 @@ def normalize_flat_row(row: dict, source: str, record_text: str | None = None) -
     if not flow:
         raise RecordRejected("missing flow")
     error = _text(row.get("error_message"))
-    duration = (None if status in UNFINISHED
-                else _optional_int(row.get("duration_ms"), "duration_ms"))
-    return NormalizedRun({
-        "id": run_id,
-        "project_id": _text(row.get("project_id")),
-        "flow_id": _text(row.get("flow_id")),
-        "flow_version_id": _text(row.get("flow_version_id")),
-        "flow_name": flow,
-        "status": status,
-        "started_at": started_at,
-        "start_time": None,
-        "finish_time": finish,
-        "duration_ms": duration,
-        "failed_step": _text(row.get("failed_step")),
-        "failed_step_display": _text(row.get("failed_step_display")),
-        "error_message": error[:MAX_ERROR_CHARS] if error else None,
-        "error_signature": error_signature(error) if error else None,
-        "archived_at": _flat_archived_at(row, started_at),
-        "updated_at": parse_time(row.get("updated_at"), "updated_at") or finish or started_at,
-        "tags": None,
-        "parent_run_id": None,
-        "tasks": None,
-        "steps_count": None,
-        "has_steps": False,
-        "pause_metadata": None,
-        "source": source,
-    })
+    duration = (
+        None if status in UNFINISHED else _optional_int(row.get("duration_ms"), "duration_ms")
+    )
+    return NormalizedRun(
+        {
+            "id": run_id,
+            "project_id": _text(row.get("project_id")),
+            "flow_id": _text(row.get("flow_id")),
+            "flow_version_id": _text(row.get("flow_version_id")),
+            "flow_name": flow,
+            "status": status,
+            "started_at": started_at,
+            "start_time": None,
+            "finish_time": finish,
+            "duration_ms": duration,
+            "failed_step": _text(row.get("failed_step")),
+            "failed_step_display": _text(row.get("failed_step_display")),
+            "error_message": error[:MAX_ERROR_CHARS] if error else None,
+            "error_signature": error_signature(error) if error else None,
+            "archived_at": _flat_archived_at(row, started_at),
+            "updated_at": parse_time(row.get("updated_at"), "updated_at") or finish or started_at,
+            "tags": None,
+            "parent_run_id": None,
+            "tasks": None,
+            "steps_count": None,
+            "has_steps": False,
+            "pause_metadata": None,
+            "source": source,
+        }
+    )

@@ -31,7 +31,7 @@ def load_json_text(text: str) -> dict | list | None:
     """The JSON value inside text, unwrapping JSON-encoded strings; None if it is not JSON."""
     value: object = text
     for _ in range(3):
-        if not isinstance(value, str) or value.strip()[:1] not in "{[\"":
+        if not isinstance(value, str) or value.strip()[:1] not in '{["':
             break
         try:
             value = loads_bounded(value)
@@ -81,7 +81,7 @@ def error_summary(message: str | None, limit: int = 300) -> str:
         return ""
     text = message.strip()
     line = _json_error_summary(text) or (text.splitlines() or [""])[0]
-    return line if len(line) <= limit else line[:limit - 1] + "…"
+    return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
 @lru_cache(maxsize=8192)  # the same messages recur across thousands of runs

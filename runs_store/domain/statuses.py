@@ -29,40 +29,100 @@ class RunStatus:
 
 
 STATUSES: tuple[RunStatus, ...] = (
-    RunStatus("SUCCEEDED", "Succeeded", "#21a366", "green",
-              "The flow ran from start to finish and every step completed without error."),
-    RunStatus("RUNNING", "Running", "#1c83e1", "blue",
-              "The flow is currently executing and has not finished yet."),
-    RunStatus("PAUSED", "Paused", "#8e6fd8", "violet",
-              "The flow is waiting — for example, on a Delay step or a pending Approval. "
-              "It resumes automatically once the wait condition is met."),
-    RunStatus("FAILED", "Failed", "#e0393e", "red",
-              "A step in the flow returned an error and the Run could not be completed."),
-    RunStatus("CANCELED", "Canceled", "#808495", "gray",
-              "The Run was stopped before it finished."),
-    RunStatus("QUOTA_EXCEEDED", "Quota Exceeded", "#f08c00", "orange",
-              "The Run could not proceed because there are no AI Workflow Runs available in the "
-              "current period.", "You may contact Sales to increase your limit."),
-    RunStatus("TIMEOUT", "Timeout", "#c2255c", "red",
-              "The Run exceeded the maximum allowed execution time and was halted.",
-              "You may contact Support for details."),
-    RunStatus("QUEUED", "Queued", "#74c0fc", "blue",
-              "The Run is waiting in the queue to start — for example, when other runs are "
-              "executing ahead of it.", "You may contact Support for details."),
-    RunStatus("INTERNAL_ERROR", "Internal Error", "#862e9c", "violet",
-              "The Run failed due to an unexpected system error rather than a problem inside the "
-              "flow itself.", "You may contact Support for details."),
-    RunStatus("MEMORY_LIMIT_EXCEEDED", "Memory Limit Exceeded", "#a61e4d", "red",
-              "The Run used more memory than the allowed limit and was halted.",
-              "You may contact Support for details."),
-    RunStatus("LOG_SIZE_EXCEEDED", "Log Size Exceeded", "#e8590c", "orange",
-              "The Run produced more log data than the allowed limit and was halted.",
-              "You may contact Support for details."),
+    RunStatus(
+        "SUCCEEDED",
+        "Succeeded",
+        "#21a366",
+        "green",
+        "The flow ran from start to finish and every step completed without error.",
+    ),
+    RunStatus(
+        "RUNNING",
+        "Running",
+        "#1c83e1",
+        "blue",
+        "The flow is currently executing and has not finished yet.",
+    ),
+    RunStatus(
+        "PAUSED",
+        "Paused",
+        "#8e6fd8",
+        "violet",
+        "The flow is waiting — for example, on a Delay step or a pending Approval. "
+        "It resumes automatically once the wait condition is met.",
+    ),
+    RunStatus(
+        "FAILED",
+        "Failed",
+        "#e0393e",
+        "red",
+        "A step in the flow returned an error and the Run could not be completed.",
+    ),
+    RunStatus("CANCELED", "Canceled", "#808495", "gray", "The Run was stopped before it finished."),
+    RunStatus(
+        "QUOTA_EXCEEDED",
+        "Quota Exceeded",
+        "#f08c00",
+        "orange",
+        "The Run could not proceed because there are no AI Workflow Runs available in the "
+        "current period.",
+        "You may contact Sales to increase your limit.",
+    ),
+    RunStatus(
+        "TIMEOUT",
+        "Timeout",
+        "#c2255c",
+        "red",
+        "The Run exceeded the maximum allowed execution time and was halted.",
+        "You may contact Support for details.",
+    ),
+    RunStatus(
+        "QUEUED",
+        "Queued",
+        "#74c0fc",
+        "blue",
+        "The Run is waiting in the queue to start — for example, when other runs are "
+        "executing ahead of it.",
+        "You may contact Support for details.",
+    ),
+    RunStatus(
+        "INTERNAL_ERROR",
+        "Internal Error",
+        "#862e9c",
+        "violet",
+        "The Run failed due to an unexpected system error rather than a problem inside the "
+        "flow itself.",
+        "You may contact Support for details.",
+    ),
+    RunStatus(
+        "MEMORY_LIMIT_EXCEEDED",
+        "Memory Limit Exceeded",
+        "#a61e4d",
+        "red",
+        "The Run used more memory than the allowed limit and was halted.",
+        "You may contact Support for details.",
+    ),
+    RunStatus(
+        "LOG_SIZE_EXCEEDED",
+        "Log Size Exceeded",
+        "#e8590c",
+        "orange",
+        "The Run produced more log data than the allowed limit and was halted.",
+        "You may contact Support for details.",
+    ),
 )
 
 UNFINISHED = frozenset({"QUEUED", "RUNNING", "PAUSED"})
-FAILED_STATES = frozenset({"FAILED", "INTERNAL_ERROR", "QUOTA_EXCEEDED", "TIMEOUT",
-                           "MEMORY_LIMIT_EXCEEDED", "LOG_SIZE_EXCEEDED"})
+FAILED_STATES = frozenset(
+    {
+        "FAILED",
+        "INTERNAL_ERROR",
+        "QUOTA_EXCEEDED",
+        "TIMEOUT",
+        "MEMORY_LIMIT_EXCEEDED",
+        "LOG_SIZE_EXCEEDED",
+    }
+)
 
 BY_NAME: dict[str, RunStatus] = {s.name: s for s in STATUSES}
 _BY_ANY_SPELLING: dict[str, RunStatus] = {
@@ -98,8 +158,11 @@ def in_order(names) -> list[str]:
 
 
 # How a run's summary reads: "success", "error", "warning" or "info" (a page picks the box).
-_TONES: dict[str, str] = {"SUCCEEDED": "success", "CANCELED": "warning",
-                          **dict.fromkeys(FAILED_STATES, "error")}
+_TONES: dict[str, str] = {
+    "SUCCEEDED": "success",
+    "CANCELED": "warning",
+    **dict.fromkeys(FAILED_STATES, "error"),
+}
 
 
 def tone(name: str | None) -> str:
@@ -116,7 +179,11 @@ STEP_STATUS_LABELS: dict[str, str] = {
     "RUNNING": "Running",
 }
 STEP_STATUS_BADGES: dict[str, str] = {
-    "SUCCEEDED": "green", "STOPPED": "green", "FAILED": "red", "PAUSED": "gray", "RUNNING": "blue",
+    "SUCCEEDED": "green",
+    "STOPPED": "green",
+    "FAILED": "red",
+    "PAUSED": "gray",
+    "RUNNING": "blue",
 }
 UNKNOWN_STEP_STATUS = "UNKNOWN"
 

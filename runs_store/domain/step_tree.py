@@ -18,13 +18,22 @@ AGENT_PIECE = "@activepieces/piece-ai"
 AGENT_ACTION = "run_agent"
 MAX_ITERATIONS_SHOWN = 100
 MAX_DEPTH = 5
-TYPE_LABELS = {"PIECE_TRIGGER": "Trigger", "EMPTY": "Trigger", "PIECE": "Action", "CODE": "Code",
-               "LOOP_ON_ITEMS": "Loop", "ROUTER": "Router"}
+TYPE_LABELS = {
+    "PIECE_TRIGGER": "Trigger",
+    "EMPTY": "Trigger",
+    "PIECE": "Action",
+    "CODE": "Code",
+    "LOOP_ON_ITEMS": "Loop",
+    "ROUTER": "Router",
+}
 # An agent's tool call status (the block's while it runs, the result's once known): its label and
 # badge colour (one of st.badge's).
 TOOL_CALL_STATUSES: dict[str, tuple[str, str]] = {
-    "SUCCESS": ("Succeeded", "green"), "completed": ("Completed", "green"),
-    "FAILED": ("Failed", "red"), "in-progress": ("In progress", "blue")}
+    "SUCCESS": ("Succeeded", "green"),
+    "completed": ("Completed", "green"),
+    "FAILED": ("Failed", "red"),
+    "in-progress": ("In progress", "blue"),
+}
 
 
 @dataclass(frozen=True)
@@ -33,7 +42,7 @@ class ChildStep:
     type: str | None
     status: str | None
     duration_ms: int | None
-    error: object = None          # the errorMessage as recorded
+    error: object = None  # the errorMessage as recorded
     iterations: int | None = None  # a nested loop's iteration count
 
 
@@ -70,13 +79,13 @@ class Branch:
 
 @dataclass(frozen=True)
 class TimelineEntry:
-    kind: str                    # "thought" or "tool_call"
-    text: str = ""               # a thought's markdown, kept as text
+    kind: str  # "thought" or "tool_call"
+    text: str = ""  # a thought's markdown, kept as text
     tool_name: str = ""
-    tool_type: str = ""          # PIECE, FLOW or MCP
-    status: str = ""             # completed / in-progress, then SUCCESS / FAILED when known
-    params: object = None        # what the agent asked the tool for (`input`)
-    resolved: object = None      # the parameters the tool really ran with (`resolvedInput`)
+    tool_type: str = ""  # PIECE, FLOW or MCP
+    status: str = ""  # completed / in-progress, then SUCCESS / FAILED when known
+    params: object = None  # what the agent asked the tool for (`input`)
+    resolved: object = None  # the parameters the tool really ran with (`resolvedInput`)
     output: object = None
     error: object = None
     duration_ms: int | None = None
@@ -105,6 +114,7 @@ def type_label(step_type: str | None, piece_name=None, action_name=None) -> str:
 
 # ---------------------------------------------------------------- loops
 
+
 def _int_or_none(value) -> int | None:
     try:
         return None if value is None or isinstance(value, bool) else int(float(value))
@@ -114,9 +124,14 @@ def _int_or_none(value) -> int | None:
 
 def _child_step(name: str, value: dict, depth: int) -> ChildStep:
     nested = read_loop(value.get("output"), depth + 1)
-    return ChildStep(str(name), _str_or_none(value.get("type")), _str_or_none(value.get("status")),
-                     _int_or_none(value.get("duration")), value.get("errorMessage"),
-                     nested.count if nested else None)
+    return ChildStep(
+        str(name),
+        _str_or_none(value.get("type")),
+        _str_or_none(value.get("status")),
+        _int_or_none(value.get("duration")),
+        value.get("errorMessage"),
+        nested.count if nested else None,
+    )
 
 
 def _str_or_none(value) -> str | None:
@@ -133,8 +148,16 @@ def read_loop(output, depth: int = 0) -> Loop | None:
     shown = []
     for number, iteration in enumerate(iterations[:MAX_ITERATIONS_SHOWN], 1):
         steps = iteration.items() if isinstance(iteration, dict) else ()
-        shown.append(Iteration(number, tuple(
-            _child_step(name, value, depth) for name, value in steps if isinstance(value, dict))))
+        shown.append(
+            Iteration(
+                number,
+                tuple(
+                    _child_step(name, value, depth)
+                    for name, value in steps
+                    if isinstance(value, dict)
+                ),
+            )
+        )
     return Loop(len(iterations), tuple(shown))
 
 
@@ -148,6 +171,7 @@ def loop_child_names(output) -> frozenset[str]:
 
 # ---------------------------------------------------------------- routers
 
+
 def read_branches(output) -> tuple[Branch, ...]:
     """A router's branches with the ones it took marked."""
     if not isinstance(output, dict) or not isinstance(output.get("branches"), list):
@@ -157,12 +181,18 @@ def read_branches(output) -> tuple[Branch, ...]:
         if isinstance(branch, dict):
             name = branch.get("branchName") or f"Branch {number}"
             index = _int_or_none(branch.get("branchIndex"))
-            branches.append(Branch(str(name), (index + 1) if index is not None else number,
-                                   branch.get("evaluation") is True))
+            branches.append(
+                Branch(
+                    str(name),
+                    (index + 1) if index is not None else number,
+                    branch.get("evaluation") is True,
+                )
+            )
     return tuple(branches)
 
 
 # ---------------------------------------------------------------- Run Agent timeline
+
 
 def _blocks(output) -> list | None:
     if not isinstance(output, dict) or not isinstance(output.get("steps"), list):
@@ -175,8 +205,10 @@ def is_agent_step(piece_name, action_name, output) -> bool:
     if piece_name == AGENT_PIECE and action_name == AGENT_ACTION:
         return True
     blocks = _blocks(output)
-    return blocks is not None and any(isinstance(block, dict) and block.get("type") in
-                                      ("MARKDOWN", "TOOL_CALL") for block in blocks)
+    return blocks is not None and any(
+        isinstance(block, dict) and block.get("type") in ("MARKDOWN", "TOOL_CALL")
+        for block in blocks
+    )
 
 
 def _time(value) -> datetime | None:
@@ -199,11 +231,16 @@ def _tool_call(block: dict) -> TimelineEntry:
         result = {}
     status = str(result.get("status") or block.get("status") or "")
     return TimelineEntry(
-        "tool_call", tool_name=str(block.get("toolName") or "tool"),
-        tool_type=str(block.get("toolCallType") or ""), status=status,
-        params=block.get("input"), resolved=result.get("resolvedInput"),
-        output=result.get("output"), error=result.get("errorMessage"),
-        duration_ms=_elapsed_ms(block))
+        "tool_call",
+        tool_name=str(block.get("toolName") or "tool"),
+        tool_type=str(block.get("toolCallType") or ""),
+        status=status,
+        params=block.get("input"),
+        resolved=result.get("resolvedInput"),
+        output=result.get("output"),
+        error=result.get("errorMessage"),
+        duration_ms=_elapsed_ms(block),
+    )
 
 
 def _entry(block) -> TimelineEntry | None:
@@ -232,5 +269,6 @@ def read_timeline(step_input, output) -> AgentTimeline | None:
         prompt = step_input.get("prompt")
     status = output.get("status") if isinstance(output, dict) else None
     structured = output.get("structuredOutput") if isinstance(output, dict) else None
-    return AgentTimeline(str(prompt or ""), str(status or ""), _model_name(step_input), entries,
-                         structured)
+    return AgentTimeline(
+        str(prompt or ""), str(status or ""), _model_name(step_input), entries, structured
+    )

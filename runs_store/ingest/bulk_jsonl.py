@@ -47,19 +47,43 @@ MAX_RECORD_BYTES = 1024 * 1024  # the reader's buffer size; longer lines are sti
 # brackets than this might nest past MAX_JSON_DEPTH, and is left to Python, which counts exactly.
 PAYLOAD_DEPTH = MAX_JSON_DEPTH - 3
 
-_COLUMNS = ("id", "environment", "status", "created", "startTime", "finishTime", "updated",
-            "archivedAt", "projectId", "flowId", "flowVersionId", "flowDisplayName", "failedStep",
-            "failedStepName", "tags", "tasks", "stepsCount", "duration", "pauseMetadata",
-            "parentRunId", "steps")
+_COLUMNS = (
+    "id",
+    "environment",
+    "status",
+    "created",
+    "startTime",
+    "finishTime",
+    "updated",
+    "archivedAt",
+    "projectId",
+    "flowId",
+    "flowVersionId",
+    "flowDisplayName",
+    "failedStep",
+    "failedStepName",
+    "tags",
+    "tasks",
+    "stepsCount",
+    "duration",
+    "pauseMetadata",
+    "parentRunId",
+    "steps",
+)
 # What a clean file's first read takes of each step (its steps are loaded by FILE_STEP_MAPS).
-JUDGED_STEPS_TYPE = ("MAP(VARCHAR, STRUCT(type VARCHAR, status VARCHAR, errorMessage JSON, "
-                     "output STRUCT(iterations JSON)))")
+JUDGED_STEPS_TYPE = (
+    "MAP(VARCHAR, STRUCT(type VARCHAR, status VARCHAR, errorMessage JSON, "
+    "output STRUCT(iterations JSON)))"
+)
 
 
 def _read_columns(steps_type: str) -> str:
-    return ("{" + ", ".join(f"'{name}': '{steps_type if name == 'steps' else 'JSON'}'"
-                            for name in _COLUMNS)
-            + ", 'flowVersion': 'STRUCT(id JSON, displayName JSON, trigger JSON)'}")
+    return (
+        "{"
+        + ", ".join(f"'{name}': '{steps_type if name == 'steps' else 'JSON'}'" for name in _COLUMNS)
+        + ", 'flowVersion': 'STRUCT(id JSON, displayName JSON, trigger JSON)'}"
+    )
+
 
 _STATUS_NAMES = ", ".join(f"'{status.name}'" for status in STATUSES)
 _UNFINISHED_NAMES = ", ".join(f"'{name}'" for name in sorted(UNFINISHED))
@@ -167,7 +191,10 @@ FROM checked
 # unless a loop's iterations hold a failure (Python looks inside) or its error is not text.
 _JUDGING = {
     "@COLUMNS@": _read_columns(JUDGED_STEPS_TYPE),
-    "@NUMBERED@": "", "@ORDINALITY@": "", "@LINE@": "NULL::BIGINT", "@STAGED_STEPS@": "",
+    "@NUMBERED@": "",
+    "@ORDINALITY@": "",
+    "@LINE@": "NULL::BIGINT",
+    "@STAGED_STEPS@": "",
     "@STEP_MAP@": "steps",
     "@FIRST_FAILED@": "list_filter(map_entries(step_map), lambda e: e.value.status = 'FAILED')[1]",
     "@PYTHON_FAILED@": """coalesce(list_bool_or(list_transform(map_values(step_map),
@@ -181,7 +208,9 @@ _JUDGING = {
 # failure anywhere in its steps handed to Python for its failed step.
 _CAREFUL = {
     "@COLUMNS@": _read_columns("JSON"),
-    "@NUMBERED@": "WITH ORDINALITY", "@ORDINALITY@": ", ordinality", "@LINE@": "ordinality - 1",
+    "@NUMBERED@": "WITH ORDINALITY",
+    "@ORDINALITY@": ", ordinality",
+    "@LINE@": "ordinality - 1",
     "@STAGED_STEPS@": ", step_map",
     "@STEP_MAP@": f"""CASE WHEN starts_with(steps, '{{')
                            THEN json_transform(steps, '"{STEPS_TYPE}"') END""",
@@ -308,8 +337,13 @@ def reading_progress(con, source: SourceFile, progress, half: int) -> Iterator[N
     progress(start + source.total_bytes // 2, source.total_bytes)
 
 
-def stage_jsonl(con, source: SourceFile, batches, progress: Callable[[int, int], None] | None,
-                careful: bool = False) -> list | None:
+def stage_jsonl(
+    con,
+    source: SourceFile,
+    batches,
+    progress: Callable[[int, int], None] | None,
+    careful: bool = False,
+) -> list | None:
     """Stages a JSONL file into `stage.runs` / `stage.catalog` (the caller's staging database),
     usual records in SQL, the rest through `batches.take` with their line numbers. Returns the
     parameters of FILE_STEP_MAPS when the file's steps are left in it (a clean file read once),
@@ -327,17 +361,25 @@ def _stage_records(con, source: SourceFile, batches, progress, careful: bool) ->
     _stage_python_fields(con, catalogs)
     _stage_errors(con)
     con.execute(_STAGE_RUNS, [MAX_ERROR_CHARS, source.name, SEQ_PER_LINE])
-    batches.test_runs += con.execute("SELECT count(*) FROM stage.judged WHERE test_run"
-                                     ).fetchall()[0][0]
+    batches.test_runs += con.execute("SELECT count(*) FROM stage.judged WHERE test_run").fetchall()[
+        0
+    ][0]
     if judged_only:
         return arguments
     con.execute(_STEP_MAPS)
-    unusual = [row[0] + 1 for row in con.execute(
-        "SELECT r FROM stage.judged WHERE NOT usual AND NOT test_run ORDER BY r"
-    ).fetchall()]
+    unusual = [
+        row[0] + 1
+        for row in con.execute(
+            "SELECT r FROM stage.judged WHERE NOT usual AND NOT test_run ORDER BY r"
+        ).fetchall()
+    ]
     if unusual:
-        _take_lines(source, unusual, batches,
-                    con.execute("SELECT count(*) FROM stage.judged").fetchall()[0][0])
+        _take_lines(
+            source,
+            unusual,
+            batches,
+            con.execute("SELECT count(*) FROM stage.judged").fetchall()[0][0],
+        )
     return None
 
 
@@ -352,8 +394,10 @@ def _read_judged(con, arguments: list, careful: bool) -> bool:
     judged_only = not careful and _read_unnumbered(con, arguments) and not _needs_line_order(con)
     if not judged_only:
         con.execute(_classify(numbered=True), arguments)
-    con.execute("CREATE OR REPLACE VIEW stage.judged AS "
-                "SELECT * EXCLUDE (line), coalesce(line, rowid) AS r FROM stage.judged_rows")
+    con.execute(
+        "CREATE OR REPLACE VIEW stage.judged AS "
+        "SELECT * EXCLUDE (line), coalesce(line, rowid) AS r FROM stage.judged_rows"
+    )
     return judged_only
 
 
@@ -397,17 +441,25 @@ def _stage_catalogs(con) -> dict[str, dict]:
     for number, (version_id, trigger) in enumerate(versions, 1):
         key = -number  # the Python path numbers its catalogs 1, 2, ...
         catalog = catalogs[version_id] = step_catalog(
-            {"id": version_id, "trigger": _trigger(trigger)})
+            {"id": version_id, "trigger": _trigger(trigger)}
+        )
         if not catalog:
             continue
         keys.append((version_id, key))
-        rows.extend((key, name, entry.get("displayName"), entry.get("pieceName"),
-                     entry.get("actionName")) for name, entry in catalog.items())
-    _create_from_rows(con, "stage.version_keys", ["version_id", "catalog_key"],
-                      ["VARCHAR", "BIGINT"], keys)
-    _insert_rows(con, "stage.catalog",
-                 ["catalog_key", "name", "display_name", "piece_name", "action_name"],
-                 ["BIGINT", "VARCHAR", "VARCHAR", "VARCHAR", "VARCHAR"], rows)
+        rows.extend(
+            (key, name, entry.get("displayName"), entry.get("pieceName"), entry.get("actionName"))
+            for name, entry in catalog.items()
+        )
+    _create_from_rows(
+        con, "stage.version_keys", ["version_id", "catalog_key"], ["VARCHAR", "BIGINT"], keys
+    )
+    _insert_rows(
+        con,
+        "stage.catalog",
+        ["catalog_key", "name", "display_name", "piece_name", "action_name"],
+        ["BIGINT", "VARCHAR", "VARCHAR", "VARCHAR", "VARCHAR"],
+        rows,
+    )
     return catalogs
 
 
@@ -432,61 +484,91 @@ def _judged_steps(text: str) -> dict:
 def _stage_python_fields(con, catalogs: dict[str, dict]) -> None:
     """The failed step and error of runs with a failure in their steps, and pause metadata as
     the Python path writes it: few rows, subtle rules, so the Python code decides."""
+
     def failed_fields(r, failed, failed_name, steps, version_id) -> tuple:
-        record = {"failedStep": json.loads(failed) if failed else None,
-                  "failedStepName": json.loads(failed_name) if failed_name else None}
-        return (r, *failed_step_fields(record, _judged_steps(steps) if steps else {},
-                                       catalogs.get(version_id, {})))
+        record = {
+            "failedStep": json.loads(failed) if failed else None,
+            "failedStepName": json.loads(failed_name) if failed_name else None,
+        }
+        return (
+            r,
+            *failed_step_fields(
+                record, _judged_steps(steps) if steps else {}, catalogs.get(version_id, {})
+            ),
+        )
 
-    _stage_computed(con, "stage.python_fields",
-                    ["r", "failed_step", "failed_step_display", "error"],
-                    "r, failed_step_json, failedStepName, failed_steps_text, text_of(version_id)",
-                    "python_failed", failed_fields)
-    _stage_computed(con, "stage.python_pause", ["r", "pause_metadata"], "r, pauseMetadata",
-                    "pauseMetadata IS NOT NULL", lambda r, text: (r, json_text(json.loads(text))))
+    _stage_computed(
+        con,
+        "stage.python_fields",
+        ["r", "failed_step", "failed_step_display", "error"],
+        "r, failed_step_json, failedStepName, failed_steps_text, text_of(version_id)",
+        "python_failed",
+        failed_fields,
+    )
+    _stage_computed(
+        con,
+        "stage.python_pause",
+        ["r", "pause_metadata"],
+        "r, pauseMetadata",
+        "pauseMetadata IS NOT NULL",
+        lambda r, text: (r, json_text(json.loads(text))),
+    )
 
 
-def _stage_computed(con, table: str, names: list[str], columns: str, condition: str,
-                    compute: Callable[..., tuple]) -> None:
+def _stage_computed(
+    con, table: str, names: list[str], columns: str, condition: str, compute: Callable[..., tuple]
+) -> None:
     """A table of rows computed in Python from some staged records, a slice of records at a
     time so that memory does not grow with the file."""
     types = ["BIGINT"] + ["VARCHAR"] * (len(names) - 1)
     _create_from_rows(con, table, names, types, [])
     last = con.execute("SELECT max(r) FROM stage.judged").fetchall()[0][0]
     for first in range(0, (last or 0) + 1, PYTHON_SLICE_RECORDS):
-        rows = con.execute(f"SELECT {columns} FROM stage.judged WHERE usual AND NOT test_run "
-                           f"AND {condition} AND r >= ? AND r < ?",
-                           [first, first + PYTHON_SLICE_RECORDS]).fetchall()
+        rows = con.execute(
+            f"SELECT {columns} FROM stage.judged WHERE usual AND NOT test_run "
+            f"AND {condition} AND r >= ? AND r < ?",
+            [first, first + PYTHON_SLICE_RECORDS],
+        ).fetchall()
         _insert_rows(con, table, names, types, [compute(*row) for row in rows])
 
 
 def _stage_errors(con) -> None:
     """Error signatures, computed once per distinct message."""
     con.execute(_ERRORS)
-    messages = [row[0] for row in con.execute(
-        "SELECT DISTINCT error FROM stage.errors WHERE error IS NOT NULL").fetchall()]
+    messages = [
+        row[0]
+        for row in con.execute(
+            "SELECT DISTINCT error FROM stage.errors WHERE error IS NOT NULL"
+        ).fetchall()
+    ]
     signatures = [(message, error_signature(message)) for message in messages]
-    _create_from_rows(con, "stage.signatures", ["error", "signature"],
-                      ["VARCHAR", "VARCHAR"], signatures)
+    _create_from_rows(
+        con, "stage.signatures", ["error", "signature"], ["VARCHAR", "VARCHAR"], signatures
+    )
 
 
-def _create_from_rows(con, table: str, names: list[str], types: list[str], rows: list[tuple]
-                      ) -> None:
+def _create_from_rows(
+    con, table: str, names: list[str], types: list[str], rows: list[tuple]
+) -> None:
     """A table from Python rows, passed as one list parameter per column (turning them into
     Arrow would import pandas, ~0.4 s of every ingest)."""
-    con.execute(f"CREATE OR REPLACE TABLE {table} AS SELECT {_unnested(names, types)}",
-                _columns(names, rows))
+    con.execute(
+        f"CREATE OR REPLACE TABLE {table} AS SELECT {_unnested(names, types)}",
+        _columns(names, rows),
+    )
 
 
 def _insert_rows(con, table: str, names: list[str], types: list[str], rows: list[tuple]) -> None:
     if rows:
-        con.execute(f"INSERT INTO {table} BY NAME SELECT {_unnested(names, types)}",
-                    _columns(names, rows))
+        con.execute(
+            f"INSERT INTO {table} BY NAME SELECT {_unnested(names, types)}", _columns(names, rows)
+        )
 
 
 def _unnested(names: list[str], types: list[str]) -> str:
-    return ", ".join(f"unnest(?::{kind}[]) AS {name}"
-                     for name, kind in zip(names, types, strict=True))
+    return ", ".join(
+        f"unnest(?::{kind}[]) AS {name}" for name, kind in zip(names, types, strict=True)
+    )
 
 
 def _columns(names: list[str], rows: list[tuple]) -> list[list]:
@@ -500,8 +582,11 @@ def _take_lines(source: SourceFile, ordinals: list[int], batches, records_read: 
     found = 0
     for ordinal, number, text, too_large in _non_blank_lines(source):
         if ordinal in wanted:
-            items = ([too_large_item("line", number, text)] if too_large
-                     else json_items("line", number, text))
+            items = (
+                [too_large_item("line", number, text)]
+                if too_large
+                else json_items("line", number, text)
+            )
             for k, item in enumerate(items):
                 batches.take(item, seq=ordinal * SEQ_PER_LINE + min(k, SEQ_PER_LINE - 1))
         found = ordinal

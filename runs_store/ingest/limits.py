@@ -27,7 +27,7 @@ def max_record_chars() -> int:
 
 def max_file_bytes() -> int:
     """The most bytes one file may unpack to."""
-    return int(settings.current().max_file_gb * 1024 ** 3)
+    return int(settings.current().max_file_gb * 1024**3)
 
 
 def check_settings() -> None:
@@ -38,11 +38,15 @@ def check_settings() -> None:
 
 def record_too_large_reason(size_hint: str = "") -> str:
     megabytes = settings.current().max_record_mb
-    return (f"record larger than RUNS_MAX_RECORD_MB ({megabytes:g} MB){size_hint}; the first "
-            f"{REJECTED_HEAD_CHARS // 1024} KB are kept here. Raise the setting to load it")
+    return (
+        f"record larger than RUNS_MAX_RECORD_MB ({megabytes:g} MB){size_hint}; the first "
+        f"{REJECTED_HEAD_CHARS // 1024} KB are kept here. Raise the setting to load it"
+    )
 
 
 def file_too_large_message(name: str) -> str:
     gigabytes = settings.current().max_file_gb
-    return (f"{name}: unpacks to more than RUNS_MAX_FILE_GB ({gigabytes:g} GB); nothing of it "
-            f"was loaded. Raise the setting to load it")
+    return (
+        f"{name}: unpacks to more than RUNS_MAX_FILE_GB ({gigabytes:g} GB); nothing of it "
+        f"was loaded. Raise the setting to load it"
+    )

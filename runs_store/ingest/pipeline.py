@@ -68,19 +68,43 @@ def _arrow():
     import pyarrow as pa
 
     ts = pa.timestamp("us")
-    types = {"started_at": ts, "start_time": ts, "finish_time": ts, "archived_at": ts,
-             "updated_at": ts, "duration_ms": pa.int64(), "tasks": pa.int32(),
-             "steps_count": pa.int32(), "has_steps": pa.bool_(), "tags": pa.list_(pa.string()),
-             "seq": pa.int64(), "flat": pa.bool_(), "catalog_key": pa.int64(),
-             "step_names": pa.list_(pa.string())}
+    types = {
+        "started_at": ts,
+        "start_time": ts,
+        "finish_time": ts,
+        "archived_at": ts,
+        "updated_at": ts,
+        "duration_ms": pa.int64(),
+        "tasks": pa.int32(),
+        "steps_count": pa.int32(),
+        "has_steps": pa.bool_(),
+        "tags": pa.list_(pa.string()),
+        "seq": pa.int64(),
+        "flat": pa.bool_(),
+        "catalog_key": pa.int64(),
+        "step_names": pa.list_(pa.string()),
+    }
     schemas = SimpleNamespace(
         runs=pa.schema([(name, types.get(name, pa.string())) for name in _BATCH_COLUMNS]),
-        catalog=pa.schema([("catalog_key", pa.int64()), ("name", pa.string()),
-                           ("display_name", pa.string()), ("piece_name", pa.string()),
-                           ("action_name", pa.string())]),
-        rejects=pa.schema([("source", pa.string()), ("unit", pa.string()),
-                           ("position", pa.int64()), ("reason", pa.string()),
-                           ("raw", pa.string())]))
+        catalog=pa.schema(
+            [
+                ("catalog_key", pa.int64()),
+                ("name", pa.string()),
+                ("display_name", pa.string()),
+                ("piece_name", pa.string()),
+                ("action_name", pa.string()),
+            ]
+        ),
+        rejects=pa.schema(
+            [
+                ("source", pa.string()),
+                ("unit", pa.string()),
+                ("position", pa.int64()),
+                ("reason", pa.string()),
+                ("raw", pa.string()),
+            ]
+        ),
+    )
     return pa, schemas
 
 
@@ -119,9 +143,11 @@ class IngestSummary:
 
     def line(self) -> str:
         files = f"{self.files:,} file" + ("" if self.files == 1 else "s")
-        return (f"{files}: {self.new:,} new, {self.updated:,} updated, "
-                f"{self.unchanged:,} unchanged, {self.rejected:,} rejected, "
-                f"{self.test_runs:,} test runs skipped")
+        return (
+            f"{files}: {self.new:,} new, {self.updated:,} updated, "
+            f"{self.unchanged:,} unchanged, {self.rejected:,} rejected, "
+            f"{self.test_runs:,} test runs skipped"
+        )
 
 
 def _looks_flat(value) -> bool:
@@ -193,7 +219,8 @@ class _Batches:
         self.catalog_keys[id(catalog)] = (key, catalog)  # keeps it alive so id() stays unique
         self.catalog_rows.extend(
             (key, name, entry.get("displayName"), entry.get("pieceName"), entry.get("actionName"))
-            for name, entry in catalog.items())
+            for name, entry in catalog.items()
+        )
         return key
 
     def _reject(self, item: Item, reason: str) -> None:
@@ -209,7 +236,8 @@ class _Batches:
             columns = [list(column) for column in zip(*self.catalog_rows, strict=True)]
             catalog = pa.Table.from_arrays(
                 [pa.array(c, type=f.type) for c, f in zip(columns, schemas.catalog, strict=True)],
-                schema=schemas.catalog)
+                schema=schemas.catalog,
+            )
             self.catalog_rows = []
         _stage_batch(self.con, pa.Table.from_pydict(self.runs, schema=schemas.runs), catalog)
         self.runs = {name: [] for name in _BATCH_COLUMNS}
@@ -292,8 +320,10 @@ def _store_rejects(con, source: str, rejects: list[Rejection]) -> None:
     if rejects:
         pa, schemas = _arrow()
         batch = pa.Table.from_pylist([r.__dict__ for r in rejects], schema=schemas.rejects)
-        batch = batch.append_column("rejected_at", pa.array(
-            [datetime.now(UTC).replace(tzinfo=None)] * len(rejects), pa.timestamp("us")))
+        batch = batch.append_column(
+            "rejected_at",
+            pa.array([datetime.now(UTC).replace(tzinfo=None)] * len(rejects), pa.timestamp("us")),
+        )
         insert_arrow(con, "rejects", batch)
 
 
@@ -304,8 +334,9 @@ def _outcomes(con) -> dict[str, int]:
 def _scratch_path(con, suffix: str = ".duckdb") -> Path:
     """A scratch file beside the database (or in the temp dir for in-memory ones), named after
     this process so that a later ingest can tell it is left over once the process is gone."""
-    database = con.execute("SELECT path FROM duckdb_databases() WHERE database_name = "
-                           "current_database()").fetchall()[0][0]
+    database = con.execute(
+        "SELECT path FROM duckdb_databases() WHERE database_name = current_database()"
+    ).fetchall()[0][0]
     folder = Path(database).parent if database else Path(tempfile.gettempdir())
     remove_dead_scratch(folder)
     return folder / f"{SCRATCH_PREFIX}{os.getpid()}-{uuid.uuid4().hex[:8]}{suffix}"
@@ -316,7 +347,7 @@ def remove_dead_scratch(folder: Path) -> list[Path]:
     loading: hundreds of MB each); those of live processes stay. Returns what it deleted."""
     removed = []
     for path in folder.glob(f"{SCRATCH_PREFIX}*"):
-        pid = path.name[len(SCRATCH_PREFIX):].split("-", 1)[0]
+        pid = path.name[len(SCRATCH_PREFIX) :].split("-", 1)[0]
         if pid.isdigit() and not _process_alive(int(pid)):
             path.unlink(missing_ok=True)
             removed.append(path)
@@ -372,11 +403,13 @@ def _staging_database(con) -> Iterator[None]:
 
 
 def _drop_stage_tables(con) -> None:
-    for (view,) in con.execute("SELECT view_name FROM duckdb_views() WHERE database_name = "
-                               "'stage'").fetchall():
+    for (view,) in con.execute(
+        "SELECT view_name FROM duckdb_views() WHERE database_name = 'stage'"
+    ).fetchall():
         con.execute(f'DROP VIEW stage."{view}"')
-    for (table,) in con.execute("SELECT table_name FROM duckdb_tables() WHERE database_name = "
-                                "'stage'").fetchall():
+    for (table,) in con.execute(
+        "SELECT table_name FROM duckdb_tables() WHERE database_name = 'stage'"
+    ).fetchall():
         con.execute(f'DROP TABLE stage."{table}"')
 
 
@@ -392,8 +425,9 @@ def _without_cyclic_gc() -> Iterator[None]:
             gc.enable()
 
 
-def _stage_all(con, source: str, items: Iterable[Item],
-               on_batch: Callable[[int], None] | None) -> _Batches:
+def _stage_all(
+    con, source: str, items: Iterable[Item], on_batch: Callable[[int], None] | None
+) -> _Batches:
     batches = _Batches(con, source)
     with _without_cyclic_gc():
         for item in items:
@@ -404,8 +438,9 @@ def _stage_all(con, source: str, items: Iterable[Item],
     return batches
 
 
-def ingest_items(con, items: Iterable[Item], source: str,
-                 on_batch: Callable[[int], None] | None = None) -> IngestSummary:
+def ingest_items(
+    con, items: Iterable[Item], source: str, on_batch: Callable[[int], None] | None = None
+) -> IngestSummary:
     """Loads one file's records in a single transaction; on any error nothing is kept."""
     return _ingest_staged(con, lambda: _stage_all(con, source, items, on_batch), source)
 
@@ -415,15 +450,15 @@ def _ingest_staged(con, stage: Callable[[], _Batches], source: str) -> IngestSum
     try:
         return _stage_and_apply(con, stage, source, limit)
     except duckdb.OutOfMemoryException as error:
-        raise OutOfMemory(f"loading {source} needed more memory than RUNS_INGEST_MEMORY_LIMIT "
-                          f"({limit}) allows; nothing of it was loaded. Set a larger limit, e.g. "
-                          f"RUNS_INGEST_MEMORY_LIMIT=2GB, and load it again. "
-                          f"({str(error).splitlines()[0]})"
-                          ) from None
+        raise OutOfMemory(
+            f"loading {source} needed more memory than RUNS_INGEST_MEMORY_LIMIT "
+            f"({limit}) allows; nothing of it was loaded. Set a larger limit, e.g. "
+            f"RUNS_INGEST_MEMORY_LIMIT=2GB, and load it again. "
+            f"({str(error).splitlines()[0]})"
+        ) from None
 
 
-def _stage_and_apply(con, stage: Callable[[], _Batches], source: str, limit: str
-                     ) -> IngestSummary:
+def _stage_and_apply(con, stage: Callable[[], _Batches], source: str, limit: str) -> IngestSummary:
     with _staging_database(con), _memory_limit(con, limit):
         with _uncompressed_writes(con):
             batches = stage()
@@ -431,9 +466,15 @@ def _stage_and_apply(con, stage: Callable[[], _Batches], source: str, limit: str
             outcomes = _apply(con, batches, source)
     if outcomes.get("new", 0) >= UNMERGED_FILE_RUNS and not outcomes.get("updated", 0):
         _checkpoint_without_merging(con)
-    return IngestSummary(files=1, new=outcomes.get("new", 0), updated=outcomes.get("updated", 0),
-                         unchanged=outcomes.get("unchanged", 0), rejected=len(batches.rejects),
-                         test_runs=batches.test_runs, rejections=batches.rejects)
+    return IngestSummary(
+        files=1,
+        new=outcomes.get("new", 0),
+        updated=outcomes.get("updated", 0),
+        unchanged=outcomes.get("unchanged", 0),
+        rejected=len(batches.rejects),
+        test_runs=batches.test_runs,
+        rejections=batches.rejects,
+    )
 
 
 def _apply(con, batches: _Batches, source: str) -> dict[str, int]:
@@ -462,8 +503,9 @@ def _insert_steps(con, file_steps: list | None) -> None:
         con.execute(_INSERT_STEPS.replace("@STEP_MAPS@", step_maps).replace("@KEY@", "seq"))
         return
     try:
-        con.execute(_INSERT_STEPS.replace("@STEP_MAPS@", FILE_STEP_MAPS).replace("@KEY@", "id"),
-                    file_steps)
+        con.execute(
+            _INSERT_STEPS.replace("@STEP_MAPS@", FILE_STEP_MAPS).replace("@KEY@", "id"), file_steps
+        )
     except (duckdb.InvalidInputException, duckdb.ConversionException) as error:
         raise StepsNotUsual(str(error).splitlines()[0]) from None
 
@@ -493,8 +535,9 @@ def _checkpoint_without_merging(con) -> None:
         con.execute("RESET max_vacuum_tasks")
 
 
-def _stage_jsonl_in_duckdb(con, source: SourceFile, progress: Progress | None, careful: bool
-                           ) -> _Batches:
+def _stage_jsonl_in_duckdb(
+    con, source: SourceFile, progress: Progress | None, careful: bool
+) -> _Batches:
     batches = _Batches(con, source.name)
     with _without_cyclic_gc():
         try:
@@ -510,6 +553,7 @@ def ingest_file(con, source: SourceFile, progress: Progress | None = None) -> In
     """One file in one transaction: JSONL through DuckDB's JSON reader when it can take it
     (see bulk_jsonl), every other format and any file it cannot take through Python. A file
     past RUNS_MAX_FILE_GB is not loaded: it is kept in `rejects` as one record, with the reason."""
+
     def report(_records_read: int) -> None:
         if progress:
             progress(source.bytes_read, source.total_bytes)
@@ -562,8 +606,9 @@ def _ingest_by_duckdb(con, source: SourceFile, progress: Progress | None) -> Ing
         return _ingest_plain_by_duckdb(con, plain, progress)
 
 
-def _ingest_plain_by_duckdb(con, source: SourceFile, progress: Progress | None
-                            ) -> IngestSummary | None:
+def _ingest_plain_by_duckdb(
+    con, source: SourceFile, progress: Progress | None
+) -> IngestSummary | None:
     for careful in (False, True):
         try:
             stage = functools.partial(_stage_jsonl_in_duckdb, con, source, progress, careful)
@@ -577,15 +622,19 @@ def _ingest_plain_by_duckdb(con, source: SourceFile, progress: Progress | None
     return None
 
 
-def ingest_paths(db_path: Path, paths: list, progress: Callable[[str, int, int], None] | None = None
-                 ) -> IngestSummary:
+def ingest_paths(
+    db_path: Path, paths: list, progress: Callable[[str, int, int], None] | None = None
+) -> IngestSummary:
     """Ingests files and directories; every path is checked before anything is loaded."""
     sources = [SourceFile(path) for path in expand_paths(paths)]
     total = IngestSummary()
     with open_db(db_path) as con:
         for source in sources:
-            file_progress = (lambda done, size, name=source.name: progress(name, done, size)
-                             ) if progress else None
+            file_progress = (
+                (lambda done, size, name=source.name: progress(name, done, size))
+                if progress
+                else None
+            )
             total.add(ingest_file(con, source, file_progress))
     return total
 

@@ -39,20 +39,25 @@ from runs_store.ingest.limits import (
     record_too_large_reason,
 )
 
-FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv",
-           ".parquet": "parquet"}
+FORMATS = {
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".json": "json",
+    ".csv": "csv",
+    ".parquet": "parquet",
+}
 SUPPORTED = ", ".join(sorted(FORMATS)) + " (each optionally .gz)"
 _NEWLINES = ("\n", "\r")
 
 
 @dataclass
 class Item:
-    unit: str            # "line", "item" or "row": what `position` counts
-    position: int        # 1-based
-    raw: str | None      # the record's text, kept verbatim if it is rejected; None in memory
-    value: object        # the parsed record; None when `error` is set
+    unit: str  # "line", "item" or "row": what `position` counts
+    position: int  # 1-based
+    raw: str | None  # the record's text, kept verbatim if it is rejected; None in memory
+    value: object  # the parsed record; None when `error` is set
     error: str | None = None
-    flat: bool = False   # a flat export row rather than an engine run object
+    flat: bool = False  # a flat export row rather than an engine run object
 
 
 def detect_format(name: str) -> str | None:
@@ -71,8 +76,9 @@ def expand_paths(paths: list[str | os.PathLike]) -> list[Path]:
         if path.is_dir():
             inside = sorted(p for p in path.rglob("*") if p.is_file() and detect_format(p.name))
             if not inside:
-                raise InputPathError(f"{path}: no run files in this directory; expected "
-                                     f"{SUPPORTED}")
+                raise InputPathError(
+                    f"{path}: no run files in this directory; expected {SUPPORTED}"
+                )
             found.extend(inside)
         elif path.is_file():
             if detect_format(path.name) is None:
@@ -221,11 +227,11 @@ def array_items(text: str) -> Iterator[str]:
         elif mark in ("]", "}"):
             depth -= 1
             if depth == 0 and start is not None:
-                if text[start:token.start()].strip():
-                    yield text[start:token.start()].strip()
+                if text[start : token.start()].strip():
+                    yield text[start : token.start()].strip()
                 return
         elif mark == "," and depth == 1:
-            yield text[start:token.start()].strip()
+            yield text[start : token.start()].strip()
             start = token.end()
 
 
@@ -248,8 +254,14 @@ def read_csv(text: io.TextIOBase) -> Iterator[Item]:
     for row in reader:
         if None in row:
             extra = row.pop(None)
-            yield Item("line", reader.line_num, json.dumps(row | {"": extra}), None,
-                       f"{len(extra)} more values than the header has columns", flat=True)
+            yield Item(
+                "line",
+                reader.line_num,
+                json.dumps(row | {"": extra}),
+                None,
+                f"{len(extra)} more values than the header has columns",
+                flat=True,
+            )
             continue
         row = {key: _formula_unescaped(value) for key, value in row.items()}
         yield Item("line", reader.line_num, json.dumps(row, ensure_ascii=False), row, flat=True)
@@ -328,8 +340,9 @@ class SourceFile:
         try:
             yield
         except csv.Error as error:
-            raise InputPathError(f"{self.name}: cannot read it ({error}; fields are read up to "
-                                 f"RUNS_MAX_RECORD_MB)") from None
+            raise InputPathError(
+                f"{self.name}: cannot read it ({error}; fields are read up to RUNS_MAX_RECORD_MB)"
+            ) from None
         except (OSError, EOFError, UnicodeError, zlib.error) as error:
             raise InputPathError(f"{self.name}: cannot read it ({error})") from None
 

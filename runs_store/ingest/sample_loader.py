@@ -26,8 +26,9 @@ SAMPLE_DIR = Path(__file__).resolve().parents[2] / "sample_data"
 SAMPLE_FILE = SAMPLE_DIR / "sample-runs.jsonl.gz"
 SAMPLE_CHUNK_RUNS = 50_000
 
-_TIME_KEYS = frozenset({"created", "updated", "startTime", "finishTime", "archivedAt",
-                        "resumeDateTime", "endTime"})
+_TIME_KEYS = frozenset(
+    {"created", "updated", "startTime", "finishTime", "archivedAt", "resumeDateTime", "endTime"}
+)
 
 
 def _iso(moment: datetime) -> str:
@@ -39,8 +40,14 @@ def shift_times(value, shift: timedelta, depth: int = 0):
     if depth > 12:
         return value
     if isinstance(value, dict):
-        return {key: (_shift_one(child, shift) if key in _TIME_KEYS and isinstance(child, str)
-                      else shift_times(child, shift, depth + 1)) for key, child in value.items()}
+        return {
+            key: (
+                _shift_one(child, shift)
+                if key in _TIME_KEYS and isinstance(child, str)
+                else shift_times(child, shift, depth + 1)
+            )
+            for key, child in value.items()
+        }
     if isinstance(value, list):
         return [shift_times(child, shift, depth + 1) for child in value]
     return value
@@ -72,8 +79,9 @@ def shifted_sample_items(path: Path, now: datetime) -> Iterator:
         yield item
 
 
-def load_bundled_sample(db_path: Path, now: datetime | None = None, path: Path = SAMPLE_FILE,
-                        connection=None) -> IngestSummary:
+def load_bundled_sample(
+    db_path: Path, now: datetime | None = None, path: Path = SAMPLE_FILE, connection=None
+) -> IngestSummary:
     """Loads sample_data/ into the database, moved in time so its newest run starts `now`."""
     now = now or datetime.now(UTC).replace(tzinfo=None)
     if connection is not None:
@@ -82,9 +90,14 @@ def load_bundled_sample(db_path: Path, now: datetime | None = None, path: Path =
         return ingest_items(con, shifted_sample_items(path, now), SAMPLE_SOURCE)
 
 
-def load_generated_sample(db_path: Path, runs: int, days: float, seed: int, end: datetime,
-                          progress: Callable[[str, int, int], None] | None = None
-                          ) -> IngestSummary:
+def load_generated_sample(
+    db_path: Path,
+    runs: int,
+    days: float,
+    seed: int,
+    end: datetime,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> IngestSummary:
     """Generated runs, loaded as JSONL chunks of SAMPLE_CHUNK_RUNS runs through the same ingest
     as a user's file. A second process generates chunk n+1 while this one loads chunk n, so the
     two halves of the work overlap on two cores; each chunk is one transaction."""
@@ -92,8 +105,9 @@ def load_generated_sample(db_path: Path, runs: int, days: float, seed: int, end:
     folder = Path(tempfile.mkdtemp(prefix=".sample-", dir=Path(db_path).resolve().parent))
     context = multiprocessing.get_context("spawn")  # the parent may hold DuckDB threads
     chunks = context.Queue(maxsize=1)  # at most one chunk waits on disk
-    writer = context.Process(target=write_sample_chunks, daemon=True,
-                             args=(chunks, folder, runs, days, seed, end))
+    writer = context.Process(
+        target=write_sample_chunks, daemon=True, args=(chunks, folder, runs, days, seed, end)
+    )
     writer.start()
     summary = IngestSummary()
     loaded = 0
@@ -120,8 +134,10 @@ def _ready_chunks(chunks, writer) -> Iterator[tuple[Path, int]]:
             message = chunks.get(timeout=1)
         except queue.Empty:
             if not writer.is_alive():
-                raise RuntimeError(f"generating the sample failed: the writer process ended "
-                                   f"(exit code {writer.exitcode})") from None
+                raise RuntimeError(
+                    f"generating the sample failed: the writer process ended "
+                    f"(exit code {writer.exitcode})"
+                ) from None
             continue
         if message is None:
             return
@@ -130,8 +146,9 @@ def _ready_chunks(chunks, writer) -> Iterator[tuple[Path, int]]:
         yield message
 
 
-def write_sample_chunks(chunks, folder: Path, runs: int, days: float, seed: int,
-                        end: datetime) -> None:
+def write_sample_chunks(
+    chunks, folder: Path, runs: int, days: float, seed: int, end: datetime
+) -> None:
     """The writer process: the generator's runs, in order, as numbered JSONL files."""
     from sample_data.generator import generate_runs, write_jsonl
 

@@ -1,2 +1,1 @@
-"""Queries: the filter and its SQL, named parameters, and the view state the URL carries.
-"""
+"""Queries: the filter and its SQL, named parameters, and the view state the URL carries."""

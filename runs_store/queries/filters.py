@@ -23,8 +23,14 @@ DATE_PRESETS: dict[str, timedelta | None] = {
     "90d": timedelta(days=90),
     "all": None,
 }
-PRESET_LABELS = {"24h": "Last 24 hours", "7d": "Last 7 days", "30d": "Last 30 days",
-                 "90d": "Last 90 days", "all": "All time", "custom": "Custom range"}
+PRESET_LABELS = {
+    "24h": "Last 24 hours",
+    "7d": "Last 7 days",
+    "30d": "Last 30 days",
+    "90d": "Last 90 days",
+    "all": "All time",
+    "custom": "Custom range",
+}
 DEFAULT_PRESET = "7d"
 # The runs list and its export: newest first, the id breaking ties so that pages never overlap.
 ORDER_BY = "ORDER BY started_at DESC, id DESC"
@@ -36,8 +42,8 @@ REVERSED_ORDER_BY = "ORDER BY started_at ASC, id ASC"
 class RunFilter:
     flows: tuple[str, ...] = ()
     statuses: tuple[str, ...] = ()
-    since: datetime | None = None      # inclusive, naive UTC
-    until: datetime | None = None      # exclusive, naive UTC
+    since: datetime | None = None  # inclusive, naive UTC
+    until: datetime | None = None  # exclusive, naive UTC
     include_archived: bool = False
     search: str = ""
     failed_steps: tuple[str, ...] = ()  # step names
@@ -54,6 +60,7 @@ class RunKey:
 
     Keys compare as the list sorts them read backwards: a later key comes earlier in the list.
     """
+
     started_at: datetime
     id: str
 
@@ -65,8 +72,10 @@ def build_seek(key: RunKey, alias: str = "") -> tuple[str, list]:
     of the runs that start exactly at t, those whose id is not greater (ties break by id DESC).
     """
     col = f"{alias}." if alias else ""
-    return (f"{col}started_at <= ? AND ({col}started_at < ? OR {col}id <= ?)",
-            [key.started_at, key.started_at, key.id])
+    return (
+        f"{col}started_at <= ? AND ({col}started_at < ? OR {col}id <= ?)",
+        [key.started_at, key.started_at, key.id],
+    )
 
 
 def build_day(day: date, alias: str = "") -> tuple[str, list]:
@@ -79,7 +88,7 @@ def build_day(day: date, alias: str = "") -> tuple[str, list]:
 def where_also(where: tuple[str, list], *conditions: tuple[str, list]) -> tuple[str, list]:
     """A `build_where` result narrowed by more (condition, parameters) pairs, all ANDed."""
     sql, params = where
-    clauses = [sql[len("WHERE "):]] if sql else []
+    clauses = [sql[len("WHERE ") :]] if sql else []
     params = list(params)
     for condition, values in conditions:
         clauses.append(f"({condition})")
@@ -95,8 +104,7 @@ def preset_window(preset: str, now: datetime) -> tuple[datetime | None, datetime
     return now.replace(second=0, microsecond=0) - span, None
 
 
-def day_window(first: date, last: date, tz: tzinfo = UTC
-               ) -> tuple[datetime, datetime]:
+def day_window(first: date, last: date, tz: tzinfo = UTC) -> tuple[datetime, datetime]:
     """A custom range of whole days in the user's timezone, as naive UTC (since, until).
 
     Each end is the local midnight of its own day, so a range across a daylight-saving change
@@ -139,13 +147,21 @@ def build_where(run_filter: RunFilter, alias: str = "") -> tuple[str, list]:
     if run_filter.signature:
         add(f"{col}error_signature = ?", run_filter.signature)
     if run_filter.flow_version_ids:
-        add(f"{col}flow_version_id IN (SELECT unnest(?::VARCHAR[]))",
-            list(run_filter.flow_version_ids))
+        add(
+            f"{col}flow_version_id IN (SELECT unnest(?::VARCHAR[]))",
+            list(run_filter.flow_version_ids),
+        )
     if run_filter.search.strip():
         pattern = f"%{_escape_like(run_filter.search.strip())}%"
-        add(f"({col}id ILIKE ? ESCAPE '\\' OR {col}failed_step ILIKE ? ESCAPE '\\' "
+        add(
+            f"({col}id ILIKE ? ESCAPE '\\' OR {col}failed_step ILIKE ? ESCAPE '\\' "
             f"OR {col}failed_step_display ILIKE ? ESCAPE '\\' "
-            f"OR {col}error_message ILIKE ? ESCAPE '\\')", pattern, pattern, pattern, pattern)
+            f"OR {col}error_message ILIKE ? ESCAPE '\\')",
+            pattern,
+            pattern,
+            pattern,
+            pattern,
+        )
     if not clauses:
         return "", []
     return "WHERE " + " AND ".join(clauses), params

@@ -54,7 +54,10 @@ def placeholders(sql: str) -> list[int]:
     """Where each positional `?` placeholder is (offsets): never in a string or a comment."""
     tokens = duckdb.tokenize(sql)
     bounds = [start for start, _ in tokens] + [len(sql)]
-    return [start + offset
-            for (start, kind), end in zip(tokens, bounds[1:], strict=True)
-            if kind == duckdb.token_type.operator
-            for offset, char in enumerate(sql[start:end]) if char == "?"]
+    return [
+        start + offset
+        for (start, kind), end in zip(tokens, bounds[1:], strict=True)
+        if kind == duckdb.token_type.operator
+        for offset, char in enumerate(sql[start:end])
+        if char == "?"
+    ]

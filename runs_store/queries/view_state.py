@@ -41,26 +41,28 @@ class BadValue(ValueError):
 class ViewContext:
     """What reading a link depends on besides the link: the flows that exist, and the days a
     custom range may name (up to tomorrow, for a link made a timezone ahead)."""
+
     flows: frozenset[str] | None = None  # None: any flow name is accepted
     earliest: date = EARLIEST_DAY
     latest: date | None = None
 
     @classmethod
     def on(cls, today: date, flows: Iterable[str] | None = None) -> ViewContext:
-        return cls(None if flows is None else frozenset(flows), EARLIEST_DAY,
-                   today + timedelta(days=1))
+        return cls(
+            None if flows is None else frozenset(flows), EARLIEST_DAY, today + timedelta(days=1)
+        )
 
 
 @dataclass(frozen=True)
 class RunsView:
     flows: tuple[str, ...] = ()
-    statuses: tuple[str, ...] = ()           # status names (FAILED), shown by label (Failed)
-    preset: str = DEFAULT_PRESET             # a key of filters.PRESET_LABELS
-    first_day: date | None = None            # a custom range's days, in the user's timezone
+    statuses: tuple[str, ...] = ()  # status names (FAILED), shown by label (Failed)
+    preset: str = DEFAULT_PRESET  # a key of filters.PRESET_LABELS
+    first_day: date | None = None  # a custom range's days, in the user's timezone
     last_day: date | None = None
     archived: bool = False
     search: str = ""
-    failed_steps: tuple[str, ...] = ()       # drill-downs from Insights
+    failed_steps: tuple[str, ...] = ()  # drill-downs from Insights
     signature: str = ""
     versions: tuple[str, ...] = ()
     page: int = 1
@@ -71,8 +73,12 @@ class RunsView:
         return replace(self, **changes)
 
     @classmethod
-    def from_query(cls, query: dict[str, list[str]], context: ViewContext = ViewContext(),
-                   keys: Iterable[str] | None = None) -> tuple[RunsView, list[str]]:
+    def from_query(
+        cls,
+        query: dict[str, list[str]],
+        context: ViewContext = ViewContext(),
+        keys: Iterable[str] | None = None,
+    ) -> tuple[RunsView, list[str]]:
         """The view a URL query describes, and a notice for each value that was ignored.
 
         Only `keys` are read (every declared key by default); a value given more than once
@@ -143,16 +149,25 @@ class RunsView:
             since, until = day_window(first, last, tz)
         else:
             since, until = preset_window(self.preset, now)
-        return RunFilter(flows=self.flows, statuses=self.statuses, since=since, until=until,
-                         include_archived=self.archived, search=self.search,
-                         failed_steps=self.failed_steps, signature=self.signature,
-                         flow_version_ids=self.versions)
+        return RunFilter(
+            flows=self.flows,
+            statuses=self.statuses,
+            since=since,
+            until=until,
+            include_archived=self.archived,
+            search=self.search,
+            failed_steps=self.failed_steps,
+            signature=self.signature,
+            flow_version_ids=self.versions,
+        )
 
 
 def page_notice(page: int, page_count: int) -> str:
     """What a page shows when a link asks for a page past the end of its view."""
-    return (f'Ignored page "{page}" from the link: this view has only {page_count:,} '
-            f'page{"s" if page_count > 1 else ""}.')
+    return (
+        f'Ignored page "{page}" from the link: this view has only {page_count:,} '
+        f"page{'s' if page_count > 1 else ''}."
+    )
 
 
 # ------------------------------------------------------------------ how each parameter reads
@@ -166,6 +181,7 @@ class Param:
     """One URL parameter: its key, the RunsView field it fills, how it reads from the URL
     (every value given, never none, to (value or _IGNORED, notices)), how it is written back,
     and how a widget's value is cleaned into the field."""
+
     key: str
     field: str
     read: Callable[[list[str], ViewContext], tuple[object, list[str]]]
@@ -180,17 +196,20 @@ class Param:
 def _one(read_one: Callable[[str, ViewContext], object]):
     """A single-valued parameter: the last value given counts (as Streamlit reads it); a bad
     one is ignored, with its notice."""
+
     def read(given: list[str], context: ViewContext) -> tuple[object, list[str]]:
         try:
             return read_one(given[-1], context), []
         except BadValue as error:
             return _IGNORED, [str(error)]
+
     return read
 
 
 def _many(read_one: Callable[[str, ViewContext], str]):
     """A repeated parameter: each value read on its own, bad ones noted and dropped, empty ones
     dropped, repeats (FAILED and Failed are one status) kept once, in the order given."""
+
     def read(given: list[str], context: ViewContext) -> tuple[object, list[str]]:
         kept, notices = [], []
         for value in given:
@@ -199,13 +218,15 @@ def _many(read_one: Callable[[str, ViewContext], str]):
             except BadValue as error:
                 notices.append(str(error))
         return tuple(dict.fromkeys(value for value in kept if value)), notices
+
     return read
 
 
 def _flow(value: str, context: ViewContext) -> str:
     if context.flows is not None and value not in context.flows:
-        raise BadValue(f'Ignored flow "{value}" from the link: no runs of a flow by that name are '
-                       f'loaded.')
+        raise BadValue(
+            f'Ignored flow "{value}" from the link: no runs of a flow by that name are loaded.'
+        )
     return value
 
 
@@ -231,8 +252,10 @@ def _preset(value: str, _context: ViewContext) -> str:
     for key, text in PRESET_LABELS.items():
         if wanted in (key, text.lower()):
             return key
-    raise BadValue(f'Ignored date range "{value}" from the link: use one of '
-                   f'{", ".join(PRESET_LABELS.values())}.')
+    raise BadValue(
+        f'Ignored date range "{value}" from the link: use one of '
+        f"{', '.join(PRESET_LABELS.values())}."
+    )
 
 
 def _day(what: str):
@@ -240,12 +263,16 @@ def _day(what: str):
         try:
             day = date.fromisoformat(value.strip())
         except ValueError:
-            raise BadValue(f'Ignored {what} "{value}" from the link: not a date like '
-                           f'2026-11-24.') from None
+            raise BadValue(
+                f'Ignored {what} "{value}" from the link: not a date like 2026-11-24.'
+            ) from None
         if day < context.earliest or (context.latest and day > context.latest):
-            raise BadValue(f'Ignored {what} "{value}" from the link: it must be between '
-                           f'{context.earliest} and {context.latest or "any day"}.')
+            raise BadValue(
+                f'Ignored {what} "{value}" from the link: it must be between '
+                f"{context.earliest} and {context.latest or 'any day'}."
+            )
         return day
+
     return read
 
 
@@ -257,6 +284,7 @@ def _boolean(what: str):
         if lowered in ("false", "0", "no"):
             return False
         raise BadValue(f'Ignored {what} "{value}" from the link: use true or false.')
+
     return read
 
 
@@ -273,8 +301,9 @@ def _page(value: str, _context: ViewContext) -> int:
 def _rows(value: str, _context: ViewContext) -> int:
     allowed = [str(size) for size in PAGE_SIZES]
     if value.strip() not in allowed:
-        raise BadValue(f'Ignored rows per page "{value}" from the link: it is not one of '
-                       f'{", ".join(allowed)}.')
+        raise BadValue(
+            f'Ignored rows per page "{value}" from the link: it is not one of {", ".join(allowed)}.'
+        )
     return int(value)
 
 
@@ -292,31 +321,56 @@ def _statuses(values) -> tuple[str, ...]:
 
 PARAMS: tuple[Param, ...] = (
     Param("flow", "flows", _many(_flow), list, _texts),
-    Param("status", "statuses", _many(_status), lambda names: [label(n) for n in names],
-          _statuses),
-    Param("range", "preset", _one(_preset), lambda key: [PRESET_LABELS[key]],
-          lambda key: key if key in PRESET_LABELS else DEFAULT_PRESET),
-    Param("from", "first_day", _one(_day("start date")), lambda day: [day.isoformat()],
-          lambda day: day if isinstance(day, date) else None),
-    Param("to", "last_day", _one(_day("end date")), lambda day: [day.isoformat()],
-          lambda day: day if isinstance(day, date) else None),
+    Param("status", "statuses", _many(_status), lambda names: [label(n) for n in names], _statuses),
+    Param(
+        "range",
+        "preset",
+        _one(_preset),
+        lambda key: [PRESET_LABELS[key]],
+        lambda key: key if key in PRESET_LABELS else DEFAULT_PRESET,
+    ),
+    Param(
+        "from",
+        "first_day",
+        _one(_day("start date")),
+        lambda day: [day.isoformat()],
+        lambda day: day if isinstance(day, date) else None,
+    ),
+    Param(
+        "to",
+        "last_day",
+        _one(_day("end date")),
+        lambda day: [day.isoformat()],
+        lambda day: day if isinstance(day, date) else None,
+    ),
     Param("archived", "archived", _one(_boolean("show archived")), _true_or_false, bool),
     Param("q", "search", _one(_text), lambda text: [text], lambda text: str(text or "").strip()),
     Param("failed_step", "failed_steps", _many(_exact), list, _texts),
-    Param("signature", "signature", _one(_exact), lambda text: [text],
-          lambda text: str(text or "")),
+    Param(
+        "signature", "signature", _one(_exact), lambda text: [text], lambda text: str(text or "")
+    ),
     Param("version", "versions", _many(_exact), list, _texts),
-    Param("page", "page", _one(_page), lambda number: [str(number)],
-          lambda number: max(1, int(number or 1))),
-    Param("rows", "rows", _one(_rows), lambda number: [str(number)],
-          lambda number: number if number in PAGE_SIZES else DEFAULT_PAGE_SIZE),
+    Param(
+        "page",
+        "page",
+        _one(_page),
+        lambda number: [str(number)],
+        lambda number: max(1, int(number or 1)),
+    ),
+    Param(
+        "rows",
+        "rows",
+        _one(_rows),
+        lambda number: [str(number)],
+        lambda number: number if number in PAGE_SIZES else DEFAULT_PAGE_SIZE,
+    ),
     Param("live", "live", _one(_boolean("live refresh")), _true_or_false, bool),
 )
 PARAMS_BY_KEY: dict[str, Param] = {param.key: param for param in PARAMS}
 URL_KEYS: tuple[str, ...] = tuple(PARAMS_BY_KEY)
 FILTER_KEYS = ("flow", "status", "range", "from", "to", "archived", "q")  # the toolbar's widgets
-DRILL_KEYS = ("failed_step", "signature", "version")                     # chips, in the URL only
-PAGING_KEYS = ("page", "rows", "live")                                   # the Runs page's own
+DRILL_KEYS = ("failed_step", "signature", "version")  # chips, in the URL only
+PAGING_KEYS = ("page", "rows", "live")  # the Runs page's own
 
 
 def _settle_days(values: dict) -> dict:

@@ -46,9 +46,23 @@ SELECT id, flow_name AS flow, status,
        strftime(updated_at, {_ISO}) AS updated_at
 FROM runs
 """
-EXPORT_COLUMNS = ("id", "flow", "status", "started_at", "finished_at", "duration_ms",
-                  "failed_step", "archived", "failed_step_display", "error_message", "flow_id",
-                  "flow_version_id", "project_id", "archived_at", "updated_at")
+EXPORT_COLUMNS = (
+    "id",
+    "flow",
+    "status",
+    "started_at",
+    "finished_at",
+    "duration_ms",
+    "failed_step",
+    "archived",
+    "failed_step_display",
+    "error_message",
+    "flow_id",
+    "flow_version_id",
+    "project_id",
+    "archived_at",
+    "updated_at",
+)
 
 
 def _batches(con, run_filter: RunFilter | None, run_ids: list[str] | None):
@@ -71,17 +85,25 @@ def _masked(reader: pa.RecordBatchReader, mask: bool | None) -> pa.RecordBatchRe
         for batch in reader:
             # each distinct message is masked once (a million runs share a few thousand)
             encoded = batch.column(column).dictionary_encode()
-            masked = pa.array(messages_as_shown(encoded.dictionary.to_pylist(), True),
-                              pa.string()).take(encoded.indices)
+            masked = pa.array(
+                messages_as_shown(encoded.dictionary.to_pylist(), True), pa.string()
+            ).take(encoded.indices)
             yield pa.RecordBatch.from_arrays(
                 [masked if n == column else batch.column(n) for n in range(batch.num_columns)],
-                schema=reader.schema)
+                schema=reader.schema,
+            )
 
     return pa.RecordBatchReader.from_batches(reader.schema, batches())
 
 
-def write_export(con, out: BinaryIO, fmt: str, run_filter: RunFilter | None = None,
-                 run_ids: list[str] | None = None, mask: bool | None = None) -> int:
+def write_export(
+    con,
+    out: BinaryIO,
+    fmt: str,
+    run_filter: RunFilter | None = None,
+    run_ids: list[str] | None = None,
+    mask: bool | None = None,
+) -> int:
     """Writes the matching runs to a binary stream; returns how many were written. Error
     messages are masked unless `mask` is False (default: RUNS_MASK_SECRETS)."""
     reader = _masked(_batches(con, run_filter, run_ids), mask)
@@ -126,8 +148,10 @@ def refuse_store_as_output(output: str | os.PathLike, database: Path) -> None:
     target = Path(output)
     for protected in (database, database.with_name(database.name + ".wal")):
         if _same_file(target, protected):
-            raise StoreError(f"--output {output} is the database itself ({protected}); "
-                             f"exporting there would destroy it. Choose another file.")
+            raise StoreError(
+                f"--output {output} is the database itself ({protected}); "
+                f"exporting there would destroy it. Choose another file."
+            )
 
 
 def _same_file(a: Path, b: Path) -> bool:
@@ -146,8 +170,9 @@ def replaced_on_success(output: str | os.PathLike) -> Iterator[BinaryIO]:
         raise StoreError(f"--output {output} is a directory; name a file")
     if not target.parent.is_dir():
         raise StoreError(f"--output {output}: the folder {target.parent} does not exist")
-    handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.",
-                                         suffix=".part")
+    handle, temporary = tempfile.mkstemp(
+        dir=target.parent, prefix=f".{target.name}.", suffix=".part"
+    )
     try:
         with os.fdopen(handle, "wb") as out:
             yield out
@@ -178,8 +203,13 @@ def _write_parquet(reader: pa.RecordBatchReader, out: BinaryIO) -> int:
     return count
 
 
-def export_bytes(con, fmt: str, run_filter: RunFilter | None = None,
-                 run_ids: list[str] | None = None, mask: bool | None = None) -> bytes:
+def export_bytes(
+    con,
+    fmt: str,
+    run_filter: RunFilter | None = None,
+    run_ids: list[str] | None = None,
+    mask: bool | None = None,
+) -> bytes:
     """The export as bytes, for a download button."""
     import io
 

@@ -43,7 +43,7 @@ UNITS = ("hour", "day", "week")
 _STEP = {"hour": "INTERVAL 1 HOUR", "day": "INTERVAL 1 DAY", "week": "INTERVAL 7 DAY"}
 HOURLY_UP_TO = timedelta(days=2)
 DAILY_UP_TO = timedelta(days=90)
-FAILED_STEP_STATUS = "FAILED"     # the status whose runs name the step that failed
+FAILED_STEP_STATUS = "FAILED"  # the status whose runs name the step that failed
 QUOTA_STATUS = "QUOTA_EXCEEDED"
 # the failed states a run is halted in by the platform rather than by a step, in the usual order
 OTHER_FAILED_STATES = tuple(in_order(FAILED_STATES - {FAILED_STEP_STATUS}))
@@ -57,6 +57,7 @@ TREND_COUNTS = "insights_trend_counts"
 
 
 # ---------------------------------------------------------------- SQL pieces
+
 
 def _status_literal(name: str) -> str:
     """A status name as SQL text; only names from runs_store.domain.statuses ever reach SQL text."""
@@ -108,6 +109,7 @@ def _rows(con, sql: str, params: Params) -> pd.DataFrame:
 
 # ---------------------------------------------------------------- ranges and buckets
 
+
 def choose_unit(length: timedelta) -> str:
     """Hours for up to two days, days for up to 90 days, weeks beyond."""
     if length <= HOURLY_UP_TO:
@@ -125,8 +127,9 @@ def range_limits(con, run_filter: RunFilter) -> tuple[datetime, datetime] | None
     if run_filter.since is not None:
         return run_filter.since, run_filter.until or max(_utc_now(), run_filter.since)
     where, params = named_where(run_filter)
-    first, last = con.execute(f"SELECT min(started_at), max(started_at) FROM runs {where}",
-                              params).fetchall()[0]
+    first, last = con.execute(
+        f"SELECT min(started_at), max(started_at) FROM runs {where}", params
+    ).fetchall()[0]
     if first is None:
         return None
     return first, (run_filter.until or last)
@@ -164,6 +167,7 @@ def narrowed_statuses(run_filter: RunFilter, wanted) -> list[str]:
 
 # ---------------------------------------------------------------- headline numbers
 
+
 @dataclass(frozen=True)
 class Headline:
     total: int
@@ -198,8 +202,10 @@ def headline(con, run_filter: RunFilter) -> Headline:
     outcomes = ("SUCCEEDED", *HEADLINE_STATUSES)
     counted = ",\n               ".join(
         f"coalesce(sum(n) FILTER (WHERE status = {_status_literal(name)}), 0)::BIGINT"
-        for name in outcomes)
-    row = con.execute(f"""
+        for name in outcomes
+    )
+    row = con.execute(
+        f"""
         WITH by_status AS (
             -- counting per status first and classifying the few groups after is about three
             -- times as fast on millions of runs as testing every run against each outcome
@@ -207,7 +213,9 @@ def headline(con, run_filter: RunFilter) -> Headline:
         SELECT coalesce(sum(n), 0)::BIGINT,
                coalesce(sum(n) FILTER (WHERE status IN {FINISHED_SQL}), 0)::BIGINT,
                {counted}
-        FROM by_status""", params).fetchall()[0]
+        FROM by_status""",
+        params,
+    ).fetchall()[0]
     total, finished, *counts = row
     by_outcome = {name.lower(): n for name, n in zip(outcomes, counts, strict=True)}
     return Headline(total, finished, **by_outcome)
@@ -215,24 +223,29 @@ def headline(con, run_filter: RunFilter) -> Headline:
 
 # ---------------------------------------------------------------- local time buckets
 
-def utc_offsets(con, first: datetime, last: datetime, tz_name: str
-                ) -> list[tuple[datetime, datetime, timedelta]]:
+
+def utc_offsets(
+    con, first: datetime, last: datetime, tz_name: str
+) -> list[tuple[datetime, datetime, timedelta]]:
     """(start, end, offset) of each stretch of one UTC offset over the UTC quarter hours from
     the one holding `first` to the one holding `last`, as DuckDB's own conversion gives the
     offset at each quarter hour; `end` is exclusive."""
     first_quarter = "time_bucket(INTERVAL 15 MINUTE, $first::TIMESTAMP)"
     last_quarter = "time_bucket(INTERVAL 15 MINUTE, $last::TIMESTAMP)"
-    return con.execute(f"""
+    return con.execute(
+        f"""
         WITH quarters AS (
             SELECT unnest(generate_series({first_quarter}, {last_quarter}, INTERVAL 15 MINUTE))
                 AS slot),
-        offsets AS (SELECT slot, {_local_time('slot')} - slot AS utc_offset FROM quarters),
+        offsets AS (SELECT slot, {_local_time("slot")} - slot AS utc_offset FROM quarters),
         changes AS (
             SELECT slot, utc_offset FROM offsets
             QUALIFY utc_offset IS DISTINCT FROM lag(utc_offset) OVER (ORDER BY slot))
         SELECT slot, coalesce(lead(slot) OVER (ORDER BY slot),
                               {last_quarter} + INTERVAL 15 MINUTE), utc_offset
-        FROM changes ORDER BY slot""", {"first": first, "last": last, "tz": tz_name}).fetchall()
+        FROM changes ORDER BY slot""",
+        {"first": first, "last": last, "tz": tz_name},
+    ).fetchall()
 
 
 def _offset_limits(con, run_filter: RunFilter) -> tuple[datetime, datetime] | None:
@@ -269,8 +282,10 @@ def _local_bucket(con, run_filter: RunFilter, unit: str, tz_name: str) -> tuple[
         if offset % timedelta(minutes=15):
             cases.append(f"WHEN started_at < $stretch_{number}_end THEN {converted}")
         else:
-            cases.append(f"WHEN started_at < $stretch_{number}_end "
-                         f"THEN started_at + $stretch_{number}_offset::INTERVAL")
+            cases.append(
+                f"WHEN started_at < $stretch_{number}_end "
+                f"THEN started_at + $stretch_{number}_offset::INTERVAL"
+            )
             params[f"stretch_{number}_offset"] = offset
     sql = f"date_trunc('{unit}', CASE {' '.join(cases)} ELSE {converted} END)"
     return sql, params
@@ -278,20 +293,24 @@ def _local_bucket(con, run_filter: RunFilter, unit: str, tz_name: str) -> tuple[
 
 # ---------------------------------------------------------------- trends
 
+
 @contextmanager
-def _counted_by_bucket(con, run_filter: RunFilter, unit: str | None, tz_name: str
-                       ) -> Iterator[str]:
+def _counted_by_bucket(con, run_filter: RunFilter, unit: str | None, tz_name: str) -> Iterator[str]:
     """The one pass over the runs behind every trend: the filter's runs counted per local
     `unit` bucket (no bucket when unit is None), flow, version and status, with each group's
     first start, in a temporary table whose name this yields and which it drops after."""
-    bucket, bucket_params = (_local_bucket(con, run_filter, unit, tz_name) if unit
-                             else ("NULL::TIMESTAMP", {}))
+    bucket, bucket_params = (
+        _local_bucket(con, run_filter, unit, tz_name) if unit else ("NULL::TIMESTAMP", {})
+    )
     where, params = named_where(run_filter)
-    con.execute(f"""
+    con.execute(
+        f"""
         CREATE OR REPLACE TEMP TABLE {TREND_COUNTS} AS
         SELECT {bucket} AS bucket, flow_name, flow_version_id, status, count(*) AS n,
                min(started_at) AS first_run
-        FROM runs {where} GROUP BY ALL""", merged(bucket_params, params))
+        FROM runs {where} GROUP BY ALL""",
+        merged(bucket_params, params),
+    )
     try:
         yield f"temp.{TREND_COUNTS}"
     finally:
@@ -299,13 +318,19 @@ def _counted_by_bucket(con, run_filter: RunFilter, unit: str | None, tz_name: st
 
 
 def _runs_over_time(con, counts: str) -> pd.DataFrame:
-    return _rows(con, f"""
+    return _rows(
+        con,
+        f"""
         SELECT bucket, status, sum(n)::BIGINT AS runs FROM {counts}
-        GROUP BY ALL ORDER BY bucket, status""", {})
+        GROUP BY ALL ORDER BY bucket, status""",
+        {},
+    )
 
 
 def _flow_failure_rates(con, counts: str, top: int) -> pd.DataFrame:
-    return _rows(con, f"""
+    return _rows(
+        con,
+        f"""
         WITH by_status AS (
             SELECT bucket, flow_name, status, sum(n) AS n FROM {counts} GROUP BY ALL),
         worst AS (
@@ -318,26 +343,35 @@ def _flow_failure_rates(con, counts: str, top: int) -> pd.DataFrame:
             FROM by_status WHERE flow_name IN (SELECT flow_name FROM worst) GROUP BY ALL)
         SELECT bucket, flow_name, finished, failed,
                CASE WHEN finished > 0 THEN failed / finished END AS rate
-        FROM buckets ORDER BY flow_name, bucket""", {"top": top})
+        FROM buckets ORDER BY flow_name, bucket""",
+        {"top": top},
+    )
 
 
 def _lifetime_by_status(counts: str, run_filter: RunFilter) -> tuple[str, Params]:
     """SQL (and parameters) for the versioned runs over all dates, per flow, version and status:
     first_seen, n. Without a date range those are the counts table's runs."""
     if run_filter.since is None and run_filter.until is None:
-        return f"""
+        return (
+            f"""
             SELECT flow_name, flow_version_id, status, min(first_run) AS first_seen, sum(n) AS n
-            FROM {counts} WHERE flow_version_id IS NOT NULL GROUP BY ALL""", {}
+            FROM {counts} WHERE flow_version_id IS NOT NULL GROUP BY ALL""",
+            {},
+        )
     where, params = _where(run_filter.with_(since=None, until=None), "flow_version_id IS NOT NULL")
-    return f"""
+    return (
+        f"""
         SELECT flow_name, flow_version_id, status, min(started_at) AS first_seen, count(*) AS n
-        FROM runs {where} GROUP BY ALL""", params
+        FROM runs {where} GROUP BY ALL""",
+        params,
+    )
 
 
-def _version_failure_rates(con, counts: str, run_filter: RunFilter, tz_name: str
-                           ) -> pd.DataFrame:
+def _version_failure_rates(con, counts: str, run_filter: RunFilter, tz_name: str) -> pd.DataFrame:
     lifetime_sql, lifetime_params = _lifetime_by_status(counts, run_filter)
-    return _rows(con, f"""
+    return _rows(
+        con,
+        f"""
         WITH in_range AS (
             SELECT flow_name, flow_version_id, sum(n)::BIGINT AS runs,
                    coalesce(sum(n) FILTER (WHERE status IN {FINISHED_SQL}), 0)::BIGINT AS finished,
@@ -360,30 +394,34 @@ def _version_failure_rates(con, counts: str, run_filter: RunFilter, tz_name: str
                    lag(finished) OVER flow_order AS previous_finished
             FROM lifetime
             WINDOW flow_order AS (PARTITION BY flow_name ORDER BY first_seen, flow_version_id))
-        SELECT i.flow_name, i.flow_version_id, {_local_time('o.first_seen')} AS first_seen,
+        SELECT i.flow_name, i.flow_version_id, {_local_time("o.first_seen")} AS first_seen,
                i.runs, i.finished, i.failed,
                CASE WHEN i.finished > 0 THEN i.failed / i.finished END AS rate,
                o.previous_version, o.previous_rate, o.previous_finished
         FROM in_range i JOIN ordered o USING (flow_name, flow_version_id)
         ORDER BY i.flow_name, o.first_seen DESC, i.flow_version_id""",
-        merged(lifetime_params, {"tz": tz_name}))
+        merged(lifetime_params, {"tz": tz_name}),
+    )
 
 
 @dataclass(frozen=True)
 class Trends:
     """The Trends tab: runs_over_time, flow_failure_rates and versions (see the functions of
     those names), from one pass over the runs."""
+
     runs_over_time: pd.DataFrame
     flow_failure_rates: pd.DataFrame
     versions: pd.DataFrame
 
 
-def trends(con, run_filter: RunFilter, unit: str, tz_name: str, top: int = WORST_FLOWS
-           ) -> Trends:
+def trends(con, run_filter: RunFilter, unit: str, tz_name: str, top: int = WORST_FLOWS) -> Trends:
     """runs_over_time, flow_failure_rates and version_failure_rates, grouping the runs once."""
     with _counted_by_bucket(con, run_filter, unit, tz_name) as counts:
-        return Trends(_runs_over_time(con, counts), _flow_failure_rates(con, counts, top),
-                      _version_failure_rates(con, counts, run_filter, tz_name))
+        return Trends(
+            _runs_over_time(con, counts),
+            _flow_failure_rates(con, counts, top),
+            _version_failure_rates(con, counts, run_filter, tz_name),
+        )
 
 
 def runs_over_time(con, run_filter: RunFilter, unit: str, tz_name: str) -> pd.DataFrame:
@@ -392,8 +430,9 @@ def runs_over_time(con, run_filter: RunFilter, unit: str, tz_name: str) -> pd.Da
         return _runs_over_time(con, counts)
 
 
-def flow_failure_rates(con, run_filter: RunFilter, unit: str, tz_name: str,
-                       top: int = WORST_FLOWS) -> pd.DataFrame:
+def flow_failure_rates(
+    con, run_filter: RunFilter, unit: str, tz_name: str, top: int = WORST_FLOWS
+) -> pd.DataFrame:
     """bucket, flow_name, finished, failed, rate for the `top` flows with most failed-state runs.
 
     The failure rate is runs in a failed state among finished runs of that bucket.
@@ -430,8 +469,9 @@ class VersionJump:
     after: float
 
 
-def biggest_version_jump(versions: pd.DataFrame, min_finished: int = 20,
-                         min_rise: float = 0.05) -> VersionJump | None:
+def biggest_version_jump(
+    versions: pd.DataFrame, min_finished: int = 20, min_rise: float = 0.05
+) -> VersionJump | None:
     """The version whose failure rate (in range) rose most over the flow's previous version's
     (over its lifetime).
 
@@ -440,24 +480,33 @@ def biggest_version_jump(versions: pd.DataFrame, min_finished: int = 20,
     """
     if versions.empty:
         return None
-    enough = versions[(versions["finished"] >= min_finished)
-                      & (versions["previous_finished"].fillna(0) >= min_finished)]
+    enough = versions[
+        (versions["finished"] >= min_finished)
+        & (versions["previous_finished"].fillna(0) >= min_finished)
+    ]
     rises = rate_changes(enough).dropna()
     if rises.empty or rises.max() < min_rise:
         return None
     row = enough.loc[rises.idxmax()]
-    return VersionJump(row["flow_name"], row["flow_version_id"],
-                       pd.Timestamp(row["first_seen"]).to_pydatetime(),
-                       float(row["previous_rate"]), float(row["rate"]))
+    return VersionJump(
+        row["flow_name"],
+        row["flow_version_id"],
+        pd.Timestamp(row["first_seen"]).to_pydatetime(),
+        float(row["previous_rate"]),
+        float(row["rate"]),
+    )
 
 
 # ---------------------------------------------------------------- failure breakdowns
+
 
 def failed_steps(con, run_filter: RunFilter, limit: int = 100) -> pd.DataFrame:
     """FAILED runs per flow and failed step: flow_name, failed_step (name, None if unknown),
     step_label (display name), runs, share (of that flow's FAILED runs); most first."""
     where, params = _where(run_filter, f"status = {_status_literal(FAILED_STEP_STATUS)}")
-    return _rows(con, f"""
+    return _rows(
+        con,
+        f"""
         WITH steps AS (
             SELECT flow_name, failed_step,
                    coalesce(max(failed_step_display), failed_step, $no_step) AS step_label,
@@ -465,37 +514,57 @@ def failed_steps(con, run_filter: RunFilter, limit: int = 100) -> pd.DataFrame:
             FROM runs {where} GROUP BY flow_name, failed_step)
         SELECT *, runs / sum(runs) OVER (PARTITION BY flow_name) AS share FROM steps
         ORDER BY runs DESC, flow_name, step_label LIMIT $limit""",
-        merged(params, {"no_step": NO_STEP, "limit": limit}))
+        merged(params, {"no_step": NO_STEP, "limit": limit}),
+    )
 
 
 def other_failed_states(con, run_filter: RunFilter) -> pd.DataFrame:
     """flow_name, status, runs, share (of that flow's runs in any failed state), for the
     OTHER_FAILED_STATES; most first."""
     where, params = _where(run_filter, f"status IN {FAILED_SQL}")
-    return _rows(con, f"""
+    return _rows(
+        con,
+        f"""
         WITH per_state AS (
             SELECT flow_name, status, count(*) AS runs FROM runs {where} GROUP BY ALL),
         shared AS (
             SELECT *, runs / sum(runs) OVER (PARTITION BY flow_name) AS share FROM per_state)
         SELECT * FROM shared WHERE status IN {_status_list(OTHER_FAILED_STATES)}
-        ORDER BY runs DESC, flow_name, status""", params)
+        ORDER BY runs DESC, flow_name, status""",
+        params,
+    )
 
 
 # ---------------------------------------------------------------- error signatures
 
-def error_signatures(con, run_filter: RunFilter, unit: str, tz_name: str, limit: int = 50
-                     ) -> pd.DataFrame:
+
+def error_signatures(
+    con, run_filter: RunFilter, unit: str, tz_name: str, limit: int = 50
+) -> pd.DataFrame:
     """The most frequent error signatures in range: signature, runs, flows, steps (lists),
     first_seen / last_seen (local, over the whole store), new (first seen within this range),
     trend (runs per time bucket across the range, zeros included), total (signatures in range).
     """
     limits = range_limits(con, run_filter)
     if limits is None:
-        return pd.DataFrame(columns=["signature", "runs", "flows", "steps", "first_seen",
-                                     "last_seen", "new", "trend", "total"])
+        return pd.DataFrame(
+            columns=[
+                "signature",
+                "runs",
+                "flows",
+                "steps",
+                "first_seen",
+                "last_seen",
+                "new",
+                "trend",
+                "total",
+            ]
+        )
     where, params = _where(run_filter, "error_signature IS NOT NULL")
     since = run_filter.since
-    return _rows(con, f"""
+    return _rows(
+        con,
+        f"""
         WITH matching AS (
             SELECT error_signature, flow_name, coalesce(failed_step_display, failed_step) AS step,
                    started_at FROM runs {where}),
@@ -514,11 +583,11 @@ def error_signatures(con, run_filter: RunFilter, unit: str, tz_name: str, limit:
             SELECT error_signature, {_SLOT} AS slot, count(*) AS runs FROM matching
             WHERE error_signature IN (SELECT error_signature FROM top) GROUP BY ALL),
         buckets AS (
-            SELECT error_signature, {_local(unit, 'slot')} AS bucket, sum(runs) AS runs
+            SELECT error_signature, {_local(unit, "slot")} AS bucket, sum(runs) AS runs
             FROM slots GROUP BY ALL),
         series AS (
-            SELECT unnest(generate_series({_local(unit, '$range_first::TIMESTAMP')},
-                                          {_local(unit, '$range_last::TIMESTAMP')},
+            SELECT unnest(generate_series({_local(unit, "$range_first::TIMESTAMP")},
+                                          {_local(unit, "$range_last::TIMESTAMP")},
                                           {_STEP[unit]})) AS bucket),
         trends AS (
             SELECT t.error_signature,
@@ -527,42 +596,60 @@ def error_signatures(con, run_filter: RunFilter, unit: str, tz_name: str, limit:
             LEFT JOIN buckets b ON b.error_signature = t.error_signature AND b.bucket = s.bucket
             GROUP BY t.error_signature)
         SELECT t.error_signature AS signature, t.runs, t.flows, t.steps,
-               {_local_time('o.first_seen')} AS first_seen,
-               {_local_time('o.last_seen')} AS last_seen,
+               {_local_time("o.first_seen")} AS first_seen,
+               {_local_time("o.last_seen")} AS last_seen,
                coalesce(o.first_seen >= $since::TIMESTAMP, false) AS new,
                tr.trend, t.total
         FROM top t JOIN overall o USING (error_signature) JOIN trends tr USING (error_signature)
         ORDER BY t.runs DESC, signature""",
-        merged(params, {"limit": limit, "tz": tz_name, "range_first": limits[0],
-                        "range_last": limits[1] - timedelta(microseconds=1), "since": since}))
+        merged(
+            params,
+            {
+                "limit": limit,
+                "tz": tz_name,
+                "range_first": limits[0],
+                "range_last": limits[1] - timedelta(microseconds=1),
+                "since": since,
+            },
+        ),
+    )
 
 
 # ---------------------------------------------------------------- quota exceeded
 
+
 def quota_per_day(con, run_filter: RunFilter, tz_name: str) -> pd.DataFrame:
     """day (local), runs: Quota Exceeded runs per calendar day that has any."""
     where, params = _where(run_filter, f"status = {_status_literal(QUOTA_STATUS)}")
-    return _rows(con, f"""
+    return _rows(
+        con,
+        f"""
         WITH slots AS (SELECT {_SLOT} AS slot, count(*) AS runs FROM runs {where} GROUP BY ALL)
-        SELECT {_local('day', 'slot')} AS day, sum(runs)::BIGINT AS runs
-        FROM slots GROUP BY ALL ORDER BY day""", merged(params, {"tz": tz_name}))
+        SELECT {_local("day", "slot")} AS day, sum(runs)::BIGINT AS runs
+        FROM slots GROUP BY ALL ORDER BY day""",
+        merged(params, {"tz": tz_name}),
+    )
 
 
 def quota_per_flow(con, run_filter: RunFilter) -> pd.DataFrame:
     """flow_name, runs, share (of all Quota Exceeded runs in range); most first."""
     where, params = _where(run_filter, f"status = {_status_literal(QUOTA_STATUS)}")
-    return _rows(con, f"""
+    return _rows(
+        con,
+        f"""
         SELECT flow_name, count(*) AS runs, count(*) / sum(count(*)) OVER () AS share
-        FROM runs {where} GROUP BY flow_name ORDER BY runs DESC, flow_name""", params)
+        FROM runs {where} GROUP BY flow_name ORDER BY runs DESC, flow_name""",
+        params,
+    )
 
 
 @dataclass(frozen=True)
 class QuotaMonth:
     this_month: int
     last_month: int
-    month_start: datetime       # local, first day of this month
+    month_start: datetime  # local, first day of this month
     last_month_start: datetime  # local
-    last_month_end: datetime    # local, exclusive: the same point in last month as now
+    last_month_end: datetime  # local, exclusive: the same point in last month as now
 
     @property
     def change(self) -> int:
@@ -604,27 +691,35 @@ def quota_month_to_date(con, run_filter: RunFilter, now: datetime, tz_name: str)
 
 # ---------------------------------------------------------------- durations
 
+
 def duration_percentiles(con, run_filter: RunFilter) -> pd.DataFrame:
     """flow_name, runs, p50, p95, p99 (ms) over finished runs with a duration; slowest p95 first."""
     where, params = _where(run_filter, f"status IN {FINISHED_SQL}", "duration_ms IS NOT NULL")
-    return _rows(con, f"""
+    return _rows(
+        con,
+        f"""
         WITH q AS (
             SELECT flow_name, count(*) AS runs,
                    quantile_cont(duration_ms, [0.5, 0.95, 0.99]) AS p
             FROM runs {where} GROUP BY flow_name)
         SELECT flow_name, runs, p[1] AS p50, p[2] AS p95, p[3] AS p99 FROM q
-        ORDER BY p95 DESC, flow_name""", params)
+        ORDER BY p95 DESC, flow_name""",
+        params,
+    )
 
 
 def slowest_steps(con, run_filter: RunFilter, limit: int = 15) -> pd.DataFrame:
     """flow_name, step, step_label, runs, avg_ms, p95_ms for the steps (of the filter's runs)
     with the highest p95 duration; one SQL, the filter applied to runs and joined on run id."""
     where, params = named_where(run_filter)
-    return _rows(con, f"""
+    return _rows(
+        con,
+        f"""
         SELECT r.flow_name, s.name AS step, coalesce(max(s.display_name), s.name) AS step_label,
                count(*) AS runs, avg(s.duration_ms) AS avg_ms,
                quantile_cont(s.duration_ms, 0.95) AS p95_ms
         FROM run_steps s JOIN (SELECT id, flow_name FROM runs {where}) r ON s.run_id = r.id
         WHERE s.duration_ms IS NOT NULL
         GROUP BY r.flow_name, s.name ORDER BY p95_ms DESC, r.flow_name, step LIMIT $limit""",
-        merged(params, {"limit": limit}))
+        merged(params, {"limit": limit}),
+    )

@@ -36,21 +36,51 @@ MASK = "••••••"
 # masked whole, unread.
 MAX_DEPTH = 128
 
-_SECRET_KEYS = frozenset({
-    "authorization", "proxyauthorization", "apikey", "xapikey", "token", "accesstoken",
-    "refreshtoken", "idtoken", "authtoken", "bearertoken", "secret", "clientsecret",
-    "password", "passwd", "pwd", "passphrase", "cookie", "setcookie", "privatekey",
-    "secretkey", "accesskey", "sessionid", "signingsecret", "webhooksecret", "cookies",
-    "credential", "credentials",
-})
-_SECRET_SUFFIXES = ("token", "secret", "password", "apikey", "privatekey", "secretkey",
-                    "accesskey")
+_SECRET_KEYS = frozenset(
+    {
+        "authorization",
+        "proxyauthorization",
+        "apikey",
+        "xapikey",
+        "token",
+        "accesstoken",
+        "refreshtoken",
+        "idtoken",
+        "authtoken",
+        "bearertoken",
+        "secret",
+        "clientsecret",
+        "password",
+        "passwd",
+        "pwd",
+        "passphrase",
+        "cookie",
+        "setcookie",
+        "privatekey",
+        "secretkey",
+        "accesskey",
+        "sessionid",
+        "signingsecret",
+        "webhooksecret",
+        "cookies",
+        "credential",
+        "credentials",
+    }
+)
+_SECRET_SUFFIXES = ("token", "secret", "password", "apikey", "privatekey", "secretkey", "accesskey")
 _URL_SECRET_NAMES = frozenset({"key", "sig", "signature"})  # also secret in a query string
 _NAME_FIELDS = ("name", "key", "header")
 
 # Well-known headers that carry a credential, recognised anywhere after a space.
-_SECRET_HEADER_NAMES = ("authorization", "proxy-authorization", "cookie", "set-cookie",
-                        "x-api-key", "api-key", "x-auth-token")
+_SECRET_HEADER_NAMES = (
+    "authorization",
+    "proxy-authorization",
+    "cookie",
+    "set-cookie",
+    "x-api-key",
+    "api-key",
+    "x-auth-token",
+)
 # One character of a header's value: not a line break, real or JSON-escaped (\r \n), nor a quote
 # (a JSON string's end, or, escaped, the end of a string that JSON text holds). A run of
 # backslashes is taken whole, so that a value never ends inside an escape.
@@ -58,20 +88,24 @@ _LINE_CHAR = r'(?:[^\r\n"\\]|\\+(?![\\rn"]))'
 # After an auth scheme only its credentials are masked ("Bearer ••••••, retrying"): a token68
 # (RFC 7235) followed by a space, a comma, a semicolon, a quote, an escape or the end; else the
 # rest of the line.
-_HEADER_VALUE = (r"""[ \t]*(?:(?:Bearer|Basic|Token)[ \t]+"""
-                 rf"""(?P<token>[A-Za-z0-9._~+/\-]+=*|{MASK})(?=[\s,;"'\\]|\Z)"""
-                 rf"|(?P<secret>{_LINE_CHAR}+))")
+_HEADER_VALUE = (
+    r"""[ \t]*(?:(?:Bearer|Basic|Token)[ \t]+"""
+    rf"""(?P<token>[A-Za-z0-9._~+/\-]+=*|{MASK})(?=[\s,;"'\\]|\Z)"""
+    rf"|(?P<secret>{_LINE_CHAR}+))"
+)
 # `Name: value` at the start of a text, a line or a quoted string ("x-api-key: abc\r\n"); its value
 # is masked when the name is a secret key. Header names have no spaces: "cookie policy: x" is kept.
-_HEADER_LINE = re.compile(r'(?:\A|[\r\n"]|\\[rn])[ \t]*(?P<name>[A-Za-z0-9_.\-]{1,64}):'
-                          + _HEADER_VALUE)
+_HEADER_LINE = re.compile(
+    r'(?:\A|[\r\n"]|\\[rn])[ \t]*(?P<name>[A-Za-z0-9_.\-]{1,64}):' + _HEADER_VALUE
+)
 # The well-known ones after a space or a tab too: "401 for Authorization: Bearer ...".
 _SECRET_HEADER = re.compile(rf"[ \t](?i:{'|'.join(_SECRET_HEADER_NAMES)}):" + _HEADER_VALUE)
 # Every credential a pattern finds contains one of its markers: a text is scanned only with the
 # patterns whose markers it holds (scanning with all costs ~50 ms for a 256 KB payload preview,
 # 25 µs for a 160-char error message; looking for the markers 3 ms and 2 µs).
-_VALUE_MARKERS = tuple((marker, pattern)
-                       for pattern in VALUE_PATTERNS for marker in pattern.markers)
+_VALUE_MARKERS = tuple(
+    (marker, pattern) for pattern in VALUE_PATTERNS for marker in pattern.markers
+)
 
 # Chars searched either side of where a preview is cut, for a credential running across the cut.
 CUT_LOOKAROUND = 4096
@@ -86,10 +120,13 @@ _JSON_SECRET_TAIL = re.compile(_PAIR_HEAD.format(q='"') + r'(?:[^"\\]|\\.)*\\?\Z
 # preview is cut.
 _ESCAPED_SECRET_PAIR = re.compile(
     _PAIR_HEAD.format(q=r'\\"')
-    + r'(?:[^"\\]|\\[^"\\]|\\\\(?:\\.|[^\\]))*(?:\\"|\\?\Z)(?(open)(?=\s*\]|\Z))')
+    + r'(?:[^"\\]|\\[^"\\]|\\\\(?:\\.|[^\\]))*(?:\\"|\\?\Z)(?(open)(?=\s*\]|\Z))'
+)
 # A query or form parameter: ?api_key=...&sig=..., or a form body client_secret=...&code=...
-_URL_PARAM = re.compile(r"(?P<head>(?:(?<=[?&;])|(?<![^\s\"']))"
-                        r"(?P<key>[A-Za-z0-9_.\-]{1,64})=)(?P<value>[^&#\s\"'<>\\]+)")
+_URL_PARAM = re.compile(
+    r"(?P<head>(?:(?<=[?&;])|(?<![^\s\"']))"
+    r"(?P<key>[A-Za-z0-9_.\-]{1,64})=)(?P<value>[^&#\s\"'<>\\]+)"
+)
 
 
 def masking_enabled() -> bool:
@@ -117,8 +154,13 @@ def _names_secret(key: str) -> bool:
 
 def _words_within_others(words) -> tuple[bytes, ...]:
     """The words no other word contains ("token" stands for "accesstoken" too), as bytes."""
-    return tuple(sorted(word.encode() for word in words
-                        if not any(other != word and other in word for other in words)))
+    return tuple(
+        sorted(
+            word.encode()
+            for word in words
+            if not any(other != word and other in word for other in words)
+        )
+    )
 
 
 # A key names a secret only if its letters and digits, lower-cased, contain one of these.
@@ -141,10 +183,15 @@ def may_hold_secret(json_text: str) -> bool:
     """False when the value parsed from this JSON text has nothing to mask: the text has no
     escapes (so its keys and strings read as written), no key or header that can name a secret,
     nothing shaped like a credential and no query string."""
-    return ("\\" in json_text or "=" in json_text
-            or any(not pattern.search_to_confirm or pattern.regex.search(json_text)
-                   for pattern in _patterns_marked_in(json_text))
-            or may_name_secret(json_text))
+    return (
+        "\\" in json_text
+        or "=" in json_text
+        or any(
+            not pattern.search_to_confirm or pattern.regex.search(json_text)
+            for pattern in _patterns_marked_in(json_text)
+        )
+        or may_name_secret(json_text)
+    )
 
 
 def _patterns_marked_in(text: str) -> list:
@@ -243,7 +290,7 @@ class MaskTally:
         text = self.json_text(text)
         start = _cut_pair_start(text)
         found = None if start is None else _JSON_SECRET_TAIL.search(text, start)
-        return text if found is None else text[:found.start()] + self._pair(found)
+        return text if found is None else text[: found.start()] + self._pair(found)
 
     def json_value(self, value, json_text: str):
         """value() of a value parsed from `json_text`, skipped when the text shows there is
@@ -300,7 +347,7 @@ class MaskTally:
             return match.group(0)
         start, end = match.span(group)
         whole, offset = match.group(0), match.start()
-        return whole[:start - offset] + self._hide(hidden) + whole[end - offset:]
+        return whole[: start - offset] + self._hide(hidden) + whole[end - offset :]
 
     def _credential(self, match: re.Match) -> str:
         return self._masked_group(match, "secret")
@@ -320,14 +367,17 @@ class MaskTally:
     def _pair(self, match: re.Match) -> str:
         if not is_secret_key(match.group("key")):
             return match.group(0)
-        return (f'{match.group("open") or ""}"{match.group("key")}"{match.group("sep")}'
-                f'"{self._hide()}"')
+        return (
+            f'{match.group("open") or ""}"{match.group("key")}"{match.group("sep")}"{self._hide()}"'
+        )
 
     def _escaped_pair(self, match: re.Match) -> str:
         if not is_secret_key(match.group("key")):
             return match.group(0)
-        return (f'{match.group("open") or ""}\\"{match.group("key")}\\"{match.group("sep")}'
-                f'\\"{self._hide()}\\"')
+        return (
+            f'{match.group("open") or ""}\\"{match.group("key")}\\"{match.group("sep")}'
+            f'\\"{self._hide()}\\"'
+        )
 
 
 def _is_secret_pair(items: list) -> bool:
@@ -360,8 +410,10 @@ def messages_as_shown(messages, mask: bool | None = None) -> list:
     unless masking is off. Messages repeat across runs, so each distinct one is masked once."""
     if not masking_on(mask):
         return list(messages)
-    return [_masked_message(message) if isinstance(message, str) and message else message
-            for message in messages]
+    return [
+        _masked_message(message) if isinstance(message, str) and message else message
+        for message in messages
+    ]
 
 
 @lru_cache(maxsize=8192)

@@ -49,9 +49,11 @@ HEADLINE_CHARS = 500
 TREE_TYPES = ["LOOP_ON_ITEMS", "ROUTER"]  # steps whose output holds iterations or branches
 AGENT_SNIFF_CHARS = 4096  # an output whose start names a tool call is read as an agent's
 
-RUN_COLUMNS = ("id, flow_name, flow_id, flow_version_id, project_id, status, started_at, "
-               "start_time, finish_time, duration_ms, failed_step, failed_step_display, "
-               "error_message, archived_at, tags, parent_run_id, has_steps, pause_metadata")
+RUN_COLUMNS = (
+    "id, flow_name, flow_id, flow_version_id, project_id, status, started_at, "
+    "start_time, finish_time, duration_ms, failed_step, failed_step_display, "
+    "error_message, archived_at, tags, parent_run_id, has_steps, pause_metadata"
+)
 # Input and output leave DuckDB cut to $head characters (the preview and what lies just past it),
 # with their whole size; a loop's, router's or agent's whole, as its tree is read from them.
 _STEPS = """
@@ -78,16 +80,17 @@ class PayloadGone(StoreError):
 
 # ---------------------------------------------------------------- payloads
 
+
 @dataclass(frozen=True)
 class Payload:
     """A step's input, output or error detail, ready to show."""
 
-    size: int = 0                 # bytes of its JSON text; 0 when nothing was recorded
-    value: object = None          # parsed (and masked), when small enough to show whole
-    preview: str | None = None    # the first preview_kb of the text (masked), when too big;
+    size: int = 0  # bytes of its JSON text; 0 when nothing was recorded
+    value: object = None  # parsed (and masked), when small enough to show whole
+    preview: str | None = None  # the first preview_kb of the text (masked), when too big;
     #                               the whole is read on demand by payload_download
-    masked: bool = False          # masking was on when it was read
-    masked_count: int = 0         # values hidden in what is shown (the preview, when cut)
+    masked: bool = False  # masking was on when it was read
+    masked_count: int = 0  # values hidden in what is shown (the preview, when cut)
 
     @property
     def present(self) -> bool:
@@ -129,11 +132,12 @@ def cut_preview(text: str, limit: int, tally: MaskTally | None) -> str:
     end = len(text[:limit].encode("utf-8")[:limit].decode("utf-8", errors="ignore"))
     if tally is None:
         return text[:end]
-    return tally.json_preview(text[:preview_end(text, end)])
+    return tally.json_preview(text[: preview_end(text, end)])
 
 
-def make_payload(text: str | None, mask: bool, limit: int, parsed=None,
-                 size: int | None = None) -> Payload:
+def make_payload(
+    text: str | None, mask: bool, limit: int, parsed=None, size: int | None = None
+) -> Payload:
     """A payload from stored JSON text: whole and parsed, or a cut preview past `limit` bytes.
 
     `text` may be only the start of a longer text whose byte `size` is given (see _STEPS)."""
@@ -141,19 +145,28 @@ def make_payload(text: str | None, mask: bool, limit: int, parsed=None,
         return Payload()
     size, tally = _size(text) if size is None else size, MaskTally()
     if size > limit:
-        return Payload(size, preview=cut_preview(text, limit, tally if mask else None),
-                       masked=mask, masked_count=tally.hits)
+        return Payload(
+            size,
+            preview=cut_preview(text, limit, tally if mask else None),
+            masked=mask,
+            masked_count=tally.hits,
+        )
     value = _parse(text) if parsed is None else parsed
-    return Payload(size, value=tally.json_value(value, text) if mask else value, masked=mask,
-                   masked_count=tally.hits)
+    return Payload(
+        size,
+        value=tally.json_value(value, text) if mask else value,
+        masked=mask,
+        masked_count=tally.hits,
+    )
 
 
 # ---------------------------------------------------------------- errors
 
+
 @dataclass(frozen=True)
 class StepError:
-    headline: str         # one line for the red box, shown as text
-    detail: Payload       # the whole error: parsed JSON or the full message text
+    headline: str  # one line for the red box, shown as text
+    detail: Payload  # the whole error: parsed JSON or the full message text
 
     @property
     def adds_detail(self) -> bool:
@@ -187,14 +200,14 @@ def make_error(text: str | None, mask: bool, limit: int) -> StepError | None:
     if isinstance(decoded, str):
         # not JSON as a whole, it may hold some: Request failed: {"password": "..."}
         shown = mask_json_text(decoded) if mask else decoded
-        return StepError(_first_line(shown), make_payload(detail_text, mask, limit,
-                                                          parsed=decoded))
+        return StepError(_first_line(shown), make_payload(detail_text, mask, limit, parsed=decoded))
     masked = mask_secrets(decoded) if mask else decoded
     headline = summarise_json_error(masked) or json.dumps(masked, ensure_ascii=False)
     return StepError(_first_line(headline), make_payload(detail_text, mask, limit, parsed=decoded))
 
 
 # ---------------------------------------------------------------- steps and the run
+
 
 @dataclass(frozen=True)
 class Step:
@@ -209,12 +222,12 @@ class Step:
     input: Payload
     output: Payload
     error: StepError | None
-    offset_ms: int = 0                      # where its bar starts in the waterfall
+    offset_ms: int = 0  # where its bar starts in the waterfall
     loop: Loop | None = None
     branches: tuple[Branch, ...] = ()
     timeline: AgentTimeline | None = None
     children: frozenset[str] = frozenset()  # names of steps run inside this loop
-    masked_count: int = 0                   # values hidden in its input, output and error
+    masked_count: int = 0  # values hidden in its input, output and error
 
     @property
     def title(self) -> str:
@@ -255,8 +268,8 @@ class RunDetail:
     has_steps: bool
     pause_metadata: dict | None
     steps: tuple[Step, ...]
-    masked: bool            # masking was on when the run was read
-    masked_count: int = 0   # values actually hidden in what the page shows of it
+    masked: bool  # masking was on when the run was read
+    masked_count: int = 0  # values actually hidden in what the page shows of it
 
     def find_step(self, name: str | None) -> Step | None:
         return next((step for step in self.steps if step.name == name), None)
@@ -268,8 +281,11 @@ class RunDetail:
     def default_step(self) -> Step | None:
         """The failed step (or the loop holding it); else, for a run that did not succeed
         (timed out, canceled, still running), the last step it reached; else the first step."""
-        chosen = (self.find_step(self.failed_step) or self.step_containing(self.failed_step)
-                  or next((step for step in self.steps if step.failed), None))
+        chosen = (
+            self.find_step(self.failed_step)
+            or self.step_containing(self.failed_step)
+            or next((step for step in self.steps if step.failed), None)
+        )
         if chosen or not self.steps:
             return chosen
         return self.steps[0] if self.status == "SUCCEEDED" else self.steps[-1]
@@ -282,8 +298,13 @@ def _read_tree(row: dict, mask: bool) -> dict:
         return {"shown": None, "hits": None}
     parsed, tally = _parse(row["output"]), MaskTally()
     shown = tally.json_value(parsed, row["output"]) if mask else parsed
-    tree = {"shown": shown, "hits": tally.hits, "loop": read_loop(shown),
-            "branches": read_branches(shown), "children": loop_child_names(parsed)}
+    tree = {
+        "shown": shown,
+        "hits": tally.hits,
+        "loop": read_loop(shown),
+        "branches": read_branches(shown),
+        "children": loop_child_names(parsed),
+    }
     if is_agent_step(row["piece_name"], row["action_name"], parsed):
         step_input = _parse(row["input"]) if row["input"] else None
         tree["timeline"] = read_timeline(mask_secrets(step_input) if mask else step_input, shown)
@@ -309,16 +330,38 @@ def make_step(row: dict, offset_ms: int, mask: bool, limit: int) -> Step:
     output_hits = output.masked_count if tree_hits is None else max(tree_hits, output.masked_count)
     hits = step_input.masked_count + output_hits + (error.detail.masked_count if error else 0)
     return Step(
-        row["position"], row["name"], row["display_name"], row["type"], row["status"],
-        row["duration_ms"], row["piece_name"], row["action_name"], step_input, output, error,
-        offset_ms, **tree, masked_count=hits)
+        row["position"],
+        row["name"],
+        row["display_name"],
+        row["type"],
+        row["status"],
+        row["duration_ms"],
+        row["piece_name"],
+        row["action_name"],
+        step_input,
+        output,
+        error,
+        offset_ms,
+        **tree,
+        masked_count=hits,
+    )
 
 
 def read_step_rows(con, run_id: str, limit: int) -> list[dict]:
     """The run's step rows in execution order, payloads cut for a preview of `limit` bytes."""
-    return _rows(con.execute(_STEPS, {
-        "run_id": run_id, "head": head_chars(limit), "tree_types": TREE_TYPES,
-        "agent_piece": AGENT_PIECE, "sniff": AGENT_SNIFF_CHARS, "max_tree": MAX_PARSE_BYTES}))
+    return _rows(
+        con.execute(
+            _STEPS,
+            {
+                "run_id": run_id,
+                "head": head_chars(limit),
+                "tree_types": TREE_TYPES,
+                "agent_piece": AGENT_PIECE,
+                "sniff": AGENT_SNIFF_CHARS,
+                "max_tree": MAX_PARSE_BYTES,
+            },
+        )
+    )
 
 
 def _rows(cursor) -> list[dict]:
@@ -345,13 +388,20 @@ def load_run(con, run_id: str, mask: bool | None = None) -> RunDetail | None:
     error_message, error_hits = _run_error(run["error_message"], mask)
     has_steps = bool(run["has_steps"]) and bool(steps)
     return RunDetail(
-        **{key: run[key] for key in RUN_COLUMNS.replace(" ", "").split(",")
-           if key not in ("tags", "pause_metadata", "has_steps", "error_message")},
+        **{
+            key: run[key]
+            for key in RUN_COLUMNS.replace(" ", "").split(",")
+            if key not in ("tags", "pause_metadata", "has_steps", "error_message")
+        },
         error_message=error_message,
-        tags=tuple(run["tags"] or ()), has_steps=has_steps,
-        pause_metadata=_pause_metadata(run["pause_metadata"]), steps=tuple(steps), masked=mask,
+        tags=tuple(run["tags"] or ()),
+        has_steps=has_steps,
+        pause_metadata=_pause_metadata(run["pause_metadata"]),
+        steps=tuple(steps),
+        masked=mask,
         # the run's error message repeats its failed step's; it is shown only without steps
-        masked_count=sum(step.masked_count for step in steps) if has_steps else error_hits)
+        masked_count=sum(step.masked_count for step in steps) if has_steps else error_hits,
+    )
 
 
 def payload_download(con, run_id: str, position: int, column: str, mask: bool) -> str:
@@ -359,11 +409,14 @@ def payload_download(con, run_id: str, position: int, column: str, mask: bool) -
     its preview was): read only when the user asks for it."""
     if column not in PAYLOAD_COLUMNS:
         raise ValueError(f"no payload column {column!r}")
-    found = con.execute(f"SELECT {column} FROM run_steps WHERE run_id = ? AND position = ?",
-                        [run_id, position]).fetchall()
+    found = con.execute(
+        f"SELECT {column} FROM run_steps WHERE run_id = ? AND position = ?", [run_id, position]
+    ).fetchall()
     if not found:
-        raise PayloadGone(f"Step {position + 1} of run {run_id} is no longer in the database "
-                          "(the run was loaded again or removed): reload the page.")
+        raise PayloadGone(
+            f"Step {position + 1} of run {run_id} is no longer in the database "
+            "(the run was loaded again or removed): reload the page."
+        )
     text = found[0][0] or ""
     if column == "error" and text:
         text = _read_error(text)[1]
@@ -380,6 +433,7 @@ def _run_error(text: str | None, mask: bool) -> tuple[str | None, int]:
 
 
 # ---------------------------------------------------------------- the banner
+
 
 def _since(moment: datetime | None, now: datetime) -> str:
     if moment is None or now < moment:
@@ -407,13 +461,14 @@ def _progress_words(run: RunDetail, tz: tzinfo, now: datetime) -> str:
     if run.status == "PAUSED":
         return _pause_words(run, tz)
     verb = "queued for" if run.status == "QUEUED" else "running for"
-    elapsed = _since(run.start_time if run.status == "RUNNING" and run.start_time
-                     else run.started_at, now)
+    elapsed = _since(
+        run.start_time if run.status == "RUNNING" and run.start_time else run.started_at, now
+    )
     return f"{verb} {elapsed}" if elapsed else verb.split()[0]
 
 
 def banner_line(run: RunDetail, tz: tzinfo, now: datetime) -> str:
-    """"Run Succeeded - Started: Jun 12, 2026, 3:23 AM, Took: 832 milliseconds".
+    """ "Run Succeeded - Started: Jun 12, 2026, 3:23 AM, Took: 832 milliseconds".
 
     Unfinished runs say how long they have been running or queued, or when a pause ends;
     `now` is naive UTC like the store's timestamps.
@@ -428,22 +483,29 @@ def banner_line(run: RunDetail, tz: tzinfo, now: datetime) -> str:
 
 # ---------------------------------------------------------------- Edit flow
 
+
 def edit_flow_url(template: str, run: RunDetail) -> str:
     """The editor URL for this run's flow from a template with {flow_id} / {flow_version_id}."""
-    fields = {"flow_id": run.flow_id, "flow_version_id": run.flow_version_id,
-              "project_id": run.project_id}
+    fields = {
+        "flow_id": run.flow_id,
+        "flow_version_id": run.flow_version_id,
+        "project_id": run.project_id,
+    }
     try:
         used = {name for _, name, _, _ in Formatter().parse(template) if name is not None}
     except ValueError as error:
         raise EditLinkError(f"RUNS_EDIT_FLOW_URL is not a valid template ({error}).") from None
     unknown = used - set(fields)
     if unknown:
-        raise EditLinkError(f"RUNS_EDIT_FLOW_URL uses {{{sorted(unknown)[0]}}}; only "
-                            "{flow_id}, {flow_version_id} and {project_id} are known.")
+        raise EditLinkError(
+            f"RUNS_EDIT_FLOW_URL uses {{{sorted(unknown)[0]}}}; only "
+            "{flow_id}, {flow_version_id} and {project_id} are known."
+        )
     missing = sorted(name for name in used if not fields[name])
     if missing:
-        raise EditLinkError(f"This run has no {missing[0].replace('_', ' ')}, so the Edit flow "
-                            "link cannot be made.")
+        raise EditLinkError(
+            f"This run has no {missing[0].replace('_', ' ')}, so the Edit flow link cannot be made."
+        )
     url = template.format(**{name: quote(value or "", safe="") for name, value in fields.items()})
     if urlsplit(url).scheme not in ("http", "https"):
         raise EditLinkError("RUNS_EDIT_FLOW_URL must start with http:// or https://.")
@@ -451,6 +513,7 @@ def edit_flow_url(template: str, run: RunDetail) -> str:
 
 
 # ---------------------------------------------------------------- compare with last success
+
 
 @dataclass(frozen=True)
 class StepChange:
@@ -517,9 +580,14 @@ def _change(name: str, now: dict | None, then: dict | None) -> StepChange:
     either = now or then
     assert either is not None, f"step {name!r} is in at least one of the two runs"
     return StepChange(
-        name, either["display_name"] or name, _field(then, "status"), _field(now, "status"),
-        _field(then, "duration_ms"), _field(now, "duration_ms"),
-        None if now is None or then is None else now["digest"] != then["digest"])
+        name,
+        either["display_name"] or name,
+        _field(then, "status"),
+        _field(now, "status"),
+        _field(then, "duration_ms"),
+        _field(now, "duration_ms"),
+        None if now is None or then is None else now["digest"] != then["digest"],
+    )
 
 
 def compare_with_last_success(con, run_id: str) -> Comparison | None:
@@ -536,5 +604,10 @@ def compare_with_last_success(con, run_id: str) -> Comparison | None:
     now = {row["name"]: row for row in rows if row["run_id"] == run_id}
     then = {row["name"]: row for row in rows if row["run_id"] == other["id"]}
     names = list(now) + [name for name in then if name not in now]
-    return Comparison(other["id"], other["started_at"], other["duration_ms"], bool(other["before"]),
-                      tuple(_change(name, now.get(name), then.get(name)) for name in names))
+    return Comparison(
+        other["id"],
+        other["started_at"],
+        other["duration_ms"],
+        bool(other["before"]),
+        tuple(_change(name, now.get(name), then.get(name)) for name in names),
+    )

@@ -30,8 +30,10 @@ from runs_store.queries.filters import (
 )
 from runs_store.store.database import bump_generation
 
-LIST_COLUMNS = ("id, flow_name, status, started_at, duration_ms, failed_step, "
-                "failed_step_display, error_message, archived_at, finish_time")
+LIST_COLUMNS = (
+    "id, flow_name, status, started_at, duration_ms, failed_step, "
+    "failed_step_display, error_message, archived_at, finish_time"
+)
 STUCK_AFTER = timedelta(hours=1)
 # A position this close to an end of the list is found by skipping keys from that end: DuckDB
 # keeps the few keys it needs in a top-N heap and skips row groups by their min/max. Farther in,
@@ -53,7 +55,7 @@ class RunsPage:
         return page_count(self.total, self.limit)
 
     def position_text(self) -> str:
-        """"51-100 of 12,345 runs", as the list's footer says it."""
+        """ "51-100 of 12,345 runs", as the list's footer says it."""
         noun = "run" if self.total == 1 else "runs"
         if self.rows.empty:
             return f"0 of {self.total:,} {noun}"
@@ -67,6 +69,7 @@ class DayCounts:
     Its sum is the view's total, and its running sum says which day holds the run at any
     position of the list, so a deep page skips keys inside one day instead of the whole view.
     """
+
     days: tuple[tuple[date, int], ...] = ()
 
     @property
@@ -93,13 +96,22 @@ def count_days(con, run_filter: RunFilter) -> DayCounts:
     """The view's runs counted per day (one GROUP BY over the start column): its total, and
     where in the list each day's runs are."""
     where, params = build_where(run_filter)
-    found = con.execute(f"SELECT started_at::DATE AS day, count(*) FROM runs {where} "
-                        "GROUP BY day ORDER BY day DESC", params).fetchall()
+    found = con.execute(
+        f"SELECT started_at::DATE AS day, count(*) FROM runs {where} "
+        "GROUP BY day ORDER BY day DESC",
+        params,
+    ).fetchall()
     return DayCounts(tuple((day, count) for day, count in found))
 
 
-def list_runs(con, run_filter: RunFilter, limit: int, offset: int = 0,
-              total: int | None = None, days: DayCounts | None = None) -> RunsPage:
+def list_runs(
+    con,
+    run_filter: RunFilter,
+    limit: int,
+    offset: int = 0,
+    total: int | None = None,
+    days: DayCounts | None = None,
+) -> RunsPage:
     """The `limit` runs from 0-based position `offset` of the list, and whether more follow.
 
     `total` and `days`, when given, must describe this filter on this state of the data (the
@@ -123,8 +135,9 @@ def next_page(con, run_filter: RunFilter, page: RunsPage) -> RunsPage:
     return _page_from(con, run_filter, page.next_key, page.limit, offset, page.total)
 
 
-def key_at(con, run_filter: RunFilter, position: int, total: int,
-           days: DayCounts | None = None) -> RunKey | None:
+def key_at(
+    con, run_filter: RunFilter, position: int, total: int, days: DayCounts | None = None
+) -> RunKey | None:
     """The key of the run at a 0-based position of the list, or None past either end.
 
     Only the key columns are read: from the nearer end when the position is close to one, else
@@ -143,22 +156,32 @@ def key_at(con, run_filter: RunFilter, position: int, total: int,
 def _skip_keys(con, where: tuple[str, list], from_start: int, from_end: int) -> RunKey | None:
     """The key `from_start` runs into the listed runs, counted from whichever end is nearer."""
     sql, params = where
-    order, skip = (ORDER_BY, from_start) if from_start <= from_end else (REVERSED_ORDER_BY,
-                                                                       from_end)
-    found = con.execute(f"SELECT started_at, id FROM runs {sql} {order} LIMIT 1 OFFSET ?",
-                        [*params, skip]).fetchall()
+    order, skip = (
+        (ORDER_BY, from_start) if from_start <= from_end else (REVERSED_ORDER_BY, from_end)
+    )
+    found = con.execute(
+        f"SELECT started_at, id FROM runs {sql} {order} LIMIT 1 OFFSET ?", [*params, skip]
+    ).fetchall()
     return RunKey(*found[0]) if found else None
 
 
-def _page_from(con, run_filter: RunFilter, start: RunKey | None, limit: int, offset: int,
-               total: int) -> RunsPage:
+def _page_from(
+    con, run_filter: RunFilter, start: RunKey | None, limit: int, offset: int, total: int
+) -> RunsPage:
     where = build_where(run_filter)
     sql, params = where_also(where, build_seek(start)) if start is not None else where
-    rows = con.execute(f"SELECT {LIST_COLUMNS} FROM runs {sql} {ORDER_BY} LIMIT ?",
-                       [*params, limit + 1]).df()
+    rows = con.execute(
+        f"SELECT {LIST_COLUMNS} FROM runs {sql} {ORDER_BY} LIMIT ?", [*params, limit + 1]
+    ).df()
     next_key = _key_of(rows, limit) if len(rows) > limit else None
-    return RunsPage(rows.head(limit).reset_index(drop=True), total, offset, limit,
-                    has_next=next_key is not None, next_key=next_key)
+    return RunsPage(
+        rows.head(limit).reset_index(drop=True),
+        total,
+        offset,
+        limit,
+        has_next=next_key is not None,
+        next_key=next_key,
+    )
 
 
 def _key_of(rows: pd.DataFrame, index: int) -> RunKey:
@@ -179,8 +202,9 @@ def page_count(total: int, limit: int) -> int:
     return max(1, -(-total // limit))
 
 
-def count_stuck_running(con, run_filter: RunFilter, now: datetime,
-                        after: timedelta = STUCK_AFTER) -> int:
+def count_stuck_running(
+    con, run_filter: RunFilter, now: datetime, after: timedelta = STUCK_AFTER
+) -> int:
     """Runs in the view still RUNNING more than `after` after they started (engine hiccups)."""
     stuck = run_filter.with_(statuses=("RUNNING",))
     where, params = where_also(build_where(stuck), ("started_at < ?", [now - after]))
@@ -196,8 +220,10 @@ def failed_step_label(display_name, name) -> str:
 
 
 def flow_names(con) -> list[str]:
-    return [row[0] for row in con.execute(
-        "SELECT DISTINCT flow_name FROM runs ORDER BY flow_name").fetchall()]
+    return [
+        row[0]
+        for row in con.execute("SELECT DISTINCT flow_name FROM runs ORDER BY flow_name").fetchall()
+    ]
 
 
 def newest_start(con):
@@ -224,7 +250,8 @@ def set_archived(con, run_ids: list[str], archived: bool) -> int:
         changed = con.execute(
             "UPDATE runs SET archived_at = ?::TIMESTAMP "
             f"WHERE id IN (SELECT unnest(?::VARCHAR[])) AND {condition}",
-            [when, list(run_ids)]).fetchall()[0][0]
+            [when, list(run_ids)],
+        ).fetchall()[0][0]
         bump_generation(con)
         con.execute("COMMIT")
     except BaseException:

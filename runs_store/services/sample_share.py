@@ -23,5 +23,6 @@ def sample_share(con) -> SampleShare:
     """Runs from the bundled sample, and all runs."""
     from_sample, total = con.execute(
         "SELECT count(*) FILTER (WHERE source = $sample), count(*) FROM runs",
-        {"sample": SAMPLE_SOURCE}).fetchall()[0]
+        {"sample": SAMPLE_SOURCE},
+    ).fetchall()[0]
     return SampleShare(from_sample, total)

@@ -32,17 +32,18 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class SecretPattern:
-    rule: str                 # a short name, for tests and messages
-    regex: re.Pattern         # what its `secret` group matches is masked, the rest kept
+    rule: str  # a short name, for tests and messages
+    regex: re.Pattern  # what its `secret` group matches is masked, the rest kept
     markers: tuple[str, ...]  # every match contains one of these
-    source: str               # where the pattern comes from and how it differs
+    source: str  # where the pattern comes from and how it differs
     # its markers are in most texts that hold none (every URL has "://"): a search, quick for
     # this pattern, tells better whether a text holds one
     search_to_confirm: bool = False
 
 
-def _pattern(rule: str, regex: str, markers: tuple[str, ...], source: str,
-             search_to_confirm: bool = False) -> SecretPattern:
+def _pattern(
+    rule: str, regex: str, markers: tuple[str, ...], source: str, search_to_confirm: bool = False
+) -> SecretPattern:
     return SecretPattern(rule, re.compile(regex), markers, source, search_to_confirm)
 
 
@@ -63,7 +64,8 @@ PRIVATE_KEY = _pattern(
     ("-----BEGIN",),
     "gitleaks rule private-key (MIT); detect-secrets plugins/private_key.py (Apache-2.0) for the "
     "labels (RSA, EC, DSA, OPENSSH, ENCRYPTED, PGP ... BLOCK, plain). Differs: case-sensitive; "
-    "the body is masked (BEGIN/END lines kept) and a body without an END line (cut off) too.")
+    "the body is masked (BEGIN/END lines kept) and a body without an END line (cut off) too.",
+)
 
 AUTH_SCHEME = _pattern(
     "auth-scheme",
@@ -72,61 +74,70 @@ AUTH_SCHEME = _pattern(
     r"[A-Za-z0-9._~+/=\-]{6,})",
     ("Bearer", "Basic", "Token"),
     "runs_store's own (an Authorization header's credentials, RFC 7235 token68); cf. gitleaks "
-    "rule curl-auth-header (MIT).")
+    "rule curl-auth-header (MIT).",
+)
 
 OPENAI_STYLE_KEY = _pattern(
     "sk-key",
     r"(?P<secret>\bsk-(?:[A-Za-z]+-)?[A-Za-z0-9_\-]{16,})",
     ("sk-",),
     "runs_store's own, broader than gitleaks rules openai-api-key / anthropic-api-key (MIT) and "
-    "detect-secrets plugins/openai.py (Apache-2.0), which also require the T3BlbkFJ or AA parts.")
+    "detect-secrets plugins/openai.py (Apache-2.0), which also require the T3BlbkFJ or AA parts.",
+)
 
 JWT = _pattern(
     "jwt",
     r"(?P<secret>\beyJ[A-Za-z0-9_\-]{5,}\.eyJ[A-Za-z0-9_\-]{5,}\.[A-Za-z0-9_\-]*)",
     ("eyJ",),
-    "runs_store's own; cf. gitleaks rule jwt (MIT), detect-secrets plugins/jwt.py (Apache-2.0).")
+    "runs_store's own; cf. gitleaks rule jwt (MIT), detect-secrets plugins/jwt.py (Apache-2.0).",
+)
 
 SLACK_TOKEN = _pattern(
     "slack-token",
     r"(?P<secret>\bxox[abposr]-[A-Za-z0-9\-]{10,})",
     ("xox",),
     "runs_store's own; cf. detect-secrets plugins/slack.py (Apache-2.0), gitleaks rules "
-    "slack-bot-token, slack-user-token, slack-legacy-* (MIT).")
+    "slack-bot-token, slack-user-token, slack-legacy-* (MIT).",
+)
 
 GITHUB_TOKEN = _pattern(
     "github-token",
     r"(?P<secret>\bgh[pousr]_[A-Za-z0-9]{20,})",
     ("ghp_", "gho_", "ghu_", "ghs_", "ghr_"),
     "gitleaks rules github-pat, github-oauth, github-app-token, github-refresh-token (MIT); "
-    "detect-secrets plugins/github_token.py (Apache-2.0). Differs: 20+ characters, not 36.")
+    "detect-secrets plugins/github_token.py (Apache-2.0). Differs: 20+ characters, not 36.",
+)
 
 AWS_ACCESS_KEY = _pattern(
     "aws-access-key",
     r"(?P<secret>\bAKIA[0-9A-Z]{16}\b)",
     ("AKIA",),
     "gitleaks rule aws-access-token (MIT), detect-secrets plugins/aws.py (Apache-2.0); only the "
-    "AKIA (long-term key) prefix.")
+    "AKIA (long-term key) prefix.",
+)
 
 STRIPE_KEY = _pattern(
     "stripe-key",
     r"(?P<secret>\b(?:sk|rk)_(?:test|live|prod)_[a-zA-Z0-9]{10,})",
     ("k_live_", "k_test_", "k_prod_"),
     "gitleaks rule stripe-access-token (MIT): (sk|rk)_(test|live|prod)_ + 10 or more; cf. "
-    "detect-secrets plugins/stripe.py (Apache-2.0). Differs: no upper bound, no delimiter.")
+    "detect-secrets plugins/stripe.py (Apache-2.0). Differs: no upper bound, no delimiter.",
+)
 
 GOOGLE_API_KEY = _pattern(
     "gcp-api-key",
     r"(?P<secret>\bAIza[\w-]{35})(?![\w-])",
     ("AIza",),
-    "gitleaks rule gcp-api-key (MIT): AIza + 35. Differs: the delimiter is a look-ahead.")
+    "gitleaks rule gcp-api-key (MIT): AIza + 35. Differs: the delimiter is a look-ahead.",
+)
 
 NPM_TOKEN = _pattern(
     "npm-access-token",
     r"(?P<secret>\bnpm_[A-Za-z0-9]{36})(?!\w)",
     ("npm_",),
     "gitleaks rule npm-access-token (MIT): npm_ + 36. Differs: case-sensitive npm_ prefix, the "
-    "delimiter is a look-ahead.")
+    "delimiter is a look-ahead.",
+)
 
 NPMRC_AUTH = _pattern(
     "npmrc-auth",
@@ -135,7 +146,8 @@ NPMRC_AUTH = _pattern(
     r"/:_(?:authToken|auth|password)=[ \t]*(?P<secret>[^\s\"'\\]+)",
     ("/:_auth", "/:_password"),
     "detect-secrets plugins/npm.py (Apache-2.0): //host/:_authToken=. Differs: any value is "
-    "masked (not only npm_ or UUID-shaped ones), and _auth= / _password= lines too.")
+    "masked (not only npm_ or UUID-shaped ones), and _auth= / _password= lines too.",
+)
 
 SLACK_WEBHOOK = _pattern(
     "slack-webhook-url",
@@ -143,7 +155,8 @@ SLACK_WEBHOOK = _pattern(
     r"(?P<secret>(?:[A-Za-z0-9_+]|\\?/)+)",
     ("hooks.slack.com",),
     "gitleaks rule slack-webhook-url (MIT), detect-secrets plugins/slack.py (Apache-2.0). "
-    "Differs: any path length (gitleaks wants 43-56), escaped slashes; the host stays readable.")
+    "Differs: any path length (gitleaks wants 43-56), escaped slashes; the host stays readable.",
+)
 
 URL_PASSWORD = _pattern(
     "url-password",
@@ -155,10 +168,22 @@ URL_PASSWORD = _pattern(
     "detect-secrets plugins/basic_auth.py (Apache-2.0): ://user:password@. Differs: the "
     "password may hold RFC 3986 sub-delimiters (!$&'()*+,;=) except quotes, the user may be "
     "empty.",
-    search_to_confirm=True)  # most URLs have no password: searching for "://..." is quick
+    search_to_confirm=True,
+)  # most URLs have no password: searching for "://..." is quick
 
 # In the order masking applies them: a PEM block before the tokens its body could hold.
 VALUE_PATTERNS: tuple[SecretPattern, ...] = (
-    PRIVATE_KEY, AUTH_SCHEME, OPENAI_STYLE_KEY, JWT, SLACK_TOKEN, GITHUB_TOKEN, AWS_ACCESS_KEY,
-    STRIPE_KEY, GOOGLE_API_KEY, NPMRC_AUTH, NPM_TOKEN, SLACK_WEBHOOK, URL_PASSWORD,
+    PRIVATE_KEY,
+    AUTH_SCHEME,
+    OPENAI_STYLE_KEY,
+    JWT,
+    SLACK_TOKEN,
+    GITHUB_TOKEN,
+    AWS_ACCESS_KEY,
+    STRIPE_KEY,
+    GOOGLE_API_KEY,
+    NPMRC_AUTH,
+    NPM_TOKEN,
+    SLACK_WEBHOOK,
+    URL_PASSWORD,
 )

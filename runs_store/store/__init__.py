@@ -1,2 +1,1 @@
-"""The store: the DuckDB file, its schema and change counter, and the rejects table.
-"""
+"""The store: the DuckDB file, its schema and change counter, and the rejects table."""

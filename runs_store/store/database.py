@@ -79,16 +79,19 @@ _LOCK_HOLDER = re.compile(r"\(PID (?P<pid>\d+)\)")
 
 def _connect_once(path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
     config: dict[str, str | bool | int | float | list[str]] = {
-        "memory_limit": str(settings.current().memory_limit)}
+        "memory_limit": str(settings.current().memory_limit)
+    }
     return duckdb.connect(str(path), read_only=read_only, config=config)
 
 
 def _busy_message(path: Path, error: Exception) -> str:
     match = _LOCK_HOLDER.search(str(error))
     holder = f" (process {match.group('pid')})" if match else ""
-    return (f"The database {path} is in use by another process{holder}, for example an ingest "
-            f"or another Runs Explorer. Wait for it to finish and try again, or use the app's "
-            f"Import page instead of the CLI while the app is running.")
+    return (
+        f"The database {path} is in use by another process{holder}, for example an ingest "
+        f"or another Runs Explorer. Wait for it to finish and try again, or use the app's "
+        f"Import page instead of the CLI while the app is running."
+    )
 
 
 def connect(path: Path, read_only: bool = False, wait_seconds: float | None = None):
@@ -118,8 +121,9 @@ def connect(path: Path, read_only: bool = False, wait_seconds: float | None = No
 
 
 @contextmanager
-def open_db(path: Path, read_only: bool = False, wait_seconds: float | None = None
-            ) -> Iterator[duckdb.DuckDBPyConnection]:
+def open_db(
+    path: Path, read_only: bool = False, wait_seconds: float | None = None
+) -> Iterator[duckdb.DuckDBPyConnection]:
     con = connect(path, read_only=read_only, wait_seconds=wait_seconds)
     try:
         yield con
@@ -139,8 +143,9 @@ CREATE INDEX IF NOT EXISTS run_steps_by_run ON run_steps (run_id);
 def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
     if not _has_schema(con):
         con.execute(SCHEMA)
-        con.execute("INSERT INTO meta VALUES ('schema_version', ?), ('generation', '0')",
-                    [SCHEMA_VERSION])
+        con.execute(
+            "INSERT INTO meta VALUES ('schema_version', ?), ('generation', '0')", [SCHEMA_VERSION]
+        )
     if len(_index_names(con)) < 2:
         con.execute(INDEXES)
 
@@ -157,9 +162,13 @@ def _has_schema(con: duckdb.DuckDBPyConnection) -> bool:
 
 
 def _index_names(con: duckdb.DuckDBPyConnection) -> list[str]:
-    return [row[0] for row in con.execute(
-        "SELECT index_name FROM duckdb_indexes() WHERE database_name = current_database() "
-        "AND index_name IN ('runs_by_id', 'run_steps_by_run')").fetchall()]
+    return [
+        row[0]
+        for row in con.execute(
+            "SELECT index_name FROM duckdb_indexes() WHERE database_name = current_database() "
+            "AND index_name IN ('runs_by_id', 'run_steps_by_run')"
+        ).fetchall()
+    ]
 
 
 def generation(con: duckdb.DuckDBPyConnection) -> int:

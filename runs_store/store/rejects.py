@@ -16,8 +16,10 @@ def list_rejects(con, source: str | None = None) -> list[dict]:
 
 def rejects_frame(con, limit: int | None = None):
     """File, location, reason and raw text of the rejects, at most `limit` of them (for screens)."""
-    sql = ("SELECT source AS file, unit || ' ' || position AS location, reason, raw "
-           "FROM rejects ORDER BY source, position")
+    sql = (
+        "SELECT source AS file, unit || ' ' || position AS location, reason, raw "
+        "FROM rejects ORDER BY source, position"
+    )
     if limit is None:
         return con.execute(sql).df()
     return con.execute(sql + " LIMIT ?", [limit]).df()
@@ -28,5 +30,5 @@ def count_rejects(con) -> int:
 
 
 def reject_location(reject: dict) -> str:
-    """"line 12" for line-based files, "item 3" for records of a JSON list, "row 7" for Parquet."""
+    """ "line 12" for line-based files, "item 3" for records of a JSON list, "row 7" for Parquet."""
     return f"{reject['unit']} {reject['position']}"
