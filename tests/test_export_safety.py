@@ -154,22 +154,20 @@ def csv_rows(data: bytes) -> list[dict]:
     return exported_rows(data, "csv")
 
 
+def exported_unmasked_csv(db, out) -> bytes:
+    """`export` of every run to `out` as CSV, error messages as recorded; its bytes."""
+    result = run_cli(
+        "export", "--db", str(db), "--output", str(out), env={"RUNS_MASK_SECRETS": "0"}
+    )
+    assert result.returncode == 0, result.stderr
+    return out.read_bytes()
+
+
 @pytest.mark.parametrize("how", ["cli", "page download"])
 def test_csv_cells_that_would_run_as_formulas_start_with_a_quote(formula_store, tmp_path, how):
     if how == "cli":
         out = tmp_path / "out.csv"
-        assert (
-            run_cli(
-                "export",
-                "--db",
-                str(formula_store),
-                "--output",
-                str(out),
-                env={"RUNS_MASK_SECRETS": "0"},
-            ).returncode
-            == 0
-        )
-        data = out.read_bytes()
+        data = exported_unmasked_csv(formula_store, out)
     else:
         with open_db(formula_store, read_only=True) as con:
             data = export_bytes(con, "csv", mask=False)
@@ -202,17 +200,7 @@ def test_neutralising_leaves_safe_text_numbers_and_nulls_alone():
 
 def test_a_neutralised_csv_loads_back_as_the_same_runs(formula_store, tmp_path):
     out = tmp_path / "out.csv"
-    assert (
-        run_cli(
-            "export",
-            "--db",
-            str(formula_store),
-            "--output",
-            str(out),
-            env={"RUNS_MASK_SECRETS": "0"},
-        ).returncode
-        == 0
-    )
+    exported_unmasked_csv(formula_store, out)
     again = tmp_path / "again.duckdb"
     summary = ingest_paths(again, [out])
     assert summary.rejected == 0
