@@ -10,9 +10,16 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from typing import Literal, overload
+from datetime import datetime, timedelta
 
+from runs_store.domain.run_fields import (
+    RUN_FIELDS_BY_COLUMN,
+    RecordRejected,
+    parse_time,
+    read_field,
+)
+from runs_store.domain.run_fields import optional_int as _optional_int
+from runs_store.domain.run_fields import text_value as _text
 from runs_store.domain.signatures import error_signature
 from runs_store.domain.statuses import UNFINISHED, parse_status
 
@@ -52,10 +59,6 @@ STEPS_TYPE = (
 )
 
 
-class RecordRejected(Exception):
-    """A record the store cannot take; str() is the reason."""
-
-
 class TestRun(Exception):
     """A run from the engine's TESTING environment: never shown, only counted."""
 
@@ -71,38 +74,6 @@ class NormalizedRun:
 # ---------------------------------------------------------------- values
 
 
-@overload
-def parse_time(value, field: str, required: Literal[True]) -> datetime: ...
-@overload
-def parse_time(value, field: str, required: bool = False) -> datetime | None: ...
-def parse_time(value, field: str, required: bool = False) -> datetime | None:
-    """An ISO-8601 string (or datetime) as naive UTC; RecordRejected if it cannot be read."""
-    if value is None or value == "":
-        if required:
-            raise RecordRejected(f"missing {field}")
-        return None
-    if isinstance(value, datetime):
-        moment = value
-    elif isinstance(value, str):
-        try:
-            if value.endswith("Z"):  # the engine's form: already UTC
-                return datetime.fromisoformat(value[:-1])
-            moment = datetime.fromisoformat(value.strip())
-        except ValueError:
-            raise RecordRejected(f"unparseable timestamp in {field}: {value!r}") from None
-    else:
-        raise RecordRejected(f"unparseable timestamp in {field}: {value!r}")
-    if moment.tzinfo is not None:
-        moment = moment.astimezone(UTC).replace(tzinfo=None)
-    return moment
-
-
-def _text(value) -> str | None:
-    if value is None or value == "":
-        return None
-    return value if isinstance(value, str) else str(value)
-
-
 _ENCODER = json.JSONEncoder(ensure_ascii=False, default=str)
 
 
@@ -115,15 +86,6 @@ def _error_text(value) -> str | None:
     if value is None or value == "":
         return None
     return value if isinstance(value, str) else _ENCODER.encode(value)
-
-
-def _optional_int(value, field: str) -> int | None:
-    if value is None or value == "":
-        return None
-    try:
-        return int(float(value))
-    except (TypeError, ValueError):
-        raise RecordRejected(f"{field} is not a number: {value!r}") from None
 
 
 def _status_name(value) -> str:
@@ -250,26 +212,6 @@ def failed_step_fields(record: dict, steps: dict, catalog: dict) -> tuple:
     return _text(name), _text(display), _error_text(message)
 
 
-def _flow_name(record: dict, flow_version) -> str:
-    name = flow_version.get("displayName") if isinstance(flow_version, dict) else None
-    name = name or record.get("flowDisplayName") or record.get("flowId")
-    if not name:
-        raise RecordRejected("no flow name (flowVersion.displayName, flowDisplayName or flowId)")
-    return str(name)
-
-
-def _version_id(flow_version) -> str | None:
-    return flow_version.get("id") if isinstance(flow_version, dict) else None
-
-
-def _tags(value) -> list[str] | None:
-    if value is None:
-        return None
-    if not isinstance(value, list):
-        raise RecordRejected("tags is not a list")
-    return [str(tag) for tag in value]
-
-
 def normalize_run(record, source: str, record_text: str | None = None) -> NormalizedRun:
     """One engine run object -> the run row, and its steps as JSON for the store to explode.
 
@@ -293,31 +235,29 @@ def normalize_run(record, source: str, record_text: str | None = None) -> Normal
     steps = _check_steps(raw_steps)
     catalog = step_catalog(flow_version)
     failed_step, failed_display, error = failed_step_fields(record, steps, catalog)
-    row = {
+    own = {
         "id": run_id,
-        "project_id": _text(record.get("projectId")),
-        "flow_id": _text(record.get("flowId")),
-        "flow_version_id": _text(record.get("flowVersionId") or _version_id(flow_version)),
-        "flow_name": _flow_name(record, flow_version),
         "status": status,
         "started_at": started_at,
         "start_time": start,
         "finish_time": finish,
-        "duration_ms": _duration(status, start, finish, record.get("duration")),
         "failed_step": failed_step,
         "failed_step_display": failed_display,
         "error_message": error[:MAX_ERROR_CHARS] if error else None,
         "error_signature": error_signature(error) if error else None,
-        "archived_at": parse_time(record.get("archivedAt"), "archivedAt"),
         "updated_at": updated,
-        "tags": _tags(record.get("tags")),
-        "parent_run_id": _text(record.get("parentRunId")),
-        "tasks": _optional_int(record.get("tasks"), "tasks"),
-        "steps_count": _optional_int(record.get("stepsCount"), "stepsCount"),
         "has_steps": isinstance(raw_steps, dict) and len(raw_steps) > 0,
         "pause_metadata": json_text(record.get("pauseMetadata")),
         "source": source,
     }
+    row: dict = {}
+    for column in RUN_COLUMNS:  # in order, so that a record's first fault is the one named
+        if column in RUN_FIELDS_BY_COLUMN:
+            row[column] = read_field(record, RUN_FIELDS_BY_COLUMN[column])
+        elif column == "duration_ms":
+            row[column] = _duration(status, start, finish, record.get("duration"))
+        else:
+            row[column] = own[column]
     if not steps:
         return NormalizedRun(row, None, catalog)
     return NormalizedRun(row, record_text or json_text({"steps": steps}), catalog, list(steps))

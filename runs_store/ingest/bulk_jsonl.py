@@ -34,6 +34,7 @@ from runs_store.domain.records import (
     json_text,
     step_catalog,
 )
+from runs_store.domain.run_fields import RUN_FIELDS, Kind, RunField
 from runs_store.domain.signatures import error_signature
 from runs_store.domain.statuses import STATUSES, UNFINISHED
 from runs_store.ingest.limits import max_record_chars
@@ -47,7 +48,9 @@ MAX_RECORD_BYTES = 1024 * 1024  # the reader's buffer size; longer lines are sti
 # brackets than this might nest past MAX_JSON_DEPTH, and is left to Python, which counts exactly.
 PAYLOAD_DEPTH = MAX_JSON_DEPTH - 3
 
-_COLUMNS = (
+# The fields of a run object read, as JSON: the ones the rules below read, then the top-level
+# sources of the declared run fields (run_fields.RUN_FIELDS; flowVersion is read as a struct).
+_OWN_COLUMNS = (
     "id",
     "environment",
     "status",
@@ -55,21 +58,16 @@ _COLUMNS = (
     "startTime",
     "finishTime",
     "updated",
-    "archivedAt",
-    "projectId",
-    "flowId",
-    "flowVersionId",
-    "flowDisplayName",
     "failedStep",
     "failedStepName",
-    "tags",
-    "tasks",
-    "stepsCount",
     "duration",
     "pauseMetadata",
-    "parentRunId",
     "steps",
 )
+_FIELD_SOURCES = tuple(
+    dict.fromkeys(source for field in RUN_FIELDS for source in field.sources if "." not in source)
+)
+_COLUMNS = _OWN_COLUMNS + tuple(name for name in _FIELD_SOURCES if name not in _OWN_COLUMNS)
 # What a clean file's first read takes of each step (its steps are loaded by FILE_STEP_MAPS).
 JUDGED_STEPS_TYPE = (
     "MAP(VARCHAR, STRUCT(type VARCHAR, status VARCHAR, errorMessage JSON, "
@@ -102,6 +100,69 @@ CREATE OR REPLACE TEMP MACRO may_be_deep(j) AS
     strlen(j::VARCHAR) - strlen(replace(replace(j::VARCHAR, '{', ''), '[', '')) > @DEPTH@;
 """.replace("@DEPTH@", str(PAYLOAD_DEPTH)).replace("@ENGINE_TS@", _ENGINE_TS_JSON)
 
+# ---------------------------------------------------------------- the declared run fields in SQL
+# Each kind of run_fields.Kind as the SQL that reads a source (a JSON value) the way
+# run_fields.read_field does, and the check that the source holds a value it reads that way without
+# a question (anything else sends the record to Python). A source path is the column read_json
+# gives (flowVersion.displayName is a field of the flowVersion struct).
+_KIND_VALUE_SQL = {
+    Kind.TEXT: "text_of({})",
+    Kind.INT: "try_cast({} AS INTEGER)",
+    Kind.TIMESTAMP: "engine_ts({})",
+    Kind.TEXT_LIST: "CASE WHEN {0} IS NOT NULL THEN json_transform({0}, '[\"VARCHAR\"]') END",
+}
+_KIND_CHECK_SQL = {
+    Kind.TEXT: "text_ok({})",
+    Kind.INT: "int_ok({})",
+    Kind.TIMESTAMP: "ts_ok({})",
+    Kind.TEXT_LIST: """({0} IS NULL OR json_type({0}) = 'ARRAY' AND coalesce(list_bool_and(
+            list_transform(json_transform({0}, '["JSON"]'), lambda t: json_type(t) = 'VARCHAR')),
+            true))""",
+}
+
+
+def field_value_sql(field: RunField, staged: bool = False) -> str:
+    """The column's value: its first source set, read from the record (in _CLASSIFY) or from the
+    judged row (`staged`, in _STAGE_RUNS). Only text sources can be chained: SQL's coalesce and
+    Python's `or` agree on a missing or "" text, not on a 0 or an empty list."""
+    if len(field.sources) > 1 and field.kind is not Kind.TEXT:
+        raise ValueError(f"{field.column}: only text fields can have several sources")
+    values = [
+        _KIND_VALUE_SQL[field.kind].format(_staged_source(source) if staged else source)
+        for source in field.sources
+    ]
+    return values[0] if len(values) == 1 else f"coalesce({', '.join(values)})"
+
+
+def _staged_source(path: str) -> str:
+    """A source as a column of the judged rows: a path into a struct is carried by its name."""
+    return f'j."{path}"' if "." in path else f"j.{path}"
+
+
+def field_checks_sql(field: RunField) -> list[str]:
+    """The column's checks in `usual`: each source holds a value SQL reads as Python does (and a
+    required column has one)."""
+    checks = [_KIND_CHECK_SQL[field.kind].format(source) for source in field.sources]
+    if field.required:
+        checks.append(f"{field_value_sql(field)} IS NOT NULL")
+    return checks
+
+
+# Filled into _CLASSIFY: the checks of every source in `usual`, and the sources inside a struct
+# carried by name; into _STAGE_RUNS: each declared column's value, read from the judged row (the
+# values are worked out there, not in _CLASSIFY: a judged row holding them would need more memory).
+FIELD_CHECKS = "\n    AND ".join(
+    dict.fromkeys(check for field in RUN_FIELDS for check in field_checks_sql(field))
+)
+FIELD_STRUCT_SOURCES = "".join(
+    f',\n    {path} AS "{path}"'
+    for path in dict.fromkeys(source for field in RUN_FIELDS for source in field.sources)
+    if "." in path
+)
+FIELD_VALUES = ",\n       ".join(
+    f"{field_value_sql(field, staged=True)} AS {field.column}" for field in RUN_FIELDS
+)
+
 # Whitespace that Python's str.strip() takes off: an id starting or ending with it is read in
 # Python (records.py strips it), not here.
 _EDGE_SPACE = r"[\s\pZ\x0b\x1c-\x1f\x85]"
@@ -132,8 +193,6 @@ WITH raw AS (
         coalesce(json_type(id) = 'VARCHAR' AND id_text <> ''
             AND NOT regexp_matches(id_text, '^{_EDGE_SPACE}|{_EDGE_SPACE}$'),
             false) AS id_usual,
-        coalesce(text_of(flowVersion.displayName), text_of(flowDisplayName), text_of(flowId))
-            AS flow_name,
         CASE WHEN status_text IN ({_UNFINISHED_NAMES}) THEN NULL
              WHEN start_ts IS NOT NULL AND finish_ts IS NOT NULL
                  THEN (epoch_us(finish_ts) - epoch_us(start_ts)) // 1000
@@ -145,7 +204,7 @@ WITH raw AS (
     FROM base
 )
 SELECT * EXCLUDE (steps, flowVersion, failedStep, step_map, named_failure@ORDINALITY@),
-    @LINE@ AS line@STAGED_STEPS@,
+    @LINE@ AS line@STAGED_STEPS@@FIELD_STRUCT_SOURCES@,
     flowVersion.id AS version_id,
     flowVersion.trigger AS trigger,
     CASE WHEN cardinality(step_map) > 0 THEN map_keys(step_map) END AS step_names,
@@ -160,17 +219,13 @@ SELECT * EXCLUDE (steps, flowVersion, failedStep, step_map, named_failure@ORDINA
     coalesce(id_usual AND environment IS DISTINCT FROM '"TESTING"'
     AND json_type(status) = 'VARCHAR' AND status_text IN ({_STATUS_NAMES})
     AND started IS NOT NULL AND (created IS NULL OR engine_ts(created) IS NOT NULL)
-    AND ts_ok(startTime) AND ts_ok(finishTime) AND ts_ok(updated) AND ts_ok(archivedAt)
+    AND ts_ok(startTime) AND ts_ok(finishTime) AND ts_ok(updated)
     AND (start_ts IS NULL OR finish_ts IS NULL OR finish_ts >= start_ts)
     AND (start_ts IS NOT NULL AND finish_ts IS NOT NULL OR int_ok(duration))
-    AND text_ok(projectId) AND text_ok(flowId) AND text_ok(flowVersionId)
-    AND text_ok(flowDisplayName) AND text_ok(parentRunId) AND text_ok(failedStepName)
-    AND text_ok(flowVersion.displayName) AND text_ok(flowVersion.id)
+    AND @FIELD_CHECKS@
+    AND text_ok(failedStepName)
+    -- a flow version's trigger is read for its step catalog, keyed by its id
     AND (flowVersion.id IS NOT NULL OR flowVersion.trigger IS NULL)
-    AND flow_name IS NOT NULL
-    AND int_ok(tasks) AND int_ok(stepsCount)
-    AND (tags IS NULL OR json_type(tags) = 'ARRAY' AND coalesce(list_bool_and(list_transform(
-            json_transform(tags, '["JSON"]'), lambda t: json_type(t) = 'VARCHAR')), true))
     AND (failedStep IS NULL OR failed IS NOT NULL AND text_ok(failed.name)
          AND text_ok(failed.displayName))
     AND (steps IS NULL OR step_map IS NOT NULL AND coalesce(list_bool_and(list_transform(
@@ -238,9 +293,8 @@ WHERE environment IS DISTINCT FROM '"TESTING"' AND cardinality(steps) > 0
 
 _STAGE_RUNS = """
 INSERT INTO stage.runs BY NAME
-SELECT j.id_text AS id, text_of(j.projectId) AS project_id, text_of(j.flowId) AS flow_id,
-       coalesce(text_of(j.flowVersionId), text_of(j.version_id)) AS flow_version_id,
-       j.flow_name, j.status_text AS status, j.started AS started_at, j.start_ts AS start_time,
+SELECT j.id_text AS id, @FIELD_VALUES@,
+       j.status_text AS status, j.started AS started_at, j.start_ts AS start_time,
        j.finish_ts AS finish_time, j.duration_ms,
        coalesce(f.failed_step, CASE WHEN NOT j.python_failed THEN j.failed_name END)
            AS failed_step,
@@ -248,11 +302,7 @@ SELECT j.id_text AS id, text_of(j.projectId) AS project_id, text_of(j.flowId) AS
                 text_of(j.failed.displayName),
                 nullif(c.display_name, '')) END) AS failed_step_display,
        left(e.error, ?) AS error_message, g.signature AS error_signature,
-       engine_ts(j.archivedAt) AS archived_at,
        coalesce(engine_ts(j.updated), j.finish_ts, j.started) AS updated_at,
-       CASE WHEN j.tags IS NOT NULL THEN json_transform(j.tags, '["VARCHAR"]') END AS tags,
-       text_of(j.parentRunId) AS parent_run_id, try_cast(j.tasks AS INTEGER) AS tasks,
-       try_cast(j.stepsCount AS INTEGER) AS steps_count,
        j.has_steps,
        p.pause_metadata, ? AS source,
        (j.r + 1) * ? AS seq, false AS flat,
@@ -265,7 +315,7 @@ LEFT JOIN stage.catalog c ON c.catalog_key = k.catalog_key AND c.name = j.failed
 LEFT JOIN stage.errors e ON e.r = j.r
 LEFT JOIN stage.signatures g ON g.error = e.error
 WHERE j.usual AND NOT j.test_run
-"""
+""".replace("@FIELD_VALUES@", FIELD_VALUES)
 
 # After a careful read the steps stay where the reader put them; the Python path's runs keep
 # theirs in stage.runs.
@@ -413,7 +463,9 @@ def _read_unnumbered(con, arguments: list) -> bool:
 
 def _classify(numbered: bool) -> str:
     """The unnumbered read is a clean file's first read (_JUDGING); the numbered one is careful."""
-    sql = _CLASSIFY
+    sql = _CLASSIFY.replace("@FIELD_STRUCT_SOURCES@", FIELD_STRUCT_SOURCES).replace(
+        "@FIELD_CHECKS@", FIELD_CHECKS
+    )
     for name, fragment in (_CAREFUL if numbered else _JUDGING).items():
         sql = sql.replace(name, fragment)
     return sql
