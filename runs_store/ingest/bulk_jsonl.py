@@ -98,6 +98,8 @@ CREATE OR REPLACE TEMP MACRO text_of(j) AS nullif(j ->> '$', '');
 CREATE OR REPLACE TEMP MACRO int_ok(j) AS j IS NULL OR json_type(j) IN ('BIGINT', 'UBIGINT');
 CREATE OR REPLACE TEMP MACRO may_be_deep(j) AS
     strlen(j::VARCHAR) - strlen(replace(replace(j::VARCHAR, '{', ''), '[', '')) > @DEPTH@;
+CREATE OR REPLACE TEMP MACRO step_may_be_deep(v) AS
+    may_be_deep(v.input) OR may_be_deep(v.output) OR may_be_deep(v.errorMessage);
 """.replace("@DEPTH@", str(PAYLOAD_DEPTH)).replace("@ENGINE_TS@", _ENGINE_TS_JSON)
 
 # ---------------------------------------------------------------- the declared run fields in SQL
@@ -272,8 +274,8 @@ _CAREFUL = {
     "@FIRST_FAILED@": "NULL::STRUCT(key VARCHAR, value STRUCT(errorMessage JSON))",
     "@PYTHON_FAILED@": """coalesce(contains(steps, '"FAILED"'), false)""",
     "@FAILED_STEPS@": "steps",
-    "@SHALLOW@": """NOT coalesce(list_bool_or(list_transform(map_values(step_map), lambda v:
-        may_be_deep(v.input) OR may_be_deep(v.output) OR may_be_deep(v.errorMessage))), false)""",
+    "@SHALLOW@": """NOT coalesce(list_bool_or(list_transform(map_values(step_map),
+        lambda v: step_may_be_deep(v))), false)""",
 }
 
 # The steps of a file judged by its first read, read again whole when its runs are applied. No
@@ -281,8 +283,7 @@ _CAREFUL = {
 # saw them as no steps), and the file is then read the careful way.
 FILE_STEP_MAPS = f"""
 SELECT id ->> '$' AS id,
-       CASE WHEN list_bool_or(list_transform(map_values(steps), lambda v: may_be_deep(v.input)
-                 OR may_be_deep(v.output) OR may_be_deep(v.errorMessage)))
+       CASE WHEN list_bool_or(list_transform(map_values(steps), lambda v: step_may_be_deep(v)))
             THEN error('a step payload may nest too deep: read the file carefully')
             ELSE steps END AS steps
 FROM read_json(?, format = 'newline_delimited', compression = ?,

@@ -45,7 +45,13 @@ from runs_store.ingest.bulk_jsonl import (
 )
 from runs_store.ingest.limits import FileTooLarge, check_settings
 from runs_store.ingest.readers import Item, SourceFile, expand_paths
-from runs_store.store.database import arrow_as, bump_generation, insert_arrow, open_db
+from runs_store.store.database import (
+    arrow_as,
+    bump_generation,
+    insert_arrow,
+    open_db,
+    transaction,
+)
 
 BATCH_RUNS = 5_000
 # A file adding this many runs, and replacing none, brings row groups big enough to scan well of
@@ -479,19 +485,15 @@ def _stage_and_apply(con, stage: Callable[[], _Batches], source: str, limit: str
 
 def _apply(con, batches: _Batches, source: str) -> dict[str, int]:
     """The file's runs, steps and rejects into the store, in one transaction."""
-    con.execute("BEGIN TRANSACTION")
     try:
-        con.execute(_DECIDE)
-        outcomes = _outcomes(con)
-        con.execute(_APPLY)
-        with batches.steps_progress():
-            _insert_steps(con, batches.file_steps)
-        _store_rejects(con, source, batches.rejects)
-        bump_generation(con)
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
+        with transaction(con):
+            con.execute(_DECIDE)
+            outcomes = _outcomes(con)
+            con.execute(_APPLY)
+            with batches.steps_progress():
+                _insert_steps(con, batches.file_steps)
+            _store_rejects(con, source, batches.rejects)
+            bump_generation(con)
     finally:
         con.execute("DROP TABLE IF EXISTS decided")
     return outcomes
@@ -573,14 +575,9 @@ def ingest_file(con, source: SourceFile, progress: Progress | None = None) -> In
 
 def _reject_file(con, source: SourceFile, reason: str) -> IngestSummary:
     rejection = Rejection(source.name, "file", 0, reason, "")
-    con.execute("BEGIN TRANSACTION")
-    try:
+    with transaction(con):
         _store_rejects(con, source.name, [rejection])
         bump_generation(con)
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
     return IngestSummary(files=1, rejected=1, rejections=[rejection])
 
 

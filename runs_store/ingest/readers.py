@@ -157,11 +157,16 @@ def too_large_item(unit: str, position: int, head: str) -> Item:
     return Item(unit, position, head, None, record_too_large_reason())
 
 
+def too_deep_item(unit: str, position: int, text: str, error: TooDeep) -> Item:
+    """A record nested past the depth bound, kept by its head like one too large."""
+    return Item(unit, position, text[:REJECTED_HEAD_CHARS], None, str(error))
+
+
 def json_items(unit: str, position: int, text: str) -> Iterator[Item]:
     try:
         value = loads_bounded(text)
     except TooDeep as error:
-        yield Item(unit, position, text[:REJECTED_HEAD_CHARS], None, str(error))
+        yield too_deep_item(unit, position, text, error)
         return
     except ValueError as error:
         yield Item(unit, position, text, None, f"not valid JSON: {error}")
@@ -196,7 +201,7 @@ def read_json(text: io.TextIOBase) -> Iterator[Item]:
             for number, item_text in enumerate(array_items(content), 1):
                 yield from json_items("item", number, item_text)
         else:
-            yield Item("item", 1, content[:REJECTED_HEAD_CHARS], None, str(error))
+            yield too_deep_item("item", 1, content, error)
         return
     except json.JSONDecodeError as error:
         if error.msg == "Extra data":  # several JSON documents: treat as one per line

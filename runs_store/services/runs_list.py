@@ -28,7 +28,7 @@ from runs_store.queries.filters import (
     build_where,
     where_also,
 )
-from runs_store.store.database import bump_generation
+from runs_store.store.database import bump_generation, transaction
 
 LIST_COLUMNS = (
     "id, flow_name, status, started_at, duration_ms, failed_step, "
@@ -88,7 +88,10 @@ class DayCounts:
 
 
 def count_runs(con, run_filter: RunFilter) -> int:
-    where, params = build_where(run_filter)
+    return _count(con, *build_where(run_filter))
+
+
+def _count(con, where: str, params: list) -> int:
     return con.execute(f"SELECT count(*) FROM runs {where}", params).fetchall()[0][0]
 
 
@@ -207,8 +210,7 @@ def count_stuck_running(
 ) -> int:
     """Runs in the view still RUNNING more than `after` after they started (engine hiccups)."""
     stuck = run_filter.with_(statuses=("RUNNING",))
-    where, params = where_also(build_where(stuck), ("started_at < ?", [now - after]))
-    return con.execute(f"SELECT count(*) FROM runs {where}", params).fetchall()[0][0]
+    return _count(con, *where_also(build_where(stuck), ("started_at < ?", [now - after])))
 
 
 def failed_step_label(display_name, name) -> str:
@@ -245,16 +247,11 @@ def set_archived(con, run_ids: list[str], archived: bool) -> int:
         return 0
     condition = "archived_at IS NULL" if archived else "archived_at IS NOT NULL"
     when = datetime.now(UTC).replace(tzinfo=None) if archived else None
-    con.execute("BEGIN TRANSACTION")
-    try:
+    with transaction(con):
         changed = con.execute(
             "UPDATE runs SET archived_at = ?::TIMESTAMP "
             f"WHERE id IN (SELECT unnest(?::VARCHAR[])) AND {condition}",
             [when, list(run_ids)],
         ).fetchall()[0][0]
         bump_generation(con)
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
     return changed

@@ -171,6 +171,18 @@ def _index_names(con: duckdb.DuckDBPyConnection) -> list[str]:
     ]
 
 
+@contextmanager
+def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    """The block in one transaction: committed when it ends, rolled back on any error."""
+    con.execute("BEGIN TRANSACTION")
+    try:
+        yield
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    con.execute("COMMIT")
+
+
 def generation(con: duckdb.DuckDBPyConnection) -> int:
     """A counter bumped by every write: caches key on it to notice new data."""
     rows = con.execute("SELECT value FROM meta WHERE key = 'generation'").fetchall()
