@@ -129,7 +129,45 @@ def _parse_url_template(text: str) -> str:
     return template
 
 
+class Secret:
+    """A token or password from the environment: its repr and str never show it."""
+
+    def __init__(self, text: str):
+        self._text = text
+
+    def reveal(self) -> str:
+        return self._text
+
+    def __bool__(self) -> bool:
+        return bool(self._text)
+
+    def __repr__(self) -> str:
+        return "Secret(set)" if self._text else "Secret(unset)"
+
+    __str__ = __repr__
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, Secret) and other._text == self._text
+
+    def __hash__(self) -> int:
+        return hash(self._text)
+
+
+def _parse_optional_path(text: str) -> Path | None:
+    return _parse_path(text) if text.strip() else None
+
+
+def _parse_count(text: str) -> int:
+    value = int(text)
+    if not 1 <= value <= 64:
+        raise ValueError(text)
+    return value
+
+
 PATH = Kind(_parse_path, "a file path")
+OPTIONAL_PATH = Kind(_parse_optional_path, "a file path, or an empty value for none")
+SECRET = Kind(Secret, "any text")
+CONCURRENCY = Kind(_parse_count, "a whole number from 1 to 64")
 BOOL = Kind(_parse_bool, "1/true/yes/on or 0/false/no/off")
 MEMORY = Kind(
     _parse_memory_size,
@@ -256,6 +294,37 @@ SETTINGS: tuple[Setting, ...] = (
         "file past it is rejected whole with its reason; the other files still load.",
         number("gigabytes"),
     ),
+    Setting(
+        "RUNS_API_TOKEN",
+        "",
+        "The token `pull --api` sends to the engine (Authorization: Bearer): a user's token "
+        "or a platform API key (sk-...). Read from the environment only; never stored, logged "
+        "or shown.",
+        SECRET,
+        example="sk-...",
+    ),
+    Setting(
+        "RUNS_PG_PASSWORD",
+        "",
+        "The password `pull --postgres` uses when the DSN has none. Read from the environment "
+        "only; never stored, logged or shown.",
+        SECRET,
+        example="...",
+    ),
+    Setting(
+        "RUNS_PULL_CONCURRENCY",
+        "8",
+        "How many runs `pull --api` fetches from the engine at once.",
+        CONCURRENCY,
+    ),
+    Setting(
+        "RUNS_SOURCES",
+        "",
+        "A TOML file naming the engines the Sources page pulls from (see docs/sources.md); "
+        "empty: none.",
+        OPTIONAL_PATH,
+        example="sources.toml",
+    ),
 )
 
 _BY_ENV = {s.env: s for s in SETTINGS}
@@ -276,6 +345,10 @@ class Settings:
     lock_wait_seconds: float
     max_record_mb: float
     max_file_gb: float
+    api_token: Secret
+    pg_password: Secret
+    pull_concurrency: int
+    sources: Path | None
 
 
 # ---------------------------------------------------------------- reading them

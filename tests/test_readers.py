@@ -227,7 +227,7 @@ def test_a_csv_row_with_too_many_values_or_a_missing_flow_is_rejected(tmp_path):
     found = rows(db, "SELECT position, reason FROM rejects ORDER BY position")
     assert stored_ids(db) == {"ok"} and summary.rejected == 2
     assert found[0][0] == 3 and "more values than the header" in found[0][1]
-    assert found[1] == (4, "missing flow")
+    assert found[1] == (4, "no flow name (flow or flow_id)")
 
 
 def test_a_damaged_parquet_file_is_an_input_error(tmp_path):

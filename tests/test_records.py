@@ -379,7 +379,10 @@ BAD_RECORDS = {
         simple_run("t2", finishTime="31/12/2026"),
         "unparseable timestamp in finishTime",
     ),
-    "missing created": (simple_run("t3", created=None, startTime=None), "missing created"),
+    "missing created": (
+        simple_run("t3", created=None, startTime=None),
+        "no started at (created or startTime)",
+    ),
     "steps not an object": (simple_run("st1", steps=["trigger"]), "steps is not an object"),
     "a step not an object": (simple_run("st2", steps={"trigger": "ok"}), "is not an object"),
     "finish before start": (

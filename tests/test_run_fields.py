@@ -10,15 +10,28 @@ written by hand: it is generated from the declaration.
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
 
-from factories import simple_run, write_jsonl
+from factories import rows, simple_run, write_jsonl
 from runs_store.domain import run_fields
 from runs_store.domain.records import RUN_COLUMNS, normalize_run
-from runs_store.domain.run_fields import RUN_FIELDS, Kind, RecordRejected, RunField
+from runs_store.domain.run_fields import (
+    FLAT_FIELDS,
+    RUN_FIELDS,
+    TEST_ENVIRONMENT,
+    Kind,
+    RecordRejected,
+    RunField,
+    is_test_run,
+)
 from runs_store.ingest import bulk_jsonl
+from runs_store.ingest.pipeline import ingest_paths
+from runs_store.services import export
+from runs_store.services.export import EXPORT_COLUMNS
+from runs_store.store.database import open_db
 from test_bulk_jsonl import assert_same_store, load_both_ways
 
 # A value of each kind in the engine's usual form, and values SQL leaves to Python (read or
@@ -26,14 +39,20 @@ from test_bulk_jsonl import assert_same_store, load_both_ways
 USUAL = {
     Kind.TEXT: "value",
     Kind.INT: 7,
-    Kind.TIMESTAMP: "2026-11-03T09:14:05.250Z",
+    Kind.TIMESTAMP: "2026-11-03T09:1{k}:05.250Z",  # between the base run's start and finish
     Kind.TEXT_LIST: ["billing", "eu"],
+    Kind.BOOL: True,
+    Kind.JSON: {"legs": [[{"name": "QUEUE", "durationMs": 120}, {"name": "RUN", "durationMs": 9}]]},
 }
+# Any JSON value is kept as its text, read alike both ways: these are usual too.
+DEEP = json.loads("[" * 300 + "]" * 300)
 ODD = {
     Kind.TEXT: [5, True, {"a": 1}],
     Kind.INT: [3.7, "12", "twelve", True, 0],
     Kind.TIMESTAMP: ["2026-11-03 09:14:05", "2026-11-03T10:14:05+01:00", "yesterday", 17],
     Kind.TEXT_LIST: ["billing", [1, "b"], {"a": 1}],
+    Kind.BOOL: ["true", 1, {"a": 1}, False],
+    Kind.JSON: ["text", 5, [1, "ü"], False, DEEP],
 }
 
 
@@ -58,8 +77,19 @@ def with_source(record: dict, path: str, value) -> dict:
 
 
 def usual_value(field: RunField, source: str):
+    """A usual value of the field's kind, different for each of its sources."""
     value = USUAL[field.kind]
-    return f"{value}-{source}" if isinstance(value, str) and field.kind is Kind.TEXT else value
+    if field.kind is Kind.TEXT:
+        return f"{value}-{source}"
+    if field.kind is Kind.TIMESTAMP:
+        return str(value).format(k=field.sources.index(source))
+    return value
+
+
+def base_run(run_id: str) -> dict:
+    """A run whose start and finish are an hour either side of every usual timestamp, so that no
+    field's value puts a finish before a start."""
+    return simple_run(run_id, startTime="2026-11-03T08:00:00Z", finishTime="2026-11-03T10:00:00Z")
 
 
 def field_cases(field: RunField) -> list[tuple[dict, bool]]:
@@ -67,7 +97,7 @@ def field_cases(field: RunField) -> list[tuple[dict, bool]]:
     cases: list[tuple[dict, bool]] = []
 
     def case(name: str, values: dict, usual: bool) -> None:
-        record = without_sources(simple_run(f"{field.column}-{len(cases)}-{name}"), field)
+        record = without_sources(base_run(f"{field.column}-{len(cases)}-{name}"), field)
         for path, value in values.items():
             with_source(record, path, value)
         cases.append((record, usual))
@@ -81,7 +111,10 @@ def field_cases(field: RunField) -> list[tuple[dict, bool]]:
             later = {p: usual_value(field, p) for p in field.sources[k + 1 :]}
             case(f"empty-{path}", {path: "", **later}, usual=bool(later) or not field.required)
         for n, odd in enumerate(ODD[field.kind]):
-            usual = field.kind is Kind.INT and odd == 0  # a whole number, if a falsy one
+            usual = (
+                field.kind in (Kind.INT, Kind.BOOL) and odd is not True and odd == 0  # falsy
+                or field.kind is Kind.JSON and odd is not DEEP  # any JSON value not too deep
+            )
             case(f"odd{n}-{path}", {path: odd}, usual=usual)
     return cases
 
@@ -135,9 +168,9 @@ def test_every_declared_field_is_a_run_column_and_every_source_is_read_by_the_fa
             assert not inner or re.search(rf"'{top}': 'STRUCT\([^']*\b{inner} JSON", read), path
 
 
-def test_only_a_text_field_may_fall_back_on_another_source_in_sql():
+def test_only_a_text_or_timestamp_field_may_fall_back_on_another_source_in_sql():
     chained = RunField("tasks", Kind.INT, ("tasks", "taskCount"))
-    with pytest.raises(ValueError, match="only text fields"):
+    with pytest.raises(ValueError, match="only text and timestamp fields"):
         bulk_jsonl.field_value_sql(chained)
 
 
@@ -167,3 +200,91 @@ def test_the_fast_path_runs_the_generated_sql():
         assert bulk_jsonl.field_value_sql(field, staged=True) in bulk_jsonl._STAGE_RUNS
         for check in bulk_jsonl.field_checks_sql(field):
             assert check in bulk_jsonl.FIELD_CHECKS
+
+
+# ---------------------------------------------------------------- times, test runs, flat columns
+
+
+def test_times_follow_their_declared_precedence_and_fallback_both_ways(tmp_path):
+    records = [
+        simple_run("created-wins", startTime="2026-11-03T08:59:00Z"),
+        without_sources(simple_run("start-stands-in"), RunField("x", Kind.TEXT, ("created",))),
+        simple_run("finish-stands-in", updated=None, finishTime="2026-11-03T09:05:00Z"),
+        simple_run("start-stands-in-for-update", status="RUNNING", updated=None, finishTime=None),
+    ]
+    path = write_jsonl(tmp_path / "times.jsonl", records)
+    fast, slow = load_both_ways(tmp_path, path)
+    assert_same_store(tmp_path, fast, slow)
+    got = {
+        run_id: (str(started), str(updated))
+        for run_id, started, updated in rows(
+            tmp_path / "fast.duckdb", "SELECT id, started_at, updated_at FROM runs"
+        )
+    }
+    assert got == {
+        "created-wins": ("2026-11-03 09:00:00", "2026-11-03 09:00:00"),
+        "start-stands-in": ("2026-11-03 09:00:00", "2026-11-03 09:00:00"),
+        "finish-stands-in": ("2026-11-03 09:00:00", "2026-11-03 09:05:00"),
+        "start-stands-in-for-update": ("2026-11-03 09:00:00", "2026-11-03 09:00:00"),
+    }
+
+
+def test_a_later_update_wins_by_the_declared_update_time_both_ways(tmp_path):
+    """The newer version of a run wins, whichever line it is on; without `updated` its finish
+    decides."""
+    records = [
+        simple_run("r1", status="RUNNING", updated="2026-11-03T09:00:01Z", finishTime=None),
+        simple_run("r1", status="SUCCEEDED", updated=None, finishTime="2026-11-03T09:00:09Z"),
+        simple_run("r1", status="FAILED", updated="2026-11-03T09:00:05Z"),
+    ]
+    path = write_jsonl(tmp_path / "versions.jsonl", records)
+    fast, slow = load_both_ways(tmp_path, path)
+    assert_same_store(tmp_path, fast, slow)
+    assert rows(tmp_path / "fast.duckdb", "SELECT status FROM runs") == [("SUCCEEDED",)]
+
+
+ENVIRONMENT_LINES = {
+    "TESTING": '"TESTING"',
+    "escaped": '"TEST\\u0049NG"',
+    "production": '"PRODUCTION"',
+    "lower case": '"testing"',
+    "null": "null",
+    "a number": "5",
+}
+
+
+def test_the_test_run_rule_is_the_same_both_ways(tmp_path):
+    lines = []
+    for n, (name, environment) in enumerate(ENVIRONMENT_LINES.items()):
+        record = simple_run(f"env-{n}-{name}")
+        text = json.dumps(record).replace('"PRODUCTION"', environment)
+        lines.append(text)
+    lines.append(
+        json.dumps({k: v for k, v in simple_run("env-missing").items() if k != "environment"})
+    )
+    path = tmp_path / "environments.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    fast, slow = load_both_ways(tmp_path, path)
+    assert_same_store(tmp_path, fast, slow)
+    assert fast.test_runs == 2 and fast.new == len(lines) - 2
+    assert is_test_run({"environment": TEST_ENVIRONMENT})
+    assert bulk_jsonl.TEST_RUN_SQL in bulk_jsonl.FILE_STEP_MAPS
+
+
+def test_every_flat_export_column_is_declared_once_and_read_back(shared_db, tmp_path):
+    """Each column of our export is either a declared flat field (written from, and read back into,
+    the same store column) or one of normalize_flat_row's own rules; an export loads back as the
+    same runs, for every flat column."""
+    declared = {field.sources[0]: field for field in FLAT_FIELDS}
+    assert set(EXPORT_COLUMNS) == set(declared) | set(export._OWN_EXPORT)
+    assert not set(declared) & set(export._OWN_EXPORT)
+    compared = sorted({field.column for field in FLAT_FIELDS} | {"id", "status", "duration_ms"})
+    query = f"SELECT {', '.join(compared)} FROM runs ORDER BY id"
+    for fmt in ("csv", "parquet"):
+        out = tmp_path / f"runs.{fmt}"
+        with open_db(shared_db, read_only=True) as con:
+            out.write_bytes(export.export_bytes(con, fmt, mask=False))
+        again = tmp_path / f"again-{fmt}.duckdb"
+        summary = ingest_paths(again, [out])
+        assert summary.rejected == 0 and summary.new > 1000
+        assert rows(again, query) == rows(shared_db, query), fmt

@@ -8,20 +8,23 @@ and the flat rows of a CSV or Parquet export. Each record is judged on its own: 
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from runs_store.domain.run_fields import (
-    RUN_FIELDS_BY_COLUMN,
+    FLAT_FIELDS,
+    GIVEN_DURATION,
+    GIVEN_FLAT_DURATION,
+    RUN_FIELDS,
     RecordRejected,
-    parse_time,
+    duration_ms,
+    is_test_run,
+    json_text,
     read_field,
+    text_value,
 )
-from runs_store.domain.run_fields import optional_int as _optional_int
-from runs_store.domain.run_fields import text_value as _text
 from runs_store.domain.signatures import error_signature
-from runs_store.domain.statuses import UNFINISHED, parse_status
+from runs_store.domain.statuses import parse_status
 
 MAX_ERROR_CHARS = 2000
 
@@ -49,6 +52,11 @@ RUN_COLUMNS = (
     "has_steps",
     "pause_metadata",
     "source",
+    "triggered_by",
+    "logs_file_id",
+    "steps_data_truncated",
+    "timeline",
+    "internal_error",
 )
 
 
@@ -74,18 +82,11 @@ class NormalizedRun:
 # ---------------------------------------------------------------- values
 
 
-_ENCODER = json.JSONEncoder(ensure_ascii=False, default=str)
-
-
-def json_text(value) -> str | None:
-    return None if value is None else _ENCODER.encode(value)
-
-
 def _error_text(value) -> str | None:
     """errorMessage may be any JSON value; as text it is the string itself or its JSON."""
     if value is None or value == "":
         return None
-    return value if isinstance(value, str) else _ENCODER.encode(value)
+    return value if isinstance(value, str) else json_text(value)
 
 
 def _status_name(value) -> str:
@@ -103,16 +104,6 @@ def _run_id(value) -> str:
     if not isinstance(value, (str, int)) or isinstance(value, bool):
         raise RecordRejected(f"id is not text: {value!r}")
     return str(value).strip()
-
-
-def _duration(status: str, start, finish, given) -> int | None:
-    if status in UNFINISHED:
-        return None
-    if start is not None and finish is not None:
-        if finish < start:
-            raise RecordRejected("finishTime is before startTime")
-        return (finish - start) // timedelta(milliseconds=1)
-    return _optional_int(given, "duration")
 
 
 # ---------------------------------------------------------------- steps
@@ -209,7 +200,7 @@ def failed_step_fields(record: dict, steps: dict, catalog: dict) -> tuple:
         message = message if message not in (None, "") else first[1].get("errorMessage")
     if name and not display:
         display = catalog.get(name, {}).get("displayName")
-    return _text(name), _text(display), _error_text(message)
+    return text_value(name), text_value(display), _error_text(message)
 
 
 def normalize_run(record, source: str, record_text: str | None = None) -> NormalizedRun:
@@ -221,46 +212,34 @@ def normalize_run(record, source: str, record_text: str | None = None) -> Normal
     if not isinstance(record, dict):
         raise RecordRejected(f"not a JSON object (got {type(record).__name__})")
     run_id = _run_id(record.get("id"))
-    if record.get("environment") == "TESTING":
+    if is_test_run(record):
         raise TestRun(run_id)
-    status = _status_name(record.get("status"))
-    started_at = parse_time(
-        record.get("created") or record.get("startTime"), "created", required=True
-    )
-    start = parse_time(record.get("startTime"), "startTime")
-    finish = parse_time(record.get("finishTime"), "finishTime")
-    updated = parse_time(record.get("updated"), "updated") or finish or started_at
-    flow_version = record.get("flowVersion")
+    row: dict = {"id": run_id, "status": _status_name(record.get("status"))}
+    for field in RUN_FIELDS:  # in column order, so that a record's first fault is the one named
+        row[field.column] = read_field(record, field, row)
+    row["duration_ms"] = duration_ms(row, record, GIVEN_DURATION)
     raw_steps = record.get("steps")
     steps = _check_steps(raw_steps)
-    catalog = step_catalog(flow_version)
+    catalog = step_catalog(record.get("flowVersion"))
     failed_step, failed_display, error = failed_step_fields(record, steps, catalog)
-    own = {
-        "id": run_id,
-        "status": status,
-        "started_at": started_at,
-        "start_time": start,
-        "finish_time": finish,
-        "failed_step": failed_step,
-        "failed_step_display": failed_display,
-        "error_message": error[:MAX_ERROR_CHARS] if error else None,
-        "error_signature": error_signature(error) if error else None,
-        "updated_at": updated,
-        "has_steps": isinstance(raw_steps, dict) and len(raw_steps) > 0,
-        "pause_metadata": json_text(record.get("pauseMetadata")),
-        "source": source,
-    }
-    row: dict = {}
-    for column in RUN_COLUMNS:  # in order, so that a record's first fault is the one named
-        if column in RUN_FIELDS_BY_COLUMN:
-            row[column] = read_field(record, RUN_FIELDS_BY_COLUMN[column])
-        elif column == "duration_ms":
-            row[column] = _duration(status, start, finish, record.get("duration"))
-        else:
-            row[column] = own[column]
+    row.update(
+        failed_step=failed_step,
+        failed_step_display=failed_display,
+        **_error_columns(error),
+        has_steps=isinstance(raw_steps, dict) and len(raw_steps) > 0,
+        source=source,
+    )
+    row = {column: row[column] for column in RUN_COLUMNS}
     if not steps:
         return NormalizedRun(row, None, catalog)
     return NormalizedRun(row, record_text or json_text({"steps": steps}), catalog, list(steps))
+
+
+def _error_columns(error: str | None) -> dict:
+    return {
+        "error_message": error[:MAX_ERROR_CHARS] if error else None,
+        "error_signature": error_signature(error) if error else None,
+    }
 
 
 # ---------------------------------------------------------------- flat rows (CSV / Parquet)
@@ -268,54 +247,25 @@ def normalize_run(record, source: str, record_text: str | None = None) -> Normal
 _TRUE = {"true", "1", "yes", "y", "t"}
 
 
-def _flat_archived_at(row: dict, started_at: datetime) -> datetime | None:
-    archived_at = parse_time(row.get("archived_at"), "archived_at")
-    if archived_at is not None:
-        return archived_at
+def _flat_archived_at(row: dict, read: dict) -> datetime | None:
+    """Our export's `archived_at`, or its older `archived` flag (the run's start then stands in)."""
+    if read["archived_at"] is not None:
+        return read["archived_at"]
     flag = row.get("archived")
     is_archived = flag is True or (isinstance(flag, str) and flag.strip().lower() in _TRUE)
-    return started_at if is_archived else None
+    return read["started_at"] if is_archived else None
 
 
 def normalize_flat_row(row: dict, source: str, record_text: str | None = None) -> NormalizedRun:
     """One row of the export columns (id, flow, status, started_at, ...) -> a run row."""
     run_id = _run_id(row.get("id"))
-    if _text(row.get("environment")) == "TESTING":
+    if is_test_run(row):
         raise TestRun(run_id)
-    status = _status_name(row.get("status"))
-    started_at = parse_time(row.get("started_at"), "started_at", required=True)
-    finish = parse_time(row.get("finished_at"), "finished_at")
-    flow = _text(row.get("flow")) or _text(row.get("flow_id"))
-    if not flow:
-        raise RecordRejected("missing flow")
-    error = _text(row.get("error_message"))
-    duration = (
-        None if status in UNFINISHED else _optional_int(row.get("duration_ms"), "duration_ms")
-    )
-    return NormalizedRun(
-        {
-            "id": run_id,
-            "project_id": _text(row.get("project_id")),
-            "flow_id": _text(row.get("flow_id")),
-            "flow_version_id": _text(row.get("flow_version_id")),
-            "flow_name": flow,
-            "status": status,
-            "started_at": started_at,
-            "start_time": None,
-            "finish_time": finish,
-            "duration_ms": duration,
-            "failed_step": _text(row.get("failed_step")),
-            "failed_step_display": _text(row.get("failed_step_display")),
-            "error_message": error[:MAX_ERROR_CHARS] if error else None,
-            "error_signature": error_signature(error) if error else None,
-            "archived_at": _flat_archived_at(row, started_at),
-            "updated_at": parse_time(row.get("updated_at"), "updated_at") or finish or started_at,
-            "tags": None,
-            "parent_run_id": None,
-            "tasks": None,
-            "steps_count": None,
-            "has_steps": False,
-            "pause_metadata": None,
-            "source": source,
-        }
-    )
+    read: dict = {"id": run_id, "status": _status_name(row.get("status"))}
+    for field in FLAT_FIELDS:
+        read[field.column] = read_field(row, field, read)
+    read["archived_at"] = _flat_archived_at(row, read)
+    read["duration_ms"] = duration_ms(read, row, GIVEN_FLAT_DURATION)
+    read.update(_error_columns(text_value(row.get("error_message"))), has_steps=False)
+    read["source"] = source
+    return NormalizedRun({column: read.get(column) for column in RUN_COLUMNS})

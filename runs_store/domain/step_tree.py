@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from runs_store.domain.records import RecordRejected, parse_time
+from runs_store.domain.run_fields import RecordRejected, parse_time
 
 AGENT_PIECE = "@activepieces/piece-ai"
 AGENT_ACTION = "run_agent"

@@ -31,10 +31,17 @@ from runs_store.domain.records import (
     MAX_ERROR_CHARS,
     STEPS_TYPE,
     failed_step_fields,
-    json_text,
     step_catalog,
 )
-from runs_store.domain.run_fields import RUN_FIELDS, Kind, RunField
+from runs_store.domain.run_fields import (
+    ENVIRONMENT_SOURCE,
+    RUN_FIELDS,
+    RUN_FIELDS_BY_COLUMN,
+    TEST_ENVIRONMENT,
+    Kind,
+    RunField,
+    json_text,
+)
 from runs_store.domain.signatures import error_signature
 from runs_store.domain.statuses import STATUSES, UNFINISHED
 from runs_store.ingest.limits import max_record_chars
@@ -61,7 +68,6 @@ _OWN_COLUMNS = (
     "failedStep",
     "failedStepName",
     "duration",
-    "pauseMetadata",
     "steps",
 )
 _FIELD_SOURCES = tuple(
@@ -112,6 +118,7 @@ _KIND_VALUE_SQL = {
     Kind.INT: "try_cast({} AS INTEGER)",
     Kind.TIMESTAMP: "engine_ts({})",
     Kind.TEXT_LIST: "CASE WHEN {0} IS NOT NULL THEN json_transform({0}, '[\"VARCHAR\"]') END",
+    Kind.BOOL: "({0} ->> '$')::BOOLEAN",
 }
 _KIND_CHECK_SQL = {
     Kind.TEXT: "text_ok({})",
@@ -120,19 +127,24 @@ _KIND_CHECK_SQL = {
     Kind.TEXT_LIST: """({0} IS NULL OR json_type({0}) = 'ARRAY' AND coalesce(list_bool_and(
             list_transform(json_transform({0}, '["JSON"]'), lambda t: json_type(t) = 'VARCHAR')),
             true))""",
+    Kind.BOOL: "({0} IS NULL OR json_type({0}) IN ('BOOLEAN', 'NULL'))",
+    Kind.JSON: "NOT coalesce(may_be_deep({0}), false)",
 }
 
 
 def field_value_sql(field: RunField, staged: bool = False) -> str:
     """The column's value: its first source set, read from the record (in _CLASSIFY) or from the
-    judged row (`staged`, in _STAGE_RUNS). Only text sources can be chained: SQL's coalesce and
-    Python's `or` agree on a missing or "" text, not on a 0 or an empty list."""
-    if len(field.sources) > 1 and field.kind is not Kind.TEXT:
-        raise ValueError(f"{field.column}: only text fields can have several sources")
+    judged row (`staged`, in _STAGE_RUNS), else its fallback columns' values. Only text and
+    timestamp sources can be chained: SQL's coalesce and Python's `or` agree on a missing or ""
+    text and on a timestamp in the usual form, not on a 0 or an empty list."""
+    if len(field.sources) > 1 and field.kind not in (Kind.TEXT, Kind.TIMESTAMP):
+        raise ValueError(f"{field.column}: only text and timestamp fields can have several sources")
+    if field.kind is Kind.JSON:  # encoded in Python, as the Python path does (stage.python_json)
+        return f"pj.{field.column}"
     values = [
         _KIND_VALUE_SQL[field.kind].format(_staged_source(source) if staged else source)
         for source in field.sources
-    ]
+    ] + [field_value_sql(RUN_FIELDS_BY_COLUMN[column], staged) for column in field.fallback]
     return values[0] if len(values) == 1 else f"coalesce({', '.join(values)})"
 
 
@@ -161,9 +173,20 @@ FIELD_STRUCT_SOURCES = "".join(
     for path in dict.fromkeys(source for field in RUN_FIELDS for source in field.sources)
     if "." in path
 )
+JSON_FIELDS = tuple(field for field in RUN_FIELDS if field.kind is Kind.JSON)
 FIELD_VALUES = ",\n       ".join(
     f"{field_value_sql(field, staged=True)} AS {field.column}" for field in RUN_FIELDS
 )
+
+# A test run as run_fields.is_test_run has it: the environment, a JSON value, is the test one.
+TEST_RUN_SQL = f"coalesce(text_of({ENVIRONMENT_SOURCE}) = '{TEST_ENVIRONMENT}', false)"
+_GENERATED = {
+    "@FIELD_STRUCT_SOURCES@": FIELD_STRUCT_SOURCES,
+    "@FIELD_CHECKS@": FIELD_CHECKS,
+    "@START_TS@": field_value_sql(RUN_FIELDS_BY_COLUMN["start_time"]),
+    "@FINISH_TS@": field_value_sql(RUN_FIELDS_BY_COLUMN["finish_time"]),
+    "@TEST_RUN@": TEST_RUN_SQL,
+}
 
 # Whitespace that Python's str.strip() takes off: an id starting or ending with it is read in
 # Python (records.py strips it), not here.
@@ -181,9 +204,8 @@ WITH raw AS (
     SELECT *,
            id ->> '$' AS id_text,
            status ->> '$' AS status_text,
-           coalesce(engine_ts(created), engine_ts(startTime)) AS started,
-           engine_ts(startTime) AS start_ts,
-           engine_ts(finishTime) AS finish_ts,
+           @START_TS@ AS start_ts,
+           @FINISH_TS@ AS finish_ts,
            @STEP_MAP@ AS step_map,
            @FIRST_FAILED@ AS first_failed,
            CASE WHEN json_type(failedStep) = 'OBJECT'
@@ -216,12 +238,10 @@ SELECT * EXCLUDE (steps, flowVersion, failedStep, step_map, named_failure@ORDINA
     coalesce(text_of(failed.message),
              CASE WHEN step_failure THEN text_of(first_failed.value.errorMessage) END)
         AS failed_error,
-    coalesce(id_usual AND environment IS NOT DISTINCT FROM '"TESTING"', false) AS test_run,
+    coalesce(id_usual AND @TEST_RUN@, false) AS test_run,
     -- NULL anywhere below means "not usual": the record goes to Python, it is never dropped
-    coalesce(id_usual AND environment IS DISTINCT FROM '"TESTING"'
+    coalesce(id_usual AND NOT @TEST_RUN@
     AND json_type(status) = 'VARCHAR' AND status_text IN ({_STATUS_NAMES})
-    AND started IS NOT NULL AND (created IS NULL OR engine_ts(created) IS NOT NULL)
-    AND ts_ok(startTime) AND ts_ok(finishTime) AND ts_ok(updated)
     AND (start_ts IS NULL OR finish_ts IS NULL OR finish_ts >= start_ts)
     AND (start_ts IS NOT NULL AND finish_ts IS NOT NULL OR int_ok(duration))
     AND @FIELD_CHECKS@
@@ -233,7 +253,7 @@ SELECT * EXCLUDE (steps, flowVersion, failedStep, step_map, named_failure@ORDINA
     AND (steps IS NULL OR step_map IS NOT NULL AND coalesce(list_bool_and(list_transform(
             -- a step without type and status was not an object, or is odd: Python judges it
             map_values(step_map), lambda v: v.type IS NOT NULL OR v.status IS NOT NULL)), true))
-    AND NOT coalesce(may_be_deep(failedStep) OR may_be_deep(pauseMetadata), false)
+    AND NOT coalesce(may_be_deep(failedStep), false)
     AND @SHALLOW@,
         false) AS usual,
     -- the failed step of these is worked out in Python (records.failed_step_fields)
@@ -289,29 +309,26 @@ SELECT id ->> '$' AS id,
 FROM read_json(?, format = 'newline_delimited', compression = ?,
     maximum_object_size = {MAX_RECORD_BYTES},
     columns = {{'id': 'JSON', 'environment': 'JSON', 'steps': '{STEPS_TYPE}'}})
-WHERE environment IS DISTINCT FROM '"TESTING"' AND cardinality(steps) > 0
+WHERE NOT {TEST_RUN_SQL} AND cardinality(steps) > 0
 """
 
 _STAGE_RUNS = """
 INSERT INTO stage.runs BY NAME
 SELECT j.id_text AS id, @FIELD_VALUES@,
-       j.status_text AS status, j.started AS started_at, j.start_ts AS start_time,
-       j.finish_ts AS finish_time, j.duration_ms,
+       j.status_text AS status, j.duration_ms,
        coalesce(f.failed_step, CASE WHEN NOT j.python_failed THEN j.failed_name END)
            AS failed_step,
        coalesce(f.failed_step_display, CASE WHEN NOT j.python_failed THEN coalesce(
                 text_of(j.failed.displayName),
                 nullif(c.display_name, '')) END) AS failed_step_display,
        left(e.error, ?) AS error_message, g.signature AS error_signature,
-       coalesce(engine_ts(j.updated), j.finish_ts, j.started) AS updated_at,
-       j.has_steps,
-       p.pause_metadata, ? AS source,
+       j.has_steps, ? AS source,
        (j.r + 1) * ? AS seq, false AS flat,
        k.catalog_key, j.step_names
 FROM stage.judged j
 LEFT JOIN stage.version_keys k ON k.version_id = text_of(j.version_id)
 LEFT JOIN stage.python_fields f ON f.r = j.r
-LEFT JOIN stage.python_pause p ON p.r = j.r
+LEFT JOIN stage.python_json pj ON pj.r = j.r
 LEFT JOIN stage.catalog c ON c.catalog_key = k.catalog_key AND c.name = j.failed_name
 LEFT JOIN stage.errors e ON e.r = j.r
 LEFT JOIN stage.signatures g ON g.error = e.error
@@ -464,9 +481,9 @@ def _read_unnumbered(con, arguments: list) -> bool:
 
 def _classify(numbered: bool) -> str:
     """The unnumbered read is a clean file's first read (_JUDGING); the numbered one is careful."""
-    sql = _CLASSIFY.replace("@FIELD_STRUCT_SOURCES@", FIELD_STRUCT_SOURCES).replace(
-        "@FIELD_CHECKS@", FIELD_CHECKS
-    )
+    sql = _CLASSIFY
+    for name, fragment in _GENERATED.items():
+        sql = sql.replace(name, fragment)
     for name, fragment in (_CAREFUL if numbered else _JUDGING).items():
         sql = sql.replace(name, fragment)
     return sql
@@ -535,8 +552,8 @@ def _judged_steps(text: str) -> dict:
 
 
 def _stage_python_fields(con, catalogs: dict[str, dict]) -> None:
-    """The failed step and error of runs with a failure in their steps, and pause metadata as
-    the Python path writes it: few rows, subtle rules, so the Python code decides."""
+    """The failed step and error of runs with a failure in their steps (few rows, subtle rules),
+    and the JSON fields as the Python path encodes them: the Python code decides."""
 
     def failed_fields(r, failed, failed_name, steps, version_id) -> tuple:
         record = {
@@ -560,11 +577,11 @@ def _stage_python_fields(con, catalogs: dict[str, dict]) -> None:
     )
     _stage_computed(
         con,
-        "stage.python_pause",
-        ["r", "pause_metadata"],
-        "r, pauseMetadata",
-        "pauseMetadata IS NOT NULL",
-        lambda r, text: (r, json_text(json.loads(text))),
+        "stage.python_json",
+        ["r", *(field.column for field in JSON_FIELDS)],
+        ", ".join(["r", *(field.sources[0] for field in JSON_FIELDS)]),
+        " OR ".join(f"{field.sources[0]} IS NOT NULL" for field in JSON_FIELDS),
+        lambda r, *texts: (r, *(json_text(json.loads(text)) if text else None for text in texts)),
     )
 
 

@@ -84,6 +84,7 @@ def _arrow():
         "tasks": pa.int32(),
         "steps_count": pa.int32(),
         "has_steps": pa.bool_(),
+        "steps_data_truncated": pa.bool_(),
         "tags": pa.list_(pa.string()),
         "seq": pa.int64(),
         "flat": pa.bool_(),
@@ -181,6 +182,7 @@ class _Batches:
         self.rejects: list[Rejection] = []
         self.test_runs = 0
         self.seq = 0
+        self.replace_rejects = True  # a file's rejects replace its earlier ones; a pull's add up
         self.file_steps: list | None = None  # FILE_STEP_MAPS parameters: steps left in the file
         # Reports while the steps are read from the file.
         self.steps_progress: Callable[[], AbstractContextManager[None]] = nullcontext
@@ -321,8 +323,9 @@ FROM parsed p LEFT JOIN stage.catalog c ON c.catalog_key = p.catalog_key AND c.n
 """
 
 
-def _store_rejects(con, source: str, rejects: list[Rejection]) -> None:
-    con.execute("DELETE FROM rejects WHERE source = ?", [source])
+def _store_rejects(con, source: str, rejects: list[Rejection], replace: bool = True) -> None:
+    if replace:
+        con.execute("DELETE FROM rejects WHERE source = ?", [source])
     if rejects:
         pa, schemas = _arrow()
         batch = pa.Table.from_pylist([r.__dict__ for r in rejects], schema=schemas.rejects)
@@ -445,10 +448,22 @@ def _stage_all(
 
 
 def ingest_items(
-    con, items: Iterable[Item], source: str, on_batch: Callable[[int], None] | None = None
+    con,
+    items: Iterable[Item],
+    source: str,
+    on_batch: Callable[[int], None] | None = None,
+    replace_rejects: bool = True,
 ) -> IngestSummary:
-    """Loads one file's records in a single transaction; on any error nothing is kept."""
-    return _ingest_staged(con, lambda: _stage_all(con, source, items, on_batch), source)
+    """Loads one file's records in a single transaction; on any error nothing is kept. The
+    source's earlier rejects are replaced (a file loaded again), or kept (`replace_rejects`
+    False: the pages of a pull, each loaded on its own)."""
+
+    def stage() -> _Batches:
+        batches = _stage_all(con, source, items, on_batch)
+        batches.replace_rejects = replace_rejects
+        return batches
+
+    return _ingest_staged(con, stage, source)
 
 
 def _ingest_staged(con, stage: Callable[[], _Batches], source: str) -> IngestSummary:
@@ -492,7 +507,7 @@ def _apply(con, batches: _Batches, source: str) -> dict[str, int]:
             con.execute(_APPLY)
             with batches.steps_progress():
                 _insert_steps(con, batches.file_steps)
-            _store_rejects(con, source, batches.rejects)
+            _store_rejects(con, source, batches.rejects, batches.replace_rejects)
             bump_generation(con)
     finally:
         con.execute("DROP TABLE IF EXISTS decided")

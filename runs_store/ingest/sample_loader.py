@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from runs_store.domain.records import RecordRejected, parse_time
+from runs_store.domain.run_fields import RecordRejected, parse_time
 from runs_store.ingest.pipeline import IngestSummary, ingest_file, ingest_items
 from runs_store.ingest.readers import SourceFile
 from runs_store.store.database import open_db

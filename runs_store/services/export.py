@@ -27,6 +27,7 @@ if TYPE_CHECKING:  # pyarrow is imported by the writers: importing it costs the 
     import pyarrow as pa
 
 from runs_store.domain.errors import StoreError
+from runs_store.domain.run_fields import FLAT_FIELDS, Kind
 from runs_store.queries.filters import ORDER_BY, RunFilter, build_where
 from runs_store.services.masking import masking_on, messages_as_shown
 
@@ -36,16 +37,9 @@ FORMATS = ("csv", "jsonl", "parquet")
 FORMULA_START = r"^'*[=+\-@\t\r]"
 
 _ISO = "'%Y-%m-%dT%H:%M:%S.%gZ'"
-EXPORT_SELECT = f"""
-SELECT id, flow_name AS flow, status,
-       strftime(started_at, {_ISO}) AS started_at,
-       strftime(finish_time, {_ISO}) AS finished_at,
-       duration_ms, failed_step, archived_at IS NOT NULL AS archived,
-       failed_step_display, error_message, flow_id, flow_version_id, project_id,
-       strftime(archived_at, {_ISO}) AS archived_at,
-       strftime(updated_at, {_ISO}) AS updated_at
-FROM runs
-"""
+# The flat export columns, in the order a file has them. Those of run_fields.FLAT_FIELDS are
+# written from the column each is read back into (its first source is its name in the file); the
+# others are ruled by records.normalize_flat_row: id, status, the given duration, the old flag.
 EXPORT_COLUMNS = (
     "id",
     "flow",
@@ -63,6 +57,26 @@ EXPORT_COLUMNS = (
     "archived_at",
     "updated_at",
 )
+_OWN_EXPORT = {
+    "id": "id",
+    "status": "status",
+    "duration_ms": "duration_ms",
+    "archived": "archived_at IS NOT NULL",
+    "error_message": "error_message",
+}
+_FLAT_BY_NAME = {field.sources[0]: field for field in FLAT_FIELDS}
+
+
+def _exported(name: str) -> str:
+    field = _FLAT_BY_NAME.get(name)
+    if field is None:
+        return f"{_OWN_EXPORT[name]} AS {name}"
+    if field.kind is Kind.TIMESTAMP:
+        return f"strftime({field.column}, {_ISO}) AS {name}"
+    return f"{field.column} AS {name}"
+
+
+EXPORT_SELECT = f"SELECT {', '.join(_exported(name) for name in EXPORT_COLUMNS)} FROM runs"
 
 
 def _batches(con, run_filter: RunFilter | None, run_ids: list[str] | None):

@@ -19,7 +19,7 @@ import duckdb
 from runs_store import settings
 from runs_store.domain.errors import DatabaseBusy, DatabaseUnreadable
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -45,7 +45,12 @@ CREATE TABLE IF NOT EXISTS runs (
     steps_count INTEGER,
     has_steps BOOLEAN NOT NULL,
     pause_metadata VARCHAR,
-    source VARCHAR
+    source VARCHAR,
+    triggered_by VARCHAR,
+    logs_file_id VARCHAR,
+    steps_data_truncated BOOLEAN,
+    timeline VARCHAR,                   -- JSON: {legs: [[{name, durationMs}]]}
+    internal_error VARCHAR              -- JSON: {source, message, code, occurredAt}
 );
 CREATE TABLE IF NOT EXISTS run_steps (
     run_id VARCHAR NOT NULL,
@@ -72,7 +77,41 @@ CREATE TABLE IF NOT EXISTS rejects (
     rejected_at TIMESTAMP NOT NULL
 );
 CREATE TABLE IF NOT EXISTS meta (key VARCHAR NOT NULL, value VARCHAR NOT NULL);
+@PULL_TABLES@
 """
+
+# How far each pull from a live engine got, per engine and project, and the runs it read while
+# they were unfinished (read again until they finish).
+PULL_TABLES = """
+CREATE TABLE IF NOT EXISTS pull_state (
+    source VARCHAR NOT NULL,
+    project_id VARCHAR NOT NULL,
+    marker VARCHAR,                     -- JSON, the source's own: where the next page starts
+    last_pull_at TIMESTAMP,
+    last_ok_at TIMESTAMP,
+    runs_pulled BIGINT NOT NULL DEFAULT 0,
+    last_error VARCHAR
+);
+CREATE TABLE IF NOT EXISTS pull_unfinished (
+    source VARCHAR NOT NULL,
+    project_id VARCHAR NOT NULL,
+    run_id VARCHAR NOT NULL
+);
+"""
+
+# Each step from one schema version to the next, for a store made by an earlier release.
+MIGRATIONS = {
+    # DuckDB alters no table that has an index: ensure_schema makes it again afterwards
+    "1": """
+DROP INDEX IF EXISTS runs_by_id;
+ALTER TABLE runs ADD COLUMN triggered_by VARCHAR;
+ALTER TABLE runs ADD COLUMN logs_file_id VARCHAR;
+ALTER TABLE runs ADD COLUMN steps_data_truncated BOOLEAN;
+ALTER TABLE runs ADD COLUMN timeline VARCHAR;
+ALTER TABLE runs ADD COLUMN internal_error VARCHAR;
+"""
+    + PULL_TABLES,
+}
 
 _LOCK_HOLDER = re.compile(r"\(PID (?P<pid>\d+)\)")
 
@@ -117,6 +156,11 @@ def connect(path: Path, read_only: bool = False, wait_seconds: float | None = No
             raise DatabaseUnreadable(f"Cannot open the database {path}: {error}") from None
     if not read_only:
         ensure_schema(con)
+    elif _has_schema(con) and schema_version(con) != SCHEMA_VERSION:
+        con.close()  # a store of an earlier release: migrated once, by a writer, then read
+        with open_db(path, wait_seconds=wait_seconds):
+            pass
+        con = _connect_once(path, read_only)
     return con
 
 
@@ -142,12 +186,32 @@ CREATE INDEX IF NOT EXISTS run_steps_by_run ON run_steps (run_id);
 
 def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
     if not _has_schema(con):
-        con.execute(SCHEMA)
+        con.execute(SCHEMA.replace("@PULL_TABLES@", PULL_TABLES))
         con.execute(
             "INSERT INTO meta VALUES ('schema_version', ?), ('generation', '0')", [SCHEMA_VERSION]
         )
+    migrate(con)
     if len(_index_names(con)) < 2:
         con.execute(INDEXES)
+
+
+def schema_version(con: duckdb.DuckDBPyConnection) -> str | None:
+    rows = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchall()
+    return rows[0][0] if rows else None
+
+
+def migrate(con: duckdb.DuckDBPyConnection) -> None:
+    """Brings a store made by an earlier release up to SCHEMA_VERSION, one step at a time, each
+    in one transaction."""
+    version = schema_version(con)
+    while version in MIGRATIONS:
+        with transaction(con):
+            con.execute(MIGRATIONS[version])
+            version = str(int(version) + 1)
+            con.execute(
+                "UPDATE meta SET value = $version WHERE key = 'schema_version'",
+                {"version": version},
+            )
 
 
 def _has_schema(con: duckdb.DuckDBPyConnection) -> bool:

@@ -1,0 +1,40 @@
+"""A store made by an earlier release is brought up to the current schema, losing nothing, however
+it is opened first (the app opens stores read-only)."""
+
+from __future__ import annotations
+
+import pytest
+
+from conftest import build_db
+from factories import rows
+from runs_store.store.database import SCHEMA_VERSION, open_db, schema_version
+
+NEW_IN_2 = ("triggered_by", "logs_file_id", "steps_data_truncated", "timeline", "internal_error")
+
+
+def made_by_release_1(path) -> None:
+    """Turns a current store back into what schema version 1 left."""
+    with open_db(path) as con:
+        con.execute("DROP INDEX runs_by_id")
+        for column in NEW_IN_2:
+            con.execute(f"ALTER TABLE runs DROP COLUMN {column}")
+        con.execute("DROP TABLE pull_state")
+        con.execute("DROP TABLE pull_unfinished")
+        con.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
+        con.execute("CREATE INDEX runs_by_id ON runs (id)")  # as release 1 had it
+
+
+@pytest.mark.parametrize("read_only", [True, False])
+def test_a_version_1_store_is_migrated_when_first_opened(tmp_path, read_only):
+    db = build_db(tmp_path / "runs.duckdb", runs=300)
+    everything = "SELECT id, status, updated_at, flow_name FROM runs ORDER BY id"
+    before = rows(db, everything)
+    made_by_release_1(db)
+    with open_db(db, read_only=read_only) as con:
+        assert schema_version(con) == SCHEMA_VERSION == "2"
+        columns = {row[0] for row in con.execute("DESCRIBE runs").fetchall()}
+        assert set(NEW_IN_2) <= columns
+        assert con.execute("SELECT count(*) FROM pull_state").fetchall() == [(0,)]
+        indexes = con.execute("SELECT index_name FROM duckdb_indexes() ORDER BY 1").fetchall()
+        assert indexes == [("run_steps_by_run",), ("runs_by_id",)]
+    assert rows(db, everything) == before and len(before) > 250
