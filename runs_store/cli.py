@@ -1,4 +1,4 @@
-"""The command line: `python -m runs_store ingest | rejects | export | sample`.
+"""The command line: `python -m runs_store ingest | pull | rejects | export | sample`.
 
 Exit codes: 0 done; 1 loaded with some records rejected; 2 a setting, a path or the database
 could not be used (the message says which and why; no traceback). Every setting is checked
@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
 from runs_store import settings
 from runs_store.domain.errors import StoreError
-from runs_store.domain.records import RecordRejected, parse_time
+from runs_store.domain.run_fields import RecordRejected, parse_time
 from runs_store.domain.statuses import STATUS_NAMES, parse_status
 from runs_store.ingest.pipeline import ingest_paths
 from runs_store.queries.filters import RunFilter
@@ -58,6 +59,78 @@ def command_ingest(args) -> int:
     if summary.rejected:
         print(f"See the rejected records with: python -m runs_store rejects --db {_database(args)}")
     return summary.exit_code
+
+
+class PullProgressLine:
+    """Runs listed and fetched, the rate, and an ETA where the walk knows its share, on one line
+    of stderr where it is a terminal."""
+
+    def __init__(self, mode: str):
+        self.enabled = mode == "always" or (mode == "auto" and sys.stderr.isatty())
+        self.started = time.monotonic()
+
+    def __call__(self, listed: int, fetched: int, requests: int) -> None:
+        if not self.enabled:
+            return
+        seconds = max(time.monotonic() - self.started, 1e-6)
+        sys.stderr.write(
+            f"\r{listed:>10,} runs listed {fetched:>10,} fetched "
+            f"{fetched / seconds:8,.0f} runs/s {requests:>10,} requests"
+        )
+        sys.stderr.flush()
+
+    def done(self) -> None:
+        if self.enabled:
+            sys.stderr.write("\n")
+
+
+def _pull_source(args, con):
+    from runs_store.ingest.engine.pull import stored_versions
+
+    current = settings.current()
+    if args.api:
+        from runs_store.ingest.engine.api import ApiSource
+
+        if not current.api_token:
+            raise StoreError(
+                "RUNS_API_TOKEN is not set: export the engine token (a user token or a platform "
+                "API key sk-...) in RUNS_API_TOKEN; it is never taken from the command line"
+            )
+        return ApiSource(
+            args.api,
+            current.api_token.reveal(),
+            concurrency=current.pull_concurrency,
+            max_payload_bytes=int(current.max_record_mb * 1024 * 1024),
+            stored_check=stored_versions(con),
+        )
+    from runs_store.ingest.engine.postgres import PostgresSource
+
+    return PostgresSource(args.postgres, password=current.pg_password.reveal() or None)
+
+
+def command_pull(args) -> int:
+    from runs_store.ingest.engine.pull import pull
+    from runs_store.ingest.engine.source import PullError
+
+    since = _date(args.since, "since")
+    progress = PullProgressLine(args.progress)
+    with open_db(_database(args)) as con:
+        while True:
+            try:
+                summary = pull(con, _pull_source(args, con), args.project or [], since, progress)
+            except PullError as error:
+                progress.done()
+                print(f"error: {error}", file=sys.stderr)
+                if not args.watch or error.exit_code == 2:
+                    return error.exit_code
+            else:
+                progress.done()
+                print(f"Pulled {summary.line()}.")
+                for note in summary.notes[:20]:
+                    print(f"note: {note}")
+                if not args.watch:
+                    return summary.exit_code
+            time.sleep(args.watch)
 
 
 def _existing_database(args) -> Path:
@@ -143,6 +216,16 @@ def command_sample(args) -> int:
     return 0
 
 
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 1 <= value < 10**7:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds >= 1")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m runs_store", description="Load, inspect and export workflow runs."
@@ -155,6 +238,33 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.add_argument("--db", help=db_help)
     ingest.add_argument("--progress", choices=("auto", "always", "never"), default="auto")
     ingest.set_defaults(run=command_ingest)
+
+    pull = commands.add_parser(
+        "pull",
+        help="pull runs from a live engine: its API (token in RUNS_API_TOKEN) or its Postgres",
+    )
+    engine = pull.add_mutually_exclusive_group(required=True)
+    engine.add_argument(
+        "--api",
+        metavar="BASE_URL",
+        help="the engine's API root, e.g. https://cloud.activepieces.com/api",
+    )
+    engine.add_argument(
+        "--postgres",
+        metavar="DSN",
+        help="postgresql://USER@HOST:PORT/DB (password: RUNS_PG_PASSWORD)",
+    )
+    pull.add_argument("--project", action="append", metavar="ID", help="project id (repeatable)")
+    pull.add_argument("--since", help="a first pull takes runs created at or after this date (UTC)")
+    pull.add_argument(
+        "--watch",
+        type=_positive_seconds,
+        metavar="SECONDS",
+        help="keep pulling, this many seconds apart",
+    )
+    pull.add_argument("--db", help=db_help)
+    pull.add_argument("--progress", choices=("auto", "always", "never"), default="auto")
+    pull.set_defaults(run=command_pull)
 
     rejects = commands.add_parser("rejects", help="list rejected records: file, line, reason")
     rejects.add_argument("--db", help=db_help)
@@ -195,5 +305,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {where}{error.strerror or error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("interrupted: the file being loaded was rolled back", file=sys.stderr)
+        if args.command == "pull":
+            print(
+                "interrupted: the pages pulled so far are kept; pull again to go on",
+                file=sys.stderr,
+            )
+        else:
+            print("interrupted: the file being loaded was rolled back", file=sys.stderr)
         return 130

@@ -112,8 +112,8 @@ def field_cases(field: RunField) -> list[tuple[dict, bool]]:
             case(f"empty-{path}", {path: "", **later}, usual=bool(later) or not field.required)
         for n, odd in enumerate(ODD[field.kind]):
             usual = (
-                field.kind in (Kind.INT, Kind.BOOL) and odd is not True and odd == 0  # falsy
-                or field.kind is Kind.JSON and odd is not DEEP  # any JSON value not too deep
+                (field.kind in (Kind.INT, Kind.BOOL) and odd is not True and odd == 0)  # falsy
+                or (field.kind is Kind.JSON and odd is not DEEP)  # any JSON value not too deep
             )
             case(f"odd{n}-{path}", {path: odd}, usual=usual)
     return cases
