@@ -183,6 +183,7 @@ def fact_line(run: RunDetail, tz) -> str:
         ("Flow version", run.flow_version_id),
         ("Flow id", run.flow_id),
         ("Parent run", run.parent_run_id),
+        ("Triggered by", run.triggered_by),
     ]
     parts = [f"**{name}** {plain(value)}" for name, value in facts if value]
     if run.tags:
@@ -577,6 +578,42 @@ def chosen_step(run: RunDetail) -> Step:
     return found
 
 
+def timeline_line(run: RunDetail) -> str | None:
+    """Where the run's time went, per attempt: "Queued 120 ms · Booting 1.2 s · Running 4 s"."""
+    if not run.timeline:
+        return None
+    attempts = [
+        " · ".join(f"{plain(leg)} {short_duration(ms) or '0 ms'}" for leg, ms in attempt)
+        for attempt in run.timeline
+    ]
+    if len(attempts) == 1:
+        return f"**Timeline** {attempts[0]}"
+    return "**Timeline** " + "; ".join(
+        f"attempt {number}: {text}" for number, text in enumerate(attempts, 1)
+    )
+
+
+def show_engine_notes(run: RunDetail) -> None:
+    """What the engine itself says about the run: its own error, cut step data, the timeline."""
+    line = timeline_line(run)
+    if line:
+        st.markdown(line)
+    if run.internal_error is not None:
+        error = run.internal_error
+        where = " ".join(plain(part) for part in (error.source, error.code) if part)
+        st.error(
+            f"**Engine error**{f' ({where})' if where else ''}: "
+            f"{plain(error.message) or 'no message'}",
+            icon=":material/report:",
+        )
+    if run.steps_data_truncated:
+        st.warning(
+            "The engine cut this run's step data: it was larger than the engine returns, so "
+            "some inputs and outputs below are incomplete.",
+            icon=":material/content_cut:",
+        )
+
+
 def show_purged(run: RunDetail) -> None:
     st.info(
         "No step data was kept for this run: its logs were purged, or it never started.",
@@ -596,6 +633,7 @@ def show_run(store: PageStore, run: RunDetail, tz) -> None:
     show_header(run)
     show_banner(run, tz)
     st.markdown(fact_line(run, tz))
+    show_engine_notes(run)
     if not run.has_steps:
         show_purged(run)
         return

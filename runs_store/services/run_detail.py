@@ -52,8 +52,16 @@ AGENT_SNIFF_CHARS = 4096  # an output whose start names a tool call is read as a
 RUN_COLUMNS = (
     "id, flow_name, flow_id, flow_version_id, project_id, status, started_at, "
     "start_time, finish_time, duration_ms, failed_step, failed_step_display, "
-    "error_message, archived_at, tags, parent_run_id, has_steps, pause_metadata"
+    "error_message, archived_at, tags, parent_run_id, has_steps, pause_metadata, "
+    "triggered_by, logs_file_id, steps_data_truncated, timeline, internal_error"
 )
+# The engine's names for the legs of a run's timeline (AddTimelineToFlowRun, 0.84), as shown.
+TIMELINE_LEGS = {
+    "QUEUE": "Queued",
+    "PROVISION": "Provisioning",
+    "BOOT": "Booting",
+    "RUN": "Running",
+}
 # Input and output leave DuckDB cut to $head characters (the preview and what lies just past it),
 # with their whole size; a loop's, router's or agent's whole, as its tree is read from them.
 _STEPS = """
@@ -248,6 +256,15 @@ class Step:
 
 
 @dataclass(frozen=True)
+class EngineError:
+    """The engine's own error about the run (`internalError`): not a step's."""
+
+    source: str | None
+    code: str | None
+    message: str | None
+
+
+@dataclass(frozen=True)
 class RunDetail:
     id: str
     flow_name: str
@@ -270,6 +287,12 @@ class RunDetail:
     steps: tuple[Step, ...]
     masked: bool  # masking was on when the run was read
     masked_count: int = 0  # values actually hidden in what the page shows of it
+    triggered_by: str | None = None
+    logs_file_id: str | None = None
+    steps_data_truncated: bool = False  # the engine cut the steps it returned
+    # where the run's time went, one tuple of (leg, ms) per attempt (a resumed run has several)
+    timeline: tuple[tuple[tuple[str, int], ...], ...] = ()
+    internal_error: EngineError | None = None
 
     def find_step(self, name: str | None) -> Step | None:
         return next((step for step in self.steps if step.name == name), None)
@@ -386,12 +409,13 @@ def load_run(con, run_id: str, mask: bool | None = None) -> RunDetail | None:
         steps.append(make_step(row, offset, mask, limit))
         offset += max(row["duration_ms"] or 0, 0)
     error_message, error_hits = _run_error(run["error_message"], mask)
+    internal_error, internal_hits = _engine_error(run["internal_error"], mask)
     has_steps = bool(run["has_steps"]) and bool(steps)
     return RunDetail(
         **{
             key: run[key]
             for key in RUN_COLUMNS.replace(" ", "").split(",")
-            if key not in ("tags", "pause_metadata", "has_steps", "error_message")
+            if key not in _READ_APART
         },
         error_message=error_message,
         tags=tuple(run["tags"] or ()),
@@ -400,8 +424,61 @@ def load_run(con, run_id: str, mask: bool | None = None) -> RunDetail | None:
         steps=tuple(steps),
         masked=mask,
         # the run's error message repeats its failed step's; it is shown only without steps
-        masked_count=sum(step.masked_count for step in steps) if has_steps else error_hits,
+        masked_count=(sum(step.masked_count for step in steps) if has_steps else error_hits)
+        + internal_hits,
+        steps_data_truncated=bool(run["steps_data_truncated"]),
+        timeline=timeline_legs(run["timeline"]),
+        internal_error=internal_error,
     )
+
+
+_READ_APART = (
+    "tags",
+    "pause_metadata",
+    "has_steps",
+    "error_message",
+    "steps_data_truncated",
+    "timeline",
+    "internal_error",
+)
+
+
+def timeline_legs(text: str | None) -> tuple[tuple[tuple[str, int], ...], ...]:
+    """`{legs: [[{name, durationMs}, ...], ...]}` as (leg, ms) per attempt; odd entries are
+    left out, an unknown leg keeps the engine's name."""
+    value = _parse(text) if text else None
+    legs = value.get("legs") if isinstance(value, dict) else None
+    if not isinstance(legs, list):
+        return ()
+    attempts = []
+    for attempt in legs:
+        entries = attempt if isinstance(attempt, list) else [attempt]
+        shown = tuple(
+            (TIMELINE_LEGS.get(str(entry.get("name")), str(entry.get("name"))), int(ms))
+            for entry in entries
+            if isinstance(entry, dict)
+            and isinstance(ms := entry.get("durationMs"), (int, float))
+            and not isinstance(ms, bool)
+        )
+        if shown:
+            attempts.append(shown)
+    return tuple(attempts)
+
+
+def _engine_error(text: str | None, mask: bool) -> tuple[EngineError | None, int]:
+    value = _parse(text) if text else None
+    if not isinstance(value, dict):
+        return None, 0
+    message, hits = _run_error(_text_or_json(value.get("message")), mask)
+    return EngineError(
+        _text_or_json(value.get("source")), _text_or_json(value.get("code")), message
+    ), hits
+
+
+def _text_or_json(value) -> str | None:
+    if value is None or value == "":
+        return None
+    return value if isinstance(value, str) else json.dumps(value)
 
 
 def payload_download(con, run_id: str, position: int, column: str, mask: bool) -> str:
