@@ -5,6 +5,8 @@ engine's server really answers, its paging bug included, without running an engi
 serves run objects made by `sample_data.generator.generate_runs` from a ThreadingHTTPServer on
 127.0.0.1 the way the engine's Fastify server does: the same routes, query rules, page and cursor
 encodings, error bodies and status codes, plus injected faults (429, 5xx, slow answers, resets).
+The run routes cut `flowVersion` down to {displayName}; GET /v1/flows/{flowId}?versionId= gives the
+flow with a run's full version (its step graph), answered from the flowVersion the runs carry.
 `NotAnEngine` answers every path with an HTML page, for "that URL is not an engine" tests.
 
 Read from the engine's source, repository activepieces/activepieces (server files under
@@ -33,6 +35,18 @@ version that the index gave without its commit):
   @21c55cc0; ee/authentication/project-role/rbac-service.ts @117e5d5e; project/project-service.ts
   @0138a47f; app.ts (later: "Route not found" in onRequest, authn and authz as preHandlers, so after
   query validation); core/security/rate-limit.ts @1cb8c7cc (no rate limit on these routes).
+- flows/flow/flow.controller.ts @0166cd98 (GET /v1/flows/:id?versionId=, USER and SERVICE,
+  READ_FLOW, project from the flow's table row; @6b35754d the same route before the v2 security);
+  flows/flow/flow.service.ts @00482b7e getOnePopulatedOrThrow (flow, then the version, then
+  `triggerSource`; ENTITY_NOT_FOUND with empty params); flows/flow-version/flow-version.service.ts
+  @0166cd98 getFlowVersionOrThrow (WHERE flowId AND id, newest `created` first; 404
+  {entityId, entityType: "FlowVersion", message: "flowId=..."}); flows/flow/flow.entity.ts
+  @015cb8d7 (table `flow`: the 404 of projectIdExtractor.fromTable); flows/flow/
+  flow-version.controller.ts @0d569d42 (only GET /v1/flows/:flowId/versions, USER only, metadata
+  without the step graph); shared automation/flows/flow.ts @da2815f4 (Flow, PopulatedFlow),
+  flow-version.ts @10d68569 (FlowVersion), dto/list-flows-request.ts @e332effb
+  (GetFlowQueryParamsRequest: versionId any string); flow-version/migrations/index.ts @0100bbd4 and
+  migrate-v25-http-piece-version.ts @817e2ac3 (linked steps, schema "26").
 Where the source left a point open, the comment says "Assumed".
 """
 
@@ -77,6 +91,26 @@ STATUSES = frozenset(
 DEFAULT_LIMIT = 10  # flow-run-controller DEFAULT_PAGING_LIMIT
 PAGINATOR_LIMIT = 100  # Paginator's own default, kept when the asked limit is 0
 SLICE_THRESHOLD = 32 * 1024  # AP_FLOW_RUN_LOG_SLICE_THRESHOLD_KB default
+# Assumed: the schema a version has once flowVersionMigrationService.migrate read it (the chain
+# at migrations/index.ts @0100bbd4 ends with v25 -> "26"); a version's own schemaVersion wins.
+FLOW_SCHEMA_VERSION = "26"
+# FlowVersion's fields (shared automation/flows/flow-version.ts): the response schema keeps these.
+FLOW_VERSION_FIELDS = (
+    "id",
+    "created",
+    "updated",
+    "flowId",
+    "displayName",
+    "trigger",
+    "updatedBy",
+    "valid",
+    "schemaVersion",
+    "agentIds",
+    "state",
+    "connectionIds",
+    "backupFiles",
+    "notes",
+)
 PLATFORM_ID = "FakePlatform000000000"
 USER_ID = "FakeUser0000000000000"
 JSON_TYPE = "application/json; charset=utf-8"
@@ -382,6 +416,109 @@ def fetched_run(run: dict) -> dict:
     return shown
 
 
+@dataclass
+class VersionFacts:
+    """What the runs held tell of one flow version."""
+
+    record: dict | None  # the full flowVersion a run carried (newest run's copy); None: none did
+    first_seen: datetime  # the earliest `created` of a run on it: the fake's version `created`
+    record_seen: datetime | None
+    production: bool  # a PRODUCTION run used it: the version was published, so LOCKED
+
+
+@dataclass
+class FlowFacts:
+    """A flow as the runs held show it: its project, versions and published version."""
+
+    flow_id: str
+    project_id: str
+    first_run: datetime
+    versions: dict[str, VersionFacts]
+    published: tuple[datetime, str] | None  # (created, version id) of the newest PRODUCTION run
+
+    def latest_version_id(self) -> str | None:
+        """getFlowVersionOrThrow without versionId: ORDER BY created DESC, the newest version.
+        Assumed: a version known only from runs without a flowVersion (older engines' records)
+        cannot be served, so the newest version that has a record is the one returned."""
+        known = [(facts.first_seen, vid) for vid, facts in self.versions.items() if facts.record]
+        return max(known)[1] if known else None
+
+
+def collect_flow(
+    runs: Iterable[dict], created: dict[str, datetime], flow_id: str
+) -> FlowFacts | None:
+    """FlowFacts of `flow_id` from the runs held, or None when no run is of that flow."""
+    facts: FlowFacts | None = None
+    for run in runs:
+        if run.get("flowId") != flow_id:
+            continue
+        moment = created[str(run["id"])]
+        if facts is None:
+            facts = FlowFacts(flow_id, str(run.get("projectId")), moment, {}, None)
+        facts.first_run = min(facts.first_run, moment)
+        record = run.get("flowVersion")
+        has_graph = isinstance(record, dict) and isinstance(record.get("trigger"), dict)
+        version_id = str(run.get("flowVersionId") or (record or {}).get("id") or "")
+        if not version_id:
+            continue
+        version = facts.versions.setdefault(version_id, VersionFacts(None, moment, None, False))
+        version.first_seen = min(version.first_seen, moment)
+        if has_graph and (version.record_seen is None or moment >= version.record_seen):
+            version.record, version.record_seen = record, moment
+        if run.get("environment") == "PRODUCTION":
+            version.production = True
+            if facts.published is None or (moment, version_id) > facts.published:
+                facts.published = (moment, version_id)
+    return facts
+
+
+def populated_flow(flow: FlowFacts, version_id: str) -> dict:
+    """PopulatedFlow as GET /v1/flows/:id answers it: Flow's columns and `version`, the full
+    FlowVersion with its step graph (`trigger` -> nextAction / firstLoopAction / children).
+    Assumed, as the runs do not tell them: externalId = id, no owner, folder, metadata or
+    template; a version's `updated` is its `created`; `triggerSource` (set only when the flow has
+    an active trigger source, to {schedule}) is left out."""
+    version = flow.versions[version_id]
+    record = version.record or {}
+    shown = {
+        "id": version_id,
+        "created": iso_ms(version.first_seen),
+        "updated": iso_ms(version.first_seen),
+        "flowId": flow.flow_id,
+        "displayName": record.get("displayName", ""),
+        "trigger": record.get("trigger"),
+        "updatedBy": None,
+        "valid": True,
+        "schemaVersion": FLOW_SCHEMA_VERSION,
+        "agentIds": [],
+        # A published version is LOCKED; a version only test runs used is still the DRAFT.
+        "state": "LOCKED" if version.production else "DRAFT",
+        "connectionIds": [],
+        "backupFiles": None,
+        "notes": [],
+    }
+    shown.update({key: record[key] for key in FLOW_VERSION_FIELDS if key in record})
+    shown["id"], shown["flowId"] = version_id, flow.flow_id
+    published = flow.published[1] if flow.published else None
+    newest = max(facts.first_seen for facts in flow.versions.values())
+    return {
+        "id": flow.flow_id,
+        "created": iso_ms(flow.first_run),
+        "updated": iso_ms(newest),
+        "projectId": flow.project_id,
+        "externalId": flow.flow_id,
+        "ownerId": None,
+        "folderId": None,
+        "status": "ENABLED" if published else "DISABLED",
+        "publishedVersionId": published,
+        "metadata": None,
+        "operationStatus": "NONE",
+        "timeSavedPerRun": None,
+        "templateId": None,
+        "version": shown,
+    }
+
+
 def compact_json(value) -> bytes:
     """JSON.stringify's bytes: no spaces, non-ASCII kept."""
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
@@ -571,6 +708,8 @@ class FakeEngine(_BackgroundServer):
     issue #9357). `slices`: step outputs larger than `slice_threshold` bytes of JSON are served
     as slice files. `page_cap`: the most rows a page holds; the engine itself sets no maximum
     (None reproduces that), the default models a gateway that cuts pages to 100.
+    Flows and their versions are not given apart: GET /v1/flows/{id} reads them off the runs held
+    (a run's flowId, flowVersionId and full flowVersion), so added or updated runs show there too.
     The port is bound on construction, so `base_url` is known before start(); runs are copied
     (never changed in place) and every request is recorded, faulted ones included.
     """
@@ -831,6 +970,8 @@ class FakeEngine(_BackgroundServer):
             return self._get_run(authorization, parts[2])
         if len(parts) == 3 and parts[1] == "files":
             return self._get_file(authorization, parts[2], query)
+        if len(parts) == 3 and parts[1] == "flows":
+            return self._get_flow(authorization, parts[2], query)
         raise route_not_found()
 
     # -------------------------------------------------------------- auth
@@ -981,6 +1122,31 @@ class FakeEngine(_BackgroundServer):
         self._authorize_project(principal, str(run.get("projectId")))
         # No environment filter by id: a TESTING run is returned.
         return 200, compact_json(fetched_run(run)), JSON_TYPE, ()
+
+    def _get_flow(self, authorization, flow_id: str, query: dict):
+        """flow.controller GET /:id?versionId=: getOnePopulatedOrThrow, from the runs held.
+        Order as the engine's: params and query validation (400), authentication (401), the
+        flow's row for its project (404 "flow", before any principal check), the project rules
+        (403/404), then the version WHERE flowId AND id (404 "FlowVersion")."""
+        if not _AP_ID.fullmatch(flow_id):
+            raise fastify_error(
+                400, "params/id Invalid string: must match pattern", "FST_ERR_VALIDATION"
+            )
+        version_id = single_value(query, "versionId")  # any string: not checked as an ApId
+        principal = self._principal(authorization)
+        with self._lock:
+            flow = collect_flow(self._runs.values(), self._created, flow_id)
+        if flow is None:  # projectIdExtractor.fromTable(FlowEntity)
+            raise engine_error(404, "ENTITY_NOT_FOUND", entityId=flow_id, entityType="flow")
+        self._authorize_project(principal, flow.project_id)
+        wanted = flow.latest_version_id() if version_id is None else version_id
+        known = flow.versions.get(wanted) if wanted is not None else None
+        if known is None or known.record is None:
+            params = {"entityType": "FlowVersion", "message": f"flowId={flow_id}"}
+            if version_id is not None:  # JSON drops the undefined entityId of a latest lookup
+                params = {"entityId": version_id, **params}
+            raise _Refusal(404, {"code": "ENTITY_NOT_FOUND", "params": params})
+        return 200, compact_json(populated_flow(flow, wanted)), JSON_TYPE, ()
 
     def _get_file(self, authorization, file_id: str, query: dict):
         """files-controller GET /:fileId: the ?token= read token (from the slice's url) is what

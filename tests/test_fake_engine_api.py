@@ -3,7 +3,8 @@
 Each test speaks to a real FakeEngine over HTTP with nothing but the standard library, and checks
 one point of docs/engine-api-contract.md: inclusive windows, archived and TESTING runs, both
 cursor styles (the legacy one reproducing issue #9357), slices through /v1/files, the engine's
-error bodies, and the injected faults the connector must survive.
+error bodies, and the injected faults the connector must survive. GET /v1/flows/{id}?versionId=
+gives back the step graph (display, piece and action names) that the run routes cut away.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import threading
 import urllib.error
 import urllib.request
 from collections import Counter
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import NamedTuple
 from urllib.parse import urlencode
@@ -28,6 +30,40 @@ from sample_data.generator import generate_runs
 TOKEN = "sk-test-token"
 END = datetime(2026, 11, 5)
 OTHER_VALID_ID = "Zz9Zz9Zz9Zz9Zz9Zz9Zz9"
+DRAFT_VERSION_ID = "Dr4ftVersion000000000"
+# PopulatedFlow (shared automation/flows/flow.ts) and FlowVersion (flow-version.ts) as served.
+FLOW_KEYS = {
+    "id",
+    "created",
+    "updated",
+    "projectId",
+    "externalId",
+    "ownerId",
+    "folderId",
+    "status",
+    "publishedVersionId",
+    "metadata",
+    "operationStatus",
+    "timeSavedPerRun",
+    "templateId",
+    "version",
+}
+VERSION_KEYS = {
+    "id",
+    "created",
+    "updated",
+    "flowId",
+    "displayName",
+    "trigger",
+    "updatedBy",
+    "valid",
+    "schemaVersion",
+    "agentIds",
+    "state",
+    "connectionIds",
+    "backupFiles",
+    "notes",
+}
 # No proxy from the environment: every request stays on 127.0.0.1.
 OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
@@ -347,6 +383,205 @@ def test_an_unknown_run_id_is_not_found():
         "code": "ENTITY_NOT_FOUND",
         "params": {"entityId": OTHER_VALID_ID, "entityType": "flow_run"},
     }
+
+
+# ------------------------------------------------------------------ a flow with a run's version
+
+
+def flow_url(fake: FakeEngine, flow_id: str, **params) -> str:
+    query = f"?{urlencode(params, doseq=True)}" if params else ""
+    return f"{fake.base_url}/v1/flows/{flow_id}{query}"
+
+
+def graph_steps(step: dict | None) -> Iterator[dict]:
+    """Every step of a version's linked graph: nextAction, a loop's firstLoopAction, a router's
+    children (one chain per branch, None for an empty one)."""
+    while step is not None:
+        yield step
+        yield from graph_steps(step.get("firstLoopAction"))
+        for child in step.get("children") or ():
+            yield from graph_steps(child)
+        step = step.get("nextAction")
+
+
+def runs_of_flow(flow_id: str) -> list[dict]:
+    return [run for run in sample_runs() if run["flowId"] == flow_id]
+
+
+def test_a_flow_with_a_runs_version_holds_the_step_graph_the_run_routes_cut():
+    run = next(run for run in listable(sample_runs(), main_project()) if run["steps"])
+    with FakeEngine(sample_runs()) as fake:
+        by_id = fetch(run_url(fake, run["id"])).json()
+        answer = fetch(flow_url(fake, run["flowId"], versionId=run["flowVersionId"]))
+    assert set(by_id["flowVersion"]) == {"displayName"}
+    assert answer.status == 200
+    assert answer.headers["Content-Type"] == "application/json; charset=utf-8"
+    flow = answer.json()
+    assert set(flow) == FLOW_KEYS
+    assert (flow["id"], flow["projectId"]) == (run["flowId"], run["projectId"])
+    version = flow["version"]
+    assert set(version) == VERSION_KEYS
+    assert (version["id"], version["flowId"]) == (run["flowVersionId"], run["flowId"])
+    assert version["displayName"] == run["flowVersion"]["displayName"]
+    assert version["trigger"] == run["flowVersion"]["trigger"]
+    steps = {step["name"]: step for step in graph_steps(version["trigger"])}
+    assert set(run["steps"]) <= set(steps)
+    assert steps["trigger"]["displayName"]
+    assert any("actionName" in step["settings"] for step in steps.values())
+
+
+def test_the_graph_reaches_loop_bodies_and_router_branches():
+    with FakeEngine(sample_runs()) as fake:
+        graphs = [
+            fetch(flow_url(fake, flow_id)).json()["version"]["trigger"]
+            for flow_id in sorted({run["flowId"] for run in sample_runs()})
+        ]
+    types = Counter(step["type"] for graph in graphs for step in graph_steps(graph))
+    assert types["LOOP_ON_ITEMS"] and types["ROUTER"], "the sample should hold loops and routers"
+    loops = [step for graph in graphs for step in graph_steps(graph) if "firstLoopAction" in step]
+    assert all(step["type"] == "LOOP_ON_ITEMS" for step in loops)
+
+
+def test_without_version_id_the_newest_version_comes_and_the_published_one_is_named():
+    flow_id = next(
+        flow
+        for flow in sorted({run["flowId"] for run in sample_runs()})
+        if len({run["flowVersionId"] for run in runs_of_flow(flow)}) > 1
+    )
+    runs = runs_of_flow(flow_id)
+    first_seen: dict[str, str] = {}
+    for run in runs:
+        first_seen[run["flowVersionId"]] = min(
+            first_seen.get(run["flowVersionId"], run["created"]), run["created"]
+        )
+    newest = max(first_seen, key=first_seen.__getitem__)
+    production = [run for run in runs if run["environment"] == "PRODUCTION"]
+    published = max(production, key=lambda run: run["created"])["flowVersionId"]
+    with FakeEngine(sample_runs()) as fake:
+        flow = fetch(flow_url(fake, flow_id)).json()
+    assert flow["version"]["id"] == newest
+    assert flow["version"]["created"] == first_seen[newest]
+    assert flow["publishedVersionId"] == published and flow["status"] == "ENABLED"
+    assert flow["created"] == min(run["created"] for run in runs)
+
+
+def test_a_version_only_test_runs_used_is_the_draft_and_the_newest():
+    base = listable(sample_runs(), main_project())[0]
+    draft = with_created(
+        base,
+        datetime(2026, 11, 6),
+        id=OTHER_VALID_ID,
+        environment="TESTING",
+        flowVersionId=DRAFT_VERSION_ID,
+        flowVersion={**base["flowVersion"], "id": DRAFT_VERSION_ID, "displayName": "Edited"},
+    )
+    with FakeEngine([base, draft]) as fake:
+        latest = fetch(flow_url(fake, base["flowId"])).json()
+        locked = fetch(flow_url(fake, base["flowId"], versionId=base["flowVersionId"])).json()
+    assert latest["version"]["id"] == DRAFT_VERSION_ID
+    assert latest["version"]["state"] == "DRAFT"
+    assert latest["version"]["displayName"] == "Edited"
+    assert locked["version"]["state"] == "LOCKED"
+    assert latest["publishedVersionId"] == locked["publishedVersionId"] == base["flowVersionId"]
+
+
+def test_an_unknown_flow_is_not_found_as_a_flow_even_without_credentials():
+    with FakeEngine(sample_runs()) as fake:
+        answer = fetch(flow_url(fake, OTHER_VALID_ID))
+        anonymous = fetch(flow_url(fake, OTHER_VALID_ID), token=None)
+    assert answer.status == anonymous.status == 404
+    assert (
+        answer.json()
+        == anonymous.json()
+        == {
+            "code": "ENTITY_NOT_FOUND",
+            "params": {"entityId": OTHER_VALID_ID, "entityType": "flow"},
+        }
+    )
+
+
+def test_a_version_of_another_flow_or_an_unknown_one_is_not_found_as_a_flow_version():
+    runs = listable(sample_runs(), main_project())
+    flow_id = runs[0]["flowId"]
+    other_version = next(run["flowVersionId"] for run in runs if run["flowId"] != flow_id)
+    with FakeEngine(sample_runs()) as fake:
+        foreign = fetch(flow_url(fake, flow_id, versionId=other_version))
+        unknown = fetch(flow_url(fake, flow_id, versionId="not-an-id"))
+    assert foreign.status == unknown.status == 404
+    assert foreign.json() == {
+        "code": "ENTITY_NOT_FOUND",
+        "params": {
+            "entityId": other_version,
+            "entityType": "FlowVersion",
+            "message": f"flowId={flow_id}",
+        },
+    }
+    assert unknown.json()["params"]["entityId"] == "not-an-id"  # any string, no 400
+
+
+def test_a_flow_whose_runs_carry_no_version_graph_has_no_version_to_serve():
+    legacy = {**listable(sample_runs(), main_project())[0], "flowVersion": None}
+    with FakeEngine([legacy]) as fake:
+        answer = fetch(flow_url(fake, legacy["flowId"]))
+    assert answer.status == 404
+    assert answer.json() == {
+        "code": "ENTITY_NOT_FOUND",
+        "params": {"entityType": "FlowVersion", "message": f"flowId={legacy['flowId']}"},
+    }
+
+
+def test_a_bad_flow_id_or_a_repeated_version_id_is_a_validation_error():
+    run = listable(sample_runs(), main_project())[0]
+    with FakeEngine(sample_runs()) as fake:
+        short = fetch(flow_url(fake, "short"))
+        repeated = fetch(flow_url(fake, run["flowId"], versionId=["a", "b"]))
+    assert short.status == repeated.status == 400
+    assert short.json()["code"] == repeated.json()["code"] == "FST_ERR_VALIDATION"
+
+
+def test_a_flow_follows_the_same_credential_and_project_rules_as_a_run():
+    mine = listable(sample_runs(), main_project())[0]["flowId"]
+    foreign = next(run for run in sample_runs() if run["projectId"] == other_project())["flowId"]
+    with FakeEngine(sample_runs(), project_ids=[main_project()]) as fake:
+        anonymous = fetch(flow_url(fake, mine), token=None)
+        bad_key = fetch(flow_url(fake, mine), token="sk-wrong")
+        other_platform = fetch(flow_url(fake, foreign))
+        assert fake.refusals == 3
+    assert anonymous.status == 403
+    assert anonymous.json()["params"] == {"message": "principal is not allowed for this route"}
+    assert bad_key.status == 401 and bad_key.json()["code"] == "AUTHENTICATION"
+    assert other_platform.status == 403
+    assert other_platform.json()["params"]["message"] == (
+        "Service is not allowed to access this project"
+    )
+    user = "eyJ.user.jwt"
+    with FakeEngine(sample_runs(), token=user, project_ids=[main_project()]) as fake:
+        own = fetch(flow_url(fake, mine), token=user)
+        no_role = fetch(flow_url(fake, foreign), token=user)
+    assert own.status == 200
+    assert no_role.status == 403
+    assert no_role.json()["params"]["message"] == "No role found for the user"
+
+
+def test_flow_requests_are_recorded_and_faults_apply_to_them():
+    run = listable(sample_runs(), main_project())[0]
+    with FakeEngine(sample_runs()) as fake:
+        url = flow_url(fake, run["flowId"], versionId=run["flowVersionId"])
+        fake.fail_next("/v1/flows", 503)
+        failed = fetch(url)
+        runs_page = fetch(list_url(fake))  # /v1/flow-runs is not under the /v1/flows prefix
+        fake.reset_next("/v1/flows/")
+        with pytest.raises((ConnectionError, http.client.HTTPException, urllib.error.URLError)):
+            fetch(url)
+        served = fetch(url)
+        recorded = fake.requests
+        assert fake.count("/v1/flows") == 3
+    assert (failed.status, runs_page.status, served.status) == (503, 200, 200)
+    assert recorded[0] == (
+        "GET",
+        f"/v1/flows/{run['flowId']}",
+        {"versionId": [run["flowVersionId"]]},
+    )
 
 
 # ------------------------------------------------------------------ credentials and projects
