@@ -120,6 +120,8 @@ class ApiSource:
         self._now = now
         self.requests = 0
         self._counting = threading.Lock()
+        self._versions: dict[str, dict | None] = {}  # flow version id -> its step graph
+        self._versions_lock = threading.Lock()
 
     # ------------------------------------------------------------ EngineSource
 
@@ -265,10 +267,35 @@ class ApiSource:
         run = self._get_json(f"/v1/flow-runs/{run_id}", {}, missing_ok=True)
         if run is None:
             return None  # deleted since it was listed
+        self._add_step_graph(run)
         missing = self._materialise_slices(run.get("steps"))
         if missing:
             run["_stepsMissing"] = f"run {run_id}: {missing} sliced step output(s) not read"
         return run
+
+    def _add_step_graph(self, run: dict) -> None:
+        """The run's flow version's step graph (`trigger`), which names each step, its piece and
+        action: the run routes cut `flowVersion` down to its displayName. Read once per version
+        (`GET /v1/flows/{flowId}?versionId=`); a version the engine no longer has is left out."""
+        flow_id, version_id = run.get("flowId"), run.get("flowVersionId")
+        if not isinstance(flow_id, str) or not isinstance(version_id, str):
+            return
+        with self._versions_lock:
+            if version_id not in self._versions:
+                self._versions[version_id] = self._version(flow_id, version_id)
+            version = self._versions[version_id]
+        if version is not None:
+            shown = run.get("flowVersion") if isinstance(run.get("flowVersion"), dict) else {}
+            run["flowVersion"] = {**version, **shown, "id": version_id}
+
+    def _version(self, flow_id: str, version_id: str) -> dict | None:
+        if not flow_id.isalnum():
+            return None
+        flow = self._get_json(f"/v1/flows/{flow_id}", {"versionId": version_id}, missing_ok=True)
+        version = flow.get("version") if isinstance(flow, dict) else None
+        if not isinstance(version, dict) or version.get("id") != version_id:
+            return None
+        return {"displayName": version.get("displayName"), "trigger": version.get("trigger")}
 
     def _materialise_slices(self, steps, depth: int = 0) -> int:
         """Replaces each sliced output (`outputType: "slice"`, `output: {fileId, size, url}`) by
