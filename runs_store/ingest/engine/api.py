@@ -285,8 +285,9 @@ class ApiSource:
                 self._versions[version_id] = self._version(flow_id, version_id)
             version = self._versions[version_id]
         if version is not None:
-            shown = run.get("flowVersion") if isinstance(run.get("flowVersion"), dict) else {}
-            run["flowVersion"] = {**version, **shown, "id": version_id}
+            shown = run.get("flowVersion")
+            run["flowVersion"] = {**version, **(shown if isinstance(shown, dict) else {})}
+            run["flowVersion"]["id"] = version_id
 
     def _version(self, flow_id: str, version_id: str) -> dict | None:
         if not flow_id.isalnum():
