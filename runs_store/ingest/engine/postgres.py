@@ -3,15 +3,17 @@
 The engine's REST API pages its runs by creation time and, in older releases, skips runs that
 share a second (its issue #9357); reading its database gives every run exactly once, with its
 steps, however many there are. A `PostgresSource` gives the runs of a project in the shape
-`GET /v1/flow-runs/{id}` has: the run's columns, `flowVersion: {id, displayName}` of the run's own
-flow version (the Runs page's flow name; renaming the flow later does not rename past runs), and
-`steps` read from the run's log file (`logs`), sliced outputs put back.
+`GET /v1/flow-runs/{id}` has: the run's columns, `flowVersion: {id, displayName, trigger}` of the
+run's own flow version (the Runs page's flow name, which renaming the flow later does not change
+for past runs; the step graph the store names steps, pieces and actions from), and `steps` read
+from the run's log file (`logs`), sliced outputs put back.
 
 Incremental by a keyset of its own, `("updated", "id")` ascending: a page's marker is the last run
 it settled, and the next pull starts after it. Only production runs are read, as the engine's Runs
 page shows them (test runs are never stored anyway). Runs are streamed from one server-side cursor
-per pull, so memory stays that of a page whatever the number of runs; each page's logs and slices
-are read in one query each.
+per pull, so memory stays that of a page whatever the number of runs; each page's flow versions'
+step graphs, logs and slices are read in one query each (a version's graph once per page, however
+many of its runs the page holds).
 
 Safe on a production database: the session is read-only (every transaction too), statements have
 a timeout, and nothing of the password is ever shown: errors name the user, host, port and
@@ -37,6 +39,7 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import dict_row
 
 from runs_store import settings
+from runs_store.domain.bounded_json import TooDeep, loads_bounded, too_deep_reason
 from runs_store.domain.statuses import UNFINISHED
 from runs_store.ingest import limits
 from runs_store.ingest.engine.logs import (
@@ -109,6 +112,12 @@ _AFTER = (
     '(r.updated > %(after_updated)s OR (r.updated = %(after_updated)s AND r.id COLLATE "C" > '
     "%(after_id)s))"
 )
+# A page's flow versions' step graphs, as text (parsed within the depth bound), within the bound.
+_VERSIONS = """
+SELECT id, CASE WHEN octet_length(graph) <= %(limit)s THEN graph END AS graph
+FROM (SELECT id, "trigger"::text AS graph FROM flow_version
+      WHERE id = ANY(%(ids)s) AND "trigger" IS NOT NULL) AS v
+"""
 _LOGS = "SELECT id, data FROM file WHERE id = ANY(%(ids)s) AND data IS NOT NULL"
 _SLICES = """
 SELECT id, {location} AS location, octet_length(data) AS bytes,
@@ -229,6 +238,9 @@ SLICE_GONE = (
     "engine's retention)"
 )
 SLICE_IN_S3 = "run(s) keep the reference of a sliced step output stored in S3"
+GRAPH_TOO_DEEP = (
+    f"run(s) loaded without step names: their flow version's step graph is {too_deep_reason()}"
+)
 
 
 def _megabytes() -> str:
@@ -246,6 +258,13 @@ def log_unreadable(reason: str) -> str:
 def slice_too_large() -> str:
     return (
         "run(s) keep the reference of a sliced step output that would take them past "
+        f"{_megabytes()}"
+    )
+
+
+def graph_too_large() -> str:
+    return (
+        "run(s) loaded without step names: their flow version's step graph is larger than "
         f"{_megabytes()}"
     )
 
@@ -272,10 +291,12 @@ class PageBuilder:
         self.runs = [run_object(row, self.optional_columns) for row in self.rows]
         self.by_id = {run["id"]: run for run in self.runs}
         self.room: dict[str, int] = {}  # run id -> bytes its slices may still add
+        self.unread: dict[str, str] = {}  # slice file id -> why it was not read, in a few words
         self.incomplete: set[str] = set()
         self.requests = 0
 
     def build(self) -> RunPage:
+        self.read_versions()
         self.read_logs()
         self.read_slices()
         return RunPage(
@@ -291,6 +312,35 @@ class PageBuilder:
     def lacks(self, run_id: str, trouble: str) -> None:
         self.incomplete.add(run_id)
         self.notes.add(trouble, run_id)
+
+    # -- flow versions
+
+    def read_versions(self) -> None:
+        """Each flow version's step graph (`trigger`), read once for the whole page and shared by
+        its runs: the store builds the steps' display, piece and action names from it."""
+        wanted = sorted({run["flowVersion"]["id"] for run in self.runs if "flowVersion" in run})
+        if not wanted:
+            return
+        self.requests += 1
+        graphs: dict[str, Any] = {}
+        troubles: dict[str, str] = {}
+        params = {"ids": wanted, "limit": self.limit}
+        for version_id, text in self.conn.execute(_VERSIONS, params):
+            if text is None:
+                troubles[version_id] = graph_too_large()
+                continue
+            try:
+                graphs[version_id] = loads_bounded(text)
+            except TooDeep:
+                troubles[version_id] = GRAPH_TOO_DEEP
+        for run in self.runs:
+            version = run.get("flowVersion")
+            if version is None:
+                continue
+            if version["id"] in graphs:
+                version["trigger"] = graphs[version["id"]]
+            elif version["id"] in troubles:
+                self.notes.add(troubles[version["id"]], run["id"])
 
     # -- logs
 
@@ -356,10 +406,14 @@ class PageBuilder:
             found.add(file_id)
             self.add_slice(wanted[file_id], file_id, place, size, data, outputs)
         for file_id in wanted.keys() - found:
-            self.lacks(wanted[file_id], SLICE_GONE)
+            self.not_read(wanted[file_id], file_id, SLICE_GONE, "expired")
         for run_id, materialised in outputs.items():
             run = self.by_id[run_id]
-            run["steps"] = with_slices(run["steps"], materialised)
+            run["steps"] = with_slices(run["steps"], materialised, self.unread)
+
+    def not_read(self, run_id: str, file_id: str, trouble: str, why: str) -> None:
+        self.lacks(run_id, trouble)
+        self.unread[file_id] = why
 
     def add_slice(
         self,
@@ -371,22 +425,22 @@ class PageBuilder:
         outputs: dict[str, dict[str, Any]],
     ) -> None:
         if place == S3:
-            self.lacks(run_id, SLICE_IN_S3)
+            self.not_read(run_id, file_id, SLICE_IN_S3, "in S3")
         elif size is None:
-            self.lacks(run_id, SLICE_GONE)
+            self.not_read(run_id, file_id, SLICE_GONE, "expired")
         elif data is None:
-            self.lacks(run_id, slice_too_large())
+            self.not_read(run_id, file_id, slice_too_large(), "too large")
         else:
             try:
                 value, unpacked = decode_slice(bytes(data), self.limit)
             except LogTooLarge:
-                self.lacks(run_id, slice_too_large())
+                self.not_read(run_id, file_id, slice_too_large(), "too large")
                 return
             except LogUnreadable as error:
-                self.lacks(run_id, slice_unreadable(str(error)))
+                self.not_read(run_id, file_id, slice_unreadable(str(error)), "unreadable")
                 return
             if unpacked > self.room[run_id]:
-                self.lacks(run_id, slice_too_large())
+                self.not_read(run_id, file_id, slice_too_large(), "too large")
                 return
             self.room[run_id] -= unpacked
             outputs[run_id][file_id] = value
