@@ -21,11 +21,18 @@ import streamlit as st
 from pages.common import status_ui, url_state
 from pages.common.data import PageStore, check_settings, page_store, show_sample_note, user_timezone
 from pages.common.entry import draw_inside_app
+from pages.common.text import plain
 from pages.common.toolbar import draw_toolbar, today_in, utc_now, view_context
 from runs_store import settings
+from runs_store.domain.errors import StoreError
 from runs_store.domain.formatting import shown_duration
 from runs_store.domain.signatures import error_summary
 from runs_store.domain.statuses import label
+from runs_store.ingest.engine.sources_file import (
+    PullOutcome,
+    configured_sources,
+    pull_configured,
+)
 from runs_store.queries.filters import PAGE_SIZES, RunFilter
 from runs_store.queries.view_state import (
     DRILL_KEYS,
@@ -382,9 +389,32 @@ def show_runs(store: PageStore, view: RunsView, run_filter: RunFilter, tz) -> No
 
 
 def show_runs_fresh(view: RunsView, run_filter: RunFilter, tz) -> None:
-    """show_runs on a connection of its own: a Live refresh reruns only this part."""
+    """show_runs on a connection of its own: a Live refresh reruns only this part, and first
+    pulls from the engines in RUNS_SOURCES, if any."""
     with page_store() as store:
+        if view.live:
+            show_live_pull(store)
         show_runs(store, view, run_filter, tz)
+
+
+def show_live_pull(store) -> None:
+    """Pulls what is new from each configured engine (skipped while another pull runs); a
+    source that fails says so in one line and the list still refreshes."""
+    try:
+        if not configured_sources():
+            return
+        outcomes = pull_configured(store.con, wait=False)
+    except StoreError as error:
+        outcomes = [PullOutcome("RUNS_SOURCES", error=str(error).splitlines()[0])]
+    failed = [outcome for outcome in outcomes if outcome.error]
+    for outcome in failed:
+        st.caption(f":material/sync_problem: {plain(outcome.name)}: {plain(outcome.error)}")
+    if outcomes and not failed:
+        changed = sum(outcome.changed for outcome in outcomes)
+        st.caption(
+            f":material/sync: Pulled from {len(outcomes)} source"
+            f"{'s' if len(outcomes) != 1 else ''}: {changed:,} new or changed runs"
+        )
 
 
 def live_seconds() -> float:

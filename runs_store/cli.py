@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from contextlib import closing
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -85,43 +86,36 @@ class PullProgressLine:
 
 
 def _pull_source(args, con):
+    """The engine named on the command line, or in RUNS_SOURCES by --source, ready to pull."""
     from runs_store.ingest.engine.pull import stored_versions
+    from runs_store.ingest.engine.sources_file import SourceConfig, find_source, open_source
 
-    current = settings.current()
-    if args.api:
-        from runs_store.ingest.engine.api import ApiSource
-
-        if not current.api_token:
-            raise StoreError(
-                "RUNS_API_TOKEN is not set: export the engine token (a user token or a platform "
-                "API key sk-...) in RUNS_API_TOKEN; it is never taken from the command line"
-            )
-        return ApiSource(
-            args.api,
-            current.api_token.reveal(),
-            concurrency=current.pull_concurrency,
-            max_payload_bytes=int(current.max_record_mb * 1024 * 1024),
-            stored_check=stored_versions(con),
-        )
-    from runs_store.ingest.engine.postgres import PostgresSource
-
-    return PostgresSource(args.postgres, password=current.pg_password.reveal() or None)
+    if args.source:
+        config = find_source(args.source)
+    elif args.api:
+        config = SourceConfig("--api", "api", args.api, (), "RUNS_API_TOKEN")
+    else:
+        config = SourceConfig("--postgres", "postgres", args.postgres, (), "RUNS_PG_PASSWORD")
+    return open_source(config, stored_versions(con)), config
 
 
 def command_pull(args) -> int:
     from runs_store.ingest.engine.pull import pull
-    from runs_store.ingest.engine.source import PullError
+    from runs_store.ingest.engine.source import PullError, PullRefused
 
     since = _date(args.since, "since")
     progress = PullProgressLine(args.progress)
     with open_db(_database(args)) as con:
         while True:
             try:
-                summary = pull(con, _pull_source(args, con), args.project or [], since, progress)
-            except PullError as error:
+                source, config = _pull_source(args, con)
+                projects = args.project or list(config.projects)
+                with closing(source):
+                    summary = pull(con, source, projects, since or config.since, progress)
+            except PullError as error:  # --watch goes on after a fault, not after a refusal
                 progress.done()
                 print(f"error: {error}", file=sys.stderr)
-                if not args.watch or error.exit_code == 2:
+                if not args.watch or isinstance(error, PullRefused):
                     return error.exit_code
             else:
                 progress.done()
@@ -249,6 +243,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="BASE_URL",
         help="the engine's API root, e.g. https://cloud.activepieces.com/api",
     )
+    engine.add_argument("--source", metavar="NAME", help="an engine named in the RUNS_SOURCES file")
     engine.add_argument(
         "--postgres",
         metavar="DSN",

@@ -114,7 +114,8 @@ _CATALOGS: dict[str, dict[str, dict]] = {}
 def step_catalog(flow_version) -> dict[str, dict]:
     """The flow version's step catalog, computed once per version id (versions never change)."""
     version_id = flow_version.get("id") if isinstance(flow_version, dict) else None
-    if not isinstance(version_id, str):
+    # a version seen without its step graph (an API list item) is not remembered as stepless
+    if not isinstance(version_id, str) or flow_version.get("trigger") is None:
         return _step_catalog(flow_version)
     catalog = _CATALOGS.get(version_id)
     if catalog is None:

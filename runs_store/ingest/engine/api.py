@@ -27,6 +27,14 @@ from urllib3.exceptions import HTTPError as Urllib3Error
 from urllib3.util.retry import Retry
 
 from runs_store.domain.statuses import UNFINISHED
+from runs_store.ingest.engine.logs import (
+    LogTooLarge,
+    LogUnreadable,
+    decode_slice,
+    loop_iterations,
+    slice_reference,
+    with_slices,
+)
 from runs_store.ingest.engine.source import PullError, PullRefused, RunPage
 
 PAGE_LIMIT = 100  # the engine's largest list page
@@ -94,6 +102,7 @@ class ApiSource:
         max_payload_bytes: int = 64 * 1024 * 1024,
         stored_check: StoredCheck | None = None,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        token_name: str = "RUNS_API_TOKEN",  # the variable it came from, named when refused
     ):
         self.base_url = _checked_base_url(base_url)
         self.key = f"api {self.base_url}"
@@ -115,6 +124,7 @@ class ApiSource:
             retries=self._retry,
         )
         self._concurrency = concurrency
+        self._token_name = token_name
         self._max_payload_bytes = max_payload_bytes
         self.stored_check = stored_check
         self._now = now
@@ -128,6 +138,9 @@ class ApiSource:
     def check(self) -> None:
         """The URL's shape was checked when the source was made; reachability and the token are
         checked by the first request of `projects`."""
+
+    def close(self) -> None:
+        self._http.clear()
 
     def projects(self, wanted: list[str]) -> list[str]:
         if not wanted:
@@ -268,7 +281,7 @@ class ApiSource:
         if run is None:
             return None  # deleted since it was listed
         self._add_step_graph(run)
-        missing = self._materialise_slices(run.get("steps"))
+        missing = self._materialise_slices(run)
         if missing:
             run["_stepsMissing"] = f"run {run_id}: {missing} sliced step output(s) not read"
         return run
@@ -298,48 +311,42 @@ class ApiSource:
             return None
         return {"displayName": version.get("displayName"), "trigger": version.get("trigger")}
 
-    def _materialise_slices(self, steps, depth: int = 0) -> int:
-        """Replaces each sliced output (`outputType: "slice"`, `output: {fileId, size, url}`) by
-        the file it names, also inside loops; the number that could not be read."""
-        if not isinstance(steps, dict) or depth > 32:
+    def _materialise_slices(self, run: dict) -> int:
+        """Puts back each sliced output (`outputType: "slice"`, `output: {fileId, size, url}`),
+        loops included, as the Postgres source does (logs.with_slices); the number not read."""
+        steps = run.get("steps")
+        if not isinstance(steps, dict):
             return 0
-        missing = 0
-        for step in steps.values():
-            if not isinstance(step, dict):
-                continue
-            output = step.get("output")
-            if step.get("outputType") == "slice" and isinstance(output, dict):
-                value = self._slice(output)
-                if value is _MISSING:
-                    missing += 1
-                    # the reference's url carries a read token: it is not kept
-                    step["output"] = {key: output.get(key) for key in ("fileId", "size")}
-                    step["output"]["notRead"] = "sliced output not read (expired or too large)"
-                else:
-                    step["output"] = value
-                    step.pop("outputType", None)
-            elif isinstance(output, dict) and isinstance(output.get("iterations"), list):
-                for iteration in output["iterations"]:
-                    missing += self._materialise_slices(iteration, depth + 1)
-        return missing
+        references = dict(_slice_references(steps))
+        outputs: dict = {}
+        unread: dict[str, str] = {}
+        for file_id, reference in references.items():
+            try:
+                outputs[file_id] = self._slice(file_id, reference)
+            except _SliceUnread as why:
+                unread[file_id] = str(why)
+        run["steps"] = with_slices(steps, outputs, unread)
+        return len(unread)
 
-    def _slice(self, reference: dict):
+    def _slice(self, file_id: str, reference: dict):
         """The sliced output, read with the signed token of its `url` (the files route takes no
         other credential), always from this engine's own API root."""
-        file_id, size = reference.get("fileId"), reference.get("size")
-        if not isinstance(file_id, str) or not file_id.isalnum():
-            return _MISSING
+        size = reference.get("size")
+        if not file_id.isalnum():
+            raise _SliceUnread("unreadable")
         if isinstance(size, int) and size > self._max_payload_bytes:
-            return _MISSING
+            raise _SliceUnread("too large")
         token = parse_qs(urlsplit(str(reference.get("url") or "")).query).get("token", [""])[0]
         query = "?" + urlencode({"token": token}) if token else ""
         body = self._get_bytes(f"/v1/files/{file_id}{query}", missing_ok=True)
-        if body is None or len(body) > self._max_payload_bytes:
-            return _MISSING
+        if body is None:
+            raise _SliceUnread("expired")
         try:
-            return json.loads(body)
-        except ValueError:
-            return _MISSING
+            return decode_slice(body, self._max_payload_bytes)[0]
+        except LogTooLarge:
+            raise _SliceUnread("too large") from None
+        except LogUnreadable:
+            raise _SliceUnread("unreadable") from None
 
     # ------------------------------------------------------------ HTTP
 
@@ -371,7 +378,7 @@ class ApiSource:
         status = response.status
         if status == 401 and not path_and_query.startswith("/v1/files/"):
             raise PullRefused(
-                f"the engine at {self.base_url} refused the token in RUNS_API_TOKEN (401): "
+                f"the engine at {self.base_url} refused the token in {self._token_name} (401): "
                 "give a valid user token or platform API key"
             )
         listing = path_and_query.startswith("/v1/flow-runs?")
@@ -407,7 +414,20 @@ class ApiSource:
         return parts.netloc
 
 
-_MISSING = object()
+class _SliceUnread(Exception):
+    """A sliced output that cannot be read; str() is why, in a word or two."""
+
+
+def _slice_references(steps: dict) -> Iterator[tuple[str, dict]]:
+    """(file id, reference) of every sliced output in the steps, loops included."""
+    for step in steps.values():
+        file_id = slice_reference(step)
+        if file_id is not None:
+            yield file_id, step["output"]
+            continue
+        for iteration in loop_iterations(step) or ():
+            if isinstance(iteration, dict):
+                yield from _slice_references(iteration)
 
 
 def _checked_base_url(base_url: str) -> str:

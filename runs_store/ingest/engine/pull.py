@@ -185,10 +185,15 @@ def pull(
 ) -> PullSummary:
     """Pulls the projects' new and changed runs into the store; PullError ends it with the pages
     committed so far kept (and the error saved for the Sources page)."""
-    source.check()
     summary = PullSummary(source.key)
     started_clock = time.monotonic()
-    summary.projects = source.projects(projects)
+    try:
+        source.check()
+        summary.projects = source.projects(projects)
+    except PullError as error:  # kept for the Sources page, as a failed pull of each project
+        for project in projects:
+            _set_outcome(con, source.key, project, _now(), str(error))
+        raise
     for project in summary.projects:
         _pull_project(con, source, project, since, summary, progress)
     summary.seconds = time.monotonic() - started_clock

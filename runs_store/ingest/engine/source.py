@@ -13,8 +13,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
+from runs_store.domain.errors import StoreError
 
-class PullError(Exception):
+
+class PullError(StoreError):
     """A pull that cannot go on; str() is one line naming the cause (never a secret). The CLI
     exits 2, as for any source it cannot use; the pages committed before it are kept."""
 
@@ -51,6 +53,9 @@ class EngineSource(Protocol):
     def pages(self, project: str, marker: dict | None, since: datetime | None) -> Iterator[RunPage]:
         """The project's runs new or changed since `marker` (None: the first pull, limited to runs
         created at or after `since` when given), a page at a time."""
+
+    def close(self) -> None:
+        """Lets go of its connections."""
 
     def refetch(self, project: str, run_ids: list[str]) -> Iterator[RunPage]:
         """Runs read before while unfinished (QUEUED, RUNNING, PAUSED, ...), read again; a page's
