@@ -33,7 +33,6 @@ from engine_postgres import (
     shared_server,
 )
 from factories import rows
-from runs_store.domain import records
 from runs_store.ingest.engine.postgres import PostgresSource
 from runs_store.ingest.pipeline import ingest_items, records_as_items
 from runs_store.store.database import open_db
@@ -45,16 +44,6 @@ pytestmark = pytest.mark.store
 END = (datetime.now(UTC) - timedelta(days=30)).replace(hour=0, minute=0, second=0, microsecond=0)
 PAGE = inspect.signature(PostgresSource).parameters["page_size"].default  # the CLI's page
 KILL_DEADLINE_SECONDS = PULL_DEADLINE_SECONDS = 60
-
-
-@pytest.fixture(autouse=True)
-def fresh_step_catalogs(monkeypatch):
-    """Each test starts with records.step_catalog's cache empty. The cache is keyed by the flow
-    version's id alone, so a version first loaded without its graph (an older engine's, NULL)
-    keeps an empty catalog for the rest of the process; the generator's flows, and so their
-    version ids, are the same whatever the seed. Reported: it should cache only catalogs built
-    from a graph."""
-    monkeypatch.setattr(records, "_CATALOGS", {})
 
 
 # Columns a pull must fill exactly as loading the same records from a file does: those of

@@ -34,7 +34,6 @@ from engine_postgres import (
     rewrite_run,
     shared_server,
 )
-from runs_store.domain import records
 from runs_store.domain.statuses import UNFINISHED
 from runs_store.ingest.engine.logs import (
     LogTooLarge,
@@ -53,16 +52,6 @@ pytestmark = pytest.mark.store
 
 SEED = 5
 END = datetime(2025, 11, 30, tzinfo=UTC)  # in the past: every run is older than the marker's margin
-
-
-@pytest.fixture(autouse=True)
-def fresh_step_catalogs(monkeypatch):
-    """Each test starts with records.step_catalog's cache empty. The cache is keyed by the flow
-    version's id alone, so a version first loaded without its graph (an older engine's, NULL)
-    keeps an empty catalog for the rest of the process; the generator's flows, and so their
-    version ids, are the same whatever the seed. Reported: it should cache only catalogs built
-    from a graph."""
-    monkeypatch.setattr(records, "_CATALOGS", {})
 
 
 @pytest.fixture(scope="session")
