@@ -55,6 +55,39 @@ def shoot(page, url: str, target: Path) -> None:
     print(f"wrote {target}")
 
 
+def shoot_sources(browser, out: Path) -> None:
+    """The Sources page after Pull now from an engine (the tests' contract-faithful fake API, on
+    127.0.0.1), and a pulled run with the newer engine's timeline and its own error."""
+    from fake_engine_api import FakeEngine
+    from test_pull_api import TOKEN, engine_runs
+    from test_sources import api_source
+
+    folder = Path(tempfile.mkdtemp())
+    runs = engine_runs(400, seed=81, days=1)
+    pulled = next(
+        run for run in runs if run.get("timeline") and run["status"] == "FAILED" and run["steps"]
+    )
+    with FakeEngine(runs, token=TOKEN) as engine:
+        sources = folder / "sources.toml"
+        sources.write_text(api_source(engine.base_url))
+        environment = {
+            "RUNS_SOURCES": str(sources),
+            "AP_TEST_TOKEN": TOKEN,
+            "RUNS_LOAD_SAMPLE": "0",
+        }
+        process, url = start_server(folder / "pulled.duckdb", environment)
+        try:
+            page = browser.new_page(viewport=VIEWPORT)
+            page.goto(f"{url}/sources")
+            wait_for_app(page)
+            page.get_by_role("button", name="Pull now").click()
+            page.get_by_text("Pulled api ").wait_for(timeout=60_000)
+            shoot(page, f"{url}/sources", out / "sources.png")
+            shoot(page, f"{url}/run?id={pulled['id']}", out / "pulled-run.png")
+        finally:
+            process.terminate()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", default=str(ROOT / "docs" / "screenshots"))
@@ -73,6 +106,7 @@ def main() -> int:
             shoot(page, f"{url}/run?id={run_id}", out / "run.png")
             shoot(page, f"{url}/insights", out / "insights.png")
             shoot(page, f"{url}/import", out / "import.png")
+            shoot_sources(browser, out)
             browser.close()
     finally:
         process.terminate()
