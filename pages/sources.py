@@ -86,9 +86,9 @@ def show_pull_result(name: str) -> None:
 def pull_now(store, config: SourceConfig) -> None:
     bar = st.progress(0.0, text="Asking the engine…")
 
-    def report(listed: int, fetched: int, requests: int) -> None:
+    def report(listed: int, fetched: int, requests: int, share: float | None) -> None:
         bar.progress(
-            min(0.95, fetched / max(listed, 1)) if listed else 0.0,
+            min(0.99, share) if share is not None else 0.0,
             text=f"{listed:,} runs listed, {fetched:,} fetched ({requests:,} requests)",
         )
 

@@ -70,13 +70,14 @@ class PullProgressLine:
         self.enabled = mode == "always" or (mode == "auto" and sys.stderr.isatty())
         self.started = time.monotonic()
 
-    def __call__(self, listed: int, fetched: int, requests: int) -> None:
+    def __call__(self, listed: int, fetched: int, requests: int, share: float | None) -> None:
         if not self.enabled:
             return
         seconds = max(time.monotonic() - self.started, 1e-6)
+        eta = f" ETA {seconds * (1 - share) / share:5,.0f} s" if share and share < 1 else ""
         sys.stderr.write(
             f"\r{listed:>10,} runs listed {fetched:>10,} fetched "
-            f"{fetched / seconds:8,.0f} runs/s {requests:>10,} requests"
+            f"{fetched / seconds:8,.0f} runs/s {requests:>10,} requests{eta}"
         )
         sys.stderr.flush()
 

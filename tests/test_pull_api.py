@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -369,3 +370,31 @@ def test_the_summary_is_printed_and_the_token_is_nowhere_in_the_store(tmp_path):
     assert done.stdout.startswith(f"Pulled api {engine.base_url}, project PROJ1aaaaaaaaaaaaaaaa: ")
     assert " runs listed, " in done.stdout and " runs/s)" in done.stdout
     assert TOKEN.encode() not in db.read_bytes() and TOKEN not in done.stdout + done.stderr
+
+
+def test_the_progress_line_shows_listed_fetched_rate_and_an_eta_where_known(tmp_path):
+    runs = engine_runs(400, seed=56, days=3)
+    with FakeEngine(runs, token=TOKEN) as engine:
+        environment = {**os.environ, "RUNS_API_TOKEN": TOKEN}
+        command = [
+            sys.executable,
+            "-m",
+            "runs_store",
+            "pull",
+            "--api",
+            engine.base_url,
+            "--project",
+            "PROJ1aaaaaaaaaaaaaaaa",
+            "--db",
+            str(tmp_path / "p.duckdb"),
+            "--since",
+            "2026-11-28",
+            "--progress",
+            "always",
+        ]
+        done = subprocess.run(command, cwd=ROOT, env=environment, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    updates = [line for line in re.split(r"[\r\n]+", done.stderr) if "runs listed" in line]
+    assert len(updates) > 3
+    assert all(" fetched " in line and " runs/s " in line for line in updates)
+    assert any(" ETA " in line for line in updates), "the walk knows its share: an ETA"

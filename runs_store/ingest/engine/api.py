@@ -73,6 +73,12 @@ class _Walk:
     complete_through: datetime | None
     boundary_ids: set[str] = field(default_factory=set)  # runs created at `upper`, already read
 
+    def share(self, low: datetime) -> float | None:
+        """How much of (floor, target] the walk has covered, walking down to `low`."""
+        if self.floor is None or self.target <= self.floor:
+            return None
+        return min(1.0, max(0.0, (self.target - low) / (self.target - self.floor)))
+
     def marker(self, low: datetime | None) -> dict:
         if low is None:
             return {"complete_through": engine_time(self.target)}
@@ -171,7 +177,11 @@ class ApiSource:
                     return
                 walk.upper, walk.boundary_ids, span = older, set(), FIRST_SPAN
                 continue
-            yield self._page(self._fetched(fresh), walk.marker(None if last else lower), len(fresh))
+            page = self._page(
+                self._fetched(fresh), walk.marker(None if last else lower), len(fresh)
+            )
+            page.share = 1.0 if last else walk.share(lower)
+            yield page
             if last:
                 return
             walk.boundary_ids = {item["id"] for item in items if _created(item) == lower}

@@ -19,8 +19,9 @@ from runs_store.ingest.engine.source import EngineSource, PullError, RunPage
 from runs_store.ingest.pipeline import IngestSummary, ingest_items, records_as_items
 from runs_store.store.database import transaction
 
-# (runs listed, runs fetched, requests) so far, called after each committed page.
-PullProgress = Callable[[int, int, int], None]
+# (runs listed, runs fetched, requests, share of the walk done or None) so far, called after each
+# committed page.
+PullProgress = Callable[[int, int, int, float | None], None]
 
 
 @dataclass
@@ -228,7 +229,7 @@ def _commit(con, source, project, page: RunPage, summary: PullSummary, progress)
     summary.without_steps += page.without_steps
     summary.notes.extend(page.notes)
     if progress:
-        progress(summary.listed, summary.fetched, summary.requests)
+        progress(summary.listed, summary.fetched, summary.requests, page.share)
     return [run["id"] for run in page.runs if isinstance(run.get("id"), str)]
 
 

@@ -36,6 +36,7 @@ class RunPage:
     requests: int = 0  # requests (or queries) the page cost, for the summary and benchmarks
     unfinished: list[str] = field(default_factory=list)  # ids to read again until they finish
     notes: list[str] = field(default_factory=list)  # one line each, shown in the summary
+    share: float | None = None  # how much of this pull's walk is done (0..1), where known
 
 
 class EngineSource(Protocol):
