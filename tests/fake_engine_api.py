@@ -71,23 +71,11 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from runs_store.domain.statuses import STATUS_NAMES
+
 __all__ = ["FakeEngine", "NotAnEngine"]
 
-STATUSES = frozenset(
-    {
-        "SUCCEEDED",
-        "RUNNING",
-        "PAUSED",
-        "FAILED",
-        "CANCELED",
-        "QUOTA_EXCEEDED",
-        "TIMEOUT",
-        "QUEUED",
-        "INTERNAL_ERROR",
-        "MEMORY_LIMIT_EXCEEDED",
-        "LOG_SIZE_EXCEEDED",
-    }
-)
+STATUSES = frozenset(STATUS_NAMES)  # the engine's eleven, as runs_store.domain declares them
 DEFAULT_LIMIT = 10  # flow-run-controller DEFAULT_PAGING_LIMIT
 PAGINATOR_LIMIT = 100  # Paginator's own default, kept when the asked limit is 0
 SLICE_THRESHOLD = 32 * 1024  # AP_FLOW_RUN_LOG_SLICE_THRESHOLD_KB default

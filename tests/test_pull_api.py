@@ -198,20 +198,7 @@ def test_a_pull_killed_half_way_resumes_with_nothing_lost_or_doubled(tmp_path):
     runs = engine_runs(1500, seed=47, days=6)
     db = tmp_path / "killed.duckdb"
     with FakeEngine(runs, token=TOKEN) as engine:
-        command = [
-            sys.executable,
-            "-m",
-            "runs_store",
-            "pull",
-            "--api",
-            engine.base_url,
-            "--project",
-            "PROJ1aaaaaaaaaaaaaaaa",
-            "--db",
-            str(db),
-            "--progress",
-            "never",
-        ]
+        command = api_pull_command(engine.base_url, db)
         environment = {**os.environ, "RUNS_API_TOKEN": TOKEN, "RUNS_PULL_CONCURRENCY": "2"}
         child = subprocess.Popen(command, cwd=ROOT, env=environment)
         deadline = time.monotonic() + 60
@@ -296,6 +283,13 @@ def test_an_expired_slice_loads_the_run_with_a_note_and_no_read_token(tmp_path):
 # ------------------------------------------------------------------ refusals, from the CLI
 
 
+def api_pull_command(url: str, db, *more: str, progress: str = "never") -> list[str]:
+    """`pull --api URL --project PROJ1... --db DB ...` as a command line."""
+    project = ("--project", "PROJ1aaaaaaaaaaaaaaaa")
+    pulling = [sys.executable, "-m", "runs_store", "pull", "--api", url, *project]
+    return [*pulling, "--db", str(db), *more, "--progress", progress]
+
+
 def run_pull(*arguments: str, token: str | None = TOKEN, db=None) -> subprocess.CompletedProcess:
     environment = {key: value for key, value in os.environ.items() if key != "RUNS_API_TOKEN"}
     if token is not None:
@@ -376,22 +370,9 @@ def test_the_progress_line_shows_listed_fetched_rate_and_an_eta_where_known(tmp_
     runs = engine_runs(400, seed=56, days=3)
     with FakeEngine(runs, token=TOKEN) as engine:
         environment = {**os.environ, "RUNS_API_TOKEN": TOKEN}
-        command = [
-            sys.executable,
-            "-m",
-            "runs_store",
-            "pull",
-            "--api",
-            engine.base_url,
-            "--project",
-            "PROJ1aaaaaaaaaaaaaaaa",
-            "--db",
-            str(tmp_path / "p.duckdb"),
-            "--since",
-            "2026-11-28",
-            "--progress",
-            "always",
-        ]
+        command = api_pull_command(
+            engine.base_url, tmp_path / "p.duckdb", "--since", "2026-11-28", progress="always"
+        )
         done = subprocess.run(command, cwd=ROOT, env=environment, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     updates = [line for line in re.split(r"[\r\n]+", done.stderr) if "runs listed" in line]
