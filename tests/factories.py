@@ -13,8 +13,10 @@ import gzip
 import io
 import json
 import os
+import re
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import duckdb
@@ -375,3 +377,33 @@ def store_with(path: Path, records: list[dict], source: str = "test-records") ->
         summary = ingest_items(con, records_as_items(records), source)
     assert summary.rejected == 0, summary.rejections
     return path
+
+
+class StderrWatch:
+    """Reads a child's stderr as it comes, and waits (with a deadline) for what it shows."""
+
+    def __init__(self, child: subprocess.Popen):
+        self.text = ""
+        self.changed = threading.Condition()
+        self.reader = threading.Thread(target=self._read, args=(child,), daemon=True)
+        self.reader.start()
+
+    def _read(self, child: subprocess.Popen) -> None:
+        assert child.stderr is not None
+        while chunk := os.read(child.stderr.fileno(), 4096):
+            with self.changed:
+                self.text += chunk.decode(errors="replace")
+                self.changed.notify_all()
+        with self.changed:
+            self.changed.notify_all()
+
+    def wait_for_fetched(self, at_least: int, seconds: float) -> int:
+        def fetched() -> int:
+            found = re.findall(r"([\d,]+) fetched", self.text)
+            return int(found[-1].replace(",", "")) if found else 0
+
+        with self.changed:
+            self.changed.wait_for(
+                lambda: fetched() >= at_least or not self.reader.is_alive(), timeout=seconds
+            )
+            return fetched()

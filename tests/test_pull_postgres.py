@@ -14,7 +14,6 @@ import re
 import signal
 import subprocess
 import sys
-import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -32,7 +31,7 @@ from engine_postgres import (
     rewrite_run,
     shared_server,
 )
-from factories import rows
+from factories import StderrWatch, rows
 from runs_store.ingest.engine.postgres import PostgresSource
 from runs_store.ingest.pipeline import ingest_items, records_as_items
 from runs_store.store.database import open_db
@@ -265,36 +264,6 @@ def test_a_second_pull_loads_only_the_new_runs_and_the_one_that_finished(engine_
 
 
 # ------------------------------------------------------------------ killed half way
-
-
-class StderrWatch:
-    """Reads a child's stderr as it comes, and waits (with a deadline) for what it shows."""
-
-    def __init__(self, child: subprocess.Popen):
-        self.text = ""
-        self.changed = threading.Condition()
-        self.reader = threading.Thread(target=self._read, args=(child,), daemon=True)
-        self.reader.start()
-
-    def _read(self, child: subprocess.Popen) -> None:
-        assert child.stderr is not None
-        while chunk := os.read(child.stderr.fileno(), 4096):
-            with self.changed:
-                self.text += chunk.decode(errors="replace")
-                self.changed.notify_all()
-        with self.changed:
-            self.changed.notify_all()
-
-    def wait_for_fetched(self, at_least: int, seconds: float) -> int:
-        def fetched() -> int:
-            found = re.findall(r"([\d,]+) fetched", self.text)
-            return int(found[-1].replace(",", "")) if found else 0
-
-        with self.changed:
-            self.changed.wait_for(
-                lambda: fetched() >= at_least or not self.reader.is_alive(), timeout=seconds
-            )
-            return fetched()
 
 
 def test_a_pull_killed_half_way_resumes_with_nothing_lost_or_doubled(engine_server, tmp_path):

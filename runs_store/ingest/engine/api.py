@@ -130,6 +130,7 @@ class ApiSource:
             retries=self._retry,
         )
         self._concurrency = concurrency
+        self._pool: ThreadPoolExecutor | None = None  # the fetching threads, kept across pages
         self._token_name = token_name
         self._max_payload_bytes = max_payload_bytes
         self.stored_check = stored_check
@@ -146,6 +147,9 @@ class ApiSource:
         checked by the first request of `projects`."""
 
     def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
         self._http.clear()
 
     def projects(self, wanted: list[str]) -> list[str]:
@@ -282,8 +286,9 @@ class ApiSource:
     def _details(self, run_ids: list[str]) -> list[dict]:
         if not run_ids:
             return []
-        with ThreadPoolExecutor(max_workers=self._concurrency) as pool:
-            runs = list(pool.map(self._detail, run_ids))
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self._concurrency, thread_name_prefix="pull-fetch")
+        runs = list(self._pool.map(self._detail, run_ids))
         return [run for run in runs if run is not None]
 
     def _detail(self, run_id: str) -> dict | None:

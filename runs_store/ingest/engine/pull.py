@@ -10,14 +10,20 @@ page it committed, and a page read twice finds its runs unchanged, never doubled
 from __future__ import annotations
 
 import json
+import queue
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from runs_store.ingest.engine.source import EngineSource, PullError, RunPage
 from runs_store.ingest.pipeline import IngestSummary, ingest_items, records_as_items
 from runs_store.store.database import transaction
+
+# Pages are committed together up to this many runs, or after this long.
+BATCH_RUNS = 500
+BATCH_SECONDS = 2.0
 
 # (runs listed, runs fetched, requests, share of the walk done or None) so far, called after each
 # committed page.
@@ -156,14 +162,16 @@ def _set_outcome(con, source: str, project: str, started: datetime, error: str |
 
 
 def stored_versions(con) -> Callable[[dict[str, datetime]], set[str]]:
-    """Which listed runs (id -> `updated`) the store lacks, or holds an older version of."""
+    """Which listed runs (id -> `updated`) the store lacks, or holds an older version of. Asked
+    on a cursor of its own: the source asks while the pull commits on `con` (read ahead)."""
+    reader = con.cursor()
 
     def needed(versions: dict[str, datetime]) -> set[str]:
         if not versions:
             return set()
         ids = list(versions)
         held = dict(
-            con.execute(
+            reader.execute(
                 "SELECT id, updated_at FROM runs WHERE id IN (SELECT unnest($ids::VARCHAR[]))",
                 {"ids": ids},
             ).fetchall()
@@ -206,15 +214,86 @@ def _pull_project(con, source, project, since, summary: PullSummary, progress) -
     state = load_state(con, source.key, project)
     try:
         returned: set[str] = set()
-        for page in source.refetch(project, state.unfinished):
+        for page in batched(read_ahead(source.refetch(project, state.unfinished))):
             returned.update(_commit(con, source, project, page, summary, progress))
         _forget_unfinished(con, source.key, project, set(state.unfinished) - returned)
-        for page in source.pages(project, state.marker, since):
+        for page in batched(read_ahead(source.pages(project, state.marker, since))):
             _commit(con, source, project, page, summary, progress)
     except PullError as error:
         _set_outcome(con, source.key, project, started, str(error))
         raise
     _set_outcome(con, source.key, project, started, None)
+
+
+def read_ahead(pages: Iterator[RunPage], depth: int = 2) -> Iterator[RunPage]:
+    """The source's pages, read by a thread of their own up to `depth` pages ahead while the
+    caller commits the last ones: the engine's answers and the store's writes overlap. An error
+    of the source reaches the caller at the page where it happened; a caller that stops early
+    (an error while committing) lets the reader stop too."""
+    handoff: queue.Queue = queue.Queue(maxsize=depth)
+    stopped = threading.Event()
+
+    def read() -> None:
+        try:
+            for page in pages:
+                while not stopped.is_set():
+                    try:
+                        handoff.put(("page", page), timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stopped.is_set():
+                    return
+            handoff.put(("end", None))
+        except BaseException as error:  # handed to the caller, which raises it
+            handoff.put(("error", error))
+        finally:
+            close = getattr(pages, "close", None)
+            if close is not None and stopped.is_set():
+                close()
+
+    reader = threading.Thread(target=read, name="pull-read-ahead", daemon=True)
+    reader.start()
+    try:
+        while True:
+            kind, value = handoff.get()
+            if kind == "end":
+                return
+            if kind == "error":
+                raise value
+            yield value
+    finally:
+        stopped.set()
+        reader.join()
+
+
+def batched(pages: Iterator[RunPage]) -> Iterator[RunPage]:
+    """Consecutive pages as one, up to BATCH_RUNS runs or BATCH_SECONDS of waiting: each commit
+    costs a staging database, so a source's small pages are committed a few thousand runs at a
+    time. The batch keeps the last page's marker, so a pull killed mid-batch resumes before it."""
+    batch: RunPage | None = None
+    started = 0.0
+    for page in pages:
+        if batch is None:
+            batch, started = page, time.monotonic()
+        else:
+            _merge(batch, page)
+        if len(batch.runs) >= BATCH_RUNS or time.monotonic() - started >= BATCH_SECONDS:
+            yield batch
+            batch = None
+    if batch is not None:
+        yield batch
+
+
+def _merge(batch: RunPage, page: RunPage) -> None:
+    batch.runs.extend(page.runs)
+    batch.marker = page.marker if page.marker is not None else batch.marker
+    batch.listed += page.listed
+    batch.without_steps += page.without_steps
+    batch.requests += page.requests
+    batch.unfinished.extend(page.unfinished)
+    batch.notes.extend(page.notes)
+    batch.share = page.share
 
 
 def _commit(con, source, project, page: RunPage, summary: PullSummary, progress) -> list[str]:
