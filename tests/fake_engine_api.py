@@ -585,6 +585,7 @@ class _QuietServer(ThreadingHTTPServer):
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, as Fastify
+    disable_nagle_algorithm = True  # Node's sockets are noDelay (nodejs/node#42163)
 
     def setup(self):
         super().setup()

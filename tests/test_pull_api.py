@@ -375,7 +375,7 @@ def test_the_summary_is_printed_and_the_token_is_nowhere_in_the_store(tmp_path):
 
 
 def test_the_progress_line_shows_listed_fetched_rate_and_an_eta_where_known(tmp_path):
-    runs = engine_runs(1500, seed=56, days=3)  # over 500 runs since: more than one commit
+    runs = engine_runs(4000, seed=56, days=3)  # over 2,000 runs since: more than one commit
     with FakeEngine(runs, token=TOKEN) as engine:
         environment = {**os.environ, "RUNS_API_TOKEN": TOKEN}
         command = api_pull_command(

@@ -60,7 +60,7 @@ S3 = "S3"
 # so a run can become visible after runs with a later `updated`. The marker never passes runs
 # this recent: the next pull reads them again (finding them unchanged) rather than skipping one.
 SETTLE = timedelta(seconds=30)
-FILES_IN_FLIGHT = 4  # log and slice rows held at once while a page's files stream in
+FILES_IN_FLIGHT = 16  # log and slice rows held at once while a page's files stream in
 
 # Since the engine's first schema; the rest are detected (newer or older engines lack some).
 REQUIRED_RUN_COLUMNS = (

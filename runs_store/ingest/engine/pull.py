@@ -22,7 +22,7 @@ from runs_store.ingest.pipeline import IngestSummary, ingest_items, records_as_i
 from runs_store.store.database import transaction
 
 # Pages are committed together up to this many runs, or after this long.
-BATCH_RUNS = 500
+BATCH_RUNS = 2_000
 BATCH_SECONDS = 2.0
 
 # (runs listed, runs fetched, requests, share of the walk done or None) so far, called after each
