@@ -77,7 +77,6 @@ CREATE TABLE IF NOT EXISTS rejects (
     rejected_at TIMESTAMP NOT NULL
 );
 CREATE TABLE IF NOT EXISTS meta (key VARCHAR NOT NULL, value VARCHAR NOT NULL);
-@PULL_TABLES@
 """
 
 # How far each pull from a live engine got, per engine and project, and the runs it read while
@@ -98,6 +97,8 @@ CREATE TABLE IF NOT EXISTS pull_unfinished (
     run_id VARCHAR NOT NULL
 );
 """
+
+SCHEMA += PULL_TABLES
 
 # Each step from one schema version to the next, for a store made by an earlier release.
 MIGRATIONS = {
@@ -186,7 +187,7 @@ CREATE INDEX IF NOT EXISTS run_steps_by_run ON run_steps (run_id);
 
 def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
     if not _has_schema(con):
-        con.execute(SCHEMA.replace("@PULL_TABLES@", PULL_TABLES))
+        con.execute(SCHEMA)
         con.execute(
             "INSERT INTO meta VALUES ('schema_version', ?), ('generation', '0')", [SCHEMA_VERSION]
         )
