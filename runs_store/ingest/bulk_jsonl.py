@@ -116,14 +116,14 @@ CREATE OR REPLACE TEMP MACRO step_may_be_deep(v) AS
 _KIND_VALUE_SQL = {
     Kind.TEXT: "text_of({})",
     Kind.INT: "try_cast({} AS INTEGER)",
-    Kind.TIMESTAMP: "engine_ts({})",
+    Kind.TIMESTAMP: "{}__ts",  # parsed once per record in _CLASSIFY's base (TS_PARSED)
     Kind.TEXT_LIST: "CASE WHEN {0} IS NOT NULL THEN json_transform({0}, '[\"VARCHAR\"]') END",
     Kind.BOOL: "({0} ->> '$')::BOOLEAN",
 }
 _KIND_CHECK_SQL = {
     Kind.TEXT: "text_ok({})",
     Kind.INT: "int_ok({})",
-    Kind.TIMESTAMP: "ts_ok({})",
+    Kind.TIMESTAMP: "({0} IS NULL OR {0}__ts IS NOT NULL)",
     Kind.TEXT_LIST: """({0} IS NULL OR json_type({0}) = 'ARRAY' AND coalesce(list_bool_and(
             list_transform(json_transform({0}, '["JSON"]'), lambda t: json_type(t) = 'VARCHAR')),
             true))""",
@@ -178,6 +178,18 @@ FIELD_VALUES = ",\n       ".join(
     f"{field_value_sql(field, staged=True)} AS {field.column}" for field in RUN_FIELDS
 )
 
+# Each timestamp source parsed once per record (the engine's form only), carried by the judged
+# rows as SOURCE__ts: the checks and the values read that.
+assert all(
+    "." not in source for f in RUN_FIELDS if f.kind is Kind.TIMESTAMP for source in f.sources
+), "a timestamp source inside a struct needs its own parsed column name"
+TS_PARSED = "".join(
+    f",\n           engine_ts({source}) AS {source}__ts"
+    for source in dict.fromkeys(
+        source for field in RUN_FIELDS if field.kind is Kind.TIMESTAMP for source in field.sources
+    )
+)
+
 # A test run as run_fields.is_test_run has it: the environment, a JSON value, is the test one.
 TEST_RUN_SQL = f"coalesce(text_of({ENVIRONMENT_SOURCE}) = '{TEST_ENVIRONMENT}', false)"
 _GENERATED = {
@@ -186,6 +198,7 @@ _GENERATED = {
     "@START_TS@": field_value_sql(RUN_FIELDS_BY_COLUMN["start_time"]),
     "@FINISH_TS@": field_value_sql(RUN_FIELDS_BY_COLUMN["finish_time"]),
     "@TEST_RUN@": TEST_RUN_SQL,
+    "@TS_PARSED@": TS_PARSED,
 }
 
 # Whitespace that Python's str.strip() takes off: an id starting or ending with it is read in
@@ -203,7 +216,7 @@ WITH raw AS (
 ), base AS (
     SELECT *,
            id ->> '$' AS id_text,
-           status ->> '$' AS status_text,
+           status ->> '$' AS status_text@TS_PARSED@,
            @START_TS@ AS start_ts,
            @FINISH_TS@ AS finish_ts,
            @STEP_MAP@ AS step_map,
