@@ -348,3 +348,21 @@ def test_a_connection_that_cannot_be_used_is_one_line_exit_2_without_the_passwor
         db = tmp_path / f"{number}.duckdb"
         if db.exists():
             assert secrets_in_store(db, wrong, READER_PASSWORD) == [], name
+
+
+def test_the_progress_line_gives_an_eta_from_the_runs_to_read(engine_server, tmp_path):
+    loaded = load_engine(
+        engine_server, "cli_eta", one_project(some_runs(5 * PAGE, seed=65)), s3_every=0
+    )
+    db, dsn = tmp_path / "eta.duckdb", reader_dsn(engine_server, "cli_eta")
+    done = subprocess.run(
+        pull_command(dsn, db, progress="always"),
+        cwd=ROOT,
+        env=environment(),
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    updates = [line for line in re.split(r"[\r\n]+", done.stderr) if "runs listed" in line]
+    assert len(updates) >= 2 and any(" ETA " in line for line in updates), done.stderr
+    assert f"{len(loaded.production()):,} fetched" in updates[-1]

@@ -592,12 +592,16 @@ class PostgresSource:
         with self._translated(), self._own_connection() as conn, conn.transaction():
             schema = self._read_schema(conn)
             settle_before = transaction_start(conn) - SETTLE
+            total = self._count(conn, where, params)  # in the same snapshot: the ETA's share
+            done = 0
             with conn.cursor(name="runs", row_factory=dict_row) as runs:
                 runs.execute(self._runs_query(schema, where), params)
                 while rows := runs.fetchmany(self.page_size):
                     page = self._page(conn, schema, rows)
                     after = last_settled(rows, settle_before) or after
                     page.marker = after.marker() if after else None
+                    done += len(rows)
+                    page.share = min(1.0, done / total) if total else None
                     yield page
 
     def refetch(self, project: str, run_ids: list[str]) -> Iterator[RunPage]:
@@ -730,6 +734,13 @@ class PostgresSource:
             parts.append(sql.SQL("r.created >= %(since)s"))
             params["since"] = _utc(since)
         return sql.SQL(" AND ").join(parts), params
+
+    @staticmethod
+    def _count(conn: psycopg.Connection, where: sql.Composable, params: dict) -> int:
+        """How many runs this pull will read (for the progress line's ETA)."""
+        query = sql.SQL("SELECT count(*) FROM flow_run r WHERE {where}").format(where=where)
+        found = conn.execute(query, params).fetchone()
+        return int(found[0]) if found else 0
 
     @staticmethod
     def _runs_query(schema: Schema, where: sql.Composable) -> sql.Composed:
