@@ -98,7 +98,6 @@ _MACROS = r"""
 CREATE OR REPLACE TEMP MACRO engine_ts(j) AS
     CASE WHEN regexp_full_match(j, '@ENGINE_TS@')
          THEN try_cast(substr(j, 2, length(j) - 3) AS TIMESTAMP) END;
-CREATE OR REPLACE TEMP MACRO ts_ok(j) AS j IS NULL OR engine_ts(j) IS NOT NULL;
 CREATE OR REPLACE TEMP MACRO text_ok(j) AS j IS NULL OR json_type(j) = 'VARCHAR';
 CREATE OR REPLACE TEMP MACRO text_of(j) AS nullif(j ->> '$', '');
 CREATE OR REPLACE TEMP MACRO int_ok(j) AS j IS NULL OR json_type(j) IN ('BIGINT', 'UBIGINT');

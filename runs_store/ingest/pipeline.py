@@ -150,8 +150,12 @@ class IngestSummary:
 
     def line(self) -> str:
         files = f"{self.files:,} file" + ("" if self.files == 1 else "s")
+        return f"{files}: {self.outcomes()}"
+
+    def outcomes(self) -> str:
+        """What became of the records: "3 new, 0 updated, ... 1 test runs skipped"."""
         return (
-            f"{files}: {self.new:,} new, {self.updated:,} updated, "
+            f"{self.new:,} new, {self.updated:,} updated, "
             f"{self.unchanged:,} unchanged, {self.rejected:,} rejected, "
             f"{self.test_runs:,} test runs skipped"
         )

@@ -177,13 +177,14 @@ class ApiSource:
             if not items and walk.floor is None:
                 older = self._older_than(project, lower)
                 if older is None:
-                    yield self._page([], walk.marker(None), 0)
+                    yield self._page(([], []), walk.marker(None))
                     return
                 walk.upper, walk.boundary_ids, span = older, set(), FIRST_SPAN
                 continue
             page = self._page(
-                self._fetched(fresh), walk.marker(None if last else lower), len(fresh)
+                self._details(self._needed(fresh)), walk.marker(None if last else lower)
             )
+            page.listed = len(fresh)
             page.share = 1.0 if last else walk.share(lower)
             yield page
             if last:
@@ -196,14 +197,9 @@ class ApiSource:
     def refetch(self, project: str, run_ids: list[str]) -> Iterator[RunPage]:
         for start in range(0, len(run_ids), PAGE_LIMIT):
             chunk = run_ids[start : start + PAGE_LIMIT]
-            runs = self._details(chunk)
-            yield RunPage(
-                runs=runs,
-                marker=None,
-                listed=len(chunk),
-                requests=self._take_requests(),
-                unfinished=[run["id"] for run in runs if run.get("status") in UNFINISHED],
-            )
+            page = self._page(self._details(chunk), None)
+            page.listed = len(chunk)
+            yield page
 
     # ------------------------------------------------------------ the walk
 
@@ -253,15 +249,17 @@ class ApiSource:
         page = self._list(project, {"limit": 1, "createdBefore": engine_time(before)})
         return _created(page["data"][0]) if page["data"] else None
 
-    def _page(self, runs: list[dict], marker: dict, listed: int) -> RunPage:
-        page = RunPage(runs=runs, marker=marker, listed=listed, requests=self._take_requests())
-        page.unfinished = [run["id"] for run in runs if run.get("status") in UNFINISHED]
-        page.without_steps = sum(1 for run in runs if run.get("_stepsMissing"))
-        for run in runs:
-            note = run.pop("_stepsMissing", None)
-            if note:
-                page.notes.append(note)
-        return page
+    def _page(self, fetched: tuple[list[dict], list[str]], marker: dict | None) -> RunPage:
+        """Runs fetched with their notes (one per run whose steps could not all be read)."""
+        runs, notes = fetched
+        return RunPage(
+            runs=runs,
+            marker=marker,
+            requests=self._take_requests(),
+            unfinished=[run["id"] for run in runs if run.get("status") in UNFINISHED],
+            without_steps=len(notes),
+            notes=notes,
+        )
 
     def _take_requests(self) -> int:
         with self._counting:
@@ -275,31 +273,36 @@ class ApiSource:
 
     # ------------------------------------------------------------ runs with their steps
 
-    def _fetched(self, items: list[dict]) -> list[dict]:
+    def _needed(self, items: list[dict]) -> list[str]:
+        """The listed runs to fetch: those the store lacks or holds older (all, without a check)."""
         wanted = [item["id"] for item in items]
-        if self.stored_check is not None:
-            versions = {item["id"]: _updated(item) for item in items}
-            needed = self.stored_check(versions)
-            wanted = [run_id for run_id in wanted if run_id in needed]
-        return self._details(wanted)
+        if self.stored_check is None:
+            return wanted
+        needed = self.stored_check({item["id"]: _updated(item) for item in items})
+        return [run_id for run_id in wanted if run_id in needed]
 
-    def _details(self, run_ids: list[str]) -> list[dict]:
+    def _details(self, run_ids: list[str]) -> tuple[list[dict], list[str]]:
+        """The runs with their steps, a few at a time, and a note for each whose steps could not
+        all be read."""
         if not run_ids:
-            return []
+            return [], []
         if self._pool is None:
             self._pool = ThreadPoolExecutor(self._concurrency, thread_name_prefix="pull-fetch")
-        runs = list(self._pool.map(self._detail, run_ids))
-        return [run for run in runs if run is not None]
+        runs, notes = [], []
+        for run, note in self._pool.map(self._detail, run_ids):
+            if run is not None:  # None: deleted since it was listed
+                runs.append(run)
+            if note:
+                notes.append(note)
+        return runs, notes
 
-    def _detail(self, run_id: str) -> dict | None:
+    def _detail(self, run_id: str) -> tuple[dict | None, str | None]:
         run = self._get_json(f"/v1/flow-runs/{run_id}", {}, missing_ok=True)
         if run is None:
-            return None  # deleted since it was listed
+            return None, None
         self._add_step_graph(run)
         missing = self._materialise_slices(run)
-        if missing:
-            run["_stepsMissing"] = f"run {run_id}: {missing} sliced step output(s) not read"
-        return run
+        return run, f"run {run_id}: {missing} sliced step output(s) not read" if missing else None
 
     def _add_step_graph(self, run: dict) -> None:
         """The run's flow version's step graph (`trigger`), which names each step, its piece and

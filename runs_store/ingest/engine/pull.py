@@ -49,12 +49,10 @@ class PullSummary:
     def line(self) -> str:
         rate = self.fetched / self.seconds if self.seconds else 0.0
         steps = f", {self.without_steps:,} without steps" if self.without_steps else ""
-        i = self.ingest
         return (
             f"{self.source}, project{'s' if len(self.projects) != 1 else ''} "
             f"{', '.join(self.projects)}: {self.listed:,} runs listed, {self.fetched:,} fetched"
-            f"{steps}: {i.new:,} new, {i.updated:,} updated, {i.unchanged:,} unchanged, "
-            f"{i.rejected:,} rejected, {i.test_runs:,} test runs skipped; "
+            f"{steps}: {self.ingest.outcomes()}; "
             f"{self.requests:,} requests in {self.seconds:,.1f} s ({rate:,.0f} runs/s)"
         )
 
