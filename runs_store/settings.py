@@ -312,6 +312,15 @@ SETTINGS: tuple[Setting, ...] = (
         example="...",
     ),
     Setting(
+        "RUNS_CLICKHOUSE_PASSWORD",
+        "",
+        "The password for a ClickHouse server named by RUNS_DB or --db "
+        "(clickhouse://USER@HOST:PORT/DATABASE), which never holds one. Read from the "
+        "environment only; never stored, logged or shown.",
+        SECRET,
+        example="...",
+    ),
+    Setting(
         "RUNS_PULL_CONCURRENCY",
         "8",
         "How many runs `pull --api` fetches from the engine at once.",
@@ -347,6 +356,7 @@ class Settings:
     max_file_gb: float
     api_token: Secret
     pg_password: Secret
+    clickhouse_password: Secret
     pull_concurrency: int
     sources: Path | None
 

@@ -35,6 +35,7 @@ GOOD = {
     "RUNS_MAX_FILE_GB": ("0.25", 0.25),
     "RUNS_API_TOKEN": ("sk-abc123", Secret("sk-abc123")),
     "RUNS_PG_PASSWORD": ("p@ss word", Secret("p@ss word")),
+    "RUNS_CLICKHOUSE_PASSWORD": ("s3cret:/@", Secret("s3cret:/@")),
     "RUNS_PULL_CONCURRENCY": ("16", 16),
     "RUNS_SOURCES": ("~/sources.toml", Path.home() / "sources.toml"),
 }
@@ -72,6 +73,7 @@ BAD = {
     "RUNS_MAX_FILE_GB": (["lots", "0", "1e999"], "a positive number of gigabytes"),
     "RUNS_API_TOKEN": ([], "any text"),  # a token is whatever the engine gave
     "RUNS_PG_PASSWORD": ([], "any text"),
+    "RUNS_CLICKHOUSE_PASSWORD": ([], "any text"),
     "RUNS_PULL_CONCURRENCY": (["0", "65", "2.5", "many", ""], "a whole number from 1 to 64"),
     "RUNS_SOURCES": (["a\0b"], "a file path, or an empty value for none"),
 }
@@ -112,16 +114,24 @@ def test_every_default_is_allowed_and_read_typed():
         max_file_gb=10.0,
         api_token=Secret(""),
         pg_password=Secret(""),
+        clickhouse_password=Secret(""),
         pull_concurrency=8,
         sources=None,
     )
 
 
 def test_a_token_or_password_is_never_shown_by_the_settings():
-    loaded = load_settings({"RUNS_API_TOKEN": "sk-live-123", "RUNS_PG_PASSWORD": "hunter2"})
+    loaded = load_settings(
+        {
+            "RUNS_API_TOKEN": "sk-live-123",
+            "RUNS_PG_PASSWORD": "hunter2",
+            "RUNS_CLICKHOUSE_PASSWORD": "ch-pw-9",
+        }
+    )
     for shown in (repr(loaded), str(loaded), f"{loaded.api_token}", repr(loaded.pg_password)):
-        assert "sk-live-123" not in shown and "hunter2" not in shown
+        assert "sk-live-123" not in shown and "hunter2" not in shown and "ch-pw-9" not in shown
     assert loaded.api_token.reveal() == "sk-live-123" and loaded.pg_password.reveal() == "hunter2"
+    assert loaded.clickhouse_password.reveal() == "ch-pw-9"
 
 
 # ------------------------------------------------------------------ typed values
