@@ -157,6 +157,33 @@ def _parse_optional_path(text: str) -> Path | None:
     return _parse_path(text) if text.strip() else None
 
 
+def _parse_optional_url(text: str) -> str:
+    """An empty value (none), or an http(s) URL with a host."""
+    url = text.strip()
+    if not url:
+        return ""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(text)
+    return url
+
+
+_BUCKET = re.compile(r"[A-Za-z0-9._-]{3,255}")
+_REGION = re.compile(r"[A-Za-z0-9-]{1,64}")
+
+
+def _matching(pattern: re.Pattern[str]) -> Callable[[str], str]:
+    """The text, stripped, when empty or matching `pattern` whole."""
+
+    def parse(text: str) -> str:
+        value = text.strip()
+        if value and not pattern.fullmatch(value):
+            raise ValueError(text)
+        return value
+
+    return parse
+
+
 def _parse_count(text: str) -> int:
     value = int(text)
     if not 1 <= value <= 64:
@@ -167,6 +194,21 @@ def _parse_count(text: str) -> int:
 PATH = Kind(_parse_path, "a file path")
 OPTIONAL_PATH = Kind(_parse_optional_path, "a file path, or an empty value for none")
 SECRET = Kind(Secret, "any text")
+TEXT = Kind(str.strip, "any text")
+BUCKET = Kind(
+    _matching(_BUCKET),
+    "a bucket name (3 to 255 letters, digits, dots, hyphens or underscores), or an empty value "
+    "for none",
+)
+REGION = Kind(
+    _matching(_REGION),
+    "a region name such as eu-west-1 (letters, digits and hyphens), or an empty value for the "
+    "default",
+)
+OPTIONAL_URL = Kind(
+    _parse_optional_url,
+    "an http:// or https:// URL, or an empty value for AWS itself",
+)
 CONCURRENCY = Kind(_parse_count, "a whole number from 1 to 64")
 BOOL = Kind(_parse_bool, "1/true/yes/on or 0/false/no/off")
 MEMORY = Kind(
@@ -321,9 +363,52 @@ SETTINGS: tuple[Setting, ...] = (
         example="...",
     ),
     Setting(
+        "RUNS_S3_BUCKET",
+        "",
+        "The bucket the engine keeps run logs in when AP_FILE_STORAGE_LOCATION=S3 (its "
+        "AP_S3_BUCKET): `pull --postgres` reads the logs and sliced outputs stored there. "
+        "Empty: such runs load without steps and are counted.",
+        BUCKET,
+        example="activepieces-logs",
+    ),
+    Setting(
+        "RUNS_S3_ENDPOINT",
+        "",
+        "The S3-compatible endpoint (MinIO, Cloudflare R2, ...; the engine's AP_S3_ENDPOINT); "
+        "empty: AWS S3 itself.",
+        OPTIONAL_URL,
+        example="https://minio.example.com:9000",
+    ),
+    Setting(
+        "RUNS_S3_REGION",
+        "",
+        "The bucket's region (the engine's AP_S3_REGION); empty: boto3's default "
+        "(AWS_REGION, the profile).",
+        REGION,
+        example="eu-west-1",
+    ),
+    Setting(
+        "RUNS_S3_ACCESS_KEY_ID",
+        "",
+        "The access key id `pull --postgres` reads S3 with, with RUNS_S3_SECRET_ACCESS_KEY; "
+        "both empty: boto3's default credential chain (AWS_* variables, a profile, an "
+        "instance or IRSA role).",
+        TEXT,
+        example="AKIA...",
+    ),
+    Setting(
+        "RUNS_S3_SECRET_ACCESS_KEY",
+        "",
+        "The secret of RUNS_S3_ACCESS_KEY_ID. Read from the environment only; never stored, "
+        "logged or shown.",
+        SECRET,
+        example="...",
+    ),
+    Setting(
         "RUNS_PULL_CONCURRENCY",
         "8",
-        "How many runs `pull --api` fetches from the engine at once.",
+        "How many runs `pull --api` fetches from the engine at once, and how many objects "
+        "`pull --postgres` reads from S3 at once.",
         CONCURRENCY,
     ),
     Setting(
@@ -357,6 +442,11 @@ class Settings:
     api_token: Secret
     pg_password: Secret
     clickhouse_password: Secret
+    s3_bucket: str
+    s3_endpoint: str
+    s3_region: str
+    s3_access_key_id: str
+    s3_secret_access_key: Secret
     pull_concurrency: int
     sources: Path | None
 

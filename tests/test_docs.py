@@ -20,7 +20,7 @@ def settings_rows() -> dict[str, str]:
     """Variable -> its README table row."""
     found = {}
     for line in readme().splitlines():
-        match = re.match(r"\|\s*`(RUNS_[A-Z_]+)`\s*\|", line)
+        match = re.match(r"\|\s*`(RUNS_[A-Z0-9_]+)`\s*\|", line)
         if match:
             found[match.group(1)] = line
     return found

@@ -179,7 +179,7 @@ def test_a_pull_loads_a_projects_runs_as_a_file_would(engine, engine_server, tmp
     assert in_s3 > 5 and len(notes) == 1
     assert notes[0].startswith(
         f"note: {in_s3} run(s) loaded without steps: their log is in S3, which this source "
-        "does not read ("
+        "reads once RUNS_S3_BUCKET names its bucket ("
     )
     assert done.stderr == ""
     expected = from_file(tmp_path / "file.duckdb", engine.file_records(project))

@@ -36,6 +36,11 @@ GOOD = {
     "RUNS_API_TOKEN": ("sk-abc123", Secret("sk-abc123")),
     "RUNS_PG_PASSWORD": ("p@ss word", Secret("p@ss word")),
     "RUNS_CLICKHOUSE_PASSWORD": ("s3cret:/@", Secret("s3cret:/@")),
+    "RUNS_S3_BUCKET": (" activepieces-logs ", "activepieces-logs"),
+    "RUNS_S3_ENDPOINT": ("http://127.0.0.1:9000", "http://127.0.0.1:9000"),
+    "RUNS_S3_REGION": ("eu-west-1", "eu-west-1"),
+    "RUNS_S3_ACCESS_KEY_ID": ("AKIAIOSFODNN7EXAMPLE", "AKIAIOSFODNN7EXAMPLE"),
+    "RUNS_S3_SECRET_ACCESS_KEY": ("wJalrXUtnFEMI/K7MDENG", Secret("wJalrXUtnFEMI/K7MDENG")),
     "RUNS_PULL_CONCURRENCY": ("16", 16),
     "RUNS_SOURCES": ("~/sources.toml", Path.home() / "sources.toml"),
 }
@@ -74,6 +79,11 @@ BAD = {
     "RUNS_API_TOKEN": ([], "any text"),  # a token is whatever the engine gave
     "RUNS_PG_PASSWORD": ([], "any text"),
     "RUNS_CLICKHOUSE_PASSWORD": ([], "any text"),
+    "RUNS_S3_BUCKET": (["my logs", "s3://logs", "ab", "logs/2026"], "a bucket name"),
+    "RUNS_S3_ENDPOINT": (["minio:9000", "ftp://minio", "https://"], "an http:// or https:// URL"),
+    "RUNS_S3_REGION": (["eu west 1", "eu_west_1"], "a region name such as eu-west-1"),
+    "RUNS_S3_ACCESS_KEY_ID": ([], "any text"),
+    "RUNS_S3_SECRET_ACCESS_KEY": ([], "any text"),
     "RUNS_PULL_CONCURRENCY": (["0", "65", "2.5", "many", ""], "a whole number from 1 to 64"),
     "RUNS_SOURCES": (["a\0b"], "a file path, or an empty value for none"),
 }
@@ -115,6 +125,11 @@ def test_every_default_is_allowed_and_read_typed():
         api_token=Secret(""),
         pg_password=Secret(""),
         clickhouse_password=Secret(""),
+        s3_bucket="",
+        s3_endpoint="",
+        s3_region="",
+        s3_access_key_id="",
+        s3_secret_access_key=Secret(""),
         pull_concurrency=8,
         sources=None,
     )
@@ -132,6 +147,13 @@ def test_a_token_or_password_is_never_shown_by_the_settings():
         assert "sk-live-123" not in shown and "hunter2" not in shown and "ch-pw-9" not in shown
     assert loaded.api_token.reveal() == "sk-live-123" and loaded.pg_password.reveal() == "hunter2"
     assert loaded.clickhouse_password.reveal() == "ch-pw-9"
+
+
+def test_the_s3_secret_is_never_shown_by_the_settings():
+    loaded = load_settings({"RUNS_S3_SECRET_ACCESS_KEY": "wJalr-s3-secret"})
+    for shown in (repr(loaded), str(loaded), f"{loaded.s3_secret_access_key}"):
+        assert "wJalr-s3-secret" not in shown
+    assert loaded.s3_secret_access_key.reveal() == "wJalr-s3-secret"
 
 
 # ------------------------------------------------------------------ typed values

@@ -18,8 +18,9 @@ many of its runs the page holds).
 Safe on a production database: the session is read-only (every transaction too), statements have
 a timeout, and nothing of the password is ever shown: errors name the user, host, port and
 database only. Columns are detected, so older engines (with `flowDisplayName`, `failedStepName`,
-`duration`, `tasks`) read as well as 0.85. Logs stored in S3 are not read: those runs load without
-steps and are counted.
+`duration`, `tasks`) read as well as 0.85. Logs and slices the engine keeps in S3 (`location` S3,
+the key in `"s3Key"`) are read from its bucket when the source is given its settings
+(`object_storage`); without them those runs load without steps and are counted.
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ from runs_store.ingest.engine.logs import (
     slice_file_ids,
     with_slices,
 )
+from runs_store.ingest.engine.object_storage import NotRead, ObjectStore, S3Config
 from runs_store.ingest.engine.source import PullError, PullRefused, RunPage
 
 PRODUCTION = "PRODUCTION"
@@ -101,6 +103,7 @@ SELECT {columns},
        fv."displayName" AS "_versionName",
        f.id AS "_logId",
        {location} AS "_logLocation",
+       {s3_key} AS "_logKey",
        octet_length(f.data) AS "_logBytes"
 FROM flow_run r
 LEFT JOIN flow_version fv ON fv.id = r."flowVersionId"
@@ -120,7 +123,7 @@ FROM (SELECT id, "trigger"::text AS graph FROM flow_version
 """
 _LOGS = "SELECT id, data FROM file WHERE id = ANY(%(ids)s) AND data IS NOT NULL"
 _SLICES = """
-SELECT id, {location} AS location, octet_length(data) AS bytes,
+SELECT id, {location} AS location, {s3_key} AS s3_key, octet_length(data) AS bytes,
        CASE WHEN octet_length(data) <= %(limit)s THEN data END AS data
 FROM file WHERE id = ANY(%(ids)s)
 """
@@ -232,12 +235,19 @@ class Notes:
         return [f"{len(ids)} {trouble} ({some_ids(ids)})" for trouble, ids in self._runs.items()]
 
 
-LOG_IN_S3 = "run(s) loaded without steps: their log is in S3, which this source does not read"
+LOG_IN_S3 = (
+    "run(s) loaded without steps: their log is in S3, which this source reads once "
+    "RUNS_S3_BUCKET names its bucket"
+)
+LOG_WITHOUT_KEY = "run(s) loaded without steps: their log is in S3 but its row has no s3Key"
 SLICE_GONE = (
     "run(s) keep the reference of a sliced step output whose file is gone (expired with the "
     "engine's retention)"
 )
-SLICE_IN_S3 = "run(s) keep the reference of a sliced step output stored in S3"
+SLICE_IN_S3 = (
+    "run(s) keep the reference of a sliced step output stored in S3, which this source reads "
+    "once RUNS_S3_BUCKET names its bucket"
+)
 GRAPH_TOO_DEEP = (
     f"run(s) loaded without step names: their flow version's step graph is {too_deep_reason()}"
 )
@@ -273,6 +283,20 @@ def slice_unreadable(reason: str) -> str:
     return f"run(s) keep the reference of a sliced step output that cannot be read ({reason})"
 
 
+def log_missing(bucket: str) -> str:
+    return (
+        f"run(s) loaded without steps: their log is missing from S3 bucket {bucket} (expired "
+        "with the engine's retention, or never uploaded)"
+    )
+
+
+def slice_missing(bucket: str) -> str:
+    return (
+        "run(s) keep the reference of a sliced step output missing from S3 bucket "
+        f"{bucket} (expired with the engine's retention, or never uploaded)"
+    )
+
+
 # ---------------------------------------------------------------- one page
 
 
@@ -282,13 +306,13 @@ class PageBuilder:
 
     conn: psycopg.Connection
     rows: Sequence[dict]
-    optional_columns: Sequence[str]
-    has_location: bool
+    schema: Schema
+    objects: ObjectStore | None = None  # the engine's bucket, when the source was given it
     limit: int = field(default_factory=limits.max_record_chars)
     notes: Notes = field(default_factory=Notes)
 
     def __post_init__(self) -> None:
-        self.runs = [run_object(row, self.optional_columns) for row in self.rows]
+        self.runs = [run_object(row, self.schema.optional_run_columns) for row in self.rows]
         self.by_id = {run["id"]: run for run in self.runs}
         self.room: dict[str, int] = {}  # run id -> bytes its slices may still add
         self.unread: dict[str, str] = {}  # slice file id -> why it was not read, in a few words
@@ -344,28 +368,48 @@ class PageBuilder:
 
     # -- logs
 
-    def logs_to_read(self) -> dict[str, str]:
-        """Log file id -> run id of the runs whose log is in the database and within bounds;
-        the others are noted."""
-        wanted = {}
+    def logs_to_read(self) -> tuple[dict[str, str], dict[str, str]]:
+        """Log file id -> run id of the runs whose log is in the database and within bounds,
+        and S3 key -> run id of those whose log is in the bucket; the others are noted."""
+        in_database, in_bucket = {}, {}
         for row in self.rows:
             if row["_logId"] is None or (row["_logBytes"] is None and row["_logLocation"] != S3):
                 continue  # never started, or its log was purged: steps null, as the API says
             if row["_logLocation"] == S3:
-                self.lacks(row["id"], LOG_IN_S3)
+                if self.objects is None:
+                    self.lacks(row["id"], LOG_IN_S3)
+                elif not row["_logKey"]:
+                    self.lacks(row["id"], LOG_WITHOUT_KEY)
+                else:
+                    in_bucket[row["_logKey"]] = row["id"]
             elif row["_logBytes"] > self.limit:
                 self.lacks(row["id"], log_too_large())
             else:
-                wanted[row["_logId"]] = row["id"]
-        return wanted
+                in_database[row["_logId"]] = row["id"]
+        return in_database, in_bucket
 
     def read_logs(self) -> None:
-        wanted = self.logs_to_read()
-        if not wanted:
-            return
-        self.requests += 1
-        for file_id, data in stream(self.conn, "page_logs", _LOGS, {"ids": list(wanted)}):
-            self.add_log(wanted[file_id], bytes(data))
+        in_database, in_bucket = self.logs_to_read()
+        if in_database:
+            self.requests += 1
+            params = {"ids": list(in_database)}
+            for file_id, data in stream(self.conn, "page_logs", _LOGS, params):
+                self.add_log(in_database[file_id], bytes(data))
+        if in_bucket:
+            self.read_bucket_logs(in_bucket)
+
+    def read_bucket_logs(self, wanted: dict[str, str]) -> None:
+        """The logs kept in S3 (S3 key -> run id), a few at a time."""
+        assert self.objects is not None
+        self.requests += len(wanted)
+        for key, data in self.objects.read_many(list(wanted), self.limit):
+            run_id = wanted[key]
+            if data is NotRead.MISSING:
+                self.lacks(run_id, log_missing(self.objects.config.bucket))
+            elif data is NotRead.TOO_LARGE:
+                self.lacks(run_id, log_too_large())
+            else:
+                self.add_log(run_id, data)
 
     def add_log(self, run_id: str, data: bytes) -> None:
         try:
@@ -397,16 +441,23 @@ class PageBuilder:
             return
         self.requests += 1
         outputs: dict[str, dict[str, Any]] = {run_id: {} for run_id in set(wanted.values())}
-        location = sql.SQL("location" if self.has_location else "NULL")
-        query = sql.SQL(_SLICES).format(location=location)
+        query = sql.SQL(_SLICES).format(
+            location=self.schema.file_column("location"), s3_key=self.schema.file_column("s3Key")
+        )
         found = set()
-        for file_id, place, size, data in stream(
+        in_bucket: dict[str, str] = {}  # S3 key -> slice file id
+        for file_id, place, key, size, data in stream(
             self.conn, "page_slices", query, {"ids": list(wanted), "limit": self.limit}
         ):
             found.add(file_id)
-            self.add_slice(wanted[file_id], file_id, place, size, data, outputs)
+            if place == S3 and self.objects is not None and key:
+                in_bucket[key] = file_id
+            else:
+                self.add_slice(wanted[file_id], file_id, place, size, data, outputs)
         for file_id in wanted.keys() - found:
             self.not_read(wanted[file_id], file_id, SLICE_GONE, "expired")
+        if in_bucket:
+            self.read_bucket_slices(in_bucket, wanted, outputs)
         for run_id, materialised in outputs.items():
             run = self.by_id[run_id]
             run["steps"] = with_slices(run["steps"], materialised, self.unread)
@@ -431,19 +482,43 @@ class PageBuilder:
         elif data is None:
             self.not_read(run_id, file_id, slice_too_large(), "too large")
         else:
-            try:
-                value, unpacked = decode_slice(bytes(data), self.limit)
-            except LogTooLarge:
+            self.take_slice(run_id, file_id, bytes(data), outputs)
+
+    def read_bucket_slices(
+        self, in_bucket: dict[str, str], wanted: dict[str, str], outputs: dict[str, dict[str, Any]]
+    ) -> None:
+        """The slices kept in S3 (S3 key -> slice file id), a few at a time."""
+        assert self.objects is not None
+        self.requests += len(in_bucket)
+        for key, data in self.objects.read_many(list(in_bucket), self.limit):
+            file_id = in_bucket[key]
+            run_id = wanted[file_id]
+            if data is NotRead.MISSING:
+                trouble = slice_missing(self.objects.config.bucket)
+                self.not_read(run_id, file_id, trouble, NotRead.MISSING.value)
+            elif data is NotRead.TOO_LARGE:
                 self.not_read(run_id, file_id, slice_too_large(), "too large")
-                return
-            except LogUnreadable as error:
-                self.not_read(run_id, file_id, slice_unreadable(str(error)), "unreadable")
-                return
-            if unpacked > self.room[run_id]:
-                self.not_read(run_id, file_id, slice_too_large(), "too large")
-                return
-            self.room[run_id] -= unpacked
-            outputs[run_id][file_id] = value
+            else:
+                self.take_slice(run_id, file_id, data, outputs)
+
+    def take_slice(
+        self, run_id: str, file_id: str, data: bytes, outputs: dict[str, dict[str, Any]]
+    ) -> None:
+        """A slice's output into `outputs`, unless it cannot be read or takes its run past the
+        record bound."""
+        try:
+            value, unpacked = decode_slice(data, self.limit)
+        except LogTooLarge:
+            self.not_read(run_id, file_id, slice_too_large(), "too large")
+            return
+        except LogUnreadable as error:
+            self.not_read(run_id, file_id, slice_unreadable(str(error)), "unreadable")
+            return
+        if unpacked > self.room[run_id]:
+            self.not_read(run_id, file_id, slice_too_large(), "too large")
+            return
+        self.room[run_id] -= unpacked
+        outputs[run_id][file_id] = value
 
 
 def transaction_start(conn: psycopg.Connection) -> datetime:
@@ -535,14 +610,21 @@ def first_line(message: str) -> str:
 
 @dataclass(frozen=True)
 class Schema:
-    """What this database's engine release has: flow_run's optional columns, file's location."""
+    """What this database's engine release has: flow_run's optional columns, and file's columns
+    (`location` and `"s3Key"` came with SupportS3Files1726364421096)."""
 
     optional_run_columns: tuple[str, ...]
-    has_location: bool
+    file_columns: frozenset[str]
 
     @property
     def run_columns(self) -> tuple[str, ...]:
         return REQUIRED_RUN_COLUMNS + self.optional_run_columns
+
+    def file_column(self, column: str, table: str | None = None) -> sql.Composable:
+        """A column of `file` (of its alias `table`), or NULL when this release has none."""
+        if column not in self.file_columns:
+            return sql.SQL("NULL")
+        return sql.Identifier(table, column) if table else sql.Identifier(column)
 
 
 class PostgresSource:
@@ -553,14 +635,16 @@ class PostgresSource:
         dsn: str,
         password: str | None = None,
         page_size: int = 500,
-        s3: dict | None = None,
+        s3: S3Config | None = None,
+        s3_concurrency: int = 8,
     ):
         if page_size < 1:
             raise ValueError("page_size must be at least 1")
         self._dsn = dsn
         self._password = password
         self.page_size = page_size
-        self.s3 = s3  # reading logs from S3 is not done yet: such runs load without steps
+        # the engine's bucket; None: runs whose log is in S3 load without steps, counted
+        self.objects = ObjectStore(s3, s3_concurrency) if s3 is not None else None
         self.target = Target.of(dsn)
         self.key = f"postgres {self.target.address}/{self.target.dbname}"
         self._conn: psycopg.Connection | None = None
@@ -569,6 +653,8 @@ class PostgresSource:
     # -- the EngineSource protocol
 
     def check(self) -> None:
+        if self.objects is not None:
+            self.objects.check()
         with self._translated():
             self._read_schema(self.connection())
 
@@ -634,6 +720,8 @@ class PostgresSource:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+        if self.objects is not None:
+            self.objects.close()
 
     def __enter__(self) -> PostgresSource:
         return self
@@ -713,7 +801,7 @@ class PostgresSource:
             )
         return Schema(
             optional_run_columns=tuple(c for c in OPTIONAL_RUN_COLUMNS if c in run_columns),
-            has_location="location" in self._columns(conn, "file"),
+            file_columns=frozenset(self._columns(conn, "file")),
         )
 
     @staticmethod
@@ -747,11 +835,15 @@ class PostgresSource:
         columns = sql.SQL(", ").join(
             sql.SQL("r.{}").format(sql.Identifier(column)) for column in schema.run_columns
         )
-        location = sql.SQL("f.location" if schema.has_location else "NULL")
-        return sql.SQL(_RUNS).format(columns=columns, location=location, where=where)
+        return sql.SQL(_RUNS).format(
+            columns=columns,
+            location=schema.file_column("location", "f"),
+            s3_key=schema.file_column("s3Key", "f"),
+            where=where,
+        )
 
     def _page(self, conn: psycopg.Connection, schema: Schema, rows: Sequence[dict]) -> RunPage:
-        builder = PageBuilder(conn, rows, schema.optional_run_columns, schema.has_location)
+        builder = PageBuilder(conn, rows, schema, self.objects)
         page = builder.build()
         page.requests += 1  # the runs themselves
         return page

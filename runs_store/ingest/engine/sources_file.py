@@ -14,11 +14,15 @@ postgres = "postgresql://runs_reader@db.example.com:5432/activepieces"
 projects = []                            # empty or absent: every project
 password = "env:AP_DB_PASSWORD"          # optional (default RUNS_PG_PASSWORD)
 since = "2026-11-01"                     # optional: how far back a first pull goes
+[sources.s3]                             # optional: the bucket of the logs kept in S3 (default
+bucket = "activepieces-logs"             # RUNS_S3_*); endpoint, region, and the variables
+access_key_id = "env:AP_S3_KEY_ID"       # holding a key (none: boto3's default credentials)
+secret_access_key = "env:AP_S3_SECRET"
 ```
 
-Secrets never sit in the file: `token` and `password` only name an environment variable, and a DSN
-or URL holding a password is refused. Each mistake is one line naming the file, the source and
-the key.
+Secrets never sit in the file: `token`, `password` and the S3 key only name an environment
+variable, and a DSN or URL holding a password is refused. Each mistake is one line naming the
+file, the source and the key.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from contextlib import closing
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from runs_store import settings
@@ -39,13 +44,42 @@ from runs_store.domain.run_fields import RecordRejected, parse_time
 from runs_store.ingest.engine.pull import PullProgress, pull, stored_versions
 from runs_store.ingest.engine.source import EngineSource, PullRefused
 
+if TYPE_CHECKING:  # the S3 client's module loads boto3: only a pull that reads S3 needs it
+    from runs_store.ingest.engine.object_storage import S3Config
+
 KINDS = ("api", "postgres")
-KEYS = {"name", "api", "postgres", "projects", "token", "password", "since"}
+KEYS = {"name", "api", "postgres", "projects", "token", "password", "since", "s3"}
 DEFAULT_SECRET = {"api": "RUNS_API_TOKEN", "postgres": "RUNS_PG_PASSWORD"}
+DEFAULT_KEY_NAMES = ("RUNS_S3_ACCESS_KEY_ID", "RUNS_S3_SECRET_ACCESS_KEY")
+S3_KEYS = {"bucket", "endpoint", "region", "access_key_id", "secret_access_key"}
 
 
 class SourcesFileError(StoreError):
     """The sources file cannot be used; one line per mistake."""
+
+
+@dataclass(frozen=True)
+class S3Entry:
+    """A postgres source's `[sources.s3]` table: the bucket of the logs the engine keeps in S3,
+    and the variables holding its key (both None: boto3's default credentials)."""
+
+    bucket: str
+    endpoint: str = ""
+    region: str = ""
+    key_id_env: str = DEFAULT_KEY_NAMES[0]
+    secret_env: str = DEFAULT_KEY_NAMES[1]
+
+    def config(self) -> S3Config:
+        from runs_store.ingest.engine.object_storage import S3Config
+
+        return S3Config(
+            bucket=self.bucket,
+            endpoint=self.endpoint,
+            region=self.region,
+            access_key_id=os.environ.get(self.key_id_env, "").strip(),
+            secret_access_key=settings.Secret(os.environ.get(self.secret_env, "")),
+            key_names=(self.key_id_env, self.secret_env),
+        )
 
 
 @dataclass(frozen=True)
@@ -56,9 +90,18 @@ class SourceConfig:
     projects: tuple[str, ...]
     secret_env: str  # the environment variable holding the token or password
     since: datetime | None = None
+    s3: S3Entry | None = None  # None: RUNS_S3_* (a postgres source)
 
     def secret(self) -> str | None:
         return os.environ.get(self.secret_env) or None
+
+    def s3_config(self) -> S3Config | None:
+        """The engine's bucket: the source's own, else RUNS_S3_* (None when no bucket is set)."""
+        from runs_store.ingest.engine.object_storage import S3Config
+
+        if self.s3 is not None:
+            return self.s3.config()
+        return S3Config.from_settings(settings.current())
 
 
 def read_sources(path: Path) -> list[SourceConfig]:
@@ -119,9 +162,10 @@ def _read_entry(entry: dict, where: str, problems: list[str]) -> SourceConfig | 
             f'"env:NAME": secrets are never written in this file'
         )
     since = _since(entry.get("since"), where, problems)
+    s3 = _s3_entry(kind, entry.get("s3"), where, problems)
     if len(problems) > before:
         return None
-    return SourceConfig(name, kind, address, tuple(projects), secret_env or "", since)
+    return SourceConfig(name, kind, address, tuple(projects), secret_env or "", since, s3)
 
 
 def _address(kind: str, value, where: str, problems: list[str]) -> str:
@@ -145,6 +189,55 @@ def _secret_env(value, default: str) -> str | None:
     if isinstance(value, str) and value.startswith("env:") and value[4:].strip():
         return value[4:].strip()
     return None
+
+
+def _s3_entry(kind: str, table, where: str, problems: list[str]) -> S3Entry | None:
+    """The `[sources.s3]` table of a postgres source, checked key by key."""
+    if table is None:
+        return None
+    where = f"{where} s3"
+    if kind != "postgres" or not isinstance(table, dict):
+        problems.append(f"{where}: `s3` is a table of a `postgres` source ([sources.s3])")
+        return None
+    before = len(problems)
+    for key in sorted(set(table) - S3_KEYS):
+        problems.append(f"{where}: unknown key {key!r}; use {', '.join(sorted(S3_KEYS))}")
+    bucket = _s3_value(table, "bucket", "RUNS_S3_BUCKET", where, problems)
+    if not table.get("bucket"):
+        problems.append(f"{where}: `bucket` must name the engine's bucket (its AP_S3_BUCKET)")
+    endpoint = _s3_value(table, "endpoint", "RUNS_S3_ENDPOINT", where, problems)
+    region = _s3_value(table, "region", "RUNS_S3_REGION", where, problems)
+    if ("access_key_id" in table) != ("secret_access_key" in table):
+        problems.append(f"{where}: give both `access_key_id` and `secret_access_key`, or neither")
+    key_id_env = _s3_key_env(table, "access_key_id", DEFAULT_KEY_NAMES[0], where, problems)
+    secret_env = _s3_key_env(table, "secret_access_key", DEFAULT_KEY_NAMES[1], where, problems)
+    if len(problems) > before:
+        return None
+    return S3Entry(bucket, endpoint, region, key_id_env, secret_env)
+
+
+def _s3_value(table: dict, key: str, setting: str, where: str, problems: list[str]) -> str:
+    """A text of the s3 table, read as the setting of the same meaning reads it."""
+    kind = settings.declared(setting).kind
+    value = table.get(key, "")
+    try:
+        if isinstance(value, str):
+            return str(kind.parse(value))
+    except ValueError:
+        pass
+    problems.append(f"{where}: `{key}` must be {kind.allowed}")
+    return ""
+
+
+def _s3_key_env(table: dict, key: str, default: str, where: str, problems: list[str]) -> str:
+    """The variable holding the access key id or its secret."""
+    env = _secret_env(table.get(key), default)
+    if env is None:
+        problems.append(
+            f"{where}: `{key}` must name an environment variable, as "
+            f'"env:NAME": secrets are never written in this file'
+        )
+    return env or ""
 
 
 def _since(value, where: str, problems: list[str]) -> datetime | None:
@@ -199,7 +292,12 @@ def open_source(
         )
     from runs_store.ingest.engine.postgres import PostgresSource
 
-    return PostgresSource(config.address, password=secret)
+    return PostgresSource(
+        config.address,
+        password=secret,
+        s3=config.s3_config(),
+        s3_concurrency=current.pull_concurrency,
+    )
 
 
 def source_key(config: SourceConfig) -> str:
