@@ -19,6 +19,11 @@ import re
 MAX_JSON_DEPTH = 256
 
 _OPENERS = ("{", "[")
+# A \uD800-\uDFFF escape: half of a pair, or (lone) no character at all. JSON allows a lone one
+# (JavaScript's JSON.stringify writes one for a string that holds it); UTF-8, Arrow and DuckDB do
+# not, so a parsed lone half becomes U+FFFD, the replacement character, as decoders do.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 _STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.S)
 _BRACKET = re.compile(r"[\[\]{}]")
 
@@ -51,6 +56,28 @@ def loads_bounded(text: str, limit: int = MAX_JSON_DEPTH):
     if exceeds_depth(text, limit):
         raise TooDeep(too_deep_reason(limit))
     try:
-        return json.loads(text)
+        value = json.loads(text)
     except RecursionError:  # only if the scan above missed a depth Python cannot parse
         raise TooDeep(too_deep_reason(limit)) from None
+    return without_lone_surrogates(value) if has_surrogate_escape(text) else value
+
+
+def has_surrogate_escape(text: str) -> bool:
+    """Whether JSON text escapes a UTF-16 surrogate (a pair's half, or a lone one): such text is
+    parsed in Python rather than handed to DuckDB, which refuses a lone one."""
+    return _SURROGATE_ESCAPE.search(text) is not None
+
+
+def without_lone_surrogates(value):
+    """The parsed value with each lone surrogate (a pair was joined into one character by the
+    parser) replaced by U+FFFD; the same objects when there was none."""
+    if isinstance(value, str):
+        return _LONE_SURROGATE.sub("\ufffd", value)
+    if isinstance(value, list):
+        return [without_lone_surrogates(item) for item in value]
+    if isinstance(value, dict):
+        return {
+            without_lone_surrogates(key): without_lone_surrogates(item)
+            for key, item in value.items()
+        }
+    return value

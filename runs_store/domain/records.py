@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from runs_store.domain.bounded_json import has_surrogate_escape
 from runs_store.domain.run_fields import (
     FLAT_FIELDS,
     GIVEN_DURATION,
@@ -233,7 +234,9 @@ def normalize_run(record, source: str, record_text: str | None = None) -> Normal
     row = {column: row[column] for column in RUN_COLUMNS}
     if not steps:
         return NormalizedRun(row, None, catalog)
-    return NormalizedRun(row, record_text or json_text({"steps": steps}), catalog, list(steps))
+    if record_text is None or has_surrogate_escape(record_text):  # not for DuckDB as it is
+        record_text = json_text({"steps": steps})
+    return NormalizedRun(row, record_text, catalog, list(steps))
 
 
 def _error_columns(error: str | None) -> dict:

@@ -26,6 +26,7 @@ import urllib3
 from urllib3.exceptions import HTTPError as Urllib3Error
 from urllib3.util.retry import Retry
 
+from runs_store.domain.bounded_json import TooDeep, loads_bounded
 from runs_store.domain.statuses import UNFINISHED
 from runs_store.ingest.engine.logs import (
     LogTooLarge,
@@ -381,8 +382,10 @@ class ApiSource:
         if body is None:
             return None
         try:
-            return json.loads(body)
-        except ValueError:
+            return loads_bounded(body.decode("utf-8"))
+        except TooDeep as error:
+            raise PullError(f"{self._host()} answered {path} with JSON {error}") from None
+        except ValueError:  # not JSON, or not UTF-8
             raise PullError(self._not_an_engine("its answer is not JSON")) from None
 
     def _get_bytes(self, path_and_query: str, missing_ok: bool = False) -> bytes | None:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from runs_store.ingest.engine.source import EngineSource, PullError, RunPage
-from runs_store.ingest.pipeline import IngestSummary, ingest_items, records_as_items
+from runs_store.ingest.pipeline import IngestSummary, ingest_records
 from runs_store.store.database import transaction
 
 # Pages are committed together up to this many runs, or after this long.
@@ -297,7 +297,7 @@ def _merge(batch: RunPage, page: RunPage) -> None:
 def _commit(con, source, project, page: RunPage, summary: PullSummary, progress) -> list[str]:
     """The page's runs into the store, then its marker; the ids of its runs."""
     name = f"{source.key} project {project}"
-    outcome = ingest_items(con, records_as_items(page.runs), name, replace_rejects=False)
+    outcome = ingest_records(con, page.runs, name)
     summary.ingest.add(outcome)
     _save_page(con, source.key, project, page, outcome.new + outcome.updated)
     summary.listed += page.listed
