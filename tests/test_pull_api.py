@@ -199,7 +199,12 @@ def test_a_pull_killed_half_way_resumes_with_nothing_lost_or_doubled(tmp_path):
     db = tmp_path / "killed.duckdb"
     with FakeEngine(runs, token=TOKEN) as engine:
         command = api_pull_command(engine.base_url, db, progress="always")
-        environment = {**os.environ, "RUNS_API_TOKEN": TOKEN, "RUNS_PULL_CONCURRENCY": "2"}
+        environment = {
+            **os.environ,
+            "RUNS_API_TOKEN": TOKEN,
+            "RUNS_PULL_CONCURRENCY": "2",
+            "RUNS_PULL_COMMIT_RUNS": "200",  # commits well before the end
+        }
         child = subprocess.Popen(command, cwd=ROOT, env=environment, stderr=subprocess.PIPE)
         watch = StderrWatch(child)  # a progress line follows each commit
         try:

@@ -275,7 +275,7 @@ def test_a_pull_killed_half_way_resumes_with_nothing_lost_or_doubled(engine_serv
     child = subprocess.Popen(
         pull_command(dsn, db, progress="always"),  # a progress line after each committed page
         cwd=ROOT,
-        env=environment(),
+        env={**environment(), "RUNS_PULL_COMMIT_RUNS": str(PAGE)},  # a commit per page
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
@@ -358,7 +358,7 @@ def test_the_progress_line_gives_an_eta_from_the_runs_to_read(engine_server, tmp
     done = subprocess.run(
         pull_command(dsn, db, progress="always"),
         cwd=ROOT,
-        env=environment(),
+        env={**environment(), "RUNS_PULL_COMMIT_RUNS": str(PAGE)},  # an update per page at least
         capture_output=True,
         text=True,
     )

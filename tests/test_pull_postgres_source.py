@@ -44,7 +44,7 @@ from runs_store.ingest.engine.logs import (
 )
 from runs_store.ingest.engine.postgres import PostgresSource
 from runs_store.ingest.engine.source import PullError, PullRefused, RunPage
-from runs_store.ingest.pipeline import ingest_items, records_as_items
+from runs_store.ingest.pipeline import ingest_items, ingest_records, records_as_items
 from runs_store.store.database import open_db
 from sample_data.generator import generate_runs
 
@@ -86,7 +86,16 @@ def pull_all(source: PostgresSource, marker: dict | None = None, since=None) -> 
 
 
 def runs_of(pages: list[RunPage]) -> dict[str, dict]:
-    return {run["id"]: run for page in pages for run in page.runs}
+    """The pages' runs as the store reads them: steps given as JSON text put in `steps`."""
+    return {run["id"]: with_steps(run, page) for page in pages for run in page.runs}
+
+
+def with_steps(run: dict, page: RunPage) -> dict:
+    text = page.steps_json.get(run["id"])
+    if text is None:
+        return run
+    assert run["steps"] is None, "steps given twice"
+    return {**run, "steps": json.loads(text)}
 
 
 def ids_of(pages: list[RunPage]) -> list[str]:
@@ -225,8 +234,8 @@ def rows_of(path, query: str) -> list[tuple]:
 
 def store_of_pages(path, pages: list[RunPage], source: str):
     with open_db(path) as con:
-        for page in pages:
-            ingest_items(con, records_as_items(page.runs), source)
+        for page in pages:  # as a pull loads them
+            ingest_records(con, page.runs, source, page.steps_json)
     return path
 
 
@@ -404,7 +413,7 @@ def test_an_unfinished_run_is_listed_then_read_again_finished(engine_server):
     write_progress(engine_server, loaded, run["id"], "SUCCEEDED", run["steps"])
     (again,) = list(PostgresSource(loaded.dsn).refetch(project, [run["id"]]))
     assert again.unfinished == [] and again.marker is None
-    (finished,) = again.runs
+    (finished,) = runs_of([again]).values()
     assert finished["status"] == "SUCCEEDED" and finished["steps"] == run["steps"]
     assert finished["finishTime"] is not None
 
@@ -608,3 +617,50 @@ def test_a_log_past_its_bound_or_not_json_is_refused_with_a_reason():
         decode_log(b'{"steps": {}}', limit=1000)
     with pytest.raises(LogUnreadable, match="zstd"):
         decode_log(b"\x28\xb5\x2f\xfd" + b"garbage" * 10, limit=1000)
+
+
+def _read_as_text(document) -> tuple:
+    """What a pull takes of a log, with the steps as text (parsed back) and as Python read it."""
+    for generation in LOG_GENERATIONS:
+        data = encode_log(document, generation)
+        as_text, parsed = decode_log(data, 100_000, steps_as_text=True), decode_log(data, 100_000)
+        steps = json.loads(as_text.steps_json) if as_text.steps_json is not None else as_text.steps
+        assert (steps, as_text.tags, as_text.internal_error) == (
+            parsed.steps,
+            parsed.tags,
+            parsed.internal_error,
+        ), generation
+    return as_text.steps_json, parsed
+
+
+def test_a_usual_logs_steps_come_as_text_equal_to_what_python_reads():
+    document = {
+        "version": 2,
+        "executionState": {
+            "steps": {
+                "trigger": {"status": "SUCCEEDED", "output": {"n": [1, 2.5, -0.0, 1e21]}},
+                "step_1": {"status": "FAILED", "errorMessage": 'say "hi"\n\u00e9\U0001f600'},
+            },
+            "tags": ["a", "b"],
+        },
+        "internalError": {"source": "ENGINE", "message": "boom", "code": "X"},
+    }
+    steps_json, _ = _read_as_text(document)
+    assert steps_json is not None
+
+
+@pytest.mark.parametrize(
+    "output",
+    [
+        {"big": 2**70},  # past 64 bits: simdjson refuses it, Python keeps it exact
+        {"lone": "\ud800"},  # a lone surrogate: Python reads it as U+FFFD
+        {
+            "type": "slice",
+            "nested": {"outputType": "slice"},
+        },  # a slice reference: put back by Python
+    ],
+)
+def test_a_log_simdjson_does_not_take_whole_is_read_by_python(output):
+    document = {"executionState": {"steps": {"a": {"status": "SUCCEEDED", "output": output}}}}
+    steps_json, parsed = _read_as_text(document)
+    assert steps_json is None and parsed.steps["a"]["output"]

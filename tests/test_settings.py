@@ -42,6 +42,7 @@ GOOD = {
     "RUNS_S3_ACCESS_KEY_ID": ("AKIAIOSFODNN7EXAMPLE", "AKIAIOSFODNN7EXAMPLE"),
     "RUNS_S3_SECRET_ACCESS_KEY": ("wJalrXUtnFEMI/K7MDENG", Secret("wJalrXUtnFEMI/K7MDENG")),
     "RUNS_PULL_CONCURRENCY": ("16", 16),
+    "RUNS_PULL_COMMIT_RUNS": ("500", 500),
     "RUNS_SOURCES": ("~/sources.toml", Path.home() / "sources.toml"),
 }
 
@@ -85,6 +86,10 @@ BAD = {
     "RUNS_S3_ACCESS_KEY_ID": ([], "any text"),
     "RUNS_S3_SECRET_ACCESS_KEY": ([], "any text"),
     "RUNS_PULL_CONCURRENCY": (["0", "65", "2.5", "many", ""], "a whole number from 1 to 64"),
+    "RUNS_PULL_COMMIT_RUNS": (
+        ["0", "1000001", "2.5", "all", ""],
+        "a whole number from 1 to 1000000",
+    ),
     "RUNS_SOURCES": (["a\0b"], "a file path, or an empty value for none"),
 }
 
@@ -131,6 +136,7 @@ def test_every_default_is_allowed_and_read_typed():
         s3_access_key_id="",
         s3_secret_access_key=Secret(""),
         pull_concurrency=8,
+        pull_commit_runs=20_000,
         sources=None,
     )
 

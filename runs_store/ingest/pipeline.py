@@ -17,7 +17,7 @@ import json
 import os
 import tempfile
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -347,13 +347,22 @@ def _outcomes(con) -> dict[str, int]:
 
 
 def _scratch_path(con, suffix: str = ".duckdb") -> Path:
-    """A scratch file beside the database (or in the temp dir for in-memory ones), named after
-    this process so that a later ingest can tell it is left over once the process is gone."""
+    folder = scratch_folder(con)
+    remove_dead_scratch(folder)
+    return scratch_file(folder, suffix)
+
+
+def scratch_folder(con) -> Path:
+    """Where scratch files go: beside the database (the temp dir for an in-memory one)."""
     database = con.execute(
         "SELECT path FROM duckdb_databases() WHERE database_name = current_database()"
     ).fetchall()[0][0]
-    folder = Path(database).parent if database else Path(tempfile.gettempdir())
-    remove_dead_scratch(folder)
+    return Path(database).parent if database else Path(tempfile.gettempdir())
+
+
+def scratch_file(folder: Path, suffix: str) -> Path:
+    """A scratch file's name, after this process: a later ingest can tell it is left over once
+    the process is gone."""
     return folder / f"{SCRATCH_PREFIX}{os.getpid()}-{uuid.uuid4().hex[:8]}{suffix}"
 
 
@@ -660,23 +669,54 @@ def ingest_paths(
     return total
 
 
-def ingest_records(con, records: list[dict], source: str) -> IngestSummary:
-    """Engine run objects already in memory (a pull's pages), in one transaction, by the fast
-    path: written as JSON lines to a scratch file beside the store and read as a JSONL file is,
-    normalised in SQL; Python reads what that cannot take, as for a file. Rejects add up to the
-    source's earlier ones (each batch of a pull is loaded on its own)."""
-    path = _scratch_path(con, ".jsonl")
+class RunSpool:
+    """Engine run objects spooled as JSON lines to a scratch file beside the store, then loaded in
+    one transaction by the fast path (normalised in SQL; Python takes what that cannot, as for a
+    file). A pull's batch of many pages waits here on disk, not in memory as parsed objects."""
+
+    def __init__(self, folder: Path):
+        self.path = scratch_file(folder, ".jsonl")
+        self._lines = open(self.path, "wb")  # noqa: SIM115 - closed by ingest() or discard()
+        self.records = 0
+
+    def add(self, records: list[dict], steps_json: Mapping[str, bytes] | None = None) -> None:
+        """Spools the records; a record whose id is in `steps_json` gets those steps (JSON text)
+        in place of its own `steps`."""
+        if steps_json:
+            self._lines.writelines(_line_with_steps(record, steps_json) for record in records)
+        else:
+            self._lines.writelines(map(json_line, records))
+        self.records += len(records)
+
+    def ingest(self, con, source: str) -> IngestSummary:
+        """Loads the spooled runs; rejects add up to the source's earlier ones (each batch of a
+        pull is loaded on its own). The scratch file is deleted, loaded or not."""
+        self._lines.close()
+        try:
+            spooled = SourceFile(self.path, display_name=source, format="jsonl")
+            summary = _ingest_plain_by_duckdb(con, spooled, None, replace_rejects=False)
+            if summary is None:
+                summary = ingest_items(con, spooled.items(), source, replace_rejects=False)
+            return summary
+        finally:
+            self.discard()
+
+    def discard(self) -> None:
+        self._lines.close()
+        self.path.unlink(missing_ok=True)
+
+
+def ingest_records(
+    con, records: list[dict], source: str, steps_json: Mapping[str, bytes] | None = None
+) -> IngestSummary:
+    """Engine run objects already in memory, in one transaction, by the fast path (RunSpool)."""
+    spool = RunSpool(scratch_folder(con))
     try:
-        with open(path, "wb") as lines:
-            for record in records:
-                lines.write(json_line(record))
-        plain = SourceFile(path, display_name=source, format="jsonl")
-        summary = _ingest_plain_by_duckdb(con, plain, None, replace_rejects=False)
-    finally:
-        path.unlink(missing_ok=True)
-    if summary is None:
-        summary = ingest_items(con, records_as_items(records), source, replace_rejects=False)
-    return summary
+        spool.add(records, steps_json)
+    except BaseException:
+        spool.discard()
+        raise
+    return spool.ingest(con, source)
 
 
 def json_line(record: dict) -> bytes:
@@ -686,6 +726,15 @@ def json_line(record: dict) -> bytes:
         return orjson.dumps(record, default=str, option=_ORJSON_LINE)
     except TypeError:
         return json.dumps(record, default=str).encode() + b"\n"
+
+
+def _line_with_steps(record: dict, steps_json: Mapping[str, bytes]) -> bytes:
+    run_id = record.get("id")
+    steps = steps_json.get(run_id) if isinstance(run_id, str) else None
+    if steps is None:
+        return json_line(record)
+    line = json_line({key: value for key, value in record.items() if key != "steps"})
+    return line[:-2] + b',"steps":' + steps + b"}\n"  # the object's closing brace moves last
 
 
 def records_as_items(records: Iterable[dict]) -> Iterator[Item]:

@@ -55,6 +55,7 @@ from runs_store.ingest.engine.object_storage import NotRead, ObjectStore, S3Conf
 from runs_store.ingest.engine.source import PullError, PullRefused, RunPage
 
 PRODUCTION = "PRODUCTION"
+_NO_OFFSET = timedelta(0)
 CONNECT_TIMEOUT_SECONDS = 10
 STATEMENT_TIMEOUT_SECONDS = 300
 S3 = "S3"
@@ -133,15 +134,16 @@ FROM file WHERE id = ANY(%(ids)s)
 
 
 def _utc(moment: datetime) -> datetime:
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    return moment if moment.utcoffset() == _NO_OFFSET else moment.astimezone(UTC)
 
 
 def iso_ms(moment: datetime | None) -> str | None:
-    """A moment as the engine's API writes it: UTC, milliseconds, `Z`."""
+    """A moment as the engine's API writes it: UTC, milliseconds, `Z` (2026-11-03T09:14:02.118Z)."""
     if moment is None:
         return None
-    utc = _utc(moment)
-    return f"{utc:%Y-%m-%dT%H:%M:%S}.{utc.microsecond // 1000:03d}Z"
+    return _utc(moment).isoformat(timespec="milliseconds")[:23] + "Z"
 
 
 def iso_us(moment: datetime) -> str:
@@ -317,6 +319,7 @@ class PageBuilder:
         self.room: dict[str, int] = {}  # run id -> bytes its slices may still add
         self.unread: dict[str, str] = {}  # slice file id -> why it was not read, in a few words
         self.incomplete: set[str] = set()
+        self.steps_json: dict[str, bytes] = {}  # run id -> its steps as JSON text (no slices)
         self.requests = 0
 
     def build(self) -> RunPage:
@@ -331,6 +334,7 @@ class PageBuilder:
             requests=self.requests,
             unfinished=[run["id"] for run in self.runs if run["status"] in UNFINISHED],
             notes=self.notes.lines(),
+            steps_json=self.steps_json,
         )
 
     def lacks(self, run_id: str, trouble: str) -> None:
@@ -413,7 +417,7 @@ class PageBuilder:
 
     def add_log(self, run_id: str, data: bytes) -> None:
         try:
-            log = decode_log(data, self.limit)
+            log = decode_log(data, self.limit, steps_as_text=True)
         except LogTooLarge:
             self.lacks(run_id, log_too_large())
             return
@@ -421,7 +425,10 @@ class PageBuilder:
             self.lacks(run_id, log_unreadable(str(error)))
             return
         run = self.by_id[run_id]
-        run["steps"] = log.steps
+        if log.steps_json is not None:
+            self.steps_json[run_id] = log.steps_json
+        else:
+            run["steps"] = log.steps
         if log.internal_error is not None:
             run["internalError"] = log.internal_error
         if "tags" not in run and log.tags is not None:

@@ -1,10 +1,11 @@
 """A pull: a live engine's runs into the store, incrementally, a committed page at a time.
 
 For each project the pull first reads again the runs an earlier pull saw unfinished, then walks
-the source's pages from the marker the last committed page left. Each page goes through the same
-ingest as a file (the one normaliser, the newer-`updated`-wins and test-run rules) in its own
-transaction, and only then is its marker saved: a pull killed at any point resumes after the last
-page it committed, and a page read twice finds its runs unchanged, never doubled.
+the source's pages from the marker the last committed page left. Pages are spooled to disk as they
+land and committed together, a batch at a time, through the same ingest as a JSONL file (the one
+normaliser, the newer-`updated`-wins and test-run rules, normalised in SQL) in one transaction;
+only then is the batch's last marker saved: a pull killed at any point resumes after the last batch
+it committed, and a page read twice finds its runs unchanged, never doubled.
 """
 
 from __future__ import annotations
@@ -16,14 +17,19 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
+from typing import TypeVar
 
+from runs_store import settings
 from runs_store.ingest.engine.source import EngineSource, PullError, RunPage
-from runs_store.ingest.pipeline import IngestSummary, ingest_records
+from runs_store.ingest.pipeline import IngestSummary, RunSpool, scratch_folder
 from runs_store.store.database import transaction
 
-# Pages are committed together up to this many runs, or after this long.
-BATCH_RUNS = 2_000
-BATCH_SECONDS = 2.0
+# Pages are committed together up to RUNS_PULL_COMMIT_RUNS runs, or after this long.
+BATCH_SECONDS = 5.0
+PROGRESS_SECONDS = 0.5  # how often progress is reported while a batch is being read
+
+T = TypeVar("T")
 
 # (runs listed, runs fetched, requests, share of the walk done or None) so far, called after each
 # committed page.
@@ -55,6 +61,23 @@ class PullSummary:
             f"{steps}: {self.ingest.outcomes()}; "
             f"{self.requests:,} requests in {self.seconds:,.1f} s ({rate:,.0f} runs/s)"
         )
+
+
+@dataclass
+class Seen:
+    """What a pull has read so far, committed or not (its progress); updated by the reading
+    thread, read by the pull's."""
+
+    listed: int = 0
+    fetched: int = 0
+    requests: int = 0
+    share: float | None = None
+
+    def add(self, page: RunPage) -> None:
+        self.listed += page.listed
+        self.fetched += len(page.runs)
+        self.requests += page.requests
+        self.share = page.share
 
 
 @dataclass
@@ -110,8 +133,9 @@ def _now() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
 
-def _save_page(con, source: str, project: str, page: RunPage, pulled: int) -> None:
-    """After the page's runs are committed: its marker, and which of its runs are unfinished."""
+def _save_page(con, source: str, project: str, page: RunPage, seen: list[str], pulled: int) -> None:
+    """After the batch's runs are committed: its marker, and which of its runs (`seen`) are
+    unfinished."""
     params = {"source": source, "project": project}
     with transaction(con):
         _ensure_state_row(con, source, project)
@@ -126,7 +150,6 @@ def _save_page(con, source: str, project: str, page: RunPage, pulled: int) -> No
             "AND project_id = $project",
             {**params, "pulled": pulled},
         )
-        seen = [run["id"] for run in page.runs if isinstance(run.get("id"), str)]
         con.execute(
             "DELETE FROM pull_unfinished WHERE source = $source AND project_id = $project "
             "AND run_id IN (SELECT unnest($ids::VARCHAR[]))",
@@ -201,60 +224,99 @@ def pull(
         for project in projects:
             _set_outcome(con, source.key, project, _now(), str(error))
         raise
+    reporter = _Reporter(progress)
     for project in summary.projects:
-        _pull_project(con, source, project, since, summary, progress)
+        _pull_project(con, source, project, since, summary, reporter)
     summary.seconds = time.monotonic() - started_clock
     return summary
 
 
-def _pull_project(con, source, project, since, summary: PullSummary, progress) -> None:
+@dataclass
+class _Reporter:
+    """Calls the pull's progress callback, from the pull's own thread, with what was read."""
+
+    progress: PullProgress | None
+    seen: Seen = field(default_factory=Seen)
+
+    def report(self) -> None:
+        if self.progress:
+            seen = self.seen
+            self.progress(seen.listed, seen.fetched, seen.requests, seen.share)
+
+
+def _pull_project(con, source, project, since, summary: PullSummary, reporter) -> None:
     started = _now()
     state = load_state(con, source.key, project)
     try:
         returned: set[str] = set()
-        for page in batched(read_ahead(source.refetch(project, state.unfinished))):
-            returned.update(_commit(con, source, project, page, summary, progress))
+        folder = scratch_folder(con)
+        for batch in spooled(folder, source.refetch(project, state.unfinished), reporter):
+            returned.update(_commit(con, source, project, batch, summary, reporter))
         _forget_unfinished(con, source.key, project, set(state.unfinished) - returned)
-        for page in batched(read_ahead(source.pages(project, state.marker, since))):
-            _commit(con, source, project, page, summary, progress)
+        for batch in spooled(folder, source.pages(project, state.marker, since), reporter):
+            _commit(con, source, project, batch, summary, reporter)
     except PullError as error:
         _set_outcome(con, source.key, project, started, str(error))
         raise
     _set_outcome(con, source.key, project, started, None)
 
 
-def read_ahead(pages: Iterator[RunPage], depth: int = 2) -> Iterator[RunPage]:
-    """The source's pages, read by a thread of their own up to `depth` pages ahead while the
-    caller commits the last ones: the engine's answers and the store's writes overlap. An error
-    of the source reaches the caller at the page where it happened; a caller that stops early
-    (an error while committing) lets the reader stop too."""
+def spooled(folder: Path, pages: Iterator[RunPage], reporter: _Reporter) -> Iterator[Batch]:
+    """The source's pages in batches spooled to `folder`, read and spooled by a thread of their
+    own while the caller commits the batch before: the engine's answers and the store's writes
+    overlap, and what waits is on disk, not in memory. Progress is reported while it waits."""
+    return read_ahead(
+        batched(folder, pages, reporter.seen),
+        depth=1,
+        discard=Batch.discard,
+        on_wait=reporter.report,
+    )
+
+
+def read_ahead(
+    items: Iterator[T],
+    depth: int = 2,
+    discard: Callable[[T], None] | None = None,
+    on_wait: Callable[[], None] | None = None,
+) -> Iterator[T]:
+    """The items, made by a thread of their own up to `depth` ahead of the caller. An error of
+    the maker reaches the caller where it happened; a caller that stops early (an error while
+    committing) lets the maker stop too, and the items it made but the caller never took are
+    given to `discard`. While the caller waits, `on_wait` is called every PROGRESS_SECONDS."""
     handoff: queue.Queue = queue.Queue(maxsize=depth)
     stopped = threading.Event()
 
-    def read() -> None:
+    def make() -> None:
         try:
-            for page in pages:
+            for item in items:
                 while not stopped.is_set():
                     try:
-                        handoff.put(("page", page), timeout=0.1)
+                        handoff.put(("item", item), timeout=0.1)
                         break
                     except queue.Full:
                         continue
                 if stopped.is_set():
+                    if discard is not None:
+                        discard(item)
                     return
             handoff.put(("end", None))
         except BaseException as error:  # handed to the caller, which raises it
             handoff.put(("error", error))
         finally:
-            close = getattr(pages, "close", None)
+            close = getattr(items, "close", None)
             if close is not None and stopped.is_set():
                 close()
 
-    reader = threading.Thread(target=read, name="pull-read-ahead", daemon=True)
-    reader.start()
+    maker = threading.Thread(target=make, name="pull-read-ahead", daemon=True)
+    maker.start()
     try:
         while True:
-            kind, value = handoff.get()
+            try:
+                kind, value = handoff.get(timeout=PROGRESS_SECONDS)
+            except queue.Empty:
+                if on_wait is not None:
+                    on_wait()
+                continue
             if kind == "end":
                 return
             if kind == "error":
@@ -262,52 +324,79 @@ def read_ahead(pages: Iterator[RunPage], depth: int = 2) -> Iterator[RunPage]:
             yield value
     finally:
         stopped.set()
-        reader.join()
+        maker.join()
+        while not handoff.empty():
+            kind, value = handoff.get_nowait()
+            if kind == "item" and discard is not None:
+                discard(value)
 
 
-def batched(pages: Iterator[RunPage]) -> Iterator[RunPage]:
-    """Consecutive pages as one, up to BATCH_RUNS runs or BATCH_SECONDS of waiting: each commit
-    costs a staging database, so a source's small pages are committed a few thousand runs at a
-    time. The batch keeps the last page's marker, so a pull killed mid-batch resumes before it."""
-    batch: RunPage | None = None
-    started = 0.0
-    for page in pages:
-        if batch is None:
-            batch, started = page, time.monotonic()
-        else:
-            _merge(batch, page)
-        if len(batch.runs) >= BATCH_RUNS or time.monotonic() - started >= BATCH_SECONDS:
+@dataclass
+class Batch:
+    """Consecutive pages of a project: their runs spooled, the rest of each page merged."""
+
+    spool: RunSpool
+    page: RunPage  # runs: empty (they are in the spool); marker: the last page's
+    run_ids: list[str] = field(default_factory=list)
+    started: float = field(default_factory=time.monotonic)
+
+    def add(self, page: RunPage) -> None:
+        self.spool.add(page.runs, page.steps_json)
+        self.run_ids.extend(run["id"] for run in page.runs if isinstance(run.get("id"), str))
+        merged = self.page
+        merged.marker = page.marker if page.marker is not None else merged.marker
+        merged.listed += page.listed
+        merged.without_steps += page.without_steps
+        merged.requests += page.requests
+        merged.unfinished.extend(page.unfinished)
+        merged.notes.extend(page.notes)
+        merged.share = page.share
+
+    def discard(self) -> None:
+        self.spool.discard()
+
+    def full(self, runs: int) -> bool:
+        return self.spool.records >= runs or time.monotonic() - self.started >= BATCH_SECONDS
+
+
+def batched(folder: Path, pages: Iterator[RunPage], seen: Seen | None = None) -> Iterator[Batch]:
+    """Consecutive pages as one batch, up to RUNS_PULL_COMMIT_RUNS runs or BATCH_SECONDS. The
+    batch keeps the last page's marker, so a pull killed mid-batch resumes before it; a batch the
+    caller does not commit is deleted from disk."""
+    batch: Batch | None = None
+    runs = settings.current().pull_commit_runs
+    try:
+        for page in pages:
+            if batch is None:
+                batch = Batch(RunSpool(folder), RunPage(runs=[], marker=None))
+            batch.add(page)
+            if seen is not None:
+                seen.add(page)
+            if batch.full(runs):
+                yield batch
+                batch = None
+        if batch is not None:
             yield batch
             batch = None
-    if batch is not None:
-        yield batch
+    finally:
+        if batch is not None:
+            batch.discard()
 
 
-def _merge(batch: RunPage, page: RunPage) -> None:
-    batch.runs.extend(page.runs)
-    batch.marker = page.marker if page.marker is not None else batch.marker
-    batch.listed += page.listed
-    batch.without_steps += page.without_steps
-    batch.requests += page.requests
-    batch.unfinished.extend(page.unfinished)
-    batch.notes.extend(page.notes)
-    batch.share = page.share
-
-
-def _commit(con, source, project, page: RunPage, summary: PullSummary, progress) -> list[str]:
-    """The page's runs into the store, then its marker; the ids of its runs."""
+def _commit(con, source, project, batch: Batch, summary: PullSummary, reporter) -> list[str]:
+    """The batch's runs into the store, then its marker; the ids of its runs."""
     name = f"{source.key} project {project}"
-    outcome = ingest_records(con, page.runs, name)
+    outcome = batch.spool.ingest(con, name)
     summary.ingest.add(outcome)
-    _save_page(con, source.key, project, page, outcome.new + outcome.updated)
+    page = batch.page
+    _save_page(con, source.key, project, page, batch.run_ids, outcome.new + outcome.updated)
     summary.listed += page.listed
-    summary.fetched += len(page.runs)
+    summary.fetched += batch.spool.records
     summary.requests += page.requests
     summary.without_steps += page.without_steps
     summary.notes.extend(page.notes)
-    if progress:
-        progress(summary.listed, summary.fetched, summary.requests, page.share)
-    return [run["id"] for run in page.runs if isinstance(run.get("id"), str)]
+    reporter.report()
+    return batch.run_ids
 
 
 def _forget_unfinished(con, source: str, project: str, run_ids: set[str]) -> None:

@@ -37,6 +37,8 @@ class RunPage:
     unfinished: list[str] = field(default_factory=list)  # ids to read again until they finish
     notes: list[str] = field(default_factory=list)  # one line each, shown in the summary
     share: float | None = None  # how much of this pull's walk is done (0..1), where known
+    # run id -> its steps as JSON text, for runs whose `steps` the source left unparsed
+    steps_json: dict[str, bytes] = field(default_factory=dict)
 
 
 class EngineSource(Protocol):
