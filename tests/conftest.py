@@ -60,6 +60,31 @@ def shared_db(tmp_path_factory) -> Path:
     return build_db(tmp_path_factory.mktemp("shared") / "runs.duckdb")
 
 
+@pytest.fixture(scope="session")
+def shared_chdb(shared_db, tmp_path_factory):
+    """The shared database's runs, steps and rejects in a chdb store (a ChdbLocation); never
+    modify it."""
+    from backends import copy_to_chdb
+    from runs_store.store.location import ChdbLocation
+
+    location = ChdbLocation(tmp_path_factory.mktemp("chdb") / "store", database="shared")
+    return copy_to_chdb(shared_db, location)
+
+
+@pytest.fixture(params=["duckdb", "chdb"])
+def store_con(request, shared_db):
+    """A connection to the shared sample store on each backend (the very same runs): DuckDB's,
+    read-only, and chdb's."""
+    if request.param == "duckdb":
+        with open_db(shared_db, read_only=True) as con:
+            yield con
+        return
+    from runs_store.store.backend import open_location
+
+    with open_location(request.getfixturevalue("shared_chdb")) as con:
+        yield con
+
+
 @pytest.fixture
 def db_copy(shared_db, tmp_path) -> Path:
     """A private copy of the shared database that a test may change."""
