@@ -141,8 +141,8 @@ def open_location(
     from runs_store.store import clickhouse
 
     assert isinstance(location, ChdbLocation | ClickHouseLocation)
-    con = clickhouse.open_store(location, cluster=cluster)
+    clickhouse_con = clickhouse.open_store(location, cluster=cluster)
     try:
-        yield con
+        yield clickhouse_con
     finally:
-        con.close()
+        clickhouse_con.close()
