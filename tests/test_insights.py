@@ -1,7 +1,12 @@
-"""The Insights aggregates, each checked against the same number computed here in plain pandas.
+"""The Insights aggregates, each checked against the same number computed here in plain pandas,
+on both backends.
 
 A small database is generated once with a fixed end date; every expected value is computed from
-rows fetched with a plain SELECT, never typed in.
+rows fetched from it with a plain SELECT, never typed in. Each test that reads the store runs on
+DuckDB and on ClickHouse (a chdb copy of the same runs, `con`), judged by that one oracle. The
+ClickHouse copy also holds an older version of every seventh run (another status, not archived,
+another error, steps at other positions): a read that does not see each run once in its newest
+version, and only the steps of that version, gets numbers the oracle does not.
 """
 
 from __future__ import annotations
@@ -14,11 +19,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from backends import COPIED
 from conftest import ROOT, build_db
 from runs_store.domain.statuses import FAILED_STATES, UNFINISHED
 from runs_store.queries.filters import RunFilter
 from runs_store.services import insights
+from runs_store.store.backend import CLICKHOUSE, dialect, open_location
 from runs_store.store.database import open_db
+from runs_store.store.location import ChdbLocation
 
 END = datetime(2026, 11, 5, 12, 0)
 WEEK = RunFilter(since=END - timedelta(days=7), until=END)
@@ -38,15 +46,49 @@ def db(tmp_path_factory):
     )
 
 
+# An older version of every seventh run, and of its steps, which the newest must hide.
+STALE_RUNS = """
+    SELECT * REPLACE (updated_at - INTERVAL 1 DAY AS updated_at, 'RUNNING' AS status,
+                      NULL::TIMESTAMP AS archived_at, 'a stale version' AS error_signature,
+                      'stale-' || coalesce(flow_version_id, '') AS flow_version_id,
+                      10 * duration_ms AS duration_ms)
+    FROM runs WHERE hash(id) % 7 = 0"""
+STALE_STEPS = """
+    SELECT s.* REPLACE (s.position + 1000 AS position, 10 * s.duration_ms AS duration_ms),
+           r.updated_at - INTERVAL 1 DAY AS run_updated_at
+    FROM run_steps s JOIN runs r ON r.id = s.run_id WHERE hash(r.id) % 7 = 0"""
+
+
 @pytest.fixture(scope="module")
-def con(db):
+def duck(db):
+    """The DuckDB store: the oracle's rows come from it."""
     with open_db(db, read_only=True) as connection:
         yield connection
 
 
 @pytest.fixture(scope="module")
-def all_runs(con) -> pd.DataFrame:
-    return con.execute(f"SELECT {RUN_COLUMNS} FROM runs").df()
+def chdb_con(duck, shared_chdb):
+    """The same runs in chdb (copied as tests/backends.py copies a store), with stale older
+    versions of some, as a database beside the shared chdb store (chdb holds one directory per
+    process)."""
+    location = ChdbLocation(shared_chdb.path, database="insights_test")
+    with open_location(location) as connection:
+        for table, select in COPIED.items():
+            connection.insert_arrow(table, duck.sql(select).to_arrow_table())
+        connection.insert_arrow("runs", duck.sql(STALE_RUNS).to_arrow_table())
+        connection.insert_arrow("run_steps", duck.sql(STALE_STEPS).to_arrow_table())
+        yield connection
+
+
+@pytest.fixture(scope="module", params=["duckdb", "chdb"])
+def con(request, duck):
+    """The store on each backend."""
+    return duck if request.param == "duckdb" else request.getfixturevalue("chdb_con")
+
+
+@pytest.fixture(scope="module")
+def all_runs(duck) -> pd.DataFrame:
+    return duck.execute(f"SELECT {RUN_COLUMNS} FROM runs").df()
 
 
 def in_view(runs: pd.DataFrame, run_filter: RunFilter) -> pd.DataFrame:
@@ -465,8 +507,8 @@ def test_duration_percentiles_match_linear_interpolation_over_finished_runs(con,
     assert list(got["p95"]) == sorted(got["p95"], reverse=True)
 
 
-def test_slowest_steps_aggregate_the_steps_of_the_runs_in_view(con, all_runs):
-    steps = con.execute(
+def test_slowest_steps_aggregate_the_steps_of_the_runs_in_view(con, duck, all_runs):
+    steps = duck.execute(
         "SELECT run_id, name, display_name, duration_ms FROM run_steps "
         "WHERE duration_ms IS NOT NULL"
     ).df()
@@ -609,3 +651,62 @@ def test_quota_month_says_its_change_and_the_last_day_it_compares_with(con):
     month = insights.quota_month_to_date(con, ALL_TIME, END, "UTC")
     assert month.change == month.this_month - month.last_month
     assert month.last_month_last_day == datetime(2026, 10, 5).date()
+
+
+# ---------------------------------------------------------------- the same frames on both backends
+
+SAME_ON_BOTH = {
+    "headline": lambda con: insights.headline(con, MONTH),
+    "range_limits": lambda con: insights.range_limits(con, ALL_TIME),
+    "time_unit": lambda con: insights.time_unit(con, ALL_TIME),
+    "utc_offsets": lambda con: insights.utc_offsets(
+        con, datetime(2026, 1, 1), datetime(2026, 12, 31), "Australia/Lord_Howe"
+    ),
+    "trends by hour": lambda con: insights.trends(con, WEEK, "hour", "Asia/Kathmandu"),
+    "trends by week": lambda con: insights.trends(con, ALL_TIME, "week", TZ),
+    "failed_steps": lambda con: insights.failed_steps(con, MONTH),
+    "other_failed_states": lambda con: insights.other_failed_states(con, MONTH),
+    "error_signatures": lambda con: insights.error_signatures(con, MONTH, "day", TZ),
+    "error_signatures by hour": lambda con: insights.error_signatures(con, WEEK, "hour", TZ),
+    "error_signatures all time": lambda con: insights.error_signatures(con, ALL_TIME, "week", TZ),
+    "quota_per_day": lambda con: insights.quota_per_day(con, MONTH, TZ),
+    "quota_per_flow": lambda con: insights.quota_per_flow(con, MONTH),
+    "quota_month_to_date": lambda con: insights.quota_month_to_date(con, ALL_TIME, END, TZ),
+    "duration_percentiles": lambda con: insights.duration_percentiles(con, MONTH),
+    "slowest_steps": lambda con: insights.slowest_steps(con, MONTH),
+    "searched": lambda con: insights.failed_steps(
+        con, MONTH.with_(search="step_2", include_archived=True, statuses=("FAILED",))
+    ),
+    "search with LIKE's characters": lambda con: insights.headline(
+        con, ALL_TIME.with_(search="50%_\\!")
+    ),
+    "empty": lambda con: insights.error_signatures(con, RunFilter(flows=("none",)), "day", TZ),
+}
+
+
+@pytest.mark.parametrize("call", SAME_ON_BOTH.values(), ids=SAME_ON_BOTH.keys())
+def test_both_backends_give_the_same_columns_dtypes_and_values(duck, chdb_con, call):
+    expected, got = call(duck), call(chdb_con)
+    if isinstance(expected, insights.Trends):
+        for name in ("runs_over_time", "flow_failure_rates", "versions"):
+            pd.testing.assert_frame_equal(getattr(got, name), getattr(expected, name))
+    elif isinstance(expected, pd.DataFrame):
+        pd.testing.assert_frame_equal(got, expected)
+    else:
+        assert got == expected
+
+
+def test_a_timezone_name_is_a_parameter_not_sql(con):
+    with pytest.raises(Exception, match=r"(?i)time ?zone"):
+        insights.quota_per_day(con, MONTH, "UTC') --")
+
+
+def test_the_clickhouse_copy_holds_stale_versions_the_insights_do_not_count(chdb_con, duck):
+    """The oracle holds for ClickHouse only if the stale rows are there to be hidden."""
+    from runs_store.store.backend import rows
+
+    assert dialect(chdb_con) == CLICKHOUSE
+    stored = rows(chdb_con, "SELECT count(*) FROM runs")[0][0]
+    newest = duck.execute("SELECT count(*) FROM runs").fetchall()[0][0]
+    assert stored > newest
+    assert insights.headline(chdb_con, ALL_TIME.with_(include_archived=True)).total == newest

@@ -2,24 +2,37 @@
 
 Each function takes the connection and a `RunFilter` first and returns a small DataFrame or a
 dataclass, so a page can cache it per filter. Everything is a GROUP BY, a quantile or a time
-bucket in DuckDB; only the aggregated rows ever leave the database.
+bucket in the store's engine, DuckDB or ClickHouse (runs_store.store.backend); only the
+aggregated rows ever leave the database.
+
+Both engines give the same answers in the same frames. A query both read alike is written once;
+where they differ, the query (or the piece of it that differs: a local time, a quantile, the
+runs table) has one text per dialect, side by side (`by_dialect`). On ClickHouse every read of
+`runs` says FINAL, so each run counts once in its newest version, and a run's steps are those of
+that version (`run_updated_at`). Frames from ClickHouse are made the frames DuckDB gives
+(`_rows`): counts as int64, times as naive datetime64[us].
 
 Time buckets are calendar hours, days or (Monday-based) weeks in the user's timezone, so a bar
 labelled "Nov 10" holds the runs a person in that timezone would call Nov 10, and drilling into it
-with a custom day range finds the same runs. Converting every run's time to local time would
-cost ~1.4 s per 10M runs. Every real timezone offset is a multiple of 15 minutes, so a run's local
-bucket is that of its UTC quarter hour: the trends add to each run the UTC offset of its stretch
-of the range, looked up once per quarter hour of the range (`utc_offsets`); the other views count
-runs per UTC quarter hour first and convert only those rows.
+with a custom day range finds the same runs. Every real timezone offset is a multiple of 15
+minutes, so a run's local bucket is that of its UTC quarter hour. In DuckDB converting every
+run's time to local time would cost ~1.4 s per 10M runs: the trends add to each run the UTC
+offset of its stretch of the range, looked up once per quarter hour of the range
+(`utc_offsets`), where ClickHouse converts each run's quarter hour as it reads it; the other
+views count runs per UTC quarter hour first and convert only those rows.
+The timezone name is a parameter on both engines (`$tz`; ClickHouse takes a parameter where it
+wants a constant zone), and a name an engine does not know is its error.
 
-The Trends tab's three views share one pass over the runs (`trends`): the runs are counted once
-per local bucket, flow, version and status into a temporary table, and each view is a GROUP BY of
-that small table: grouping millions of runs is what costs, so it is done once for all three.
+The Trends tab's three views share one pass over the runs in DuckDB (`trends`): the runs are
+counted once per local bucket, flow, version and status into a temporary table, and each view is
+a GROUP BY of that small table: grouping millions of runs is what costs, so it is done once for
+all three. A ClickHouse connection keeps no session (each HTTP request stands alone), so there
+each view reads the same counting as a subquery.
 
 Every value reaches SQL as a named parameter (`$tz`, `$limit`; the filter's as `$filter_N`, see
-runs_store.queries.named_params), so no query depends on the order of its values. Status names, all
-from
-runs_store.domain.statuses, are written into the SQL text as constants.
+runs_store.queries.named_params, or by name on ClickHouse, `_clickhouse_where`), so no query
+depends on the order of its values. Status names, all from runs_store.domain.statuses, and the
+quantile levels are written into the SQL text as constants.
 
 The rules a page needs to turn a number into the runs it counts live here too (which statuses a
 drill-down keeps, which days a time bucket covers), so the page only draws.
@@ -38,9 +51,12 @@ from runs_store.domain.formatting import zone
 from runs_store.domain.statuses import FAILED_STATES, FINISHED_STATES, STATUS_NAMES, in_order
 from runs_store.queries.filters import RunFilter
 from runs_store.queries.named_params import Params, merged, named_where
+from runs_store.store.backend import CLICKHOUSE, arrow, by_dialect, dialect, frame, rows
+from runs_store.store.clickhouse.schema import latest
 
 UNITS = ("hour", "day", "week")
 _STEP = {"hour": "INTERVAL 1 HOUR", "day": "INTERVAL 1 DAY", "week": "INTERVAL 7 DAY"}
+_SECONDS = {"hour": 3600, "day": 86_400, "week": 7 * 86_400}
 HOURLY_UP_TO = timedelta(days=2)
 DAILY_UP_TO = timedelta(days=90)
 FAILED_STEP_STATUS = "FAILED"  # the status whose runs name the step that failed
@@ -51,7 +67,6 @@ OTHER_FAILED_STATES = tuple(in_order(FAILED_STATES - {FAILED_STEP_STATUS}))
 HEADLINE_STATUSES = ("FAILED", "QUOTA_EXCEEDED", "TIMEOUT", "INTERNAL_ERROR")
 WORST_FLOWS = 5
 NO_STEP = "(no failed step recorded)"
-_SLOT = "time_bucket(INTERVAL 15 MINUTE, started_at)"
 OFFSETS_AHEAD = timedelta(days=3 * 366)
 TREND_COUNTS = "insights_trend_counts"
 
@@ -75,28 +90,107 @@ FAILED_SQL = _status_list(FAILED_STATES)
 FINISHED_SQL = _status_list(FINISHED_STATES)
 
 
-def _where(run_filter: RunFilter, *conditions: str) -> tuple[str, Params]:
-    """The filter's WHERE clause with fixed extra conditions (no values in them) ANDed on."""
-    where, params = named_where(run_filter)
+def _runs(con) -> str:
+    """The runs table as a read names it: on ClickHouse each run once, in its newest version."""
+    return by_dialect(con, "runs", latest("runs"))
+
+
+def _where(con, run_filter: RunFilter, *conditions: str) -> tuple[str, Params]:
+    """The filter's WHERE clause in the connection's dialect, with fixed extra conditions (no
+    values in them) ANDed on; its values are `$name` parameters."""
+    where, params = (
+        _clickhouse_where(run_filter) if dialect(con) == CLICKHOUSE else named_where(run_filter)
+    )
     extra = " AND ".join(conditions)
     if extra:
         where = f"{where} AND {extra}" if where else f"WHERE {extra}"
     return where, params
 
 
-def _local(unit: str, column: str) -> str:
+def _clickhouse_where(run_filter: RunFilter) -> tuple[str, Params]:
+    """The filter's `WHERE ...` fragment (or "") for ClickHouse, with the same meaning as
+    runs_store.queries.filters.build_where: lists are bound as arrays (`x IN $list`), and the
+    search is ILIKE with ClickHouse's own escape character, the backslash."""
+    clauses: list[str] = []
+    params: Params = {}
+
+    def add(sql: str, **values) -> None:
+        clauses.append(sql)
+        params.update(values)
+
+    if not run_filter.include_archived:
+        add("archived_at IS NULL")
+    if run_filter.flows:
+        add("flow_name IN $filter_flows", filter_flows=list(run_filter.flows))
+    if run_filter.statuses:
+        add("status IN $filter_statuses", filter_statuses=list(run_filter.statuses))
+    if run_filter.since is not None:
+        add("started_at >= $filter_since", filter_since=run_filter.since)
+    if run_filter.until is not None:
+        add("started_at < $filter_until", filter_until=run_filter.until)
+    if run_filter.failed_steps:
+        add(
+            "failed_step IN $filter_failed_steps", filter_failed_steps=list(run_filter.failed_steps)
+        )
+    if run_filter.signature:
+        add("error_signature = $filter_signature", filter_signature=run_filter.signature)
+    if run_filter.flow_version_ids:
+        add(
+            "flow_version_id IN $filter_flow_version_ids",
+            filter_flow_version_ids=list(run_filter.flow_version_ids),
+        )
+    if run_filter.search.strip():
+        add(
+            "(id ILIKE $filter_search OR failed_step ILIKE $filter_search "
+            "OR failed_step_display ILIKE $filter_search OR error_message ILIKE $filter_search)",
+            filter_search=f"%{_escape_like(run_filter.search.strip())}%",
+        )
+    return ("WHERE " + " AND ".join(clauses), params) if clauses else ("", params)
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _slot(con) -> str:
+    """SQL: the UTC quarter hour holding a run's start."""
+    return by_dialect(
+        con,
+        "time_bucket(INTERVAL 15 MINUTE, started_at)",
+        "toStartOfInterval(started_at, INTERVAL 15 MINUTE)",
+    )
+
+
+def _local(con, unit: str, column: str) -> str:
     """SQL: the start of the local calendar unit holding a naive-UTC timestamp column.
 
     The timezone name is its parameter `$tz`.
     """
     if unit not in UNITS:
         raise ValueError(f"unknown time unit {unit!r}")
-    return f"date_trunc('{unit}', {_local_time(column)})"
+    start = {"hour": "toStartOfHour", "day": "toStartOfDay", "week": "toMonday"}[unit]
+    return by_dialect(
+        con,
+        f"date_trunc('{unit}', {_local_time(con, column)})",
+        f"toDateTime64({start}({_local_time(con, column)}), 6, 'UTC')",
+    )
 
 
-def _local_time(column: str) -> str:
-    """SQL: a naive-UTC timestamp column in the timezone `$tz`."""
-    return f"timezone($tz, timezone('UTC', {column}))"
+def _local_time(con, column: str) -> str:
+    """SQL: a naive-UTC timestamp column in the timezone `$tz`, as a naive time (ClickHouse: a
+    time labelled UTC whose clock reads the local time, the moment plus its UTC offset there;
+    a zoned time would come back as its UTC instant)."""
+    return by_dialect(
+        con,
+        f"timezone($tz, timezone('UTC', {column}))",
+        f"addSeconds({column}, timeZoneOffset(toTimeZone({column}, $tz)))",
+    )
+
+
+def _nullable(con, expression: str) -> str:
+    """SQL: the expression as a type that holds NULL (ClickHouse's lag/lead give a type's
+    default value, not NULL, past the partition's edge unless it is Nullable)."""
+    return by_dialect(con, expression, f"toNullable({expression})")
 
 
 def _utc_now() -> datetime:
@@ -104,7 +198,31 @@ def _utc_now() -> datetime:
 
 
 def _rows(con, sql: str, params: Params) -> pd.DataFrame:
-    return con.execute(sql, params).df()
+    """The query's result as a DataFrame, the same columns and dtypes from either engine: as
+    DuckDB gives them (ClickHouse's unsigned counts as int64, integers with NULLs as Int64,
+    every time as naive datetime64[us])."""
+    if dialect(con) != CLICKHOUSE:
+        return frame(con, sql, params)
+    return _like_duckdb(arrow(con, sql, params))
+
+
+def _like_duckdb(table) -> pd.DataFrame:
+    """A ClickHouse result (an Arrow table) as DuckDB's .df() gives the same result."""
+    import pyarrow as pa  # imported when used, as the store's seam does
+
+    columns = {}
+    for name, column in zip(table.column_names, table.columns, strict=True):
+        kind = column.type
+        if pa.types.is_dictionary(kind):
+            column, kind = column.cast(kind.value_type), kind.value_type
+        if pa.types.is_integer(kind):
+            values = column.to_pandas().astype("Int64" if column.null_count else "int64")
+        elif pa.types.is_timestamp(kind) or pa.types.is_date(kind):
+            values = column.cast(pa.timestamp("us")).to_pandas()
+        else:
+            values = column.to_pandas()
+        columns[name] = values
+    return pd.DataFrame(columns, index=pd.RangeIndex(table.num_rows))
 
 
 # ---------------------------------------------------------------- ranges and buckets
@@ -126,11 +244,12 @@ def range_limits(con, run_filter: RunFilter) -> tuple[datetime, datetime] | None
     """
     if run_filter.since is not None:
         return run_filter.since, run_filter.until or max(_utc_now(), run_filter.since)
-    where, params = named_where(run_filter)
-    first, last = con.execute(
-        f"SELECT min(started_at), max(started_at) FROM runs {where}", params
-    ).fetchall()[0]
-    if first is None:
+    where, params = _where(con, run_filter)
+    # counted, as ClickHouse's min and max of no rows are 1970, not NULL
+    found, first, last = rows(
+        con, f"SELECT count(*), min(started_at), max(started_at) FROM {_runs(con)} {where}", params
+    )[0]
+    if not found:
         return None
     return first, (run_filter.until or last)
 
@@ -198,24 +317,25 @@ class Headline:
 
 
 def headline(con, run_filter: RunFilter) -> Headline:
-    where, params = named_where(run_filter)
+    where, params = _where(con, run_filter)
     outcomes = ("SUCCEEDED", *HEADLINE_STATUSES)
     counted = ",\n               ".join(
         f"coalesce(sum(n) FILTER (WHERE status = {_status_literal(name)}), 0)::BIGINT"
         for name in outcomes
     )
-    row = con.execute(
+    row = rows(
+        con,
         f"""
         WITH by_status AS (
             -- counting per status first and classifying the few groups after is about three
             -- times as fast on millions of runs as testing every run against each outcome
-            SELECT status, count(*) AS n FROM runs {where} GROUP BY status)
+            SELECT status, count(*) AS n FROM {_runs(con)} {where} GROUP BY status)
         SELECT coalesce(sum(n), 0)::BIGINT,
                coalesce(sum(n) FILTER (WHERE status IN {FINISHED_SQL}), 0)::BIGINT,
                {counted}
         FROM by_status""",
         params,
-    ).fetchall()[0]
+    )[0]
     total, finished, *counts = row
     by_outcome = {name.lower(): n for name, n in zip(outcomes, counts, strict=True)}
     return Headline(total, finished, **by_outcome)
@@ -228,24 +348,57 @@ def utc_offsets(
     con, first: datetime, last: datetime, tz_name: str
 ) -> list[tuple[datetime, datetime, timedelta]]:
     """(start, end, offset) of each stretch of one UTC offset over the UTC quarter hours from
-    the one holding `first` to the one holding `last`, as DuckDB's own conversion gives the
+    the one holding `first` to the one holding `last`, as the engine's own conversion gives the
     offset at each quarter hour; `end` is exclusive."""
-    first_quarter = "time_bucket(INTERVAL 15 MINUTE, $first::TIMESTAMP)"
-    last_quarter = "time_bucket(INTERVAL 15 MINUTE, $last::TIMESTAMP)"
-    return con.execute(
-        f"""
-        WITH quarters AS (
-            SELECT unnest(generate_series({first_quarter}, {last_quarter}, INTERVAL 15 MINUTE))
-                AS slot),
-        offsets AS (SELECT slot, {_local_time("slot")} - slot AS utc_offset FROM quarters),
-        changes AS (
-            SELECT slot, utc_offset FROM offsets
-            QUALIFY utc_offset IS DISTINCT FROM lag(utc_offset) OVER (ORDER BY slot))
-        SELECT slot, coalesce(lead(slot) OVER (ORDER BY slot),
-                              {last_quarter} + INTERVAL 15 MINUTE), utc_offset
-        FROM changes ORDER BY slot""",
+    found = rows(
+        con,
+        by_dialect(
+            con,
+            """
+            WITH quarters AS (
+                SELECT unnest(generate_series(
+                    time_bucket(INTERVAL 15 MINUTE, $first::TIMESTAMP),
+                    time_bucket(INTERVAL 15 MINUTE, $last::TIMESTAMP),
+                    INTERVAL 15 MINUTE)) AS slot),
+            offsets AS (
+                SELECT slot, timezone($tz, timezone('UTC', slot)) - slot AS utc_offset
+                FROM quarters),
+            changes AS (
+                SELECT slot, utc_offset FROM offsets
+                QUALIFY utc_offset IS DISTINCT FROM lag(utc_offset) OVER (ORDER BY slot))
+            SELECT slot,
+                   coalesce(lead(slot) OVER (ORDER BY slot),
+                            time_bucket(INTERVAL 15 MINUTE, $last::TIMESTAMP)
+                                + INTERVAL 15 MINUTE),
+                   utc_offset
+            FROM changes ORDER BY slot""",
+            """
+            WITH quarters AS (
+                SELECT addMinutes(first_quarter, 15 * step) AS slot
+                FROM (SELECT toStartOfInterval(toDateTime64($first, 6, 'UTC'),
+                                               INTERVAL 15 MINUTE) AS first_quarter,
+                             toStartOfInterval(toDateTime64($last, 6, 'UTC'),
+                                               INTERVAL 15 MINUTE) AS last_quarter)
+                ARRAY JOIN range(toUInt64(dateDiff('minute', first_quarter, last_quarter) / 15)
+                                 + 1) AS step),
+            offsets AS (
+                SELECT slot, timeZoneOffset(toTimeZone(slot, $tz)) AS utc_offset FROM quarters),
+            changes AS (
+                SELECT slot, utc_offset FROM offsets
+                QUALIFY utc_offset IS DISTINCT FROM
+                        lag(toNullable(utc_offset)) OVER (ORDER BY slot))
+            SELECT slot,
+                   coalesce(lead(toNullable(slot)) OVER (ORDER BY slot),
+                            addMinutes(toStartOfInterval(toDateTime64($last, 6, 'UTC'),
+                                                         INTERVAL 15 MINUTE), 15)),
+                   utc_offset
+            FROM changes ORDER BY slot""",
+        ),
         {"first": first, "last": last, "tz": tz_name},
-    ).fetchall()
+    )
+    if dialect(con) == CLICKHOUSE:  # the offset in seconds
+        return [(start, end, timedelta(seconds=offset)) for start, end, offset in found]
+    return found
 
 
 def _offset_limits(con, run_filter: RunFilter) -> tuple[datetime, datetime] | None:
@@ -261,16 +414,19 @@ def _offset_limits(con, run_filter: RunFilter) -> tuple[datetime, datetime] | No
 def _local_bucket(con, run_filter: RunFilter, unit: str, tz_name: str) -> tuple[str, Params]:
     """SQL for the local `unit` bucket holding each run's started_at, and its parameters.
 
-    The same bucket as `_local(unit, _SLOT)`: the local time of the run's UTC quarter hour,
-    truncated. Converting every run's time costs ~1.4 s per 10M runs, so within the view's range
-    the UTC offset of each stretch is looked up once (utc_offsets) and added, which gives the
-    same bucket when the offset is a whole number of quarter hours (then a quarter hour never
-    straddles a local hour, day or week). Runs outside the range, and stretches with another
-    offset, are converted one by one.
+    The same bucket as `_local(con, unit, _slot(con))`: the local time of the run's UTC quarter
+    hour, truncated. ClickHouse converts each run's time as fast as it reads it, and takes that
+    SQL as it is. In DuckDB converting every run's time costs ~1.4 s per 10M runs, so within the
+    view's range the UTC offset of each stretch is looked up once (utc_offsets) and added, which
+    gives the same bucket when the offset is a whole number of quarter hours (then a quarter
+    hour never straddles a local hour, day or week). Runs outside the range, and stretches with
+    another offset, are converted one by one.
     """
     if unit not in UNITS:
         raise ValueError(f"unknown time unit {unit!r}")
-    converted = _local_time(_SLOT)
+    if dialect(con) == CLICKHOUSE:
+        return _local(con, unit, _slot(con)), {"tz": tz_name}
+    converted = _local_time(con, _slot(con))
     limits = _offset_limits(con, run_filter)
     if limits is None:
         return f"date_trunc('{unit}', {converted})", {"tz": tz_name}
@@ -294,45 +450,65 @@ def _local_bucket(con, run_filter: RunFilter, unit: str, tz_name: str) -> tuple[
 # ---------------------------------------------------------------- trends
 
 
+@dataclass(frozen=True)
+class _Counts:
+    """Where the trend views read the counted runs: `source` goes after FROM, with `params`."""
+
+    source: str
+    params: Params
+
+
 @contextmanager
-def _counted_by_bucket(con, run_filter: RunFilter, unit: str | None, tz_name: str) -> Iterator[str]:
+def _counted_by_bucket(
+    con, run_filter: RunFilter, unit: str | None, tz_name: str
+) -> Iterator[_Counts]:
     """The one pass over the runs behind every trend: the filter's runs counted per local
     `unit` bucket (no bucket when unit is None), flow, version and status, with each group's
-    first start, in a temporary table whose name this yields and which it drops after."""
+    first start.
+
+    In DuckDB they are counted once, into a temporary table, which is dropped after. A
+    ClickHouse connection has no session to keep a temporary table in (each HTTP request stands
+    alone), so there the counting is a subquery each view reads.
+    """
     bucket, bucket_params = (
-        _local_bucket(con, run_filter, unit, tz_name) if unit else ("NULL::TIMESTAMP", {})
+        _local_bucket(con, run_filter, unit, tz_name)
+        if unit
+        else (by_dialect(con, "NULL::TIMESTAMP", "CAST(NULL, 'Nullable(DateTime64(6))')"), {})
     )
-    where, params = named_where(run_filter)
-    con.execute(
-        f"""
-        CREATE OR REPLACE TEMP TABLE {TREND_COUNTS} AS
+    where, params = _where(con, run_filter)
+    counting = f"""
         SELECT {bucket} AS bucket, flow_name, flow_version_id, status, count(*) AS n,
                min(started_at) AS first_run
-        FROM runs {where} GROUP BY ALL""",
+        FROM {_runs(con)} {where} GROUP BY ALL"""
+    if dialect(con) == CLICKHOUSE:
+        yield _Counts(f"({counting}) AS counts", merged(bucket_params, params))
+        return
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE {TREND_COUNTS} AS {counting}",
         merged(bucket_params, params),
     )
     try:
-        yield f"temp.{TREND_COUNTS}"
+        yield _Counts(f"temp.{TREND_COUNTS}", {})
     finally:
         con.execute(f"DROP TABLE IF EXISTS temp.{TREND_COUNTS}")
 
 
-def _runs_over_time(con, counts: str) -> pd.DataFrame:
+def _runs_over_time(con, counts: _Counts) -> pd.DataFrame:
     return _rows(
         con,
         f"""
-        SELECT bucket, status, sum(n)::BIGINT AS runs FROM {counts}
+        SELECT bucket, status, sum(n)::BIGINT AS runs FROM {counts.source}
         GROUP BY ALL ORDER BY bucket, status""",
-        {},
+        counts.params,
     )
 
 
-def _flow_failure_rates(con, counts: str, top: int) -> pd.DataFrame:
+def _flow_failure_rates(con, counts: _Counts, top: int) -> pd.DataFrame:
     return _rows(
         con,
         f"""
         WITH by_status AS (
-            SELECT bucket, flow_name, status, sum(n) AS n FROM {counts} GROUP BY ALL),
+            SELECT bucket, flow_name, status, sum(n) AS n FROM {counts.source} GROUP BY ALL),
         worst AS (
             SELECT flow_name FROM by_status WHERE status IN {FAILED_SQL}
             GROUP BY flow_name ORDER BY sum(n) DESC, flow_name LIMIT $top),
@@ -344,31 +520,35 @@ def _flow_failure_rates(con, counts: str, top: int) -> pd.DataFrame:
         SELECT bucket, flow_name, finished, failed,
                CASE WHEN finished > 0 THEN failed / finished END AS rate
         FROM buckets ORDER BY flow_name, bucket""",
-        {"top": top},
+        merged(counts.params, {"top": top}),
     )
 
 
-def _lifetime_by_status(counts: str, run_filter: RunFilter) -> tuple[str, Params]:
+def _lifetime_by_status(con, counts: _Counts, run_filter: RunFilter) -> tuple[str, Params]:
     """SQL (and parameters) for the versioned runs over all dates, per flow, version and status:
     first_seen, n. Without a date range those are the counts table's runs."""
     if run_filter.since is None and run_filter.until is None:
         return (
             f"""
             SELECT flow_name, flow_version_id, status, min(first_run) AS first_seen, sum(n) AS n
-            FROM {counts} WHERE flow_version_id IS NOT NULL GROUP BY ALL""",
-            {},
+            FROM {counts.source} WHERE flow_version_id IS NOT NULL GROUP BY ALL""",
+            counts.params,
         )
-    where, params = _where(run_filter.with_(since=None, until=None), "flow_version_id IS NOT NULL")
+    where, params = _where(
+        con, run_filter.with_(since=None, until=None), "flow_version_id IS NOT NULL"
+    )
     return (
         f"""
         SELECT flow_name, flow_version_id, status, min(started_at) AS first_seen, count(*) AS n
-        FROM runs {where} GROUP BY ALL""",
+        FROM {_runs(con)} {where} GROUP BY ALL""",
         params,
     )
 
 
-def _version_failure_rates(con, counts: str, run_filter: RunFilter, tz_name: str) -> pd.DataFrame:
-    lifetime_sql, lifetime_params = _lifetime_by_status(counts, run_filter)
+def _version_failure_rates(
+    con, counts: _Counts, run_filter: RunFilter, tz_name: str
+) -> pd.DataFrame:
+    lifetime_sql, lifetime_params = _lifetime_by_status(con, counts, run_filter)
     return _rows(
         con,
         f"""
@@ -376,7 +556,7 @@ def _version_failure_rates(con, counts: str, run_filter: RunFilter, tz_name: str
             SELECT flow_name, flow_version_id, sum(n)::BIGINT AS runs,
                    coalesce(sum(n) FILTER (WHERE status IN {FINISHED_SQL}), 0)::BIGINT AS finished,
                    coalesce(sum(n) FILTER (WHERE status IN {FAILED_SQL}), 0)::BIGINT AS failed
-            FROM {counts} WHERE flow_version_id IS NOT NULL GROUP BY ALL),
+            FROM {counts.source} WHERE flow_version_id IS NOT NULL GROUP BY ALL),
         lifetime_by_status AS ({lifetime_sql}),
         lifetime AS (
             -- only the flows in range, picked after grouping: picking them from millions of
@@ -391,16 +571,16 @@ def _version_failure_rates(con, counts: str, run_filter: RunFilter, tz_name: str
                    lag(flow_version_id) OVER flow_order AS previous_version,
                    lag(CASE WHEN finished > 0 THEN failed / finished END) OVER flow_order
                        AS previous_rate,
-                   lag(finished) OVER flow_order AS previous_finished
+                   lag({_nullable(con, "finished")}) OVER flow_order AS previous_finished
             FROM lifetime
             WINDOW flow_order AS (PARTITION BY flow_name ORDER BY first_seen, flow_version_id))
-        SELECT i.flow_name, i.flow_version_id, {_local_time("o.first_seen")} AS first_seen,
+        SELECT i.flow_name, i.flow_version_id, {_local_time(con, "o.first_seen")} AS first_seen,
                i.runs, i.finished, i.failed,
                CASE WHEN i.finished > 0 THEN i.failed / i.finished END AS rate,
                o.previous_version, o.previous_rate, o.previous_finished
         FROM in_range i JOIN ordered o USING (flow_name, flow_version_id)
         ORDER BY i.flow_name, o.first_seen DESC, i.flow_version_id""",
-        merged(lifetime_params, {"tz": tz_name}),
+        merged(counts.params, lifetime_params, {"tz": tz_name}),
     )
 
 
@@ -503,7 +683,7 @@ def biggest_version_jump(
 def failed_steps(con, run_filter: RunFilter, limit: int = 100) -> pd.DataFrame:
     """FAILED runs per flow and failed step: flow_name, failed_step (name, None if unknown),
     step_label (display name), runs, share (of that flow's FAILED runs); most first."""
-    where, params = _where(run_filter, f"status = {_status_literal(FAILED_STEP_STATUS)}")
+    where, params = _where(con, run_filter, f"status = {_status_literal(FAILED_STEP_STATUS)}")
     return _rows(
         con,
         f"""
@@ -511,7 +691,7 @@ def failed_steps(con, run_filter: RunFilter, limit: int = 100) -> pd.DataFrame:
             SELECT flow_name, failed_step,
                    coalesce(max(failed_step_display), failed_step, $no_step) AS step_label,
                    count(*) AS runs
-            FROM runs {where} GROUP BY flow_name, failed_step)
+            FROM {_runs(con)} {where} GROUP BY flow_name, failed_step)
         SELECT *, runs / sum(runs) OVER (PARTITION BY flow_name) AS share FROM steps
         ORDER BY runs DESC, flow_name, step_label LIMIT $limit""",
         merged(params, {"no_step": NO_STEP, "limit": limit}),
@@ -521,12 +701,13 @@ def failed_steps(con, run_filter: RunFilter, limit: int = 100) -> pd.DataFrame:
 def other_failed_states(con, run_filter: RunFilter) -> pd.DataFrame:
     """flow_name, status, runs, share (of that flow's runs in any failed state), for the
     OTHER_FAILED_STATES; most first."""
-    where, params = _where(run_filter, f"status IN {FAILED_SQL}")
+    where, params = _where(con, run_filter, f"status IN {FAILED_SQL}")
     return _rows(
         con,
         f"""
         WITH per_state AS (
-            SELECT flow_name, status, count(*) AS runs FROM runs {where} GROUP BY ALL),
+            SELECT flow_name, status, count(*) AS runs FROM {_runs(con)} {where}
+            GROUP BY ALL),
         shared AS (
             SELECT *, runs / sum(runs) OVER (PARTITION BY flow_name) AS share FROM per_state)
         SELECT * FROM shared WHERE status IN {_status_list(OTHER_FAILED_STATES)}
@@ -560,48 +741,104 @@ def error_signatures(
                 "total",
             ]
         )
-    where, params = _where(run_filter, "error_signature IS NOT NULL")
-    since = run_filter.since
+    where, params = _where(con, run_filter, "error_signature IS NOT NULL")
     return _rows(
         con,
-        f"""
-        WITH matching AS (
-            SELECT error_signature, flow_name, coalesce(failed_step_display, failed_step) AS step,
-                   started_at FROM runs {where}),
-        top AS (
-            SELECT error_signature, count(*) AS runs,
-                   list(DISTINCT flow_name ORDER BY flow_name) AS flows,
-                   coalesce(list(DISTINCT step ORDER BY step) FILTER (WHERE step IS NOT NULL),
-                            []) AS steps,
-                   count(*) OVER () AS total
-            FROM matching GROUP BY error_signature
-            ORDER BY runs DESC, error_signature LIMIT $limit),
-        overall AS (
-            SELECT error_signature, min(started_at) AS first_seen, max(started_at) AS last_seen
-            FROM runs WHERE error_signature IN (SELECT error_signature FROM top) GROUP BY ALL),
-        slots AS (
-            SELECT error_signature, {_SLOT} AS slot, count(*) AS runs FROM matching
-            WHERE error_signature IN (SELECT error_signature FROM top) GROUP BY ALL),
-        buckets AS (
-            SELECT error_signature, {_local(unit, "slot")} AS bucket, sum(runs) AS runs
-            FROM slots GROUP BY ALL),
-        series AS (
-            SELECT unnest(generate_series({_local(unit, "$range_first::TIMESTAMP")},
-                                          {_local(unit, "$range_last::TIMESTAMP")},
-                                          {_STEP[unit]})) AS bucket),
-        trends AS (
-            SELECT t.error_signature,
-                   list(coalesce(b.runs, 0)::BIGINT ORDER BY s.bucket) AS trend
-            FROM top t CROSS JOIN series s
-            LEFT JOIN buckets b ON b.error_signature = t.error_signature AND b.bucket = s.bucket
-            GROUP BY t.error_signature)
-        SELECT t.error_signature AS signature, t.runs, t.flows, t.steps,
-               {_local_time("o.first_seen")} AS first_seen,
-               {_local_time("o.last_seen")} AS last_seen,
-               coalesce(o.first_seen >= $since::TIMESTAMP, false) AS new,
-               tr.trend, t.total
-        FROM top t JOIN overall o USING (error_signature) JOIN trends tr USING (error_signature)
-        ORDER BY t.runs DESC, signature""",
+        by_dialect(
+            con,
+            f"""
+            WITH matching AS (
+                SELECT error_signature, flow_name,
+                       coalesce(failed_step_display, failed_step) AS step, started_at
+                FROM runs {where}),
+            top AS (
+                SELECT error_signature, count(*) AS runs,
+                       list(DISTINCT flow_name ORDER BY flow_name) AS flows,
+                       coalesce(list(DISTINCT step ORDER BY step) FILTER (WHERE step IS NOT NULL),
+                                []) AS steps,
+                       count(*) OVER () AS total
+                FROM matching GROUP BY error_signature
+                ORDER BY runs DESC, error_signature LIMIT $limit),
+            overall AS (
+                SELECT error_signature, min(started_at) AS first_seen,
+                       max(started_at) AS last_seen
+                FROM runs WHERE error_signature IN (SELECT error_signature FROM top)
+                GROUP BY ALL),
+            slots AS (
+                SELECT error_signature, {_slot(con)} AS slot, count(*) AS runs FROM matching
+                WHERE error_signature IN (SELECT error_signature FROM top) GROUP BY ALL),
+            buckets AS (
+                SELECT error_signature, {_local(con, unit, "slot")} AS bucket, sum(runs) AS runs
+                FROM slots GROUP BY ALL),
+            series AS (
+                SELECT unnest(generate_series({_local(con, unit, "$range_first::TIMESTAMP")},
+                                              {_local(con, unit, "$range_last::TIMESTAMP")},
+                                              {_STEP[unit]})) AS bucket),
+            trends AS (
+                SELECT t.error_signature,
+                       list(coalesce(b.runs, 0)::BIGINT ORDER BY s.bucket) AS trend
+                FROM top t CROSS JOIN series s
+                LEFT JOIN buckets b
+                    ON b.error_signature = t.error_signature AND b.bucket = s.bucket
+                GROUP BY t.error_signature)
+            SELECT t.error_signature AS signature, t.runs, t.flows, t.steps,
+                   {_local_time(con, "o.first_seen")} AS first_seen,
+                   {_local_time(con, "o.last_seen")} AS last_seen,
+                   coalesce(o.first_seen >= $since::TIMESTAMP, false) AS new,
+                   tr.trend, t.total
+            FROM top t JOIN overall o USING (error_signature)
+            JOIN trends tr USING (error_signature)
+            ORDER BY t.runs DESC, signature""",
+            f"""
+            WITH matching AS (
+                SELECT error_signature, flow_name,
+                       coalesce(failed_step_display, failed_step) AS step, started_at
+                FROM {latest("runs")} {where}),
+            top AS (
+                SELECT error_signature, count(*) AS runs,
+                       arraySort(groupUniqArray(flow_name)) AS flows,
+                       arraySort(groupUniqArray(step)) AS steps,
+                       count(*) OVER () AS total
+                FROM matching GROUP BY error_signature
+                ORDER BY runs DESC, error_signature LIMIT $limit),
+            overall AS (
+                SELECT error_signature, min(started_at) AS first_seen,
+                       max(started_at) AS last_seen
+                FROM {latest("runs")}
+                WHERE error_signature IN (SELECT error_signature FROM top) GROUP BY ALL),
+            slots AS (
+                SELECT error_signature, {_slot(con)} AS slot, count(*) AS runs FROM matching
+                WHERE error_signature IN (SELECT error_signature FROM top) GROUP BY ALL),
+            buckets AS (
+                SELECT error_signature, {_local(con, unit, "slot")} AS bucket, sum(runs) AS runs
+                FROM slots GROUP BY ALL),
+            series AS (
+                SELECT addSeconds(first_bucket, step * {_SECONDS[unit]}) AS bucket
+                FROM (SELECT {_local(con, unit, "toDateTime64($range_first, 6, 'UTC')")}
+                                 AS first_bucket,
+                             {_local(con, unit, "toDateTime64($range_last, 6, 'UTC')")}
+                                 AS last_bucket)
+                ARRAY JOIN range(toUInt64(dateDiff('second', first_bucket, last_bucket)
+                                          / {_SECONDS[unit]}) + 1) AS step),
+            trends AS (
+                -- each bucket's count, in the order of the buckets
+                SELECT t.error_signature AS error_signature,
+                       arrayMap(pair -> pair.2, arraySort(groupArray(
+                           (s.bucket, toInt64(coalesce(b.runs, 0)))))) AS trend
+                FROM top t CROSS JOIN series s
+                LEFT JOIN buckets b
+                    ON b.error_signature = t.error_signature AND b.bucket = s.bucket
+                GROUP BY t.error_signature)
+            SELECT t.error_signature AS signature, t.runs AS runs, t.flows AS flows,
+                   t.steps AS steps,
+                   {_local_time(con, "o.first_seen")} AS first_seen,
+                   {_local_time(con, "o.last_seen")} AS last_seen,
+                   coalesce(o.first_seen >= $since, false)::Bool AS new,
+                   tr.trend AS trend, t.total AS total
+            FROM top t JOIN overall o USING (error_signature)
+            JOIN trends tr USING (error_signature)
+            ORDER BY t.runs DESC, signature""",
+        ),
         merged(
             params,
             {
@@ -609,7 +846,7 @@ def error_signatures(
                 "tz": tz_name,
                 "range_first": limits[0],
                 "range_last": limits[1] - timedelta(microseconds=1),
-                "since": since,
+                "since": run_filter.since,
             },
         ),
     )
@@ -620,12 +857,13 @@ def error_signatures(
 
 def quota_per_day(con, run_filter: RunFilter, tz_name: str) -> pd.DataFrame:
     """day (local), runs: Quota Exceeded runs per calendar day that has any."""
-    where, params = _where(run_filter, f"status = {_status_literal(QUOTA_STATUS)}")
+    where, params = _where(con, run_filter, f"status = {_status_literal(QUOTA_STATUS)}")
     return _rows(
         con,
         f"""
-        WITH slots AS (SELECT {_SLOT} AS slot, count(*) AS runs FROM runs {where} GROUP BY ALL)
-        SELECT {_local("day", "slot")} AS day, sum(runs)::BIGINT AS runs
+        WITH slots AS (
+            SELECT {_slot(con)} AS slot, count(*) AS runs FROM {_runs(con)} {where} GROUP BY ALL)
+        SELECT {_local(con, "day", "slot")} AS day, sum(runs)::BIGINT AS runs
         FROM slots GROUP BY ALL ORDER BY day""",
         merged(params, {"tz": tz_name}),
     )
@@ -633,12 +871,12 @@ def quota_per_day(con, run_filter: RunFilter, tz_name: str) -> pd.DataFrame:
 
 def quota_per_flow(con, run_filter: RunFilter) -> pd.DataFrame:
     """flow_name, runs, share (of all Quota Exceeded runs in range); most first."""
-    where, params = _where(run_filter, f"status = {_status_literal(QUOTA_STATUS)}")
+    where, params = _where(con, run_filter, f"status = {_status_literal(QUOTA_STATUS)}")
     return _rows(
         con,
         f"""
         SELECT flow_name, count(*) AS runs, count(*) / sum(count(*)) OVER () AS share
-        FROM runs {where} GROUP BY flow_name ORDER BY runs DESC, flow_name""",
+        FROM {_runs(con)} {where} GROUP BY flow_name ORDER BY runs DESC, flow_name""",
         params,
     )
 
@@ -684,8 +922,8 @@ def quota_month_to_date(con, run_filter: RunFilter, now: datetime, tz_name: str)
     counts = []
     for since, until in ((start, local_now), (last_start, last_end)):
         period = run_filter.with_(since=_to_utc(since, tz_name), until=_to_utc(until, tz_name))
-        where, params = _where(period, f"status = {_status_literal(QUOTA_STATUS)}")
-        counts.append(con.execute(f"SELECT count(*) FROM runs {where}", params).fetchall()[0][0])
+        where, params = _where(con, period, f"status = {_status_literal(QUOTA_STATUS)}")
+        counts.append(rows(con, f"SELECT count(*) FROM {_runs(con)} {where}", params)[0][0])
     return QuotaMonth(counts[0], counts[1], start, last_start, last_end)
 
 
@@ -694,14 +932,14 @@ def quota_month_to_date(con, run_filter: RunFilter, now: datetime, tz_name: str)
 
 def duration_percentiles(con, run_filter: RunFilter) -> pd.DataFrame:
     """flow_name, runs, p50, p95, p99 (ms) over finished runs with a duration; slowest p95 first."""
-    where, params = _where(run_filter, f"status IN {FINISHED_SQL}", "duration_ms IS NOT NULL")
+    where, params = _where(con, run_filter, f"status IN {FINISHED_SQL}", "duration_ms IS NOT NULL")
     return _rows(
         con,
         f"""
         WITH q AS (
             SELECT flow_name, count(*) AS runs,
-                   quantile_cont(duration_ms, [0.5, 0.95, 0.99]) AS p
-            FROM runs {where} GROUP BY flow_name)
+                   {_quantiles(con, "duration_ms", (0.5, 0.95, 0.99))} AS p
+            FROM {_runs(con)} {where} GROUP BY flow_name)
         SELECT flow_name, runs, p[1] AS p50, p[2] AS p95, p[3] AS p99 FROM q
         ORDER BY p95 DESC, flow_name""",
         params,
@@ -711,15 +949,46 @@ def duration_percentiles(con, run_filter: RunFilter) -> pd.DataFrame:
 def slowest_steps(con, run_filter: RunFilter, limit: int = 15) -> pd.DataFrame:
     """flow_name, step, step_label, runs, avg_ms, p95_ms for the steps (of the filter's runs)
     with the highest p95 duration; one SQL, the filter applied to runs and joined on run id."""
-    where, params = named_where(run_filter)
+    where, params = _where(con, run_filter)
+    steps_of_runs = by_dialect(
+        con,
+        f"run_steps s JOIN (SELECT id, flow_name FROM runs {where}) r ON s.run_id = r.id",
+        # the steps of each run's current version only (see store/clickhouse/schema.py)
+        "(SELECT run_id, name, display_name, duration_ms, run_updated_at "
+        f"FROM {latest('run_steps')}) s "
+        f"JOIN (SELECT id, flow_name, updated_at FROM {latest('runs')} {where}) r "
+        "ON s.run_id = r.id AND s.run_updated_at = r.updated_at",
+    )
     return _rows(
         con,
         f"""
-        SELECT r.flow_name, s.name AS step, coalesce(max(s.display_name), s.name) AS step_label,
+        SELECT r.flow_name AS flow_name, s.name AS step,
+               coalesce(max(s.display_name), s.name) AS step_label,
                count(*) AS runs, avg(s.duration_ms) AS avg_ms,
-               quantile_cont(s.duration_ms, 0.95) AS p95_ms
-        FROM run_steps s JOIN (SELECT id, flow_name FROM runs {where}) r ON s.run_id = r.id
+               {_quantile(con, "s.duration_ms", 0.95)} AS p95_ms
+        FROM {steps_of_runs}
         WHERE s.duration_ms IS NOT NULL
         GROUP BY r.flow_name, s.name ORDER BY p95_ms DESC, r.flow_name, step LIMIT $limit""",
         merged(params, {"limit": limit}),
+    )
+
+
+def _quantiles(con, column: str, levels: tuple[float, ...]) -> str:
+    """SQL: the list of a column's continuous quantiles at fixed levels, interpolated linearly
+    between the two nearest values (DuckDB's quantile_cont; ClickHouse's exact inclusive
+    quantiles, R's type 7, interpolate the same way)."""
+    written = ", ".join(repr(float(level)) for level in levels)
+    return by_dialect(
+        con,
+        f"quantile_cont({column}, [{written}])",
+        f"quantilesExactInclusive({written})({column})",
+    )
+
+
+def _quantile(con, column: str, level: float) -> str:
+    """SQL: one continuous quantile of a column (see _quantiles)."""
+    return by_dialect(
+        con,
+        f"quantile_cont({column}, {float(level)!r})",
+        f"quantileExactInclusive({float(level)!r})({column})",
     )
