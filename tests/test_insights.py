@@ -3,10 +3,12 @@ on both backends.
 
 A small database is generated once with a fixed end date; every expected value is computed from
 rows fetched from it with a plain SELECT, never typed in. Each test that reads the store runs on
-DuckDB and on ClickHouse (a chdb copy of the same runs, `con`), judged by that one oracle. The
-ClickHouse copy also holds an older version of every seventh run (another status, not archived,
-another error, steps at other positions): a read that does not see each run once in its newest
-version, and only the steps of that version, gets numbers the oracle does not.
+DuckDB and on ClickHouse, in this process (chdb) and through a server's HTTP interface (the
+chdb-backed server of clickhouse_http.py), each a copy of the same runs (`con`), judged by that
+one oracle. Each ClickHouse copy also holds an older version of every seventh run (another
+status, not archived, another error, steps at other positions): a read that does not see each
+run once in its newest version, and only the steps of that version, gets numbers the oracle does
+not.
 """
 
 from __future__ import annotations
@@ -19,14 +21,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
+import clickhouse_http
 from backends import COPIED
 from conftest import ROOT, build_db
 from runs_store.domain.statuses import FAILED_STATES, UNFINISHED
 from runs_store.queries.filters import RunFilter
 from runs_store.services import insights
+from runs_store.store import clickhouse
 from runs_store.store.backend import CLICKHOUSE, dialect, open_location
 from runs_store.store.database import open_db
-from runs_store.store.location import ChdbLocation
+from runs_store.store.location import ChdbLocation, parse_location
 
 END = datetime(2026, 11, 5, 12, 0)
 WEEK = RunFilter(since=END - timedelta(days=7), until=END)
@@ -66,24 +70,49 @@ def duck(db):
         yield connection
 
 
+PASSWORD = "insights:/@ secret"
+
+
+def copy_with_stale_versions(duck, connection) -> None:
+    """The DuckDB store's runs, steps and rejects into a ClickHouse store (as tests/backends.py
+    copies a store), and the stale older versions of some runs and of their steps."""
+    for table, select in COPIED.items():
+        connection.insert_arrow(table, duck.sql(select).to_arrow_table())
+    connection.insert_arrow("runs", duck.sql(STALE_RUNS).to_arrow_table())
+    connection.insert_arrow("run_steps", duck.sql(STALE_STEPS).to_arrow_table())
+
+
 @pytest.fixture(scope="module")
 def chdb_con(duck, shared_chdb):
-    """The same runs in chdb (copied as tests/backends.py copies a store), with stale older
-    versions of some, as a database beside the shared chdb store (chdb holds one directory per
-    process)."""
-    location = ChdbLocation(shared_chdb.path, database="insights_test")
-    with open_location(location) as connection:
-        for table, select in COPIED.items():
-            connection.insert_arrow(table, duck.sql(select).to_arrow_table())
-        connection.insert_arrow("runs", duck.sql(STALE_RUNS).to_arrow_table())
-        connection.insert_arrow("run_steps", duck.sql(STALE_STEPS).to_arrow_table())
+    """The runs in chdb, as a database beside the shared chdb store (chdb holds one directory
+    per process)."""
+    with open_location(ChdbLocation(shared_chdb.path, database="insights_test")) as connection:
+        copy_with_stale_versions(duck, connection)
         yield connection
 
 
-@pytest.fixture(scope="module", params=["duckdb", "chdb"])
+@pytest.fixture(scope="module")
+def http_con(duck, tmp_path_factory):
+    """The runs on a ClickHouse server, reached over HTTP."""
+    with clickhouse_http.running(
+        tmp_path_factory.mktemp("insights_ch") / "server", PASSWORD
+    ) as port:
+        location = parse_location(f"clickhouse://default@127.0.0.1:{port}/insights")
+        with clickhouse.open_store(location, password=PASSWORD) as connection:
+            copy_with_stale_versions(duck, connection)
+            yield connection
+
+
+@pytest.fixture(scope="module", params=["duckdb", "chdb", "http"])
 def con(request, duck):
     """The store on each backend."""
-    return duck if request.param == "duckdb" else request.getfixturevalue("chdb_con")
+    return duck if request.param == "duckdb" else request.getfixturevalue(f"{request.param}_con")
+
+
+@pytest.fixture(scope="module", params=["chdb", "http"])
+def clickhouse_con(request):
+    """The store on ClickHouse, either way."""
+    return request.getfixturevalue(f"{request.param}_con")
 
 
 @pytest.fixture(scope="module")
@@ -685,8 +714,8 @@ SAME_ON_BOTH = {
 
 
 @pytest.mark.parametrize("call", SAME_ON_BOTH.values(), ids=SAME_ON_BOTH.keys())
-def test_both_backends_give_the_same_columns_dtypes_and_values(duck, chdb_con, call):
-    expected, got = call(duck), call(chdb_con)
+def test_both_backends_give_the_same_columns_dtypes_and_values(duck, clickhouse_con, call):
+    expected, got = call(duck), call(clickhouse_con)
     if isinstance(expected, insights.Trends):
         for name in ("runs_over_time", "flow_failure_rates", "versions"):
             pd.testing.assert_frame_equal(getattr(got, name), getattr(expected, name))
@@ -701,12 +730,13 @@ def test_a_timezone_name_is_a_parameter_not_sql(con):
         insights.quota_per_day(con, MONTH, "UTC') --")
 
 
-def test_the_clickhouse_copy_holds_stale_versions_the_insights_do_not_count(chdb_con, duck):
+def test_the_clickhouse_copy_holds_stale_versions_the_insights_do_not_count(clickhouse_con, duck):
     """The oracle holds for ClickHouse only if the stale rows are there to be hidden."""
     from runs_store.store.backend import rows
 
-    assert dialect(chdb_con) == CLICKHOUSE
-    stored = rows(chdb_con, "SELECT count(*) FROM runs")[0][0]
+    assert dialect(clickhouse_con) == CLICKHOUSE
+    stored = rows(clickhouse_con, "SELECT count(*) FROM runs")[0][0]
     newest = duck.execute("SELECT count(*) FROM runs").fetchall()[0][0]
     assert stored > newest
-    assert insights.headline(chdb_con, ALL_TIME.with_(include_archived=True)).total == newest
+    everything = ALL_TIME.with_(include_archived=True)
+    assert insights.headline(clickhouse_con, everything).total == newest

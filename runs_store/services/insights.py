@@ -374,7 +374,8 @@ def utc_offsets(
             FROM changes ORDER BY slot""",
             """
             WITH quarters AS (
-                SELECT addMinutes(first_quarter, 15 * step) AS slot
+                -- DateTime64: rows of a DateTime come back in the process's zone
+                SELECT toDateTime64(addMinutes(first_quarter, 15 * step), 6, 'UTC') AS slot
                 FROM (SELECT toStartOfInterval(toDateTime64($first, 6, 'UTC'),
                                                INTERVAL 15 MINUTE) AS first_quarter,
                              toStartOfInterval(toDateTime64($last, 6, 'UTC'),
@@ -389,8 +390,8 @@ def utc_offsets(
                         lag(toNullable(utc_offset)) OVER (ORDER BY slot))
             SELECT slot,
                    coalesce(lead(toNullable(slot)) OVER (ORDER BY slot),
-                            addMinutes(toStartOfInterval(toDateTime64($last, 6, 'UTC'),
-                                                         INTERVAL 15 MINUTE), 15)),
+                            toDateTime64(addMinutes(toStartOfInterval(
+                                toDateTime64($last, 6, 'UTC'), INTERVAL 15 MINUTE), 15), 6, 'UTC')),
                    utc_offset
             FROM changes ORDER BY slot""",
         ),
