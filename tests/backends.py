@@ -8,6 +8,8 @@ and a test compares what each backend answers against one oracle.
 
 from __future__ import annotations
 
+import uuid
+from contextlib import contextmanager
 from pathlib import Path
 
 import duckdb
@@ -36,3 +38,36 @@ def copy_to_chdb(duckdb_path: Path, location: ChdbLocation) -> ChdbLocation:
     finally:
         source.close()
     return location
+
+
+# ---------------------------------------------------------------- more stores beside the shared one
+
+BACKENDS = ("duckdb", "chdb")
+
+
+def chdb_beside(shared: ChdbLocation, duckdb_path: Path, name: str = "") -> ChdbLocation:
+    """A copy of a DuckDB store as its own database in the shared chdb store's directory (chdb
+    holds one directory per process, so every chdb store of a test run lives in that one)."""
+    database = name or f"t_{uuid.uuid4().hex[:12]}"
+    return copy_to_chdb(duckdb_path, ChdbLocation(shared.path, database=database))
+
+
+@contextmanager
+def opened(backend: str, duckdb_path: Path, request, copies: dict | None = None, read_only=True):
+    """A connection to the store `duckdb_path` on DuckDB, or to its chdb copy (made beside the
+    shared chdb store, or taken from `copies`, where a new copy is kept for later tests).
+    `read_only` is DuckDB's; a chdb copy belongs to the test (or to the `copies` holder)."""
+    from runs_store.store.backend import open_location
+    from runs_store.store.database import open_db
+
+    if backend == "duckdb":
+        with open_db(duckdb_path, read_only=read_only) as con:
+            yield con
+        return
+    location = None if copies is None else copies.get(duckdb_path)
+    if location is None:
+        location = chdb_beside(request.getfixturevalue("shared_chdb"), duckdb_path)
+        if copies is not None:
+            copies[duckdb_path] = location
+    with open_location(location) as con:
+        yield con

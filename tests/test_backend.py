@@ -65,7 +65,7 @@ def test_placeholders_become_typed_and_strings_and_comments_stay():
         {"n": 3, "when": datetime(2026, 1, 2), "ids": ["a"], "name": "b"},
     )
     assert sql == (
-        "SELECT '$no' AS a, {n:Int64} + 1, {when:DateTime64(6)}, {ids:Array(String)} -- $c\n"
+        "SELECT '$no' AS a, {n:Int64} + 1, {when:DateTime64(6, 'UTC')}, {ids:Array(String)} -- $c\n"
         "FROM t WHERE x = {name:String}"
     )
     assert params["name"] == "b"

@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 import duckdb
 import pytest
 
+from backends import BACKENDS, chdb_beside
 from factories import simple_run
 from list_oracle import ids, keeps, load_runs, matching
 from runs_store.ingest.pipeline import ingest_items, records_as_items
@@ -29,14 +30,17 @@ from runs_store.queries.filters import (
     preset_window,
     where_also,
 )
+from runs_store.queries.named_params import named, named_where
+from runs_store.store.backend import latest, open_location
+from runs_store.store.backend import rows as backend_rows
 from runs_store.store.database import open_db
 
 SINCE = datetime(2026, 11, 1, 8, 30)
 UNTIL = datetime(2026, 11, 8, 0, 0)
-IN_LIST = "IN (SELECT unnest(?::VARCHAR[]))"
+IN_1, IN_2 = "IN (?)", "IN (?, ?)"
 SEARCH_SQL = (
-    "(id ILIKE ? ESCAPE '\\' OR failed_step ILIKE ? ESCAPE '\\' "
-    "OR failed_step_display ILIKE ? ESCAPE '\\' OR error_message ILIKE ? ESCAPE '\\')"
+    "(id ILIKE ? ESCAPE '!' OR failed_step ILIKE ? ESCAPE '!' "
+    "OR failed_step_display ILIKE ? ESCAPE '!' OR error_message ILIKE ? ESCAPE '!')"
 )
 
 
@@ -48,22 +52,22 @@ WHERE_CASES = [
     (
         "flows",
         RunFilter(flows=("A", "B")),
-        f"WHERE archived_at IS NULL AND flow_name {IN_LIST}",
-        [["A", "B"]],
+        f"WHERE archived_at IS NULL AND flow_name {IN_2}",
+        ["A", "B"],
     ),
     (
         "statuses",
         RunFilter(statuses=("FAILED",)),
-        f"WHERE archived_at IS NULL AND status {IN_LIST}",
-        [["FAILED"]],
+        f"WHERE archived_at IS NULL AND status {IN_1}",
+        ["FAILED"],
     ),
     ("since", RunFilter(since=SINCE), "WHERE archived_at IS NULL AND started_at >= ?", [SINCE]),
     ("until", RunFilter(until=UNTIL), "WHERE archived_at IS NULL AND started_at < ?", [UNTIL]),
     (
         "failed steps",
         RunFilter(failed_steps=("step_2",)),
-        f"WHERE archived_at IS NULL AND failed_step {IN_LIST}",
-        [["step_2"]],
+        f"WHERE archived_at IS NULL AND failed_step {IN_1}",
+        ["step_2"],
     ),
     (
         "error signature",
@@ -74,8 +78,8 @@ WHERE_CASES = [
     (
         "flow versions",
         RunFilter(flow_version_ids=("v1", "v2")),
-        f"WHERE archived_at IS NULL AND flow_version_id {IN_LIST}",
-        [["v1", "v2"]],
+        f"WHERE archived_at IS NULL AND flow_version_id {IN_2}",
+        ["v1", "v2"],
     ),
     (
         "search",
@@ -104,12 +108,12 @@ WHERE_CASES = [
             flow_version_ids=("v",),
         ),
         (
-            f"WHERE flow_name {IN_LIST} AND status {IN_LIST} "
+            f"WHERE flow_name {IN_1} AND status {IN_2} "
             "AND started_at >= ? AND started_at < ? "
-            f"AND failed_step {IN_LIST} AND error_signature = ? AND flow_version_id {IN_LIST} "
+            f"AND failed_step {IN_1} AND error_signature = ? AND flow_version_id {IN_1} "
             f"AND {SEARCH_SQL}"
         ),
-        [["A"], ["FAILED", "TIMEOUT"], SINCE, UNTIL, ["step_1"], "s", ["v"]] + ["%x%"] * 4,
+        ["A", "FAILED", "TIMEOUT", SINCE, UNTIL, "step_1", "s", "v"] + ["%x%"] * 4,
     ),
 ]
 
@@ -156,17 +160,18 @@ def test_an_alias_prefixes_every_column():
 @pytest.mark.parametrize(
     "search, pattern",
     [
-        ("50%", "%50\\%%"),
-        ("step_2", "%step\\_2%"),
-        ("a\\b", "%a\\\\b%"),
-        ("%_\\", "%\\%\\_\\\\%"),
+        ("50%", "%50!%%"),
+        ("step_2", "%step!_2%"),
+        ("a!b", "%a!!b%"),
+        ("%_!", "%!%!_!!%"),
+        ("a\\b", "%a\\b%"),  # a backslash is itself: no engine reads it as an escape here
         ("plain", "%plain%"),
     ],
 )
 def test_search_escapes_like_wildcards_and_the_escape_character(search, pattern):
     sql, params = build_where(RunFilter(search=search, include_archived=True))
     assert params == [pattern] * 4
-    assert sql.count("ESCAPE '\\'") == 4
+    assert sql.count("ESCAPE '!'") == 4
 
 
 HOSTILE = ["'; DROP TABLE runs; --", "O'Brien", 'say "hi"', "x) OR (1=1", "%' OR '1'='1"]
@@ -188,9 +193,7 @@ def test_values_only_travel_as_parameters_never_in_the_sql_text(value):
     assert value not in sql and value.strip() not in sql
     assert str(SINCE) not in sql and SINCE.isoformat() not in sql
     assert sql.count("?") == len(params)
-    lists = [param for param in params if isinstance(param, list)]
-    assert lists == [[value]] * 4  # flows, statuses, failed steps, flow versions
-    assert params.count(value) == 1  # the error signature
+    assert params.count(value) == 5  # flows, statuses, failed steps, signature, flow versions
     assert SINCE in params and UNTIL in params
 
 
@@ -241,8 +244,8 @@ DAY_PARAMS = [datetime(2026, 11, 2), datetime(2026, 11, 3)]
             where_also(
                 build_where(RunFilter(statuses=("FAILED",))), build_day(DAY), build_seek(KEY)
             ),
-            (f"WHERE archived_at IS NULL AND status {IN_LIST} AND ({DAY_SQL}) AND ({SEEK})"),
-            [["FAILED"], *DAY_PARAMS, KEY.started_at, KEY.started_at, "run-42"],
+            (f"WHERE archived_at IS NULL AND status {IN_1} AND ({DAY_SQL}) AND ({SEEK})"),
+            ["FAILED", *DAY_PARAMS, KEY.started_at, KEY.started_at, "run-42"],
         ),
     ],
 )
@@ -266,21 +269,16 @@ def test_keys_compare_as_the_list_reads_backwards():
     assert earlier < RunKey(datetime(2026, 11, 2, 10), "a") < RunKey(datetime(2026, 11, 2, 10), "b")
 
 
-def test_a_seek_keeps_exactly_the_runs_at_or_after_the_key_in_the_list_order(shared_db, runs):
-    """Against the real database: for keys taken from the list (ties included), the seek keeps
-    the key's run and every run the Python order puts after it."""
+def test_a_seek_keeps_exactly_the_runs_at_or_after_the_key_in_the_list_order(store_con, runs):
+    """Against the real database, on each backend: for keys taken from the list (ties included),
+    the seek keeps the key's run and every run the Python order puts after it."""
     ordered = sorted(runs, key=lambda run: (run["started_at"], run["id"]), reverse=True)
-    with duckdb.connect(str(shared_db), read_only=True) as con:
-        for position in (0, 1, len(ordered) // 2, len(ordered) - 1):
-            key = RunKey(ordered[position]["started_at"], ordered[position]["id"])
-            sql, params = where_also(("", []), build_seek(key))
-            kept = [
-                found
-                for (found,) in con.execute(
-                    f"SELECT id FROM runs {sql} {ORDER_BY}", params
-                ).fetchall()
-            ]
-            assert kept == ids(ordered[position:]), position
+    for position in (0, 1, len(ordered) // 2, len(ordered) - 1):
+        key = RunKey(ordered[position]["started_at"], ordered[position]["id"])
+        sql, params = named(*where_also(("", []), build_seek(key)), "seek")
+        table = latest(store_con, "runs")
+        found = backend_rows(store_con, f"SELECT id FROM {table} {sql} {ORDER_BY}", params)
+        assert [run_id for (run_id,) in found] == ids(ordered[position:]), position
 
 
 # ------------------------------------------------------------------ date windows, pure
@@ -372,23 +370,35 @@ def runs(shared_db):
 
 @pytest.fixture(scope="module")
 def connections():
-    """One read-only connection per database file for the module, closed at its end."""
-    opened = {}
+    """One read-only DuckDB connection per database file for the module, closed at its end; and
+    the chdb copy of each database file, made once."""
+    opened: dict = {"chdb": {}}
     yield opened
-    for con in opened.values():
-        con.close()
+    for db, con in opened.items():
+        if db != "chdb":
+            con.close()
 
 
-@pytest.fixture
-def select(connections):
+@pytest.fixture(params=BACKENDS)
+def select(request, connections):
+    """The ids a filter's WHERE clause selects from a database file, on each backend (on chdb,
+    from a copy of the file)."""
+
     def selected_ids(db, run_filter: RunFilter) -> set[str]:
-        if db not in connections:
-            connections[db] = duckdb.connect(str(db), read_only=True)
-        where, params = build_where(run_filter)
-        return {
-            found[0]
-            for found in connections[db].execute(f"SELECT id FROM runs {where}", params).fetchall()
-        }
+        where, params = named_where(run_filter)
+        if request.param == "duckdb":
+            if db not in connections:
+                connections[db] = duckdb.connect(str(db), read_only=True)
+            return {
+                found[0]
+                for found in backend_rows(connections[db], f"SELECT id FROM runs {where}", params)
+            }
+        copies = connections["chdb"]
+        if db not in copies:
+            copies[db] = chdb_beside(request.getfixturevalue("shared_chdb"), db)
+        with open_location(copies[db]) as con:
+            sql = f"SELECT id FROM {latest(con, 'runs')} {where}"
+            return {found[0] for found in backend_rows(con, sql, params)}
 
     return selected_ids
 

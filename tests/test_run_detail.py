@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 
 import pytest
 
+from backends import BACKENDS, opened
 from factories import AGENT_OUTPUT, FLOW_VERSION, SLACK_ERROR, engine_run, example_steps, older_run
 from run_records import (
     BIG_SECRET,
@@ -64,7 +65,8 @@ from runs_store.services.run_detail import (
     read_step_rows,
 )
 from runs_store.services.secret_patterns import VALUE_PATTERNS
-from runs_store.store.database import open_db
+from runs_store.store.backend import latest
+from runs_store.store.backend import rows as backend_rows
 
 UTC = zone("UTC")
 
@@ -167,9 +169,25 @@ def db(tmp_path_factory):
     return build_run_db(tmp_path_factory.mktemp("run_detail") / "runs.duckdb", all_records())
 
 
+@pytest.fixture(scope="module")
+def chdb_copies():
+    """The chdb copy of each database file this module reads on ClickHouse, made once."""
+    return {}
+
+
+@pytest.fixture(params=BACKENDS)
+def open_store(request, chdb_copies):
+    """Opens a database file on each backend: DuckDB (read-only), or its chdb copy."""
+
+    def opening(path):
+        return opened(request.param, path, request, chdb_copies)
+
+    return opening
+
+
 @pytest.fixture
-def con(db):
-    with open_db(db, read_only=True) as connection:
+def con(db, open_store):
+    with open_store(db) as connection:
         yield connection
 
 
@@ -283,9 +301,9 @@ def test_a_json_error_adds_its_whole_body(con):
     assert load(con, FAILED_RUN).find_step("step_3").error.adds_detail
 
 
-def test_a_cut_error_adds_its_download(db, monkeypatch):
+def test_a_cut_error_adds_its_download(db, open_store, monkeypatch):
     monkeypatch.setenv("RUNS_PAYLOAD_PREVIEW_KB", "0.01")  # 10 bytes: any message is cut
-    with open_db(db, read_only=True) as connection:
+    with open_store(db) as connection:
         step = load(connection, "old-1").find_step("step_2")
         whole = payload_download(connection, "old-1", step.position, "error", mask=False)
     assert step.error.detail.cut and step.error.adds_detail
@@ -618,9 +636,11 @@ def test_ordinary_words_after_auth_scheme_names_are_kept(text):
 
 
 def stored(con, run_id: str, position: int, column: str) -> str:
-    return con.execute(
-        f"SELECT {column} FROM run_steps WHERE run_id = ? AND position = ?", [run_id, position]
-    ).fetchall()[0][0]
+    sql = (
+        f"SELECT {column} FROM {latest(con, 'run_steps')} "
+        "WHERE run_id = $run_id AND position = $position"
+    )
+    return backend_rows(con, sql, {"run_id": run_id, "position": position})[0][0]
 
 
 def test_a_multi_megabyte_output_is_cut_with_its_size_and_read_whole_for_download(con):
@@ -673,7 +693,7 @@ def test_a_download_of_a_step_no_longer_stored_says_so(con):
         payload_download(con, "huge-run", 99, "output", mask=True)
 
 
-def test_a_secret_cut_by_the_end_of_the_preview_is_still_masked(db, monkeypatch):
+def test_a_secret_cut_by_the_end_of_the_preview_is_still_masked(db, open_store, monkeypatch):
     monkeypatch.setenv("RUNS_PAYLOAD_PREVIEW_KB", "1")
     output = {"filler": "a" * 900, "password": "p" * 400 + "TAIL"}
     run = engine_run(
@@ -690,7 +710,7 @@ def test_a_secret_cut_by_the_end_of_the_preview_is_still_masked(db, monkeypatch)
         },
     )
     path = build_run_db(db.parent / "cut.duckdb", [run])
-    with open_db(path, read_only=True) as connection:
+    with open_store(path) as connection:
         payload = load(connection, "cut-secret").find_step("step_1").output
     assert payload.cut and '"password"' in payload.preview
     assert "ppppp" not in payload.preview
@@ -764,9 +784,9 @@ def cut_db(db):
     return build_run_db(db.parent / "cuts.duckdb", cut_records())
 
 
-def cut_preview_of(cut_db, monkeypatch, run_id: str):
+def cut_preview_of(cut_db, open_store, monkeypatch, run_id: str):
     monkeypatch.setenv("RUNS_PAYLOAD_PREVIEW_KB", str(CUT_KB))
-    with open_db(cut_db, read_only=True) as connection:
+    with open_store(cut_db) as connection:
         payload = load(connection, run_id).find_step("step_1").output
         whole = stored(connection, run_id, 0, "output")
     assert payload.cut
@@ -775,8 +795,10 @@ def cut_preview_of(cut_db, monkeypatch, run_id: str):
 
 @pytest.mark.parametrize("offset", CUT_OFFSETS)
 @pytest.mark.parametrize("name", sorted(CREDENTIALS))
-def test_a_credential_cut_by_the_preview_shows_none_of_itself(cut_db, monkeypatch, name, offset):
-    payload, whole = cut_preview_of(cut_db, monkeypatch, f"cut-{name}-{offset}")
+def test_a_credential_cut_by_the_preview_shows_none_of_itself(
+    cut_db, open_store, monkeypatch, name, offset
+):
+    payload, whole = cut_preview_of(cut_db, open_store, monkeypatch, f"cut-{name}-{offset}")
     assert whole.startswith(payload.preview), "only cut, nothing else changed"
     assert len(payload.preview) <= whole.index(CREDENTIALS[name]), "no part of it shown"
     assert len(payload.preview.encode("utf-8")) <= CUT_KB * 1024
@@ -785,8 +807,10 @@ def test_a_credential_cut_by_the_preview_shows_none_of_itself(cut_db, monkeypatc
 
 @pytest.mark.parametrize("offset", CUT_OFFSETS[1:])
 @pytest.mark.parametrize("kind", ["password", "escaped"])
-def test_a_secret_keys_value_cut_by_the_preview_is_masked(cut_db, monkeypatch, kind, offset):
-    payload, whole = cut_preview_of(cut_db, monkeypatch, f"cut-{kind}-{offset}")
+def test_a_secret_keys_value_cut_by_the_preview_is_masked(
+    cut_db, open_store, monkeypatch, kind, offset
+):
+    payload, whole = cut_preview_of(cut_db, open_store, monkeypatch, f"cut-{kind}-{offset}")
     assert TOKEN[:4] not in payload.preview
     assert payload.preview.endswith('"password":"' + MASK + '"')
     assert payload.masked_count == 1
@@ -946,9 +970,9 @@ def test_masking_a_parsed_payload_skips_only_payloads_with_nothing_to_mask():
     assert MaskTally().json_value(plain, json.dumps(plain)) is plain  # not walked at all
 
 
-def test_loops_and_agents_are_read_even_when_their_output_is_cut(db, monkeypatch):
+def test_loops_and_agents_are_read_even_when_their_output_is_cut(db, open_store, monkeypatch):
     monkeypatch.setenv("RUNS_PAYLOAD_PREVIEW_KB", "0.1")
-    with open_db(db, read_only=True) as connection:
+    with open_store(db) as connection:
         run = load(connection, FAILED_RUN)
         loop_step = load(connection, "loop-run").find_step("step_1")
         agent = load(connection, "agent-secret").find_step("step_2")
@@ -1104,7 +1128,7 @@ def test_compare_has_nothing_when_the_flow_never_succeeded(con):
     assert compare_with_last_success(con, "no-such-run") is None
 
 
-def test_a_step_missing_from_the_other_run_shows_as_not_run(db):
+def test_a_step_missing_from_the_other_run_shows_as_not_run(db, open_store):
     failed = engine_run("cmp-now", flowId="fL0w-cmp")
     steps = example_steps()
     del steps["step_3"]
@@ -1122,7 +1146,7 @@ def test_a_step_missing_from_the_other_run_shows_as_not_run(db):
             ),
         ],
     )
-    with open_db(path, read_only=True) as connection:
+    with open_store(path) as connection:
         comparison = compare_with_last_success(connection, "cmp-now")
     step_3 = next(c for c in comparison.steps if c.name == "step_3")
     assert (step_3.status_then, step_3.status_now, step_3.output_changed) == (None, "FAILED", None)

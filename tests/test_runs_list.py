@@ -9,10 +9,10 @@ from __future__ import annotations
 import math
 from datetime import UTC, datetime, timedelta
 
-import duckdb
 import pandas as pd
 import pytest
 
+from backends import BACKENDS, chdb_beside, opened
 from factories import rows, simple_run, store_with
 from list_oracle import ids, load_runs, matching
 from runs_store.ingest.pipeline import ingest_items, records_as_items
@@ -24,6 +24,7 @@ from runs_store.queries.filters import (
     RunKey,
     build_where,
 )
+from runs_store.queries.named_params import named
 from runs_store.services import runs_list
 from runs_store.services.runs_list import (
     DayCounts,
@@ -42,15 +43,22 @@ from runs_store.services.runs_list import (
     set_archived,
     total_runs,
 )
+from runs_store.store import backend
+from runs_store.store.backend import latest, open_location
+from runs_store.store.clickhouse import schema as clickhouse_schema
 from runs_store.store.database import generation, open_db
 
 
+@pytest.fixture
+def shared_con(store_con):
+    """The shared sample store on each backend (DuckDB's read-only)."""
+    return store_con
+
+
 @pytest.fixture(scope="module")
-def shared_con(shared_db):
-    """Read-only, opened as factories.rows opens files, so both can be open at once."""
-    con = duckdb.connect(str(shared_db), read_only=True)
-    yield con
-    con.close()
+def chdb_copies():
+    """The chdb copy of each database file this module reads on ClickHouse, made once."""
+    return {}
 
 
 @pytest.fixture(scope="module")
@@ -100,8 +108,9 @@ def walked_ids(pages: list[RunsPage]) -> list[str]:
 
 def sorted_by_sql(con, run_filter: RunFilter) -> list[tuple]:
     """The whole list as one direct query sorts it: (started_at, id) of every run, in order."""
-    where, params = build_where(run_filter)
-    return con.execute(f"SELECT started_at, id FROM runs {where} {ORDER_BY}", params).fetchall()
+    where, params = named(*build_where(run_filter), "p")
+    sql = f"SELECT started_at, id FROM {latest(con, 'runs')} {where} {ORDER_BY}"
+    return [tuple(found) for found in backend.rows(con, sql, params)]
 
 
 @pytest.fixture(params=["near the ends", "through the day counts"])
@@ -300,6 +309,19 @@ def ties_db(tmp_path_factory):
     return store_with(tmp_path_factory.mktemp("ties") / "runs.duckdb", tie_records(), "ties")
 
 
+@pytest.fixture(scope="module")
+def ties_runs(ties_db):
+    return load_runs(ties_db)
+
+
+@pytest.fixture(params=BACKENDS)
+def ties_con(request, ties_db, ties_runs, chdb_copies):
+    """The tie database on each backend (its runs read for the oracle first: DuckDB opens a
+    file once per process with one configuration)."""
+    with opened(request.param, ties_db, request, chdb_copies) as con:
+        yield con
+
+
 def test_the_tie_database_really_has_many_runs_at_one_instant(ties_db):
     counts = rows(ties_db, "SELECT count(*) FROM runs GROUP BY started_at ORDER BY 1 DESC")
     assert [count for (count,) in counts] == [len(TIE_IDS)] * 3 + [1]
@@ -321,34 +343,34 @@ def test_the_tie_page_sizes_put_page_boundaries_inside_a_tie(ties_db):
 
 
 @pytest.mark.parametrize("per_page", TIE_PAGE_SIZES)
-def test_paging_through_runs_with_the_same_start_never_skips_or_repeats(ties_db, per_page):
-    runs = load_runs(ties_db)
+def test_paging_through_runs_with_the_same_start_never_skips_or_repeats(
+    ties_runs, ties_con, per_page
+):
+    runs = ties_runs
     expected = ids(matching(runs, RunFilter()))
-    with open_db(ties_db, read_only=True) as con:
-        got = walked_ids(walk(con, RunFilter(), per_page))
+    got = walked_ids(walk(ties_con, RunFilter(), per_page))
     assert got == expected and len(set(got)) == len(runs)
 
 
 @pytest.mark.parametrize("per_page", TIE_PAGE_SIZES)
 def test_every_walk_through_runs_with_the_same_start_gives_the_sql_sorted_list(
-    ties_db, seek_by, per_page
+    ties_runs, ties_con, seek_by, per_page
 ):
-    with open_db(ties_db, read_only=True) as con:
-        expected = [run_id for _started, run_id in sorted_by_sql(con, RunFilter())]
-        walks = {
-            "by key": walk_by_key(con, RunFilter(), per_page),
-            "by number": walk_by_number(con, RunFilter(), per_page, days=False),
-            "by number, day counts given": walk_by_number(con, RunFilter(), per_page, days=True),
-        }
-    assert expected == ids(matching(load_runs(ties_db), RunFilter()))
+    con = ties_con
+    expected = [run_id for _started, run_id in sorted_by_sql(con, RunFilter())]
+    walks = {
+        "by key": walk_by_key(con, RunFilter(), per_page),
+        "by number": walk_by_number(con, RunFilter(), per_page, days=False),
+        "by number, day counts given": walk_by_number(con, RunFilter(), per_page, days=True),
+    }
+    assert expected == ids(matching(ties_runs, RunFilter()))
     for name, pages in walks.items():
         assert walked_ids(pages) == expected, name
         assert_walk(pages, expected, per_page)
 
 
-def test_ties_break_by_id_descending_in_byte_order(ties_db):
-    with open_db(ties_db, read_only=True) as con:
-        first = list(list_runs(con, RunFilter(), len(TIE_IDS)).rows["id"])
+def test_ties_break_by_id_descending_in_byte_order(ties_con):
+    first = list(list_runs(ties_con, RunFilter(), len(TIE_IDS)).rows["id"])
     newest = [f"{run_id}-t1" for run_id in TIE_IDS]  # .001Z is the latest instant
     assert first == sorted(newest, reverse=True)
     assert first[:3] == ["z2-t1", "z11-t1", "z100-t1"]
@@ -358,12 +380,12 @@ def test_ties_break_by_id_descending_in_byte_order(ties_db):
     "run_filter",
     [RunFilter(statuses=("FAILED",)), RunFilter(flows=("Tie flow",)), RunFilter(search="-t2")],
 )
-def test_filtered_paging_through_ties_matches_python(ties_db, seek_by, run_filter):
-    expected = ids(matching(load_runs(ties_db), run_filter))
-    with open_db(ties_db, read_only=True) as con:
-        assert walked_ids(walk(con, run_filter, 4)) == expected and expected
-        assert walked_ids(walk_by_key(con, run_filter, 4)) == expected
-        assert walked_ids(walk_by_number(con, run_filter, 4, days=True)) == expected
+def test_filtered_paging_through_ties_matches_python(ties_runs, ties_con, seek_by, run_filter):
+    expected = ids(matching(ties_runs, run_filter))
+    con = ties_con
+    assert walked_ids(walk(con, run_filter, 4)) == expected and expected
+    assert walked_ids(walk_by_key(con, run_filter, 4)) == expected
+    assert walked_ids(walk_by_number(con, run_filter, 4, days=True)) == expected
 
 
 # ------------------------------------------------------------------ counts and positions
@@ -444,76 +466,107 @@ def test_the_page_sizes_are_the_engines():
 # ------------------------------------------------------------------ archiving
 
 
-def unarchived_ids(db, count: int) -> list[str]:
-    return [
-        found[0]
-        for found in rows(
-            db, "SELECT id FROM runs WHERE archived_at IS NULL ORDER BY id LIMIT ?", [count]
-        )
-    ]
+@pytest.fixture(params=BACKENDS)
+def archive_con(request, db_copy):
+    """A store of the test's own (a copy of the shared one) on each backend, to archive in."""
+    with opened(request.param, db_copy, request, read_only=False) as con:
+        yield con
 
 
-def archived_times(db, run_ids) -> dict:
-    return dict(
-        rows(
-            db,
-            "SELECT id, archived_at FROM runs WHERE id IN (SELECT unnest(?::VARCHAR[]))",
-            [list(run_ids)],
-        )
-    )
+def unarchived_ids(con, count: int) -> list[str]:
+    sql = f"SELECT id FROM {latest(con, 'runs')} WHERE archived_at IS NULL ORDER BY id LIMIT $n"
+    return [found[0] for found in backend.rows(con, sql, {"n": count})]
 
 
-def test_archiving_hides_runs_and_counts_only_the_ones_that_changed(db_copy):
-    chosen = unarchived_ids(db_copy, 3)
-    already = rows(db_copy, "SELECT id FROM runs WHERE archived_at IS NOT NULL LIMIT 1")[0][0]
-    visible = len([r for r in load_runs(db_copy) if r["archived_at"] is None])
-    with open_db(db_copy) as con:
-        before = generation(con)
-        assert set_archived(con, [*chosen, already, "no-such-run"], True) == 3
-        assert generation(con) == before + 1
-        assert count_runs(con, RunFilter()) == visible - 3
-    assert all(archived_times(db_copy, chosen).values())
+def archived_times(con, run_ids) -> dict:
+    wanted = set(run_ids)
+    found = backend.rows(con, f"SELECT id, archived_at FROM {latest(con, 'runs')}")
+    return {run_id: archived_at for run_id, archived_at in found if run_id in wanted}
 
 
-def test_archiving_twice_changes_nothing_the_second_time(db_copy):
-    chosen = unarchived_ids(db_copy, 2)
-    with open_db(db_copy) as con:
-        assert set_archived(con, chosen, True) == 2
-    first_times = archived_times(db_copy, chosen)
-    with open_db(db_copy) as con:
-        assert set_archived(con, chosen, True) == 0
-    assert archived_times(db_copy, chosen) == first_times
+def store_generation(con) -> int:
+    if backend.dialect(con) == backend.CLICKHOUSE:
+        return clickhouse_schema.generation(con)
+    return generation(con)
 
 
-def test_unarchiving_restores_the_runs_and_the_counts(db_copy):
-    chosen = unarchived_ids(db_copy, 4)
-    with open_db(db_copy) as con:
-        counts = [count_runs(con, f) for f in COUNTED]
-        set_archived(con, chosen, True)
-        assert set_archived(con, chosen[:3], False) == 3
-        assert set_archived(con, chosen[:3], False) == 0
-        assert set_archived(con, chosen[3:], False) == 1
-        assert [count_runs(con, f) for f in COUNTED] == counts
-    assert set(archived_times(db_copy, chosen).values()) == {None}
+def test_archiving_hides_runs_and_counts_only_the_ones_that_changed(archive_con):
+    con = archive_con
+    chosen = unarchived_ids(con, 3)
+    states = backend.rows(con, f"SELECT id, archived_at FROM {latest(con, 'runs')}")
+    already = next(run_id for run_id, archived_at in states if archived_at is not None)
+    visible = sum(1 for _id, archived_at in states if archived_at is None)
+    before = store_generation(con)
+    assert set_archived(con, [*chosen, already, "no-such-run"], True) == 3
+    assert store_generation(con) == before + 1
+    assert count_runs(con, RunFilter()) == visible - 3
+    assert all(archived_times(con, chosen).values())
+    assert total_runs(con) == len(states)  # archived, not copied: each run is still one run
 
 
-def test_archiving_nothing_does_nothing(db_copy):
-    with open_db(db_copy) as con:
-        before = generation(con)
-        assert set_archived(con, [], True) == 0 and set_archived(con, [], False) == 0
-        assert generation(con) == before
+def test_archiving_twice_changes_nothing_the_second_time(archive_con):
+    con = archive_con
+    chosen = unarchived_ids(con, 2)
+    assert set_archived(con, chosen, True) == 2
+    first_times = archived_times(con, chosen)
+    assert set_archived(con, chosen, True) == 0
+    assert archived_times(con, chosen) == first_times
 
 
-def test_the_archive_time_is_utc_whatever_the_servers_timezone(db_copy):
+def test_unarchiving_restores_the_runs_and_the_counts(archive_con):
+    con = archive_con
+    chosen = unarchived_ids(con, 4)
+    counts = [count_runs(con, f) for f in COUNTED]
+    set_archived(con, chosen, True)
+    assert set_archived(con, chosen[:3], False) == 3
+    assert set_archived(con, chosen[:3], False) == 0
+    assert set_archived(con, chosen[3:], False) == 1
+    assert [count_runs(con, f) for f in COUNTED] == counts
+    assert set(archived_times(con, chosen).values()) == {None}
+
+
+def test_archiving_nothing_does_nothing(archive_con):
+    con = archive_con
+    before = store_generation(con)
+    assert set_archived(con, [], True) == 0 and set_archived(con, [], False) == 0
+    assert store_generation(con) == before
+
+
+def test_the_archive_time_is_utc_whatever_the_servers_timezone(archive_con):
     """The store keeps naive UTC times; a server in Tokyo must not write Tokyo wall time."""
-    chosen = unarchived_ids(db_copy, 1)
-    with open_db(db_copy) as con:
+    con = archive_con
+    chosen = unarchived_ids(con, 1)
+    if backend.dialect(con) == backend.CLICKHOUSE:
+        con.set_setting("session_timezone", "Asia/Tokyo")
+    else:
         con.execute("SET TimeZone = 'Asia/Tokyo'")
-        before = datetime.now(UTC).replace(tzinfo=None)
-        set_archived(con, chosen, True)
-        after = datetime.now(UTC).replace(tzinfo=None)
-    stamp = archived_times(db_copy, chosen)[chosen[0]]
+    before = datetime.now(UTC).replace(tzinfo=None)
+    set_archived(con, chosen, True)
+    after = datetime.now(UTC).replace(tzinfo=None)
+    stamp = archived_times(con, chosen)[chosen[0]]
     assert before - timedelta(seconds=1) <= stamp <= after + timedelta(seconds=1)
+
+
+def test_on_clickhouse_an_archive_outlives_the_merge_of_the_run_s_versions(request, shared_db):
+    """The archive is the run written again with the same version: once ClickHouse merges the
+    parts (OPTIMIZE FINAL), the run is still one run, archived, with its steps; a restore
+    likewise."""
+    from runs_store.services.run_detail import load_run
+
+    location = chdb_beside(request.getfixturevalue("shared_chdb"), shared_db)
+    with open_location(location) as con:
+        chosen = unarchived_ids(con, 2)
+        steps = {run_id: len(load_run(con, run_id, mask=False).steps) for run_id in chosen}
+        assert set_archived(con, chosen, True) == 2
+        assert set_archived(con, chosen[1:], False) == 1
+        con.command("OPTIMIZE TABLE runs FINAL")
+        raw = backend.rows(
+            con, "SELECT id, archived_at FROM runs WHERE id IN $ids ORDER BY id", {"ids": chosen}
+        )  # without FINAL: what is on disk after the merge
+        assert [run_id for run_id, _ in raw] == sorted(chosen)
+        times = archived_times(con, chosen)
+        assert times[chosen[0]] is not None and times[chosen[1]] is None
+        assert {run_id: len(load_run(con, run_id, mask=False).steps) for run_id in chosen} == steps
 
 
 # ------------------------------------------------------------------ stuck runs
@@ -544,6 +597,12 @@ def stuck_db(tmp_path_factory):
     return store_with(tmp_path_factory.mktemp("stuck") / "runs.duckdb", stuck_records(), "stuck")
 
 
+@pytest.fixture(params=BACKENDS)
+def stuck_con(request, stuck_db, chdb_copies):
+    with opened(request.param, stuck_db, request, chdb_copies) as con:
+        yield con
+
+
 STUCK = {"stuck-days", "stuck-2h", "stuck-just"}
 RECENT = {"exactly-1h", "fresh"}  # stuck too when "stuck" means over 10 minutes
 
@@ -569,13 +628,13 @@ RECENT = {"exactly-1h", "fresh"}  # stuck too when "stuck" means over 10 minutes
     ],
 )
 def test_count_stuck_running_counts_running_runs_older_than_an_hour(
-    stuck_db, run_filter, expected, after_ten_minutes
+    stuck_con, run_filter, expected, after_ten_minutes
 ):
-    with open_db(stuck_db, read_only=True) as con:
-        assert count_stuck_running(con, run_filter, STUCK_NOW) == len(expected)
-        assert count_stuck_running(con, run_filter, STUCK_NOW, after=timedelta(minutes=10)) == len(
-            after_ten_minutes
-        )
+    con = stuck_con
+    assert count_stuck_running(con, run_filter, STUCK_NOW) == len(expected)
+    assert count_stuck_running(con, run_filter, STUCK_NOW, after=timedelta(minutes=10)) == len(
+        after_ten_minutes
+    )
 
 
 def test_count_stuck_running_on_the_generated_runs(shared_con, shared_runs):
@@ -616,7 +675,8 @@ def test_flow_names_are_every_flow_once_sorted(shared_con, shared_runs):
     assert flow_names(shared_con) == expected and len(expected) > 5
 
 
-def test_flow_names_include_flows_whose_runs_are_all_archived(tmp_path):
+@pytest.mark.parametrize("backend_name", BACKENDS)
+def test_flow_names_include_flows_whose_runs_are_all_archived(request, tmp_path, backend_name):
     db = tmp_path / "runs.duckdb"
     records = [
         simple_run("a1", flow="Kept"),
@@ -624,11 +684,13 @@ def test_flow_names_include_flows_whose_runs_are_all_archived(tmp_path):
     ]
     with open_db(db) as con:
         ingest_items(con, records_as_items(records), "flows")
+    with opened(backend_name, db, request) as con:
         assert flow_names(con) == ["Gone", "Kept"]
 
 
-def test_an_empty_store_lists_nothing(empty_db):
-    with open_db(empty_db, read_only=True) as con:
+@pytest.mark.parametrize("backend_name", BACKENDS)
+def test_an_empty_store_lists_nothing(request, empty_db, backend_name):
+    with opened(backend_name, empty_db, request) as con:
         page = list_runs(con, RunFilter(), 25)
         assert page.rows.empty and page.total == 0 and not page.has_next
         assert page.position_text() == "0 of 0 runs" and page.page_count == 1

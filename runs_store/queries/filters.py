@@ -118,12 +118,28 @@ def _utc_midnight(day: date, tz: tzinfo) -> datetime:
     return local.astimezone(UTC).replace(tzinfo=None)
 
 
+# The escape character of the search's LIKE patterns: not a backslash, which ClickHouse's LIKE
+# would also read as one (and its string literals as the start of an escape) where DuckDB's
+# reads it as itself. With `ESCAPE '!'` both engines read a pattern alike.
+LIKE_ESCAPE = "!"
+
+
 def _escape_like(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return (
+        text.replace(LIKE_ESCAPE, LIKE_ESCAPE * 2)
+        .replace("%", LIKE_ESCAPE + "%")
+        .replace("_", LIKE_ESCAPE + "_")
+    )
+
+
+def _one_of(values: tuple[str, ...]) -> str:
+    """`(?, ?, ...)`: a list of values each bound on its own, as both engines read `IN`."""
+    return "(" + ", ".join("?" for _ in values) + ")"
 
 
 def build_where(run_filter: RunFilter, alias: str = "") -> tuple[str, list]:
-    """(`WHERE ...` fragment or "", parameters) for the filter."""
+    """(`WHERE ...` fragment or "", parameters) for the filter. The fragment is SQL that DuckDB
+    and ClickHouse read alike (lists as `IN (?, ...)`, the search as `ILIKE ? ESCAPE '!'`)."""
     col = f"{alias}." if alias else ""
     clauses: list[str] = []
     params: list = []
@@ -132,31 +148,32 @@ def build_where(run_filter: RunFilter, alias: str = "") -> tuple[str, list]:
         clauses.append(sql)
         params.extend(values)
 
+    def add_in(column: str, values: tuple[str, ...]) -> None:
+        add(f"{col}{column} IN {_one_of(values)}", *values)
+
     if not run_filter.include_archived:
         add(f"{col}archived_at IS NULL")
     if run_filter.flows:
-        add(f"{col}flow_name IN (SELECT unnest(?::VARCHAR[]))", list(run_filter.flows))
+        add_in("flow_name", run_filter.flows)
     if run_filter.statuses:
-        add(f"{col}status IN (SELECT unnest(?::VARCHAR[]))", list(run_filter.statuses))
+        add_in("status", run_filter.statuses)
     if run_filter.since is not None:
         add(f"{col}started_at >= ?", run_filter.since)
     if run_filter.until is not None:
         add(f"{col}started_at < ?", run_filter.until)
     if run_filter.failed_steps:
-        add(f"{col}failed_step IN (SELECT unnest(?::VARCHAR[]))", list(run_filter.failed_steps))
+        add_in("failed_step", run_filter.failed_steps)
     if run_filter.signature:
         add(f"{col}error_signature = ?", run_filter.signature)
     if run_filter.flow_version_ids:
-        add(
-            f"{col}flow_version_id IN (SELECT unnest(?::VARCHAR[]))",
-            list(run_filter.flow_version_ids),
-        )
+        add_in("flow_version_id", run_filter.flow_version_ids)
     if run_filter.search.strip():
         pattern = f"%{_escape_like(run_filter.search.strip())}%"
+        like = f"ILIKE ? ESCAPE '{LIKE_ESCAPE}'"
         add(
-            f"({col}id ILIKE ? ESCAPE '\\' OR {col}failed_step ILIKE ? ESCAPE '\\' "
-            f"OR {col}failed_step_display ILIKE ? ESCAPE '\\' "
-            f"OR {col}error_message ILIKE ? ESCAPE '\\')",
+            f"({col}id {like} OR {col}failed_step {like} "
+            f"OR {col}failed_step_display {like} "
+            f"OR {col}error_message {like})",
             pattern,
             pattern,
             pattern,

@@ -43,6 +43,15 @@ from runs_store.services.masking import (
     masking_on,
     preview_end,
 )
+from runs_store.store.backend import (
+    CLICKHOUSE,
+    DUCKDB,
+    arrow,
+    by_dialect,
+    dialect,
+    latest,
+    rows,
+)
 
 MAX_PARSE_BYTES = 64 * 1024 * 1024  # loops and agents are read even past the preview size
 HEADLINE_CHARS = 500
@@ -62,9 +71,13 @@ TIMELINE_LEGS = {
     "BOOT": "Booting",
     "RUN": "Running",
 }
-# Input and output leave DuckDB cut to $head characters (the preview and what lies just past it),
-# with their whole size; a loop's, router's or agent's whole, as its tree is read from them.
-_STEPS = """
+# Input and output leave the store cut to $head characters (the preview and what lies just past
+# it), with their whole size in bytes; a loop's, router's or agent's whole, as its tree is read
+# from them. ClickHouse: `length` counts bytes and `leftUTF8` characters (its `left` cuts bytes);
+# the inner query names the whole texts apart, as a ClickHouse alias (`input`) would otherwise
+# be what `length(input)` beside it reads; and only the steps of the run's current version count
+# (a step row carries the version of the run it came with, see store/clickhouse/schema.py).
+_STEPS_DUCKDB = """
 SELECT position, name, display_name, type, status, duration_ms, piece_name, action_name,
        reads_tree, strlen(input) AS input_size, strlen(output) AS output_size,
        CASE WHEN reads_tree THEN input ELSE left(input, $head) END AS input,
@@ -73,6 +86,21 @@ FROM (SELECT *, coalesce((list_contains($tree_types, type) OR piece_name = $agen
                           OR contains(left(output, $sniff), '"TOOL_CALL"'))
                          AND strlen(output) <= $max_tree, false) AS reads_tree
       FROM run_steps WHERE run_id = $run_id)
+ORDER BY position
+"""
+_STEPS_CLICKHOUSE = """
+SELECT position, name, display_name, type, status, duration_ms, piece_name, action_name,
+       reads_tree, length(whole_input) AS input_size, length(whole_output) AS output_size,
+       if(reads_tree, whole_input, leftUTF8(whole_input, $head)) AS input,
+       if(reads_tree, whole_output, leftUTF8(whole_output, $head)) AS output, error
+FROM (SELECT position, name, display_name, type, status, duration_ms, piece_name, action_name,
+             input AS whole_input, output AS whole_output, error,
+             coalesce((has($tree_types, type) OR piece_name = $agent_piece
+                       OR position(leftUTF8(output, $sniff), '"TOOL_CALL"') > 0)
+                      AND length(output) <= $max_tree, false) AS reads_tree
+      FROM run_steps FINAL
+      WHERE run_id = $run_id
+        AND run_updated_at = (SELECT max(updated_at) FROM runs FINAL WHERE id = $run_id))
 ORDER BY position
 """
 PAYLOAD_COLUMNS = ("input", "output", "error")  # what payload_download may read
@@ -373,23 +401,22 @@ def make_step(row: dict, offset_ms: int, mask: bool, limit: int) -> Step:
 def read_step_rows(con, run_id: str, limit: int) -> list[dict]:
     """The run's step rows in execution order, payloads cut for a preview of `limit` bytes."""
     return _rows(
-        con.execute(
-            _STEPS,
-            {
-                "run_id": run_id,
-                "head": head_chars(limit),
-                "tree_types": TREE_TYPES,
-                "agent_piece": AGENT_PIECE,
-                "sniff": AGENT_SNIFF_CHARS,
-                "max_tree": MAX_PARSE_BYTES,
-            },
-        )
+        con,
+        by_dialect(con, _STEPS_DUCKDB, _STEPS_CLICKHOUSE),
+        {
+            "run_id": run_id,
+            "head": head_chars(limit),
+            "tree_types": TREE_TYPES,
+            "agent_piece": AGENT_PIECE,
+            "sniff": AGENT_SNIFF_CHARS,
+            "max_tree": MAX_PARSE_BYTES,
+        },
     )
 
 
-def _rows(cursor) -> list[dict]:
-    names = [column[0] for column in cursor.description]
-    return [dict(zip(names, values, strict=True)) for values in cursor.fetchall()]
+def _rows(con, sql: str, params: dict) -> list[dict]:
+    """The rows of a query as dicts by column name, on either engine."""
+    return arrow(con, sql, params).to_pylist()
 
 
 def _pause_metadata(text: str | None) -> dict | None:
@@ -399,7 +426,11 @@ def _pause_metadata(text: str | None) -> dict | None:
 
 def load_run(con, run_id: str, mask: bool | None = None) -> RunDetail | None:
     """The run with this id and all its steps, or None when there is no such run."""
-    found = _rows(con.execute(f"SELECT {RUN_COLUMNS} FROM runs WHERE id = ? LIMIT 1", [run_id]))
+    found = _rows(
+        con,
+        f"SELECT {RUN_COLUMNS} FROM {latest(con, 'runs')} WHERE id = $run_id LIMIT 1",
+        {"run_id": run_id},
+    )
     if not found:
         return None
     run = found[0]
@@ -486,9 +517,11 @@ def payload_download(con, run_id: str, position: int, column: str, mask: bool) -
     its preview was): read only when the user asks for it."""
     if column not in PAYLOAD_COLUMNS:
         raise ValueError(f"no payload column {column!r}")
-    found = con.execute(
-        f"SELECT {column} FROM run_steps WHERE run_id = ? AND position = ?", [run_id, position]
-    ).fetchall()
+    found = rows(
+        con,
+        by_dialect(con, _PAYLOAD_DUCKDB, _PAYLOAD_CLICKHOUSE).format(column=column),
+        {"run_id": run_id, "position": position},
+    )
     if not found:
         raise PayloadGone(
             f"Step {position + 1} of run {run_id} is no longer in the database "
@@ -632,21 +665,40 @@ class Comparison:
 
 
 _LAST_SUCCESS = """
-WITH this AS (SELECT id, flow_id, flow_name, started_at FROM runs WHERE id = ? LIMIT 1)
+WITH this AS (SELECT id, flow_id, flow_name, started_at FROM @RUNS@ WHERE id = $run_id LIMIT 1)
 SELECT r.id, r.started_at, r.duration_ms, r.started_at <= this.started_at AS before
-FROM runs r, this
+FROM @RUNS_R@, this
 WHERE r.status = 'SUCCEEDED' AND r.has_steps AND r.id <> this.id
   AND CASE WHEN this.flow_id IS NOT NULL THEN r.flow_id = this.flow_id
            ELSE r.flow_name = this.flow_name END
 ORDER BY r.started_at > this.started_at,
-         abs(epoch_ms(r.started_at) - epoch_ms(this.started_at)), r.id DESC
+         abs(@MS@(r.started_at) - @MS@(this.started_at)), r.id DESC
 LIMIT 1
 """
-_STEP_HASHES = """
+# Milliseconds since the epoch, per dialect.
+_EPOCH_MS = {DUCKDB: "epoch_ms", CLICKHOUSE: "toUnixTimestamp64Milli"}
+_STEP_HASHES_DUCKDB = """
 SELECT run_id, position, name, display_name, status, duration_ms,
        md5(coalesce(output, '') || chr(0) || coalesce(error, '')) AS digest
-FROM run_steps WHERE run_id IN (?, ?) ORDER BY run_id, position
+FROM run_steps WHERE run_id IN ($run_id, $other_id) ORDER BY run_id, position
 """
+# The same digest (MD5 as lower-case hex) of each run's current version's steps.
+_STEP_HASHES_CLICKHOUSE = """
+SELECT run_id, position, name, display_name, status, duration_ms,
+       lower(hex(MD5(concat(coalesce(output, ''), char(0), coalesce(error, ''))))) AS digest
+FROM run_steps FINAL
+WHERE run_id IN ($run_id, $other_id)
+  AND (run_id, run_updated_at) IN
+      (SELECT id, updated_at FROM runs FINAL WHERE id IN ($run_id, $other_id))
+ORDER BY run_id, position
+"""
+# One step's whole payload (the column from PAYLOAD_COLUMNS only); on ClickHouse, of the run's
+# current version.
+_PAYLOAD_DUCKDB = "SELECT {column} FROM run_steps WHERE run_id = $run_id AND position = $position"
+_PAYLOAD_CLICKHOUSE = (
+    "SELECT {column} FROM run_steps FINAL WHERE run_id = $run_id AND position = $position "
+    "AND run_updated_at = (SELECT max(updated_at) FROM runs FINAL WHERE id = $run_id)"
+)
 
 
 def _field(row: dict | None, key: str):
@@ -673,13 +725,22 @@ def compare_with_last_success(con, run_id: str) -> Comparison | None:
     The nearest one that started before this run, else the first one after it; None when the
     flow has no other successful run with step data.
     """
-    found = _rows(con.execute(_LAST_SUCCESS, [run_id]))
+    sql = (
+        _LAST_SUCCESS.replace("@RUNS@", latest(con, "runs"))
+        .replace("@RUNS_R@", latest(con, "runs", "r"))
+        .replace("@MS@", _EPOCH_MS[dialect(con)])
+    )
+    found = _rows(con, sql, {"run_id": run_id})
     if not found:
         return None
     other = found[0]
-    rows = _rows(con.execute(_STEP_HASHES, [run_id, other["id"]]))
-    now = {row["name"]: row for row in rows if row["run_id"] == run_id}
-    then = {row["name"]: row for row in rows if row["run_id"] == other["id"]}
+    step_rows = _rows(
+        con,
+        by_dialect(con, _STEP_HASHES_DUCKDB, _STEP_HASHES_CLICKHOUSE),
+        {"run_id": run_id, "other_id": other["id"]},
+    )
+    now = {row["name"]: row for row in step_rows if row["run_id"] == run_id}
+    then = {row["name"]: row for row in step_rows if row["run_id"] == other["id"]}
     names = list(now) + [name for name in then if name not in now]
     return Comparison(
         other["id"],

@@ -28,6 +28,9 @@ from runs_store.queries.filters import (
     build_where,
     where_also,
 )
+from runs_store.queries.named_params import named
+from runs_store.store import backend
+from runs_store.store.backend import CLICKHOUSE, dialect, latest
 from runs_store.store.database import bump_generation, transaction
 
 LIST_COLUMNS = (
@@ -91,19 +94,25 @@ def count_runs(con, run_filter: RunFilter) -> int:
     return _count(con, *build_where(run_filter))
 
 
+def _rows(con, sql: str, params: list) -> list[tuple]:
+    """The rows of SQL written with positional `?` placeholders, on either engine."""
+    return backend.rows(con, *named(sql, params, "p"))
+
+
 def _count(con, where: str, params: list) -> int:
-    return con.execute(f"SELECT count(*) FROM runs {where}", params).fetchall()[0][0]
+    return _rows(con, f"SELECT count(*) FROM {latest(con, 'runs')} {where}", params)[0][0]
 
 
 def count_days(con, run_filter: RunFilter) -> DayCounts:
     """The view's runs counted per day (one GROUP BY over the start column): its total, and
     where in the list each day's runs are."""
     where, params = build_where(run_filter)
-    found = con.execute(
-        f"SELECT started_at::DATE AS day, count(*) FROM runs {where} "
+    found = _rows(
+        con,
+        f"SELECT started_at::DATE AS day, count(*) FROM {latest(con, 'runs')} {where} "
         "GROUP BY day ORDER BY day DESC",
         params,
-    ).fetchall()
+    )
     return DayCounts(tuple((day, count) for day, count in found))
 
 
@@ -162,9 +171,11 @@ def _skip_keys(con, where: tuple[str, list], from_start: int, from_end: int) -> 
     order, skip = (
         (ORDER_BY, from_start) if from_start <= from_end else (REVERSED_ORDER_BY, from_end)
     )
-    found = con.execute(
-        f"SELECT started_at, id FROM runs {sql} {order} LIMIT 1 OFFSET ?", [*params, skip]
-    ).fetchall()
+    found = _rows(
+        con,
+        f"SELECT started_at, id FROM {latest(con, 'runs')} {sql} {order} LIMIT 1 OFFSET ?",
+        [*params, skip],
+    )
     return RunKey(*found[0]) if found else None
 
 
@@ -173,9 +184,14 @@ def _page_from(
 ) -> RunsPage:
     where = build_where(run_filter)
     sql, params = where_also(where, build_seek(start)) if start is not None else where
-    rows = con.execute(
-        f"SELECT {LIST_COLUMNS} FROM runs {sql} {ORDER_BY} LIMIT ?", [*params, limit + 1]
-    ).df()
+    rows = backend.frame(
+        con,
+        *named(
+            f"SELECT {LIST_COLUMNS} FROM {latest(con, 'runs')} {sql} {ORDER_BY} LIMIT ?",
+            [*params, limit + 1],
+            "p",
+        ),
+    )
     next_key = _key_of(rows, limit) if len(rows) > limit else None
     return RunsPage(
         rows.head(limit).reset_index(drop=True),
@@ -193,7 +209,7 @@ def _key_of(rows: pd.DataFrame, index: int) -> RunKey:
 
 
 def _no_rows(con) -> pd.DataFrame:
-    return con.execute(f"SELECT {LIST_COLUMNS} FROM runs LIMIT 0").df()
+    return backend.frame(con, f"SELECT {LIST_COLUMNS} FROM {latest(con, 'runs')} LIMIT 0")
 
 
 def page_offset(page: int, limit: int) -> int:
@@ -222,19 +238,21 @@ def failed_step_label(display_name, name) -> str:
 
 
 def flow_names(con) -> list[str]:
-    return [
-        row[0]
-        for row in con.execute("SELECT DISTINCT flow_name FROM runs ORDER BY flow_name").fetchall()
-    ]
+    sql = f"SELECT DISTINCT flow_name FROM {latest(con, 'runs')} ORDER BY flow_name"
+    return [row[0] for row in backend.rows(con, sql)]
 
 
 def newest_start(con):
-    """The most recent start time in the store, or None when it is empty."""
-    return con.execute("SELECT max(started_at) FROM runs").fetchall()[0][0]
+    """The most recent start time in the store, or None when it is empty (the newest start
+    read, not max(): ClickHouse's max of no rows is 1970, not NULL)."""
+    found = backend.rows(
+        con, f"SELECT started_at FROM {latest(con, 'runs')} ORDER BY started_at DESC LIMIT 1"
+    )
+    return found[0][0] if found else None
 
 
 def total_runs(con) -> int:
-    return con.execute("SELECT count(*) FROM runs").fetchall()[0][0]
+    return backend.rows(con, f"SELECT count(*) FROM {latest(con, 'runs')}")[0][0]
 
 
 def set_archived(con, run_ids: list[str], archived: bool) -> int:
@@ -247,6 +265,8 @@ def set_archived(con, run_ids: list[str], archived: bool) -> int:
         return 0
     condition = "archived_at IS NULL" if archived else "archived_at IS NOT NULL"
     when = datetime.now(UTC).replace(tzinfo=None) if archived else None
+    if dialect(con) == CLICKHOUSE:
+        return _set_archived_clickhouse(con, list(run_ids), condition, when)
     with transaction(con):
         changed = con.execute(
             "UPDATE runs SET archived_at = ?::TIMESTAMP "
@@ -255,3 +275,36 @@ def set_archived(con, run_ids: list[str], archived: bool) -> int:
         ).fetchall()[0][0]
         bump_generation(con)
     return changed
+
+
+def _set_archived_clickhouse(con, run_ids: list[str], condition: str, when: datetime | None) -> int:
+    """ClickHouse has no UPDATE in place nor transactions: each run that changes is written
+    again as it is, with the same version (`updated_at`) and its new archive time. Of rows with
+    one version ReplacingMergeTree keeps the one inserted last, so reads (FINAL) see the new
+    archive time and the run's steps (kept by that version) stay its steps. The statement
+    copies the newest version of each run as it is read, so it cannot bring back an older one;
+    a run loaded again later comes as a strictly newer version, as on DuckDB."""
+    from runs_store.store.clickhouse.schema import bump_generation as bump
+
+    found = "id IN $ids AND " + condition
+    changing = [
+        run_id
+        for (run_id,) in backend.rows(
+            con, f"SELECT id FROM {latest(con, 'runs')} WHERE {found}", {"ids": run_ids}
+        )
+    ]
+    if not changing:
+        return 0
+    archived_at = "$when" if when is not None else "NULL"
+    params: dict = {"ids": changing} | ({"when": when} if when is not None else {})
+    con.command(
+        *backend.clickhouse_params(
+            # the rows picked in a subquery: in ClickHouse a SELECT's alias (archived_at, the
+            # new value) would also be what its own WHERE reads
+            f"INSERT INTO runs SELECT * REPLACE ({archived_at} AS archived_at) "
+            f"FROM (SELECT * FROM {latest(con, 'runs')} WHERE {found})",
+            params,
+        )
+    )
+    bump(con)
+    return len(changing)

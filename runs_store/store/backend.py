@@ -56,7 +56,24 @@ def rows(con, sql: str, params: Params | None = None) -> list[tuple]:
 def arrow(con, sql: str, params: Params | None = None) -> pa.Table:
     if dialect(con) == CLICKHOUSE:
         return con.query_arrow(*clickhouse_params(sql, params))
-    return con.execute(sql, dict(params or {})).fetch_arrow_table()
+    return con.sql(sql, params=dict(params) if params else None).to_arrow_table()
+
+
+def arrow_batches(
+    con, sql: str, params: Params | None = None, batch_rows: int = 50_000
+) -> pa.RecordBatchReader:
+    """The result as a stream of Arrow record batches (of about `batch_rows` rows), so that a
+    large result never sits in memory whole."""
+    if dialect(con) == CLICKHOUSE:
+        return con.query_arrow_batches(*clickhouse_params(sql, params), batch_rows=batch_rows)
+    return con.sql(sql, params=dict(params) if params else None).to_arrow_reader(batch_rows)
+
+
+def latest(con, table: str, alias: str = "") -> str:
+    """A table of the store as a read names it in FROM: on ClickHouse `table FINAL`, each key
+    once in its newest version (see docs/clickhouse.md), with its alias where FINAL wants it."""
+    named = f"{table} AS {alias}" if alias else table
+    return f"{named} FINAL" if dialect(con) == CLICKHOUSE else named
 
 
 def frame(con, sql: str, params: Params | None = None) -> pd.DataFrame:
@@ -101,8 +118,8 @@ def clickhouse_type(value: Any) -> str:
         return "Int64"
     if isinstance(value, float):
         return "Float64"
-    if isinstance(value, datetime):
-        return "DateTime64(6)"
+    if isinstance(value, datetime):  # naive UTC, as the store's times (not the server's zone)
+        return "DateTime64(6, 'UTC')"
     if isinstance(value, date):
         return "Date"
     if isinstance(value, str):
