@@ -45,7 +45,8 @@ from runs_store.queries.view_state import (
 from runs_store.services import runs_list
 from runs_store.services.export import export_bytes
 from runs_store.services.masking import messages_as_shown
-from runs_store.store.database import open_db
+from runs_store.store.backend import open_location
+from runs_store.store.location import current_location
 
 draw_inside_app()  # before this page draws anything: see pages/common/entry.py
 
@@ -251,10 +252,10 @@ def show_selection_actions(
 
 def export_all_later(run_filter: RunFilter, fmt: str):
     """A download built only when clicked, on its own connection (the click has no script run)."""
-    path = settings.database_path()
+    location = current_location()
 
     def build() -> bytes:
-        with open_db(path) as con:
+        with open_location(location) as con:
             return export_bytes(con, fmt, run_filter=run_filter)
 
     return build

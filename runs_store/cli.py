@@ -26,7 +26,13 @@ from runs_store.services.export import (
     replaced_on_success,
     write_export,
 )
-from runs_store.store.database import open_db
+from runs_store.store.backend import open_location
+from runs_store.store.location import (
+    ChdbLocation,
+    DuckDBLocation,
+    StoreLocation,
+    current_location,
+)
 from runs_store.store.rejects import list_rejects, reject_location
 
 
@@ -50,15 +56,19 @@ class ProgressBar:
         sys.stderr.flush()
 
 
-def _database(args) -> Path:
-    return settings.database_path(args.db)
+def _location(args) -> StoreLocation:
+    """The store --db (else RUNS_DB) names: a DuckDB file, chdb:PATH or clickhouse://..."""
+    return current_location(args.db)
 
 
 def command_ingest(args) -> int:
-    summary = ingest_paths(_database(args), args.paths, progress=ProgressBar(args.progress))
+    location = _location(args)
+    summary = ingest_paths(
+        str(location), args.paths, progress=ProgressBar(args.progress), cluster=args.cluster
+    )
     print(f"Ingested {summary.line()}.")
     if summary.rejected:
-        print(f"See the rejected records with: python -m runs_store rejects --db {_database(args)}")
+        print(f"See the rejected records with: python -m runs_store rejects --db {location}")
     return summary.exit_code
 
 
@@ -106,7 +116,7 @@ def command_pull(args) -> int:
 
     since = _date(args.since, "since")
     progress = PullProgressLine(args.progress)
-    with open_db(_database(args)) as con:
+    with open_location(_location(args), cluster=args.cluster) as con:
         while True:
             try:
                 source, config = _pull_source(args, con)
@@ -128,18 +138,24 @@ def command_pull(args) -> int:
             time.sleep(args.watch)
 
 
-def _existing_database(args) -> Path:
-    """The database a reading command reads: it must exist (a mistyped --db creates nothing)."""
-    path = _database(args)
-    if not path.is_file():
+def _existing_database(args) -> StoreLocation:
+    """The store a reading command reads: a DuckDB file or a chdb store must exist (a mistyped
+    --db creates nothing); a server's database is made by the store when missing."""
+    location = _location(args)
+    if isinstance(location, DuckDBLocation) and not location.path.is_file():
         raise StoreError(
-            f"no database at {path}: check --db or RUNS_DB (reading commands never create one)"
+            f"no database at {location}: check --db or RUNS_DB (reading commands never create one)"
         )
-    return path
+    if isinstance(location, ChdbLocation) and not location.path.is_dir():
+        raise StoreError(
+            f"no ClickHouse store at {location}: check --db or RUNS_DB (reading commands never "
+            "create one)"
+        )
+    return location
 
 
 def command_rejects(args) -> int:
-    with open_db(_existing_database(args), read_only=True) as con:
+    with open_location(_existing_database(args), read_only=True) as con:
         rejects = list_rejects(con)
     for reject in rejects:
         print(f"{reject['source']}:{reject_location(reject)}: {reject['reason']}")
@@ -182,10 +198,10 @@ def command_export(args) -> int:
     run_filter = export_filter(args)
     if args.format == "parquet" and not args.output:
         raise StoreError("parquet export needs --output FILE")
-    database = _existing_database(args)
-    if args.output:
-        refuse_store_as_output(args.output, database)
-    with open_db(database, read_only=True) as con:
+    location = _existing_database(args)
+    if args.output and isinstance(location, DuckDBLocation):
+        refuse_store_as_output(args.output, location.path)
+    with open_location(location, read_only=True) as con:
         if args.output:
             with replaced_on_success(args.output) as out:
                 count = write_export(con, out, args.format, run_filter)
@@ -200,12 +216,13 @@ def command_sample(args) -> int:
 
     end = datetime.now(UTC).replace(tzinfo=None, microsecond=0)
     summary = load_generated_sample(
-        _database(args),
+        str(_location(args)),
         runs=args.runs,
         days=args.days,
         seed=args.seed,
         end=end,
         progress=ProgressBar(args.progress),
+        cluster=args.cluster,
     )
     print(f"Sample: {summary.line()}.")
     return 0
@@ -226,11 +243,19 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m runs_store", description="Load, inspect and export workflow runs."
     )
     commands = parser.add_subparsers(dest="command", required=True)
-    db_help = f"DuckDB file (default: $RUNS_DB or {settings.default('RUNS_DB')})"
+    db_help = (
+        f"the store (default: $RUNS_DB or {settings.default('RUNS_DB')}): a DuckDB file, "
+        "chdb:PATH or clickhouse://USER@HOST:PORT/DATABASE"
+    )
+    cluster_help = (
+        "on a ClickHouse server, make the store's tables Replicated and Distributed over this "
+        "cluster (see docs/clickhouse.md)"
+    )
 
     ingest = commands.add_parser("ingest", help="load run files or directories")
     ingest.add_argument("paths", nargs="+", metavar="PATH")
     ingest.add_argument("--db", help=db_help)
+    ingest.add_argument("--cluster", metavar="NAME", help=cluster_help)
     ingest.add_argument("--progress", choices=("auto", "always", "never"), default="auto")
     ingest.set_defaults(run=command_ingest)
 
@@ -259,6 +284,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="keep pulling, this many seconds apart",
     )
     pull.add_argument("--db", help=db_help)
+    pull.add_argument("--cluster", metavar="NAME", help=cluster_help)
     pull.add_argument("--progress", choices=("auto", "always", "never"), default="auto")
     pull.set_defaults(run=command_pull)
 
@@ -282,6 +308,7 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--days", type=float, default=30)
     sample.add_argument("--seed", type=int, default=7)
     sample.add_argument("--db", help=db_help)
+    sample.add_argument("--cluster", metavar="NAME", help=cluster_help)
     sample.add_argument("--progress", choices=("auto", "always", "never"), default="auto")
     sample.set_defaults(run=command_sample)
     return parser

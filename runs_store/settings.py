@@ -266,8 +266,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "RUNS_DB",
         "data/runs.duckdb",
-        "DuckDB file holding the runs. Relative paths are relative to the working directory. "
-        "The CLI's --db overrides it.",
+        "The store holding the runs: a DuckDB file (relative paths are relative to the working "
+        "directory), chdb:PATH (ClickHouse's engine in this process) or "
+        "clickhouse://USER@HOST:PORT/DATABASE (a ClickHouse server). The CLI's --db overrides it.",
         PATH,
     ),
     Setting(

@@ -1,10 +1,11 @@
 """How pages reach the store: one short-lived connection per script run, errors shown once.
 
-The database file is opened for one run of a page script and closed at its end, so the CLI can
-ingest between two reruns (DuckDB lets one process hold a file). Query results are cached per
-database change counter: a rerun that only redraws opens the file, reads the counter, and is done.
-What a user may ask for later (a whole payload to download) is read then, by a call that opens the
-file again (`PageStore.later`).
+The store RUNS_DB names (a DuckDB file, chdb:PATH or a ClickHouse server, opened through
+`store.backend`) is opened for one run of a page script and closed at its end, so the CLI can
+ingest between two reruns (DuckDB, and chdb, let one process hold a store). Query results are
+cached per store change counter: a rerun that only redraws opens the store, reads the counter, and
+is done. What a user may ask for later (a whole payload to download) is read then, by a call that
+opens the store again (`PageStore.later`).
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from pathlib import Path
 
 import streamlit as st
 
@@ -21,18 +21,20 @@ from runs_store.domain.errors import StoreError
 from runs_store.ingest.sample_loader import SAMPLE_FILE, load_bundled_sample
 from runs_store.services.runs_list import total_runs
 from runs_store.services.sample_share import sample_share
-from runs_store.store.database import generation, open_db
+from runs_store.store.backend import generation, open_location
+from runs_store.store.location import StoreLocation, current_location
 
 # A page does not hang for long behind an ingest: it says so and offers to try again.
 APP_LOCK_WAIT_SECONDS = 3.0
 
 
 class PageStore:
-    """The open database for this script run, and its change counter for cache keys."""
+    """The open store for this script run, and its change counter for cache keys."""
 
-    def __init__(self, con, path: str, read_only: bool = False):
+    def __init__(self, con, location: StoreLocation, read_only: bool = False):
         self.con = con
-        self.path = path
+        self.location = location
+        self.path = str(location)  # names the store in cache keys; never holds a password
         self.read_only = read_only
         self.generation = generation(con)
 
@@ -54,10 +56,10 @@ class PageStore:
     def later(self, func: Callable, *args, **kwargs) -> Callable[[], object]:
         """A call of func(con, *args, **kwargs) to make after this script run, e.g. when the
         user clicks a download: it opens the database again, as this page did."""
-        path, read_only = Path(self.path), self.read_only
+        location, read_only = self.location, self.read_only
 
         def call():
-            with open_db(path, read_only=read_only) as con:
+            with open_location(location, read_only=read_only) as con:
                 return func(con, *args, **kwargs)
 
         return call
@@ -71,17 +73,18 @@ def _cached_call(
 
 
 def database_path() -> str:
-    return str(settings.database_path())
+    """The store RUNS_DB names, as the CLI's --db takes it."""
+    return str(current_location())
 
 
 @contextmanager
 def page_store(read_only: bool = False) -> Iterator[PageStore]:
     """The store for this script run; a store error becomes an st.error and stops the page."""
     try:
-        path = database_path()
+        location = current_location()
         wait = min(APP_LOCK_WAIT_SECONDS, settings.get_number("RUNS_LOCK_WAIT_SECONDS"))
-        with open_db(settings.database_path(), read_only=read_only, wait_seconds=wait) as con:
-            store = PageStore(con, path, read_only)
+        with open_location(location, read_only=read_only, wait_seconds=wait) as con:
+            store = PageStore(con, location, read_only)
             _load_sample_once(store)
             yield store
     except StoreError as error:
@@ -112,7 +115,7 @@ def _load_sample_once(store: PageStore) -> None:
         return
     with st.spinner("First start: loading the bundled sample runs…"):
         load_bundled_sample(
-            settings.database_path(),
+            None,
             now=datetime.now(UTC).replace(tzinfo=None),
             connection=store.con,
         )

@@ -46,11 +46,11 @@ from runs_store.ingest.bulk_jsonl import (
 )
 from runs_store.ingest.limits import FileTooLarge, check_settings
 from runs_store.ingest.readers import Item, SourceFile, expand_paths
+from runs_store.store.backend import CLICKHOUSE, dialect, open_store
 from runs_store.store.database import (
     arrow_as,
     bump_generation,
     insert_arrow,
-    open_db,
     transaction,
 )
 
@@ -353,7 +353,10 @@ def _scratch_path(con, suffix: str = ".duckdb") -> Path:
 
 
 def scratch_folder(con) -> Path:
-    """Where scratch files go: beside the database (the temp dir for an in-memory one)."""
+    """Where scratch files go: beside the database (the temp dir for an in-memory one, or a
+    ClickHouse store)."""
+    if dialect(con) == CLICKHOUSE:
+        return Path(tempfile.gettempdir())
     database = con.execute(
         "SELECT path FROM duckdb_databases() WHERE database_name = current_database()"
     ).fetchall()[0][0]
@@ -472,6 +475,8 @@ def ingest_items(
     """Loads one file's records in a single transaction; on any error nothing is kept. The
     source's earlier rejects are replaced (a file loaded again), or kept (`replace_rejects`
     False: the pages of a pull, each loaded on its own)."""
+    if dialect(con) == CLICKHOUSE:
+        return _on_clickhouse(con, ingest_items, items, source, on_batch, replace_rejects)
 
     def stage() -> _Batches:
         batches = _stage_all(con, source, items, on_batch)
@@ -499,7 +504,7 @@ def _stage_and_apply(con, stage: Callable[[], _Batches], source: str, limit: str
         with _uncompressed_writes(con):
             batches = stage()
         with _join_sides_as_written(con):
-            outcomes = _apply(con, batches, source)
+            outcomes = _applier()(con, batches, source)
     if outcomes.get("new", 0) >= UNMERGED_FILE_RUNS and not outcomes.get("updated", 0):
         _checkpoint_without_merging(con)
     return IngestSummary(
@@ -527,6 +532,22 @@ def _apply(con, batches: _Batches, source: str) -> dict[str, int]:
     finally:
         con.execute("DROP TABLE IF EXISTS decided")
     return outcomes
+
+
+def _applier() -> Callable[..., dict[str, int]]:
+    """The apply step: this module's, or for a ClickHouse store (its ingest staged on a scratch
+    DuckDB, see clickhouse_apply) the one that writes to ClickHouse."""
+    from runs_store.ingest import clickhouse_apply
+
+    store = clickhouse_apply.TARGET.get()
+    return _apply if store is None else functools.partial(clickhouse_apply.apply, store)
+
+
+def _on_clickhouse(store, ingest: Callable[..., IngestSummary], *args) -> IngestSummary:
+    """`ingest(scratch, *args)`: the DuckDB ingest on a scratch store, applied to ClickHouse."""
+    from runs_store.ingest import clickhouse_apply
+
+    return clickhouse_apply.on_scratch(store, lambda scratch: ingest(scratch, *args))
 
 
 def _insert_steps(con, file_steps: list | None) -> None:
@@ -591,6 +612,8 @@ def ingest_file(con, source: SourceFile, progress: Progress | None = None) -> In
         if progress:
             progress(source.bytes_read, source.total_bytes)
 
+    if dialect(con) == CLICKHOUSE:
+        return _on_clickhouse(con, ingest_file, source, progress)
     check_settings()
     try:
         source.check_size()
@@ -606,6 +629,12 @@ def ingest_file(con, source: SourceFile, progress: Progress | None = None) -> In
 
 def _reject_file(con, source: SourceFile, reason: str) -> IngestSummary:
     rejection = Rejection(source.name, "file", 0, reason, "")
+    from runs_store.ingest import clickhouse_apply
+
+    store = clickhouse_apply.TARGET.get()
+    if store is not None:
+        clickhouse_apply.reject_file(store, source.name, [rejection])
+        return IngestSummary(files=1, rejected=1, rejections=[rejection])
     with transaction(con):
         _store_rejects(con, source.name, [rejection])
         bump_generation(con)
@@ -653,12 +682,16 @@ def _ingest_plain_by_duckdb(
 
 
 def ingest_paths(
-    db_path: Path, paths: list, progress: Callable[[str, int, int], None] | None = None
+    db: str | Path | None,
+    paths: list,
+    progress: Callable[[str, int, int], None] | None = None,
+    cluster: str | None = None,
 ) -> IngestSummary:
-    """Ingests files and directories; every path is checked before anything is loaded."""
+    """Ingests files and directories into the store `db` names (a RUNS_DB value; None: RUNS_DB
+    itself); every path is checked before anything is loaded."""
     sources = [SourceFile(path) for path in expand_paths(paths)]
     total = IngestSummary()
-    with open_db(db_path) as con:
+    with open_store(db, cluster=cluster) as con:
         for source in sources:
             file_progress = (
                 (lambda done, size, name=source.name: progress(name, done, size))
@@ -691,6 +724,8 @@ class RunSpool:
     def ingest(self, con, source: str) -> IngestSummary:
         """Loads the spooled runs; rejects add up to the source's earlier ones (each batch of a
         pull is loaded on its own). The scratch file is deleted, loaded or not."""
+        if dialect(con) == CLICKHOUSE:
+            return _on_clickhouse(con, self.ingest, source)
         self._lines.close()
         try:
             spooled = SourceFile(self.path, display_name=source, format="jsonl")

@@ -19,7 +19,8 @@ from pathlib import Path
 from runs_store.domain.run_fields import RecordRejected, parse_time
 from runs_store.ingest.pipeline import IngestSummary, ingest_file, ingest_items
 from runs_store.ingest.readers import SourceFile
-from runs_store.store.database import open_db
+from runs_store.store.backend import open_store
+from runs_store.store.location import DuckDBLocation, current_location
 from runs_store.store.sources import SAMPLE_SOURCE
 
 SAMPLE_DIR = Path(__file__).resolve().parents[2] / "sample_data"
@@ -80,29 +81,37 @@ def shifted_sample_items(path: Path, now: datetime) -> Iterator:
 
 
 def load_bundled_sample(
-    db_path: Path, now: datetime | None = None, path: Path = SAMPLE_FILE, connection=None
+    db: str | Path | None,
+    now: datetime | None = None,
+    path: Path = SAMPLE_FILE,
+    connection=None,
 ) -> IngestSummary:
-    """Loads sample_data/ into the database, moved in time so its newest run starts `now`."""
+    """Loads sample_data/ into the store (`connection`, else the one `db` names, a RUNS_DB value),
+    moved in time so its newest run starts `now`."""
     now = now or datetime.now(UTC).replace(tzinfo=None)
     if connection is not None:
         return ingest_items(connection, shifted_sample_items(path, now), SAMPLE_SOURCE)
-    with open_db(db_path) as con:
+    with open_store(db) as con:
         return ingest_items(con, shifted_sample_items(path, now), SAMPLE_SOURCE)
 
 
 def load_generated_sample(
-    db_path: Path,
+    db: str | Path | None,
     runs: int,
     days: float,
     seed: int,
     end: datetime,
     progress: Callable[[str, int, int], None] | None = None,
+    cluster: str | None = None,
 ) -> IngestSummary:
-    """Generated runs, loaded as JSONL chunks of SAMPLE_CHUNK_RUNS runs through the same ingest
-    as a user's file. A second process generates chunk n+1 while this one loads chunk n, so the
-    two halves of the work overlap on two cores; each chunk is one transaction."""
+    """Generated runs, loaded into the store `db` names (a RUNS_DB value; None: RUNS_DB) as JSONL
+    chunks of SAMPLE_CHUNK_RUNS runs through the same ingest as a user's file. A second process
+    generates chunk n+1 while this one loads chunk n, so the two halves of the work overlap on two
+    cores; each chunk is one transaction."""
     source = f"sample(seed={seed}, runs={runs}, days={days:g})"
-    folder = Path(tempfile.mkdtemp(prefix=".sample-", dir=Path(db_path).resolve().parent))
+    location = current_location(None if db is None else str(db))
+    beside = location.path.resolve().parent if isinstance(location, DuckDBLocation) else None
+    folder = Path(tempfile.mkdtemp(prefix=".sample-", dir=beside))
     context = multiprocessing.get_context("spawn")  # the parent may hold DuckDB threads
     chunks = context.Queue(maxsize=1)  # at most one chunk waits on disk
     writer = context.Process(
@@ -112,7 +121,7 @@ def load_generated_sample(
     summary = IngestSummary()
     loaded = 0
     try:
-        with open_db(db_path) as con:
+        with open_store(db, cluster=cluster) as con:
             for path, count in _ready_chunks(chunks, writer):
                 part = ingest_file(con, SourceFile(path, display_name=source, format="jsonl"))
                 path.unlink()

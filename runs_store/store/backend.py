@@ -16,13 +16,10 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
-import pandas as pd
-import pyarrow as pa
 
-from runs_store.store.clickhouse.connection import Connection as ClickHouseConnection
 from runs_store.store.location import (
     ChdbLocation,
     ClickHouseLocation,
@@ -34,12 +31,16 @@ from runs_store.store.location import (
 DUCKDB = "duckdb"
 CLICKHOUSE = "clickhouse"
 
+if TYPE_CHECKING:  # pandas and pyarrow cost the CLI ~0.8 s at start: imported when used
+    import pandas as pd
+    import pyarrow as pa
+
 Params = Mapping[str, Any]
 
 
 def dialect(con) -> str:
     """DUCKDB or CLICKHOUSE: which SQL the connection's engine reads."""
-    return CLICKHOUSE if isinstance(con, ClickHouseConnection) else DUCKDB
+    return DUCKDB if isinstance(con, duckdb.DuckDBPyConnection) else CLICKHOUSE
 
 
 def by_dialect(con, duckdb_sql: str, clickhouse_sql: str) -> str:
@@ -74,6 +75,17 @@ def latest(con, table: str, alias: str = "") -> str:
     once in its newest version (see docs/clickhouse.md), with its alias where FINAL wants it."""
     named = f"{table} AS {alias}" if alias else table
     return f"{named} FINAL" if dialect(con) == CLICKHOUSE else named
+
+
+def generation(con) -> int:
+    """A number that grows with every write to the store: caches key on it to notice new data."""
+    if dialect(con) == CLICKHOUSE:
+        from runs_store.store.clickhouse import schema
+
+        return schema.generation(con)
+    from runs_store.store.database import generation as duckdb_generation
+
+    return duckdb_generation(con)
 
 
 def frame(con, sql: str, params: Params | None = None) -> pd.DataFrame:
@@ -136,23 +148,31 @@ def clickhouse_type(value: Any) -> str:
 
 @contextmanager
 def open_store(
-    override: str | Path | None = None, read_only: bool = False, cluster: str | None = None
+    override: str | Path | None = None,
+    read_only: bool = False,
+    cluster: str | None = None,
+    wait_seconds: float | None = None,
 ) -> Iterator[Any]:
     """A connection to the store RUNS_DB (or `override`, the CLI's --db) names, its schema made
     or brought up to date: DuckDB's connection, or a ClickHouse one."""
     location = current_location(None if override is None else str(override))
-    with open_location(location, read_only=read_only, cluster=cluster) as con:
+    with open_location(location, read_only, cluster, wait_seconds) as con:
         yield con
 
 
 @contextmanager
 def open_location(
-    location: StoreLocation, read_only: bool = False, cluster: str | None = None
+    location: StoreLocation,
+    read_only: bool = False,
+    cluster: str | None = None,
+    wait_seconds: float | None = None,
 ) -> Iterator[Any]:
+    """`wait_seconds`: how long a DuckDB file another process holds is waited for (default
+    RUNS_LOCK_WAIT_SECONDS)."""
     if isinstance(location, DuckDBLocation):
         from runs_store.store.database import open_db
 
-        with open_db(location.path, read_only=read_only) as con:
+        with open_db(location.path, read_only=read_only, wait_seconds=wait_seconds) as con:
             yield con
         return
     from runs_store.store import clickhouse

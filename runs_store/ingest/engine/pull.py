@@ -10,6 +10,7 @@ it committed, and a page read twice finds its runs unchanged, never doubled.
 
 from __future__ import annotations
 
+import functools
 import json
 import queue
 import threading
@@ -23,6 +24,8 @@ from typing import TypeVar
 from runs_store import settings
 from runs_store.ingest.engine.source import EngineSource, PullError, RunPage
 from runs_store.ingest.pipeline import IngestSummary, RunSpool, scratch_folder
+from runs_store.store.backend import CLICKHOUSE, dialect
+from runs_store.store.clickhouse import writer as clickhouse
 from runs_store.store.database import transaction
 
 # Pages are committed together up to RUNS_PULL_COMMIT_RUNS runs, or after this long.
@@ -91,6 +94,10 @@ class PullState:
 
 
 def load_state(con, source: str, project: str) -> PullState:
+    if dialect(con) == CLICKHOUSE:
+        found = clickhouse.pull_state_row(con, source, project)
+        unfinished = clickhouse.unfinished_runs(con, source, project)
+        return _state(found, unfinished)
     rows = con.execute(
         "SELECT marker, last_pull_at, last_ok_at, runs_pulled, last_error FROM pull_state "
         "WHERE source = $source AND project_id = $project",
@@ -104,9 +111,13 @@ def load_state(con, source: str, project: str) -> PullState:
             {"source": source, "project": project},
         ).fetchall()
     ]
-    if not rows:
+    return _state(rows[0] if rows else None, unfinished)
+
+
+def _state(row: tuple | None, unfinished: list[str]) -> PullState:
+    if row is None:
         return PullState(None, unfinished)
-    marker, last_pull_at, last_ok_at, runs_pulled, last_error = rows[0]
+    marker, last_pull_at, last_ok_at, runs_pulled, last_error = row
     return PullState(
         json.loads(marker) if marker else None,
         unfinished,
@@ -119,6 +130,8 @@ def load_state(con, source: str, project: str) -> PullState:
 
 def pull_states(con) -> list[dict]:
     """Every (engine, project) pulled so far, for the Sources page."""
+    if dialect(con) == CLICKHOUSE:
+        return clickhouse.pull_states(con)
     result = con.execute(
         "SELECT source, project_id, last_pull_at, last_ok_at, runs_pulled, last_error, "
         "(SELECT count(*) FROM pull_unfinished u WHERE u.source = s.source "
@@ -136,6 +149,13 @@ def _now() -> datetime:
 def _save_page(con, source: str, project: str, page: RunPage, seen: list[str], pulled: int) -> None:
     """After the batch's runs are committed: its marker, and which of its runs (`seen`) are
     unfinished."""
+    if dialect(con) == CLICKHOUSE:
+        changes: dict = {"pulled": pulled}
+        if page.marker is not None:
+            changes["marker"] = page.marker
+        clickhouse.set_unfinished(con, source, project, seen, page.unfinished)
+        clickhouse.save_pull_state(con, source, project, **changes)
+        return
     params = {"source": source, "project": project}
     with transaction(con):
         _ensure_state_row(con, source, project)
@@ -172,6 +192,12 @@ def _ensure_state_row(con, source: str, project: str) -> None:
 
 
 def _set_outcome(con, source: str, project: str, started: datetime, error: str | None) -> None:
+    if dialect(con) == CLICKHOUSE:
+        ok = {} if error else {"last_ok_at": started}
+        clickhouse.save_pull_state(
+            con, source, project, last_pull_at=started, last_error=error, **ok
+        )
+        return
     with transaction(con):
         _ensure_state_row(con, source, project)
         con.execute(
@@ -184,26 +210,39 @@ def _set_outcome(con, source: str, project: str, started: datetime, error: str |
 
 def stored_versions(con) -> Callable[[dict[str, datetime]], set[str]]:
     """Which listed runs (id -> `updated`) the store lacks, or holds an older version of. Asked
-    on a cursor of its own: the source asks while the pull commits on `con` (read ahead)."""
+    on a cursor of its own: the source asks while the pull commits on `con` (read ahead); a
+    ClickHouse connection serves both threads."""
+    if dialect(con) == CLICKHOUSE:
+        return functools.partial(_needed, lambda ids: _held_in_clickhouse(con, ids))
     reader = con.cursor()
 
-    def needed(versions: dict[str, datetime]) -> set[str]:
-        if not versions:
-            return set()
-        ids = list(versions)
-        held = dict(
+    def held(ids: list[str]) -> dict[str, datetime]:
+        return dict(
             reader.execute(
                 "SELECT id, updated_at FROM runs WHERE id IN (SELECT unnest($ids::VARCHAR[]))",
                 {"ids": ids},
             ).fetchall()
         )
-        return {
-            run_id
-            for run_id, updated in versions.items()
-            if run_id not in held or updated.replace(tzinfo=None) > held[run_id]
-        }
 
-    return needed
+    return functools.partial(_needed, held)
+
+
+def _held_in_clickhouse(con, ids: list[str]) -> dict[str, datetime]:
+    table = clickhouse.held_versions(con, ids)
+    return dict(zip(table["id"].to_pylist(), table["updated_at"].to_pylist(), strict=True))
+
+
+def _needed(
+    held_versions: Callable[[list[str]], dict[str, datetime]], versions: dict[str, datetime]
+) -> set[str]:
+    if not versions:
+        return set()
+    held = held_versions(list(versions))
+    return {
+        run_id
+        for run_id, updated in versions.items()
+        if run_id not in held or updated.replace(tzinfo=None) > held[run_id]
+    }
 
 
 def pull(
@@ -401,7 +440,9 @@ def _commit(con, source, project, batch: Batch, summary: PullSummary, reporter) 
 
 def _forget_unfinished(con, source: str, project: str, run_ids: set[str]) -> None:
     """Runs read again that the engine no longer has (deleted, or past its retention)."""
-    if run_ids:
+    if run_ids and dialect(con) == CLICKHOUSE:
+        clickhouse.set_unfinished(con, source, project, run_ids)
+    elif run_ids:
         con.execute(
             "DELETE FROM pull_unfinished WHERE source = $source AND project_id = $project "
             "AND run_id IN (SELECT unnest($ids::VARCHAR[]))",

@@ -33,6 +33,7 @@ def open_store(
             identifier(cluster)  # refuses a name that is not one, before connecting
         con = connect_http(location, password)
     try:
+        con.cluster = cluster or None
         if cluster:
             # Inserts through a Distributed table reach their shard before they return, so a
             # read right after a write sees it.

@@ -24,6 +24,7 @@ import fcntl
 import logging
 import os
 import re
+import threading
 import time
 from collections.abc import Callable, Mapping
 from contextlib import suppress
@@ -74,6 +75,11 @@ class Connection:
         self._client = client
         self.location = location
         self._secret = secret
+        # The cluster the store's tables are spread over (open_store's), None on one server.
+        self.cluster: str | None = None
+        # chdb's engine takes one statement at a time from this process's threads (a pull asks
+        # which runs it lacks from its reading thread while it commits); a server, any number.
+        self._lock = threading.Lock() if isinstance(location, ChdbLocation) else None
 
     def execute(self, sql: str, params: Params | None = None) -> list[tuple]:
         """The rows of a query, as tuples."""
@@ -117,7 +123,10 @@ class Connection:
 
     def _run(self, call: Callable[[], T]) -> T:
         try:
-            return call()
+            if self._lock is None:
+                return call()
+            with self._lock:
+                return call()
         except (DriverError, OSError) as error:
             raise store_error(error, self.location, self._secret) from None
 
