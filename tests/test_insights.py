@@ -684,6 +684,7 @@ def test_quota_month_says_its_change_and_the_last_day_it_compares_with(con):
 
 # ---------------------------------------------------------------- the same frames on both backends
 
+PAST = RunFilter(since=datetime(2001, 1, 1), until=datetime(2001, 1, 8))
 SAME_ON_BOTH = {
     "headline": lambda con: insights.headline(con, MONTH),
     "range_limits": lambda con: insights.range_limits(con, ALL_TIME),
@@ -710,6 +711,12 @@ SAME_ON_BOTH = {
         con, ALL_TIME.with_(search="50%_\\!")
     ),
     "empty": lambda con: insights.error_signatures(con, RunFilter(flows=("none",)), "day", TZ),
+    "empty trends": lambda con: insights.trends(con, PAST, "day", TZ),
+    "empty failed_steps": lambda con: insights.failed_steps(con, PAST),
+    "empty quota_per_day": lambda con: insights.quota_per_day(con, PAST, TZ),
+    "empty duration_percentiles": lambda con: insights.duration_percentiles(con, PAST),
+    "empty slowest_steps": lambda con: insights.slowest_steps(con, PAST),
+    "no range": lambda con: insights.range_limits(con, RunFilter(flows=("none",))),
 }
 
 

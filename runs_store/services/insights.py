@@ -30,9 +30,9 @@ all three. A ClickHouse connection keeps no session (each HTTP request stands al
 each view reads the same counting as a subquery.
 
 Every value reaches SQL as a named parameter (`$tz`, `$limit`; the filter's as `$filter_N`, see
-runs_store.queries.named_params, or by name on ClickHouse, `_clickhouse_where`), so no query
-depends on the order of its values. Status names, all from runs_store.domain.statuses, and the
-quantile levels are written into the SQL text as constants.
+runs_store.queries.named_params), so no query depends on the order of its values. Status names,
+all from runs_store.domain.statuses, and the quantile levels are written into the SQL text as
+constants.
 
 The rules a page needs to turn a number into the runs it counts live here too (which statuses a
 drill-down keeps, which days a time bucket covers), so the page only draws.
@@ -51,8 +51,7 @@ from runs_store.domain.formatting import zone
 from runs_store.domain.statuses import FAILED_STATES, FINISHED_STATES, STATUS_NAMES, in_order
 from runs_store.queries.filters import RunFilter
 from runs_store.queries.named_params import Params, merged, named_where
-from runs_store.store.backend import CLICKHOUSE, arrow, by_dialect, dialect, frame, rows
-from runs_store.store.clickhouse.schema import latest
+from runs_store.store.backend import CLICKHOUSE, arrow, by_dialect, dialect, frame, latest, rows
 
 UNITS = ("hour", "day", "week")
 _STEP = {"hour": "INTERVAL 1 HOUR", "day": "INTERVAL 1 DAY", "week": "INTERVAL 7 DAY"}
@@ -92,64 +91,17 @@ FINISHED_SQL = _status_list(FINISHED_STATES)
 
 def _runs(con) -> str:
     """The runs table as a read names it: on ClickHouse each run once, in its newest version."""
-    return by_dialect(con, "runs", latest("runs"))
+    return latest(con, "runs")
 
 
 def _where(con, run_filter: RunFilter, *conditions: str) -> tuple[str, Params]:
-    """The filter's WHERE clause in the connection's dialect, with fixed extra conditions (no
-    values in them) ANDed on; its values are `$name` parameters."""
-    where, params = (
-        _clickhouse_where(run_filter) if dialect(con) == CLICKHOUSE else named_where(run_filter)
-    )
+    """The filter's WHERE clause (SQL both engines read alike) with fixed extra conditions (no
+    values in them) ANDed on."""
+    where, params = named_where(run_filter)
     extra = " AND ".join(conditions)
     if extra:
         where = f"{where} AND {extra}" if where else f"WHERE {extra}"
     return where, params
-
-
-def _clickhouse_where(run_filter: RunFilter) -> tuple[str, Params]:
-    """The filter's `WHERE ...` fragment (or "") for ClickHouse, with the same meaning as
-    runs_store.queries.filters.build_where: lists are bound as arrays (`x IN $list`), and the
-    search is ILIKE with ClickHouse's own escape character, the backslash."""
-    clauses: list[str] = []
-    params: Params = {}
-
-    def add(sql: str, **values) -> None:
-        clauses.append(sql)
-        params.update(values)
-
-    if not run_filter.include_archived:
-        add("archived_at IS NULL")
-    if run_filter.flows:
-        add("flow_name IN $filter_flows", filter_flows=list(run_filter.flows))
-    if run_filter.statuses:
-        add("status IN $filter_statuses", filter_statuses=list(run_filter.statuses))
-    if run_filter.since is not None:
-        add("started_at >= $filter_since", filter_since=run_filter.since)
-    if run_filter.until is not None:
-        add("started_at < $filter_until", filter_until=run_filter.until)
-    if run_filter.failed_steps:
-        add(
-            "failed_step IN $filter_failed_steps", filter_failed_steps=list(run_filter.failed_steps)
-        )
-    if run_filter.signature:
-        add("error_signature = $filter_signature", filter_signature=run_filter.signature)
-    if run_filter.flow_version_ids:
-        add(
-            "flow_version_id IN $filter_flow_version_ids",
-            filter_flow_version_ids=list(run_filter.flow_version_ids),
-        )
-    if run_filter.search.strip():
-        add(
-            "(id ILIKE $filter_search OR failed_step ILIKE $filter_search "
-            "OR failed_step_display ILIKE $filter_search OR error_message ILIKE $filter_search)",
-            filter_search=f"%{_escape_like(run_filter.search.strip())}%",
-        )
-    return ("WHERE " + " AND ".join(clauses), params) if clauses else ("", params)
-
-
-def _escape_like(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
 def _slot(con) -> str:
@@ -219,6 +171,8 @@ def _like_duckdb(table) -> pd.DataFrame:
             values = column.to_pandas().astype("Int64" if column.null_count else "int64")
         elif pa.types.is_timestamp(kind) or pa.types.is_date(kind):
             values = column.cast(pa.timestamp("us")).to_pandas()
+        elif (pa.types.is_string(kind) or pa.types.is_large_string(kind)) and not len(column):
+            values = column.to_pandas().astype(object)  # DuckDB's empty text column
         else:
             values = column.to_pandas()
         columns[name] = values
@@ -247,7 +201,9 @@ def range_limits(con, run_filter: RunFilter) -> tuple[datetime, datetime] | None
     where, params = _where(con, run_filter)
     # counted, as ClickHouse's min and max of no rows are 1970, not NULL
     found, first, last = rows(
-        con, f"SELECT count(*), min(started_at), max(started_at) FROM {_runs(con)} {where}", params
+        con,
+        f"SELECT count(*), min(started_at), max(started_at) FROM {_runs(con)} {where}",
+        params,
     )[0]
     if not found:
         return None
@@ -794,7 +750,7 @@ def error_signatures(
             WITH matching AS (
                 SELECT error_signature, flow_name,
                        coalesce(failed_step_display, failed_step) AS step, started_at
-                FROM {latest("runs")} {where}),
+                FROM {_runs(con)} {where}),
             top AS (
                 SELECT error_signature, count(*) AS runs,
                        arraySort(groupUniqArray(flow_name)) AS flows,
@@ -805,7 +761,7 @@ def error_signatures(
             overall AS (
                 SELECT error_signature, min(started_at) AS first_seen,
                        max(started_at) AS last_seen
-                FROM {latest("runs")}
+                FROM {_runs(con)}
                 WHERE error_signature IN (SELECT error_signature FROM top) GROUP BY ALL),
             slots AS (
                 SELECT error_signature, {_slot(con)} AS slot, count(*) AS runs FROM matching
@@ -956,8 +912,8 @@ def slowest_steps(con, run_filter: RunFilter, limit: int = 15) -> pd.DataFrame:
         f"run_steps s JOIN (SELECT id, flow_name FROM runs {where}) r ON s.run_id = r.id",
         # the steps of each run's current version only (see store/clickhouse/schema.py)
         "(SELECT run_id, name, display_name, duration_ms, run_updated_at "
-        f"FROM {latest('run_steps')}) s "
-        f"JOIN (SELECT id, flow_name, updated_at FROM {latest('runs')} {where}) r "
+        f"FROM {latest(con, 'run_steps')}) s "
+        f"JOIN (SELECT id, flow_name, updated_at FROM {latest(con, 'runs')} {where}) r "
         "ON s.run_id = r.id AND s.run_updated_at = r.updated_at",
     )
     return _rows(
