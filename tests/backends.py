@@ -56,12 +56,20 @@ def chdb_beside(shared: ChdbLocation, duckdb_path: Path, name: str = "") -> Chdb
 def opened(backend: str, duckdb_path: Path, request, copies: dict | None = None, read_only=True):
     """A connection to the store `duckdb_path` on DuckDB, or to its chdb copy (made beside the
     shared chdb store, or taken from `copies`, where a new copy is kept for later tests).
-    `read_only` is DuckDB's; a chdb copy belongs to the test (or to the `copies` holder)."""
+    `read_only` is DuckDB's (then opened as factories.rows opens files, so a test may read the
+    file beside it); a chdb copy belongs to the test (or to the `copies` holder)."""
     from runs_store.store.backend import open_location
     from runs_store.store.database import open_db
 
+    if backend == "duckdb" and read_only:
+        con = duckdb.connect(str(duckdb_path), read_only=True)
+        try:
+            yield con
+        finally:
+            con.close()
+        return
     if backend == "duckdb":
-        with open_db(duckdb_path, read_only=read_only) as con:
+        with open_db(duckdb_path) as con:
             yield con
         return
     location = None if copies is None else copies.get(duckdb_path)

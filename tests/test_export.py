@@ -15,13 +15,13 @@ from datetime import datetime, timedelta
 import pyarrow.parquet as pq
 import pytest
 
+from backends import BACKENDS, opened
 from factories import exported_rows, rows, simple_run, write_jsonl
 from runs_store.cli import main
 from runs_store.ingest.pipeline import ingest_paths
 from runs_store.queries.filters import RunFilter
 from runs_store.services.export import EXPORT_COLUMNS, export_bytes, write_export
 from runs_store.services.masking import MASK
-from runs_store.store.database import open_db
 
 AWKWARD = [
     simple_run(
@@ -82,6 +82,19 @@ def export_db(shared_db, tmp_path_factory):
     shutil.copy(shared_db, db)
     ingest_paths(db, [write_jsonl(folder / "awkward.jsonl", AWKWARD)])
     return db
+
+
+@pytest.fixture(scope="module")
+def chdb_copies():
+    """The chdb copy of each database file this module reads on ClickHouse, made once."""
+    return {}
+
+
+@pytest.fixture(params=BACKENDS)
+def export_con(request, export_db, chdb_copies):
+    """The export database on each backend (DuckDB's read-only, or its chdb copy)."""
+    with opened(request.param, export_db, request, chdb_copies) as con:
+        yield con
 
 
 def export_ids(db, tmp_path, *args: str) -> list[str]:
@@ -175,9 +188,10 @@ def test_test_runs_are_never_exported(export_db, tmp_path):
 # ------------------------------------------------------------------ columns and values
 
 
-def test_csv_has_the_promised_columns_enum_statuses_iso_utc_times_and_step_names(export_db):
-    with open_db(export_db, read_only=True) as con:
-        data = export_bytes(con, "csv", RunFilter(include_archived=True))
+def test_csv_has_the_promised_columns_enum_statuses_iso_utc_times_and_step_names(
+    export_db, export_con
+):
+    data = export_bytes(export_con, "csv", RunFilter(include_archived=True))
     table = list(csv.DictReader(io.StringIO(data.decode("utf-8"))))
     assert {
         "id",
@@ -208,20 +222,21 @@ def test_csv_has_the_promised_columns_enum_statuses_iso_utc_times_and_step_names
         assert row["archived"] == ("true" if archived else "false")
 
 
-def test_export_of_chosen_ids_and_export_bytes_agree(export_db, tmp_path):
+def test_export_of_chosen_ids_and_export_bytes_agree(export_db, export_con):
     chosen = expected_ids(export_db)[:5]
-    with open_db(export_db, read_only=True) as con:
-        out = io.BytesIO()
-        count = write_export(con, out, "jsonl", RunFilter(), run_ids=chosen)
-        assert out.getvalue() == export_bytes(con, "jsonl", RunFilter(), run_ids=chosen)
+    con = export_con
+    out = io.BytesIO()
+    count = write_export(con, out, "jsonl", RunFilter(), run_ids=chosen)
+    assert out.getvalue() == export_bytes(con, "jsonl", RunFilter(), run_ids=chosen)
+    assert write_export(con, io.BytesIO(), "jsonl", RunFilter(), run_ids=[]) == 0
     assert count == 5
     assert [json.loads(line)["id"] for line in out.getvalue().splitlines()] == chosen
     assert list(json.loads(out.getvalue().splitlines()[0])) == list(EXPORT_COLUMNS)
 
 
-def test_an_unknown_format_is_refused(export_db):
-    with open_db(export_db, read_only=True) as con, pytest.raises(ValueError, match="xml"):
-        write_export(con, io.BytesIO(), "xml")
+def test_an_unknown_format_is_refused(export_con):
+    with pytest.raises(ValueError, match="xml"):
+        write_export(export_con, io.BytesIO(), "xml")
 
 
 # ------------------------------------------------------------------ round trip
@@ -231,16 +246,17 @@ def runs_table(db) -> list[tuple]:
     return rows(db, f"SELECT {', '.join(COMPARED)} FROM runs ORDER BY id")
 
 
-def exported_errors(db, fmt: str, mask: bool | None = None) -> dict[str, str]:
-    with open_db(db, read_only=True) as con:
-        data = export_bytes(con, fmt, RunFilter(include_archived=True), mask=mask)
+def exported_errors(con, fmt: str, mask: bool | None = None) -> dict[str, str]:
+    data = export_bytes(con, fmt, RunFilter(include_archived=True), mask=mask)
     return {row["id"]: row["error_message"] or "" for row in exported_rows(data, fmt)}
 
 
 @pytest.mark.parametrize("fmt", ["csv", "jsonl", "parquet"])
-def test_exports_mask_secrets_in_error_messages_unless_masking_is_off(export_db, fmt, monkeypatch):
+def test_exports_mask_secrets_in_error_messages_unless_masking_is_off(
+    export_db, export_con, fmt, monkeypatch
+):
     monkeypatch.delenv("RUNS_MASK_SECRETS", raising=False)
-    masked, recorded = exported_errors(export_db, fmt), exported_errors(export_db, fmt, mask=False)
+    masked, recorded = exported_errors(export_con, fmt), exported_errors(export_con, fmt, False)
     stored = dict(rows(export_db, "SELECT id, coalesce(error_message, '') FROM runs"))
     assert recorded == stored
     assert json.loads(masked["awk-secret"]) == {
@@ -254,7 +270,7 @@ def test_exports_mask_secrets_in_error_messages_unless_masking_is_off(export_db,
         k: v for k, v in stored.items() if k != "awk-secret"
     }
     monkeypatch.setenv("RUNS_MASK_SECRETS", "0")
-    assert exported_errors(export_db, fmt) == stored
+    assert exported_errors(export_con, fmt) == stored
 
 
 @pytest.mark.parametrize("fmt", ["csv", "jsonl", "parquet"])
@@ -275,3 +291,67 @@ def test_export_then_ingest_into_an_empty_database_gives_the_same_runs(
     summary = ingest_paths(target, [out])
     assert summary.rejected == 0 and summary.new == len(runs_table(export_db))
     assert runs_table(target) == runs_table(export_db)
+
+
+# ------------------------------------------------------------------ the same export on both engines
+
+EXPORT_FILTERS = [
+    RunFilter(),
+    RunFilter(include_archived=True),
+    RunFilter(statuses=("FAILED", "QUOTA_EXCEEDED")),
+    RunFilter(search="step", include_archived=True),
+]
+
+
+@pytest.mark.parametrize("run_filter", EXPORT_FILTERS)
+def test_an_export_selects_the_runs_the_filter_keeps_in_the_list_order(
+    export_db, export_con, run_filter
+):
+    """Through the service on each backend (the CLI's own options are tested above on DuckDB):
+    the same runs as the Python oracle, newest first."""
+    from list_oracle import ids, load_runs, matching
+
+    data = export_bytes(export_con, "jsonl", run_filter)
+    exported = [json.loads(line)["id"] for line in data.splitlines()]
+    assert exported == ids(matching(load_runs(export_db), run_filter))
+    assert exported
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl", "parquet"])
+def test_clickhouse_writes_the_same_file_as_duckdb(request, export_db, chdb_copies, fmt):
+    """Byte for byte for CSV and JSON Lines; the same table (types included) for Parquet."""
+    data = {}
+    for backend_name in BACKENDS:
+        with opened(backend_name, export_db, request, chdb_copies) as con:
+            data[backend_name] = export_bytes(con, fmt, RunFilter(include_archived=True))
+    if fmt == "parquet":
+        duck, click = (pq.read_table(io.BytesIO(data[name])) for name in BACKENDS)
+        assert click.schema == duck.schema and click.equals(duck)
+    else:
+        assert data["chdb"] == data["duckdb"]
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_an_export_from_clickhouse_ingests_as_the_same_runs(
+    request, export_db, chdb_copies, tmp_path, fmt, monkeypatch
+):
+    monkeypatch.setenv("RUNS_MASK_SECRETS", "0")
+    out = tmp_path / f"runs.{fmt}"
+    with opened("chdb", export_db, request, chdb_copies) as con, out.open("wb") as file:
+        write_export(con, file, fmt, RunFilter(include_archived=True))
+    target = tmp_path / "again.duckdb"
+    summary = ingest_paths(target, [out])
+    assert summary.rejected == 0 and summary.new == len(runs_table(export_db))
+    assert runs_table(target) == runs_table(export_db)
+
+
+def test_a_clickhouse_export_streams_in_batches(request, export_db, chdb_copies, monkeypatch):
+    """Rows come from ClickHouse a batch at a time, not as one table."""
+    from runs_store.services import export
+
+    monkeypatch.setattr(export, "BATCH_ROWS", 500)
+    with opened("chdb", export_db, request, chdb_copies) as con:
+        reader = export._batches(con, RunFilter(include_archived=True), None)
+        sizes = [batch.num_rows for batch in reader]
+    assert len(sizes) > 2 and max(sizes) <= 500
+    assert sum(sizes) == len(runs_table(export_db))

@@ -2,7 +2,8 @@
 
 The columns are the flat export columns the ingest reads back (`id, flow, status, started_at,
 finished_at, duration_ms, failed_step, archived, ...`): status as the enum name, times ISO-8601
-UTC. Rows stream from DuckDB in batches, so exports of millions of runs use little memory. Error
+UTC. Rows stream from the store (DuckDB, or ClickHouse reading `runs FINAL`) in batches, so
+exports of millions of runs use little memory; both engines write the same files. Error
 messages are masked as the app shows them (RUNS_MASK_SECRETS=0 exports them as recorded).
 
 An export can never hurt the store or an earlier export: a file is written beside its target and
@@ -29,14 +30,22 @@ if TYPE_CHECKING:  # pyarrow is imported by the writers: importing it costs the 
 from runs_store.domain.errors import StoreError
 from runs_store.domain.run_fields import FLAT_FIELDS, Kind
 from runs_store.queries.filters import ORDER_BY, RunFilter, build_where
+from runs_store.queries.named_params import named
 from runs_store.services.masking import masking_on, messages_as_shown
+from runs_store.store.backend import CLICKHOUSE, DUCKDB, arrow_batches, dialect, latest
 
 FORMATS = ("csv", "jsonl", "parquet")
 # A text cell starting with one of these runs as a formula in Excel, LibreOffice and Sheets;
 # a ' already in front of one is doubled, so that the reader can take exactly one off.
 FORMULA_START = r"^'*[=+\-@\t\r]"
 
-_ISO = "'%Y-%m-%dT%H:%M:%S.%gZ'"
+# A time as ISO-8601 UTC to the millisecond ({} is the column), per dialect: ClickHouse's %f is
+# always six digits, of which the first three are kept.
+_ISO = {
+    DUCKDB: "strftime({}, '%Y-%m-%dT%H:%M:%S.%gZ')",
+    CLICKHOUSE: "concat(substring(formatDateTime({}, '%Y-%m-%dT%H:%i:%S.%f'), 1, 23), 'Z')",
+}
+BATCH_ROWS = 50_000
 # The flat export columns, in the order a file has them. Those of run_fields.FLAT_FIELDS are
 # written from the column each is read back into (its first source is its name in the file); the
 # others are ruled by records.normalize_flat_row: id, status, the given duration, the old flag.
@@ -61,30 +70,47 @@ _OWN_EXPORT = {
     "id": "id",
     "status": "status",
     "duration_ms": "duration_ms",
-    "archived": "archived_at IS NOT NULL",
+    "archived": "CAST(archived_at IS NOT NULL AS BOOLEAN)",  # ClickHouse's IS NULL is a UInt8
     "error_message": "error_message",
 }
 _FLAT_BY_NAME = {field.sources[0]: field for field in FLAT_FIELDS}
 
 
-def _exported(name: str) -> str:
+def _exported(name: str, sql_dialect: str) -> str:
     field = _FLAT_BY_NAME.get(name)
     if field is None:
         return f"{_OWN_EXPORT[name]} AS {name}"
     if field.kind is Kind.TIMESTAMP:
-        return f"strftime({field.column}, {_ISO}) AS {name}"
+        return f"{_ISO[sql_dialect].format(field.column)} AS {name}"
     return f"{field.column} AS {name}"
 
 
-EXPORT_SELECT = f"SELECT {', '.join(_exported(name) for name in EXPORT_COLUMNS)} FROM runs"
+def _export_select(sql_dialect: str) -> str:
+    """The export's columns, per dialect (they differ only in how a time is written)."""
+    return f"SELECT {', '.join(_exported(name, sql_dialect) for name in EXPORT_COLUMNS)}"
+
+
+# The chosen runs, as each engine takes a list of ids.
+_CHOSEN = {DUCKDB: "id IN (SELECT unnest(?::VARCHAR[]))", CLICKHOUSE: "id IN ?"}
 
 
 def _batches(con, run_filter: RunFilter | None, run_ids: list[str] | None):
     where, params = build_where(run_filter or RunFilter(include_archived=True))
     if run_ids is not None:
-        where = (where + " AND " if where else "WHERE ") + "id IN (SELECT unnest(?::VARCHAR[]))"
+        where = (where + " AND " if where else "WHERE ") + _CHOSEN[dialect(con)]
         params = [*params, list(run_ids)]
-    return con.sql(f"{EXPORT_SELECT} {where} {ORDER_BY}", params=params).to_arrow_reader(50_000)
+    sql = f"{_export_select(dialect(con))} FROM {latest(con, 'runs')} {where} {ORDER_BY}"
+    reader = arrow_batches(con, *named(sql, params, "p"), batch_rows=BATCH_ROWS)
+    return reader if dialect(con) == DUCKDB else _as_duckdb_types(reader)
+
+
+def _as_duckdb_types(reader: pa.RecordBatchReader) -> pa.RecordBatchReader:
+    """ClickHouse's batches with the column types DuckDB's have (every column nullable, as
+    ClickHouse marks some not), so that both engines write the same files."""
+    import pyarrow as pa
+
+    schema = pa.schema([field.with_nullable(True) for field in reader.schema])
+    return pa.RecordBatchReader.from_batches(schema, (batch.cast(schema) for batch in reader))
 
 
 def _masked(reader: pa.RecordBatchReader, mask: bool | None) -> pa.RecordBatchReader:

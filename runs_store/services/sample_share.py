@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from runs_store.store.backend import latest, rows
 from runs_store.store.sources import SAMPLE_SOURCE
 
 
@@ -21,8 +22,10 @@ class SampleShare:
 
 def sample_share(con) -> SampleShare:
     """Runs from the bundled sample, and all runs."""
-    from_sample, total = con.execute(
-        "SELECT count(*) FILTER (WHERE source = $sample), count(*) FROM runs",
+    from_sample, total = rows(
+        con,
+        # count(CASE ...) rather than DuckDB's FILTER clause: both engines read it
+        f"SELECT count(CASE WHEN source = $sample THEN 1 END), count(*) FROM {latest(con, 'runs')}",
         {"sample": SAMPLE_SOURCE},
-    ).fetchall()[0]
+    )[0]
     return SampleShare(from_sample, total)

@@ -21,12 +21,13 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import itertools
 import logging
 import os
 import re
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import suppress
 from pathlib import Path
 from typing import TypeVar
@@ -93,6 +94,39 @@ class Connection:
         bound = bound_params(sql, params)
         table = self._run(lambda: self._client.query_arrow(sql, parameters=bound, use_strings=True))
         return naive_utc(table)
+
+    def query_arrow_batches(
+        self, sql: str, params: Params | None = None, batch_rows: int = 65_536
+    ) -> pa.RecordBatchReader:
+        """The result of a query as a stream of Arrow record batches of up to `batch_rows` rows
+        (times as naive UTC), read from ClickHouse as they are consumed. On chdb the engine is
+        held until the stream is read to its end or dropped."""
+        bound = bound_params(sql, params)
+        settings = {"max_block_size": batch_rows}
+
+        def batches() -> Iterator[pa.RecordBatch]:
+            if self._lock is not None:
+                self._lock.acquire()
+            try:
+                stream = self._client.query_arrow_stream(
+                    sql, parameters=bound, settings=settings, use_strings=True
+                )
+                with stream:
+                    for batch in stream:
+                        yield from naive_utc(pa.Table.from_batches([batch])).to_batches()
+            except (DriverError, OSError) as error:
+                raise store_error(error, self.location, self._secret) from None
+            finally:
+                if self._lock is not None:
+                    self._lock.release()
+
+        stream = batches()
+        first = next(stream, None)
+        if first is None:  # no rows: the columns are asked for on their own
+            empty = self.query_arrow(f"SELECT * FROM ({sql}) LIMIT 0", params)
+            return pa.RecordBatchReader.from_batches(empty.schema, iter(()))
+        rest = itertools.chain([first], stream)
+        return pa.RecordBatchReader.from_batches(first.schema, rest)
 
     def insert_arrow(self, table_name: str, table: pa.Table) -> None:
         """Appends an Arrow table to a table with the same column names (the others take their
