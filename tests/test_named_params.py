@@ -79,7 +79,8 @@ def test_merged_refuses_a_name_bound_to_two_values():
 
 
 class RecordingConnection:
-    """A connection that remembers each statement and the parameters it was given."""
+    """A DuckDB connection that remembers each statement and the parameters it was given (the
+    store's seam reads it as DuckDB's: see `duckdb_seam`)."""
 
     def __init__(self, con):
         self.con = con
@@ -88,6 +89,25 @@ class RecordingConnection:
     def execute(self, sql, params=None):
         self.statements.append((sql, params))
         return self.con.execute(sql) if params is None else self.con.execute(sql, params)
+
+    def sql(self, sql, params=None):
+        self.statements.append((sql, params))
+        return self.con.sql(sql, params=params)
+
+
+@pytest.fixture
+def duckdb_seam(monkeypatch):
+    """backend.dialect (and insights' own name for it) taking a RecordingConnection for the
+    DuckDB connection it wraps."""
+    from runs_store.store import backend
+
+    real = backend.dialect
+
+    def dialect(con):
+        return backend.DUCKDB if isinstance(con, RecordingConnection) else real(con)
+
+    monkeypatch.setattr(backend, "dialect", dialect)
+    monkeypatch.setattr(insights, "dialect", dialect)
 
 
 @pytest.mark.parametrize(
@@ -127,7 +147,7 @@ def recording(tmp_path_factory):
     ids=["all time", "open range", "everything"],
 )
 @pytest.mark.parametrize("tz", ["America/New_York", "Asia/Kathmandu"])
-def test_every_insights_query_binds_its_values_by_name_only(recording, run_filter, tz):
+def test_every_insights_query_binds_its_values_by_name_only(recording, duckdb_seam, run_filter, tz):
     recording.statements.clear()
     unit = insights.time_unit(recording, run_filter)
     for call, args in [
