@@ -195,9 +195,6 @@ def test_the_cli_samples_ingests_and_lists_rejects_on_chdb(tmp_path):
     assert not (tmp_path / "nothing").exists()
 
 
-# The export's SQL is the read services' (runs_store/services/export.py), ported to ClickHouse
-# apart from this work: until that lands, the export fails on chdb.
-@pytest.mark.xfail(reason="services/export.py on ClickHouse (the read services' port)")
 def test_the_cli_exports_from_chdb_as_from_duckdb(tmp_path):
     path = write_file(tmp_path / "runs.jsonl", sample_records(120, seed=78))
     exported = {}
@@ -271,28 +268,22 @@ def open_app(monkeypatch, db: str, load_sample: str = "0"):
     return AppTest.from_file(str(ROOT / "app.py"), default_timeout=120).run()
 
 
-# The Runs page reads through the read services (runs_store/services/runs_list.py and the
-# queries under it), ported to ClickHouse apart from this work: until that lands the page stops
-# with an error on chdb, after the first-start sample load has run.
 @pytest.mark.app
-@pytest.mark.xfail(reason="services/runs_list.py on ClickHouse (the read services' port)")
 def test_the_app_on_chdb_loads_the_sample_and_shows_it_on_the_runs_page(monkeypatch, tmp_path):
     location = ChdbLocation(tmp_path / "app-store")
     at = open_app(monkeypatch, str(location), load_sample="1")
     with open_location(location) as con:
         loaded = rows(con, "SELECT count() FROM runs FINAL")[0][0]
+        newest = rows(
+            con,
+            "SELECT id FROM runs FINAL WHERE archived_at IS NULL "
+            "ORDER BY started_at DESC, id DESC LIMIT 25",
+        )
+        assert rows(con, "SELECT count() FROM writes")[0][0] >= 1
     assert loaded > 100, "the first start loads the bundled sample into chdb"
     assert not at.exception and not at.error, [e.value for e in at.error]
-    assert len(at.dataframe) == 1 and len(at.dataframe[0].value) == 25
-
-
-@pytest.mark.app
-def test_the_app_loads_the_bundled_sample_into_chdb_on_first_start(monkeypatch, tmp_path):
-    location = ChdbLocation(tmp_path / "app-store")
-    open_app(monkeypatch, str(location), load_sample="1")
-    with open_location(location) as con:
-        assert rows(con, "SELECT count() FROM runs FINAL")[0][0] > 100
-        assert rows(con, "SELECT count() FROM writes")[0][0] >= 1
+    assert len(at.dataframe) == 1
+    assert list(at.dataframe[0].value["id"]) == [row[0] for row in newest]
 
 
 @pytest.mark.app
@@ -331,10 +322,7 @@ def test_the_sources_page_pulls_now_into_chdb_and_shows_how_far_it_got(monkeypat
         assert rows(con, "SELECT count() FROM runs FINAL") == [(len(production(runs)),)]
 
 
-# Every page reads through the read services (runs_store/services/*), ported to ClickHouse apart
-# from this work.
 @pytest.mark.app
-@pytest.mark.xfail(reason="services/* on ClickHouse (the read services' port)")
 def test_every_page_draws_on_chdb(monkeypatch, tmp_path):
     from conftest import app_test
 
@@ -355,3 +343,41 @@ def test_every_page_draws_on_chdb(monkeypatch, tmp_path):
             assert any(e.value.startswith("Run Failed") for e in at.error), at.error
         else:
             assert not at.error, (page, [e.value for e in at.error])
+
+
+def test_a_newer_version_from_our_flat_export_keeps_the_runs_steps(both, tmp_path):
+    """Our own JSONL export has no steps: a newer version read from it keeps the steps the run
+    had (on ClickHouse they are written again for the new version)."""
+    import io
+
+    from runs_store.queries.filters import RunFilter
+    from runs_store.services.export import write_export
+
+    records = [r for r in sample_records(200, seed=21) if r.get("environment") != "TESTING"]
+    ingest_both(both, [write_file(tmp_path / "first.jsonl", records)])
+    out = io.BytesIO()
+    with open_location(both[0]) as con:
+        write_export(con, out, "jsonl", RunFilter(include_archived=True), mask=False)
+    newer = []
+    for line in out.getvalue().decode().splitlines()[:40]:
+        row = json.loads(line)
+        row["updated_at"] = "2026-12-03T00:00:00"
+        row["status"] = "FAILED"
+        newer.append(json.dumps(row))
+    flat = tmp_path / "flat.jsonl"
+    flat.write_text("\n".join(newer) + "\n")
+    duck, chdb = ingest_both(both, [flat])
+    assert counts(chdb) == counts(duck) and chdb.updated == 40
+    found = store_rows(both[1])
+    assert found == store_rows(both[0])
+    with_steps = {row[0] for row in found["steps"]}
+    assert len(with_steps & {json.loads(line)["id"] for line in newer}) > 20
+
+
+@pytest.mark.app
+def test_a_refused_password_is_one_error_line_in_the_app(http_port, monkeypatch):
+    monkeypatch.setenv("RUNS_CLICKHOUSE_PASSWORD", "not-it-3310")
+    at = open_app(monkeypatch, f"clickhouse://default@127.0.0.1:{http_port}/app")
+    assert not at.exception
+    assert len(at.error) == 1 and "refused user 'default'" in at.error[0].value
+    assert "not-it-3310" not in at.error[0].value

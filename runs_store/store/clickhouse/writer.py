@@ -103,7 +103,7 @@ def carry_steps(con, run_ids: list[str], old: list[datetime], new: list[datetime
     con.command(
         f"INSERT INTO {RUN_STEPS.name} ({', '.join(columns)}, run_updated_at) "
         f"SELECT {', '.join('s.' + c for c in columns)}, v.new_at "
-        f"FROM {latest(RUN_STEPS.name)} AS s INNER JOIN ("
+        f"FROM (SELECT * FROM {latest(RUN_STEPS.name)}) AS s INNER JOIN ("
         "SELECT t.1 AS id, t.2 AS old_at, t.3 AS new_at FROM (SELECT arrayJoin(arrayZip("
         "{ids:Array(String)}, {old:Array(DateTime64(6, 'UTC'))}, "
         "{new:Array(DateTime64(6, 'UTC'))})) AS t)) AS v "
