@@ -1,14 +1,17 @@
 """The same store on each backend, for tests that run on DuckDB and on ClickHouse (chdb).
 
-A DuckDB store built by the real ingest from the sample generator is the reference; its tables are
-copied as they are (Arrow) into a chdb store, each step row stamped with its run's version
-(`run_updated_at`, which the ClickHouse schema keys steps by). So both hold the very same runs,
-and a test compares what each backend answers against one oracle.
+A DuckDB store built by the real ingest from the sample generator is the reference. The shared
+chdb store is built by the real ingest too, from the same records (`ingest_to_chdb`: the
+ClickHouse writer, whose stores equal DuckDB's column for column, tests/test_clickhouse_ingest.py).
+A store a test made or changed in DuckDB is copied as it is (Arrow, `copy_to_chdb`), each step row
+stamped with its run's version (`run_updated_at`, which the ClickHouse schema keys steps by). So
+both hold the very same runs, and a test compares what each backend answers against one oracle.
 """
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -24,6 +27,16 @@ COPIED = {
     "JOIN runs r ON r.id = s.run_id",
     "rejects": "SELECT * FROM rejects",
 }
+
+
+def ingest_to_chdb(records: Iterable[dict], location: ChdbLocation, source: str) -> ChdbLocation:
+    """Engine run objects loaded into a new chdb store at `location` by the real ingest."""
+    from runs_store.ingest.pipeline import ingest_items, records_as_items
+    from runs_store.store.backend import open_location
+
+    with open_location(location) as con:
+        ingest_items(con, records_as_items(records), source)
+    return location
 
 
 def copy_to_chdb(duckdb_path: Path, location: ChdbLocation) -> ChdbLocation:

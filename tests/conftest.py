@@ -55,20 +55,28 @@ def build_db(
 
 
 @pytest.fixture(scope="session")
-def shared_db(tmp_path_factory) -> Path:
-    """Generated once per test session, ending now; never modify it (use `db_copy`)."""
-    return build_db(tmp_path_factory.mktemp("shared") / "runs.duckdb")
+def shared_end() -> datetime:
+    """When the shared sample ends: now, once per test session."""
+    return now_utc()
 
 
 @pytest.fixture(scope="session")
-def shared_chdb(shared_db, tmp_path_factory):
-    """The shared database's runs, steps and rejects in a chdb store (a ChdbLocation); never
-    modify it."""
-    from backends import copy_to_chdb
-    from runs_store.store.location import ChdbLocation
+def shared_db(tmp_path_factory, shared_end) -> Path:
+    """Generated once per test session, ending now; never modify it (use `db_copy`)."""
+    return build_db(tmp_path_factory.mktemp("shared") / "runs.duckdb", end=shared_end)
 
+
+@pytest.fixture(scope="session")
+def shared_chdb(shared_db, shared_end, tmp_path_factory):
+    """The shared database's runs, steps and rejects in a chdb store (a ChdbLocation), loaded from
+    the same records by the real ingest; never modify it."""
+    from backends import ingest_to_chdb
+    from runs_store.store.location import ChdbLocation
+    from sample_data.generator import generate_runs
+
+    records = generate_runs(SAMPLE_RUNS, days=SAMPLE_DAYS, seed=SEED, end=shared_end)
     location = ChdbLocation(tmp_path_factory.mktemp("chdb") / "store", database="shared")
-    return copy_to_chdb(shared_db, location)
+    return ingest_to_chdb(records, location, f"test-sample(seed={SEED})")
 
 
 @pytest.fixture(params=["duckdb", "chdb"])

@@ -381,3 +381,52 @@ def test_a_refused_password_is_one_error_line_in_the_app(http_port, monkeypatch)
     assert not at.exception
     assert len(at.error) == 1 and "refused user 'default'" in at.error[0].value
     assert "not-it-3310" not in at.error[0].value
+
+
+@pytest.mark.app
+def test_the_import_page_loads_uploads_into_chdb(monkeypatch, tmp_path):
+    import gzip
+
+    from test_import_page import GOOD, MIXED_LINES, expected_line, jsonl_bytes, load, upload
+
+    location = ChdbLocation(tmp_path / "app-store")
+    at = open_app(monkeypatch, str(location))
+    at.switch_page("pages/import.py").run()
+    upload(
+        at,
+        ("good.jsonl.gz", gzip.compress(jsonl_bytes(GOOD))),
+        ("mixed.jsonl", ("\n".join(MIXED_LINES) + "\n").encode()),
+    )
+    load(at)
+    assert not at.exception, at.exception
+    assert at.warning[0].value == expected_line(files=2, new=4, rejected=2, test_runs=1)
+    assert list(at.dataframe[0].value["location"]) == ["line 2", "line 3"]
+    with open_location(location) as con:
+        assert rows(con, "SELECT id FROM runs FINAL ORDER BY id") == [
+            ("i1",),
+            ("i2",),
+            ("i3",),
+            ("i4",),
+        ]
+
+
+def test_a_file_past_the_file_bound_is_rejected_whole_on_chdb(both, tmp_path, monkeypatch):
+    import gzip
+
+    lines = "".join(json.dumps(run) + "\n" for run in sample_records(400, seed=31))
+    big = tmp_path / "big.jsonl.gz"
+    big.write_bytes(gzip.compress(lines.encode()))
+    small = write_file(tmp_path / "small.jsonl", sample_records(5, seed=32))
+    monkeypatch.setenv("RUNS_MAX_FILE_GB", str(len(lines) / 2 / 1024**3))
+    duck, chdb = ingest_both(both, [big, small])
+    assert counts(chdb) == counts(duck) and chdb.rejected == 1
+    found = store_rows(both[1])
+    assert found == store_rows(both[0])
+    assert [reject[1] for reject in found["rejects"]] == ["file"]
+
+
+def test_a_cluster_needs_a_server(tmp_path):
+    path = write_file(tmp_path / "runs.jsonl", sample_records(3))
+    done = cli("ingest", str(path), "--db", f"chdb:{tmp_path / 's'}", "--cluster", "main")
+    assert done.returncode == 2 and done.stderr.count("\n") == 1
+    assert "--cluster main needs a ClickHouse server" in done.stderr
