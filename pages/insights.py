@@ -511,8 +511,15 @@ def show_tab_notice() -> None:
         )
 
 
+def show_raw_only(note: insights.RetentionNote | None) -> None:
+    """Under a part that needs raw runs: the range before the retention boundary has none."""
+    if note is not None:
+        st.caption(f":material/history: {note.raw_only}")
+
+
 def show_tabs(store, run_filter: RunFilter, tz_name: str) -> None:
     show_tab_notice()
+    note = store.cached(insights.retention_note, run_filter)
     unit = store.cached(insights.time_unit, run_filter)
     trends, steps, errors, quota, durations = st.tabs(TABS, key="view", bind="query-params")
     if trends.open:
@@ -527,6 +534,7 @@ def show_tabs(store, run_filter: RunFilter, tz_name: str) -> None:
             show_other_failed_states(store, run_filter)
     if errors.open:
         with errors:
+            show_raw_only(note)
             show_error_signatures(store, run_filter, unit, tz_name)
     if quota.open:
         with quota:
@@ -534,6 +542,7 @@ def show_tabs(store, run_filter: RunFilter, tz_name: str) -> None:
     if durations.open:
         with durations:
             show_duration_percentiles(store, run_filter)
+            show_raw_only(note)
             show_slowest_steps(store, run_filter)
 
 
@@ -551,6 +560,9 @@ with page_store() as store:
     show_sample_note(store)
     tz = user_timezone()
     run_filter = render_toolbar(store.cached(flow_names), tz)
+    retention = store.cached(insights.retention_note, run_filter)
+    if retention is not None:
+        st.caption(f":material/history: {retention.figures}")
     headline = show_headline(store, run_filter)
     if headline.total == 0:
         show_empty_state()

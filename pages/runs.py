@@ -368,12 +368,19 @@ def show_runs(store: PageStore, view: RunsView, run_filter: RunFilter, tz) -> No
     )
     with bar:
         stuck_note(store, run_filter)
+    retention = store.cached(runs_list.retention_notice, run_filter)
     if runs.rows.empty:
         footer.empty()
         with bar:
             st.markdown(f"**{runs.position_text()}**")
-            show_empty(store)
+            if retention is not None:  # the range's runs are gone: its counts are in Insights
+                st.info(retention, icon=":material/history:")
+            else:
+                show_empty(store)
         return
+    if retention is not None:
+        with bar:
+            st.caption(f":material/history: {retention}")
     frame = table_frame(runs.rows, tz)
     with table_area:
         event = show_table(frame, table_key(signature, page, store.generation), tz)

@@ -1,4 +1,4 @@
-"""The command line: `python -m runs_store ingest | pull | rejects | export | sample`.
+"""The command line: `python -m runs_store ingest | pull | rejects | export | sample | prune`.
 
 Exit codes: 0 done; 1 loaded with some records rejected; 2 a setting, a path or the database
 could not be used (the message says which and why; no traceback). Every setting is checked
@@ -67,6 +67,8 @@ def command_ingest(args) -> int:
         str(location), args.paths, progress=ProgressBar(args.progress), cluster=args.cluster
     )
     print(f"Ingested {summary.line()}.")
+    with open_location(location, cluster=args.cluster) as con:
+        _prune_after(con)
     if summary.rejected:
         print(f"See the rejected records with: python -m runs_store rejects --db {location}")
     return summary.exit_code
@@ -131,11 +133,30 @@ def command_pull(args) -> int:
             else:
                 progress.done()
                 print(f"Pulled {summary.line()}.")
+                _prune_after(con)
                 for note in summary.notes[:20]:
                     print(f"note: {note}")
                 if not args.watch:
                     return summary.exit_code
             time.sleep(args.watch)
+
+
+def _prune_after(con) -> None:
+    """Retention after a load (RUNS_RETENTION_DAYS, RUNS_ROLLUP_DAYS): said only when it pruned."""
+    from runs_store.store.rollups import prune
+
+    pruned = prune(con)
+    if pruned.runs or pruned.rollup_rows:
+        print(f"Retention: {pruned.line()}.")
+
+
+def command_prune(args) -> int:
+    from runs_store.store.rollups import prune
+
+    with open_location(_existing_database(args)) as con:
+        pruned = prune(con)
+    print(f"Retention: {pruned.line()}.")
+    return 0
 
 
 def _existing_database(args) -> StoreLocation:
@@ -302,6 +323,14 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--until", help="runs started before this date/time (UTC)")
     export.add_argument("--archived", action="store_true", help="include archived runs")
     export.set_defaults(run=command_export)
+
+    prune = commands.add_parser(
+        "prune",
+        help="delete raw runs older than RUNS_RETENTION_DAYS (their hours rolled up first) and "
+        "rollups older than RUNS_ROLLUP_DAYS",
+    )
+    prune.add_argument("--db", help=db_help)
+    prune.set_defaults(run=command_prune)
 
     sample = commands.add_parser("sample", help="generate realistic synthetic runs")
     sample.add_argument("--runs", type=int, default=10_000)

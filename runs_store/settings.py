@@ -198,6 +198,17 @@ def _parse_commit_runs(text: str) -> int:
     return value
 
 
+def _parse_days(text: str) -> int:
+    value = int(text)
+    if not 1 <= value <= 100_000:
+        raise ValueError(text)
+    return value
+
+
+def _parse_optional_days(text: str) -> int | None:
+    return None if not text.strip() else _parse_days(text)
+
+
 PATH = Kind(_parse_path, "a file path")
 OPTIONAL_PATH = Kind(_parse_optional_path, "a file path, or an empty value for none")
 SECRET = Kind(Secret, "any text")
@@ -218,6 +229,11 @@ OPTIONAL_URL = Kind(
 )
 CONCURRENCY = Kind(_parse_count, "a whole number from 1 to 64")
 COMMIT_RUNS = Kind(_parse_commit_runs, "a whole number from 1 to 1000000")
+DAYS = Kind(_parse_days, "a whole number of days from 1 to 100000")
+OPTIONAL_DAYS = Kind(
+    _parse_optional_days,
+    "a whole number of days from 1 to 100000, or an empty value to keep every run",
+)
 BOOL = Kind(_parse_bool, "1/true/yes/on or 0/false/no/off")
 MEMORY = Kind(
     _parse_memory_size,
@@ -429,6 +445,21 @@ SETTINGS: tuple[Setting, ...] = (
         COMMIT_RUNS,
     ),
     Setting(
+        "RUNS_ROLLUP_DAYS",
+        "400",
+        "How many days the hourly rollups (counts per flow, version, status and failed step, "
+        "and duration sketches) are kept; Insights reads them where raw runs are gone.",
+        DAYS,
+    ),
+    Setting(
+        "RUNS_RETENTION_DAYS",
+        "",
+        "How many days raw runs and their steps are kept (pruned after each ingest and pull, "
+        "and by `prune`); empty: keep every run. Insights counts older ranges from the rollups.",
+        OPTIONAL_DAYS,
+        example="90",
+    ),
+    Setting(
         "RUNS_SOURCES",
         "",
         "A TOML file naming the engines the Sources page pulls from (see docs/sources.md); "
@@ -466,6 +497,8 @@ class Settings:
     s3_secret_access_key: Secret
     pull_concurrency: int
     pull_commit_runs: int
+    rollup_days: int
+    retention_days: int | None
     sources: Path | None
 
 

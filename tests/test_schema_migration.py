@@ -20,6 +20,7 @@ def made_by_release_1(path) -> None:
             con.execute(f"ALTER TABLE runs DROP COLUMN {column}")
         con.execute("DROP TABLE pull_state")
         con.execute("DROP TABLE pull_unfinished")
+        con.execute("DROP TABLE run_rollups")
         con.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
         con.execute("CREATE INDEX runs_by_id ON runs (id)")  # as release 1 had it
 
@@ -31,10 +32,12 @@ def test_a_version_1_store_is_migrated_when_first_opened(tmp_path, read_only):
     before = rows(db, everything)
     made_by_release_1(db)
     with open_db(db, read_only=read_only) as con:
-        assert schema_version(con) == SCHEMA_VERSION == "2"
+        assert schema_version(con) == SCHEMA_VERSION == "3"
         columns = {row[0] for row in con.execute("DESCRIBE runs").fetchall()}
         assert set(NEW_IN_2) <= columns
         assert con.execute("SELECT count(*) FROM pull_state").fetchall() == [(0,)]
+        counted = "SELECT sum(runs) FROM run_rollups"  # built from every run (test_rollups.py)
+        assert con.execute(counted).fetchall() == [(len(before),)]
         indexes = con.execute("SELECT index_name FROM duckdb_indexes() ORDER BY 1").fetchall()
         assert indexes == [("run_steps_by_run",), ("runs_by_id",)]
     assert rows(db, everything) == before and len(before) > 250

@@ -43,6 +43,8 @@ GOOD = {
     "RUNS_S3_SECRET_ACCESS_KEY": ("wJalrXUtnFEMI/K7MDENG", Secret("wJalrXUtnFEMI/K7MDENG")),
     "RUNS_PULL_CONCURRENCY": ("16", 16),
     "RUNS_PULL_COMMIT_RUNS": ("500", 500),
+    "RUNS_ROLLUP_DAYS": ("730", 730),
+    "RUNS_RETENTION_DAYS": (" 90 ", 90),
     "RUNS_SOURCES": ("~/sources.toml", Path.home() / "sources.toml"),
 }
 
@@ -89,6 +91,11 @@ BAD = {
     "RUNS_PULL_COMMIT_RUNS": (
         ["0", "1000001", "2.5", "all", ""],
         "a whole number from 1 to 1000000",
+    ),
+    "RUNS_ROLLUP_DAYS": (["0", "", "1.5", "a year", "-3"], "a whole number of days from 1"),
+    "RUNS_RETENTION_DAYS": (
+        ["0", "90d", "2.5", "100001"],
+        "a whole number of days from 1 to 100000, or an empty value to keep every run",
     ),
     "RUNS_SOURCES": (["a\0b"], "a file path, or an empty value for none"),
 }
@@ -137,6 +144,8 @@ def test_every_default_is_allowed_and_read_typed():
         s3_secret_access_key=Secret(""),
         pull_concurrency=8,
         pull_commit_runs=20_000,
+        rollup_days=400,
+        retention_days=None,
         sources=None,
     )
 
@@ -336,6 +345,7 @@ APP_CASES = [
     ("pages/run.py", "RUNS_MASK_SECRETS", "maybe"),
     ("pages/run.py", "RUNS_EDIT_FLOW_URL", "ftp://editor.example/{flow_id}"),
     ("pages/insights.py", "RUNS_MEMORY_LIMIT", "lots"),  # was blamed on the database
+    ("pages/insights.py", "RUNS_RETENTION_DAYS", "0"),
     ("pages/import.py", "RUNS_DB", ""),
     ("pages/import.py", "RUNS_MAX_FILE_GB", "lots"),
 ]

@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TypeVar
 
+from runs_store.store import rollups
 from runs_store.store.clickhouse import writer
 from runs_store.store.database import arrow_as, open_db, transaction
 
@@ -82,6 +83,7 @@ def apply(store, con, batches, source: str) -> dict[str, int]:
             with batches.steps_progress():
                 pipeline._insert_steps(con, batches.file_steps)
             _write(store, con)
+            rollups.refresh(store, pipeline.touched_hours(con))
             store_rejects(store, source, batches.rejects, batches.replace_rejects)
             writer.written(store)
     finally:

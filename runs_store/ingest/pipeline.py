@@ -46,6 +46,7 @@ from runs_store.ingest.bulk_jsonl import (
 )
 from runs_store.ingest.limits import FileTooLarge, check_settings
 from runs_store.ingest.readers import Item, SourceFile, expand_paths
+from runs_store.store import rollups
 from runs_store.store.backend import CLICKHOUSE, dialect, open_store
 from runs_store.store.database import (
     arrow_as,
@@ -527,11 +528,24 @@ def _apply(con, batches: _Batches, source: str) -> dict[str, int]:
             con.execute(_APPLY)
             with batches.steps_progress():
                 _insert_steps(con, batches.file_steps)
+            rollups.refresh(con, touched_hours(con))
             _store_rejects(con, source, batches.rejects, batches.replace_rejects)
             bump_generation(con)
     finally:
         con.execute("DROP TABLE IF EXISTS decided")
     return outcomes
+
+
+# The UTC hours the file's new and updated runs start in: their rollups are counted again.
+_TOUCHED_HOURS = """
+SELECT DISTINCT date_trunc('hour', s.started_at) FROM stage.runs s
+JOIN decided d ON d.id = s.id AND d.seq = s.seq WHERE d.outcome IN ('new', 'updated')
+"""
+
+
+def touched_hours(con) -> list:
+    """The hours whose rollups the decided apply changes (see store/rollups.py)."""
+    return [row[0] for row in con.execute(_TOUCHED_HOURS).fetchall()]
 
 
 def _applier() -> Callable[..., dict[str, int]]:

@@ -34,6 +34,13 @@ runs_store.queries.named_params), so no query depends on the order of its values
 all from runs_store.domain.statuses, and the quantile levels are written into the SQL text as
 constants.
 
+Where raw runs are gone (RUNS_RETENTION_DAYS, see runs_store/store/rollups.py), a range that
+reaches before the retention boundary is counted from the hourly rollups before it and the raw
+runs from it (`_source`: one relation of rollup groups and runs, each with its count, whose
+columns the filter's WHERE reads as it reads runs'); an hour of the rollups counts when it starts
+in the range. Duration percentiles then come from the duration sketch; error signatures and
+slowest steps need raw runs, and `retention_note` gives the lines the page shows about both.
+
 The rules a page needs to turn a number into the runs it counts live here too (which statuses a
 drill-down keeps, which days a time bucket covers), so the page only draws.
 """
@@ -47,10 +54,12 @@ from datetime import UTC, date, datetime, timedelta
 
 import pandas as pd
 
+from runs_store import settings
 from runs_store.domain.formatting import zone
 from runs_store.domain.statuses import FAILED_STATES, FINISHED_STATES, STATUS_NAMES, in_order
 from runs_store.queries.filters import RunFilter
 from runs_store.queries.named_params import Params, merged, named_where
+from runs_store.store import rollups
 from runs_store.store.backend import CLICKHOUSE, arrow, by_dialect, dialect, frame, latest, rows
 
 UNITS = ("hour", "day", "week")
@@ -92,6 +101,111 @@ FINISHED_SQL = _status_list(FINISHED_STATES)
 def _runs(con) -> str:
     """The runs table as a read names it: on ClickHouse each run once, in its newest version."""
     return latest(con, "runs")
+
+
+# ---------------------------------------------------------------- raw runs or rollups
+
+
+@dataclass(frozen=True)
+class _Source:
+    """Where a count reads its runs: `table` goes after FROM, `count` is the number of runs of
+    a group, `first` / `last` the first and last start of a group's runs. The raw runs, or (for
+    a range that reaches before the retention boundary) the hourly rollups before the boundary
+    and the raw runs from it, one row per rollup group or run (`_counted`)."""
+
+    table: str
+    count: str
+    first: str
+    last: str
+    params: Params
+    rolled: bool = False
+
+
+def _raw(con) -> _Source:
+    return _Source(_runs(con), "count(*)", "started_at", "started_at", {})
+
+
+def rollups_answer(run_filter: RunFilter) -> bool:
+    """Whether the rollups can count this filter's runs: they hold no error text, signature or
+    run id, so a search or an error signature needs raw runs."""
+    return not run_filter.search.strip() and not run_filter.signature
+
+
+def _source(con, run_filter: RunFilter, lifetime: bool = False) -> _Source:
+    """The raw runs, or the rollups with them when the filter's range (every date, for a
+    `lifetime` count) reaches before the retention boundary and the rollups can count it."""
+    kept_from = rollups.boundary(con)
+    if kept_from is None or not rollups_answer(run_filter):
+        return _raw(con)
+    if not lifetime and run_filter.since is not None and run_filter.since >= kept_from:
+        return _raw(con)
+    bucket = by_dialect(con, rollups.DUCKDB_BUCKET, rollups.CLICKHOUSE_BUCKET)
+    table = f"""(
+        SELECT hour AS started_at, first_started_at, last_started_at, flow_name,
+               flow_version_id, status, failed_step, failed_step_display,
+               CASE WHEN archived THEN hour END AS archived_at, duration_bucket,
+               runs AS run_count
+        FROM {rollups.TABLE} WHERE hour < $kept_from
+        UNION ALL
+        SELECT started_at, started_at AS first_started_at, started_at AS last_started_at,
+               flow_name, flow_version_id, status, failed_step, failed_step_display,
+               archived_at, {bucket} AS duration_bucket, 1::BIGINT AS run_count
+        FROM {_runs(con)} WHERE started_at >= $kept_from) AS counted"""
+    return _Source(
+        table,
+        "coalesce(sum(run_count), 0)::BIGINT",
+        "first_started_at",
+        "last_started_at",
+        {"kept_from": kept_from},
+        rolled=True,
+    )
+
+
+@dataclass(frozen=True)
+class RetentionNote:
+    """What Insights says about a range that reaches before the retention boundary
+    (`kept_from`, the oldest raw hour kept): the counts there come from the hourly rollups
+    (`rolled`), and the parts that need raw runs have none there."""
+
+    kept_from: datetime
+    retention_days: int | None
+    rolled: bool
+
+    def _kept(self) -> str:
+        days = f"{self.retention_days} days" if self.retention_days else "from then on"
+        return f"raw runs are kept {days} (RUNS_RETENTION_DAYS)"
+
+    @property
+    def since_text(self) -> str:
+        return f"{self.kept_from:%Y-%m-%d %H:%M} UTC"
+
+    @property
+    def figures(self) -> str:
+        """One line for the page's top."""
+        if self.rolled:
+            return f"Before {self.since_text} the figures come from hourly rollups: {self._kept()}."
+        return (
+            f"Before {self.since_text} there are no raw runs ({self._kept()}), and a search or "
+            "an error signature needs them: the figures count the runs from then on."
+        )
+
+    @property
+    def raw_only(self) -> str:
+        """One line for the parts that need raw runs (error signatures, slowest steps)."""
+        return (
+            f"This part needs raw runs, and the range before {self.since_text} has none: "
+            f"{self._kept()}."
+        )
+
+
+def retention_note(con, run_filter: RunFilter) -> RetentionNote | None:
+    """The note for a range that reaches before the retention boundary; None otherwise."""
+    kept_from = rollups.boundary(con)
+    if kept_from is None or (run_filter.since is not None and run_filter.since >= kept_from):
+        return None
+    return RetentionNote(
+        kept_from, settings.current().retention_days, rolled=rollups_answer(run_filter)
+    )
 
 
 def _where(con, run_filter: RunFilter, *conditions: str) -> tuple[str, Params]:
@@ -199,11 +313,12 @@ def range_limits(con, run_filter: RunFilter) -> tuple[datetime, datetime] | None
     if run_filter.since is not None:
         return run_filter.since, run_filter.until or max(_utc_now(), run_filter.since)
     where, params = _where(con, run_filter)
+    src = _source(con, run_filter)
     # counted, as ClickHouse's min and max of no rows are 1970, not NULL
     found, first, last = rows(
         con,
-        f"SELECT count(*), min(started_at), max(started_at) FROM {_runs(con)} {where}",
-        params,
+        f"SELECT {src.count}, min({src.first}), max({src.last}) FROM {src.table} {where}",
+        merged(params, src.params),
     )[0]
     if not found:
         return None
@@ -274,6 +389,7 @@ class Headline:
 
 def headline(con, run_filter: RunFilter) -> Headline:
     where, params = _where(con, run_filter)
+    src = _source(con, run_filter)
     outcomes = ("SUCCEEDED", *HEADLINE_STATUSES)
     counted = ",\n               ".join(
         f"coalesce(sum(n) FILTER (WHERE status = {_status_literal(name)}), 0)::BIGINT"
@@ -285,12 +401,12 @@ def headline(con, run_filter: RunFilter) -> Headline:
         WITH by_status AS (
             -- counting per status first and classifying the few groups after is about three
             -- times as fast on millions of runs as testing every run against each outcome
-            SELECT status, count(*) AS n FROM {_runs(con)} {where} GROUP BY status)
+            SELECT status, {src.count} AS n FROM {src.table} {where} GROUP BY status)
         SELECT coalesce(sum(n), 0)::BIGINT,
                coalesce(sum(n) FILTER (WHERE status IN {FINISHED_SQL}), 0)::BIGINT,
                {counted}
         FROM by_status""",
-        params,
+        merged(params, src.params),
     )[0]
     total, finished, *counts = row
     by_outcome = {name.lower(): n for name, n in zip(outcomes, counts, strict=True)}
@@ -433,10 +549,12 @@ def _counted_by_bucket(
         else (by_dialect(con, "NULL::TIMESTAMP", "CAST(NULL, 'Nullable(DateTime64(6))')"), {})
     )
     where, params = _where(con, run_filter)
+    src = _source(con, run_filter)
+    params = merged(params, src.params)
     counting = f"""
-        SELECT {bucket} AS bucket, flow_name, flow_version_id, status, count(*) AS n,
-               min(started_at) AS first_run
-        FROM {_runs(con)} {where} GROUP BY ALL"""
+        SELECT {bucket} AS bucket, flow_name, flow_version_id, status, {src.count} AS n,
+               min({src.first}) AS first_run
+        FROM {src.table} {where} GROUP BY ALL"""
     if dialect(con) == CLICKHOUSE:
         yield _Counts(f"({counting}) AS counts", merged(bucket_params, params))
         return
@@ -491,14 +609,15 @@ def _lifetime_by_status(con, counts: _Counts, run_filter: RunFilter) -> tuple[st
             FROM {counts.source} WHERE flow_version_id IS NOT NULL GROUP BY ALL""",
             counts.params,
         )
-    where, params = _where(
-        con, run_filter.with_(since=None, until=None), "flow_version_id IS NOT NULL"
-    )
+    every_date = run_filter.with_(since=None, until=None)
+    where, params = _where(con, every_date, "flow_version_id IS NOT NULL")
+    src = _source(con, every_date, lifetime=True)
     return (
         f"""
-        SELECT flow_name, flow_version_id, status, min(started_at) AS first_seen, count(*) AS n
-        FROM {_runs(con)} {where} GROUP BY ALL""",
-        params,
+        SELECT flow_name, flow_version_id, status, min({src.first}) AS first_seen,
+               {src.count} AS n
+        FROM {src.table} {where} GROUP BY ALL""",
+        merged(params, src.params),
     )
 
 
@@ -641,17 +760,18 @@ def failed_steps(con, run_filter: RunFilter, limit: int = 100) -> pd.DataFrame:
     """FAILED runs per flow and failed step: flow_name, failed_step (name, None if unknown),
     step_label (display name), runs, share (of that flow's FAILED runs); most first."""
     where, params = _where(con, run_filter, f"status = {_status_literal(FAILED_STEP_STATUS)}")
+    src = _source(con, run_filter)
     return _rows(
         con,
         f"""
         WITH steps AS (
             SELECT flow_name, failed_step,
                    coalesce(max(failed_step_display), failed_step, $no_step) AS step_label,
-                   count(*) AS runs
-            FROM {_runs(con)} {where} GROUP BY flow_name, failed_step)
+                   {src.count} AS runs
+            FROM {src.table} {where} GROUP BY flow_name, failed_step)
         SELECT *, runs / sum(runs) OVER (PARTITION BY flow_name) AS share FROM steps
         ORDER BY runs DESC, flow_name, step_label LIMIT $limit""",
-        merged(params, {"no_step": NO_STEP, "limit": limit}),
+        merged(params, src.params, {"no_step": NO_STEP, "limit": limit}),
     )
 
 
@@ -659,11 +779,13 @@ def other_failed_states(con, run_filter: RunFilter) -> pd.DataFrame:
     """flow_name, status, runs, share (of that flow's runs in any failed state), for the
     OTHER_FAILED_STATES; most first."""
     where, params = _where(con, run_filter, f"status IN {FAILED_SQL}")
+    src = _source(con, run_filter)
+    params = merged(params, src.params)
     return _rows(
         con,
         f"""
         WITH per_state AS (
-            SELECT flow_name, status, count(*) AS runs FROM {_runs(con)} {where}
+            SELECT flow_name, status, {src.count} AS runs FROM {src.table} {where}
             GROUP BY ALL),
         shared AS (
             SELECT *, runs / sum(runs) OVER (PARTITION BY flow_name) AS share FROM per_state)
@@ -815,26 +937,29 @@ def error_signatures(
 def quota_per_day(con, run_filter: RunFilter, tz_name: str) -> pd.DataFrame:
     """day (local), runs: Quota Exceeded runs per calendar day that has any."""
     where, params = _where(con, run_filter, f"status = {_status_literal(QUOTA_STATUS)}")
+    src = _source(con, run_filter)
     return _rows(
         con,
         f"""
         WITH slots AS (
-            SELECT {_slot(con)} AS slot, count(*) AS runs FROM {_runs(con)} {where} GROUP BY ALL)
+            SELECT {_slot(con)} AS slot, {src.count} AS runs FROM {src.table} {where}
+            GROUP BY ALL)
         SELECT {_local(con, "day", "slot")} AS day, sum(runs)::BIGINT AS runs
         FROM slots GROUP BY ALL ORDER BY day""",
-        merged(params, {"tz": tz_name}),
+        merged(params, src.params, {"tz": tz_name}),
     )
 
 
 def quota_per_flow(con, run_filter: RunFilter) -> pd.DataFrame:
     """flow_name, runs, share (of all Quota Exceeded runs in range); most first."""
     where, params = _where(con, run_filter, f"status = {_status_literal(QUOTA_STATUS)}")
+    src = _source(con, run_filter)
     return _rows(
         con,
         f"""
-        SELECT flow_name, count(*) AS runs, count(*) / sum(count(*)) OVER () AS share
-        FROM {_runs(con)} {where} GROUP BY flow_name ORDER BY runs DESC, flow_name""",
-        params,
+        SELECT flow_name, {src.count} AS runs, {src.count} / sum({src.count}) OVER () AS share
+        FROM {src.table} {where} GROUP BY flow_name ORDER BY runs DESC, flow_name""",
+        merged(params, src.params),
     )
 
 
@@ -880,7 +1005,9 @@ def quota_month_to_date(con, run_filter: RunFilter, now: datetime, tz_name: str)
     for since, until in ((start, local_now), (last_start, last_end)):
         period = run_filter.with_(since=_to_utc(since, tz_name), until=_to_utc(until, tz_name))
         where, params = _where(con, period, f"status = {_status_literal(QUOTA_STATUS)}")
-        counts.append(rows(con, f"SELECT count(*) FROM {_runs(con)} {where}", params)[0][0])
+        src = _source(con, period)
+        sql = f"SELECT {src.count} FROM {src.table} {where}"
+        counts.append(rows(con, sql, merged(params, src.params))[0][0])
     return QuotaMonth(counts[0], counts[1], start, last_start, last_end)
 
 
@@ -888,7 +1015,14 @@ def quota_month_to_date(con, run_filter: RunFilter, now: datetime, tz_name: str)
 
 
 def duration_percentiles(con, run_filter: RunFilter) -> pd.DataFrame:
-    """flow_name, runs, p50, p95, p99 (ms) over finished runs with a duration; slowest p95 first."""
+    """flow_name, runs, p50, p95, p99 (ms) over finished runs with a duration; slowest p95 first.
+
+    For a range that reaches before the retention boundary they are read from the duration
+    sketch (the runs' duration buckets, see store/rollups.py): within 9.1% of the exact value.
+    """
+    src = _source(con, run_filter)
+    if src.rolled:
+        return _sketched_percentiles(con, run_filter, src)
     where, params = _where(con, run_filter, f"status IN {FINISHED_SQL}", "duration_ms IS NOT NULL")
     return _rows(
         con,
@@ -901,6 +1035,32 @@ def duration_percentiles(con, run_filter: RunFilter) -> pd.DataFrame:
         ORDER BY p95 DESC, flow_name""",
         params,
     )
+
+
+PERCENTILE_COLUMNS = ("p50", "p95", "p99")
+
+
+def _sketched_percentiles(con, run_filter: RunFilter, src: _Source) -> pd.DataFrame:
+    where, params = _where(
+        con, run_filter, f"status IN {FINISHED_SQL}", "duration_bucket IS NOT NULL"
+    )
+    counts = _rows(
+        con,
+        f"""
+        SELECT flow_name, duration_bucket AS bucket, {src.count} AS runs FROM {src.table} {where}
+        GROUP BY flow_name, duration_bucket""",
+        merged(params, src.params),
+    )
+    found = []
+    for flow_name, group in counts.groupby("flow_name", sort=False):
+        pairs = zip(group["bucket"], group["runs"], strict=True)
+        values = rollups.percentiles(pairs, (0.5, 0.95, 0.99))
+        found.append((flow_name, int(group["runs"].sum()), *values))
+    result = pd.DataFrame(found, columns=["flow_name", "runs", *PERCENTILE_COLUMNS])
+    result = result.astype({"runs": "int64", **dict.fromkeys(PERCENTILE_COLUMNS, "float64")})
+    if result.empty:
+        result["flow_name"] = result["flow_name"].astype(object)
+    return result.sort_values(["p95", "flow_name"], ascending=[False, True], ignore_index=True)
 
 
 def slowest_steps(con, run_filter: RunFilter, limit: int = 15) -> pd.DataFrame:

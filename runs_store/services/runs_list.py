@@ -18,6 +18,7 @@ from itertools import accumulate
 
 import pandas as pd
 
+from runs_store import settings
 from runs_store.queries.filters import (
     ORDER_BY,
     REVERSED_ORDER_BY,
@@ -29,7 +30,7 @@ from runs_store.queries.filters import (
     where_also,
 )
 from runs_store.queries.named_params import named
-from runs_store.store import backend
+from runs_store.store import backend, rollups
 from runs_store.store.backend import CLICKHOUSE, dialect, latest
 from runs_store.store.database import bump_generation, transaction
 
@@ -273,8 +274,41 @@ def set_archived(con, run_ids: list[str], archived: bool) -> int:
             f"WHERE id IN (SELECT unnest(?::VARCHAR[])) AND {condition}",
             [when, list(run_ids)],
         ).fetchall()[0][0]
+        rollups.refresh(con, _hours_of(con, list(run_ids)))
         bump_generation(con)
     return changed
+
+
+def _hours_of(con, run_ids: list[str]) -> list[datetime]:
+    """The UTC hours the given runs started in (their rollups change with them)."""
+    hour = backend.by_dialect(con, rollups.DUCKDB_HOUR, rollups.CLICKHOUSE_HOUR)
+    found = backend.rows(
+        con,
+        f"SELECT DISTINCT {hour} FROM {latest(con, 'runs')} WHERE "
+        + backend.by_dialect(con, "list_contains($ids, id)", "has($ids, id)"),
+        {"ids": run_ids},
+    )
+    return [row[0] for row in found]
+
+
+def retention_notice(con, run_filter: RunFilter) -> str | None:
+    """What the Runs page says when the filter's range reaches before the retention boundary
+    (the oldest raw hour kept): the runs there are gone, their counts are in the rollups.
+    None when the whole range has raw runs."""
+    kept_from = rollups.boundary(con)
+    if kept_from is None or (run_filter.since is not None and run_filter.since >= kept_from):
+        return None
+    days = settings.current().retention_days
+    since = f"{kept_from:%Y-%m-%d %H:%M} UTC"
+    kept = f"raw runs are kept {days} days" if days else f"raw runs are kept from {since}"
+    if run_filter.until is not None and run_filter.until <= kept_from:
+        return (
+            f"This range is past retention ({kept}); Insights still shows its counts from rollups."
+        )
+    return (
+        f"Runs before {since} are past retention ({kept}); Insights still shows their counts "
+        "from rollups."
+    )
 
 
 def _set_archived_clickhouse(con, run_ids: list[str], condition: str, when: datetime | None) -> int:
@@ -306,5 +340,6 @@ def _set_archived_clickhouse(con, run_ids: list[str], condition: str, when: date
             params,
         )
     )
+    rollups.refresh(con, _hours_of(con, changing))
     bump(con)
     return len(changing)

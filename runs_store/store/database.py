@@ -18,8 +18,9 @@ import duckdb
 
 from runs_store import settings
 from runs_store.domain.errors import DatabaseBusy, DatabaseUnreadable
+from runs_store.store.rollups import DUCKDB_REBUILD, DUCKDB_TABLE
 
-SCHEMA_VERSION = "2"
+SCHEMA_VERSION = "3"
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -99,6 +100,8 @@ CREATE TABLE IF NOT EXISTS pull_unfinished (
 """
 
 SCHEMA += PULL_TABLES
+# Hourly counts of the runs, kept after the raw runs are pruned (see store/rollups.py).
+SCHEMA += DUCKDB_TABLE
 
 # Each step from one schema version to the next, for a store made by an earlier release.
 MIGRATIONS = {
@@ -112,6 +115,8 @@ ALTER TABLE runs ADD COLUMN timeline VARCHAR;
 ALTER TABLE runs ADD COLUMN internal_error VARCHAR;
 """
     + PULL_TABLES,
+    # the hourly rollups, counted from every run the store holds
+    "2": DUCKDB_TABLE + DUCKDB_REBUILD,
 }
 
 _LOCK_HOLDER = re.compile(r"\(PID (?P<pid>\d+)\)")

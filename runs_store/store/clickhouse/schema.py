@@ -37,8 +37,9 @@ import re
 from dataclasses import dataclass
 
 from runs_store.domain.errors import DatabaseUnreadable, StoreError
+from runs_store.store.rollups import clickhouse_rebuild
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"
 
 # A time as the store keeps times: naive UTC, microseconds (DuckDB's TIMESTAMP).
 TIME = "DateTime64(6, 'UTC')"
@@ -192,12 +193,44 @@ PULL_UNFINISHED = Table(
     shard_by="cityHash64(source, project_id)",
 )
 
-TABLES = (RUNS, RUN_STEPS, REJECTS, META, WRITES, PULL_STATE, PULL_UNFINISHED)
+# Hourly counts of the runs, kept after raw runs are pruned (see store/rollups.py): an hour is
+# replaced by a lightweight DELETE of its rows and an INSERT of its new aggregate.
+ROLLUPS = Table(
+    "run_rollups",
+    columns=(
+        f"hour {TIME}",  # the UTC hour the runs started in
+        "flow_id Nullable(String)",
+        "flow_name LowCardinality(String)",
+        "flow_version_id Nullable(String)",
+        "status LowCardinality(String)",
+        "failed_step Nullable(String)",
+        "failed_step_display Nullable(String)",
+        "archived Bool",
+        "duration_bucket Nullable(Int16)",  # NULL: no duration
+        "runs Int64",
+        f"first_started_at {TIME}",
+        f"last_started_at {TIME}",
+    ),
+    partition_by="toYYYYMM(hour)",
+    order_by="(hour, flow_name, status)",
+    shard_by="cityHash64(hour)",
+)
+
+TABLES = (RUNS, RUN_STEPS, REJECTS, META, WRITES, PULL_STATE, PULL_UNFINISHED, ROLLUPS)
+
+
+@dataclass(frozen=True)
+class RebuildRollups:
+    """A migration step: every hour's rollup rows counted again from the raw runs (emptied
+    first, so a step cut short is simply run again)."""
+
 
 # Each step from one schema version to the next, for a store made by an earlier release: the
-# tables each step adds or the columns it adds (ADD COLUMN text by table name), so that both
-# layouts get the same change. None yet.
-MIGRATIONS: dict[str, tuple[Table | tuple[str, str], ...]] = {}
+# tables each step adds, the columns it adds (ADD COLUMN text by table name) or the rollups to
+# count again, so that both layouts get the same change.
+MIGRATIONS: dict[str, tuple[Table | tuple[str, str] | RebuildRollups, ...]] = {
+    "1": (ROLLUPS, RebuildRollups()),
+}
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
@@ -304,12 +337,20 @@ def _on(cluster: str | None) -> str:
 
 
 def _migration_statements(
-    steps: tuple[Table | tuple[str, str], ...], database: str, cluster: str | None
+    steps: tuple[Table | tuple[str, str] | RebuildRollups, ...], database: str, cluster: str | None
 ) -> list[str]:
     statements: list[str] = []
     for step in steps:
         if isinstance(step, Table):
             statements += create_statements(step, database, cluster)
+            continue
+        if isinstance(step, RebuildRollups):
+            db = identifier(database)
+            name = local_name(ROLLUPS.name) if cluster else ROLLUPS.name
+            statements += [
+                f"TRUNCATE TABLE IF EXISTS {db}.{identifier(name)}{_on(cluster)}",
+                clickhouse_rebuild(db),
+            ]
             continue
         table, column = step
         names = [local_name(table), table] if cluster else [table]
