@@ -430,3 +430,24 @@ def test_a_cluster_needs_a_server(tmp_path):
     done = cli("ingest", str(path), "--db", f"chdb:{tmp_path / 's'}", "--cluster", "main")
     assert done.returncode == 2 and done.stderr.count("\n") == 1
     assert "--cluster main needs a ClickHouse server" in done.stderr
+
+
+def test_pull_on_the_cli_into_chdb_and_over_http_equals_duckdb(http_port, tmp_path):
+    runs = [dict(run, projectId=PROJECT) for run in sample_records(300, seed=43)]
+    url = f"clickhouse://default@127.0.0.1:{http_port}/pulled"
+    env = {"RUNS_API_TOKEN": TOKEN, "RUNS_CLICKHOUSE_PASSWORD": PASSWORD}
+    stores = [str(tmp_path / "runs.duckdb"), f"chdb:{tmp_path / 'chdb'}", url]
+    with FakeEngine(runs, token=TOKEN) as engine:
+        for db in stores:
+            args = ("pull", "--api", engine.base_url, "--project", PROJECT, "--db", db)
+            done = cli(*args, "--progress", "never", env=env)
+            assert done.returncode == 0, done.stderr
+            assert " new, 0 updated" in done.stdout
+            again = cli(*args, "--progress", "never", env=env)
+            assert again.returncode == 0 and "0 new, 0 updated" in again.stdout, again.stdout
+    expected = store_rows(parse_location(stores[0]))
+    assert len(expected["runs"]) > 250
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("RUNS_CLICKHOUSE_PASSWORD", PASSWORD)
+        assert store_rows(parse_location(stores[2])) == expected
+    assert store_rows(parse_location(stores[1])) == expected
