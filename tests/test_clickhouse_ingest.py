@@ -451,3 +451,23 @@ def test_pull_on_the_cli_into_chdb_and_over_http_equals_duckdb(http_port, tmp_pa
         patch.setenv("RUNS_CLICKHOUSE_PASSWORD", PASSWORD)
         assert store_rows(parse_location(stores[2])) == expected
     assert store_rows(parse_location(stores[1])) == expected
+
+
+def test_pull_from_postgres_into_chdb_equals_duckdb(tmp_path, tmp_path_factory):
+    from engine_postgres import load_engine, shared_server
+    from test_pull_postgres import reader_dsn, run_pull, some_runs
+
+    servers = shared_server(tmp_path_factory)
+    server = next(servers)
+    try:
+        engine = load_engine(server, "ch_engine", some_runs(200, seed=67), slice_bytes=600)
+        project = max(engine.projects(), key=lambda p: len(engine.production(p)))
+        stores = [tmp_path / "runs.duckdb", f"chdb:{tmp_path / 'chdb'}"]
+        for db in stores:
+            done = run_pull(reader_dsn(server, "ch_engine"), db, "--project", project)
+            assert done.returncode == 0, done.stderr
+    finally:
+        servers.close()
+    expected = store_rows(parse_location(str(stores[0])))
+    assert len(expected["runs"]) == len(engine.production(project)) > 20
+    assert store_rows(parse_location(str(stores[1]))) == expected
