@@ -90,3 +90,16 @@ def test_a_run_and_all_its_versions_share_a_key_a_partition_and_a_shard():
 def test_a_name_that_is_not_an_identifier_is_refused(name):
     with pytest.raises(StoreError, match="is not a ClickHouse name this store takes"):
         schema_statements("runs", name)
+
+
+def test_every_migration_statement_of_both_layouts_parses(parser):
+    from runs_store.store.clickhouse.schema import MIGRATIONS, _migration_statements
+
+    for cluster in (None, "runs_cluster"):
+        for steps in MIGRATIONS.values():
+            statements = _migration_statements(steps, "runs", cluster)
+            rollups_emptied = [s for s in statements if s.startswith("TRUNCATE")]
+            assert len(rollups_emptied) == 1
+            assert ("run_rollups_local` ON CLUSTER" in rollups_emptied[0]) == bool(cluster)
+            for statement in statements:
+                assert parser(statement).split()[0] in ("CREATE", "TRUNCATE", "INSERT")

@@ -14,13 +14,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
+import clickhouse_http
 from runs_store.ingest.pipeline import ingest_items, records_as_items
 from runs_store.queries.filters import RunFilter
 from runs_store.services import insights, runs_list
-from runs_store.store import rollups
+from runs_store.store import clickhouse, rollups
 from runs_store.store.backend import frame, latest, open_location
 from runs_store.store.database import SCHEMA_VERSION, open_db, schema_version
-from runs_store.store.location import ChdbLocation
+from runs_store.store.location import ChdbLocation, ClickHouseLocation, parse_location
 from sample_data.generator import generate_runs
 
 END = datetime(2026, 11, 30, 12, 0)
@@ -59,19 +60,36 @@ def newer_versions(records: list[dict], every: int = 9) -> list[dict]:
     return changed
 
 
-@pytest.fixture(params=["duckdb", "chdb"])
+PASSWORD = "rollups secret"
+
+
+@pytest.fixture(scope="module")
+def http_port(tmp_path_factory):
+    """A ClickHouse server over HTTP (chdb in a process of its own, tests/clickhouse_http.py)."""
+    with clickhouse_http.running(
+        tmp_path_factory.mktemp("rollups_ch") / "server", PASSWORD
+    ) as port:
+        yield port
+
+
+@pytest.fixture(params=["duckdb", "chdb", "http"])
 def location(request, tmp_path):
-    """Where a test's own store lives: a DuckDB file, or a database of its own in the shared
-    chdb store's directory (chdb holds one directory per process)."""
+    """Where a test's own store lives: a DuckDB file, a database of its own in the shared chdb
+    store's directory (chdb holds one directory per process), or one on a server over HTTP."""
+    database = f"r_{uuid.uuid4().hex[:12]}"
     if request.param == "duckdb":
         return tmp_path / "runs.duckdb"
-    shared = request.getfixturevalue("shared_chdb")
-    return ChdbLocation(shared.path, database=f"r_{uuid.uuid4().hex[:12]}")
+    if request.param == "http":
+        port = request.getfixturevalue("http_port")
+        return parse_location(f"clickhouse://default@127.0.0.1:{port}/{database}")
+    return ChdbLocation(request.getfixturevalue("shared_chdb").path, database=database)
 
 
 def opened(location):
     if isinstance(location, ChdbLocation):
         return open_location(location)
+    if isinstance(location, ClickHouseLocation):
+        return clickhouse.open_store(location, password=PASSWORD)
     return open_db(location)
 
 
