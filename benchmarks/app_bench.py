@@ -78,7 +78,7 @@ def measure_app(
 
 
 def bench_app_in_subprocess(
-    app: str, db: Path, repeat: int, context: dict, out: Path, only: list[str] | None = None
+    app: str, db: Path | str, repeat: int, context: dict, out: Path, only: list[str] | None = None
 ) -> dict:
     """Runs `measure_app` in a fresh process pointed at `db`; its results and peak memory."""
     args = python_module(
@@ -98,7 +98,7 @@ def bench_app_in_subprocess(
         args += ["--only", ",".join(only)]
     measured = run_measured(args, env={"RUNS_DB": str(db), "RUNS_LOAD_SAMPLE": "0"})
     if measured.returncode != 0:
-        raise RuntimeError(f"app benchmark ({app}, {db.name}) failed:\n{measured.output[-4000:]}")
+        raise RuntimeError(f"app benchmark ({app}, {db}) failed:\n{measured.output[-4000:]}")
     results = json.loads(out.read_text())
     results["process"] = {
         "seconds": round(measured.seconds, 1),
@@ -116,7 +116,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", help="comma-separated interaction keys")
     parser.add_argument("--out", required=True)
     args = parser.parse_args(argv)
-    os.environ["RUNS_DB"] = str(Path(args.db).resolve())
+    is_location = args.db.startswith(("chdb:", "clickhouse://", "clickhouses://"))
+    os.environ["RUNS_DB"] = args.db if is_location else str(Path(args.db).resolve())
     os.environ["RUNS_LOAD_SAMPLE"] = "0"
     os.chdir(ROOT)
     sys.path.insert(0, str(ROOT))
