@@ -23,7 +23,8 @@ whole process (interpreter start and store creation included), its CPU (wait4), 
 /proc every 20 ms), the server's CPU (psutil), the requests the fake served by route. Each first
 pull is followed by a second one into the same store with nothing new. Postgres statements are
 counted in one more pull with `log_statement = all` for the reading role. The pull's ingest alone
-(`ingest_items` on pages of 25 to 2,000 runs already in memory) is timed in a process of its own.
+(`ingest_records`, the spool and fast path a pull commits its batches by, on batches of 500 to
+10,000 runs already in memory) is timed in a process of its own.
 When a target is missed, one more pull of the smallest size runs under py-spy (every thread, idle
 included; cProfile of the main thread without py-spy) and the functions with the most samples are
 reported. About 15 minutes on 2 cores.
@@ -613,13 +614,13 @@ def bench_postgres(
 
 # ---------------------------------------------------------------- the ingest alone, by page size
 
-INGEST_PAGES = (25, 100, 500, 2_000)
+INGEST_PAGES = (500, 2_000, 10_000)
 
 
 def ingest_by_page(count: int, end: datetime, sizes: tuple[int, ...]) -> int:
-    """The pull's ingest alone (`ingest_items` of runs already in memory, a page per
-    transaction, as `pull` commits them) into fresh stores: one JSON line, page size -> figures."""
-    from runs_store.ingest.pipeline import ingest_items, records_as_items
+    """The pull's ingest alone (`ingest_records` of runs already in memory, a batch per
+    transaction, as `pull` commits them) into fresh stores: one JSON line, batch size -> figures."""
+    from runs_store.ingest.pipeline import ingest_records
     from runs_store.store.database import open_db
 
     runs = [
@@ -634,8 +635,7 @@ def ingest_by_page(count: int, end: datetime, sizes: tuple[int, ...]) -> int:
             with open_db(db) as con:
                 started = time.perf_counter()
                 for start in range(0, len(runs), size):
-                    page = records_as_items(runs[start : start + size])
-                    ingest_items(con, page, "benchmark page", replace_rejects=False)
+                    ingest_records(con, runs[start : start + size], "benchmark batch")
                 seconds = time.perf_counter() - started
             pages = math.ceil(len(runs) / size)
             found[size] = {
@@ -648,7 +648,7 @@ def ingest_by_page(count: int, end: datetime, sizes: tuple[int, ...]) -> int:
 
 
 def bench_ingest_pages(count: int, end: datetime) -> dict:
-    log(f"ingest alone, pages of {', '.join(map(str, INGEST_PAGES))} runs ({size_label(count)})")
+    log(f"ingest alone, batches of {', '.join(map(str, INGEST_PAGES))} runs ({size_label(count)})")
     command = python_module(
         "benchmarks.pull_bench", "--ingest-pages", str(count), "--end", end.isoformat()
     )
@@ -931,14 +931,14 @@ def markdown(results: dict) -> str:
         first = next(iter(pages.values()))
         lines += [
             (
-                f"The pull's ingest alone: `ingest_items` of {first['runs']:,} runs already in "
-                "memory, a page per transaction as `pull` commits them, into a fresh store:"
+                f"The pull's ingest alone: `ingest_records` of {first['runs']:,} runs already in "
+                "memory, a batch per transaction as `pull` commits them, into a fresh store:"
             ),
             "",
-            "| Runs per page | " + " | ".join(f"{size:,}" for size in pages) + " |",
+            "| Runs per batch | " + " | ".join(f"{size:,}" for size in pages) + " |",
             "|---" * (len(pages) + 1) + "|",
             "| Runs/s | " + " | ".join(_rate(f["runs_per_s"]) for f in pages.values()) + " |",
-            "| Per page | "
+            "| Per batch | "
             + " | ".join(f"{f['ms_per_page']:,.0f} ms" for f in pages.values())
             + " |",
             "",
