@@ -133,7 +133,6 @@ def command_pull(args) -> int:
             else:
                 progress.done()
                 print(f"Pulled {summary.line()}.")
-                _prune_after(con)
                 for note in summary.notes[:20]:
                     print(f"note: {note}")
                 if not args.watch:

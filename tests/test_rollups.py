@@ -414,3 +414,18 @@ def test_prune_on_the_command_line(tmp_path):
 def assert_rollups_are_the_raw_aggregates_before_pruning_kept(con) -> None:
     total = frame(con, f"SELECT sum(runs) AS n FROM {rollups.TABLE}")["n"][0]
     assert int(total) > RUNS * 0.9
+
+
+def test_a_pull_prunes_after_it_loads(tmp_path, monkeypatch):
+    from fake_engine_api import FakeEngine
+    from test_pull_api import TOKEN, engine_runs, production, pulled
+
+    monkeypatch.setenv("RUNS_RETENTION_DAYS", "1")  # the engine's runs ended days ago
+    runs = engine_runs(200)
+    with FakeEngine(runs, token=TOKEN) as engine:
+        db, summary = pulled(tmp_path, engine)
+    assert summary.notes[0].startswith(f"retention: pruned {len(production(runs)):,} runs")
+    with open_db(db, read_only=True) as con:
+        assert con_count(con) == 0
+        counted = frame(con, f"SELECT sum(runs) AS n FROM {rollups.TABLE}")["n"][0]
+        assert int(counted) == len(production(runs))

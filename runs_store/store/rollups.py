@@ -6,6 +6,16 @@ each group: every count, rate and quota figure of Insights is a sum of such rows
 duration percentiles are read from the buckets. Both engines keep the same columns
 (`DUCKDB_TABLE` here, `schema.ROLLUPS` on ClickHouse).
 
+What each column is for in Insights: `hour` places a group in the filter's dates and in the
+local hour, day or week buckets (exact for every zone whose offset is whole hours); `flow_name`
+and `flow_id` give the per-flow trends, failure rates, failed steps and quota per flow, and the
+flow filter; `flow_version_id` the version rates (with `first_started_at`, a version's first
+run); `status` the headline, the failure rates (finished / failed states) and the quota figures
+(QUOTA_EXCEEDED per day, flow and month); `failed_step` and `failed_step_display` the Failed
+steps tab and its drill-down filter; `archived` the Show archived filter; `duration_bucket` the
+duration percentiles; `runs` every count; `first_started_at` / `last_started_at` the span of
+"All time". A search or an error signature needs raw runs (the rollups hold no error text).
+
 **The duration sketch.** A run's duration falls in a log-scale bucket: bucket 0 holds durations
 under 1 ms, bucket b >= 1 those in [2^((b-1)/4), 2^(b/4)) ms, four buckets per doubling
 (`duration_bucket`). Counts of buckets merge by adding them (across hours, flows, engines), so a

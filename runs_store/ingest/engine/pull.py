@@ -24,6 +24,7 @@ from typing import TypeVar
 from runs_store import settings
 from runs_store.ingest.engine.source import EngineSource, PullError, RunPage
 from runs_store.ingest.pipeline import IngestSummary, RunSpool, scratch_folder
+from runs_store.store import rollups
 from runs_store.store.backend import CLICKHOUSE, dialect
 from runs_store.store.clickhouse import writer as clickhouse
 from runs_store.store.database import transaction
@@ -267,6 +268,9 @@ def pull(
     for project in summary.projects:
         _pull_project(con, source, project, since, summary, reporter)
     summary.seconds = time.monotonic() - started_clock
+    pruned = rollups.prune(con)  # retention after every pull, the app's too
+    if pruned.runs or pruned.rollup_rows:
+        summary.notes.insert(0, f"retention: {pruned.line()}")
     return summary
 
 
