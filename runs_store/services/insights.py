@@ -38,8 +38,9 @@ Where raw runs are gone (RUNS_RETENTION_DAYS, see runs_store/store/rollups.py), 
 reaches before the retention boundary is counted from the hourly rollups before it and the raw
 runs from it (`_source`: one relation of rollup groups and runs, each with its count, whose
 columns the filter's WHERE reads as it reads runs'); an hour of the rollups counts when it starts
-in the range. Duration percentiles then come from the duration sketch; error signatures and
-slowest steps need raw runs, and `retention_note` gives the lines the page shows about both.
+in the range, in the local bucket of its start (exact for zones whose offset is whole hours).
+Duration percentiles then come from the duration sketch; error signatures and slowest steps
+need raw runs, and `retention_note` gives the lines the page shows about both.
 
 The rules a page needs to turn a number into the runs it counts live here too (which statuses a
 drill-down keeps, which days a time bucket covers), so the page only draws.
