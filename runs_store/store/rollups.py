@@ -41,7 +41,8 @@ and is pruned at the next `prune`.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -213,32 +214,50 @@ class Pruned:
 def prune(con, now: datetime | None = None) -> Pruned:
     """Deletes rollup rows older than RUNS_ROLLUP_DAYS and, when RUNS_RETENTION_DAYS is set, the
     raw runs (and steps) that started before its boundary, once their hours are rolled up; the
-    boundary is recorded in meta."""
+    boundary is recorded in meta first, so a reader (or a prune cut short and run again) never
+    takes an hour before it from raw runs. On DuckDB in one transaction."""
     now = now or datetime.now(UTC).replace(tzinfo=None)
     chosen = settings.current()
-    rollups_from = hour_of(now - timedelta(days=chosen.rollup_days))
-    old_rows = _count(con, f"SELECT count(*) FROM {TABLE} WHERE hour < $t", rollups_from)
-    if old_rows:
-        _delete_rows(con, TABLE, "hour < $t", rollups_from)
-    if chosen.retention_days is None:
-        return Pruned(0, old_rows, boundary(con))
-    recorded = boundary(con)
-    kept_from = hour_of(now - timedelta(days=chosen.retention_days))
-    if recorded is not None and recorded > kept_from:
-        kept_from = recorded
-    _roll_up_missing(con, recorded, kept_from)
-    runs = _count(
-        con, f"SELECT count(*) FROM {backend.latest(con, 'runs')} WHERE started_at < $t", kept_from
-    )
-    if runs:
-        steps_of_old = "run_id IN (SELECT id FROM runs WHERE started_at < $t)"
-        _delete_rows(con, "run_steps", steps_of_old, kept_from)
-        _delete_rows(con, "runs", "started_at < $t", kept_from)
-    if recorded != kept_from:
-        _set_boundary(con, kept_from)
-    if runs or old_rows or recorded != kept_from:
-        _bump(con)
+    with _atomic(con):
+        rollups_from = hour_of(now - timedelta(days=chosen.rollup_days))
+        old_rows = _count(con, f"SELECT count(*) FROM {TABLE} WHERE hour < $t", rollups_from)
+        if old_rows:
+            _delete_rows(con, TABLE, "hour < $t", rollups_from)
+        recorded = boundary(con)
+        if chosen.retention_days is None:
+            if old_rows:
+                _bump(con)
+            return Pruned(0, old_rows, recorded)
+        kept_from = hour_of(now - timedelta(days=chosen.retention_days))
+        if recorded is not None and recorded > kept_from:
+            kept_from = recorded
+        _roll_up_missing(con, recorded, kept_from)
+        if recorded != kept_from:
+            _set_boundary(con, kept_from)
+        runs = _count(
+            con,
+            f"SELECT count(*) FROM {backend.latest(con, 'runs')} WHERE started_at < $t",
+            kept_from,
+        )
+        if runs:
+            steps_of_old = "run_id IN (SELECT id FROM runs WHERE started_at < $t)"
+            _delete_rows(con, "run_steps", steps_of_old, kept_from)
+            _delete_rows(con, "runs", "started_at < $t", kept_from)
+        if runs or old_rows or recorded != kept_from:
+            _bump(con)
     return Pruned(runs, old_rows, kept_from)
+
+
+@contextmanager
+def _atomic(con) -> Iterator[None]:
+    """A DuckDB transaction; on ClickHouse (which has none) the statements one by one."""
+    if dialect(con) == CLICKHOUSE:
+        yield
+        return
+    from runs_store.store.database import transaction
+
+    with transaction(con):
+        yield
 
 
 def _roll_up_missing(con, recorded: datetime | None, kept_from: datetime) -> None:
