@@ -393,6 +393,15 @@ def test_the_insights_page_says_its_figures_come_from_rollups(pruned_db, app_env
         f"rollups: raw runs are kept {RETENTION_DAYS} days (RUNS_RETENTION_DAYS)."
     )
     assert line in captions(at)
+    assert not any("needs raw runs" in text for text in captions(at))  # on the Trends tab
+    for tab in ("Errors", "Durations"):
+        at = app_test("pages/insights.py", {**OLD_DAYS, "view": tab})
+        assert not at.exception, at.exception
+        assert (
+            f":material/history: This part needs raw runs, and the range before "
+            f"{kept_from:%Y-%m-%d %H:%M} UTC has none: raw runs are kept {RETENTION_DAYS} days "
+            "(RUNS_RETENTION_DAYS)."
+        ) in captions(at)
 
 
 def test_prune_on_the_command_line(tmp_path):
