@@ -155,10 +155,15 @@ def _watch_memory(pid: int, done: threading.Event, peak: list[float], resident: 
         done.wait(0.02)
 
 
+# Settings the pulls are measured with (--setting); empty: every setting at its default.
+PULL_SETTINGS: dict[str, str] = {}
+
+
 def _child_env(**variables: str) -> dict:
-    """This environment without any RUNS_* setting (defaults are measured), plus `variables`."""
+    """This environment without any RUNS_* setting (defaults are measured, or PULL_SETTINGS),
+    plus `variables`."""
     env = {key: value for key, value in os.environ.items() if not key.startswith("RUNS_")}
-    return {**env, **variables}
+    return {**env, **PULL_SETTINGS, **variables}
 
 
 def _parsed_pull(child: dict) -> dict:
@@ -994,6 +999,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-latency-case", action="store_true")
     parser.add_argument("--no-profile", action="store_true")
     parser.add_argument("--out", default=str(RESULTS))
+    parser.add_argument(
+        "--setting",
+        action="append",
+        default=[],
+        metavar="RUNS_NAME=VALUE",
+        help="a setting the pulls are measured with (default: every setting at its own)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the scratch folder")
     parser.add_argument("--serve-api", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--end", help=argparse.SUPPRESS)
@@ -1001,6 +1013,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ingest-pages", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--no-ingest-pages", action="store_true")
     args = parser.parse_args(argv)
+    for setting in args.setting:
+        name, _, value = setting.partition("=")
+        PULL_SETTINGS[name] = value
     if args.serve_api is not None:
         return serve_api(args.serve_api, datetime.fromisoformat(args.end), args.nagle)
     if args.ingest_pages is not None:
