@@ -88,6 +88,36 @@ def shoot_sources(browser, out: Path) -> None:
             process.terminate()
 
 
+def shoot_clickhouse(browser, out: Path) -> None:
+    """The app on a chdb store (`RUNS_DB=chdb:...`) loaded by the README's `sample` command and
+    kept 7 days (RUNS_RETENTION_DAYS=7, pruned): the Runs page, Insights for all time (counts from
+    rollups before the retention boundary), and the Runs page on days past retention."""
+    import os
+    import subprocess
+    from datetime import date, timedelta
+
+    store = f"chdb:{Path(tempfile.mkdtemp()) / 'runs.chdb'}"
+    env = {**os.environ, "RUNS_RETENTION_DAYS": "7"}
+    for command in (["sample", "--runs", "5000", "--days", "30"], ["prune"]):
+        subprocess.run(
+            [sys.executable, "-m", "runs_store", *command, "--db", store],
+            cwd=ROOT,
+            env=env,
+            check=True,
+            capture_output=True,
+        )
+    process, url = start_server(store, {"RUNS_RETENTION_DAYS": "7"})  # type: ignore[arg-type]
+    try:
+        page = browser.new_page(viewport=VIEWPORT)
+        shoot(page, f"{url}/", out / "runs-chdb.png")
+        shoot(page, f"{url}/insights?range=all", out / "insights-chdb-rollups.png")
+        first, last = date.today() - timedelta(days=20), date.today() - timedelta(days=14)
+        shoot(page, f"{url}/?from={first}&to={last}", out / "runs-chdb-past-retention.png")
+        page.close()
+    finally:
+        process.terminate()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", default=str(ROOT / "docs" / "screenshots"))
@@ -107,6 +137,7 @@ def main() -> int:
             shoot(page, f"{url}/insights", out / "insights.png")
             shoot(page, f"{url}/import", out / "import.png")
             shoot_sources(browser, out)
+            shoot_clickhouse(browser, out)
             browser.close()
     finally:
         process.terminate()

@@ -578,9 +578,11 @@ def test_a_multi_megabyte_output_is_cut_with_its_size_and_a_download():
 
 def test_a_download_reads_the_whole_payload_after_the_page_closed_the_database(db):
     from pages.common.data import PageStore
+    from runs_store.store.location import parse_location
 
     with open_db(db) as con:  # as the page opens it, for one script run
-        download = PageStore(con, str(db)).later(payload_download, "huge-run", 1, "output", True)
+        store = PageStore(con, parse_location(str(db)))
+        download = store.later(payload_download, "huge-run", 1, "output", True)
     whole = json.loads(download())  # on click: the page's connection is long closed
     assert whole["api_key"] == MASK and whole["rows"] == huge_output()["rows"]
 
