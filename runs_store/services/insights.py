@@ -822,15 +822,28 @@ def error_signatures(
             ]
         )
     where, params = _where(con, run_filter, "error_signature IS NOT NULL")
+    # The same on both engines: the matching runs, and the top signatures' runs per bucket.
+    matching = f"""matching AS (
+                SELECT error_signature, flow_name,
+                       coalesce(failed_step_display, failed_step) AS step, started_at
+                FROM {_runs(con)} {where})"""
+    bucketed = f"""overall AS (
+                SELECT error_signature, min(started_at) AS first_seen,
+                       max(started_at) AS last_seen
+                FROM {_runs(con)}
+                WHERE error_signature IN (SELECT error_signature FROM top) GROUP BY ALL),
+            slots AS (
+                SELECT error_signature, {_slot(con)} AS slot, count(*) AS runs FROM matching
+                WHERE error_signature IN (SELECT error_signature FROM top) GROUP BY ALL),
+            buckets AS (
+                SELECT error_signature, {_local(con, unit, "slot")} AS bucket, sum(runs) AS runs
+                FROM slots GROUP BY ALL)"""
     return _rows(
         con,
         by_dialect(
             con,
             f"""
-            WITH matching AS (
-                SELECT error_signature, flow_name,
-                       coalesce(failed_step_display, failed_step) AS step, started_at
-                FROM runs {where}),
+            WITH {matching},
             top AS (
                 SELECT error_signature, count(*) AS runs,
                        list(DISTINCT flow_name ORDER BY flow_name) AS flows,
@@ -839,17 +852,7 @@ def error_signatures(
                        count(*) OVER () AS total
                 FROM matching GROUP BY error_signature
                 ORDER BY runs DESC, error_signature LIMIT $limit),
-            overall AS (
-                SELECT error_signature, min(started_at) AS first_seen,
-                       max(started_at) AS last_seen
-                FROM runs WHERE error_signature IN (SELECT error_signature FROM top)
-                GROUP BY ALL),
-            slots AS (
-                SELECT error_signature, {_slot(con)} AS slot, count(*) AS runs FROM matching
-                WHERE error_signature IN (SELECT error_signature FROM top) GROUP BY ALL),
-            buckets AS (
-                SELECT error_signature, {_local(con, unit, "slot")} AS bucket, sum(runs) AS runs
-                FROM slots GROUP BY ALL),
+            {bucketed},
             series AS (
                 SELECT unnest(generate_series({_local(con, unit, "$range_first::TIMESTAMP")},
                                               {_local(con, unit, "$range_last::TIMESTAMP")},
@@ -870,10 +873,7 @@ def error_signatures(
             JOIN trends tr USING (error_signature)
             ORDER BY t.runs DESC, signature""",
             f"""
-            WITH matching AS (
-                SELECT error_signature, flow_name,
-                       coalesce(failed_step_display, failed_step) AS step, started_at
-                FROM {_runs(con)} {where}),
+            WITH {matching},
             top AS (
                 SELECT error_signature, count(*) AS runs,
                        arraySort(groupUniqArray(flow_name)) AS flows,
@@ -881,17 +881,7 @@ def error_signatures(
                        count(*) OVER () AS total
                 FROM matching GROUP BY error_signature
                 ORDER BY runs DESC, error_signature LIMIT $limit),
-            overall AS (
-                SELECT error_signature, min(started_at) AS first_seen,
-                       max(started_at) AS last_seen
-                FROM {_runs(con)}
-                WHERE error_signature IN (SELECT error_signature FROM top) GROUP BY ALL),
-            slots AS (
-                SELECT error_signature, {_slot(con)} AS slot, count(*) AS runs FROM matching
-                WHERE error_signature IN (SELECT error_signature FROM top) GROUP BY ALL),
-            buckets AS (
-                SELECT error_signature, {_local(con, unit, "slot")} AS bucket, sum(runs) AS runs
-                FROM slots GROUP BY ALL),
+            {bucketed},
             series AS (
                 SELECT addSeconds(first_bucket, step * {_SECONDS[unit]}) AS bucket
                 FROM (SELECT {_local(con, unit, "toDateTime64($range_first, 6, 'UTC')")}
