@@ -184,6 +184,10 @@ def _matching(pattern: re.Pattern[str]) -> Callable[[str], str]:
     return parse
 
 
+def _refuse(text: str):
+    raise ValueError(text)
+
+
 def _parse_count(text: str) -> int:
     value = int(text)
     if not 1 <= value <= 64:
@@ -226,6 +230,10 @@ REGION = Kind(
 OPTIONAL_URL = Kind(
     _parse_optional_url,
     "an http:// or https:// URL, or an empty value for AWS itself",
+)
+APP_URL = Kind(
+    lambda text: _parse_optional_url(text) or _refuse(text),
+    "an http:// or https:// URL",
 )
 CONCURRENCY = Kind(_parse_count, "a whole number from 1 to 64")
 COMMIT_RUNS = Kind(_parse_commit_runs, "a whole number from 1 to 1000000")
@@ -467,6 +475,30 @@ SETTINGS: tuple[Setting, ...] = (
         OPTIONAL_PATH,
         example="sources.toml",
     ),
+    Setting(
+        "RUNS_ALERTS",
+        "",
+        "A TOML file of alert rules and the channels they tell (Slack, webhooks, email; see "
+        "docs/alerts.md), read by `alerts check`, `alerts watch`, `digest` and the Alerts page; "
+        "the CLI's --rules overrides it. Empty: none.",
+        OPTIONAL_PATH,
+        example="alerts.toml",
+    ),
+    Setting(
+        "RUNS_APP_URL",
+        "http://localhost:8501",
+        "Where people open this app: alert and digest messages link to its Runs page from here.",
+        APP_URL,
+        example="https://runs.example.com",
+    ),
+    Setting(
+        "RUNS_AGENT_PRICES",
+        "",
+        "A TOML file of model prices per million tokens, for the cost figures of Insights' Agents "
+        "view (see docs/agents.md); empty: token counts are shown without a cost.",
+        OPTIONAL_PATH,
+        example="agent-prices.toml",
+    ),
 )
 
 _BY_ENV = {s.env: s for s in SETTINGS}
@@ -500,6 +532,9 @@ class Settings:
     rollup_days: int
     retention_days: int | None
     sources: Path | None
+    alerts: Path | None
+    app_url: str
+    agent_prices: Path | None
 
 
 # ---------------------------------------------------------------- reading them

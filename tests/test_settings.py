@@ -46,6 +46,9 @@ GOOD = {
     "RUNS_ROLLUP_DAYS": ("730", 730),
     "RUNS_RETENTION_DAYS": (" 90 ", 90),
     "RUNS_SOURCES": ("~/sources.toml", Path.home() / "sources.toml"),
+    "RUNS_ALERTS": ("alerts.toml", Path("alerts.toml")),
+    "RUNS_APP_URL": ("https://runs.example.com/", "https://runs.example.com/"),
+    "RUNS_AGENT_PRICES": ("", None),
 }
 
 # Variable -> (values not allowed, what the message says is allowed).
@@ -98,6 +101,12 @@ BAD = {
         "a whole number of days from 1 to 100000, or an empty value to keep every run",
     ),
     "RUNS_SOURCES": (["a\0b"], "a file path, or an empty value for none"),
+    "RUNS_ALERTS": (["a\0b"], "a file path, or an empty value for none"),
+    "RUNS_APP_URL": (
+        ["", "localhost:8501", "ftp://runs.example.com"],
+        "an http:// or https:// URL",
+    ),
+    "RUNS_AGENT_PRICES": (["a\0b"], "a file path, or an empty value for none"),
 }
 
 BAD_CASES = [(env, value, allowed) for env, (values, allowed) in BAD.items() for value in values]
@@ -147,6 +156,9 @@ def test_every_default_is_allowed_and_read_typed():
         rollup_days=400,
         retention_days=None,
         sources=None,
+        alerts=None,
+        app_url="http://localhost:8501",
+        agent_prices=None,
     )
 
 
