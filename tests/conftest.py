@@ -27,6 +27,9 @@ sys.path.insert(0, str(ROOT))
 from runs_store.ingest.pipeline import ingest_items, records_as_items  # noqa: E402
 from runs_store.store.database import open_db  # noqa: E402
 
+# Real receivers for the alert transports (an SMTP server, an HTTP server, a test CA) as fixtures.
+pytest_plugins = ("receivers",)
+
 SEED = 11
 SAMPLE_RUNS = 3_000
 SAMPLE_DAYS = 30
