@@ -7,9 +7,9 @@ apply step differs (`apply`, which the pipeline calls in place of its own for su
 staged ids' stored versions are read from ClickHouse (FINAL), the file's latest version of each
 run is judged new / updated / unchanged against them by the pipeline's own rule, the new and
 strictly newer versions are built in the scratch database by the pipeline's own SQL (runs and
-their steps), and then written to ClickHouse: the steps first, each stamped with its run's
-`updated_at`, then the runs, then the rejects, then the change counter. The outcomes are counted
-as for DuckDB.
+their steps, and the agent facts from those steps), and then written to ClickHouse: the steps
+and agent facts first, each stamped with its run's `updated_at`, then the runs, then the
+rejects, then the change counter. The outcomes are counted as for DuckDB.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TypeVar
 
-from runs_store.store import rollups
+from runs_store.store import agent_facts, rollups
 from runs_store.store.clickhouse import writer
 from runs_store.store.database import arrow_as, open_db, transaction
 
@@ -82,6 +82,7 @@ def apply(store, con, batches, source: str) -> dict[str, int]:
             con.execute(pipeline._APPLY)
             with batches.steps_progress():
                 pipeline._insert_steps(con, batches.file_steps)
+            pipeline.write_agent_facts(con)
             _write(store, con)
             rollups.refresh(store, pipeline.touched_hours(con))
             store_rejects(store, source, batches.rejects, batches.replace_rejects)
@@ -99,6 +100,9 @@ def _write(store, con) -> None:
     ).to_arrow_reader(ROWS_PER_INSERT)
     for batch in steps:
         writer.insert_steps(store, batch)
+    for table in agent_facts.TABLES:  # each row carries its run's version already
+        for batch in con.sql(f"SELECT * FROM main.{table}").to_arrow_reader(ROWS_PER_INSERT):
+            writer.insert_facts(store, table, batch)
     carried = con.execute(
         "SELECT d.id, h.updated_at, r.updated_at FROM decided d "
         f"JOIN {_HELD} h ON h.id = d.id JOIN main.runs r ON r.id = d.id "

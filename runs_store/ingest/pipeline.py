@@ -46,7 +46,7 @@ from runs_store.ingest.bulk_jsonl import (
 )
 from runs_store.ingest.limits import FileTooLarge, check_settings
 from runs_store.ingest.readers import Item, SourceFile, expand_paths
-from runs_store.store import rollups
+from runs_store.store import agent_facts, rollups
 from runs_store.store.backend import CLICKHOUSE, dialect, open_store
 from runs_store.store.database import (
     arrow_as,
@@ -528,12 +528,26 @@ def _apply(con, batches: _Batches, source: str) -> dict[str, int]:
             con.execute(_APPLY)
             with batches.steps_progress():
                 _insert_steps(con, batches.file_steps)
+            write_agent_facts(con)
             rollups.refresh(con, touched_hours(con))
             _store_rejects(con, source, batches.rejects, batches.replace_rejects)
             bump_generation(con)
     finally:
         con.execute("DROP TABLE IF EXISTS decided")
     return outcomes
+
+
+# The runs whose steps the apply wrote (their agent facts are worked out again from them), and
+# the newer versions that kept their steps (a row of our flat export: their facts are kept too).
+WITH_NEW_STEPS = "SELECT id FROM decided WHERE outcome IN ('new', 'updated') AND NOT flat"
+KEEPING_STEPS = "SELECT id FROM decided WHERE outcome = 'updated' AND flat"
+
+
+def write_agent_facts(con) -> None:
+    """The agent facts of the decided runs, from the steps the apply just wrote, whichever path
+    staged them (see store/agent_facts.py)."""
+    agent_facts.refresh(con, WITH_NEW_STEPS)
+    agent_facts.carry_version(con, KEEPING_STEPS)
 
 
 # The UTC hours the file's new and updated runs start in: their rollups are counted again.

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -18,9 +18,10 @@ import duckdb
 
 from runs_store import settings
 from runs_store.domain.errors import DatabaseBusy, DatabaseUnreadable
+from runs_store.store import agent_facts
 from runs_store.store.rollups import DUCKDB_REBUILD, DUCKDB_TABLE
 
-SCHEMA_VERSION = "3"
+SCHEMA_VERSION = "4"
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -102,9 +103,19 @@ CREATE TABLE IF NOT EXISTS pull_unfinished (
 SCHEMA += PULL_TABLES
 # Hourly counts of the runs, kept after the raw runs are pruned (see store/rollups.py).
 SCHEMA += DUCKDB_TABLE
+# The facts of every Run Agent step (see store/agent_facts.py).
+SCHEMA += agent_facts.DUCKDB_TABLES
 
-# Each step from one schema version to the next, for a store made by an earlier release.
-MIGRATIONS = {
+
+def _agent_facts_from_steps(con: duckdb.DuckDBPyConnection) -> None:
+    """The agent facts tables, filled from the steps the store holds (its files are not read)."""
+    con.execute(agent_facts.DUCKDB_TABLES)
+    agent_facts.backfill(con)
+
+
+# Each step from one schema version to the next, for a store made by an earlier release: SQL, or
+# a function of the connection where Python does the work.
+MIGRATIONS: dict[str, str | Callable[[duckdb.DuckDBPyConnection], None]] = {
     # DuckDB alters no table that has an index: ensure_schema makes it again afterwards
     "1": """
 DROP INDEX IF EXISTS runs_by_id;
@@ -117,6 +128,8 @@ ALTER TABLE runs ADD COLUMN internal_error VARCHAR;
     + PULL_TABLES,
     # the hourly rollups, counted from every run the store holds
     "2": DUCKDB_TABLE + DUCKDB_REBUILD,
+    # every agent step's facts, worked out from its stored input and output
+    "3": _agent_facts_from_steps,
 }
 
 _LOCK_HOLDER = re.compile(r"\(PID (?P<pid>\d+)\)")
@@ -212,7 +225,11 @@ def migrate(con: duckdb.DuckDBPyConnection) -> None:
     version = schema_version(con)
     while version in MIGRATIONS:
         with transaction(con):
-            con.execute(MIGRATIONS[version])
+            step = MIGRATIONS[version]
+            if callable(step):
+                step(con)
+            else:
+                con.execute(step)
             version = str(int(version) + 1)
             con.execute(
                 "UPDATE meta SET value = $version WHERE key = 'schema_version'",

@@ -47,7 +47,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from runs_store import settings
-from runs_store.store import backend
+from runs_store.store import agent_facts, backend
 from runs_store.store.backend import CLICKHOUSE, dialect
 
 TABLE = "run_rollups"
@@ -241,7 +241,8 @@ def prune(con, now: datetime | None = None) -> Pruned:
         )
         if runs:
             steps_of_old = "run_id IN (SELECT id FROM runs WHERE started_at < $t)"
-            _delete_rows(con, "run_steps", steps_of_old, kept_from)
+            for table in ("run_steps", *agent_facts.TABLES):  # and the agents' facts
+                _delete_rows(con, table, steps_of_old, kept_from)
             _delete_rows(con, "runs", "started_at < $t", kept_from)
         if runs or old_rows or recorded != kept_from:
             _bump(con)

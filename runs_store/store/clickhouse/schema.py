@@ -37,9 +37,10 @@ import re
 from dataclasses import dataclass
 
 from runs_store.domain.errors import DatabaseUnreadable, StoreError
+from runs_store.store import agent_facts
 from runs_store.store.rollups import clickhouse_rebuild
 
-SCHEMA_VERSION = "2"
+SCHEMA_VERSION = "3"
 
 # A time as the store keeps times: naive UTC, microseconds (DuckDB's TIMESTAMP).
 TIME = "DateTime64(6, 'UTC')"
@@ -216,7 +217,38 @@ ROLLUPS = Table(
     shard_by="cityHash64(hour)",
 )
 
-TABLES = (RUNS, RUN_STEPS, REJECTS, META, WRITES, PULL_STATE, PULL_UNFINISHED, ROLLUPS)
+# The facts of every Run Agent step (see store/agent_facts.py), versioned like the steps they
+# are read from: a newer version of a run brings its own, and reads keep the current version's.
+AGENT_STEPS = Table(
+    agent_facts.STEPS_TABLE,
+    columns=tuple(f"{name} {kind}" for name, _, kind in agent_facts.STEP_COLUMNS),
+    engine="ReplacingMergeTree",
+    engine_args=("run_updated_at",),
+    order_by="(run_id, position)",
+    shard_by="cityHash64(run_id)",
+)
+AGENT_TOOL_CALLS = Table(
+    agent_facts.CALLS_TABLE,
+    columns=tuple(f"{name} {kind}" for name, _, kind in agent_facts.CALL_COLUMNS),
+    engine="ReplacingMergeTree",
+    engine_args=("run_updated_at",),
+    order_by="(run_id, position, call_index)",
+    shard_by="cityHash64(run_id)",
+    indexes=("INDEX by_tool tool TYPE bloom_filter(0.01) GRANULARITY 1",),
+)
+
+TABLES = (
+    RUNS,
+    RUN_STEPS,
+    REJECTS,
+    META,
+    WRITES,
+    PULL_STATE,
+    PULL_UNFINISHED,
+    ROLLUPS,
+    AGENT_STEPS,
+    AGENT_TOOL_CALLS,
+)
 
 
 @dataclass(frozen=True)
@@ -225,11 +257,22 @@ class RebuildRollups:
     first, so a step cut short is simply run again)."""
 
 
+@dataclass(frozen=True)
+class BackfillAgentFacts:
+    """A migration step: every current agent step's facts worked out from the stored steps
+    (emptied first, so a step cut short is simply run again). Python does it, after the
+    step's statements."""
+
+
+Step = Table | tuple[str, str] | RebuildRollups | BackfillAgentFacts
+
+
 # Each step from one schema version to the next, for a store made by an earlier release: the
 # tables each step adds, the columns it adds (ADD COLUMN text by table name) or the rollups to
 # count again, so that both layouts get the same change.
-MIGRATIONS: dict[str, tuple[Table | tuple[str, str] | RebuildRollups, ...]] = {
+MIGRATIONS: dict[str, tuple[Step, ...]] = {
     "1": (ROLLUPS, RebuildRollups()),
+    "2": (AGENT_STEPS, AGENT_TOOL_CALLS, BackfillAgentFacts()),
 }
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -336,11 +379,18 @@ def _on(cluster: str | None) -> str:
     return f" ON CLUSTER {identifier(cluster)}" if cluster else ""
 
 
-def _migration_statements(
-    steps: tuple[Table | tuple[str, str] | RebuildRollups, ...], database: str, cluster: str | None
-) -> list[str]:
+def _migration_statements(steps: tuple[Step, ...], database: str, cluster: str | None) -> list[str]:
     statements: list[str] = []
     for step in steps:
+        if isinstance(step, BackfillAgentFacts):
+            names = [
+                local_name(t.name) if cluster else t.name for t in (AGENT_STEPS, AGENT_TOOL_CALLS)
+            ]
+            statements += [
+                f"TRUNCATE TABLE IF EXISTS {identifier(database)}.{identifier(name)}{_on(cluster)}"
+                for name in names
+            ]
+            continue
         if isinstance(step, Table):
             statements += create_statements(step, database, cluster)
             continue
@@ -385,6 +435,8 @@ def migrate(con, database: str, cluster: str | None = None) -> None:
     while version in MIGRATIONS:
         for statement in _migration_statements(MIGRATIONS[version], database, cluster):
             con.command(statement)
+        if any(isinstance(step, BackfillAgentFacts) for step in MIGRATIONS[version]):
+            agent_facts.clickhouse_backfill(con, identifier(database))
         version = str(int(version) + 1)
         _set_meta(con, database, "schema_version", version)
     if version != SCHEMA_VERSION:

@@ -23,6 +23,8 @@ from typing import Any
 import pyarrow as pa
 
 from runs_store.store.clickhouse.schema import (
+    AGENT_STEPS,
+    AGENT_TOOL_CALLS,
     PULL_STATE,
     PULL_UNFINISHED,
     REJECTS,
@@ -94,16 +96,30 @@ def insert_steps(con, batch: pa.Table | pa.RecordBatch) -> None:
         con.insert_arrow(RUN_STEPS.name, table.select(column_names(RUN_STEPS)))
 
 
+def insert_facts(con, table: str, batch: pa.Table | pa.RecordBatch) -> None:
+    """Agent facts (store/agent_facts.py) of new run versions, each with its `run_updated_at`."""
+    declared = {AGENT_STEPS.name: AGENT_STEPS, AGENT_TOOL_CALLS.name: AGENT_TOOL_CALLS}[table]
+    rows = _table(batch)
+    if rows.num_rows:
+        con.insert_arrow(declared.name, rows.select(column_names(declared)))
+
+
 def carry_steps(con, run_ids: list[str], old: list[datetime], new: list[datetime]) -> None:
-    """The steps each run held at version `old` again, for its version `new`: a newer version
-    that brings no steps of its own (a row of our flat export) keeps those it had."""
+    """The steps (and agent facts) each run held at version `old` again, for its version `new`:
+    a newer version that brings no steps of its own (a row of our flat export) keeps those it
+    had."""
     if not run_ids:
         return
-    columns = column_names(RUN_STEPS)[:-1]
+    for table in (RUN_STEPS, AGENT_STEPS, AGENT_TOOL_CALLS):
+        _carry(con, table, run_ids, old, new)
+
+
+def _carry(con, table, run_ids: list[str], old: list[datetime], new: list[datetime]) -> None:
+    columns = [name for name in column_names(table) if name != "run_updated_at"]
     con.command(
-        f"INSERT INTO {RUN_STEPS.name} ({', '.join(columns)}, run_updated_at) "
+        f"INSERT INTO {table.name} ({', '.join(columns)}, run_updated_at) "
         f"SELECT {', '.join('s.' + c for c in columns)}, v.new_at "
-        f"FROM (SELECT * FROM {latest(RUN_STEPS.name)}) AS s INNER JOIN ("
+        f"FROM (SELECT * FROM {latest(table.name)}) AS s INNER JOIN ("
         "SELECT t.1 AS id, t.2 AS old_at, t.3 AS new_at FROM (SELECT arrayJoin(arrayZip("
         "{ids:Array(String)}, {old:Array(DateTime64(6, 'UTC'))}, "
         "{new:Array(DateTime64(6, 'UTC'))})) AS t)) AS v "
