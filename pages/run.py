@@ -57,6 +57,8 @@ VIEW_KEYS = (
     "failed_step",
     "signature",
     "version",
+    "tool",
+    "tool_failed",
 )
 # A run's tone (runs_store.domain.statuses.tone) as the box its banner is drawn in.
 BANNER_BOXES = {

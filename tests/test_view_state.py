@@ -26,6 +26,7 @@ from runs_store.queries.filters import (
     day_window,
 )
 from runs_store.queries.view_state import (
+    AGENT_KEYS,
     CUSTOM,
     DRILL_KEYS,
     EARLIEST_DAY,
@@ -63,7 +64,7 @@ def read(query: dict, context: ViewContext = CONTEXT) -> tuple[RunsView, list[st
 def test_every_url_key_is_declared_once_and_fills_one_field_in_order():
     assert len(URL_KEYS) == len(set(URL_KEYS)) == len(PARAMS)
     assert [param.field for param in PARAMS] == [field.name for field in fields(RunsView)]
-    assert sorted(FILTER_KEYS + DRILL_KEYS + PAGING_KEYS) == sorted(URL_KEYS)
+    assert sorted(FILTER_KEYS + DRILL_KEYS + PAGING_KEYS + AGENT_KEYS) == sorted(URL_KEYS)
 
 
 def test_the_defaults_are_the_default_view_and_write_nothing():
@@ -501,3 +502,20 @@ def test_the_view_moves_through_streamlits_public_api_only(script):
         if isinstance(node, ast.keyword) and node.arg == "bind"
     ]
     assert bound == []
+
+
+# ------------------------------------------------------------------ the agents' tool filters
+
+
+def test_a_tool_and_a_failed_tool_call_travel_in_the_url_and_reach_the_filter():
+    view, notices = read({"tool": "exa_search", "tool_failed": "true"})
+    assert (view.tool, view.tool_failed, notices) == ("exa_search", True, [])
+    assert view.to_query() == {"tool": ["exa_search"], "tool_failed": ["true"]}
+    run_filter = view.run_filter(datetime(2026, 11, 24, 12), TODAY, UTC)
+    assert (run_filter.tool, run_filter.tool_failed) == ("exa_search", True)
+
+
+def test_a_bad_tool_failed_value_falls_back_with_a_notice():
+    view, notices = read({"tool_failed": "perhaps", "tool": " spaced tool "})
+    assert view.tool_failed is False and view.tool == " spaced tool "
+    assert notices == ['Ignored tool failed "perhaps" from the link: use true or false.']

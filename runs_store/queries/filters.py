@@ -13,6 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 
+from runs_store.domain.agents import FAILED as CALL_FAILED
+
 PAGE_SIZES = (10, 25, 50, 100)
 DEFAULT_PAGE_SIZE = 25
 
@@ -49,6 +51,8 @@ class RunFilter:
     failed_steps: tuple[str, ...] = ()  # step names
     signature: str = ""
     flow_version_ids: tuple[str, ...] = ()
+    tool: str = ""  # runs whose agents called this tool (with tool_failed: and it failed)
+    tool_failed: bool = False  # runs where an agent's tool call failed
 
     def with_(self, **changes) -> RunFilter:
         return replace(self, **changes)
@@ -137,6 +141,26 @@ def _one_of(values: tuple[str, ...]) -> str:
     return "(" + ", ".join("?" for _ in values) + ")"
 
 
+# Runs (in their current version) with an agent tool call meeting conditions: the facts of
+# store/agent_facts.py, each row stamped with the version of the run it was read from.
+TOOL_CALLS_OF_RUNS = (
+    "({col}id, {col}updated_at) IN "
+    "(SELECT run_id, run_updated_at FROM agent_tool_calls WHERE {conditions})"
+)
+
+
+def _tool_condition(run_filter: RunFilter, col: str) -> tuple[str, list]:
+    """The runs with a call to the filter's tool, and/or with a failed tool call."""
+    conditions, values = [], []
+    if run_filter.tool:
+        conditions.append("tool = ?")
+        values.append(run_filter.tool)
+    if run_filter.tool_failed:
+        conditions.append("outcome = ?")
+        values.append(CALL_FAILED)
+    return TOOL_CALLS_OF_RUNS.format(col=col, conditions=" AND ".join(conditions)), values
+
+
 def build_where(run_filter: RunFilter, alias: str = "") -> tuple[str, list]:
     """(`WHERE ...` fragment or "", parameters) for the filter. The fragment is SQL that DuckDB
     and ClickHouse read alike (lists as `IN (?, ...)`, the search as `ILIKE ? ESCAPE '!'`)."""
@@ -167,6 +191,9 @@ def build_where(run_filter: RunFilter, alias: str = "") -> tuple[str, list]:
         add(f"{col}error_signature = ?", run_filter.signature)
     if run_filter.flow_version_ids:
         add_in("flow_version_id", run_filter.flow_version_ids)
+    if run_filter.tool or run_filter.tool_failed:
+        condition, values = _tool_condition(run_filter, col)
+        add(condition, *values)
     if run_filter.search.strip():
         pattern = f"%{_escape_like(run_filter.search.strip())}%"
         like = f"ILIKE ? ESCAPE '{LIKE_ESCAPE}'"

@@ -65,6 +65,8 @@ class RunsView:
     failed_steps: tuple[str, ...] = ()  # drill-downs from Insights
     signature: str = ""
     versions: tuple[str, ...] = ()
+    tool: str = ""  # runs whose agents called this tool
+    tool_failed: bool = False  # runs where an agent's tool call failed (with `tool`: that tool's)
     page: int = 1
     rows: int = DEFAULT_PAGE_SIZE
     live: bool = False
@@ -159,6 +161,8 @@ class RunsView:
             failed_steps=self.failed_steps,
             signature=self.signature,
             flow_version_ids=self.versions,
+            tool=self.tool,
+            tool_failed=self.tool_failed,
         )
 
 
@@ -350,6 +354,8 @@ PARAMS: tuple[Param, ...] = (
         "signature", "signature", _one(_exact), lambda text: [text], lambda text: str(text or "")
     ),
     Param("version", "versions", _many(_exact), list, _texts),
+    Param("tool", "tool", _one(_exact), lambda text: [text], lambda text: str(text or "")),
+    Param("tool_failed", "tool_failed", _one(_boolean("tool failed")), _true_or_false, bool),
     Param(
         "page",
         "page",
@@ -371,6 +377,7 @@ URL_KEYS: tuple[str, ...] = tuple(PARAMS_BY_KEY)
 FILTER_KEYS = ("flow", "status", "range", "from", "to", "archived", "q")  # the toolbar's widgets
 DRILL_KEYS = ("failed_step", "signature", "version")  # chips, in the URL only
 PAGING_KEYS = ("page", "rows", "live")  # the Runs page's own
+AGENT_KEYS = ("tool", "tool_failed")  # the agents' tool filters (Runs page, Insights' Agents)
 
 
 def _settle_days(values: dict) -> dict:

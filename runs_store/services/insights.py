@@ -127,9 +127,15 @@ def _raw(con) -> _Source:
 
 
 def rollups_answer(run_filter: RunFilter) -> bool:
-    """Whether the rollups can count this filter's runs: they hold no error text, signature or
-    run id, so a search or an error signature needs raw runs."""
-    return not run_filter.search.strip() and not run_filter.signature
+    """Whether the rollups can count this filter's runs: they hold no error text, signature,
+    run id or agent tool call, so a search, an error signature or a tool filter needs raw
+    runs."""
+    return (
+        not run_filter.search.strip()
+        and not run_filter.signature
+        and not run_filter.tool
+        and not run_filter.tool_failed
+    )
 
 
 def _source(con, run_filter: RunFilter, lifetime: bool = False) -> _Source:

@@ -36,6 +36,7 @@ STEP_COLUMNS = (
     ("position", "INTEGER NOT NULL", "Int32"),
     ("step_name", "VARCHAR NOT NULL", "String"),
     ("step_display", "VARCHAR", "Nullable(String)"),
+    ("duration_ms", "BIGINT", "Nullable(Int64)"),  # the agent step's, as recorded
     ("flow_name", "VARCHAR NOT NULL", "LowCardinality(String)"),
     ("started_at", "TIMESTAMP NOT NULL", "DateTime64(6, 'UTC')"),  # the run's
     ("provider", "VARCHAR", "LowCardinality(Nullable(String))"),
@@ -91,8 +92,8 @@ _AGENT_PARAMS = {
 }
 # What each candidate row holds, in order (`fact_rows` reads them so).
 _CANDIDATE = (
-    "s.run_id, s.position, s.name, s.display_name, s.piece_name, s.action_name, s.input, "
-    "s.output, s.error, r.flow_name, r.started_at, r.updated_at"
+    "s.run_id, s.position, s.name, s.display_name, s.duration_ms, s.piece_name, s.action_name, "
+    "s.input, s.output, s.error, r.flow_name, r.started_at, r.updated_at"
 )
 
 
@@ -105,14 +106,14 @@ def fact_rows(candidates: Iterable[tuple]) -> tuple[list[tuple], list[tuple]]:
     steps: list[tuple] = []
     calls: list[tuple] = []
     for row in candidates:
-        run_id, position, name, display, piece, action, given, output, error = row[:9]
-        flow_name, started_at, updated_at = row[9:]
+        run_id, position, name, display, duration, piece, action, given, output, error = row[:10]
+        flow_name, started_at, updated_at = row[10:]
         facts = step_facts(piece, action, given, output, error)
         if facts is None:
             continue
         steps.append(
             (
-                *(run_id, position, name, display, flow_name, started_at),
+                *(run_id, position, name, display, duration, flow_name, started_at),
                 *(facts.provider, facts.model, facts.status, facts.max_steps, facts.thoughts),
                 *(facts.tool_calls, facts.failed_calls, facts.unfinished_calls, facts.tools_ms),
                 *(facts.hit_max_steps, facts.input_tokens, facts.output_tokens),
