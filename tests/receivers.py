@@ -183,7 +183,7 @@ class ReceivedMail:
         """The text of the first part of this type ("text/plain", "text/html")."""
         for part in self.message.walk():
             if part.get_content_type() == content_type:
-                return part.get_content()
+                return part.get_content().replace("\r\n", "\n")
         raise AssertionError(f"no {content_type} part in {self.message.get_content_type()}")
 
 

@@ -98,9 +98,8 @@ def send(
 def _scrubbed(outcome: Outcome, secrets: list[str]) -> Outcome:
     """The outcome with any secret text that slipped into its detail replaced."""
     detail = outcome.detail.replace("\n", " ").replace("\r", " ")
-    for secret in secrets:
-        if secret and len(secret) >= 4:
-            detail = detail.replace(secret, "***")
+    for secret in sorted(secrets, key=len, reverse=True):
+        detail = detail.replace(secret, "***")
     return Outcome(outcome.ok, detail[:500], outcome.permanent)
 
 
@@ -112,8 +111,22 @@ def _needed(value: Value | None, environ: Mapping[str, str], what: str, secrets:
             raise _Refused(Outcome(False, f"{value.env} is not set ({what})", permanent=True))
     else:
         text = value or ""
-    secrets.append(text)
+    secrets.extend(_secret_parts(text))
     return text
+
+
+def _secret_parts(text: str) -> list[str]:
+    """The text and, for a URL, its parts that may hold a token on their own (a Slack URL's
+    path segments, a query): scrubbed from any detail, should an answer echo them."""
+    parts = [text]
+    try:
+        url = urlsplit(text)
+    except ValueError:
+        return parts
+    if url.scheme and url.netloc:
+        parts += [url.path, url.query, url.password or ""]
+        parts += [segment for segment in url.path.split("/") if len(segment) >= 8]
+    return [part for part in parts if len(part) >= 4 and part != "/"]
 
 
 # ------------------------------------------------------------------ HTTP: Slack and webhooks
@@ -244,12 +257,14 @@ def _answer_text(body: bytes) -> str:
 
 
 def _http_fault(error: HTTPError, host: str, timeout: float) -> Outcome:
-    if isinstance(error, Urllib3Timeout):
-        return Outcome(False, f"timed out after {timeout:g} s waiting for {host}")
+    # NameResolutionError is a NewConnectionError, which is a ConnectTimeoutError: most
+    # specific first.
     if isinstance(error, NameResolutionError):
         return Outcome(False, f"could not resolve {host}")
-    if isinstance(error, NewConnectionError):
+    if isinstance(error, NewConnectionError) and not _timed_out(error):
         return Outcome(False, f"could not connect to {host}: {_os_reason(error)}")
+    if isinstance(error, Urllib3Timeout):
+        return Outcome(False, f"timed out after {timeout:g} s waiting for {host}")
     if isinstance(error, SSLError):
         return _tls_fault(error, host)
     if isinstance(error, LocationParseError):
@@ -257,6 +272,15 @@ def _http_fault(error: HTTPError, host: str, timeout: float) -> Outcome:
     if isinstance(error, ProtocolError):
         return Outcome(False, f"the connection to {host} broke: {_os_reason(error)}")
     return Outcome(False, f"HTTP error talking to {host}: {type(error).__name__}")
+
+
+def _timed_out(error: BaseException) -> bool:
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, socket.timeout | TimeoutError) and not isinstance(seen, HTTPError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def _os_reason(error: BaseException) -> str:
