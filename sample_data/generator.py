@@ -717,7 +717,26 @@ _STAGES = (
     "contractsent",
     "closedwon",
 )
-_MODELS = (("openai", "gpt-4.1"), ("openai", "gpt-4o-mini"), ("anthropic", "claude-sonnet-4-5"))
+# The models agents run on (provider, model), with their share of agent runs: names only.
+_MODELS = (
+    ("openai", "gpt-4o"),
+    ("openai", "gpt-4.1-mini"),
+    ("anthropic", "claude-sonnet-4"),
+    ("anthropic", "claude-3-5-haiku"),
+    ("google", "gemini-2.0-flash"),
+)
+_MODEL_WEIGHTS = (0.3, 0.2, 0.2, 0.12, 0.18)
+# The models of the generator's first agent runs: still drawn from the main random state, so that
+# every other run stays as it was; the model itself is the agent's own pick (see _agent_rng).
+_FIRST_MODELS = (
+    ("openai", "gpt-4.1"),
+    ("openai", "gpt-4o-mini"),
+    ("anthropic", "claude-sonnet-4-5"),
+)
+_TOOL_FAIL_RATE = 0.05  # a tool call that fails while the agent carries on
+_USAGE_RATE = 0.75  # agent outputs that record their token usage
+_LOOP_RATE = 0.3  # of the agents that fail: kept calling tools until maxSteps stopped them
+_HANG_RATE = 0.2  # of the agents that fail: stopped inside a tool call that never returned
 _SHEET_ID = "1Bx9Kq2LmN3oP4rS5tU6vW7xY8zA9bC0dE1fG2hI3jK4"
 
 
@@ -1012,13 +1031,13 @@ def _trigger(display, piece, name, io) -> _Trigger:
 
 
 class _ToolCall(NamedTuple):
-    kind: str  # PIECE, FLOW or MCP
+    kind: str  # PIECE, FLOW, MCP or KNOWLEDGE_BASE
     name: str
     call_id: str
     input: dict
     offset: int  # ms after the agent step started
-    length: int
-    output: dict
+    length: int | None  # None: it never returned (the block stays in-progress)
+    output: dict | None
 
 
 class _AgentPlan(NamedTuple):
@@ -1029,6 +1048,8 @@ class _AgentPlan(NamedTuple):
     structured: dict
     duration: int
     failed_duration: int
+    usage: dict | None = None  # token counts its output records, when it records them
+    failed_usage: dict | None = None
 
 
 def _tool_output(resolved: dict, result, error: str | None) -> dict:
@@ -1042,13 +1063,30 @@ def _tool_output(resolved: dict, result, error: str | None) -> dict:
     return {"status": "SUCCESS", "output": result, "resolvedInput": resolved}
 
 
-def _plan_agent(g, prompt, max_steps, thoughts, calls, structured) -> _AgentPlan:
+def _agent_rng(g: random.Random) -> random.Random:
+    """A random state of the agent's own, derived from the main one without drawing from it: what
+    agent runs gained later (models, tool failures, hangs, loops, token counts) is drawn here, so
+    that the main state, and every other run, stays as it was."""
+    return random.Random(repr(g.getstate()[1]))
+
+
+_TOOL_ERRORS = (
+    lambda name: _response(429, {"message": f"{name}: rate limit exceeded, retry in 20s"}),
+    lambda name: _response(500, {"message": f"{name}: internal error"}),
+    lambda name: f"Tool {name} timed out after 30000 ms",
+)
+
+
+def _plan_agent(g, prompt, max_steps, thoughts, calls, structured, extra=()) -> _AgentPlan:
     """Lays thoughts and tool calls out in time.
 
     calls: (kind, toolName, input, resolvedInput, output, errorMessage or None); thoughts: one
-    markdown before each call and a final one.
+    markdown before each call and a final one. extra: (thought, call) pairs the agent may also
+    make (a knowledge base search), each on its own roll, after the calls.
     """
-    provider, model = g.choice(_MODELS)
+    side = _agent_rng(g)
+    g.choice(_FIRST_MODELS)  # drawn as the first agent runs drew their model (see _FIRST_MODELS)
+    provider, model = side.choices(_MODELS, _MODEL_WEIGHTS)[0]
     prefix = "toolu_" if provider == "anthropic" else "call_"
     fail_at = g.randrange(len(calls))  # where the timeline stops if the whole agent step fails
     blocks: list[dict | _ToolCall] = []
@@ -1072,19 +1110,96 @@ def _plan_agent(g, prompt, max_steps, thoughts, calls, structured) -> _AgentPlan
             unavailable = _response(503, {"message": f"{name} is unavailable"})
             broken = call._replace(output=_tool_output(resolved, None, unavailable))
             failed, failed_end = (*blocks, broken), broken.offset + broken.length
+        if error is None and side.random() < _TOOL_FAIL_RATE:
+            call = call._replace(
+                output=_tool_output(resolved, None, side.choice(_TOOL_ERRORS)(name))
+            )
         blocks.append(call)
         t += length
+    t = _extra_calls(side, prefix, extra, blocks, t)
     blocks.append({"type": "MARKDOWN", "markdown": thoughts[-1]})
     duration = max(3000, t + g.randint(800, 5000))
     failed_duration = failed_end + g.randint(100, 900)
+    failed, failed_duration = _failure_shape(
+        side, prefix, blocks, failed, max_steps, failed_duration
+    )
     agent_input = {
         "prompt": prompt,
         "aiProviderModel": {"provider": provider, "model": model},
         "maxSteps": max_steps,
     }
+    recorded = side.random() < _USAGE_RATE
     return _AgentPlan(
-        agent_input, prompt, tuple(blocks), failed, structured, duration, failed_duration
+        agent_input,
+        prompt,
+        tuple(blocks),
+        failed,
+        structured,
+        duration,
+        failed_duration,
+        _usage(side, prompt, blocks) if recorded else None,
+        _usage(side, prompt, failed) if recorded else None,
     )
+
+
+def _extra_calls(side: random.Random, prefix: str, extra, blocks: list, t: int) -> int:
+    """The optional calls the agent made this time, after the others; returns the time after."""
+    for thought, (kind, name, args, resolved, result, error) in extra:
+        if side.random() < 0.5:
+            continue
+        blocks.append({"type": "MARKDOWN", "markdown": thought})
+        t += side.randint(500, 3000)
+        length = side.randint(300, 2500)
+        output = _tool_output(resolved, result, error)
+        blocks.append(_ToolCall(kind, name, prefix + _new_id(side, 24), args, t, length, output))
+        t += length
+    return t
+
+
+def _failure_shape(
+    side: random.Random, prefix: str, blocks: list, failed: tuple, max_steps: int, duration: int
+) -> tuple[tuple, int]:
+    """How the agent's timeline ends when its step fails: at a tool that was unavailable (as
+    planned), in a tool call that never returned, or calling tools until maxSteps stopped it."""
+    u = side.random()
+    if u < _LOOP_RATE:
+        return _looping(side, prefix, blocks, max_steps)
+    if u < _LOOP_RATE + _HANG_RATE:
+        hung = failed[-1]._replace(length=None, output=None)
+        return (*failed[:-1], hung), hung.offset + side.randint(20_000, 90_000)
+    return failed, duration
+
+
+def _looping(side: random.Random, prefix: str, blocks: list, max_steps: int) -> tuple[tuple, int]:
+    """An agent that kept calling its tools, one a step, until its maxSteps were used up."""
+    calls = [block for block in blocks if type(block) is _ToolCall]
+    looped: list[dict | _ToolCall] = []
+    t = side.randint(400, 1500)
+    for step in range(max_steps):
+        call = calls[step % len(calls)]
+        looped.append({"type": "MARKDOWN", "markdown": _LOOP_THOUGHTS[step % len(_LOOP_THOUGHTS)]})
+        t += side.randint(400, 2500)
+        length = side.randint(250, 4500)
+        looped.append(call._replace(call_id=prefix + _new_id(side, 24), offset=t, length=length))
+        t += length
+    return tuple(looped), t + side.randint(100, 900)
+
+
+_LOOP_THOUGHTS = (
+    "Let me look that up.",
+    "The result is not conclusive; trying again with more detail.",
+    "Still missing information; checking once more.",
+)
+
+
+def _usage(side: random.Random, prompt: str, blocks) -> dict:
+    """Token counts for a timeline: the prompt and every tool result are read again each step."""
+    calls = sum(type(block) is _ToolCall for block in blocks)
+    thoughts = sum(type(block) is dict for block in blocks)
+    read = (len(prompt) // 4 + 700) * (calls + 1) + 350 * calls * (calls + 1) // 2
+    written = 60 * thoughts + 45 * calls + side.randint(20, 180)
+    read += side.randint(0, 400)
+    return {"inputTokens": read, "outputTokens": written, "totalTokens": read + written}
 
 
 def _triage_calls(c: dict, g: random.Random, has_order: bool, order_found: bool) -> list[tuple]:
@@ -1159,7 +1274,26 @@ def _triage_plan(c: dict, g: random.Random) -> _AgentPlan:
         "orderId": str(c["order"]) if has_order else None,
         "language": "en",
     }
-    return _plan_agent(g, prompt, 10, thoughts, calls, structured)
+    return _plan_agent(g, prompt, 10, thoughts, calls, structured, _triage_extra(c))
+
+
+def _triage_extra(c: dict) -> tuple:
+    """What the triage agent may look up besides: the support policies' knowledge base."""
+    query = f"{c['category']} policy for {c['priority']} priority tickets"
+    passage = {"source": "support-policies.pdf", "page": 4, "text": f"Handling {c['category']}."}
+    return (
+        (
+            "Checking the support policies in the knowledge base.",
+            (
+                "KNOWLEDGE_BASE",
+                "Support policies",
+                {"query": query},
+                {"query": query, "topK": 3},
+                {"results": [passage]},
+                None,
+            ),
+        ),
+    )
 
 
 def _lead_calls(c: dict, g: random.Random) -> list:
@@ -1220,7 +1354,37 @@ def _lead_plan(c: dict, g: random.Random) -> _AgentPlan:
         "score": c["score"],
         "reason": f"{c['employees']} employees, {c['role']}",
     }
-    return _plan_agent(g, prompt, 8, thoughts, calls, structured)
+    return _plan_agent(g, prompt, 8, thoughts, calls, structured, _lead_extra(c))
+
+
+def _lead_extra(c: dict) -> tuple:
+    """What the lead agent may look up besides: the ideal customer profile, and the CRM's notes
+    through its MCP server."""
+    profile = {"source": "icp.md", "text": "B2B, 50+ employees, operations or engineering buyer"}
+    return (
+        (
+            "Comparing with our ideal customer profile.",
+            (
+                "KNOWLEDGE_BASE",
+                "Ideal customer profile",
+                {"query": f"{c['industry']} fit"},
+                {"query": f"{c['industry']} fit", "topK": 2},
+                {"results": [profile]},
+                None,
+            ),
+        ),
+        (
+            "Reading earlier notes on this company.",
+            (
+                "MCP",
+                "crm_notes_search",
+                {"company": c["company"]},
+                {"company": c["company"], "limit": 5},
+                {"notes": []},
+                None,
+            ),
+        ),
+    )
 
 
 # ---------------------------------------------------------------- the flows
@@ -2540,6 +2704,16 @@ class _Outcome(NamedTuple):
 
 
 def _render_call(call: _ToolCall, t0: int) -> dict:
+    if call.length is None:  # never returned
+        return {
+            "type": "TOOL_CALL",
+            "toolCallType": call.kind,
+            "toolName": call.name,
+            "toolCallId": call.call_id,
+            "status": "in-progress",
+            "input": call.input,
+            "startTime": _iso(t0 + call.offset),
+        }
     return {
         "type": "TOOL_CALL",
         "toolCallType": call.kind,
@@ -2556,14 +2730,19 @@ def _render_call(call: _ToolCall, t0: int) -> dict:
 def _render_agent(plan: _AgentPlan, t0: int, failed: bool = False) -> dict:
     blocks = plan.failed_blocks if failed else plan.blocks
     steps = [block if type(block) is dict else _render_call(block, t0) for block in blocks]
+    usage = plan.failed_usage if failed else plan.usage
     if failed:
-        return {"prompt": plan.prompt, "status": "FAILED", "steps": steps}
-    return {
-        "prompt": plan.prompt,
-        "status": "COMPLETED",
-        "steps": steps,
-        "structuredOutput": plan.structured,
-    }
+        output = {"prompt": plan.prompt, "status": "FAILED", "steps": steps}
+    else:
+        output = {
+            "prompt": plan.prompt,
+            "status": "COMPLETED",
+            "steps": steps,
+            "structuredOutput": plan.structured,
+        }
+    if usage is not None:
+        output["usage"] = usage
+    return output
 
 
 def _render_agent_in_progress(plan: _AgentPlan, t0: int) -> dict:

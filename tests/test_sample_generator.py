@@ -395,9 +395,11 @@ def agent_steps(runs):
 def test_run_agent_steps_carry_a_timeline(with_steps):
     agents = list(agent_steps([run for run in with_steps if "flowVersion" in run]))
     assert len(agents) > 1000
-    statuses, tool_results = Counter(), Counter()
+    statuses, tool_results, kinds, models = Counter(), Counter(), Counter(), Counter()
+    unfinished = usage = 0
     for run, step in agents:
         assert {"prompt", "aiProviderModel", "maxSteps"} <= set(step["input"])
+        models[step["input"]["aiProviderModel"]["model"]] += 1
         assert set(step["input"]["aiProviderModel"]) == {"provider", "model"}
         if step["status"] == "RUNNING" and "output" not in step:
             continue
@@ -409,16 +411,29 @@ def test_run_agent_steps_carry_a_timeline(with_steps):
             if block["type"] == "MARKDOWN":
                 assert block["markdown"]
                 continue
-            assert block["toolCallType"] in ("PIECE", "FLOW", "MCP")
+            assert block["toolCallType"] in ("PIECE", "FLOW", "MCP", "KNOWLEDGE_BASE")
+            kinds[block["toolCallType"]] += 1
             assert block["toolName"] and block["toolCallId"]
             assert block["startTime"] >= run["startTime"]
             if block["status"] == "completed":
                 assert block["endTime"] >= block["startTime"]
                 tool_results[block["output"]["status"]] += 1
+            else:
+                assert block["status"] == "in-progress" and "endTime" not in block
+                unfinished += 1
+        if "usage" in output:
+            counts = output["usage"]
+            assert counts["totalTokens"] == counts["inputTokens"] + counts["outputTokens"] > 0
+            usage += 1
         if output["status"] == "COMPLETED":
             assert output["structuredOutput"] and 3000 <= step["duration"] <= 40_000
     assert statuses["COMPLETED"] > 1000 and statuses["FAILED"] > 10
     assert tool_results["SUCCESS"] > 1000 and tool_results["FAILED"] > 50
+    # the agents' newer parts: five models, knowledge-base tools, calls that never returned,
+    # token counts in most outputs
+    assert len(models) == 5 and min(models.values()) > 50
+    assert min(kinds[kind] for kind in ("PIECE", "FLOW", "MCP", "KNOWLEDGE_BASE")) > 50
+    assert unfinished >= 1 and 0.6 < usage / sum(statuses.values()) < 0.9
 
 
 def test_step_durations_are_realistic(with_steps):
