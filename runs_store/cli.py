@@ -231,6 +231,22 @@ def command_export(args) -> int:
     return 0
 
 
+def command_agents(args) -> int:
+    """One row per tool the agents called: tool, type, calls, failed, unfinished, failure_rate,
+    p50_ms, p95_ms, runs (services/agents.py)."""
+    from runs_store.services.agents import write_tools
+
+    run_filter = RunFilter(
+        since=_date(args.since, "since"),
+        until=_date(args.until, "until"),
+        include_archived=args.archived,
+    )
+    with open_location(_existing_database(args), read_only=True) as con:
+        count = write_tools(con, run_filter, sys.stdout.buffer, args.format)
+    print(f"{count:,} tools.", file=sys.stderr)
+    return 0
+
+
 def command_sample(args) -> int:
     from runs_store.ingest.sample_loader import load_generated_sample
 
@@ -322,6 +338,16 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--until", help="runs started before this date/time (UTC)")
     export.add_argument("--archived", action="store_true", help="include archived runs")
     export.set_defaults(run=command_export)
+
+    agents = commands.add_parser(
+        "agents", help="AI agents' tool calls, one row per tool: calls, failures, durations"
+    )
+    agents.add_argument("--db", help=db_help)
+    agents.add_argument("--format", choices=("json", "csv"), default="json")
+    agents.add_argument("--since", required=True, help="runs started at or after this date (UTC)")
+    agents.add_argument("--until", help="runs started before this date/time (UTC)")
+    agents.add_argument("--archived", action="store_true", help="include archived runs")
+    agents.set_defaults(run=command_agents)
 
     prune = commands.add_parser(
         "prune",

@@ -259,8 +259,8 @@ def _judge_counts(window: _Window, flow: str, counts: _Counts) -> Judgement:
         rate = counts.failed / counts.finished if counts.finished else None
         state = _state(enough, rate is not None and rate > above)
         summary = (
-            f"failure rate {_percent(rate)} ({counts.failed:,} of {counts.finished:,} finished "
-            f"runs) {_versus(state)} {_percent(above)} {window.span}"
+            f"failure rate {percent(rate)} ({counts.failed:,} of {counts.finished:,} finished "
+            f"runs) {_versus(state)} {percent(above)} {window.span}"
             if enough
             else _too_few(counts.finished, rule.min_runs, "finished runs", window)
         )
@@ -281,7 +281,7 @@ def _judge_counts(window: _Window, flow: str, counts: _Counts) -> Judgement:
     count = counts.quota if rule.kind == "quota_exceeded" else counts.failed
     what = "runs hit the quota" if rule.kind == "quota_exceeded" else "failed runs"
     state = FIRING if count > above else OK
-    summary = f"{count:,} {what} {_versus(state)} {above:,.0f} {window.span}"
+    summary = f"{plural(count, what)} {_versus(state)} {above:,.0f} {window.span}"
     statuses = (QUOTA,) if rule.kind == "quota_exceeded" else FAILED
     view = window.days_view(flow, statuses=statuses)
     return window.judgement(flow, "", state, float(count), count, summary, view)
@@ -295,7 +295,7 @@ def _judge_new_errors(window: _Window, flows: list[str], found) -> list[Judgemen
             continue
         firing_flows.add(flow)
         summary = (
-            f"new error {signature!r}: {count:,} runs {window.span} (first at "
+            f"new error {signature!r}: {plural(count, 'runs')} {window.span} (first at "
             f"{first_run:%Y-%m-%d %H:%M} UTC), more than {above:,.0f}"
         )
         view = window.days_view(flow, signature=signature)
@@ -314,7 +314,7 @@ def _judge_quiet(window: _Window, flow: str, found: tuple | None) -> Judgement:
         return window.judgement(flow, "", NOT_ENOUGH_RUNS, None, 0, summary, view)
     count, last_run = found
     if count:
-        summary = f"{count:,} runs {window.span}"
+        summary = f"{plural(count, 'runs')} {window.span}"
         return window.judgement(flow, "", OK, float(count), count, summary, view)
     summary = f"no runs {window.span} (the last started {last_run:%Y-%m-%d %H:%M} UTC)"
     return window.judgement(flow, "", FIRING, 0.0, 0, summary, view)
@@ -330,9 +330,17 @@ def _versus(state: str) -> str:
     return ">" if state == FIRING else "<="
 
 
-def _percent(rate: float | None) -> str:
+def percent(rate: float | None) -> str:
+    """34%, 33.3%; "-" for no rate."""
     return "-" if rate is None else f"{rate:.0%}" if rate * 100 % 1 == 0 else f"{rate:.1%}"
 
 
 def _too_few(count: int, needed: int, what: str, window: _Window) -> str:
-    return f"{count:,} {what} {window.span}: judged from {needed:,}"
+    return f"{plural(count, what)} {window.span}: judged from {needed:,}"
+
+
+def plural(count: int, what: str) -> str:
+    """ "1 run", "2 runs", "1 finished run with a duration": `what` is written plural."""
+    if count == 1:
+        what = what.replace("runs", "run", 1)
+    return f"{count:,} {what}"
