@@ -264,6 +264,94 @@ def command_sample(args) -> int:
     return 0
 
 
+def _alert_rules(args):
+    """The rules file --rules (else RUNS_ALERTS) names, checked whole (RulesError: exit 2)."""
+    from runs_store.services.alerts.rules import load_rules
+
+    path = args.rules or settings.current().alerts
+    if not path:
+        raise StoreError("no rules file: pass --rules FILE or set RUNS_ALERTS (see docs/alerts.md)")
+    return load_rules(path)
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def command_alerts(args) -> int:
+    from runs_store.services.alerts.check import run_check
+    from runs_store.services.alerts.outbox import transport_sender
+
+    rules = _alert_rules(args)
+    location = _existing_database(args)
+    if args.dry_run:
+        return _alerts_dry_run(location, rules)
+    send = transport_sender()
+    try:
+        while True:
+            result = run_check(lambda: open_location(location), rules, _utc_now(), send)
+            _print_check(result)
+            if args.action == "check":
+                return result.exit_code
+            time.sleep(args.every)
+    except KeyboardInterrupt:
+        print("stopped: every check so far is recorded", file=sys.stderr)
+        return 0
+
+
+def _print_check(result) -> None:
+    for line in result.plan.warnings:
+        print(f"warning: {line}", file=sys.stderr)
+    print(f"{result.plan.now:%Y-%m-%d %H:%M:%S} UTC")
+    for line in result.plan.changes:
+        print(f"  {line}")
+    for delivered in result.delivered:
+        print(f"  {delivered.line}")
+    print(f"  {result.line}.")
+    sys.stdout.flush()
+
+
+def _alerts_dry_run(location: StoreLocation, rules) -> int:
+    from runs_store.services.alerts.check import dry_run_lines, plan_check
+    from runs_store.store import alert_state
+
+    now = _utc_now()
+    with open_location(location, read_only=True) as con:
+        plan = plan_check(con, rules, now)
+        due = alert_state.due_deliveries(con, now) if alert_state.has_tables(con) else []
+    for line in plan.warnings:
+        print(f"warning: {line}", file=sys.stderr)
+    print(f"{now:%Y-%m-%d %H:%M:%S} UTC (dry run: nothing is sent or recorded)")
+    for line in plan.changes:
+        print(f"  {line}")
+    lines = dry_run_lines(plan, due)
+    for line in lines or ["nothing would be sent"]:
+        print(f"  {line}")
+    return 0
+
+
+def command_digest(args) -> int:
+    from runs_store.services.alerts.outbox import transport_sender
+    from runs_store.services.alerts.sending import send_digest
+
+    rules = _alert_rules(args)
+    if args.channel not in rules.channels:
+        known = ", ".join(sorted(rules.channels)) or "none"
+        raise StoreError(f"no channel {args.channel!r} in {rules.path} (its channels: {known})")
+    location = _existing_database(args)
+    outcome = send_digest(
+        lambda: open_location(location),
+        rules,
+        args.channel,
+        args.period,
+        _utc_now(),
+        None if args.dry_run else transport_sender(),
+    )
+    for line in outcome.lines:
+        print(line)
+    return outcome.exit_code
+
+
 def _positive_seconds(text: str) -> float:
     try:
         value = float(text)
@@ -365,6 +453,34 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--cluster", metavar="NAME", help=cluster_help)
     sample.add_argument("--progress", choices=("auto", "always", "never"), default="auto")
     sample.set_defaults(run=command_sample)
+
+    rules_help = "the alert rules file (default: $RUNS_ALERTS; see docs/alerts.md)"
+    alerts = commands.add_parser(
+        "alerts", help="judge the alert rules on the store and deliver their messages"
+    )
+    alert_actions = alerts.add_subparsers(dest="action", required=True)
+    check = alert_actions.add_parser(
+        "check", help="judge every rule once and deliver what is due (for cron)"
+    )
+    watch = alert_actions.add_parser("watch", help="check again and again until Ctrl-C")
+    watch.add_argument(
+        "--every", type=_positive_seconds, default=60.0, metavar="SECONDS", help="default 60"
+    )
+    for action in (check, watch):
+        action.add_argument("--rules", metavar="FILE", help=rules_help)
+        action.add_argument("--db", help=db_help)
+        action.add_argument(
+            "--dry-run", action="store_true", help="print what would be sent; change nothing"
+        )
+        action.set_defaults(run=command_alerts)
+
+    digest = commands.add_parser("digest", help="send a digest of a day or a week to a channel")
+    digest.add_argument("--period", choices=("day", "week"), default="day")
+    digest.add_argument("--channel", required=True, metavar="NAME", help="a channel of the rules")
+    digest.add_argument("--rules", metavar="FILE", help=rules_help)
+    digest.add_argument("--db", help=db_help)
+    digest.add_argument("--dry-run", action="store_true", help="print the digest; send nothing")
+    digest.set_defaults(run=command_digest)
     return parser
 
 
