@@ -471,3 +471,9 @@ def test_the_slack_payload_is_json_a_receiver_can_read_back(http_receiver):
     send(SlackChannel("ops", slack_url(http_receiver)), message())
     raw = http_receiver.wait_for(1)[0].body
     assert json.loads(raw.decode("utf-8"))["blocks"]
+
+
+def test_a_long_subject_arrives_whole_on_one_line(smtp_receiver):
+    title = "Weekly digest: 444 runs, 22.6% failed (+11.2 points vs the week before) " + "x" * 40
+    send(mail_channel(smtp_receiver), message(title=title))
+    assert smtp_receiver.wait_for(1)[0].message["Subject"] == title

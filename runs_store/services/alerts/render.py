@@ -9,6 +9,7 @@ Record text is hostile: a flow name or an error message can hold `<!channel>`, a
 
 from __future__ import annotations
 
+import email.policy
 import html
 import json
 import math
@@ -193,6 +194,11 @@ _STYLE = {
     "muted": "color:#59636e;font-size:12px;margin:20px 0 0 0",
 }
 
+# Header lines up to RFC 5322's 998 characters: Python's folding at 78 can start a long subject
+# on a line of its own, which readers then show with a leading space.
+EMAIL_POLICY = email.policy.default.clone(max_line_length=998)
+SUBJECT_LIMIT = 250
+
 KIND_LABELS = {
     "firing": "Alert",
     "resolved": "Resolved",
@@ -209,8 +215,8 @@ def one_line(text: str) -> str:
 
 def email_message(channel: EmailChannel, message: Message, now: datetime) -> EmailMessage:
     """The email: multipart/alternative with the plain text first and the HTML second."""
-    mail = EmailMessage()
-    mail["Subject"] = one_line(message.title)
+    mail = EmailMessage(policy=EMAIL_POLICY)
+    mail["Subject"] = _clip(one_line(message.title), SUBJECT_LIMIT)
     mail["From"] = one_line(channel.sender)
     mail["To"] = ", ".join(one_line(address) for address in channel.to)
     mail["Date"] = format_datetime(now)
