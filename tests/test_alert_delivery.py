@@ -216,7 +216,7 @@ def test_a_dry_run_prints_what_would_be_sent_and_changes_nothing(tmp_path, spike
     assert dry.returncode == 0, dry.stderr
     assert "would send to ops:" in dry.stdout
     assert "[firing] Invoices failing · Invoice reconciliation: failure rate 40%" in dry.stdout
-    assert "http://localhost:8501/runs?flow=Invoice+reconciliation" in dry.stdout
+    assert "http://localhost:8501/?flow=Invoice+reconciliation" in dry.stdout
     assert http_receiver.requests == []
     assert spike_db.read_bytes() == before
     real = check(rules, str(spike_db))

@@ -255,7 +255,7 @@ def test_each_link_opens_exactly_the_runs_it_counted(judged):
         if j.state != FIRING or j.kind in ("no_runs", "slow"):
             continue
         query = parse_qs(urlsplit(j.link).query)
-        assert urlsplit(j.link).path == "/runs"
+        assert urlsplit(j.link).path == "/"
         view, notices = RunsView.from_query(query)
         assert notices == []
         run_filter = view.run_filter(NOW, NOW.date(), UTC)

@@ -32,7 +32,9 @@ FIRING = "firing"
 OK = "ok"
 NOT_ENOUGH_RUNS = "not enough runs"
 STATES = (FIRING, OK, NOT_ENOUGH_RUNS)
-RUNS_PAGE = "runs"  # the Runs page's url_path in app.py
+# The Runs page is the app's default page, at / (Streamlit gives a default page no other path;
+# /runs would be an unknown page, its query lost).
+RUNS_PAGE = "/"
 QUOTA = "QUOTA_EXCEEDED"
 FAILED = tuple(in_order(FAILED_STATES))
 FINISHED = tuple(in_order(FINISHED_STATES))
@@ -67,7 +69,7 @@ class Judgement:
 def runs_link(query: dict[str, list[str]]) -> str:
     """RUNS_APP_URL's Runs page showing a view (`RunsView.to_query`)."""
     base = settings.current().app_url.rstrip("/")
-    return f"{base}/{RUNS_PAGE}" + (f"?{urlencode(query, doseq=True)}" if query else "")
+    return base + RUNS_PAGE + (f"?{urlencode(query, doseq=True)}" if query else "")
 
 
 def evaluate(con, rules: RulesFile, now: datetime) -> list[Judgement]:
