@@ -284,7 +284,8 @@ def test_the_title_and_facts_say_the_numbers(con, all_runs):
     assert facts["Period"] == "Nov 4, 13:00 – Nov 5, 13:00 (Europe/Berlin)"
     assert facts["Runs"] == f"{want['runs']:,} ({want['previous_runs']:,} the day before)"
     assert facts["Failure rate"].startswith(f"{rate} (")
-    assert message.key == "digest/day/2026-11-05T12:00"
+    assert message.key == "digest/day/2026-11-05"
+    assert build_digest(con, "week", NOW, TZ, APP_URL).key == "digest/week/2026-W45"
     headings = [section.heading for section in message.sections]
     assert headings == [
         "Flows with most failed runs",

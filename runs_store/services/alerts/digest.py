@@ -65,6 +65,15 @@ class _Period:
     def link(self, **view) -> str:
         return runs_link(self.app_url, RunsView(preset=PRESETS[self.name], **view))
 
+    def key(self) -> str:
+        """One key per local day or ISO week of the period's end: the outbox sends a message
+        once per key, so a digest run twice the same day (week) is sent once."""
+        end = _local(self.until, zone(self.tz_name))
+        if self.name == "day":
+            return f"digest/day/{end:%Y-%m-%d}"
+        year, week, _ = end.isocalendar()
+        return f"digest/week/{year}-W{week:02d}"
+
     def shown(self) -> str:
         tz = zone(self.tz_name)
         first, last = (_local(moment, tz) for moment in (self.since, self.until))
@@ -192,7 +201,7 @@ def build_digest(con, period: str, now: datetime, tz_name: str, app_url: str) ->
         lines=_lines(span, current, before, change, quota),
         facts=_facts(span, current, before, change, quota),
         link=span.link(),
-        key=f"digest/{period}/{span.until:%Y-%m-%dT%H:%M}",
+        key=span.key(),
         sections=(
             _flows_section(span, flows),
             _steps_section(span, steps),
