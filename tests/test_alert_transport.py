@@ -477,3 +477,10 @@ def test_a_long_subject_arrives_whole_on_one_line(smtp_receiver):
     title = "Weekly digest: 444 runs, 22.6% failed (+11.2 points vs the week before) " + "x" * 40
     send(mail_channel(smtp_receiver), message(title=title))
     assert smtp_receiver.wait_for(1)[0].message["Subject"] == title
+
+
+def test_an_email_channel_without_recipients_is_permanent(smtp_receiver):
+    channel = EmailChannel("mail", smtp_receiver.url, "runs@example.com", ())
+    outcome = send(channel, message())
+    assert not outcome.ok and outcome.permanent
+    assert smtp_receiver.messages == []

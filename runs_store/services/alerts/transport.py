@@ -30,6 +30,8 @@ import ssl
 import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
+from email.errors import HeaderParseError
+from email.message import EmailMessage
 from urllib.parse import urljoin, urlsplit
 
 import urllib3
@@ -312,7 +314,7 @@ def _send_email(
 ) -> Outcome:
     scheme, host, port = smtp_address(channel.smtp)
     login = _smtp_login(channel, environ, secrets)
-    mail = email_message(channel, message, datetime.now(UTC))
+    mail = _made_email(channel, message)
     try:
         with _smtp_connection(scheme, host, port, timeout) as smtp:
             _secure_and_login(smtp, scheme, host, login)
@@ -322,6 +324,18 @@ def _send_email(
     except Exception as error:  # every fault of smtplib, ssl and the socket becomes an Outcome
         return smtp_fault(error, host, timeout)
     return _delivered(host, channel.to, refused)
+
+
+def _made_email(channel: EmailChannel, message: Message) -> EmailMessage:
+    """The email to send, or a permanent refusal when the channel's addresses cannot make one."""
+    if not channel.to or not channel.sender.strip():
+        raise _Refused(Outcome(False, "the email channel needs a from address and a to", True))
+    try:
+        return email_message(channel, message, datetime.now(UTC))
+    except (ValueError, TypeError, HeaderParseError) as error:
+        raise _Refused(
+            Outcome(False, f"the email cannot be made: {type(error).__name__}", True)
+        ) from error
 
 
 def smtp_address(url: str) -> tuple[str, str, int]:
