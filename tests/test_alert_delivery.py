@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import html
 import json
+import signal
+import subprocess
+import sys
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from conftest import now_utc
-from factories import run_cli, simple_run, store_with, write_jsonl
+from factories import ROOT, run_cli, simple_run, store_with, write_jsonl
 from receivers import Reply
 from runs_store.services.alerts.check import run_check
 from runs_store.services.alerts.outbox import transport_sender
@@ -241,3 +244,66 @@ def test_chdb_once_across_processes_then_resolved(tmp_path, http_receiver):
     assert texts[1].startswith("Resolved: ")
     quiet = check(rules, store)
     assert "0 opened, 0 resolved; 0 messages sent, 0 pending" in quiet.stdout
+
+
+def test_a_delivery_being_sent_is_not_sent_by_a_check_beside_it(tmp_path, spike_db, http_receiver):
+    """A second check that starts while the first is sending finds its deliveries claimed."""
+    rules = load_rules(write_rules(tmp_path, rules_text(http_receiver.url + "/hook")))
+    location = DuckDBLocation(spike_db)
+    now = now_utc()
+    beside: list = []
+
+    def send_and_check_beside(channel, message):
+        beside.extend(
+            run_check(lambda: open_location(location), rules, now, transport_sender()).delivered
+        )
+        return transport_sender()(channel, message)
+
+    first = run_check(lambda: open_location(location), rules, now, send_and_check_beside)
+    assert [d.delivery.state for d in first.delivered] == ["sent"]
+    assert beside == []
+    assert len(http_receiver.wait_for(1)) == 1
+
+
+WATCH = ("-m", "runs_store", "alerts", "watch", "--every", "1")
+
+
+def test_watch_ends_cleanly_on_ctrl_c(tmp_path, spike_db, http_receiver):
+    rules = write_rules(tmp_path, rules_text(http_receiver.url + "/hook"))
+    child = subprocess.Popen(
+        [sys.executable, *WATCH, "--rules", str(rules), "--db", str(spike_db)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    printed = []
+    for line in child.stdout:  # the first check's lines, up to its summary
+        printed.append(line)
+        if "Checked 1 rules" in line:
+            break
+    child.send_signal(signal.SIGINT)
+    _, err = child.communicate(timeout=30)
+    assert child.returncode == 0, err
+    assert "Traceback" not in err and "stopped: every check so far is recorded" in err
+    assert any("sent: firing" in line for line in printed)
+    assert len(http_receiver.requests) == 1
+
+
+def test_digest_is_delivered_through_the_outbox_once_per_day(tmp_path, spike_db, http_receiver):
+    rules = write_rules(tmp_path, rules_text(http_receiver.url + "/hook"))
+    args = ("digest", "--period", "day", "--channel", "ops", "--rules", str(rules))
+    shown = run_cli(*args, "--db", str(spike_db), "--dry-run")
+    assert shown.returncode == 0, shown.stderr
+    assert "would send to ops:" in shown.stdout and "[digest] Daily digest: 40 runs" in shown.stdout
+    assert http_receiver.requests == []
+    sent = run_cli(*args, "--db", str(spike_db))
+    assert sent.returncode == 0, sent.stderr
+    assert sent.stdout.startswith("sent: digest 'Daily digest: 40 runs")
+    assert "Daily digest" in slack_text(http_receiver.wait_for(1)[0])
+    again = run_cli(*args, "--db", str(spike_db))
+    assert again.returncode == 0 and again.stdout.startswith("already queued: digest")
+    assert len(http_receiver.requests) == 1
+    unknown = run_cli("digest", "--channel", "sms", "--rules", str(rules), "--db", str(spike_db))
+    assert unknown.returncode == 2
+    assert unknown.stderr.strip() == f"error: no channel 'sms' in {rules} (its channels: ops)"

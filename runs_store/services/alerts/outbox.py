@@ -10,6 +10,8 @@ configuration error, reported and not retried.
 
 The store is held only while rows are read and written, never while a message is on its way
 (a DuckDB file is the app's too): `deliver_due` takes a way to open the store, not a connection.
+It claims the deliveries it is about to send (not due for five minutes), so a check started
+meanwhile does not send them too; a check that dies mid-way leaves them to a later one.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from runs_store.store.alert_state import FAILED_CONFIG, PENDING, SENT, DeliveryR
 
 QUICK_RETRY_SECONDS = (1.0, 2.0)  # within one check, after the first attempt
 MAX_BACKOFF = timedelta(minutes=15)
+CLAIM_FOR = timedelta(minutes=5)  # longer than a check's attempts at one delivery take
 
 Sender = Callable[[Channel, Message], Outcome]
 StoreOpener = Callable[[], AbstractContextManager]
@@ -150,17 +153,29 @@ def deliver_due(
     """Sends every pending delivery that is due (of `only`'s ids, when given), each outcome saved
     as soon as it is known."""
     with open_store() as con:
-        due = alert_state.due_deliveries(con, now) if alert_state.has_tables(con) else []
+        due = _claim_due(con, now, only)
     results = []
     for row in due:
-        if only is not None and row.id not in only:
-            continue
         outcome, attempts = _attempt(row, rules, send, sleep, quick_retries)
         saved = settled(row, outcome, attempts, now)
         with open_store() as con:
             alert_state.save_deliveries(con, [saved])
         results.append(Delivered(saved, outcome, attempts))
     return results
+
+
+def _claim_due(con, now: datetime, only: set[str] | None) -> list[DeliveryRow]:
+    """The due deliveries, each marked not due for CLAIM_FOR while this check sends it: a check
+    running beside it (cron's next one) does not send it too; if this one dies, the claim runs
+    out and a later check sends it."""
+    if not alert_state.has_tables(con):
+        return []
+    due = [row for row in alert_state.due_deliveries(con, now) if only is None or row.id in only]
+    with alert_state.atomic(con):
+        alert_state.save_deliveries(
+            con, [replace(row, next_attempt_at=now + CLAIM_FOR) for row in due]
+        )
+    return due
 
 
 def _attempt(
