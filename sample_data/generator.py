@@ -1109,7 +1109,7 @@ def _plan_agent(g, prompt, max_steps, thoughts, calls, structured, extra=()) -> 
         if i == fail_at:
             unavailable = _response(503, {"message": f"{name} is unavailable"})
             broken = call._replace(output=_tool_output(resolved, None, unavailable))
-            failed, failed_end = (*blocks, broken), broken.offset + broken.length
+            failed, failed_end = (*blocks, broken), broken.offset + length
         if error is None and side.random() < _TOOL_FAIL_RATE:
             call = call._replace(
                 output=_tool_output(resolved, None, side.choice(_TOOL_ERRORS)(name))
@@ -2731,6 +2731,7 @@ def _render_agent(plan: _AgentPlan, t0: int, failed: bool = False) -> dict:
     blocks = plan.failed_blocks if failed else plan.blocks
     steps = [block if type(block) is dict else _render_call(block, t0) for block in blocks]
     usage = plan.failed_usage if failed else plan.usage
+    output: dict[str, Any]
     if failed:
         output = {"prompt": plan.prompt, "status": "FAILED", "steps": steps}
     else:

@@ -26,6 +26,9 @@ COPIED = {
     "run_steps": "SELECT s.*, r.updated_at AS run_updated_at FROM run_steps s "
     "JOIN runs r ON r.id = s.run_id",
     "rejects": "SELECT * FROM rejects",
+    # the agents' facts carry their run's version already (store/agent_facts.py)
+    "agent_steps": "SELECT * FROM agent_steps",
+    "agent_tool_calls": "SELECT * FROM agent_tool_calls",
 }
 
 

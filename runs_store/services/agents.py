@@ -18,9 +18,11 @@ error shown (services/masking.py). Each number opens its runs: `tool_runs`, `flo
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import replace
 from datetime import tzinfo
+from typing import BinaryIO
 
 import pandas as pd
 
@@ -28,6 +30,7 @@ from runs_store.domain.agents import AGENT_FAILED, FAILED, UNFINISHED
 from runs_store.queries.filters import RunFilter, day_window
 from runs_store.queries.named_params import Params, merged
 from runs_store.services.agent_prices import ModelPrice, load_prices
+from runs_store.services.export import neutralise_formulas
 from runs_store.services.insights import (
     UNITS,
     _local_bucket,
@@ -40,6 +43,19 @@ from runs_store.services.masking import messages_as_shown
 from runs_store.store.backend import latest
 
 TOP_KEYS = 8  # the tools or models a trend shows, the most called first
+# The `agents` command's columns, one row per tool, and its formats.
+TOOL_COLUMNS = (
+    "tool",
+    "type",
+    "calls",
+    "failed",
+    "unfinished",
+    "failure_rate",
+    "p50_ms",
+    "p95_ms",
+    "runs",
+)
+TOOL_FORMATS = ("json", "csv")
 NO_MODEL = "(no model recorded)"
 CALL_COUNTS = (
     "count(*) AS calls, "
@@ -113,6 +129,41 @@ def tools(con, run_filter: RunFilter) -> pd.DataFrame:
         FROM per_tool ORDER BY calls DESC, tool, type""",
         merged(params, _OUTCOMES),
     )
+
+
+def write_tools(con, run_filter: RunFilter, out: BinaryIO, fmt: str) -> int:
+    """The tools table (TOOL_COLUMNS) for scripts and notebooks: a JSON array of objects, or CSV
+    with text cells a spreadsheet would run as a formula neutralised, as exports are. Returns
+    the number of tools."""
+    found = tools(con, run_filter)
+    if fmt == "csv":
+        import pyarrow as pa
+        import pyarrow.csv as pa_csv
+
+        table = pa.Table.from_pandas(found, preserve_index=False)
+        table = table.cast(
+            pa.schema(
+                [
+                    (f.name, pa.string() if pa.types.is_large_string(f.type) else f.type)
+                    for f in table.schema
+                ]
+            )
+        )
+        safe = [neutralise_formulas(batch) for batch in table.to_batches()]
+        pa_csv.write_csv(pa.Table.from_batches(safe, schema=table.schema) if safe else table, out)
+    elif fmt == "json":
+        records = [
+            {name: _plain(value) for name, value in row.items()} for row in found.to_dict("records")
+        ]
+        out.write(json.dumps(records, ensure_ascii=False, indent=1).encode() + b"\n")
+    else:
+        raise ValueError(f"unknown format {fmt!r}")
+    return len(found)
+
+
+def _plain(value):
+    """A frame's value as JSON takes it: a missing number is null."""
+    return None if _missing(value) else value
 
 
 def slowest_tools(con, run_filter: RunFilter, limit: int = 15) -> pd.DataFrame:
@@ -245,7 +296,7 @@ def tokens_and_cost(
 ) -> pd.DataFrame:
     """Tokens per flow and model, and their cost from the price table (`prices`, default the
     RUNS_AGENT_PRICES file): flow_name, model, agent_steps, steps_with_tokens, input_tokens,
-    output_tokens, total_tokens, cost (None without a price for the model, or without token
+    output_tokens, total_tokens, cost (NaN without a price for the model, or without token
     counts). Only steps whose output records tokens count (the engine's records none of its
     own; see docs/agents.md)."""
     agents, params = _agents(con, run_filter)
@@ -262,12 +313,13 @@ def tokens_and_cost(
         merged(params, _MODEL),
     )
     priced = load_prices() if prices is None else prices
-    found["cost"] = [
+    costs = [
         _cost(priced.get(model), given, taken)
         for model, given, taken in zip(
             found["model"], found["input_tokens"], found["output_tokens"], strict=True
         )
     ]
+    found["cost"] = pd.Series(costs, index=found.index, dtype="float64")
     return found
 
 
