@@ -19,6 +19,7 @@ PAGES = [
     st.Page("pages/insights.py", title="Insights", icon=":material/insights:", url_path="insights"),
     st.Page("pages/import.py", title="Import", icon=":material/upload_file:", url_path="import"),
     st.Page("pages/sources.py", title="Sources", icon=":material/cloud_sync:", url_path="sources"),
+    st.Page("pages/alerts.py", title="Alerts", icon=":material/notifications:", url_path="alerts"),
     st.Page(
         "pages/run.py",
         title="Run",
