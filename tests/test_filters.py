@@ -118,6 +118,37 @@ WHERE_CASES = [
 ]
 
 
+# The agents' tool filters: runs with such a call in their current version (store/agent_facts.py).
+TOOL_SQL = "(id, updated_at) IN (SELECT run_id, run_updated_at FROM agent_tool_calls WHERE {})"
+WHERE_CASES += [
+    (
+        "a tool",
+        RunFilter(tool="exa_search"),
+        "WHERE archived_at IS NULL AND " + TOOL_SQL.format("tool = ?"),
+        ["exa_search"],
+    ),
+    (
+        "a failed tool call",
+        RunFilter(tool_failed=True, include_archived=True),
+        "WHERE " + TOOL_SQL.format("outcome = ?"),
+        ["failed"],
+    ),
+    (
+        "a failed call to a tool, with a flow",
+        RunFilter(flows=("A",), tool="exa_search", tool_failed=True),
+        f"WHERE archived_at IS NULL AND flow_name {IN_1} AND "
+        + TOOL_SQL.format("tool = ? AND outcome = ?"),
+        ["A", "exa_search", "failed"],
+    ),
+]
+
+
+def test_a_tool_filter_names_the_outer_run_by_its_alias_and_binds_its_values():
+    sql, params = build_where(RunFilter(tool="'; DROP TABLE runs; --", tool_failed=True), "r")
+    assert "(r.id, r.updated_at) IN (SELECT run_id, run_updated_at" in sql
+    assert "DROP" not in sql and params == ["'; DROP TABLE runs; --", "failed"]
+
+
 @pytest.mark.parametrize(
     "name, run_filter, sql, params", WHERE_CASES, ids=[case[0] for case in WHERE_CASES]
 )
