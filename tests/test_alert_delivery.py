@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+import clickhouse_http
 from conftest import now_utc
 from factories import ROOT, run_cli, simple_run, store_with, write_jsonl
 from receivers import Reply
@@ -80,8 +81,8 @@ def write_rules(tmp_path, text: str) -> Path:
     return path
 
 
-def check(rules: Path, db: str, *more: str):
-    return run_cli("alerts", "check", "--rules", str(rules), "--db", db, *more)
+def check(rules: Path, db: str, *more: str, env: dict | None = None):
+    return run_cli("alerts", "check", "--rules", str(rules), "--db", db, *more, env=env)
 
 
 def slack_text(request) -> str:
@@ -226,23 +227,38 @@ def test_a_dry_run_prints_what_would_be_sent_and_changes_nothing(tmp_path, spike
     assert real.returncode == 0 and len(http_receiver.wait_for(1)) == 1
 
 
-def test_chdb_once_across_processes_then_resolved(tmp_path, http_receiver):
-    """The same promises on ClickHouse (chdb), each check its own process."""
-    store = f"chdb:{tmp_path / 'store'}"
+@pytest.fixture(params=["chdb", "clickhouse"])
+def clickhouse_store(request, tmp_path):
+    """A ClickHouse store the CLI reaches: chdb in a directory, or a server over HTTP (the
+    chdb-backed test server, in a process of its own), with the environment it needs."""
+    if request.param == "chdb":
+        yield f"chdb:{tmp_path / 'store'}", {}
+        return
+    with clickhouse_http.running(tmp_path / "server", "alerts-pass") as port:
+        yield (
+            f"clickhouse://default@127.0.0.1:{port}/alerts",
+            {"RUNS_CLICKHOUSE_PASSWORD": "alerts-pass"},
+        )
+
+
+def test_clickhouse_once_across_processes_then_resolved(tmp_path, http_receiver, clickhouse_store):
+    """The same promises on ClickHouse (chdb, and a server over HTTP), each check its own
+    process."""
+    store, env = clickhouse_store
     runs = write_jsonl(tmp_path / "runs.jsonl", spike_records(now_utc()))
-    loaded = run_cli("ingest", str(runs), "--db", store, "--progress", "never")
+    loaded = run_cli("ingest", str(runs), "--db", store, "--progress", "never", env=env)
     assert loaded.returncode == 0, loaded.stderr
     rules = write_rules(tmp_path, rules_text(http_receiver.url + "/hook"))
-    assert check(rules, store).returncode == 0
-    assert check(rules, store).returncode == 0
+    assert check(rules, store, env=env).returncode == 0
+    assert check(rules, store, env=env).returncode == 0
     assert len(http_receiver.wait_for(1)) == 1
     write_rules(tmp_path, rules_text(http_receiver.url + "/hook", above=0.5))
-    assert check(rules, store).returncode == 0
-    assert check(rules, store).returncode == 0
+    assert check(rules, store, env=env).returncode == 0
+    assert check(rules, store, env=env).returncode == 0
     texts = [slack_text(request) for request in http_receiver.wait_for(2)]
     assert len(http_receiver.requests) == 2
     assert texts[1].startswith("Resolved: ")
-    quiet = check(rules, store)
+    quiet = check(rules, store, env=env)
     assert "0 opened, 0 resolved; 0 messages sent, 0 pending" in quiet.stdout
 
 
