@@ -1,8 +1,10 @@
-"""The command line: `python -m runs_store ingest | pull | rejects | export | sample | prune`.
+"""The command line: `python -m runs_store ingest | pull | rejects | export | sample | prune |
+alerts | digest`.
 
-Exit codes: 0 done; 1 loaded with some records rejected; 2 a setting, a path or the database
-could not be used (the message says which and why; no traceback). Every setting is checked
-before a command starts, so a bad one is named even when that command would not have read it.
+Exit codes: 0 done; 1 loaded with some records rejected (alerts, digest: a message not delivered
+yet, or refused); 2 a setting, a path, a rules file or the database could not be used (the
+message says which and why; no traceback). Every setting is checked before a command starts, so
+a bad one is named even when that command would not have read it.
 """
 
 from __future__ import annotations
