@@ -323,3 +323,42 @@ def test_digest_is_delivered_through_the_outbox_once_per_day(tmp_path, spike_db,
     unknown = run_cli("digest", "--channel", "sms", "--rules", str(rules), "--db", str(spike_db))
     assert unknown.returncode == 2
     assert unknown.stderr.strip() == f"error: no channel 'sms' in {rules} (its channels: ops)"
+
+
+def test_a_new_error_clears_on_its_own_when_its_first_run_leaves_the_window(
+    tmp_path, http_receiver
+):
+    now = now_utc()
+
+    def failed(run_id: str, minutes_ago: int, error: str) -> dict:
+        created = (now - timedelta(minutes=minutes_ago)).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+        step = {"name": "step_1", "displayName": "Call", "message": error}
+        return simple_run(run_id, created, "FAILED", flow=FLOW, failedStep=step)
+
+    db = store_with(
+        tmp_path / "runs.duckdb",
+        [
+            failed("a", 50, "Sheet not found"),
+            failed("b", 10, "Invalid token"),
+            failed("c", 300, "Old"),
+        ],
+    )
+    rules = load_rules(
+        write_rules(
+            tmp_path,
+            f'[channels.ops]\ntype = "slack"\nurl = "{http_receiver.url}/hook"\n'
+            '[[rules]]\nname = "New"\nkind = "new_error"\nwindow = "1h"\nchannels = ["ops"]\n',
+        )
+    )
+    location = DuckDBLocation(db)
+    first = run_check(lambda: open_location(location), rules, now, transport_sender())
+    assert sorted(d.delivery.kind for d in first.delivered) == ["firing", "firing"]
+    later = run_check(
+        lambda: open_location(location), rules, now + timedelta(minutes=15), transport_sender()
+    )
+    (resolved,) = later.delivered
+    assert resolved.delivery.title == (
+        f"Resolved: New · {FLOW}: error 'Sheet not found' is no longer a new error in the last 1h"
+    )
+    texts = [slack_text(request) for request in http_receiver.wait_for(3)]
+    assert sum("Invalid token" in text for text in texts) == 1

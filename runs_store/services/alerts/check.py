@@ -28,6 +28,7 @@ from runs_store.services.alerts.channels import Message
 from runs_store.services.alerts.evaluate import (
     FIRING,
     NOT_ENOUGH_RUNS,
+    OK,
     Judgement,
     evaluate,
     known_flows,
@@ -220,11 +221,20 @@ def _plan_resolutions(plan: Plan, rules: RulesFile, open_now: list[IncidentRow])
             plan.incidents.append(_closed(known, plan.now, "the rule no longer watches the flow"))
         elif (known.rule, known.flow) in judged:
             cleared = _closed(known, plan.now, "cleared")
-            now_judged = judged[(known.rule, known.flow)]
+            now_judged = _judged_for(known, judged[(known.rule, known.flow)], rule.window_text)
             plan.incidents.append(cleared)
             plan.tellings.append(
                 Telling(resolved_message(cleared, now_judged), rule.channels, cleared.id)
             )
+
+
+def _judged_for(known: IncidentRow, judged: Judgement, window_text: str) -> Judgement:
+    """The flow's judgement as it bears on this incident: for a new error, about its own
+    signature (the flow's judgement may be about another one)."""
+    if not known.detail:
+        return judged
+    summary = f"error {known.detail!r} is no longer a new error in the last {window_text}"
+    return replace(judged, detail=known.detail, state=OK, measured=None, runs=0, summary=summary)
 
 
 def incident_id(rule: str, flow: str, detail: str, number: int) -> str:
