@@ -296,7 +296,7 @@ def test_watch_ends_cleanly_on_ctrl_c(tmp_path, spike_db, http_receiver):
     printed = []
     for line in child.stdout:  # the first check's lines, up to its summary
         printed.append(line)
-        if "Checked 1 rules" in line:
+        if "Checked 1 rule:" in line:
             break
     child.send_signal(signal.SIGINT)
     _, err = child.communicate(timeout=30)

@@ -93,8 +93,9 @@ class CheckResult:
         resolved = sum(1 for t in plan.tellings if t.message.kind == "resolved")
         sent = sum(1 for d in self.delivered if d.delivery.state == alert_state.SENT)
         failed = sum(1 for d in self.delivered if d.delivery.state == alert_state.FAILED_CONFIG)
+        rules = len({j.rule for j in plan.judgements})
         return (
-            f"Checked {len({j.rule for j in plan.judgements})} rules: {plan.firing} firing, "
+            f"Checked {rules} rule{'' if rules == 1 else 's'}: {plan.firing} firing, "
             f"{opened} opened, {resolved} resolved; {sent} messages sent, {self.pending} "
             f"pending, {failed} configuration errors"
         )
@@ -299,7 +300,10 @@ def _facts(incident: IncidentRow, judged: Judgement | None = None) -> tuple[tupl
     facts += [
         ("Window", f"{start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M} UTC"),
         ("Measured", shown_value(incident.kind, measured)),
-        ("Threshold", shown_value(incident.kind, incident.threshold)),
+        (
+            "Threshold",
+            shown_value(incident.kind, judged.threshold if judged else incident.threshold),
+        ),
         ("Runs counted", f"{(judged.runs if judged else incident.runs):,}"),
     ]
     return tuple(facts)
@@ -325,7 +329,7 @@ def _data(incident: IncidentRow, state: str, judged: Judgement | None = None) ->
         "flow": incident.flow,
         "signature": incident.detail or None,
         "measured": judged.measured if judged else incident.measured,
-        "threshold": incident.threshold,
+        "threshold": judged.threshold if judged else incident.threshold,
         "runs": judged.runs if judged else incident.runs,
         "window_start": (judged.window_start if judged else incident.window_start).isoformat(),
         "window_end": (judged.window_end if judged else incident.window_end).isoformat(),
