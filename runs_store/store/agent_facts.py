@@ -132,7 +132,8 @@ def fact_rows(candidates: Iterable[tuple]) -> tuple[list[tuple], list[tuple]]:
 
 
 def _arrow_table(columns: tuple, rows: list[tuple]):
-    import pyarrow as pa  # imported when used: most opens of the store never write facts
+    """Rows as an Arrow table of the columns' types (ClickHouse takes inserts as Arrow)."""
+    import pyarrow as pa
 
     types = {"VARCHAR": pa.string(), "INTEGER": pa.int32(), "BIGINT": pa.int64()}
     types |= {"TIMESTAMP": pa.timestamp("us"), "BOOLEAN": pa.bool_()}
@@ -145,20 +146,28 @@ def _arrow_table(columns: tuple, rows: list[tuple]):
     )
 
 
+def _duckdb_insert(con, table: str, columns: tuple, rows: list[tuple]) -> None:
+    """Rows into a DuckDB table as one list parameter per column (no pyarrow, no pandas: their
+    import would cost an ingest more than its facts)."""
+    unnested = ", ".join(
+        f"unnest(${name}::{kind.split()[0]}[]) AS {name}" for name, kind, _ in columns
+    )
+    values = list(zip(*rows, strict=True))
+    con.execute(
+        f"INSERT INTO {table} BY NAME SELECT {unnested}",
+        {name: list(column) for (name, _, _), column in zip(columns, values, strict=True)},
+    )
+
+
 def _insert(con, rows: tuple[list[tuple], list[tuple]], database: str = "") -> None:
     prefix = f"{database}." if database else ""
     for table, columns, found in zip(TABLES, (STEP_COLUMNS, CALL_COLUMNS), rows, strict=True):
         if not found:
             continue
-        batch = _arrow_table(columns, found)
         if dialect(con) == CLICKHOUSE:
-            con.insert_arrow(f"{prefix}{table}", batch)
-            continue
-        con.register("agent_fact_rows", batch)
-        try:
-            con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM agent_fact_rows")
-        finally:
-            con.unregister("agent_fact_rows")
+            con.insert_arrow(f"{prefix}{table}", _arrow_table(columns, found))
+        else:
+            _duckdb_insert(con, table, columns, found)
 
 
 # ---------------------------------------------------------------- DuckDB: ingest and migration
@@ -187,11 +196,19 @@ def carry_version(con, runs_sql: str) -> None:
 def write_facts(con, condition: str = "true") -> int:
     """Writes the facts of the stored agent steps that meet `condition` (SQL on run_steps `s`,
     with no values), a batch of steps at a time; returns how many agent steps it wrote."""
+    first, last = con.execute(
+        f"SELECT min(rowid), max(rowid) FROM run_steps s WHERE {condition}"
+    ).fetchall()[0]
+    if first is None:
+        return 0
+    # The steps' rows are found by the narrow run_id column first: a file's steps are appended
+    # together, so the payloads read are those of their span of rows, not the whole table's.
     con.execute(
         f"CREATE OR REPLACE TEMP TABLE {_CANDIDATES_TABLE} AS "
         f"SELECT row_number() OVER () AS n, {_CANDIDATE} "
-        f"FROM run_steps s JOIN runs r ON r.id = s.run_id WHERE ({condition}) AND {_MAY_BE_AGENT}",
-        _AGENT_PARAMS,
+        "FROM run_steps s JOIN runs r ON r.id = s.run_id "
+        f"WHERE s.rowid BETWEEN $first_row AND $last_row AND ({condition}) AND {_MAY_BE_AGENT}",
+        {**_AGENT_PARAMS, "first_row": first, "last_row": last},
     )
     try:
         total = con.execute(f"SELECT count(*) FROM temp.{_CANDIDATES_TABLE}").fetchall()[0][0]
