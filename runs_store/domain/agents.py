@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from runs_store.domain.records import MAX_ERROR_CHARS
 from runs_store.domain.run_fields import json_text
-from runs_store.domain.step_tree import _elapsed_ms, is_agent_step
+from runs_store.domain.step_tree import is_agent_step, tool_call_ms
 
 # A tool call's type, as the engine's ToolCallType names it; anything else reads as UNKNOWN.
 TOOL_TYPES = ("PIECE", "FLOW", "MCP", "KNOWLEDGE_BASE", "UNKNOWN")
@@ -163,7 +163,7 @@ def _call(index: int, block: dict) -> ToolCallFacts:
         _text(block.get("toolName")) or _text(block.get("displayName")) or "(unnamed tool)",
         tool_type(block.get("toolCallType")),
         outcome,
-        _elapsed_ms(block),
+        tool_call_ms(block),
         call_error(block.get("output")) if outcome == FAILED else None,
     )
 

@@ -218,7 +218,8 @@ def _time(value) -> datetime | None:
         return None
 
 
-def _elapsed_ms(block: dict) -> int | None:
+def tool_call_ms(block: dict) -> int | None:
+    """A tool call's endTime - startTime in ms; None unless both are recorded, in order."""
     start, end = _time(block.get("startTime")), _time(block.get("endTime"))
     if start is None or end is None or end < start:
         return None
@@ -239,7 +240,7 @@ def _tool_call(block: dict) -> TimelineEntry:
         resolved=result.get("resolvedInput"),
         output=result.get("output"),
         error=result.get("errorMessage"),
-        duration_ms=_elapsed_ms(block),
+        duration_ms=tool_call_ms(block),
     )
 
 
