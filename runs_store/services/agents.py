@@ -195,7 +195,9 @@ def failure_over_time(
     rate (failed / calls)."""
     if unit not in UNITS:
         raise ValueError(f"unknown time unit {unit!r}")
-    key = {"tool": "c.tool", "model": model_label("c")}[by]
+    if by not in ("tool", "model"):
+        raise ValueError(f"a failure rate is per tool or per model, not per {by!r}")
+    key = "c.tool" if by == "tool" else model_label("c")
     calls, params = _calls(con, run_filter)
     bucket, bucket_params = _local_bucket(con, run_filter, unit, tz_name)
     return _rows(
