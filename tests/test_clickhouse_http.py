@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import base64
 import gzip
-import socket
 import urllib.error
 import urllib.request
 from urllib.parse import urlencode
@@ -14,6 +13,7 @@ from urllib.parse import urlencode
 import pytest
 
 import clickhouse_http
+from conftest import refused_port
 from runs_store.domain.errors import StoreError
 from runs_store.store.clickhouse import open_store
 from runs_store.store.clickhouse.connection import ClickHouseRefused, ClickHouseUnreachable
@@ -74,12 +74,10 @@ def test_an_unknown_user_is_refused_the_same_way(server_port, monkeypatch):
 
 def test_no_server_at_the_address_is_one_line(monkeypatch, capfd):
     monkeypatch.setenv("RUNS_CLICKHOUSE_PASSWORD", PASSWORD)
-    with socket.socket() as unused:
-        unused.bind(("127.0.0.1", 0))
-        port = unused.getsockname()[1]
-    location = parse_location(f"clickhouse://default@127.0.0.1:{port}/runs")
-    with pytest.raises(ClickHouseUnreachable) as raised:
-        open_store(location)
+    with refused_port() as port:
+        location = parse_location(f"clickhouse://default@127.0.0.1:{port}/runs")
+        with pytest.raises(ClickHouseUnreachable) as raised:
+            open_store(location)
     assert str(raised.value) == (
         f"Cannot reach ClickHouse at {location}: connection refused. Check the host and port in "
         "RUNS_DB (or --db) and that the server is running."

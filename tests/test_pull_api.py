@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, refused_port
 from factories import StderrWatch, rows
 from fake_engine_api import FakeEngine, NotAnEngine
 from runs_store.domain.statuses import UNFINISHED
@@ -354,9 +354,11 @@ def test_a_url_that_is_not_an_engine_says_so(tmp_path):
 
 
 def test_an_unreachable_host_says_so(tmp_path):
-    with FakeEngine([], token=TOKEN) as engine:
-        url = engine.base_url
-    done = run_pull("--api", url, "--project", "PROJ1aaaaaaaaaaaaaaaa", db=tmp_path / "u.duckdb")
+    with refused_port() as port:
+        url = f"http://127.0.0.1:{port}/api"
+        done = run_pull(
+            "--api", url, "--project", "PROJ1aaaaaaaaaaaaaaaa", db=tmp_path / "u.duckdb"
+        )
     assert done.returncode == 2 and "cannot reach" in one_error_line(done)
 
 

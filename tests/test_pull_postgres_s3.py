@@ -13,16 +13,16 @@ in one line, exit 2; the secret is never shown and never stored.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, refused_port
 from engine_postgres import LOG_GENERATIONS, LoadedEngine, load_engine, shared_server
 from engine_s3 import BUCKET, REGION, S3Server, start_s3_server
 from runs_store.ingest.engine.logs import SLICE_OUTPUT_TYPE, slice_reference
@@ -273,16 +273,17 @@ def test_a_missing_object_costs_its_run_only_with_a_note(engine_server, s3):
 # ------------------------------------------------------------------ refusals
 
 
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+@pytest.fixture
+def closed_port() -> Iterator[int]:
+    """A port that refuses connections for the whole test (see conftest.refused_port)."""
+    with refused_port() as port:
+        yield port
 
 
 def test_settings_the_store_refuses_end_the_pull_in_one_line_without_the_secret(
-    engine, engine_server, s3, tmp_path
+    engine, engine_server, s3, tmp_path, closed_port
 ):
-    unreachable = f"http://127.0.0.1:{closed_port()}"
+    unreachable = f"http://127.0.0.1:{closed_port}"
     cases = {
         "wrong secret": (
             s3_settings(s3, RUNS_S3_SECRET_ACCESS_KEY=WRONG_SECRET),

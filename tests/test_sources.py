@@ -11,7 +11,7 @@ from datetime import datetime
 
 import pytest
 
-from conftest import ROOT, app_test
+from conftest import ROOT, app_test, refused_port
 from factories import rows
 from fake_engine_api import FakeEngine
 from runs_store.domain.statuses import UNFINISHED
@@ -137,9 +137,8 @@ def test_pull_by_name_from_the_command_line(tmp_path):
 
 def test_one_failing_engine_does_not_stop_the_others(tmp_path, monkeypatch):
     runs = engine_runs(80, seed=62)
-    with FakeEngine(runs, token=TOKEN) as engine, FakeEngine([], token=TOKEN) as gone:
-        dead_url = gone.base_url
-        gone.stop()
+    with FakeEngine(runs, token=TOKEN) as engine, refused_port() as port:
+        dead_url = f"http://127.0.0.1:{port}/api"
         path = sources_file(
             tmp_path, api_source(dead_url, name="Old") + api_source(engine.base_url)
         )
