@@ -59,6 +59,7 @@ VIEW_KEYS = (
     "version",
     "tool",
     "tool_failed",
+    "model",
 )
 # A run's tone (runs_store.domain.statuses.tone) as the box its banner is drawn in.
 BANNER_BOXES = {

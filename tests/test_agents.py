@@ -345,6 +345,16 @@ def test_the_runs_filter_finds_runs_by_tool_and_by_a_failed_call(con):
     )
 
 
+def test_the_runs_filter_finds_runs_by_their_agents_model(con):
+    labels = {agent.label for spec in SPECS for agent in spec.agents}
+    assert agents.NO_MODEL in labels and "local-llama" in labels
+    for label in labels:
+        want = {spec.run_id for spec in shown() if any(a.label == label for a in spec.agents)}
+        assert count_runs(con, RunFilter(agent_model=label)) == len(want) > 0
+        assert agents.model_runs(RunFilter(), label) == RunFilter(agent_model=label)
+    assert count_runs(con, RunFilter(agent_model="openai")) == 0  # a whole name, not a part
+
+
 def test_models_equal_the_oracle(con):
     per_model: dict = defaultdict(list)
     for spec in shown():

@@ -143,6 +143,13 @@ WHERE_CASES += [
 ]
 
 
+def test_a_model_filter_matches_the_agents_view_name_and_binds_its_values():
+    sql, params = build_where(RunFilter(agent_model="openai/gpt-4o", include_archived=True))
+    assert sql.startswith("WHERE (id, updated_at) IN (SELECT run_id, run_updated_at FROM ")
+    assert "concat(a.provider, '/', a.model)" in sql and "gpt-4o" not in sql
+    assert params == ["(no model recorded)", "openai/gpt-4o"]
+
+
 def test_a_tool_filter_names_the_outer_run_by_its_alias_and_binds_its_values():
     sql, params = build_where(RunFilter(tool="'; DROP TABLE runs; --", tool_failed=True), "r")
     assert "(r.id, r.updated_at) IN (SELECT run_id, run_updated_at" in sql

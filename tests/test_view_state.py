@@ -519,3 +519,11 @@ def test_a_bad_tool_failed_value_falls_back_with_a_notice():
     view, notices = read({"tool_failed": "perhaps", "tool": " spaced tool "})
     assert view.tool_failed is False and view.tool == " spaced tool "
     assert notices == ['Ignored tool failed "perhaps" from the link: use true or false.']
+
+
+def test_an_agents_model_travels_in_the_url_and_reaches_the_filter():
+    view, notices = read({"model": "openai/gpt-4o"})
+    assert (view.agent_model, notices) == ("openai/gpt-4o", [])
+    assert view.to_query() == {"model": ["openai/gpt-4o"]}
+    run_filter = view.run_filter(datetime(2026, 11, 24, 12), TODAY, UTC)
+    assert run_filter.agent_model == "openai/gpt-4o"

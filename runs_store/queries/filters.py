@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 
 from runs_store.domain.agents import FAILED as CALL_FAILED
+from runs_store.store.agent_facts import NO_MODEL, model_label_sql
 
 PAGE_SIZES = (10, 25, 50, 100)
 DEFAULT_PAGE_SIZE = 25
@@ -53,6 +54,7 @@ class RunFilter:
     flow_version_ids: tuple[str, ...] = ()
     tool: str = ""  # runs whose agents called this tool (with tool_failed: and it failed)
     tool_failed: bool = False  # runs where an agent's tool call failed
+    agent_model: str = ""  # runs whose agents ran on this model (provider/model)
 
     def with_(self, **changes) -> RunFilter:
         return replace(self, **changes)
@@ -161,6 +163,13 @@ def _tool_condition(run_filter: RunFilter, col: str) -> tuple[str, list]:
     return TOOL_CALLS_OF_RUNS.format(col=col, conditions=" AND ".join(conditions)), values
 
 
+# Runs (in their current version) with an agent step on a model, named as the Agents view does.
+AGENTS_ON_MODEL = (
+    "({col}id, {col}updated_at) IN (SELECT run_id, run_updated_at FROM agent_steps AS a "
+    "WHERE {label} = ?)"
+)
+
+
 def build_where(run_filter: RunFilter, alias: str = "") -> tuple[str, list]:
     """(`WHERE ...` fragment or "", parameters) for the filter. The fragment is SQL that DuckDB
     and ClickHouse read alike (lists as `IN (?, ...)`, the search as `ILIKE ? ESCAPE '!'`)."""
@@ -194,6 +203,9 @@ def build_where(run_filter: RunFilter, alias: str = "") -> tuple[str, list]:
     if run_filter.tool or run_filter.tool_failed:
         condition, values = _tool_condition(run_filter, col)
         add(condition, *values)
+    if run_filter.agent_model:
+        label = model_label_sql("a", "?")
+        add(AGENTS_ON_MODEL.format(col=col, label=label), NO_MODEL, run_filter.agent_model)
     if run_filter.search.strip():
         pattern = f"%{_escape_like(run_filter.search.strip())}%"
         like = f"ILIKE ? ESCAPE '{LIKE_ESCAPE}'"

@@ -67,6 +67,7 @@ class RunsView:
     versions: tuple[str, ...] = ()
     tool: str = ""  # runs whose agents called this tool
     tool_failed: bool = False  # runs where an agent's tool call failed (with `tool`: that tool's)
+    agent_model: str = ""  # runs whose agents ran on this model (provider/model)
     page: int = 1
     rows: int = DEFAULT_PAGE_SIZE
     live: bool = False
@@ -163,6 +164,7 @@ class RunsView:
             flow_version_ids=self.versions,
             tool=self.tool,
             tool_failed=self.tool_failed,
+            agent_model=self.agent_model,
         )
 
 
@@ -356,6 +358,7 @@ PARAMS: tuple[Param, ...] = (
     Param("version", "versions", _many(_exact), list, _texts),
     Param("tool", "tool", _one(_exact), lambda text: [text], lambda text: str(text or "")),
     Param("tool_failed", "tool_failed", _one(_boolean("tool failed")), _true_or_false, bool),
+    Param("model", "agent_model", _one(_exact), lambda text: [text], lambda text: str(text or "")),
     Param(
         "page",
         "page",
@@ -377,7 +380,7 @@ URL_KEYS: tuple[str, ...] = tuple(PARAMS_BY_KEY)
 FILTER_KEYS = ("flow", "status", "range", "from", "to", "archived", "q")  # the toolbar's widgets
 DRILL_KEYS = ("failed_step", "signature", "version")  # chips, in the URL only
 PAGING_KEYS = ("page", "rows", "live")  # the Runs page's own
-AGENT_KEYS = ("tool", "tool_failed")  # the agents' tool filters (Runs page, Insights' Agents)
+AGENT_KEYS = ("tool", "tool_failed", "model")  # the agents' filters (Runs page, Insights' Agents)
 
 
 def _settle_days(values: dict) -> dict:

@@ -12,8 +12,9 @@ runs on both engines, values bound by name.
 
 A tool call is `succeeded`, `failed` or `unfinished` by the rules of domain/agents.py;
 `failure_rate` is failed / calls. Durations are milliseconds. Error texts are masked as every
-error shown (services/masking.py). Each number opens its runs: `tool_runs`, `flow_runs` and
-`bucket_runs` give the RunFilter (the Runs page's view: `RunsView.tool`, `tool_failed`).
+error shown (services/masking.py). Each number opens its runs: `tool_runs`, `model_runs`,
+`flow_runs` and `bucket_runs` give the RunFilter (the Runs page's view: `RunsView.tool`,
+`tool_failed`, `agent_model`).
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from runs_store.services.insights import (
     bucket_days,
 )
 from runs_store.services.masking import messages_as_shown
+from runs_store.store.agent_facts import NO_MODEL, model_label_sql
 from runs_store.store.backend import latest
 
 TOP_KEYS = 8  # the tools or models a trend shows, the most called first
@@ -56,7 +58,6 @@ TOOL_COLUMNS = (
     "runs",
 )
 TOOL_FORMATS = ("json", "csv")
-NO_MODEL = "(no model recorded)"
 CALL_COUNTS = (
     "count(*) AS calls, "
     "count(*) FILTER (WHERE c.outcome = $failed) AS failed, "
@@ -69,10 +70,7 @@ _MODEL: Params = {"no_model": NO_MODEL}  # the parameter of model_label
 
 def model_label(alias: str) -> str:
     """SQL: a fact row's model as `provider/model` (the name the price table uses)."""
-    return (
-        f"CASE WHEN {alias}.model IS NULL THEN $no_model WHEN {alias}.provider IS NULL "
-        f"THEN {alias}.model ELSE concat({alias}.provider, '/', {alias}.model) END"
-    )
+    return model_label_sql(alias, "$no_model")
 
 
 # ---------------------------------------------------------------- the facts of the filter's runs
@@ -388,6 +386,11 @@ def tool_runs(run_filter: RunFilter, tool: str = "", failed: bool = False) -> Ru
     """The runs a tool's number counts: those that called it (`failed`: where a call to it
     failed); no tool with `failed`: the runs where any tool call failed."""
     return replace(run_filter, tool=tool, tool_failed=failed)
+
+
+def model_runs(run_filter: RunFilter, model: str) -> RunFilter:
+    """The runs a model's number counts: those whose agents ran on it (`provider/model`)."""
+    return replace(run_filter, agent_model=model)
 
 
 def flow_runs(run_filter: RunFilter, flow: str) -> RunFilter:

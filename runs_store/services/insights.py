@@ -128,13 +128,14 @@ def _raw(con) -> _Source:
 
 def rollups_answer(run_filter: RunFilter) -> bool:
     """Whether the rollups can count this filter's runs: they hold no error text, signature,
-    run id or agent tool call, so a search, an error signature or a tool filter needs raw
-    runs."""
+    run id or agent fact, so a search, an error signature or an agent's tool or model filter
+    needs raw runs."""
     return (
         not run_filter.search.strip()
         and not run_filter.signature
         and not run_filter.tool
         and not run_filter.tool_failed
+        and not run_filter.agent_model
     )
 
 

@@ -72,6 +72,19 @@ CALL_COLUMNS = (
 )
 
 
+# A fact row's model as the Agents view, the price table and the model filter name it.
+NO_MODEL = "(no model recorded)"
+
+
+def model_label_sql(alias: str, no_model: str) -> str:
+    """SQL: the model of a fact row of `alias` as `provider/model`, the model alone without a
+    provider, and NO_MODEL (bound to the placeholder `no_model`) without one."""
+    return (
+        f"CASE WHEN {alias}.model IS NULL THEN {no_model} WHEN {alias}.provider IS NULL "
+        f"THEN {alias}.model ELSE concat({alias}.provider, '/', {alias}.model) END"
+    )
+
+
 def _duckdb_table(name: str, columns: tuple) -> str:
     body = ",\n    ".join(f"{column} {kind}" for column, kind, _ in columns)
     return f"CREATE TABLE IF NOT EXISTS {name} (\n    {body}\n);\n"
