@@ -76,31 +76,39 @@ def model_label(alias: str) -> str:
 # ---------------------------------------------------------------- the facts of the filter's runs
 
 
-def _runs_of(con, run_filter: RunFilter) -> tuple[str, Params]:
-    where, params = _where(con, run_filter)
+def _runs_of(con, run_filter: RunFilter, one_run: bool) -> tuple[str, Params]:
+    where, params = _where(con, run_filter, *(("id = $run_id",) if one_run else ()))
     sql = f"(SELECT id, updated_at, flow_name, started_at FROM {latest(con, 'runs')} {where}) AS r"
     return sql, params
 
 
-def _calls(con, run_filter: RunFilter) -> tuple[str, Params]:
-    """FROM text: the filter's runs' tool calls `c`, joined to their run `r`."""
-    runs, params = _runs_of(con, run_filter)
+def _one_run(one_run: bool) -> str:
+    """The facts' own narrowing to one run (`$run_id`): a run page reads no other run's."""
+    return "WHERE run_id = $run_id " if one_run else ""
+
+
+def _calls(con, run_filter: RunFilter, one_run: bool = False) -> tuple[str, Params]:
+    """FROM text: the filter's runs' tool calls `c`, joined to their run `r` (only the run
+    `$run_id`, for `one_run`)."""
+    runs, params = _runs_of(con, run_filter, one_run)
     sql = (
         "(SELECT run_id, run_updated_at, position, call_index, tool, tool_type, outcome, "
-        f"duration_ms, error, provider, model FROM {latest(con, 'agent_tool_calls')}) AS c "
+        f"duration_ms, error, provider, model FROM {latest(con, 'agent_tool_calls')} "
+        f"{_one_run(one_run)}) AS c "
         f"INNER JOIN {runs} ON c.run_id = r.id AND c.run_updated_at = r.updated_at"
     )
     return sql, params
 
 
-def _agents(con, run_filter: RunFilter) -> tuple[str, Params]:
-    """FROM text: the filter's runs' agent steps `a`, joined to their run `r`."""
-    runs, params = _runs_of(con, run_filter)
+def _agents(con, run_filter: RunFilter, one_run: bool = False) -> tuple[str, Params]:
+    """FROM text: the filter's runs' agent steps `a`, joined to their run `r` (only the run
+    `$run_id`, for `one_run`)."""
+    runs, params = _runs_of(con, run_filter, one_run)
     sql = (
         "(SELECT run_id, run_updated_at, position, step_name, step_display, duration_ms, "
         "provider, model, agent_status, max_steps, thoughts, tool_calls, failed_calls, "
         "unfinished_calls, tools_ms, hit_max_steps, input_tokens, output_tokens, total_tokens "
-        f"FROM {latest(con, 'agent_steps')}) AS a "
+        f"FROM {latest(con, 'agent_steps')} {_one_run(one_run)}) AS a "
         f"INNER JOIN {runs} ON a.run_id = r.id AND a.run_updated_at = r.updated_at"
     )
     return sql, params
@@ -346,7 +354,7 @@ def run_agents(con, run_id: str) -> pd.DataFrame:
     """A run's agent steps (its current version), in order: position, step_name, step_display,
     model, agent_status, max_steps, thoughts, tool_calls, failed_calls, unfinished_calls,
     tools_ms, hit_max_steps, input_tokens, output_tokens, total_tokens, duration_ms."""
-    agents, params = _agents(con, RunFilter(include_archived=True))
+    agents, params = _agents(con, RunFilter(include_archived=True), one_run=True)
     return _rows(
         con,
         f"""
@@ -357,7 +365,7 @@ def run_agents(con, run_id: str) -> pd.DataFrame:
                a.tools_ms AS tools_ms, a.hit_max_steps AS hit_max_steps,
                a.input_tokens AS input_tokens, a.output_tokens AS output_tokens,
                a.total_tokens AS total_tokens, a.duration_ms AS duration_ms
-        FROM {agents} WHERE r.id = $run_id ORDER BY position""",
+        FROM {agents} ORDER BY position""",
         merged(params, _MODEL, {"run_id": run_id}),
     )
 
@@ -365,14 +373,14 @@ def run_agents(con, run_id: str) -> pd.DataFrame:
 def run_tool_calls(con, run_id: str, mask: bool | None = None) -> pd.DataFrame:
     """A run's tool calls (its current version), in order: position, step_name, call_index,
     tool, type, outcome, duration_ms, error (masked unless `mask` is False)."""
-    calls, params = _calls(con, RunFilter(include_archived=True))
+    calls, params = _calls(con, RunFilter(include_archived=True), one_run=True)
     found = _rows(
         con,
         f"""
         SELECT c.position AS position, c.call_index AS call_index, c.tool AS tool,
                c.tool_type AS type, c.outcome AS outcome, c.duration_ms AS duration_ms,
                c.error AS error
-        FROM {calls} WHERE r.id = $run_id ORDER BY position, call_index""",
+        FROM {calls} ORDER BY position, call_index""",
         merged(params, {"run_id": run_id}),
     )
     found["error"] = messages_as_shown(found["error"].tolist(), mask)
