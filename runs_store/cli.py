@@ -1,5 +1,5 @@
 """The command line: `python -m runs_store ingest | pull | rejects | export | sample | prune |
-alerts | digest`.
+alerts | digest | agents`.
 
 Exit codes: 0 done; 1 loaded with some records rejected (alerts, digest: a message not delivered
 yet, or refused); 2 a setting, a path, a rules file or the database could not be used (the
