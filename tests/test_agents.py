@@ -659,9 +659,12 @@ def test_pruning_a_run_deletes_its_facts(backend, tmp_path, request, monkeypatch
 
 
 def test_a_clickhouse_store_of_schema_2_gets_its_facts_from_its_steps(
-    chdb_store, duckdb_store, request
+    chdb_store, duckdb_store, request, monkeypatch
 ):
+    from runs_store.store import agent_facts
     from runs_store.store.clickhouse.schema import SCHEMA_VERSION
+
+    monkeypatch.setattr(agent_facts, "BATCH_STEPS", 9)  # read in many slices of the runs
 
     shared = request.getfixturevalue("shared_chdb")
     location = ingest_to_chdb(
