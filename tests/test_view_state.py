@@ -527,3 +527,27 @@ def test_an_agents_model_travels_in_the_url_and_reaches_the_filter():
     assert view.to_query() == {"model": ["openai/gpt-4o"]}
     run_filter = view.run_filter(datetime(2026, 11, 24, 12), TODAY, UTC)
     assert run_filter.agent_model == "openai/gpt-4o"
+
+
+def test_a_tool_no_agent_called_falls_back_with_a_notice_when_the_tools_are_known():
+    context = ViewContext.on(TODAY, tools=["exa_search"])
+    view, notices = RunsView.from_query({"tool": ["nope"]}, context)
+    assert view.tool == ""
+    assert notices == [
+        'Ignored tool "nope" from the link: no agent of the loaded runs called a tool by that name.'
+    ]
+    assert RunsView.from_query({"tool": ["exa_search"]}, context) == (
+        RunsView(tool="exa_search"),
+        [],
+    )
+
+
+def test_a_model_no_agent_ran_on_falls_back_with_a_notice_when_the_models_are_known():
+    context = ViewContext.on(TODAY, models=["openai/gpt-4o"])
+    view, notices = RunsView.from_query({"model": ["openai/gpt-5"]}, context)
+    assert view.agent_model == ""
+    said = 'Ignored model "openai/gpt-5" from the link: no agent of the loaded runs ran on a '
+    assert notices == [said + "model by that name."]
+    assert RunsView.from_query({"model": ["openai/gpt-4o"]}, context)[0].agent_model == (
+        "openai/gpt-4o"
+    )

@@ -45,11 +45,23 @@ class ViewContext:
     flows: frozenset[str] | None = None  # None: any flow name is accepted
     earliest: date = EARLIEST_DAY
     latest: date | None = None
+    tools: frozenset[str] | None = None  # the tools agents called; None: any name is accepted
+    models: frozenset[str] | None = None  # the models agents ran on (provider/model), likewise
 
     @classmethod
-    def on(cls, today: date, flows: Iterable[str] | None = None) -> ViewContext:
+    def on(
+        cls,
+        today: date,
+        flows: Iterable[str] | None = None,
+        tools: Iterable[str] | None = None,
+        models: Iterable[str] | None = None,
+    ) -> ViewContext:
         return cls(
-            None if flows is None else frozenset(flows), EARLIEST_DAY, today + timedelta(days=1)
+            None if flows is None else frozenset(flows),
+            EARLIEST_DAY,
+            today + timedelta(days=1),
+            None if tools is None else frozenset(tools),
+            None if models is None else frozenset(models),
         )
 
 
@@ -236,6 +248,27 @@ def _flow(value: str, context: ViewContext) -> str:
     return value
 
 
+def _tool(value: str, context: ViewContext) -> str:
+    """A tool name, kept as written; one no agent called is ignored when the tools are known."""
+    if value and context.tools is not None and value not in context.tools:
+        raise BadValue(
+            f'Ignored tool "{value}" from the link: no agent of the loaded runs called a tool '
+            "by that name."
+        )
+    return value
+
+
+def _model(value: str, context: ViewContext) -> str:
+    """A model (provider/model), kept as written; one no agent ran on is ignored when the
+    models are known."""
+    if value and context.models is not None and value not in context.models:
+        raise BadValue(
+            f'Ignored model "{value}" from the link: no agent of the loaded runs ran on a model '
+            "by that name."
+        )
+    return value
+
+
 def _status(value: str, _context: ViewContext) -> str:
     found = parse_status(value)
     if found is None:
@@ -356,9 +389,9 @@ PARAMS: tuple[Param, ...] = (
         "signature", "signature", _one(_exact), lambda text: [text], lambda text: str(text or "")
     ),
     Param("version", "versions", _many(_exact), list, _texts),
-    Param("tool", "tool", _one(_exact), lambda text: [text], lambda text: str(text or "")),
+    Param("tool", "tool", _one(_tool), lambda text: [text], lambda text: str(text or "")),
     Param("tool_failed", "tool_failed", _one(_boolean("tool failed")), _true_or_false, bool),
-    Param("model", "agent_model", _one(_exact), lambda text: [text], lambda text: str(text or "")),
+    Param("model", "agent_model", _one(_model), lambda text: [text], lambda text: str(text or "")),
     Param(
         "page",
         "page",
