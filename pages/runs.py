@@ -22,7 +22,7 @@ from pages.common import status_ui, url_state
 from pages.common.data import PageStore, check_settings, page_store, show_sample_note, user_timezone
 from pages.common.entry import draw_inside_app
 from pages.common.text import plain
-from pages.common.toolbar import draw_toolbar, today_in, utc_now, view_context
+from pages.common.toolbar import AgentChoices, draw_toolbar, today_in, utc_now, view_context
 from runs_store import settings
 from runs_store.domain.errors import StoreError
 from runs_store.domain.formatting import shown_duration
@@ -35,6 +35,7 @@ from runs_store.ingest.engine.sources_file import (
 )
 from runs_store.queries.filters import PAGE_SIZES, RunFilter
 from runs_store.queries.view_state import (
+    AGENT_KEYS,
     DRILL_KEYS,
     FILTER_KEYS,
     PAGING_KEYS,
@@ -42,7 +43,7 @@ from runs_store.queries.view_state import (
     RunsView,
     page_notice,
 )
-from runs_store.services import runs_list
+from runs_store.services import agents, runs_list
 from runs_store.services.export import export_bytes
 from runs_store.services.masking import messages_as_shown
 from runs_store.store.backend import open_location
@@ -67,7 +68,7 @@ BIG_EXPORT = 500_000
 RUNS = url_state.Scope(
     "runs",
     keys=URL_KEYS,
-    widgets=FILTER_KEYS + PAGING_KEYS,
+    widgets=FILTER_KEYS + AGENT_KEYS + PAGING_KEYS,
     arrival_marks=("rows",),
     whole_url=True,
 )
@@ -75,7 +76,9 @@ RUNS = url_state.Scope(
 
 def view_signature(view: RunsView) -> str:
     """Identifies the filters and rows per page, to notice when either changes."""
-    return json.dumps([view.to_query(FILTER_KEYS + DRILL_KEYS), view.rows], sort_keys=True)
+    return json.dumps(
+        [view.to_query(FILTER_KEYS + DRILL_KEYS + AGENT_KEYS), view.rows], sort_keys=True
+    )
 
 
 def reset_page_on_change(signature: str, page_from_link: bool) -> None:
@@ -317,7 +320,14 @@ def _widen_range() -> None:
 
 
 def _clear_filters() -> None:
-    for key, empty in (("flow", []), ("status", []), ("q", "")):
+    for key, empty in (
+        ("flow", []),
+        ("status", []),
+        ("q", ""),
+        ("tool", ""),
+        ("model", ""),
+        ("tool_failed", False),
+    ):
         st.session_state[key] = empty
     url_state.drop_params(DRILL_KEYS)
 
@@ -425,6 +435,14 @@ def show_live_pull(store) -> None:
         )
 
 
+def agent_choices(store: PageStore) -> AgentChoices:
+    """The tools the store's agents called and the models they ran on, for the agent filters."""
+    everything = RunFilter(include_archived=True)
+    tools = store.cached(agents.tools, everything)["tool"]
+    models = store.cached(agents.models, everything)["model"]
+    return AgentChoices(sorted(dict.fromkeys(tools)), sorted(models))
+
+
 def live_seconds() -> float:
     return max(2.0, settings.get_number("RUNS_LIVE_SECONDS"))
 
@@ -447,13 +465,15 @@ def main() -> None:
     tz = user_timezone()
     with page_store() as store:
         flows = store.cached(runs_list.flow_names)
-        settled = url_state.settle_view(RUNS, view_context(flows, tz), today_in(tz))
+        choices = agent_choices(store)
+        settled = url_state.settle_view(RUNS, view_context(flows, tz, choices), today_in(tz))
         st.session_state[LINKED_PAGE_KEY] = "page" in settled.from_link
         view = show_live_toggle(toggle, settled.view)
         url_state.show_notices(settled.notices)
         show_flash()
         show_sample_note(store)
-        view = draw_toolbar(view, flows, tz)
+        filtered = view.tool or view.tool_failed or view.agent_model
+        view = draw_toolbar(view, flows, tz, choices if choices or filtered else None)
     run_filter = view.run_filter(utc_now(), today_in(tz), tz)
     if view.live:
         st.fragment(show_runs_fresh, run_every=live_seconds())(view, run_filter, tz)

@@ -5,11 +5,14 @@ values are the view's (runs_store.queries.view_state.RunsView): pages/common/url
 them from
 the URL and writes them back, so a copied link opens the same view, and they keep their values
 across pages, so a view moves between the two pages intact. Drill-downs from Insights (failed
-step, error signature, flow version) arrive as URL parameters and show as removable chips.
+step, error signature, flow version) arrive as URL parameters and show as removable chips. The
+Runs page also filters by the tool an AI agent called, the model it ran on and "a tool call
+failed" (drawn only when the store holds agent steps, or a link asks for them).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
 import streamlit as st
@@ -26,7 +29,19 @@ DRILL_KEYS = {key: CHIP_LABELS[key] for key in view_state.DRILL_KEYS}  # URL key
 INSIGHTS = url_state.Scope(
     "insights", keys=FILTER_KEYS + view_state.DRILL_KEYS, widgets=FILTER_KEYS
 )
+NO_CHOICE = ""  # the agent filters' "Any tool", "Any model"
 KEEP = "session"  # the toolbar's values stay across pages (a view moves between Runs and Insights)
+
+
+@dataclass(frozen=True)
+class AgentChoices:
+    """What the agent filters offer: the tools agents called and the models they ran on."""
+
+    tools: list[str]
+    models: list[str]
+
+    def __bool__(self) -> bool:
+        return bool(self.tools or self.models)
 
 
 def today_in(tz) -> date:
@@ -37,9 +52,12 @@ def utc_now() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
 
-def view_context(flows: list[str], tz) -> ViewContext:
-    """What a link is read against: the flows loaded, and the days up to tomorrow in `tz`."""
-    return ViewContext.on(today_in(tz), flows)
+def view_context(flows: list[str], tz, agents: AgentChoices | None = None) -> ViewContext:
+    """What a link is read against: the flows loaded, the days up to tomorrow in `tz` and, on a
+    page that filters by them, the tools agents called and the models they ran on."""
+    if agents is None:
+        return ViewContext.on(today_in(tz), flows)
+    return ViewContext.on(today_in(tz), flows, agents.tools, agents.models)
 
 
 def _custom_days(context: ViewContext) -> dict:
@@ -76,9 +94,43 @@ def _drill_down_chips(view: RunsView) -> None:
                 st.rerun()
 
 
-def draw_toolbar(view: RunsView, flows: list[str], tz) -> RunsView:
+def _agent_filters(agents: AgentChoices) -> dict:
+    """The agents' filters: a tool name and a model (record text: a selectbox shows it as text)
+    and whether a tool call failed."""
+    changed = url_state.note_change
+    left, middle, right, _ = st.columns([3, 3, 2, 4.7], vertical_alignment="bottom")
+    return {
+        "tool": left.selectbox(
+            "Agent tool",
+            [NO_CHOICE, *agents.tools],
+            format_func=lambda name: name or "Any tool",
+            key="tool",
+            on_change=changed,
+            help="Runs whose AI agents called this tool",
+        ),
+        "model": middle.selectbox(
+            "Agent model",
+            [NO_CHOICE, *agents.models],
+            format_func=lambda name: name or "Any model",
+            key="model",
+            on_change=changed,
+            help="Runs with an AI agent that ran on this model (provider/model)",
+        ),
+        "tool_failed": right.checkbox(
+            "A tool call failed",
+            key="tool_failed",
+            on_change=changed,
+            help="Runs where an agent's tool call failed (with a tool chosen: a call to it)",
+        ),
+    }
+
+
+def draw_toolbar(
+    view: RunsView, flows: list[str], tz, agents: AgentChoices | None = None
+) -> RunsView:
     """Draws the toolbar (its widgets already seeded with `view`) and returns the view with the
-    widgets' values (the page puts it in the URL)."""
+    widgets' values (the page puts it in the URL). `agents`: the agent filters' choices, on a
+    page that draws them (None: not drawn)."""
     changed = url_state.note_change
     top = st.columns([3, 3, 2, 3, 1.7], vertical_alignment="bottom")
     chosen = {
@@ -121,6 +173,8 @@ def draw_toolbar(view: RunsView, flows: list[str], tz) -> RunsView:
     }
     if chosen["range"] == CUSTOM:
         chosen.update(_custom_days(view_context(flows, tz)))
+    if agents is not None:
+        chosen.update(_agent_filters(agents))
     view = view.with_widget_values(chosen)
     if view.days_swapped:
         st.info(
