@@ -16,11 +16,20 @@ import pandas as pd
 import streamlit as st
 
 from pages.common import charts, url_state
+from pages.common.agents_view import show_agents
 from pages.common.data import page_store, show_sample_note, user_timezone
+from pages.common.drill import (
+    chart,
+    drill,
+    drill_to_bucket,
+    follow_pending_drill,
+    selected_row,
+    table,
+)
 from pages.common.entry import draw_inside_app
 from pages.common.status_ui import status_column
 from pages.common.text import code, plain
-from pages.common.toolbar import DRILL_KEYS, render_toolbar
+from pages.common.toolbar import render_toolbar
 from runs_store.domain.formatting import short_duration
 from runs_store.domain.statuses import FAILED_STATES, FINISHED_STATES, label
 from runs_store.queries.filters import RunFilter
@@ -30,10 +39,7 @@ from runs_store.services.runs_list import flow_names
 
 draw_inside_app()  # before this page draws anything: see pages/common/entry.py
 
-TABS = ("Trends", "Failed steps", "Errors", "Quota", "Durations")
-RUNS_PAGE = "pages/runs.py"
-PENDING_DRILL = "insights_pending_drill"
-TOOLBAR_WIDGETS = ("flow", "status", "range", "from", "to")
+TABS = ("Trends", "Failed steps", "Errors", "Quota", "Durations", "Agents")
 
 
 # ---------------------------------------------------------------- small helpers
@@ -57,79 +63,6 @@ def short_id(value: str) -> str:
 
 def day_text(moment) -> str:
     return f"{moment:%b} {moment.day}"
-
-
-# ---------------------------------------------------------------- drill-downs
-
-
-def drill(**changes) -> None:
-    """Opens the Runs page with the current filter, changed as given, on the next rerun.
-
-    `changes` are toolbar widget values (flow, status: lists of names; range; from / to: dates)
-    and drill-down URL keys (failed_step, signature, version). The toolbar's keys are bound to
-    the URL, and Streamlit refuses to set a bound key through switch_page once its widget has
-    been drawn, so the target is remembered and followed at the top of the next run, before
-    the toolbar is drawn: widget values go through session state, drill keys through the URL.
-    """
-    st.session_state[PENDING_DRILL] = changes
-    st.rerun()
-
-
-def follow_pending_drill() -> None:
-    changes = st.session_state.pop(PENDING_DRILL, None)
-    if changes is None:
-        return
-    dates_unbound = st.session_state.get("range") != "custom"  # no date inputs were drawn
-    for key, value in changes.items():
-        if key in TOOLBAR_WIDGETS:
-            st.session_state[key] = value
-    params = {key: st.query_params.get_all(key) for key in DRILL_KEYS if key in st.query_params}
-    params.update({key: value for key, value in changes.items() if key in DRILL_KEYS})
-    if dates_unbound:  # the Runs page's date inputs show session state but do not write the URL
-        params.update({key: changes[key].isoformat() for key in ("from", "to") if key in changes})
-    st.switch_page(
-        RUNS_PAGE,
-        query_params={key: value for key, value in params.items() if value not in (None, "", [])},
-    )
-
-
-def drill_to_bucket(bucket: str, unit: str, **changes) -> None:
-    first, last = insights.bucket_days(bucket, unit)
-    drill(range="custom", **{"from": first, "to": last}, **changes)
-
-
-def selected_row(event, rows: pd.DataFrame):
-    """The row a single-row table selection points at, or None."""
-    picked = (event or {}).get("selection", {}).get("rows", []) if event else []
-    if not picked or picked[0] >= len(rows):
-        return None
-    return rows.iloc[picked[0]]
-
-
-def table(frame: pd.DataFrame, key: str, column_config: dict, height="auto"):
-    """A read-only table whose single-row selection is a drill-down."""
-    return st.dataframe(
-        frame,
-        key=key,
-        on_select="rerun",
-        selection_mode="single-row",
-        hide_index=True,
-        width="stretch",
-        column_config=column_config,
-        height=height,
-    )
-
-
-def chart(figure, key: str):
-    return st.plotly_chart(
-        figure,
-        key=key,
-        on_select="rerun",
-        selection_mode="points",
-        theme="streamlit",
-        width="stretch",
-        config={"displayModeBar": False},
-    )
 
 
 # ---------------------------------------------------------------- headline
@@ -521,7 +454,7 @@ def show_tabs(store, run_filter: RunFilter, tz_name: str) -> None:
     show_tab_notice()
     note = store.cached(insights.retention_note, run_filter)
     unit = store.cached(insights.time_unit, run_filter)
-    trends, steps, errors, quota, durations = st.tabs(TABS, key="view", bind="query-params")
+    trends, steps, errors, quota, durations, agents = st.tabs(TABS, key="view", bind="query-params")
     if trends.open:
         with trends:
             found = store.cached(insights.trends, run_filter, unit, tz_name)
@@ -544,6 +477,10 @@ def show_tabs(store, run_filter: RunFilter, tz_name: str) -> None:
             show_duration_percentiles(store, run_filter)
             show_raw_only(note)
             show_slowest_steps(store, run_filter)
+    if agents.open:
+        with agents:
+            show_raw_only(note)
+            show_agents(store, run_filter, unit, tz_name)
 
 
 def show_empty_state() -> None:

@@ -22,6 +22,16 @@ TABS = {
     "Errors": ["Error signatures"],
     "Quota": ["Quota exceeded"],
     "Durations": ["Durations per flow", "Slowest steps"],
+    "Agents": [
+        "Tools",
+        "Tool-call failure rate over time",
+        "Slowest tools",
+        "Tool calls per run",
+        "Agents that stopped at maxSteps",
+        "Models",
+        "Agent status by flow",
+        "Tokens and cost",
+    ],
 }
 # st.date_input refuses dates more than ten years before today, so "far past" is nine years ago.
 FAR_PAST = {

@@ -151,7 +151,7 @@ VIEWS = {  # name: (page, URL parameters, session state, record text some markdo
             None,
             LINK_FLOW if tab == "Trends" else None,
         )
-        for tab in ("Trends", "Failed steps", "Errors", "Quota", "Durations")
+        for tab in ("Trends", "Failed steps", "Errors", "Quota", "Durations", "Agents")
     },
 }
 

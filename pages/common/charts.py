@@ -77,6 +77,43 @@ def flow_rate_lines(rates: pd.DataFrame, unit: str) -> go.Figure:
     return _layout(fig, 320, "Failure rate", percent=True)
 
 
+def call_rate_lines(rates: pd.DataFrame, unit: str) -> go.Figure:
+    """Tool-call failure rate per bucket, one line per tool or model (agents.failure_over_time);
+    each point carries [key, bucket, failed, calls]."""
+    fig = go.Figure()
+    for key, rows in rates.groupby("key", sort=True):
+        fig.add_scatter(
+            x=rows["bucket"],
+            y=rows["rate"],
+            name=escape(str(key)),
+            mode="lines+markers",
+            customdata=[
+                [key, bucket.isoformat(), failed, calls]
+                for bucket, failed, calls in zip(
+                    rows["bucket"], rows["failed"], rows["calls"], strict=True
+                )
+            ],
+            hovertemplate=f"%{{x|{_HOVER_TIME[unit]}}}<br>%{{fullData.name}}: "
+            f"%{{y:.0%}} (%{{customdata[2]:,}} of %{{customdata[3]:,}} calls failed)"
+            "<extra></extra>",
+        )
+    return _layout(fig, 340, "Failed calls", percent=True)
+
+
+def calls_per_run_bars(counts: pd.DataFrame) -> go.Figure:
+    """How many runs made each number of tool calls (agents.calls_per_run)."""
+    fig = go.Figure()
+    fig.add_bar(
+        x=counts["tool_calls"],
+        y=counts["runs"],
+        name="Runs",
+        hovertemplate="%{x:,} tool calls: %{y:,} runs<extra></extra>",
+    )
+    _layout(fig, 300, "Runs")
+    fig.update_xaxes(title_text="Tool calls in the run", dtick=1)
+    return fig
+
+
 def quota_day_bars(days: pd.DataFrame) -> go.Figure:
     """Quota Exceeded runs per calendar day."""
     fig = go.Figure()
