@@ -28,6 +28,7 @@ from runs_store import settings
 from runs_store.domain.formatting import banner_time, short_duration
 from runs_store.domain.statuses import BY_NAME, step_status_badge, step_status_label, tone
 from runs_store.domain.step_tree import AgentTimeline, Loop, TimelineEntry
+from runs_store.services.agents import run_agents
 from runs_store.services.run_detail import (
     Comparison,
     EditLinkError,
@@ -403,13 +404,65 @@ def show_thought(number: int, entry: TimelineEntry) -> None:
         st.text(entry.text or "(empty)")
 
 
-def show_timeline(step: Step, timeline: AgentTimeline) -> None:
+def agent_facts(store: PageStore, run: RunDetail, step: Step):
+    """The agent step's facts as the store keeps them (run_agents), or None (an agent inside a
+    loop has none)."""
+    found = store.cached(run_agents, run.id)
+    rows = found[found["position"] == step.position]
+    return None if rows.empty else rows.iloc[0]
+
+
+def count_text(value) -> str:
+    return "–" if value is None or pd.isna(value) else f"{int(value):,}"
+
+
+def show_agent_summary(agent) -> None:
+    """The agent step in numbers: its model, status, tool calls and how they went, the time its
+    tools took, tokens when recorded, and whether it stopped at maxSteps."""
+    with st.container(border=True, key="agent_summary"):
+        facts = [
+            f"**Model** {plain(agent['model'])}",
+            f"**Agent status** {plain(agent['agent_status'] or 'not recorded')}",
+            f"**Thoughts** {count_text(agent['thoughts'])}",
+        ]
+        if not pd.isna(agent["duration_ms"]):
+            facts.append(f"**Time** {short_duration(agent['duration_ms'])}")
+        st.markdown(" · ".join(facts))
+        numbers = {
+            "Tool calls": count_text(agent["tool_calls"]),
+            "Failed": count_text(agent["failed_calls"]),
+            "Unfinished": count_text(agent["unfinished_calls"]),
+            "Time in tools": short_duration(agent["tools_ms"]) or "–",
+        }
+        if not pd.isna(agent["total_tokens"]):
+            numbers["Tokens"] = count_text(agent["total_tokens"])
+        names = list(numbers)
+        for first in range(0, len(names), 3):  # three to a row: the details panel is narrow
+            for column, name in zip(st.columns(3), names[first : first + 3], strict=False):
+                column.metric(name, numbers[name])
+        if not pd.isna(agent["total_tokens"]):
+            st.caption(
+                f"Tokens: {count_text(agent['input_tokens'])} in, "
+                f"{count_text(agent['output_tokens'])} out."
+            )
+        if agent["hit_max_steps"]:
+            limit = agent["max_steps"]
+            st.warning(
+                "Stopped at its step limit"
+                + ("" if pd.isna(limit) else f" (maxSteps {int(limit)})")
+                + ": the agent failed before it finished its task.",
+                icon=":material/block:",
+            )
+
+
+def show_timeline(step: Step, timeline: AgentTimeline, agent=None) -> None:
     facts = [
         f"**Status** {plain(timeline.status)}" if timeline.status else "",
         f"**Model** {plain(timeline.model)}" if timeline.model else "",
         f"**Time** {short_duration(step.duration_ms)}" if step.duration_ms is not None else "",
     ]
-    st.markdown(" · ".join(fact for fact in facts if fact) or "The agent's run:")
+    if agent is None:
+        st.markdown(" · ".join(fact for fact in facts if fact) or "The agent's run:")
     st.markdown("**Prompt**")
     st.text(timeline.prompt or "(no prompt recorded)")
     if not timeline.entries:
@@ -428,6 +481,9 @@ def show_details(store: PageStore, run: RunDetail, step: Step) -> None:
     with st.container(border=True, key="step_details"):
         st.markdown(f"#### {plain(step.title)}")
         st.markdown(properties_markdown(step))
+        agent = agent_facts(store, run, step) if step.timeline is not None else None
+        if agent is not None:
+            show_agent_summary(agent)
         labels = ["Input", "Output"] + (["Timeline"] if step.timeline is not None else [])
         default = "Output" if step.failed else ("Timeline" if step.timeline else "Input")
         tabs = st.tabs(labels, default=default, key=f"tab_{step.position}", on_change="rerun")
@@ -446,7 +502,7 @@ def show_details(store: PageStore, run: RunDetail, step: Step) -> None:
         if step.timeline is not None:
             with tabs[2]:
                 if tabs[2].open is not False:
-                    show_timeline(step, step.timeline)
+                    show_timeline(step, step.timeline, agent)
         show_masked_note(run)
 
 

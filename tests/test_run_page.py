@@ -474,8 +474,8 @@ def test_a_run_agent_step_has_a_timeline_of_its_prompt_thoughts_and_tool_calls()
     ]
     assert ":green-badge[Succeeded]" in [m.value for m in details(at).markdown][-6:]
     assert "1.2 s" in [c.value for c in details(at).caption]  # 09:14:03.010 to 09:14:04.220
-    facts = unescape(next(m.value for m in details(at).markdown if m.value.startswith("**Status")))
-    assert AGENT_OUTPUT["status"] in facts and "openai / gpt-4.1" in facts
+    facts = unescape(next(m.value for m in details(at).markdown if m.value.startswith("**Model")))
+    assert f"**Agent status** {AGENT_OUTPUT['status']}" in facts and "openai/gpt-4.1" in facts
 
 
 def test_a_failed_tool_call_shows_its_error_in_the_timeline():
