@@ -53,5 +53,9 @@ def test_the_example_rules_tell_the_sample_spike_once_then_resolve(
     assert [d.delivery.kind for d in resolved.delivered] == ["resolved", "resolved"]
     assert html.unescape(http_receiver.wait_for(2)[1].json()["text"]).startswith("Resolved: ")
     assert smtp_receiver.wait_for(2)[1].message["Subject"].startswith("Resolved: ")
+    # the numbers that cleared it, against the threshold now (the raised one), as the title says
+    resolved_mail = smtp_receiver.wait_for(2)[1].part("text/plain")
+    assert "<= 30%" in resolved_mail and "Threshold:    30%" in resolved_mail
+    assert http_receiver.wait_for(2)[1].json()["blocks"][1]["fields"][5]["text"].endswith("30%")
     assert check(example_rules(tmp_path, smtp_receiver.url, above="0.3")).delivered == []
     assert len(http_receiver.requests) == 2 and len(smtp_receiver.messages) == 2
