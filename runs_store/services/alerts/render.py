@@ -205,6 +205,7 @@ KIND_LABELS = {
     "digest": "Digest",
     "test": "Test message",
 }
+KIND_COLOURS = {"firing": "#cf222e", "resolved": "#1a7f37"}  # an alert red, its end green
 
 
 def one_line(text: str) -> str:
@@ -271,9 +272,11 @@ def _e(text) -> str:
 def email_html(message: Message) -> str:
     """The HTML part: inline CSS only, no remote images, every value escaped."""
     kind = KIND_LABELS.get(message.kind, message.kind)
+    colour = KIND_COLOURS.get(message.kind)
+    kind_style = _STYLE["kind"] + (f";color:{colour};font-weight:bold" if colour else "")
     parts = [
         f'<div style="{_STYLE["card"]}">',
-        f'<p style="{_STYLE["kind"]}">{_e(kind)}</p>',
+        f'<p style="{kind_style}">{_e(kind)}</p>',
         f'<h1 style="{_STYLE["title"]}">{_e(one_line(message.title))}</h1>',
         _html_facts(message.facts),
         *(f'<p style="{_STYLE["line"]}">{_e(line)}</p>' for line in message.lines),
