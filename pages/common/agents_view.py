@@ -187,12 +187,18 @@ def show_max_steps(store, run_filter: RunFilter, tz_name: str) -> None:
         "max_steps_runs",
         {
             "Started": st.column_config.DatetimeColumn(
-                format=WHEN, help=f"In your timezone ({tz_name})"
+                format=WHEN, help=f"In your timezone ({tz_name})", width=140
             ),
-            "maxSteps": st.column_config.NumberColumn(width="small"),
-            "Tool calls": st.column_config.NumberColumn(width="small"),
+            "Flow": st.column_config.TextColumn(width=145),
+            "Step": st.column_config.TextColumn(width=160),
+            "Model": st.column_config.TextColumn(width=165),
+            "maxSteps": st.column_config.NumberColumn(width=70),
+            "Tool calls": st.column_config.NumberColumn(width=70),
             "Run": st.column_config.LinkColumn(
-                "Run", display_text=r"run\?id=(.*)$", help="The run's page (opens a new tab)"
+                "Run",
+                display_text=r"run\?id=(.*)$",
+                help="The run's page (opens a new tab)",
+                width=190,
             ),
         },
         height=min(400, 35 * (len(shown) + 1) + 3),
