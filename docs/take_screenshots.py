@@ -45,12 +45,20 @@ def shoot(page, url: str, target: Path) -> None:
     page.set_viewport_size(VIEWPORT)
     page.goto(url)
     wait_for_app(page)
-    # Streamlit scrolls inside its main area, so the window is made as tall as the page.
-    height = page.evaluate("document.querySelector('[data-testid=stMain]').scrollHeight")
-    page.set_viewport_size({"width": VIEWPORT["width"], "height": max(height, VIEWPORT["height"])})
-    wait_for_app(page)
-    page.wait_for_function("!document.querySelector('[data-testid=stSkeleton]')")
-    page.wait_for_load_state("networkidle")
+    # Streamlit scrolls inside its main area, so the window is made as tall as the page, again
+    # while the page still grows (tables and charts drawn after the script run).
+    height = 0
+    while True:
+        now = page.evaluate("document.querySelector('[data-testid=stMain]').scrollHeight")
+        if now == height:
+            break
+        height = now
+        page.set_viewport_size(
+            {"width": VIEWPORT["width"], "height": max(height, VIEWPORT["height"])}
+        )
+        wait_for_app(page)
+        page.wait_for_function("!document.querySelector('[data-testid=stSkeleton]')")
+        page.wait_for_load_state("networkidle")
     page.screenshot(path=str(target), full_page=True)
     print(f"wrote {target}")
 
@@ -118,6 +126,29 @@ def shoot_clickhouse(browser, out: Path) -> None:
         process.terminate()
 
 
+def shoot_agents(browser, out: Path) -> None:
+    """Insights' Agents view on the bundled sample (what `python -m streamlit run app.py` loads
+    into an empty store), and the run page of an agent that stopped at its step limit, with its
+    agent summary."""
+    from runs_store.queries.filters import RunFilter
+    from runs_store.services.agents import max_steps_runs
+
+    db = Path(tempfile.mkdtemp()) / "runs.duckdb"
+    process, url = start_server(db, {"RUNS_LOAD_SAMPLE": "1"})
+    try:
+        page = browser.new_page(viewport=VIEWPORT)
+        page.goto(f"{url}/")  # the first start loads the sample; /insights resolves after it
+        page.get_by_text("You are looking at").wait_for(timeout=120_000)
+        shoot(page, f"{url}/insights?view=Agents", out / "agents.png")
+        with open_db(db, read_only=True) as con:
+            stopped = max_steps_runs(con, RunFilter()).iloc[0]
+        run = f"{url}/run?id={stopped['run_id']}&step={stopped['step_name']}"
+        shoot(page, run, out / "run-agent.png")
+        page.close()
+    finally:
+        process.terminate()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", default=str(ROOT / "docs" / "screenshots"))
@@ -136,6 +167,7 @@ def main() -> int:
             shoot(page, f"{url}/run?id={run_id}", out / "run.png")
             shoot(page, f"{url}/insights", out / "insights.png")
             shoot(page, f"{url}/import", out / "import.png")
+            shoot_agents(browser, out)
             shoot_sources(browser, out)
             shoot_clickhouse(browser, out)
             browser.close()
