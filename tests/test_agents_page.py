@@ -291,17 +291,27 @@ def test_a_model_chart_point_opens_that_days_runs_on_it_where_a_call_failed(agen
     assert runs_page_total(at) == runs_with_calls(shared_db, query, failed=True, model=point["key"])
 
 
-def runs_on_model(db, query: dict, model: str) -> int:
-    """Runs in the view with an agent step on `model`, read straight from the store's facts."""
+def runs_on_model(db, query: dict, model: str, flow: str | None = None) -> int:
+    """Runs in the view (of `flow`) with an agent step on `model`, read straight from the
+    store's facts."""
     run_filter = view_filter(query)
     with duckdb.connect(str(db), read_only=True) as con:
         return con.execute(
             "SELECT count(DISTINCT r.id) FROM runs r JOIN agent_steps a "
             "ON a.run_id = r.id AND a.run_updated_at = r.updated_at "
             "WHERE r.archived_at IS NULL AND r.started_at >= ? AND r.started_at < ? "
-            "AND concat(a.provider, '/', a.model) = ?",
-            [run_filter.since, run_filter.until, model],
+            "AND concat(a.provider, '/', a.model) = ? AND r.flow_name = coalesce(?, r.flow_name)",
+            [run_filter.since, run_filter.until, model, flow],
         ).fetchone()[0]
+
+
+def test_a_tokens_row_opens_the_flows_runs_with_an_agent_on_that_model(agents_view, shared_db):
+    shown = table_by_key(agents_view, "agent_tokens").value
+    flow, model = shown["Flow"].iloc[0], shown["Model"].iloc[0]
+    at = select_row(agents_view, "agent_tokens", 0)
+    assert (at.query_params["flow"], at.query_params["model"]) == (flow, model)
+    assert runs_page_total(at) == runs_on_model(shared_db, QUERY, model, flow)
+    assert runs_page_total(at) == int(shown["Agent steps"].iloc[0])  # one agent step a run
 
 
 # ---------------------------------------------------------------- the Runs page's agent filters

@@ -297,7 +297,7 @@ def show_tokens(store, run_filter: RunFilter) -> None:
             ", and their cost from your price file (none for a model it has no price for)"
             * bool(prices)
         )
-        + ". Select a row to open the flow's runs."
+        + ". Select a row to open the flow's runs with an agent on that model."
     )
     columns = {
         "Flow": found["flow_name"],
@@ -325,7 +325,7 @@ def show_tokens(store, run_filter: RunFilter) -> None:
     )
     row = selected_row(event, found)
     if row is not None:
-        drill(flow=[row["flow_name"]])
+        drill(flow=[row["flow_name"]], model=row["model"])
 
 
 def show_agents(store, run_filter: RunFilter, unit: str, tz_name: str) -> None:
