@@ -38,7 +38,11 @@ draw_inside_app()  # before this page draws anything: see pages/common/entry.py
 
 RUNS_PAGE = "pages/runs.py"
 TESTED = "alerts_tested"  # {channel: the test message's Delivery}, shown after the rerun
-STATE_SHOWN = {FIRING: "🔴 firing", OK: "🟢 ok", NOT_ENOUGH_RUNS: "⚪ not enough runs"}
+STATE_ICONS = {
+    FIRING: ":red[:material/notifications_active:]",
+    OK: ":green[:material/check_circle:]",
+    NOT_ENOUGH_RUNS: ":gray[:material/hourglass_empty:]",
+}
 DELIVERY_SHOWN = {"sent": "sent", "pending": "pending", "failed_config": "configuration error"}
 EXAMPLE = """[channels.ops]
 type = "slack"
@@ -127,16 +131,13 @@ def show_firing_now(status: AlertsStatus, tz) -> None:
 
 def show_firing_flow(rule: RuleStatus, flow: FlowState, tz) -> None:
     with st.container(border=True):
-        text, link = st.columns([5, 1], vertical_alignment="center")
+        text, link = st.columns([4, 1], vertical_alignment="center")
         text.markdown(
-            f":red[:material/notifications_active:] **{plain(rule.rule.name)}** · "
+            f"{STATE_ICONS[FIRING]} **{plain(rule.rule.name)}** · "
             f"{plain(flow_label(flow.flow, flow.detail))}  \n{plain(flow.summary)}"
         )
         since = f"since {when(flow.since, tz)}" if flow.since else "not recorded by a check yet"
-        text.caption(
-            f"{plain(flow.measured)} against {plain(flow.threshold)} · {since} · tells "
-            + ", ".join(plain(name) for name in rule.channels)
-        )
+        text.caption(f"{since} · tells " + ", ".join(plain(name) for name in rule.channels))
         link.page_link(
             RUNS_PAGE,
             label="Open the runs",
@@ -149,24 +150,24 @@ def show_firing_flow(rule: RuleStatus, flow: FlowState, tz) -> None:
 
 
 def rule_label(rule: RuleStatus) -> str:
-    counts = {state: sum(1 for f in rule.flows if f.state == state) for state in STATE_SHOWN}
+    counts = {state: sum(1 for f in rule.flows if f.state == state) for state in STATE_ICONS}
     parts = [f"{count} {state}" for state, count in counts.items() if count]
-    icon = STATE_SHOWN.get(rule.state, "⚪").split(" ")[0]
-    return f"{icon} {plain(rule.rule.name)} · " + (", ".join(parts) or "no flows to judge")
+    icon = STATE_ICONS.get(rule.state, STATE_ICONS[NOT_ENOUGH_RUNS])
+    return f"{icon} **{plain(rule.rule.name)}** · " + (", ".join(parts) or "no flows to judge")
 
 
 def flow_rows(rule: RuleStatus, tz) -> pd.DataFrame:
     return pd.DataFrame(
         [
             {
-                "State": STATE_SHOWN.get(flow.state, flow.state),
+                "State": flow.state,
                 "Flow": flow_label(flow.flow, flow.detail),
                 "Measured": flow.measured,
                 "Threshold": flow.threshold,
                 "Runs": flow.runs,
+                "Runs page": runs_href(flow.view),
                 "Since": when(flow.since, tz),
                 "What": flow.summary,
-                "Runs page": runs_href(flow.view),
             }
             for flow in rule.flows
         ]
@@ -202,16 +203,16 @@ def firing_rows(status: AlertsStatus, tz) -> pd.DataFrame:
         [
             {
                 "Opened": banner_time(firing.opened_at, tz),
+                "State": "resolved" if firing.resolved_at else "firing",
                 "Rule": firing.rule,
                 "Flow": flow_label(firing.flow, firing.detail),
-                "State": "resolved" if firing.resolved_at else "firing",
                 "Measured": firing.measured,
                 "Threshold": firing.threshold,
+                "Runs page": runs_href(firing.view),
                 "Resolved": banner_time(firing.resolved_at, tz) if firing.resolved_at else "",
                 "Deliveries": "; ".join(
                     f"{d.kind} to {d.channel}: {delivery_outcome(d, tz)}" for d in firing.deliveries
                 ),
-                "Runs page": runs_href(firing.view),
             }
             for firing in status.firings
         ]
@@ -264,7 +265,7 @@ def show_channels(store, status: AlertsStatus, rules: RulesFile) -> None:
 
 def show_channel(store, channel: ChannelStatus, rules: RulesFile) -> None:
     with st.container(border=True):
-        text, button = st.columns([5, 1], vertical_alignment="center")
+        text, button = st.columns([3, 1], vertical_alignment="center")
         text.markdown(f"**{plain(channel.name)}** · {plain(channel.description)}")
         last = f"last outcome: {plain(channel.last_outcome)}" if channel.last_outcome else "unused"
         text.caption(f"{channel.pending} pending · {last}")
