@@ -333,6 +333,8 @@ def test_every_page_draws_on_chdb(monkeypatch, tmp_path):
         failed = rows(con, "SELECT id FROM runs FINAL WHERE status = 'FAILED' LIMIT 1")[0][0]
     for page, query in (
         ("pages/insights.py", None),
+        ("pages/insights.py", {"view": "Agents", "range": "All time"}),
+        ("pages/runs.py", {"range": "All time", "tool_failed": "true"}),
         ("pages/import.py", None),
         ("pages/sources.py", None),
         ("pages/run.py", {"id": failed}),
@@ -343,6 +345,8 @@ def test_every_page_draws_on_chdb(monkeypatch, tmp_path):
             assert any(e.value.startswith("Run Failed") for e in at.error), at.error
         else:
             assert not at.error, (page, [e.value for e in at.error])
+        if query and (query.get("view") == "Agents" or "tool_failed" in query):
+            assert at.dataframe, (page, query)  # the sample's agents are counted on chdb
 
 
 def test_a_newer_version_from_our_flat_export_keeps_the_runs_steps(both, tmp_path):
