@@ -149,6 +149,45 @@ def shoot_agents(browser, out: Path) -> None:
         process.terminate()
 
 
+def shoot_alerts(browser, out: Path) -> None:
+    """docs/alerts.md's demo: the bundled sample, docs/alerts.example.toml and one `alerts check`
+    telling a Slack-style webhook and an email (the tests' real receivers, on free ports); the
+    Alerts page after it, and the two messages as they arrived (docs/render_received.py)."""
+    from render_received import render
+
+    from conftest import now_utc
+    from receivers import HttpReceiver, SmtpReceiver
+    from runs_store.ingest.sample_loader import load_bundled_sample
+    from runs_store.services.alerts.check import run_check
+    from runs_store.services.alerts.outbox import transport_sender
+    from runs_store.services.alerts.rules import load_rules
+
+    folder = Path(tempfile.mkdtemp())
+    db = folder / "runs.duckdb"
+    load_bundled_sample(str(db), now=now_utc())
+    hook, mail = HttpReceiver().start(), SmtpReceiver().start()
+    try:
+        rules = folder / "alerts.toml"
+        example = (ROOT / "docs" / "alerts.example.toml").read_text(encoding="utf-8")
+        rules.write_text(example.replace("smtp://127.0.0.1:8025", mail.url), encoding="utf-8")
+        env = {"RUNS_ALERTS": str(rules), "SLACK_WEBHOOK_URL": f"{hook.url}/slack"}
+        run_check(lambda: open_db(db), load_rules(rules), now_utc(), transport_sender(env))
+        (folder / "mail.html").write_text(mail.wait_for(1)[0].part("text/html"), encoding="utf-8")
+        (folder / "slack.json").write_bytes(hook.wait_for(1)[0].body)
+        render(folder / "mail.html", out / "alert-email.png", browser)
+        render(folder / "slack.json", out / "alert-slack.png", browser)
+        process, url = start_server(db, env)
+        try:
+            page = browser.new_page(viewport=VIEWPORT)
+            shoot(page, f"{url}/alerts", out / "alerts.png")
+            page.close()
+        finally:
+            process.terminate()
+    finally:
+        hook.stop()
+        mail.stop()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", default=str(ROOT / "docs" / "screenshots"))
@@ -170,6 +209,7 @@ def main() -> int:
             shoot_agents(browser, out)
             shoot_sources(browser, out)
             shoot_clickhouse(browser, out)
+            shoot_alerts(browser, out)
             browser.close()
     finally:
         process.terminate()
