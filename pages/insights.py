@@ -5,7 +5,9 @@ URL keys, so a view moves between the two pages intact. Every number comes from 
 into runs_store.services.insights; every chart and table drills down by opening the Runs page with
 the
 current filter narrowed to exactly the runs the clicked number counted (which statuses and days
-those are is the store's to say: insights.narrowed_statuses, insights.bucket_days).
+those are is the store's to say: insights.narrowed_statuses, insights.bucket_days). The Agents
+view (pages/common/agents_view.py) reads runs_store.services.agents the same way; the drill-down
+machinery both use is pages/common/drill.py.
 """
 
 from __future__ import annotations

@@ -394,7 +394,7 @@ def test_the_insights_page_says_its_figures_come_from_rollups(pruned_db, app_env
     )
     assert line in captions(at)
     assert not any("needs raw runs" in text for text in captions(at))  # on the Trends tab
-    for tab in ("Errors", "Durations"):
+    for tab in ("Errors", "Durations", "Agents"):
         at = app_test("pages/insights.py", {**OLD_DAYS, "view": tab})
         assert not at.exception, at.exception
         assert (
