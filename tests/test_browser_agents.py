@@ -90,9 +90,12 @@ def test_a_tools_row_opens_its_runs_and_a_run_shows_its_agent_summary(page, serv
         calls = agents.run_tool_calls(con, run_id)
     assert tool in set(calls["tool"])
     agent = facts[facts["position"] == calls[calls["tool"] == tool]["position"].iloc[0]].iloc[0]
+    page.locator(".st-key-step_details h4").first.wait_for()  # the opened step's details
+    steps = page.locator(".st-key-step_list")  # the agent's step, picked as a user picks it
+    steps.locator(f".st-key-pick_{int(agent['position'])} button").first.click()
+    details = page.locator(".st-key-step_details h4").filter(has_text=agent["step_display"])
+    details.first.wait_for()
     summary = page.locator(".st-key-agent_summary")
-    if not summary.count():  # the run opened on another step: pick the agent's
-        page.locator(f".st-key-pick_{int(agent['position'])} button").click()
     summary.wait_for()
     expect(summary).to_contain_text(agent["model"])
     metric = summary.locator("[data-testid='stMetric']").filter(has_text="Tool calls")
