@@ -505,11 +505,14 @@ _OPENAI_ERRORS = (
     _openai_context_length,
     _fixed(_js({"error": {"message": "Request timed out.", "type": "timeout"}})),
 )
+_AGENT_OVERLOADED = _js(
+    {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}
+)
 _AGENT_ERRORS = (
     *_OPENAI_ERRORS[:2],
     _agent_max_steps,
     _agent_bad_structured_output,
-    _fixed(_js({"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}})),
+    _fixed(_AGENT_OVERLOADED),
 )
 _LINEAR_ERRORS = (
     _fixed(
@@ -1050,6 +1053,7 @@ class _AgentPlan(NamedTuple):
     failed_duration: int
     usage: dict | None = None  # token counts its output records, when it records them
     failed_usage: dict | None = None
+    stopped_at_max_steps: bool = False  # how its step ends when it fails: see _failure_shape
 
 
 def _tool_output(resolved: dict, result, error: str | None) -> dict:
@@ -1120,7 +1124,7 @@ def _plan_agent(g, prompt, max_steps, thoughts, calls, structured, extra=()) -> 
     blocks.append({"type": "MARKDOWN", "markdown": thoughts[-1]})
     duration = max(3000, t + g.randint(800, 5000))
     failed_duration = failed_end + g.randint(100, 900)
-    failed, failed_duration = _failure_shape(
+    failed, failed_duration, looped = _failure_shape(
         side, prefix, blocks, failed, max_steps, failed_duration
     )
     agent_input = {
@@ -1139,6 +1143,7 @@ def _plan_agent(g, prompt, max_steps, thoughts, calls, structured, extra=()) -> 
         failed_duration,
         _usage(side, prompt, blocks) if recorded else None,
         _usage(side, prompt, failed) if recorded else None,
+        looped,
     )
 
 
@@ -1158,16 +1163,29 @@ def _extra_calls(side: random.Random, prefix: str, extra, blocks: list, t: int) 
 
 def _failure_shape(
     side: random.Random, prefix: str, blocks: list, failed: tuple, max_steps: int, duration: int
-) -> tuple[tuple, int]:
+) -> tuple[tuple, int, bool]:
     """How the agent's timeline ends when its step fails: at a tool that was unavailable (as
-    planned), in a tool call that never returned, or calling tools until maxSteps stopped it."""
+    planned), in a tool call that never returned, or calling tools until maxSteps stopped it
+    (the last: True)."""
     u = side.random()
     if u < _LOOP_RATE:
-        return _looping(side, prefix, blocks, max_steps)
+        return (*_looping(side, prefix, blocks, max_steps), True)
     if u < _LOOP_RATE + _HANG_RATE:
         hung = failed[-1]._replace(length=None, output=None)
-        return (*failed[:-1], hung), hung.offset + side.randint(20_000, 90_000)
-    return failed, duration
+        return (*failed[:-1], hung), hung.offset + side.randint(20_000, 90_000), False
+    return failed, duration, False
+
+
+def _agent_failure_message(plan: _AgentPlan, drawn: str) -> str:
+    """The error of a failed agent step, told by how it failed: one stopped at its maxSteps says
+    so; any other never claims it did (the drawn error is kept otherwise, so the main random
+    state draws as before)."""
+    if plan.stopped_at_max_steps:
+        limit = plan.input["maxSteps"]
+        return f"Agent stopped: reached maxSteps ({limit}) before a final answer"
+    if "maxSteps" in drawn:
+        return _AGENT_OVERLOADED
+    return drawn
 
 
 def _looping(side: random.Random, prefix: str, blocks: list, max_steps: int) -> tuple[tuple, int]:
@@ -2900,6 +2918,7 @@ class _RunFactory:
         failed = {"type": step.type, "status": "FAILED", "input": step.input, "duration": duration}
         if step.agent is not None:
             failed["output"] = _render_agent(step.agent, t, failed=True)
+            message = _agent_failure_message(step.agent, message)
         failed["errorMessage"] = message
         steps[step.name] = failed
         return t + duration, {"name": step.name, "displayName": step.display, "message": message}

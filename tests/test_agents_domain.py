@@ -130,6 +130,7 @@ HIT = [
     ("the error says so", "COMPLETED", 20, 1, "Agent stopped: reached maxSteps (20)", True),
     ("the error says so in words", None, None, 0, "hit the max steps limit", True),
     ("another error", "FAILED", 20, 1, "Overloaded", False),
+    ("another error after the last allowed call", "FAILED", 3, 3, "Overloaded", False),
 ]
 
 

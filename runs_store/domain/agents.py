@@ -191,10 +191,11 @@ def hit_max_steps(status, max_steps: int | None, calls: int, step_error) -> bool
     """Whether the agent stopped at its step limit. The engine stops the agent after `maxSteps`
     model steps (AI SDK `stepCountIs(maxSteps)`) and, as it never called its completion tool,
     marks it FAILED with no message of its own; every step before the last made at least one
-    tool call, and the last one too or the agent would have stopped by itself. So: FAILED with
-    at least `maxSteps` tool calls, or a step error that says it ran out of steps."""
-    if isinstance(step_error, str) and _MAX_STEPS_TEXT.search(step_error):
-        return True
+    tool call, and the last one too or the agent would have stopped by itself. So: a step error
+    that says it ran out of steps, or FAILED with at least `maxSteps` tool calls and no error
+    that names another cause (a provider's "Overloaded" after the last call, say)."""
+    if isinstance(step_error, str) and step_error:
+        return bool(_MAX_STEPS_TEXT.search(step_error))
     return status == AGENT_FAILED and max_steps is not None and 0 < max_steps <= calls
 
 
