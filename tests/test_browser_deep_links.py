@@ -21,9 +21,10 @@ DEEP_LINKS = {
     "/insights": "Insights",
     "/import": "Import runs",
     "/sources": "Sources",
+    "/alerts": "Alerts",
     "/run?id=no-such-run": "Run not found",
 }
-NAV_LABELS = ["Runs", "Insights", "Import", "Sources"]  # app.py's pages; Run is hidden
+NAV_LABELS = ["Runs", "Insights", "Import", "Sources", "Alerts"]  # app.py's pages; Run is hidden
 APP_TITLE = "Runs Explorer"  # app.py's st.set_page_config
 # The centered layout caps the main block at 736 px; the wide one fills the 1440 px viewport
 # less the sidebar (about 1140 px).
