@@ -15,7 +15,7 @@ from urllib.parse import urlencode
 import pandas as pd
 import streamlit as st
 
-from pages.common.data import check_settings, page_store, user_timezone
+from pages.common.data import check_settings, page_store, store_opener, user_timezone
 from pages.common.entry import draw_inside_app
 from pages.common.text import code, plain
 from runs_store.domain.errors import StoreError
@@ -38,6 +38,7 @@ draw_inside_app()  # before this page draws anything: see pages/common/entry.py
 
 RUNS_PAGE = "pages/runs.py"
 TESTED = "alerts_tested"  # {channel: the test message's Delivery}, shown after the rerun
+TEST_ASKED = "alerts_test_asked"  # the channel whose button was clicked, sent on the next run
 STATE_ICONS = {
     FIRING: ":red[:material/notifications_active:]",
     OK: ":green[:material/check_circle:]",
@@ -270,11 +271,20 @@ def show_channel(store, channel: ChannelStatus, rules: RulesFile) -> None:
         last = f"last outcome: {plain(channel.last_outcome)}" if channel.last_outcome else "unused"
         text.caption(f"{channel.pending} pending · {last}")
         if button.button("Send a test message", key=f"test_{channel.name}", icon=":material/send:"):
-            with st.spinner(f"Sending a test message to {channel.name}…"):
-                delivery = store.call(send_test, channel.name, rules)
-            st.session_state.setdefault(TESTED, {})[channel.name] = delivery
-            st.rerun()
+            st.session_state[TEST_ASKED] = channel.name
+            st.rerun()  # sent before the page opens the store again: see send_asked_test
         show_test_result(channel.name)
+
+
+def send_asked_test(rules: RulesFile) -> None:
+    """Sends the test message a button asked for, with the store opened only for each outbox
+    step (a slow channel must not keep the CLI out of the store)."""
+    name = st.session_state.pop(TEST_ASKED, None)
+    if name is None:
+        return
+    with st.spinner(f"Sending a test message to {name}…"):
+        delivery = send_test(store_opener(), name, rules)
+    st.session_state.setdefault(TESTED, {})[name] = delivery
 
 
 def show_test_result(name: str) -> None:
@@ -351,6 +361,7 @@ def main() -> None:
         show_how_to(configured=False)
         return
     tz = user_timezone()
+    send_asked_test(rules)
     with page_store() as store:
         status = store.call(alerts_status, rules)
         warnings = flow_warnings(rules, store.call(known_flows))

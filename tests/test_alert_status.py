@@ -4,7 +4,7 @@ on DuckDB and chdb."""
 
 from __future__ import annotations
 
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from datetime import UTC
 from urllib.parse import parse_qs, urlsplit
 
@@ -21,6 +21,8 @@ from runs_store.services.alerts.rules import load_rules
 from runs_store.services.alerts.status import alerts_status, send_test
 from runs_store.services.runs_list import count_runs
 from runs_store.store import alert_state
+from runs_store.store.backend import open_location
+from runs_store.store.location import DuckDBLocation
 from test_alert_delivery import FLOW, rules_text, spike_records, write_rules
 
 SECRET_URL_PATH = "/services/T0/B0/s3cr3t-token"
@@ -72,12 +74,32 @@ def test_after_a_check_firings_deliveries_and_the_drill_down(
 
 def test_send_test_delivers_through_the_outbox(tmp_path, spike_con, http_receiver):
     rules = load_rules(write_rules(tmp_path, rules_text(http_receiver.url + "/hook")))
-    sent = send_test(spike_con, "ops", rules)
+    sent = send_test(lambda: nullcontext(spike_con), "ops", rules)
     assert (sent.kind, sent.state, sent.attempts) == ("test", "sent", 1)
     (request,) = http_receiver.wait_for(1)
     assert "Test message" in request.json()["text"]
     http_receiver.answer(Reply(404, b"no_service"))
-    refused = send_test(spike_con, "ops", rules)
+    refused = send_test(lambda: nullcontext(spike_con), "ops", rules)
     assert refused.state == "failed_config" and "HTTP 404" in refused.outcome
     kinds = [row.state for row in alert_state.recent_deliveries(spike_con)]
     assert sorted(kinds) == ["failed_config", "sent"]
+
+
+def test_a_test_message_is_sent_with_the_store_closed(tmp_path, http_receiver):
+    path = store_with(tmp_path / "runs.duckdb", spike_records(now_utc()))
+    rules = load_rules(write_rules(tmp_path, rules_text(http_receiver.url + "/hook")))
+    held = []
+
+    @contextmanager
+    def open_store():
+        held.append(True)
+        with open_location(DuckDBLocation(path)) as con:
+            yield con
+        held.pop()
+
+    def send(channel, message):
+        assert not held, "the store is open while the message is sent"
+        return transport_sender()(channel, message)
+
+    sent = send_test(open_store, "ops", rules, send)
+    assert sent.state == "sent" and http_receiver.wait_for(1)

@@ -72,6 +72,14 @@ def _cached_call(
     return _func(_con, *args, **dict(kwargs))
 
 
+def store_opener() -> Callable:
+    """Opens the store RUNS_DB names, for a piece of work that opens it more than once (each
+    time waiting no longer than a page does)."""
+    location = current_location()
+    wait = min(APP_LOCK_WAIT_SECONDS, settings.get_number("RUNS_LOCK_WAIT_SECONDS"))
+    return lambda: open_location(location, wait_seconds=wait)
+
+
 def database_path() -> str:
     """The store RUNS_DB names, as the CLI's --db takes it."""
     return str(current_location())

@@ -5,7 +5,6 @@ failure is retried by the next check instead of being lost, and a digest is sent
 
 from __future__ import annotations
 
-from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
@@ -73,14 +72,15 @@ def send_once(
     return SendResult([d.line for d in delivered], delivered, 1 if failed or not delivered else 0)
 
 
-def send_test(con, channel_name: str, rules: RulesFile, send: Sender | None = None) -> Delivered:
-    """A test message to one channel, through the outbox, on the page's open connection: how
-    it went (sent, a configuration error, or kept pending for the next check)."""
+def send_test(
+    open_store: StoreOpener, channel_name: str, rules: RulesFile, send: Sender | None = None
+) -> Delivered:
+    """A test message to one channel, through the outbox: how it went (sent, a configuration
+    error, or kept pending for the next check). The store is opened for each step and never
+    held while the message is sent, as for an alert."""
     from runs_store.services.alerts.digest import test_message
 
     now = datetime.now(UTC).replace(tzinfo=None)
     message = replace(test_message(channel_name), key=f"test:{channel_name}:{now.isoformat()}")
-    result = send_once(
-        lambda: nullcontext(con), rules, message, channel_name, now, send or transport_sender()
-    )
+    result = send_once(open_store, rules, message, channel_name, now, send or transport_sender())
     return result.delivered[0]

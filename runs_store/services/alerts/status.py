@@ -17,7 +17,7 @@ from runs_store import settings
 from runs_store.queries.view_state import RunsView
 from runs_store.services.alerts.check import shown_value
 from runs_store.services.alerts.evaluate import FIRING, NOT_ENOUGH_RUNS, OK, evaluate, runs_link
-from runs_store.services.alerts.outbox import Sender
+from runs_store.services.alerts.outbox import Sender, StoreOpener
 from runs_store.services.alerts.rules import Rule, RulesFile, load_rules
 from runs_store.services.alerts.sending import send_test as _send_test
 from runs_store.store import alert_state
@@ -147,11 +147,13 @@ def alerts_status(
     )
 
 
-def send_test(con, channel_name: str, rules: RulesFile, send: Sender | None = None) -> Delivery:
+def send_test(
+    open_store: StoreOpener, channel_name: str, rules: RulesFile, send: Sender | None = None
+) -> Delivery:
     """The "send a test message" button: a test message to the channel through the outbox,
-    delivered now (or kept for the next check, or a configuration error), and how it went."""
-    alert_state.ensure_tables(con)
-    return _delivery(_send_test(con, channel_name, rules, send).delivery)
+    delivered now (or kept for the next check, or a configuration error), and how it went.
+    `open_store` opens the store for each step: it is not held while the message is sent."""
+    return _delivery(_send_test(open_store, channel_name, rules, send).delivery)
 
 
 # ---------------------------------------------------------------- rules now
