@@ -1,13 +1,15 @@
 """Insights: where runs fail, since when, why, and how long they take, for the toolbar's view.
 
-The toolbar (flows, statuses, date range, archived, search) is the Runs page's, bound to the same
-URL keys, so a view moves between the two pages intact. Every number comes from one cached call
-into runs_store.services.insights; every chart and table drills down by opening the Runs page with
-the
-current filter narrowed to exactly the runs the clicked number counted (which statuses and days
-those are is the store's to say: insights.narrowed_statuses, insights.bucket_days). The Agents
-view (pages/common/agents_view.py) reads runs_store.services.agents the same way; the drill-down
-machinery both use is pages/common/drill.py.
+The toolbar (flows, statuses, date range, archived, search, and the agents' tool, outcome and
+model filters with their chips) is the Runs page's, bound to the same URL keys, so a view moves
+between the two pages intact; every tab counts the toolbar's runs (an agent filter needs raw
+runs: past retention the rollups cannot say which runs an agent ran in). Every number comes
+from one cached call into runs_store.services.insights; every chart and table drills down by
+opening the Runs page with the current filter narrowed to exactly the runs the clicked number
+counted (which statuses and days those are is the store's to say: insights.narrowed_statuses,
+insights.bucket_days). The Agents view (pages/common/agents_view.py) reads
+runs_store.services.agents the same way; the drill-down machinery both use is
+pages/common/drill.py.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from pages.common.drill import (
 from pages.common.entry import draw_inside_app
 from pages.common.status_ui import status_column
 from pages.common.text import code, plain
-from pages.common.toolbar import render_toolbar
+from pages.common.toolbar import agent_choices, render_toolbar
 from runs_store.domain.formatting import short_duration
 from runs_store.domain.statuses import FAILED_STATES, FINISHED_STATES, label
 from runs_store.queries.filters import RunFilter
@@ -498,7 +500,7 @@ st.title("Insights")
 with page_store() as store:
     show_sample_note(store)
     tz = user_timezone()
-    run_filter = render_toolbar(store.cached(flow_names), tz)
+    run_filter = render_toolbar(store.cached(flow_names), tz, agent_choices(store))
     retention = store.cached(insights.retention_note, run_filter)
     if retention is not None:
         st.caption(f":material/history: {retention.figures}")

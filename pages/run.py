@@ -60,7 +60,11 @@ VIEW_KEYS = (
     "version",
     "tool",
     "tool_failed",
+    "tool_outcome",
     "model",
+    "agent_status",
+    "max_steps",
+    "tool_calls",
 )
 # A run's tone (runs_store.domain.statuses.tone) as the box its banner is drawn in.
 BANNER_BOXES = {

@@ -22,7 +22,14 @@ from pages.common import status_ui, url_state
 from pages.common.data import PageStore, check_settings, page_store, show_sample_note, user_timezone
 from pages.common.entry import draw_inside_app
 from pages.common.text import plain
-from pages.common.toolbar import AgentChoices, draw_toolbar, today_in, utc_now, view_context
+from pages.common.toolbar import (
+    agent_choices,
+    agents_drawn,
+    draw_toolbar,
+    today_in,
+    utc_now,
+    view_context,
+)
 from runs_store import settings
 from runs_store.domain.errors import StoreError
 from runs_store.domain.formatting import shown_duration
@@ -35,7 +42,10 @@ from runs_store.ingest.engine.sources_file import (
 )
 from runs_store.queries.filters import PAGE_SIZES, RunFilter
 from runs_store.queries.view_state import (
+    AGENT_DRILL_KEYS,
     AGENT_KEYS,
+    AGENT_WIDGETS,
+    ALIAS_KEYS,
     DRILL_KEYS,
     FILTER_KEYS,
     PAGING_KEYS,
@@ -43,7 +53,7 @@ from runs_store.queries.view_state import (
     RunsView,
     page_notice,
 )
-from runs_store.services import agents, runs_list
+from runs_store.services import runs_list
 from runs_store.services.export import export_bytes
 from runs_store.services.masking import messages_as_shown
 from runs_store.store.backend import open_location
@@ -68,7 +78,7 @@ BIG_EXPORT = 500_000
 RUNS = url_state.Scope(
     "runs",
     keys=URL_KEYS,
-    widgets=FILTER_KEYS + AGENT_KEYS + PAGING_KEYS,
+    widgets=FILTER_KEYS + AGENT_WIDGETS + PAGING_KEYS,
     arrival_marks=("rows",),
     whole_url=True,
 )
@@ -326,10 +336,10 @@ def _clear_filters() -> None:
         ("q", ""),
         ("tool", ""),
         ("model", ""),
-        ("tool_failed", False),
+        ("tool_outcome", ""),
     ):
         st.session_state[key] = empty
-    url_state.drop_params(DRILL_KEYS)
+    url_state.drop_params(DRILL_KEYS + AGENT_DRILL_KEYS + ALIAS_KEYS)
 
 
 def show_empty(store: PageStore) -> None:
@@ -435,14 +445,6 @@ def show_live_pull(store) -> None:
         )
 
 
-def agent_choices(store: PageStore) -> AgentChoices:
-    """The tools the store's agents called and the models they ran on, for the agent filters."""
-    everything = RunFilter(include_archived=True)
-    tools = store.cached(agents.tools, everything)["tool"]
-    models = store.cached(agents.models, everything)["model"]
-    return AgentChoices(sorted(dict.fromkeys(tools)), sorted(models))
-
-
 def live_seconds() -> float:
     return max(2.0, settings.get_number("RUNS_LIVE_SECONDS"))
 
@@ -472,8 +474,7 @@ def main() -> None:
         url_state.show_notices(settled.notices)
         show_flash()
         show_sample_note(store)
-        filtered = view.tool or view.tool_failed or view.agent_model
-        view = draw_toolbar(view, flows, tz, choices if choices or filtered else None)
+        view = draw_toolbar(view, flows, tz, agents_drawn(view, choices))
     run_filter = view.run_filter(utc_now(), today_in(tz), tz)
     if view.live:
         st.fragment(show_runs_fresh, run_every=live_seconds())(view, run_filter, tz)

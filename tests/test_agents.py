@@ -328,21 +328,102 @@ def test_a_date_range_and_archived_runs_pick_the_calls_counted(con):
     )
 
 
-def test_the_runs_filter_finds_runs_by_tool_and_by_a_failed_call(con):
+def test_the_runs_filter_finds_runs_by_tool_and_by_a_calls_outcome(con):
     for tool, _ in TOOLS:
         called = {s.run_id for s, _, c in calls_of(shown()) if c.tool == tool}
-        failed = {
-            s.run_id for s, _, c in calls_of(shown()) if c.tool == tool and c.outcome == "failed"
-        }
         assert count_runs(con, RunFilter(tool=tool)) == len(called) > 0
-        assert count_runs(con, RunFilter(tool=tool, tool_failed=True)) == len(failed)
-    any_failed = {s.run_id for s, _, c in calls_of(shown()) if c.outcome == "failed"}
-    assert count_runs(con, RunFilter(tool_failed=True)) == len(any_failed) > 0
+        for outcome in ("failed", "unfinished"):
+            ended = {
+                s.run_id for s, _, c in calls_of(shown()) if c.tool == tool and c.outcome == outcome
+            }
+            assert count_runs(con, RunFilter(tool=tool, tool_outcome=outcome)) == len(ended)
+    for outcome in ("failed", "unfinished"):
+        ended = {s.run_id for s, _, c in calls_of(shown()) if c.outcome == outcome}
+        assert count_runs(con, RunFilter(tool_outcome=outcome)) == len(ended) > 0
     assert count_runs(con, RunFilter(tool="no such tool")) == 0
-    # the drill-down of a tool's number is that filter
-    assert agents.tool_runs(RunFilter(), "exa_search", failed=True) == RunFilter(
-        tool="exa_search", tool_failed=True
+
+
+# ------------------------------------------------------------------ each number opens its runs
+
+
+def test_a_tools_row_and_its_failed_and_unfinished_cells_open_the_runs_they_count(con):
+    """Runs opens exactly the tool's runs; a Failed or Unfinished cell counts calls and opens
+    the runs holding them (the documented runs count: no more runs than calls)."""
+    table = agents.tools(con, RunFilter())
+    for row in table.to_dict("records"):
+        opened = count_runs(con, agents.tool_runs(RunFilter(), row["tool"]))
+        assert opened == row["runs"]
+        for outcome in ("failed", "unfinished"):
+            holding = {
+                s.run_id
+                for s, _, c in calls_of(shown())
+                if c.tool == row["tool"] and c.outcome == outcome
+            }
+            drilled = agents.tool_runs(RunFilter(), row["tool"], outcome)
+            assert count_runs(con, drilled) == len(holding) <= row[outcome]
+    assert agents.tool_runs(RunFilter(), "exa_search", "unfinished") == RunFilter(
+        tool="exa_search", tool_outcome="unfinished"
     )
+
+
+def test_a_models_row_and_its_failed_calls_open_the_runs_they_count(con):
+    for row in agents.models(con, RunFilter()).to_dict("records"):
+        assert count_runs(con, agents.model_runs(RunFilter(), row["model"])) == row["runs"]
+        failing = {
+            s.run_id
+            for s, a, c in calls_of(shown())
+            if a.label == row["model"] and c.outcome == "failed"
+        }
+        drilled = agents.model_runs(RunFilter(), row["model"], "failed")
+        assert count_runs(con, drilled) == len(failing) <= row["failed_calls"]
+
+
+def test_a_status_by_flow_row_and_its_max_steps_cell_open_the_runs_they_count(con):
+    table = agents.status_by_flow(con, RunFilter())
+    stopped_somewhere = 0
+    for row in table.to_dict("records"):
+        flow, status = row["flow_name"], row["agent_status"]
+        ended = {
+            s.run_id
+            for s in shown()
+            if s.flow == flow and any(a.status == status for a in s.agents)
+        }
+        stopped = {
+            s.run_id
+            for s in shown()
+            if s.flow == flow and any(a.status == status and a.hit_max_steps for a in s.agents)
+        }
+        assert count_runs(con, agents.status_runs(RunFilter(), flow, status)) == row["runs"]
+        assert row["runs"] == len(ended)
+        drilled = agents.status_runs(RunFilter(), flow, status, max_steps=True)
+        assert count_runs(con, drilled) == row["max_steps_runs"] == len(stopped)
+        assert row["max_steps_runs"] <= row["hit_max_steps"]
+        stopped_somewhere += len(stopped)
+    assert stopped_somewhere >= 3
+
+
+def test_a_calls_per_run_bar_opens_the_runs_it_counts(con):
+    bars = agents.calls_per_run(con, RunFilter())
+    assert 0 in set(bars["tool_calls"])  # agents that called no tool: a run of agents, no call
+    for calls, runs in zip(bars["tool_calls"], bars["runs"], strict=True):
+        assert count_runs(con, agents.calls_runs(RunFilter(), int(calls))) == runs
+    beyond = int(bars["tool_calls"].max()) + 1
+    assert count_runs(con, agents.calls_runs(RunFilter(), beyond)) == 0
+    # a run without agent steps made no tool calls but is no run of the chart's
+    assert count_runs(con, RunFilter(tool_calls=0)) == int(
+        bars.loc[bars["tool_calls"] == 0, "runs"].iloc[0]
+    )
+
+
+def test_a_tokens_row_opens_the_flows_runs_with_an_agent_on_its_model(con):
+    for row in agents.tokens_and_cost(con, RunFilter(), prices=PRICES).to_dict("records"):
+        want = {
+            s.run_id
+            for s in shown()
+            if s.flow == row["flow_name"] and any(a.label == row["model"] for a in s.agents)
+        }
+        narrowed = agents.model_runs(agents.flow_runs(RunFilter(), row["flow_name"]), row["model"])
+        assert count_runs(con, narrowed) == len(want) <= row["agent_steps"]
 
 
 def test_the_runs_filter_finds_runs_by_their_agents_model(con):
@@ -624,7 +705,15 @@ def test_a_newer_version_replaces_its_facts_and_a_flat_one_keeps_them(backend, t
     with opened() as connection:
         ingest_items(connection, records_as_items([_newer_with_fewer_calls(replaced)]), "newer")
         ingest_items(connection, records_as_items([_flat_newer(kept)]), "flat")
-        assert count_runs(connection, RunFilter(tool="replacement_tool", tool_failed=True)) == 1
+        assert (
+            count_runs(connection, RunFilter(tool="replacement_tool", tool_outcome="failed")) == 1
+        )
+        # its calls in all are the newer version's: one per agent step
+        mine = RunFilter(search=replaced.run_id)
+        assert count_runs(connection, mine.with_(tool_calls=len(replaced.agents))) == 1
+        before = sum(len(agent.calls) for agent in replaced.agents)
+        assert before != len(replaced.agents)
+        assert count_runs(connection, mine.with_(tool_calls=before)) == 0
         still = {s.run_id for s, _, c in calls_of(shown(SPECS[:8])) if c.tool == old_tool}
         assert count_runs(connection, RunFilter(tool=old_tool)) == len(still - {replaced.run_id})
         # the flat row brought no steps: the run keeps its steps and their facts

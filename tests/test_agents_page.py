@@ -62,17 +62,21 @@ def durations(values) -> list[str]:
     return [short_duration(value) or "–" for value in values]
 
 
-def runs_with_calls(db, query: dict, tool: str = "", failed: bool = False, model: str = "") -> int:
-    """Runs in the view with a call to `tool` (and/or a failed call, a call by an agent on
-    `model`) in their current version, read straight from the store's facts."""
+def runs_with_calls(
+    db, query: dict, tool: str = "", failed: bool = False, model: str = "", outcome: str = ""
+) -> int:
+    """Runs in the view with a call to `tool` (and/or a failed call, or one of that `outcome`,
+    a call by an agent on `model`) in their current version, read straight from the store's
+    facts."""
     run_filter = view_filter(query)
     conditions = ["r.archived_at IS NULL", "r.started_at >= ?", "r.started_at < ?"]
     params: list = [run_filter.since, run_filter.until]
     if tool:
         conditions.append("c.tool = ?")
         params.append(tool)
-    if failed:
-        conditions.append("c.outcome = 'failed'")
+    if failed or outcome:
+        conditions.append("c.outcome = ?")
+        params.append(outcome or "failed")
     if model:
         conditions.append("concat(c.provider, '/', c.model) = ?")
         params.append(model)
@@ -216,25 +220,105 @@ def test_a_tool_row_opens_the_runs_that_called_it(agents_view, shared_db):
     tool, expected = shown["Tool"].iloc[1], int(shown["Runs"].iloc[1])
     at = select_row(agents_view, "agent_tools", 1)
     assert [title.value for title in at.title] == ["Runs"]
-    assert at.query_params["tool"] == tool and "tool_failed" not in at.query_params
+    assert at.query_params["tool"] == tool and "tool_outcome" not in at.query_params
     assert at.query_params["from"] == QUERY["from"]
     assert runs_page_total(at) == expected == runs_with_calls(shared_db, QUERY, tool)
 
 
-def test_a_failed_cell_opens_the_runs_where_that_tool_failed(agents_view, shared_db):
+@pytest.mark.parametrize("column, outcome", [("Failed", "failed"), ("Unfinished", "unfinished")])
+def test_a_failed_or_unfinished_cell_opens_the_runs_holding_such_a_call(
+    agents_view, shared_db, column, outcome
+):
+    """The cell counts calls; the Runs page counts the runs holding them (the caption says so)."""
     shown = table_by_key(agents_view, "agent_tools").value
-    tool = shown["Tool"].iloc[0]
-    at = select_cell(agents_view, "agent_tools", 0, "Failed")
-    assert at.query_params["tool"] == tool and at.query_params["tool_failed"] == "true"
-    expected = runs_with_calls(shared_db, QUERY, tool, failed=True)
-    assert 0 < runs_page_total(at) == expected <= int(shown["Failed"].iloc[0])
+    row = int((shown[column] > 0).to_numpy().argmax())
+    tool = shown["Tool"].iloc[row]
+    at = select_cell(agents_view, "agent_tools", row, column)
+    assert at.query_params["tool"] == tool and at.query_params["tool_outcome"] == outcome
+    expected = runs_with_calls(shared_db, QUERY, tool, outcome=outcome)
+    assert 0 < runs_page_total(at) == expected <= int(shown[column].iloc[row])
 
 
-def test_a_status_by_flow_row_opens_the_flows_runs(agents_view):
+def test_the_tools_caption_says_a_cell_counts_calls_and_opens_their_runs(agents_view):
+    said = " ".join(as_read(caption.value) for caption in agents_view.caption)
+    assert "Failed or Unfinished cell" in said and "a run may hold several" in said
+
+
+def agent_steps_runs(db, query: dict, flow: str, status: str, max_steps: bool = False) -> int:
+    """Runs in the view of `flow` with an agent step that ended in `status` (and stopped at
+    maxSteps), read straight from the store's facts."""
+    run_filter = view_filter(query)
+    with duckdb.connect(str(db), read_only=True) as con:
+        return con.execute(
+            "SELECT count(DISTINCT r.id) FROM runs r JOIN agent_steps a "
+            "ON a.run_id = r.id AND a.run_updated_at = r.updated_at "
+            "WHERE r.archived_at IS NULL AND r.started_at >= ? AND r.started_at < ? "
+            "AND r.flow_name = ? AND coalesce(a.agent_status, '(none recorded)') = ? "
+            "AND (a.hit_max_steps OR NOT ?)",
+            [run_filter.since, run_filter.until, flow, status, max_steps],
+        ).fetchone()[0]
+
+
+def test_a_status_by_flow_row_opens_the_flows_runs_whose_agent_ended_so(agents_view, shared_db):
     shown = table_by_key(agents_view, "agent_status_by_flow").value
-    at = select_row(agents_view, "agent_status_by_flow", 0)
+    row = int((shown["Agent status"] == "FAILED").to_numpy().argmax())
+    flow, status = shown["Flow"].iloc[row], shown["Agent status"].iloc[row]
+    at = select_row(agents_view, "agent_status_by_flow", row)
     assert [title.value for title in at.title] == ["Runs"]
-    assert at.query_params["flow"] == shown["Flow"].iloc[0]
+    assert (at.query_params["flow"], at.query_params["agent_status"]) == (flow, status)
+    assert "max_steps" not in at.query_params
+    expected = agent_steps_runs(shared_db, QUERY, flow, status)
+    assert runs_page_total(at) == int(shown["Runs"].iloc[row]) == expected
+    chips = [button.label for button in at.button if button.label.startswith("Agent status")]
+    assert chips == [f"Agent status: {status}"]
+
+
+def test_a_hit_max_steps_cell_opens_the_flows_runs_that_stopped_at_max_steps(
+    agents_view, shared_db
+):
+    """The cell counts agent steps; the Runs page counts the runs holding them."""
+    shown = table_by_key(agents_view, "agent_status_by_flow").value
+    row = int((shown["Hit maxSteps"] > 0).to_numpy().argmax())
+    flow, status = shown["Flow"].iloc[row], shown["Agent status"].iloc[row]
+    at = select_cell(agents_view, "agent_status_by_flow", row, "Hit maxSteps")
+    params = dict(at.query_params)
+    assert (params["flow"], params["agent_status"], params["max_steps"]) == (flow, status, "true")
+    expected = agent_steps_runs(shared_db, QUERY, flow, status, max_steps=True)
+    assert 0 < runs_page_total(at) == expected <= int(shown["Hit maxSteps"].iloc[row])
+    found = service(shared_db, agents.status_by_flow)
+    assert expected == int(found["max_steps_runs"].iloc[row])
+    assert "Stopped at maxSteps" in [button.label for button in at.button]
+
+
+def runs_by_calls(db, query: dict) -> dict[int, int]:
+    """Runs in the view by their agent steps' tool calls in all, read straight from the facts."""
+    run_filter = view_filter(query)
+    with duckdb.connect(str(db), read_only=True) as con:
+        found = con.execute(
+            "SELECT n, count(*) FROM (SELECT r.id, sum(a.tool_calls) AS n FROM runs r "
+            "JOIN agent_steps a ON a.run_id = r.id AND a.run_updated_at = r.updated_at "
+            "WHERE r.archived_at IS NULL AND r.started_at >= ? AND r.started_at < ? "
+            "GROUP BY r.id) GROUP BY n",
+            [run_filter.since, run_filter.until],
+        ).fetchall()
+    return {int(n): runs for n, runs in found}
+
+
+def test_a_calls_per_run_bar_opens_the_runs_whose_agents_made_that_many_calls(
+    agents_view, shared_db
+):
+    bars = service(shared_db, agents.calls_per_run)
+    counted = runs_by_calls(shared_db, QUERY)
+    assert dict(zip(bars["tool_calls"], bars["runs"], strict=True)) == counted
+    calls = int(bars["tool_calls"].iloc[len(bars) // 2])
+    agents_view.session_state["calls_per_run"] = {
+        "selection": {"points": [{"customdata": [calls]}]}
+    }
+    at = agents_view.run()
+    assert not at.exception, at.exception
+    assert at.query_params["tool_calls"] == str(calls)
+    assert runs_page_total(at) == counted[calls]
+    assert any(button.label == f"Tool calls in the run: {calls:,}" for button in at.button)
 
 
 def test_a_max_steps_row_opens_the_run_with_its_agent_step(agents_view, shared_db):
@@ -256,9 +340,9 @@ def test_a_tool_chart_point_opens_that_days_runs_where_the_tool_failed(agents_vi
     assert not at.exception, at.exception
     params = dict(at.query_params)
     first = pd.Timestamp(point["bucket"]).date().isoformat()
-    assert (params["tool"], params["tool_failed"], params["from"], params["to"]) == (
+    assert (params["tool"], params["tool_outcome"], params["from"], params["to"]) == (
         point["key"],
-        "true",
+        "failed",
         first,
         first,
     )
@@ -286,7 +370,11 @@ def test_a_model_chart_point_opens_that_days_runs_on_it_where_a_call_failed(agen
     assert not at.exception, at.exception
     params = dict(at.query_params)
     first = day.date().isoformat()
-    assert (params["model"], params["tool_failed"], params["from"]) == (point["key"], "true", first)
+    assert (params["model"], params["tool_outcome"], params["from"]) == (
+        point["key"],
+        "failed",
+        first,
+    )
     query = {"range": "Custom range", "from": first, "to": first}
     assert runs_page_total(at) == runs_with_calls(shared_db, query, failed=True, model=point["key"])
 
@@ -321,22 +409,27 @@ def tools_of(shared_db) -> pd.DataFrame:
     return service(shared_db, agents.tools)
 
 
-@pytest.mark.parametrize("failed", [False, True])
-def test_the_runs_page_filters_by_a_tool_and_a_failed_call(app_env, shared_db, failed):
+@pytest.mark.parametrize("outcome", ["", "failed", "unfinished"])
+def test_the_runs_page_filters_by_a_tool_and_a_calls_outcome(app_env, shared_db, outcome):
     app_env(shared_db)
-    tool = tools_of(shared_db)["tool"].iloc[1]
-    query = {**QUERY, "tool": tool, **({"tool_failed": "true"} if failed else {})}
+    tools = tools_of(shared_db)
+    tool = tools[tools[outcome or "calls"] > 0]["tool"].iloc[-1]
+    query = {**QUERY, "tool": tool, **({"tool_outcome": outcome} if outcome else {})}
     at = app_test(None, query, timeout=60)
     assert not at.exception, at.exception
     assert at.selectbox(key="tool").value == tool
-    assert at.checkbox(key="tool_failed").value is failed
-    assert runs_page_total(at) == runs_with_calls(shared_db, QUERY, tool, failed) > 0
+    assert at.selectbox(key="tool_outcome").value == outcome
+    assert runs_page_total(at) == runs_with_calls(shared_db, QUERY, tool, outcome=outcome) > 0
 
 
-def test_any_failed_tool_call_filters_without_a_tool(app_env, shared_db):
+def test_an_older_tool_failed_link_still_opens_the_runs_where_a_call_failed(app_env, shared_db):
+    """Links made before tool_outcome (alerts, digests, bookmarks) keep working; the page
+    rewrites them in the newer spelling."""
     app_env(shared_db)
     at = app_test(None, {**QUERY, "tool_failed": "true"}, timeout=60)
     assert runs_page_total(at) == runs_with_calls(shared_db, QUERY, failed=True) > 0
+    assert at.selectbox(key="tool_outcome").value == "failed"
+    assert at.query_params["tool_outcome"] == "failed" and "tool_failed" not in at.query_params
 
 
 def test_the_tool_filter_is_chosen_and_cleared_on_the_page(app_env, shared_db):
@@ -346,11 +439,13 @@ def test_the_tool_filter_is_chosen_and_cleared_on_the_page(app_env, shared_db):
     everything = runs_page_total(at)
     at.selectbox(key="tool").set_value(tool).run()
     assert runs_page_total(at) == runs_with_calls(shared_db, QUERY, tool)
-    at.checkbox(key="tool_failed").check().run()
+    at.selectbox(key="tool_outcome").set_value("failed").run()
     assert runs_page_total(at) == runs_with_calls(shared_db, QUERY, tool, failed=True)
+    assert at.query_params["tool_outcome"] == "failed"
     at.selectbox(key="tool").set_value("").run()
-    at.checkbox(key="tool_failed").uncheck().run()
+    at.selectbox(key="tool_outcome").set_value("").run()
     assert runs_page_total(at) == everything
+    assert "tool_outcome" not in at.query_params
 
 
 def test_the_runs_page_filters_by_a_model(app_env, shared_db):
@@ -360,8 +455,52 @@ def test_the_runs_page_filters_by_a_model(app_env, shared_db):
     assert at.selectbox(key="model").value == model
     assert runs_page_total(at) == runs_on_model(shared_db, QUERY, model) > 0
     at.selectbox(key="model").set_value("").run()
-    at.checkbox(key="tool_failed").check().run()
+    at.selectbox(key="tool_outcome").set_value("failed").run()
     assert runs_page_total(at) == runs_with_calls(shared_db, QUERY, failed=True)
+
+
+def test_the_agents_chips_show_and_clear_on_the_runs_page(app_env, shared_db):
+    app_env(shared_db)
+    found = service(shared_db, agents.status_by_flow)
+    row = found[found["max_steps_runs"] > 0].iloc[0]
+    query = {
+        **QUERY,
+        "flow": row["flow_name"],
+        "agent_status": row["agent_status"],
+        "max_steps": "1",
+    }
+    at = app_test(None, query, timeout=60)
+    assert not at.exception, at.exception
+    labels = [button.label for button in at.button]
+    assert f"Agent status: {row['agent_status']}" in labels and "Stopped at maxSteps" in labels
+    assert runs_page_total(at) == int(row["max_steps_runs"])
+    next(b for b in at.button if b.label == "Stopped at maxSteps").click().run()
+    assert "max_steps" not in at.query_params and [b.label for b in at.button] == [
+        f"Agent status: {row['agent_status']}"
+    ]
+    flow, status = row["flow_name"], row["agent_status"]
+    assert runs_page_total(at) == agent_steps_runs(shared_db, QUERY, flow, status)
+
+
+def test_insights_counts_the_runs_of_its_agent_filters_and_keeps_them_from_the_runs_page(
+    app_env, shared_db
+):
+    """A Runs page filtered by a tool and an outcome goes to Insights by the navigation (no
+    parameters): Insights keeps the filters and every count is of those runs."""
+    app_env(shared_db)
+    tool = tools_of(shared_db)["tool"].iloc[0]
+    at = app_test(None, {**QUERY, "tool": tool, "tool_outcome": "failed"}, timeout=60)
+    expected = runs_with_calls(shared_db, QUERY, tool, failed=True)
+    assert runs_page_total(at) == expected > 0
+    at.switch_page("pages/insights.py")
+    at.query_params.clear()
+    at.run()
+    assert not at.exception, at.exception
+    assert at.selectbox(key="tool").value == tool
+    assert at.selectbox(key="tool_outcome").value == "failed"
+    assert (at.query_params["tool"], at.query_params["tool_outcome"]) == (tool, "failed")
+    runs = next(metric for metric in at.metric if metric.label == "Runs")
+    assert runs.value == f"{expected:,}"
 
 
 def test_a_tool_no_agent_called_falls_back_with_a_notice(app_env, shared_db):

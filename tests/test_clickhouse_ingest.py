@@ -334,7 +334,11 @@ def test_every_page_draws_on_chdb(monkeypatch, tmp_path):
     for page, query in (
         ("pages/insights.py", None),
         ("pages/insights.py", {"view": "Agents", "range": "All time"}),
-        ("pages/runs.py", {"range": "All time", "tool_failed": "true"}),
+        ("pages/runs.py", {"range": "All time", "tool_failed": "true"}),  # the older spelling
+        ("pages/runs.py", {"range": "All time", "tool_outcome": "unfinished"}),
+        ("pages/runs.py", {"range": "All time", "tool_calls": "3"}),
+        ("pages/runs.py", {"range": "All time", "agent_status": "FAILED", "max_steps": "1"}),
+        ("pages/insights.py", {"range": "All time", "tool_outcome": "failed"}),
         ("pages/import.py", None),
         ("pages/sources.py", None),
         ("pages/run.py", {"id": failed}),
@@ -345,7 +349,7 @@ def test_every_page_draws_on_chdb(monkeypatch, tmp_path):
             assert any(e.value.startswith("Run Failed") for e in at.error), at.error
         else:
             assert not at.error, (page, [e.value for e in at.error])
-        if query and (query.get("view") == "Agents" or "tool_failed" in query):
+        if query and (query.get("view") == "Agents" or page == "pages/runs.py"):
             assert at.dataframe, (page, query)  # the sample's agents are counted on chdb
 
 

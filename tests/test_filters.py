@@ -118,27 +118,66 @@ WHERE_CASES = [
 ]
 
 
-# The agents' tool filters: runs with such a call in their current version (store/agent_facts.py).
-TOOL_SQL = "(id, updated_at) IN (SELECT run_id, run_updated_at FROM agent_tool_calls WHERE {})"
+# The agents' filters: runs with such a fact in their current version (store/agent_facts.py).
+FACTS_SQL = "(id, updated_at) IN (SELECT run_id, run_updated_at FROM {} WHERE {})"
+CALLS_SQL = FACTS_SQL.format("agent_tool_calls AS c", "{}")
+STEPS_SQL = FACTS_SQL.format("agent_steps AS a", "{}")
+MODEL_OF = (
+    "CASE WHEN {0}.model IS NULL THEN ? WHEN {0}.provider IS NULL THEN {0}.model "
+    "ELSE concat({0}.provider, '/', {0}.model) END = ?"
+)
+CALL_COUNT_SQL = (
+    "(id, updated_at) IN (SELECT run_id, run_updated_at FROM "
+    "(SELECT DISTINCT run_id, run_updated_at, position, tool_calls FROM agent_steps) AS s "
+    "GROUP BY run_id, run_updated_at HAVING sum(tool_calls) = ?)"
+)
 WHERE_CASES += [
     (
         "a tool",
         RunFilter(tool="exa_search"),
-        "WHERE archived_at IS NULL AND " + TOOL_SQL.format("tool = ?"),
+        "WHERE archived_at IS NULL AND " + CALLS_SQL.format("c.tool = ?"),
         ["exa_search"],
     ),
     (
         "a failed tool call",
-        RunFilter(tool_failed=True, include_archived=True),
-        "WHERE " + TOOL_SQL.format("outcome = ?"),
+        RunFilter(tool_outcome="failed", include_archived=True),
+        "WHERE " + CALLS_SQL.format("c.outcome = ?"),
         ["failed"],
     ),
     (
-        "a failed call to a tool, with a flow",
-        RunFilter(flows=("A",), tool="exa_search", tool_failed=True),
+        "an unfinished call to a tool, with a flow",
+        RunFilter(flows=("A",), tool="exa_search", tool_outcome="unfinished"),
         f"WHERE archived_at IS NULL AND flow_name {IN_1} AND "
-        + TOOL_SQL.format("tool = ? AND outcome = ?"),
-        ["A", "exa_search", "failed"],
+        + CALLS_SQL.format("c.tool = ? AND c.outcome = ?"),
+        ["A", "exa_search", "unfinished"],
+    ),
+    (
+        "a failed call by an agent on a model: the same call, and an agent step on the model",
+        RunFilter(agent_model="openai/gpt-4o", tool_outcome="failed", include_archived=True),
+        "WHERE "
+        + CALLS_SQL.format("c.outcome = ? AND " + MODEL_OF.format("c"))
+        + " AND "
+        + STEPS_SQL.format(MODEL_OF.format("a")),
+        ["failed", "(no model recorded)", "openai/gpt-4o"] * 1
+        + ["(no model recorded)", "openai/gpt-4o"],
+    ),
+    (
+        "an agent status that stopped at maxSteps: one agent step",
+        RunFilter(agent_status="FAILED", max_steps=True, include_archived=True),
+        "WHERE " + STEPS_SQL.format("coalesce(a.agent_status, ?) = ? AND a.hit_max_steps"),
+        ["(none recorded)", "FAILED"],
+    ),
+    (
+        "stopped at maxSteps",
+        RunFilter(max_steps=True, include_archived=True),
+        "WHERE " + STEPS_SQL.format("a.hit_max_steps"),
+        [],
+    ),
+    (
+        "no tool calls in all (a number, not a flag: 0 counts)",
+        RunFilter(tool_calls=0, include_archived=True),
+        "WHERE " + CALL_COUNT_SQL,
+        [0],
     ),
 ]
 
@@ -150,10 +189,20 @@ def test_a_model_filter_matches_the_agents_view_name_and_binds_its_values():
     assert params == ["(no model recorded)", "openai/gpt-4o"]
 
 
-def test_a_tool_filter_names_the_outer_run_by_its_alias_and_binds_its_values():
-    sql, params = build_where(RunFilter(tool="'; DROP TABLE runs; --", tool_failed=True), "r")
-    assert "(r.id, r.updated_at) IN (SELECT run_id, run_updated_at" in sql
-    assert "DROP" not in sql and params == ["'; DROP TABLE runs; --", "failed"]
+def test_an_agent_filter_names_the_outer_run_by_its_alias_and_binds_its_values():
+    hostile = "'; DROP TABLE runs; --"
+    run_filter = RunFilter(
+        tool=hostile,
+        tool_outcome="failed",
+        agent_model=hostile,
+        agent_status=hostile,
+        max_steps=True,
+        tool_calls=3,
+    )
+    sql, params = build_where(run_filter, "r")
+    assert sql.count("(r.id, r.updated_at) IN (SELECT run_id, run_updated_at") == 3
+    assert "DROP" not in sql and sql.count("?") == len(params)
+    assert params.count(hostile) == 4 and 3 in params
 
 
 @pytest.mark.parametrize(
@@ -537,6 +586,142 @@ def test_each_filter_case_is_a_real_test_neither_everything_nor_nothing(runs, ca
         return
     assert len(kept) < len(runs)
     assert kept or case in MAY_FIND_NOTHING
+
+
+# ------------------------------------------------------------------ the agents' filters
+
+
+@pytest.fixture(scope="module")
+def facts(shared_db) -> dict:
+    """Every agent step and tool call of the runs' current versions, read straight from the
+    store's fact tables, with the model as the Agents view names it."""
+
+    def label(provider, model):
+        return (
+            "(no model recorded)" if model is None else f"{provider}/{model}" if provider else model
+        )
+
+    joined = "JOIN runs r ON f.run_id = r.id AND f.run_updated_at = r.updated_at"
+    with duckdb.connect(str(shared_db), read_only=True) as con:
+        steps = con.execute(
+            "SELECT f.run_id, f.provider, f.model, f.agent_status, f.hit_max_steps, f.tool_calls "
+            f"FROM agent_steps f {joined}"
+        ).fetchall()
+        calls = con.execute(
+            "SELECT f.run_id, f.tool, f.outcome, f.provider, f.model "
+            f"FROM agent_tool_calls f {joined}"
+        ).fetchall()
+    return {
+        "steps": [
+            {"run": r, "model": label(p, m), "status": s or "(none recorded)", "hit": h, "calls": n}
+            for r, p, m, s, h, n in steps
+        ],
+        "calls": [
+            {"run": r, "tool": t, "outcome": o, "model": label(p, m)} for r, t, o, p, m in calls
+        ],
+    }
+
+
+def agent_keeps(facts: dict, run_id: str, f: RunFilter) -> bool:
+    """Whether the filter's agent conditions keep a run, decided over its facts in Python: one
+    call meets the tool, outcome (and model), one agent step the model, status and maxSteps, and
+    the run's agent steps made `tool_calls` calls in all."""
+    steps = [step for step in facts["steps"] if step["run"] == run_id]
+    calls = [call for call in facts["calls"] if call["run"] == run_id]
+    if (f.tool or f.tool_outcome) and not any(
+        (not f.tool or c["tool"] == f.tool)
+        and (not f.tool_outcome or c["outcome"] == f.tool_outcome)
+        and (not f.agent_model or c["model"] == f.agent_model)
+        for c in calls
+    ):
+        return False
+    if (f.agent_model or f.agent_status or f.max_steps) and not any(
+        (not f.agent_model or a["model"] == f.agent_model)
+        and (not f.agent_status or a["status"] == f.agent_status)
+        and (not f.max_steps or a["hit"])
+        for a in steps
+    ):
+        return False
+    return f.tool_calls is None or (bool(steps) and sum(a["calls"] for a in steps) == f.tool_calls)
+
+
+def agent_cases(facts: dict, runs: list[dict]) -> dict[str, RunFilter]:
+    calls, steps = facts["calls"], facts["steps"]
+    flows = {run["id"]: run["flow_name"] for run in runs}
+    stopped = sorted(a["run"] for a in steps if a["hit"])
+    per_run: dict[str, int] = {}
+    for a in steps:
+        per_run[a["run"]] = per_run.get(a["run"], 0) + a["calls"]
+    failing = sorted({c["tool"] for c in calls if c["outcome"] == "failed"})
+    hanging = sorted({c["tool"] for c in calls if c["outcome"] == "unfinished"})
+    models = sorted({a["model"] for a in steps})
+    flagged = sorted({c["model"] for c in calls if c["outcome"] == "failed"})
+    return {
+        "a tool": RunFilter(tool=failing[0]),
+        "a failed tool call": RunFilter(tool_outcome="failed"),
+        "an unfinished tool call": RunFilter(tool_outcome="unfinished", include_archived=True),
+        "a failed call to a tool": RunFilter(tool=failing[-1], tool_outcome="failed"),
+        "an unfinished call to a tool": RunFilter(tool=hanging[0], tool_outcome="unfinished"),
+        "a model": RunFilter(agent_model=models[0]),
+        "a failed call by a model's agent": RunFilter(
+            agent_model=flagged[-1], tool_outcome="failed"
+        ),
+        "an agent that completed": RunFilter(agent_status="COMPLETED"),
+        "an agent that failed": RunFilter(agent_status="FAILED", include_archived=True),
+        "stopped at maxSteps": RunFilter(max_steps=True),
+        "failed and stopped at maxSteps, in a flow": RunFilter(
+            flows=(flows[stopped[0]],), agent_status="FAILED", max_steps=True
+        ),
+        "completed and stopped at maxSteps: none": RunFilter(
+            agent_status="COMPLETED", max_steps=True
+        ),
+        "the fewest tool calls in all": RunFilter(tool_calls=min(per_run.values())),
+        "three tool calls in all": RunFilter(tool_calls=3),
+        "many tool calls in all": RunFilter(tool_calls=max(a["calls"] for a in steps)),
+        "everything at once": RunFilter(
+            tool=failing[0], tool_outcome="failed", agent_status="FAILED", tool_calls=3
+        ),
+    }
+
+
+AGENT_CASES = [
+    "a tool",
+    "a failed tool call",
+    "an unfinished tool call",
+    "a failed call to a tool",
+    "an unfinished call to a tool",
+    "a model",
+    "a failed call by a model's agent",
+    "an agent that completed",
+    "an agent that failed",
+    "stopped at maxSteps",
+    "failed and stopped at maxSteps, in a flow",
+    "completed and stopped at maxSteps: none",
+    "the fewest tool calls in all",
+    "three tool calls in all",
+    "many tool calls in all",
+    "everything at once",
+]
+MAY_KEEP_NONE = {"completed and stopped at maxSteps: none", "everything at once"}
+
+
+def test_the_agent_case_table_is_complete(facts, runs):
+    assert list(agent_cases(facts, runs)) == AGENT_CASES
+
+
+@pytest.mark.parametrize("case", AGENT_CASES)
+def test_each_agent_filter_selects_exactly_the_runs_their_facts_say(
+    select, shared_db, runs, facts, case
+):
+    run_filter = agent_cases(facts, runs)[case]
+    expected = {
+        run["id"]
+        for run in runs
+        if keeps(run, run_filter) and agent_keeps(facts, run["id"], run_filter)
+    }
+    assert select(shared_db, run_filter) == expected
+    assert expected or case in MAY_KEEP_NONE
+    assert len(expected) < len(runs)
 
 
 def test_search_finds_a_run_by_its_whole_id_alone(select, shared_db, runs):

@@ -26,7 +26,10 @@ from runs_store.queries.filters import (
     day_window,
 )
 from runs_store.queries.view_state import (
+    AGENT_DRILL_KEYS,
     AGENT_KEYS,
+    AGENT_WIDGETS,
+    ALIAS_KEYS,
     CUSTOM,
     DRILL_KEYS,
     EARLIEST_DAY,
@@ -63,8 +66,14 @@ def read(query: dict, context: ViewContext = CONTEXT) -> tuple[RunsView, list[st
 
 def test_every_url_key_is_declared_once_and_fills_one_field_in_order():
     assert len(URL_KEYS) == len(set(URL_KEYS)) == len(PARAMS)
-    assert [param.field for param in PARAMS] == [field.name for field in fields(RunsView)]
-    assert sorted(FILTER_KEYS + DRILL_KEYS + PAGING_KEYS + AGENT_KEYS) == sorted(URL_KEYS)
+    written = [param for param in PARAMS if not param.alias]
+    assert [param.field for param in written] == [field.name for field in fields(RunsView)]
+    assert {param.field for param in PARAMS if param.alias} <= {p.field for p in written}
+    assert ALIAS_KEYS == ("tool_failed",)
+    assert AGENT_KEYS == AGENT_WIDGETS + AGENT_DRILL_KEYS
+    assert sorted(FILTER_KEYS + DRILL_KEYS + PAGING_KEYS + AGENT_KEYS + ALIAS_KEYS) == sorted(
+        URL_KEYS
+    )
 
 
 def test_the_defaults_are_the_default_view_and_write_nothing():
@@ -507,18 +516,115 @@ def test_the_view_moves_through_streamlits_public_api_only(script):
 # ------------------------------------------------------------------ the agents' tool filters
 
 
-def test_a_tool_and_a_failed_tool_call_travel_in_the_url_and_reach_the_filter():
-    view, notices = read({"tool": "exa_search", "tool_failed": "true"})
-    assert (view.tool, view.tool_failed, notices) == ("exa_search", True, [])
-    assert view.to_query() == {"tool": ["exa_search"], "tool_failed": ["true"]}
-    run_filter = view.run_filter(datetime(2026, 11, 24, 12), TODAY, UTC)
-    assert (run_filter.tool, run_filter.tool_failed) == ("exa_search", True)
+NOON = datetime(2026, 11, 24, 12)
+
+# (URL query, the RunsView fields it gives, its canonical query): the agents' filters.
+AGENT_LINKS = [
+    (
+        {"tool": "exa_search", "tool_outcome": "failed"},
+        {"tool": "exa_search", "tool_outcome": "failed"},
+        {"tool": ["exa_search"], "tool_outcome": ["failed"]},
+    ),
+    (
+        {"tool_outcome": "Unfinished"},
+        {"tool_outcome": "unfinished"},
+        {"tool_outcome": ["unfinished"]},
+    ),
+    (  # the older spelling: alerts, digests and bookmarks made before tool_outcome
+        {"tool": "exa_search", "tool_failed": "true"},
+        {"tool": "exa_search", "tool_outcome": "failed"},
+        {"tool": ["exa_search"], "tool_outcome": ["failed"]},
+    ),
+    ({"tool_failed": "1"}, {"tool_outcome": "failed"}, {"tool_outcome": ["failed"]}),
+    ({"tool_failed": "false"}, {}, {}),
+    (  # both given: the newer key wins, whatever their order
+        {"tool_outcome": "unfinished", "tool_failed": "true"},
+        {"tool_outcome": "unfinished"},
+        {"tool_outcome": ["unfinished"]},
+    ),
+    (
+        {"flow": "Daily digest", "agent_status": "failed", "max_steps": "1"},
+        {"flows": ("Daily digest",), "agent_status": "FAILED", "max_steps": True},
+        {"flow": ["Daily digest"], "agent_status": ["FAILED"], "max_steps": ["true"]},
+    ),
+    ({"agent_status": "IN_PROGRESS"}, {"agent_status": "IN_PROGRESS"}, None),
+    (
+        {"agent_status": "none"},
+        {"agent_status": "(none recorded)"},
+        {"agent_status": ["(none recorded)"]},
+    ),
+    ({"agent_status": "(none recorded)"}, {"agent_status": "(none recorded)"}, None),
+    ({"tool_calls": "0"}, {"tool_calls": 0}, None),
+    ({"tool_calls": " 12 "}, {"tool_calls": 12}, {"tool_calls": ["12"]}),
+    (
+        {"model": "openai/gpt-4o", "tool_outcome": "failed"},
+        {"agent_model": "openai/gpt-4o", "tool_outcome": "failed"},
+        None,
+    ),
+]
 
 
-def test_a_bad_tool_failed_value_falls_back_with_a_notice():
-    view, notices = read({"tool_failed": "perhaps", "tool": " spaced tool "})
-    assert view.tool_failed is False and view.tool == " spaced tool "
-    assert notices == ['Ignored tool failed "perhaps" from the link: use true or false.']
+@pytest.mark.parametrize("query, fields_given, canonical", AGENT_LINKS)
+def test_the_agents_filters_round_trip_through_the_url_and_reach_the_filter(
+    query, fields_given, canonical
+):
+    view, notices = read(query)
+    assert (view, notices) == (RunsView(**fields_given), [])
+    written = view.to_query()
+    assert written == (query_of(query) if canonical is None else canonical)
+    assert read(written) == (view, [])
+    run_filter = view.run_filter(NOON, TODAY, UTC)
+    for name in ("tool", "tool_outcome", "agent_model", "agent_status", "max_steps", "tool_calls"):
+        assert getattr(run_filter, name) == getattr(view, name)
+
+
+def query_of(query: dict) -> dict[str, list[str]]:
+    return {key: [value] for key, value in query.items()}
+
+
+@pytest.mark.parametrize(
+    "query, notice",
+    [
+        (
+            {"tool_failed": "perhaps"},
+            'Ignored tool failed "perhaps" from the link: use true or false.',
+        ),
+        (
+            {"tool_outcome": "succeeded"},
+            'Ignored tool call outcome "succeeded" from the link: use one of failed, unfinished.',
+        ),
+        (
+            {"agent_status": "DONE"},
+            (
+                'Ignored agent status "DONE" from the link: use one of COMPLETED, FAILED, '
+                "IN_PROGRESS or none."
+            ),
+        ),
+        (
+            {"max_steps": "often"},
+            'Ignored stopped at maxSteps "often" from the link: use true or false.',
+        ),
+        ({"tool_calls": "many"}, 'Ignored tool calls "many" from the link: not a whole number.'),
+        ({"tool_calls": "-1"}, 'Ignored tool calls "-1" from the link: it must be at least 0.'),
+        ({"tool_calls": "2.5"}, 'Ignored tool calls "2.5" from the link: not a whole number.'),
+    ],
+)
+def test_a_bad_agent_filter_value_falls_back_with_a_notice(query, notice):
+    view, notices = read({**query, "tool": " spaced tool "})
+    assert view == RunsView(tool=" spaced tool ") and notices == [notice]
+
+
+def test_a_bad_tool_outcome_keeps_a_good_older_tool_failed():
+    view, notices = read({"tool_failed": "true", "tool_outcome": "maybe"})
+    assert view.tool_outcome == "failed" and len(notices) == 1
+
+
+def test_the_agent_widgets_clean_and_spell_out_their_values():
+    view = RunsView().with_widget_values({"tool": "t", "tool_outcome": "bogus", "model": ""})
+    assert (view.tool, view.tool_outcome) == ("t", "")
+    query = RunsView.widgets_as_query({"tool_outcome": "", "model": ""})
+    assert query == {"tool_outcome": [""], "model": [""]}
+    assert read(query) == (RunsView(), [])
 
 
 def test_an_agents_model_travels_in_the_url_and_reaches_the_filter():

@@ -3,10 +3,11 @@ slow tools are, how many calls a run makes, which agents stopped at their step l
 status per flow, the models used, and tokens and cost.
 
 Every number comes from one cached call into runs_store.services.agents, for the toolbar's
-filter; a selected row, cell or point opens the Runs page on the runs it counted (the agent
-filters `tool`, `tool_failed`, `model`, a flow, a time bucket) or, for an agent that stopped at
-its limit, the run itself. Tool names, flow names and models are record text: tables and charts
-show them as text.
+filter; a selected row, cell, point or bar opens the Runs page on the runs it counted (the agent
+filters `tool`, `tool_outcome`, `model`, `agent_status`, `max_steps`, `tool_calls`, a flow, a
+time bucket) or, for an agent that stopped at its limit, the run itself. A number of calls or
+agent steps opens the runs holding them, which the captions say. Tool names, flow names and
+models are record text: tables and charts show them as text.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from pages.common.drill import (
 )
 from pages.common.text import plain
 from runs_store import settings
+from runs_store.domain.agents import FAILED, UNFINISHED
 from runs_store.domain.errors import StoreError
 from runs_store.domain.formatting import short_duration
 from runs_store.queries.filters import RunFilter
@@ -38,6 +40,7 @@ PERCENT = st.column_config.NumberColumn(format="%.1f%%")
 TOKENS = st.column_config.NumberColumn(format="localized")
 WHEN = "MMM D, YYYY, h:mm a"
 NO_AGENTS = "No AI agent steps in this view's runs."
+CELL_OUTCOMES = {"Failed": FAILED, "Unfinished": UNFINISHED}  # a Tools cell: its calls' outcome
 
 
 def durations(values: pd.Series) -> list[str]:
@@ -53,7 +56,9 @@ def show_tools(store, run_filter: RunFilter) -> None:
     st.caption(
         "Every tool the agents called, most called first. A call failed when the tool said so; "
         "unfinished calls never returned. P50 and P95 are the calls' durations. Select a row to "
-        "open the runs that called the tool, or a Failed cell for the runs where it failed."
+        "open the runs that called the tool (its Runs), or a Failed or Unfinished cell for the "
+        "runs holding such a call: those count calls, and a run may hold several, so the Runs "
+        "page may list fewer runs than the cell's number."
     )
     shown = pd.DataFrame(
         {
@@ -73,7 +78,12 @@ def show_tools(store, run_filter: RunFilter) -> None:
         "agent_tools",
         {
             "Failure rate": PERCENT,
-            "Failed": st.column_config.NumberColumn(help="Failed calls; select to open their runs"),
+            "Failed": st.column_config.NumberColumn(
+                help="Failed calls; select to open the runs holding them"
+            ),
+            "Unfinished": st.column_config.NumberColumn(
+                help="Calls that never returned; select to open the runs holding them"
+            ),
             "Runs": st.column_config.NumberColumn(help="Runs whose agents called the tool"),
         },
         cells=True,
@@ -82,9 +92,9 @@ def show_tools(store, run_filter: RunFilter) -> None:
     row = selected_row(event, found)
     if cell is not None:
         row, column = cell
-        drill(tool=row["tool"], tool_failed=column == "Failed")
+        drill(tool=row["tool"], tool_outcome=CELL_OUTCOMES.get(column, ""))
     elif row is not None:
-        drill(tool=row["tool"])
+        drill(tool=row["tool"], tool_outcome="")
 
 
 def show_failure_over_time(store, run_filter: RunFilter, unit: str, tz_name: str) -> None:
@@ -104,7 +114,7 @@ def show_failure_over_time(store, run_filter: RunFilter, unit: str, tz_name: str
             )
             point = charts.clicked_point(chart(charts.call_rate_lines(rates, unit), "tool_rates"))
             if point:
-                drill_to_bucket(point[1], unit, tool=point[0], tool_failed=True)
+                drill_to_bucket(point[1], unit, tool=point[0], tool_outcome=FAILED)
     with right:
         rates = store.cached(agents.failure_over_time, run_filter, unit, tz_name, "model")
         st.markdown("**Per model**")
@@ -117,7 +127,7 @@ def show_failure_over_time(store, run_filter: RunFilter, unit: str, tz_name: str
             )
             point = charts.clicked_point(chart(charts.call_rate_lines(rates, unit), "model_rates"))
             if point:
-                drill_to_bucket(point[1], unit, model=point[0], tool_failed=True)
+                drill_to_bucket(point[1], unit, model=point[0], tool_outcome=FAILED)
 
 
 def show_slowest_tools(store, run_filter: RunFilter) -> None:
@@ -140,7 +150,7 @@ def show_slowest_tools(store, run_filter: RunFilter) -> None:
     )
     row = selected_row(table(shown, "slowest_tools_agents", {}), found)
     if row is not None:
-        drill(tool=row["tool"])
+        drill(tool=row["tool"], tool_outcome="")
 
 
 def show_calls_per_run(store, run_filter: RunFilter) -> None:
@@ -149,14 +159,13 @@ def show_calls_per_run(store, run_filter: RunFilter) -> None:
     if found.empty:
         st.caption(NO_AGENTS)
         return
-    st.caption("How many tool calls the agents of a run made, over the runs with an agent step.")
-    st.plotly_chart(
-        charts.calls_per_run_bars(found),
-        key="calls_per_run",
-        theme="streamlit",
-        width="stretch",
-        config={"displayModeBar": False},
+    st.caption(
+        "How many tool calls the agents of a run made in all, over the runs with an agent "
+        "step. Click a bar to open those runs."
     )
+    point = charts.clicked_point(chart(charts.calls_per_run_bars(found), "calls_per_run"))
+    if point:
+        drill(tool_calls=int(point[0]))
 
 
 def show_max_steps(store, run_filter: RunFilter, tz_name: str) -> None:
@@ -216,20 +225,38 @@ def show_status_by_flow(store, run_filter: RunFilter) -> None:
         return
     st.caption(
         "Agent steps per flow by the status the agent ended in. Select a row to open the "
-        "flow's runs."
+        "flow's runs with an agent that ended so (its Runs), or a Hit maxSteps cell for those "
+        "with an agent that stopped at its step limit (the cell counts agent steps: a run may "
+        "hold several)."
     )
     shown = pd.DataFrame(
         {
             "Flow": found["flow_name"],
-            "Agent status": found["agent_status"].replace("", "(none recorded)"),
+            "Agent status": found["agent_status"],
             "Agent steps": found["steps"],
             "Runs": found["runs"],
             "Hit maxSteps": found["hit_max_steps"],
         }
     )
-    row = selected_row(table(shown, "agent_status_by_flow", {}), found)
+    event = table(
+        shown,
+        "agent_status_by_flow",
+        {
+            "Runs": st.column_config.NumberColumn(help="Runs with an agent that ended so"),
+            "Hit maxSteps": st.column_config.NumberColumn(
+                help="Agent steps that stopped at maxSteps; select to open their runs"
+            ),
+        },
+        cells=True,
+    )
+    cell = selected_cell(event, found)
+    row = cell[0] if cell is not None else selected_row(event, found)
     if row is not None:
-        drill(flow=[row["flow_name"]])
+        drill(
+            flow=[row["flow_name"]],
+            agent_status=row["agent_status"],
+            max_steps=cell is not None and cell[1] == "Hit maxSteps",
+        )
 
 
 def show_models(store, run_filter: RunFilter) -> None:

@@ -107,6 +107,7 @@ def calls_per_run_bars(counts: pd.DataFrame) -> go.Figure:
         x=counts["tool_calls"],
         y=counts["runs"],
         name="Runs",
+        customdata=[[int(calls)] for calls in counts["tool_calls"]],
         hovertemplate="%{x:,} tool calls: %{y:,} runs<extra></extra>",
     )
     _layout(fig, 300, "Runs")

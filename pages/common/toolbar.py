@@ -5,9 +5,11 @@ values are the view's (runs_store.queries.view_state.RunsView): pages/common/url
 them from
 the URL and writes them back, so a copied link opens the same view, and they keep their values
 across pages, so a view moves between the two pages intact. Drill-downs from Insights (failed
-step, error signature, flow version) arrive as URL parameters and show as removable chips. The
-Runs page also filters by the tool an AI agent called, the model it ran on and "a tool call
-failed" (drawn only when the store holds agent steps, or a link asks for them).
+step, error signature, flow version) arrive as URL parameters and show as removable chips. Both
+pages also filter by the tool an AI agent called, the model it ran on and how a tool call ended
+(drawn only when the store holds agent steps, or a link asks for them), kept across pages as
+the others; the Agents view's other drill-downs (an agent's status, maxSteps, a run's number of
+tool calls) are chips too.
 """
 
 from __future__ import annotations
@@ -19,17 +21,31 @@ import streamlit as st
 
 from pages.common import url_state
 from pages.common.text import plain
+from runs_store.domain.agents import FAILED, UNFINISHED
 from runs_store.domain.statuses import STATUS_NAMES, label
 from runs_store.queries import view_state
 from runs_store.queries.filters import PRESET_LABELS, RunFilter
-from runs_store.queries.view_state import CUSTOM, FILTER_KEYS, RunsView, ViewContext
+from runs_store.queries.view_state import (
+    AGENT_KEYS,
+    AGENT_WIDGETS,
+    ALIAS_KEYS,
+    CUSTOM,
+    FILTER_KEYS,
+    RunsView,
+    ViewContext,
+)
+from runs_store.services import agents as agent_facts
 
 CHIP_LABELS = {"failed_step": "Failed step", "signature": "Error", "version": "Flow version"}
 DRILL_KEYS = {key: CHIP_LABELS[key] for key in view_state.DRILL_KEYS}  # URL key: chip label
+AGENT_CHIPS = {"agent_status": "Agent status", "max_steps": None, "tool_calls": "Tool calls"}
 INSIGHTS = url_state.Scope(
-    "insights", keys=FILTER_KEYS + view_state.DRILL_KEYS, widgets=FILTER_KEYS
+    "insights",
+    keys=FILTER_KEYS + view_state.DRILL_KEYS + AGENT_KEYS + ALIAS_KEYS,
+    widgets=FILTER_KEYS + AGENT_WIDGETS,
 )
-NO_CHOICE = ""  # the agent filters' "Any tool", "Any model"
+NO_CHOICE = ""  # the agent filters' "Any tool", "Any model", "Any outcome"
+OUTCOME_LABELS = {NO_CHOICE: "Any outcome", FAILED: "Failed", UNFINISHED: "Never finished"}
 KEEP = "session"  # the toolbar's values stay across pages (a view moves between Runs and Insights)
 
 
@@ -42,6 +58,14 @@ class AgentChoices:
 
     def __bool__(self) -> bool:
         return bool(self.tools or self.models)
+
+
+def agent_choices(store) -> AgentChoices:
+    """The tools the store's agents called and the models they ran on, for the agent filters."""
+    everything = RunFilter(include_archived=True)
+    tools = store.cached(agent_facts.tools, everything)["tool"]
+    models = store.cached(agent_facts.models, everything)["model"]
+    return AgentChoices(sorted(dict.fromkeys(tools)), sorted(models))
 
 
 def today_in(tz) -> date:
@@ -74,19 +98,34 @@ def _custom_days(context: ViewContext) -> dict:
     }
 
 
-def _drill_down_chips(view: RunsView) -> None:
-    """A removable chip for each drill-down in the view (record text: shown as plain text)."""
+def _chips(view: RunsView) -> dict[str, str]:
+    """The text of a chip for each drill-down in the view, by URL key (record text: plain)."""
     given = {
         "failed_step": view.failed_steps,
         "version": view.versions,
         "signature": (view.signature,) if view.signature else (),
     }
-    active = {key: given[key] for key in DRILL_KEYS if given[key]}
+    chips = {
+        key: f"{DRILL_KEYS[key]}: {plain(', '.join(given[key]))}"
+        for key in DRILL_KEYS
+        if given[key]
+    }
+    if view.agent_status:
+        chips["agent_status"] = f"{AGENT_CHIPS['agent_status']}: {plain(view.agent_status)}"
+    if view.max_steps:
+        chips["max_steps"] = "Stopped at maxSteps"
+    if view.tool_calls is not None:
+        chips["tool_calls"] = f"{AGENT_CHIPS['tool_calls']} in the run: {view.tool_calls:,}"
+    return chips
+
+
+def _drill_down_chips(view: RunsView) -> None:
+    """A removable chip for each drill-down in the view."""
+    active = _chips(view)
     if not active:
         return
     with st.container(horizontal=True, gap="small", vertical_alignment="center"):
-        for key, found in active.items():
-            text = f"{DRILL_KEYS[key]}: {plain(', '.join(found))}"
+        for key, text in active.items():
             if st.button(
                 text, icon=":material/close:", key=f"clear_{key}", help="Remove this filter"
             ):
@@ -96,7 +135,7 @@ def _drill_down_chips(view: RunsView) -> None:
 
 def _agent_filters(agents: AgentChoices) -> dict:
     """The agents' filters: a tool name and a model (record text: a selectbox shows it as text)
-    and whether a tool call failed."""
+    and how a tool call ended."""
     changed = url_state.note_change
     left, middle, right, _ = st.columns([3, 3, 2, 4.7], vertical_alignment="bottom")
     return {
@@ -107,6 +146,7 @@ def _agent_filters(agents: AgentChoices) -> dict:
             key="tool",
             on_change=changed,
             help="Runs whose AI agents called this tool",
+            persist_state=KEEP,
         ),
         "model": middle.selectbox(
             "Agent model",
@@ -115,12 +155,17 @@ def _agent_filters(agents: AgentChoices) -> dict:
             key="model",
             on_change=changed,
             help="Runs with an AI agent that ran on this model (provider/model)",
+            persist_state=KEEP,
         ),
-        "tool_failed": right.checkbox(
-            "A tool call failed",
-            key="tool_failed",
+        "tool_outcome": right.selectbox(
+            "Tool call",
+            list(OUTCOME_LABELS),
+            format_func=OUTCOME_LABELS.get,
+            key="tool_outcome",
             on_change=changed,
-            help="Runs where an agent's tool call failed (with a tool chosen: a call to it)",
+            help="Runs where an agent's tool call failed or never finished (with a tool or a "
+            "model chosen: a call to that tool, by an agent on that model)",
+            persist_state=KEEP,
         ),
     }
 
@@ -184,12 +229,18 @@ def draw_toolbar(
     return view
 
 
-def render_toolbar(flows: list[str], tz) -> RunFilter:
+def agents_drawn(view: RunsView, choices: AgentChoices) -> AgentChoices | None:
+    """The agent filters' choices when they are drawn: the store holds agent steps, or the view
+    filters by them (None: not drawn)."""
+    return choices if choices or view.to_query(AGENT_WIDGETS) else None
+
+
+def render_toolbar(flows: list[str], tz, choices: AgentChoices) -> RunFilter:
     """The toolbar of a page that keeps only the filters (Insights): reads the view from the URL
     (notices for what it ignored), draws the toolbar and returns the filter it describes."""
     today = today_in(tz)
-    settled = url_state.settle_view(INSIGHTS, ViewContext.on(today, flows), today)
+    settled = url_state.settle_view(INSIGHTS, view_context(flows, tz, choices), today)
     url_state.show_notices(settled.notices)
-    view = draw_toolbar(settled.view, flows, tz)
+    view = draw_toolbar(settled.view, flows, tz, agents_drawn(settled.view, choices))
     url_state.write_view(INSIGHTS, view)
     return view.run_filter(utc_now(), today, tz)

@@ -34,6 +34,8 @@ CALL_COMPLETED = "completed"
 RESULT_FAILED = "FAILED"
 AGENT_COMPLETED = "COMPLETED"
 AGENT_FAILED = "FAILED"
+AGENT_IN_PROGRESS = "IN_PROGRESS"
+AGENT_STATUSES = (AGENT_COMPLETED, AGENT_FAILED, AGENT_IN_PROGRESS)
 # An agent step's error that says it ran out of steps (the engine records no reason of its own).
 _MAX_STEPS_TEXT = re.compile(r"max[ _-]?steps", re.IGNORECASE)
 MAX_TOOL_NAME = 200

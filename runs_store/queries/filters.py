@@ -14,9 +14,12 @@ from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 
 from runs_store.domain.agents import FAILED as CALL_FAILED
-from runs_store.store.agent_facts import NO_MODEL, model_label_sql
+from runs_store.domain.agents import UNFINISHED as CALL_UNFINISHED
+from runs_store.store.agent_facts import NO_MODEL, NO_STATUS, model_label_sql, status_label_sql
 
 PAGE_SIZES = (10, 25, 50, 100)
+# The outcomes a tool call filter picks (a call that succeeded is not a drill-down of any number).
+TOOL_OUTCOMES = (CALL_FAILED, CALL_UNFINISHED)
 DEFAULT_PAGE_SIZE = 25
 
 DATE_PRESETS: dict[str, timedelta | None] = {
@@ -52,9 +55,15 @@ class RunFilter:
     failed_steps: tuple[str, ...] = ()  # step names
     signature: str = ""
     flow_version_ids: tuple[str, ...] = ()
-    tool: str = ""  # runs whose agents called this tool (with tool_failed: and it failed)
-    tool_failed: bool = False  # runs where an agent's tool call failed
-    agent_model: str = ""  # runs whose agents ran on this model (provider/model)
+    # The agents' filters (the facts of store/agent_facts.py, in the run's current version):
+    tool: str = ""  # runs with a call to this tool (with tool_outcome: a call that ended so)
+    tool_outcome: str = ""  # runs with a tool call that ended so: one of TOOL_OUTCOMES
+    agent_model: str = ""  # runs with an agent on this model (provider/model); with a tool or
+    # an outcome, the call was this model's agent's
+    agent_status: str = ""  # runs with an agent step that ended in this status (or NO_STATUS)
+    max_steps: bool = False  # runs with an agent step that stopped at maxSteps (with
+    # agent_status: that step ended in that status)
+    tool_calls: int | None = None  # runs whose agent steps made this many tool calls in all
 
     def with_(self, **changes) -> RunFilter:
         return replace(self, **changes)
@@ -143,31 +152,65 @@ def _one_of(values: tuple[str, ...]) -> str:
     return "(" + ", ".join("?" for _ in values) + ")"
 
 
-# Runs (in their current version) with an agent tool call meeting conditions: the facts of
+# Runs (in their current version) with an agent fact meeting conditions: the facts of
 # store/agent_facts.py, each row stamped with the version of the run it was read from.
-TOOL_CALLS_OF_RUNS = (
-    "({col}id, {col}updated_at) IN "
-    "(SELECT run_id, run_updated_at FROM agent_tool_calls WHERE {conditions})"
+FACTS_OF_RUNS = (
+    "({col}id, {col}updated_at) IN (SELECT run_id, run_updated_at FROM {table} WHERE {conditions})"
+)
+# Runs whose agent steps made this many tool calls in all (a step counted once, should a store
+# hold a row twice), as the Agents view's "Tool calls per run" counts them.
+CALLS_OF_RUNS = (
+    "({col}id, {col}updated_at) IN (SELECT run_id, run_updated_at FROM "
+    "(SELECT DISTINCT run_id, run_updated_at, position, tool_calls FROM agent_steps) AS s "
+    "GROUP BY run_id, run_updated_at HAVING sum(tool_calls) = ?)"
 )
 
 
 def _tool_condition(run_filter: RunFilter, col: str) -> tuple[str, list]:
-    """The runs with a call to the filter's tool, and/or with a failed tool call."""
+    """The runs with one tool call that meets the filter's tool, outcome and model."""
     conditions, values = [], []
     if run_filter.tool:
-        conditions.append("tool = ?")
+        conditions.append("c.tool = ?")
         values.append(run_filter.tool)
-    if run_filter.tool_failed:
-        conditions.append("outcome = ?")
-        values.append(CALL_FAILED)
-    return TOOL_CALLS_OF_RUNS.format(col=col, conditions=" AND ".join(conditions)), values
+    if run_filter.tool_outcome:
+        conditions.append("c.outcome = ?")
+        values.append(run_filter.tool_outcome)
+    if run_filter.agent_model:
+        conditions.append(f"{model_label_sql('c', '?')} = ?")
+        values += [NO_MODEL, run_filter.agent_model]
+    sql = FACTS_OF_RUNS.format(
+        col=col, table="agent_tool_calls AS c", conditions=" AND ".join(conditions)
+    )
+    return sql, values
 
 
-# Runs (in their current version) with an agent step on a model, named as the Agents view does.
-AGENTS_ON_MODEL = (
-    "({col}id, {col}updated_at) IN (SELECT run_id, run_updated_at FROM agent_steps AS a "
-    "WHERE {label} = ?)"
-)
+def _agent_condition(run_filter: RunFilter, col: str) -> tuple[str, list]:
+    """The runs with one agent step that meets the filter's model, status and maxSteps."""
+    conditions, values = [], []
+    if run_filter.agent_model:
+        conditions.append(f"{model_label_sql('a', '?')} = ?")
+        values += [NO_MODEL, run_filter.agent_model]
+    if run_filter.agent_status:
+        conditions.append(f"{status_label_sql('a', '?')} = ?")
+        values += [NO_STATUS, run_filter.agent_status]
+    if run_filter.max_steps:
+        conditions.append("a.hit_max_steps")
+    sql = FACTS_OF_RUNS.format(
+        col=col, table="agent_steps AS a", conditions=" AND ".join(conditions)
+    )
+    return sql, values
+
+
+def agent_filtered(run_filter: RunFilter) -> bool:
+    """Whether the filter narrows by an agent fact (which only raw runs hold)."""
+    return bool(
+        run_filter.tool
+        or run_filter.tool_outcome
+        or run_filter.agent_model
+        or run_filter.agent_status
+        or run_filter.max_steps
+        or run_filter.tool_calls is not None
+    )
 
 
 def build_where(run_filter: RunFilter, alias: str = "") -> tuple[str, list]:
@@ -200,12 +243,14 @@ def build_where(run_filter: RunFilter, alias: str = "") -> tuple[str, list]:
         add(f"{col}error_signature = ?", run_filter.signature)
     if run_filter.flow_version_ids:
         add_in("flow_version_id", run_filter.flow_version_ids)
-    if run_filter.tool or run_filter.tool_failed:
+    if run_filter.tool or run_filter.tool_outcome:
         condition, values = _tool_condition(run_filter, col)
         add(condition, *values)
-    if run_filter.agent_model:
-        label = model_label_sql("a", "?")
-        add(AGENTS_ON_MODEL.format(col=col, label=label), NO_MODEL, run_filter.agent_model)
+    if run_filter.agent_model or run_filter.agent_status or run_filter.max_steps:
+        condition, values = _agent_condition(run_filter, col)
+        add(condition, *values)
+    if run_filter.tool_calls is not None:
+        add(CALLS_OF_RUNS.format(col=col), run_filter.tool_calls)
     if run_filter.search.strip():
         pattern = f"%{_escape_like(run_filter.search.strip())}%"
         like = f"ILIKE ? ESCAPE '{LIKE_ESCAPE}'"

@@ -17,16 +17,20 @@ from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta, tzinfo
 from typing import Any
 
+from runs_store.domain.agents import AGENT_STATUSES
+from runs_store.domain.agents import FAILED as CALL_FAILED
 from runs_store.domain.statuses import label, parse_status
 from runs_store.queries.filters import (
     DEFAULT_PAGE_SIZE,
     DEFAULT_PRESET,
     PAGE_SIZES,
     PRESET_LABELS,
+    TOOL_OUTCOMES,
     RunFilter,
     day_window,
     preset_window,
 )
+from runs_store.store.agent_facts import NO_STATUS
 
 EARLIEST_DAY = date(2000, 1, 1)
 CUSTOM = "custom"
@@ -77,9 +81,12 @@ class RunsView:
     failed_steps: tuple[str, ...] = ()  # drill-downs from Insights
     signature: str = ""
     versions: tuple[str, ...] = ()
-    tool: str = ""  # runs whose agents called this tool
-    tool_failed: bool = False  # runs where an agent's tool call failed (with `tool`: that tool's)
-    agent_model: str = ""  # runs whose agents ran on this model (provider/model)
+    tool: str = ""  # the agents' filters, as RunFilter's
+    tool_outcome: str = ""  # "", or one of filters.TOOL_OUTCOMES
+    agent_model: str = ""
+    agent_status: str = ""  # one of AGENT_STATUSES, or NO_STATUS
+    max_steps: bool = False
+    tool_calls: int | None = None
     page: int = 1
     rows: int = DEFAULT_PAGE_SIZE
     live: bool = False
@@ -117,7 +124,7 @@ class RunsView:
         query = {}
         for param in PARAMS:
             value = getattr(self, param.field)
-            if param.key in wanted and value != param.default:
+            if param.key in wanted and not param.alias and value != param.default:
                 query[param.key] = param.write(value)
         return query
 
@@ -175,8 +182,11 @@ class RunsView:
             signature=self.signature,
             flow_version_ids=self.versions,
             tool=self.tool,
-            tool_failed=self.tool_failed,
+            tool_outcome=self.tool_outcome,
             agent_model=self.agent_model,
+            agent_status=self.agent_status,
+            max_steps=self.max_steps,
+            tool_calls=self.tool_calls,
         )
 
 
@@ -205,6 +215,7 @@ class Param:
     read: Callable[[list[str], ViewContext], tuple[object, list[str]]]
     write: Callable[[Any], list[str]]
     clean: Callable[[Any], Any]
+    alias: bool = False  # an older spelling of a field: read from links, never written
 
     @property
     def default(self):
@@ -267,6 +278,47 @@ def _model(value: str, context: ViewContext) -> str:
             "by that name."
         )
     return value
+
+
+def _outcome(value: str, _context: ViewContext) -> str:
+    """A tool call's outcome (failed, unfinished), any case; empty for any outcome."""
+    wanted = value.strip().lower()
+    if wanted and wanted not in TOOL_OUTCOMES:
+        raise BadValue(
+            f'Ignored tool call outcome "{value}" from the link: use one of '
+            f"{', '.join(TOOL_OUTCOMES)}."
+        )
+    return wanted
+
+
+def _tool_failed(value: str, context: ViewContext) -> str:
+    """The older `tool_failed=true` link: a failed tool call (false: any outcome)."""
+    return CALL_FAILED if _boolean("tool failed")(value, context) else ""
+
+
+def _agent_status(value: str, _context: ViewContext) -> str:
+    """An agent's status as the engine records it (any case), or none recorded."""
+    wanted = value.strip()
+    if wanted.upper() in AGENT_STATUSES:
+        return wanted.upper()
+    if wanted.lower() in (NO_STATUS, "none"):
+        return NO_STATUS
+    if not wanted:
+        return ""
+    raise BadValue(
+        f'Ignored agent status "{value}" from the link: use one of '
+        f"{', '.join(AGENT_STATUSES)} or none."
+    )
+
+
+def _call_count(value: str, _context: ViewContext) -> int:
+    try:
+        number = int(value.strip())
+    except ValueError:
+        raise BadValue(f'Ignored tool calls "{value}" from the link: not a whole number.') from None
+    if number < 0:
+        raise BadValue(f'Ignored tool calls "{value}" from the link: it must be at least 0.')
+    return number
 
 
 def _status(value: str, _context: ViewContext) -> str:
@@ -346,6 +398,10 @@ def _rows(value: str, _context: ViewContext) -> int:
     return int(value)
 
 
+def _outcome_value(value) -> str:
+    return str(value or "") if str(value or "") in TOOL_OUTCOMES else ""
+
+
 def _true_or_false(on: bool) -> list[str]:
     return ["true" if on else "false"]
 
@@ -390,8 +446,25 @@ PARAMS: tuple[Param, ...] = (
     ),
     Param("version", "versions", _many(_exact), list, _texts),
     Param("tool", "tool", _one(_tool), lambda text: [text], lambda text: str(text or "")),
-    Param("tool_failed", "tool_failed", _one(_boolean("tool failed")), _true_or_false, bool),
+    # Links made before tool_outcome (alerts, digests, bookmarks) said tool_failed=true.
+    Param("tool_failed", "tool_outcome", _one(_tool_failed), list, str, alias=True),
+    Param("tool_outcome", "tool_outcome", _one(_outcome), lambda text: [text], _outcome_value),
     Param("model", "agent_model", _one(_model), lambda text: [text], lambda text: str(text or "")),
+    Param(
+        "agent_status",
+        "agent_status",
+        _one(_agent_status),
+        lambda text: [text],
+        lambda text: str(text or ""),
+    ),
+    Param("max_steps", "max_steps", _one(_boolean("stopped at maxSteps")), _true_or_false, bool),
+    Param(
+        "tool_calls",
+        "tool_calls",
+        _one(_call_count),
+        lambda number: [str(number)],
+        lambda number: None if number is None else int(number),
+    ),
     Param(
         "page",
         "page",
@@ -413,7 +486,10 @@ URL_KEYS: tuple[str, ...] = tuple(PARAMS_BY_KEY)
 FILTER_KEYS = ("flow", "status", "range", "from", "to", "archived", "q")  # the toolbar's widgets
 DRILL_KEYS = ("failed_step", "signature", "version")  # chips, in the URL only
 PAGING_KEYS = ("page", "rows", "live")  # the Runs page's own
-AGENT_KEYS = ("tool", "tool_failed", "model")  # the agents' filters (Runs page, Insights' Agents)
+AGENT_WIDGETS = ("tool", "tool_outcome", "model")  # the agents' filters drawn as widgets
+AGENT_DRILL_KEYS = ("agent_status", "max_steps", "tool_calls")  # the agents' chips, URL only
+AGENT_KEYS = AGENT_WIDGETS + AGENT_DRILL_KEYS  # the agents' filters (Runs, Insights, drill-downs)
+ALIAS_KEYS = tuple(param.key for param in PARAMS if param.alias)  # read, never written
 
 
 def _settle_days(values: dict) -> dict:

@@ -13,8 +13,10 @@ runs on both engines, values bound by name.
 A tool call is `succeeded`, `failed` or `unfinished` by the rules of domain/agents.py;
 `failure_rate` is failed / calls. Durations are milliseconds. Error texts are masked as every
 error shown (services/masking.py). Each number opens its runs: `tool_runs`, `model_runs`,
-`flow_runs` and `bucket_runs` give the RunFilter (the Runs page's view: `RunsView.tool`,
-`tool_failed`, `agent_model`).
+`status_runs`, `calls_runs`, `flow_runs` and `bucket_runs` give the RunFilter (the Runs page's
+view: `RunsView.tool`, `tool_outcome`, `agent_model`, `agent_status`, `max_steps`,
+`tool_calls`). A number that counts calls or agent steps opens the runs that hold them (fewer
+when a run holds several); one that counts runs opens exactly those.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ from runs_store.services.insights import (
     bucket_days,
 )
 from runs_store.services.masking import messages_as_shown
-from runs_store.store.agent_facts import NO_MODEL, model_label_sql
+from runs_store.store.agent_facts import NO_MODEL, NO_STATUS, model_label_sql, status_label_sql
 from runs_store.store.backend import latest
 
 TOP_KEYS = 8  # the tools or models a trend shows, the most called first
@@ -256,18 +258,21 @@ def max_steps_runs(con, run_filter: RunFilter, limit: int = 100) -> pd.DataFrame
 
 
 def status_by_flow(con, run_filter: RunFilter) -> pd.DataFrame:
-    """Agent steps per flow and agent status (COMPLETED, FAILED, IN_PROGRESS as recorded):
-    flow_name, agent_status, steps, runs, hit_max_steps."""
+    """Agent steps per flow and agent status (COMPLETED, FAILED, IN_PROGRESS as recorded,
+    NO_STATUS without one): flow_name, agent_status, steps, runs, hit_max_steps (agent steps),
+    max_steps_runs (the runs holding them)."""
     agents, params = _agents(con, run_filter)
+    status = status_label_sql("a", "$no_status")
     return _rows(
         con,
         f"""
-        SELECT r.flow_name AS flow_name, coalesce(a.agent_status, '') AS agent_status,
+        SELECT r.flow_name AS flow_name, {status} AS agent_status,
                count(*) AS steps, count(DISTINCT a.run_id) AS runs,
-               count(*) FILTER (WHERE a.hit_max_steps) AS hit_max_steps
-        FROM {agents} GROUP BY r.flow_name, coalesce(a.agent_status, '')
+               count(*) FILTER (WHERE a.hit_max_steps) AS hit_max_steps,
+               count(DISTINCT CASE WHEN a.hit_max_steps THEN a.run_id END) AS max_steps_runs
+        FROM {agents} GROUP BY r.flow_name, {status}
         ORDER BY flow_name, agent_status""",
-        params,
+        merged(params, {"no_status": NO_STATUS}),
     )
 
 
@@ -390,15 +395,30 @@ def run_tool_calls(con, run_id: str, mask: bool | None = None) -> pd.DataFrame:
 # ---------------------------------------------------------------- drill-downs
 
 
-def tool_runs(run_filter: RunFilter, tool: str = "", failed: bool = False) -> RunFilter:
-    """The runs a tool's number counts: those that called it (`failed`: where a call to it
-    failed); no tool with `failed`: the runs where any tool call failed."""
-    return replace(run_filter, tool=tool, tool_failed=failed)
+def tool_runs(run_filter: RunFilter, tool: str = "", outcome: str = "") -> RunFilter:
+    """The runs a tool's number counts: those that called it (`outcome`, failed or unfinished:
+    where a call to it ended so); no tool with an outcome: where any tool call ended so."""
+    return replace(run_filter, tool=tool, tool_outcome=outcome)
 
 
-def model_runs(run_filter: RunFilter, model: str) -> RunFilter:
-    """The runs a model's number counts: those whose agents ran on it (`provider/model`)."""
-    return replace(run_filter, agent_model=model)
+def model_runs(run_filter: RunFilter, model: str, outcome: str = "") -> RunFilter:
+    """The runs a model's number counts: those whose agents ran on it (`provider/model`);
+    with an `outcome`, where a tool call of its agent ended so."""
+    return replace(run_filter, agent_model=model, tool_outcome=outcome)
+
+
+def status_runs(
+    run_filter: RunFilter, flow: str, status: str, max_steps: bool = False
+) -> RunFilter:
+    """The runs of a row of `status_by_flow`: the flow's runs with an agent step that ended in
+    `status` (`max_steps`: and stopped at its step limit)."""
+    return replace(run_filter, flows=(flow,), agent_status=status, max_steps=max_steps)
+
+
+def calls_runs(run_filter: RunFilter, tool_calls: int) -> RunFilter:
+    """The runs of a bar of `calls_per_run`: those whose agent steps made that many tool calls
+    in all."""
+    return replace(run_filter, tool_calls=tool_calls)
 
 
 def flow_runs(run_filter: RunFilter, flow: str) -> RunFilter:

@@ -58,7 +58,7 @@ import pandas as pd
 from runs_store import settings
 from runs_store.domain.formatting import zone
 from runs_store.domain.statuses import FAILED_STATES, FINISHED_STATES, STATUS_NAMES, in_order
-from runs_store.queries.filters import RunFilter
+from runs_store.queries.filters import RunFilter, agent_filtered
 from runs_store.queries.named_params import Params, merged, named_where
 from runs_store.store import rollups
 from runs_store.store.backend import CLICKHOUSE, arrow, by_dialect, dialect, frame, latest, rows
@@ -133,9 +133,7 @@ def rollups_answer(run_filter: RunFilter) -> bool:
     return (
         not run_filter.search.strip()
         and not run_filter.signature
-        and not run_filter.tool
-        and not run_filter.tool_failed
-        and not run_filter.agent_model
+        and not agent_filtered(run_filter)
     )
 
 

@@ -85,6 +85,17 @@ def model_label_sql(alias: str, no_model: str) -> str:
     )
 
 
+# An agent step's status as the Agents view and the agent status filter name it: as recorded, and
+# NO_STATUS (bound to a placeholder) when the output records none.
+NO_STATUS = "(none recorded)"
+
+
+def status_label_sql(alias: str, no_status: str) -> str:
+    """SQL: the agent status of a fact row of `alias`, NO_STATUS (bound to the placeholder
+    `no_status`) without one."""
+    return f"coalesce({alias}.agent_status, {no_status})"
+
+
 def _duckdb_table(name: str, columns: tuple) -> str:
     body = ",\n    ".join(f"{column} {kind}" for column, kind, _ in columns)
     return f"CREATE TABLE IF NOT EXISTS {name} (\n    {body}\n);\n"
