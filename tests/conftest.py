@@ -304,6 +304,16 @@ def test_layer(item) -> str:
 test_layer.__test__ = False  # a helper, not a test
 
 
+def pytest_addoption(parser, pluginmanager) -> None:
+    """Without pytest-xdist (`-p no:xdist`), the `--numprocesses=auto --dist=loadfile` of
+    pyproject.toml's addopts are accepted and do nothing: the tests run in this one process."""
+    if pluginmanager.has_plugin("xdist"):
+        return
+    group = parser.getgroup("xdist", "pytest-xdist is not loaded: these do nothing")
+    group.addoption("--numprocesses", default=None, help="ignored without pytest-xdist")
+    group.addoption("--dist", default="no", help="ignored without pytest-xdist")
+
+
 def pytest_collection_modifyitems(items) -> None:
     for item in items:
         item.add_marker(getattr(pytest.mark, test_layer(item)))
