@@ -290,6 +290,31 @@ def test_a_hit_max_steps_cell_opens_the_flows_runs_that_stopped_at_max_steps(
     assert "Stopped at maxSteps" in [button.label for button in at.button]
 
 
+def on_the_page_a_drill_down_opened(at):
+    """AppTest reruns the page its own switch_page last named (the fixture's Insights), not the
+    one the script's st.switch_page opened: a click after a drill-down would rerun Insights with
+    the Runs page's URL. A browser stays on the Runs page, so the test says it does."""
+    assert [title.value for title in at.title] == ["Runs"]
+    return at.switch_page("pages/runs.py")
+
+
+def test_the_max_steps_chip_clears_right_after_its_drill_down(agents_view, shared_db):
+    """The drill-down's chip, removed on the page it opened, leaves the URL and the count."""
+    shown = table_by_key(agents_view, "agent_status_by_flow").value
+    row = int((shown["Hit maxSteps"] > 0).to_numpy().argmax())
+    flow, status = shown["Flow"].iloc[row], shown["Agent status"].iloc[row]
+    at = on_the_page_a_drill_down_opened(
+        select_cell(agents_view, "agent_status_by_flow", row, "Hit maxSteps")
+    )
+    next(button for button in at.button if button.label == "Stopped at maxSteps").click().run()
+    assert not at.exception, at.exception
+    assert [title.value for title in at.title] == ["Runs"]
+    assert "max_steps" not in at.query_params
+    assert (at.query_params["flow"], at.query_params["agent_status"]) == (flow, status)
+    assert "Stopped at maxSteps" not in [button.label for button in at.button]
+    assert runs_page_total(at) == int(shown["Runs"].iloc[row])
+
+
 def runs_by_calls(db, query: dict) -> dict[int, int]:
     """Runs in the view by their agent steps' tool calls in all, read straight from the facts."""
     run_filter = view_filter(query)

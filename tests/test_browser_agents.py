@@ -100,3 +100,30 @@ def test_a_tools_row_opens_its_runs_and_a_run_shows_its_agent_summary(page, serv
     expect(summary).to_contain_text(agent["model"])
     metric = summary.locator("[data-testid='stMetric']").filter(has_text="Tool calls")
     expect(metric.locator("[data-testid='stMetricValue']")).to_have_text(f"{agent['tool_calls']:,}")
+
+
+def test_the_max_steps_chip_clears_right_after_its_drill_down(page, server_url):
+    """A Hit maxSteps cell opens the Runs page with a maxSteps chip; removing the chip there
+    takes max_steps out of the URL and shows the runs of the flow's agents that ended so."""
+    open_agents(page, server_url)
+    key, flow_column, status_column, runs_column, hit_column = "agent_status_by_flow", 1, 2, 4, 5
+    row = next(r for r in range(10) if int(cell_text(page, key, hit_column, r)) > 0)
+    flow, status = cell_text(page, key, flow_column, row), cell_text(page, key, status_column, row)
+    runs = int(cell_text(page, key, runs_column, row))
+    table = page.locator(f".st-key-{key} [data-testid='stDataFrame']")
+    table.evaluate("element => element.scrollIntoView({block: 'center'})")
+    box = table.bounding_box()  # Hit maxSteps is the last column; the table fills its width
+    page.mouse.click(box["x"] + box["width"] - 40, box["y"] + ROW_HEIGHT * (row + 1.5))
+    page.wait_for_url(lambda url: "max_steps=true" in url and "/insights" not in url)
+    wait_for_app(page)
+    assert (query(page)["flow"], query(page)["agent_status"]) == ([flow], [status])
+    chip = page.get_by_role("button", name="Stopped at maxSteps")
+    assert 0 < runs_page_total(page) <= runs
+
+    chip.click()
+    page.wait_for_url(lambda url: "max_steps" not in url)
+    wait_for_app(page)
+    expect(chip).to_have_count(0)
+    assert (query(page)["flow"], query(page)["agent_status"]) == ([flow], [status])
+    total = page.get_by_text(RUN_COUNT).first
+    expect(total).to_have_text(re.compile(rf"of {runs:,} runs?\b"))
