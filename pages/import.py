@@ -19,6 +19,7 @@ import streamlit as st
 from pages.common.data import database_path, page_store, show_sample_note
 from pages.common.entry import draw_inside_app
 from pages.common.text import plain
+from pages.common.threads import drawable_from_any_thread
 from runs_store.domain.errors import StoreError
 from runs_store.ingest.pipeline import IngestSummary, ingest_file
 from runs_store.ingest.readers import SourceFile
@@ -63,6 +64,7 @@ def load_uploads(con, uploads: list) -> dict:
     with tempfile.TemporaryDirectory(prefix="runs-import-") as folder:
         for upload in uploads:
 
+            @drawable_from_any_thread
             def report(done: int, size: int, name: str = upload.name, start: int = done_before):
                 share = min(1.0, (start + min(done, size)) / total_bytes)
                 bar.progress(

@@ -16,6 +16,7 @@ import streamlit as st
 from pages.common.data import page_store, user_timezone
 from pages.common.entry import draw_inside_app
 from pages.common.text import plain
+from pages.common.threads import drawable_from_any_thread
 from runs_store import settings
 from runs_store.domain.errors import StoreError
 from runs_store.domain.formatting import banner_time, long_duration
@@ -86,6 +87,7 @@ def show_pull_result(name: str) -> None:
 def pull_now(store, config: SourceConfig) -> None:
     bar = st.progress(0.0, text="Asking the engine…")
 
+    @drawable_from_any_thread
     def report(listed: int, fetched: int, requests: int, share: float | None) -> None:
         bar.progress(
             min(0.99, share) if share is not None else 0.0,

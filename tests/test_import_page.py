@@ -197,6 +197,7 @@ def test_the_page_shows_the_same_ingest_for_a_terminal(empty_db, app_env):
     assert f"python -m runs_store rejects --db {empty_db}" in commands
 
 
+@pytest.mark.filterwarnings("error::pytest.PytestUnhandledThreadExceptionWarning")
 @pytest.mark.parametrize("runs", [12_000])
 def test_a_large_upload_loads_completely(empty_db, app_env, runs):
     records = [

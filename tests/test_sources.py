@@ -175,6 +175,7 @@ def all_text(at) -> str:
     return "\n".join(parts)
 
 
+@pytest.mark.filterwarnings("error::pytest.PytestUnhandledThreadExceptionWarning")
 def test_the_sources_page_pulls_now_and_shows_how_far_it_got(engine_and_store):
     _engine, db, runs = engine_and_store
     at = app_test("pages/sources.py")
