@@ -12,8 +12,9 @@ from datetime import UTC, datetime
 
 import pytest
 
+from conftest import refused_port
 from factories import ROOT
-from receivers import SLACK_INVALID_PAYLOAD, SLACK_NO_SERVICE, Reply, free_port
+from receivers import SLACK_INVALID_PAYLOAD, SLACK_NO_SERVICE, Reply
 from runs_store.services.alerts.channels import (
     EmailChannel,
     Message,
@@ -164,8 +165,9 @@ def test_an_answer_held_past_the_timeout_is_retryable(http_receiver):
 
 
 def test_a_refused_connection_is_retryable():
-    url = f"http://127.0.0.1:{free_port()}/services/T/B/{SLACK_TOKEN}"
-    outcome = send(SlackChannel("ops", url), message(), timeout=2)
+    with refused_port() as port:
+        url = f"http://127.0.0.1:{port}/services/T/B/{SLACK_TOKEN}"
+        outcome = send(SlackChannel("ops", url), message(), timeout=2)
     assert not outcome.ok and not outcome.permanent
     assert outcome.detail == "could not connect to 127.0.0.1: Connection refused"
 
@@ -400,8 +402,9 @@ def test_smtp_451_is_retryable_and_550_permanent(smtp_receiver):
 
 
 def test_a_closed_smtp_port_is_retryable():
-    channel = EmailChannel("mail", f"smtp://127.0.0.1:{free_port()}", "a@example.com", ("b@x",))
-    outcome = send(channel, message(), timeout=2)
+    with refused_port() as port:
+        channel = EmailChannel("mail", f"smtp://127.0.0.1:{port}", "a@example.com", ("b@x",))
+        outcome = send(channel, message(), timeout=2)
     assert outcome == Outcome(False, "could not talk to 127.0.0.1: Connection refused")
 
 
