@@ -31,14 +31,17 @@ class Measured:
     output: str
 
 
-def run_measured(args: list[str], env: dict | None = None, timeout: float = 3600) -> Measured:
-    """Runs a command to its end; its wall time and peak resident memory."""
+def run_measured(
+    args: list[str], env: dict | None = None, timeout: float = 3600, cwd: Path = ROOT
+) -> Measured:
+    """Runs a command to its end (in `cwd`, this tree by default); its wall time and peak
+    resident memory."""
     use_time = os.path.exists(GNU_TIME)
     command = [GNU_TIME, "-v", *args] if use_time else args
     started = time.perf_counter()
     done = subprocess.run(
         command,
-        cwd=ROOT,
+        cwd=cwd,
         env={**os.environ, **(env or {})},
         capture_output=True,
         text=True,
