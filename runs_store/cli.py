@@ -250,9 +250,13 @@ def command_agents(args) -> int:
 
 
 def command_sample(args) -> int:
-    from runs_store.ingest.sample_loader import load_generated_sample
+    from runs_store.ingest.sample_loader import load_bundled_sample, load_generated_sample
 
     end = datetime.now(UTC).replace(tzinfo=None, microsecond=0)
+    if args.bundled:
+        summary = load_bundled_sample(str(_location(args)), now=end)
+        print(f"Sample: {summary.line()}.")
+        return 0
     summary = load_generated_sample(
         str(_location(args)),
         runs=args.runs,
@@ -448,6 +452,12 @@ def build_parser() -> argparse.ArgumentParser:
     prune.set_defaults(run=command_prune)
 
     sample = commands.add_parser("sample", help="generate realistic synthetic runs")
+    sample.add_argument(
+        "--bundled",
+        action="store_true",
+        help="load the bundled sample (sample_data/) moved so its newest run is now, as the app "
+        "does on an empty store",
+    )
     sample.add_argument("--runs", type=int, default=10_000)
     sample.add_argument("--days", type=float, default=30)
     sample.add_argument("--seed", type=int, default=7)

@@ -1,5 +1,5 @@
 """docs/alerts.md's "Try it on the sample", as a test: docs/alerts.example.toml on the bundled
-sample (loaded moved to now, as the app's first start loads it) tells a Slack-style webhook and
+sample (loaded moved to now, as `sample --bundled` and the app's first start load it) tells a Slack-style webhook and
 an email once, sends nothing more while the spike lasts, and one Resolved message each once the
 rule's threshold is raised as the docs say."""
 

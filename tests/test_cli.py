@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import UTC, datetime
 
 import pytest
 
@@ -220,3 +221,13 @@ def test_sample_generates_runs_and_counts_test_runs(tmp_path, capsys):
     new, skipped = int(found.group(1)), int(found.group(2))
     assert new + skipped == 300
     assert rows(db, "SELECT count(*) FROM runs")[0][0] == new
+
+
+def test_sample_bundled_loads_the_apps_sample_with_its_newest_run_now(tmp_path, capsys):
+    db = tmp_path / "runs.duckdb"
+    before = datetime.now(UTC).replace(tzinfo=None)
+    assert main(["sample", "--bundled", "--db", str(db)]) == 0
+    new = int(re.search(r"([\d,]+) new", capsys.readouterr().out).group(1).replace(",", ""))
+    (count, newest), *_ = rows(db, "SELECT count(*), max(started_at) FROM runs")
+    assert new == count > 1000
+    assert abs((newest - before).total_seconds()) < 60
