@@ -17,6 +17,8 @@ import json
 import re
 from dataclasses import dataclass
 
+import orjson
+
 from runs_store.domain.records import MAX_ERROR_CHARS
 from runs_store.domain.run_fields import json_text
 from runs_store.domain.step_tree import is_agent_step, tool_call_ms
@@ -238,9 +240,14 @@ def agent_facts(step_input, output, step_error=None) -> AgentFacts:
 
 
 def parsed(text):
-    """A stored payload (JSON text) as a value; text that is not JSON stays text."""
+    """A stored payload (JSON text) as a value; text that is not JSON stays text. orjson reads
+    it (the facts' main cost at ingest); json what orjson refuses (integers past 64 bits)."""
     if text is None:
         return None
+    try:
+        return orjson.loads(text)
+    except (TypeError, ValueError):
+        pass
     try:
         return json.loads(text)
     except (TypeError, ValueError, RecursionError):
