@@ -1,7 +1,7 @@
 """docs/alerts.md's "Try it on the sample", as a test: docs/alerts.example.toml on the bundled
-sample (loaded moved to now, as `sample --bundled` and the app's first start load it) tells a Slack-style webhook and
-an email once, sends nothing more while the spike lasts, and one Resolved message each once the
-rule's threshold is raised as the docs say."""
+sample (loaded moved to now, as `sample --bundled` and the app's first start load it) tells a
+Slack-style webhook and an email once, sends nothing more while the spike lasts, and one Resolved
+message each once the rule's threshold is raised as the docs say."""
 
 from __future__ import annotations
 
