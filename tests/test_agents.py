@@ -318,6 +318,14 @@ def test_the_tools_table_equals_the_oracle(con):
     pd.testing.assert_frame_equal(got, want, check_dtype=False, check_like=False, atol=1e-9)
 
 
+def test_the_filters_choices_are_every_tool_and_model_of_the_store(con):
+    # archived runs included: their tools and models may be filtered on too
+    tools = {call.tool for spec in SPECS for agent in spec.agents for call in agent.calls}
+    models = {agent.label for spec in SPECS for agent in spec.agents}
+    assert agents.tool_names(con) == sorted(tools)
+    assert agents.model_names(con) == sorted(models)
+
+
 def test_a_date_range_and_archived_runs_pick_the_calls_counted(con):
     since, until = BASE + timedelta(days=5), BASE + timedelta(days=14)
     run_filter = RunFilter(since=since, until=until, include_archived=True)

@@ -62,10 +62,7 @@ class AgentChoices:
 
 def agent_choices(store) -> AgentChoices:
     """The tools the store's agents called and the models they ran on, for the agent filters."""
-    everything = RunFilter(include_archived=True)
-    tools = store.cached(agent_facts.tools, everything)["tool"]
-    models = store.cached(agent_facts.models, everything)["model"]
-    return AgentChoices(sorted(dict.fromkeys(tools)), sorted(models))
+    return AgentChoices(store.cached(agent_facts.tool_names), store.cached(agent_facts.model_names))
 
 
 def today_in(tz) -> date:

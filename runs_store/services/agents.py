@@ -116,6 +116,25 @@ def _agents(con, run_filter: RunFilter, one_run: bool = False) -> tuple[str, Par
     return sql, params
 
 
+# ---------------------------------------------------------------- names, for the filters
+
+
+def tool_names(con) -> list[str]:
+    """Every tool the store's agents called (in their runs' current versions, archived runs
+    included), sorted: the choices of the agent tool filter."""
+    calls, params = _calls(con, RunFilter(include_archived=True))
+    found = _rows(con, f"SELECT DISTINCT c.tool AS tool FROM {calls}", params)
+    return sorted(found["tool"])
+
+
+def model_names(con) -> list[str]:
+    """Every model the store's agents ran on, named as the Agents view names it, sorted: the
+    choices of the agent model filter."""
+    agents, params = _agents(con, RunFilter(include_archived=True))
+    sql = f"SELECT DISTINCT {model_label('a')} AS model FROM {agents}"
+    return sorted(_rows(con, sql, merged(params, _MODEL))["model"])
+
+
 # ---------------------------------------------------------------- tools
 
 
