@@ -21,8 +21,8 @@ from pages.common.text import code, plain
 from runs_store.domain.errors import StoreError
 from runs_store.domain.formatting import banner_time, long_duration
 from runs_store.queries.view_state import AGENT_KEYS, DRILL_KEYS, FILTER_KEYS, RunsView
-from runs_store.services.alerts.evaluate import FIRING, NOT_ENOUGH_RUNS, OK, known_flows
-from runs_store.services.alerts.rules import RulesError, RulesFile, flow_warnings
+from runs_store.services.alerts.evaluate import FIRING, NOT_ENOUGH_RUNS, OK
+from runs_store.services.alerts.rules import RulesError, RulesFile
 from runs_store.services.alerts.status import (
     AlertsStatus,
     ChannelStatus,
@@ -364,14 +364,13 @@ def main() -> None:
     send_asked_test(rules)
     with page_store() as store:
         status = store.call(alerts_status, rules)
-        warnings = flow_warnings(rules, store.call(known_flows))
         last = (
             f"last `alerts check` {when(status.last_check_at, tz)}"
             if status.last_check_at
             else "**no `alerts check` has run yet**: nothing is sent until one does"
         )
         st.caption(f"Rules from {code(rules.path)}, judged as this page opened · {last}")
-        for line in warnings:
+        for line in status.warnings:
             st.warning(plain(line), icon=":material/warning:")
         show_summary(status, tz)
         show_firing_now(status, tz)

@@ -133,10 +133,11 @@ def run_check(
 
 def plan_check(con, rules: RulesFile, now: datetime) -> Plan:
     """What a check at `now` finds and would write; reads only."""
-    judgements = evaluate(con, rules, now)
+    flows = known_flows(con)
+    judgements = evaluate(con, rules, now, flows)
     previous = alert_state.read_checks(con)
     plan = Plan(now, judgements, _check_rows(judgements, previous, now), previous)
-    plan.warnings = flow_warnings(rules, known_flows(con))
+    plan.warnings = flow_warnings(rules, flows)
     plan.changes = _changes(judgements, previous)
     open_now = alert_state.open_incidents(con) if alert_state.has_tables(con) else []
     _plan_firings(con, plan, rules, open_now)

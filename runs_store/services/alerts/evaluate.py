@@ -72,9 +72,12 @@ def runs_link(query: dict[str, list[str]]) -> str:
     return base + RUNS_PAGE + (f"?{urlencode(query, doseq=True)}" if query else "")
 
 
-def evaluate(con, rules: RulesFile, now: datetime) -> list[Judgement]:
-    """Every rule of the file judged at `now` (naive UTC), per flow."""
-    flows = known_flows(con)
+def evaluate(
+    con, rules: RulesFile, now: datetime, flows: list[str] | None = None
+) -> list[Judgement]:
+    """Every rule of the file judged at `now` (naive UTC), per flow (`flows`: the store's
+    known_flows, when the caller has read them already)."""
+    flows = known_flows(con) if flows is None else flows
     judged: list[Judgement] = []
     for rule in rules.rules:
         judged += evaluate_rule(con, rule, now, flows, rules.timezone)

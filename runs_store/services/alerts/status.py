@@ -16,9 +16,16 @@ from datetime import UTC, datetime
 from runs_store import settings
 from runs_store.queries.view_state import RunsView
 from runs_store.services.alerts.check import shown_value
-from runs_store.services.alerts.evaluate import FIRING, NOT_ENOUGH_RUNS, OK, evaluate, runs_link
+from runs_store.services.alerts.evaluate import (
+    FIRING,
+    NOT_ENOUGH_RUNS,
+    OK,
+    evaluate,
+    known_flows,
+    runs_link,
+)
 from runs_store.services.alerts.outbox import Sender, StoreOpener
-from runs_store.services.alerts.rules import Rule, RulesFile, load_rules
+from runs_store.services.alerts.rules import Rule, RulesFile, flow_warnings, load_rules
 from runs_store.services.alerts.sending import send_test as _send_test
 from runs_store.store import alert_state
 from runs_store.store.alert_state import CheckRow, DeliveryRow, IncidentRow
@@ -115,6 +122,7 @@ class AlertsStatus:
     firings: tuple[Firing, ...]  # newest first
     deliveries: tuple[Delivery, ...]  # newest first
     channels: tuple[ChannelStatus, ...]
+    warnings: tuple[str, ...]  # a rule's flow that has no run in the store (rules.flow_warnings)
 
 
 def configured_rules(path: str | None = None) -> RulesFile | None:
@@ -136,14 +144,16 @@ def alerts_status(
     recorded = alert_state.read_checks(con)
     deliveries = [_delivery(row) for row in alert_state.recent_deliveries(con, limit)]
     incidents = alert_state.recent_incidents(con, limit)
+    flows = known_flows(con)
     return AlertsStatus(
         rules.path,
         now,
         max((row.checked_at for row in recorded), default=None),
-        _rules_now(con, rules, now, recorded),
+        _rules_now(con, rules, now, recorded, flows),
         tuple(_firing(con, incident) for incident in incidents),
         tuple(deliveries),
         _channels(con, rules, environ),
+        tuple(flow_warnings(rules, flows)),
     )
 
 
@@ -159,8 +169,8 @@ def send_test(
 # ---------------------------------------------------------------- rules now
 
 
-def _rules_now(con, rules: RulesFile, now: datetime, recorded: list[CheckRow]):
-    judged = evaluate(con, rules, now)
+def _rules_now(con, rules: RulesFile, now: datetime, recorded: list[CheckRow], known: list[str]):
+    judged = evaluate(con, rules, now, known)
     since = {(row.rule, row.flow, row.detail): row for row in recorded}
     statuses = []
     for rule in rules.rules:
